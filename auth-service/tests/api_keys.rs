@@ -1,0 +1,265 @@
+//! API keys: creation, listing, lookup answers for every state, rotation, revocation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::*;
+use edge_auth_service::keys::{hash_secret, is_api_key, is_key_id};
+use serde_json::json;
+
+#[tokio::test]
+async fn created_key_is_shown_once_and_listing_has_no_secret() {
+    let (app, key_id, raw) = app_with_key().await;
+    assert!(is_api_key(&raw), "{raw}");
+    assert!(is_key_id(&key_id), "{key_id}");
+    let list = app.admin(Method::GET, "/admin/v1/tenants/acme/keys", None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let text = String::from_utf8(list.raw.clone()).unwrap();
+    assert!(!text.contains(&raw), "the raw key is never listed");
+    assert!(!text.contains(&raw[3..]));
+    assert!(!text.contains(&hash_secret(&raw)), "nor its hash");
+    assert!(!text.contains("api_key\""));
+    let k = &list.body["keys"][0];
+    assert_eq!(k["key_id"], key_id.as_str());
+    assert_eq!(k["status"], "valid");
+    assert_eq!(k["subject"], "svc-billing");
+    assert_eq!(k["fingerprint"], &hash_secret(&raw)[..8]);
+    // And the database holds only the hash.
+    let count_raw: i64 = {
+        let store = app.svc.store();
+        store
+            .keys_of_tenant("acme")
+            .unwrap()
+            .iter()
+            .filter(|k| k.key_hash == hash_secret(&raw))
+            .count() as i64
+    };
+    assert_eq!(count_raw, 1);
+    let bytes = std::fs::read(&app.db).unwrap();
+    let wal = std::fs::read(app.db.with_extension("db-wal")).unwrap_or_default();
+    for file in [&bytes, &wal] {
+        assert!(
+            !file.windows(raw.len()).any(|w| w == raw.as_bytes()),
+            "raw key found in the database file"
+        );
+    }
+}
+
+#[tokio::test]
+async fn lookup_valid_key() {
+    let (app, key_id, raw) = app_with_key().await;
+    let a = app.lookup_raw(&raw).await;
+    assert_eq!(
+        a,
+        json!({
+            "status": "valid",
+            "key_id": key_id,
+            "tenant": "acme",
+            "subject": "svc-billing",
+            "scopes": ["orders:read", "orders:write"],
+            "ip_allowlist": ["203.0.113.0/24"],
+            "allowed_origins": ["https://app.acme.example"],
+            "expires_at": null,
+            "cache_ttl_s": 300
+        })
+    );
+}
+
+#[tokio::test]
+async fn lookup_uses_the_keys_own_allowlist_and_expiry() {
+    let app = TestApp::new();
+    app.create_tenant("acme").await;
+    let r = app
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants/acme/keys",
+            Some(json!({"subject": "svc", "scopes": ["x"], "expires_in_s": 100, "ip_allowlist": ["192.0.2.7"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let raw = r.body["api_key"].as_str().unwrap();
+    assert_eq!(r.body["expires_at"], T0 + 100);
+    let a = app.lookup_raw(raw).await;
+    assert_eq!(a["ip_allowlist"], json!(["192.0.2.7"]));
+    assert_eq!(a["expires_at"], T0 + 100);
+    assert_eq!(a["cache_ttl_s"], 100, "min(300, seconds until expiry)");
+    app.clock.advance(99);
+    assert_eq!(app.lookup_raw(raw).await["cache_ttl_s"], 1);
+    app.clock.advance(1);
+    let a = app.lookup_raw(raw).await;
+    assert_eq!(a["status"], "expired");
+    assert_eq!(a["cache_ttl_s"], 30);
+    assert_eq!(a["key_id"], r.body["key_id"]);
+}
+
+#[tokio::test]
+async fn lookup_unknown_and_revoked() {
+    let (app, key_id, raw) = app_with_key().await;
+    assert_eq!(
+        app.lookup_raw("sk_nope").await,
+        json!({"status": "unknown", "cache_ttl_s": 30})
+    );
+    let r = app
+        .admin(Method::POST, &format!("/admin/v1/keys/{key_id}/revoke"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["status"], "revoked");
+    assert_eq!(
+        app.lookup_raw(&raw).await,
+        json!({"status": "revoked", "key_id": key_id, "cache_ttl_s": 30})
+    );
+    // Revoking again is idempotent; rotating a revoked key is a conflict.
+    assert_eq!(
+        app.admin(Method::POST, &format!("/admin/v1/keys/{key_id}/revoke"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = app
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/keys/{key_id}/rotate"),
+            Some(json!({"grace_s": 10})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // Unknown keys: 404.
+    let r = app.admin(Method::POST, "/admin/v1/keys/key_unknown/revoke", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.body["error"], "not_found");
+}
+
+#[tokio::test]
+async fn rotated_key_stays_valid_until_its_deadline() {
+    let (app, old_id, old_raw) = app_with_key().await;
+    let r = app
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/keys/{old_id}/rotate"),
+            Some(json!({"grace_s": 600})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let new_raw = r.body["api_key"].as_str().unwrap().to_owned();
+    let new_id = r.body["key_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, old_id);
+    assert_ne!(new_raw, old_raw);
+    assert_eq!(
+        r.body["scopes"],
+        json!(["orders:read", "orders:write"]),
+        "the new key inherits the old one's grants"
+    );
+
+    let old = app.lookup_raw(&old_raw).await;
+    assert_eq!(old["status"], "valid");
+    assert_eq!(
+        old["expires_at"],
+        T0 + 600,
+        "a rotated key's expires_at is its deadline"
+    );
+    assert_eq!(old["cache_ttl_s"], 300);
+    let new = app.lookup_raw(&new_raw).await;
+    assert_eq!(new["status"], "valid");
+    assert_eq!(new["expires_at"], json!(null));
+
+    // The old key still authenticates SDK calls during the grace period.
+    let s = app.sdk("/v1/sessions", &old_raw, Some(json!({"subject": "u"}))).await;
+    assert_eq!(s.status, StatusCode::CREATED);
+
+    // Rotating it again is refused.
+    let again = app
+        .admin(Method::POST, &format!("/admin/v1/keys/{old_id}/rotate"), None)
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+
+    app.clock.advance(600);
+    let old = app.lookup_raw(&old_raw).await;
+    assert_eq!(old, json!({"status": "expired", "key_id": old_id, "cache_ttl_s": 30}));
+    assert_eq!(app.lookup_raw(&new_raw).await["status"], "valid");
+    let s = app.sdk("/v1/sessions", &old_raw, Some(json!({"subject": "u"}))).await;
+    assert_eq!(s.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.body["error"], "invalid_api_key");
+
+    let list = app.admin(Method::GET, "/admin/v1/tenants/acme/keys", None).await.body;
+    let old_meta = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_id"] == old_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(old_meta["status"], "expired");
+    assert_eq!(old_meta["replaced_by"], new_id.as_str());
+    assert_eq!(old_meta["rotation_deadline"], T0 + 600);
+}
+
+#[tokio::test]
+async fn rotation_without_body_uses_a_day_of_grace() {
+    let (app, old_id, old_raw) = app_with_key().await;
+    let r = app
+        .admin(Method::POST, &format!("/admin/v1/keys/{old_id}/rotate"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(app.lookup_raw(&old_raw).await["expires_at"], T0 + 86_400);
+}
+
+#[tokio::test]
+async fn malformed_lookups_are_400() {
+    let (app, _, raw) = app_with_key().await;
+    for body in [
+        json!({"key_hash": raw}),
+        json!({"key_hash": hash_secret(&raw).to_uppercase()}),
+        json!({"key_hash": &hash_secret(&raw)[..63]}),
+        json!({"key_hash": 5}),
+        json!({"key_hash": hash_secret(&raw), "extra": 1}),
+        json!({}),
+    ] {
+        let r = app
+            .internal(Method::POST, "/internal/v1/api-keys/lookup", Some(body.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(r.body["error"], "invalid_request");
+    }
+    let stats = app.internal(Method::GET, "/internal/v1/stats", None).await.body;
+    assert_eq!(stats["api_key_lookups"], 0, "malformed requests are not lookups");
+    app.lookup_raw(&raw).await;
+    app.lookup_raw(&raw).await;
+    let stats = app.internal(Method::GET, "/internal/v1/stats", None).await.body;
+    assert_eq!(stats, json!({"api_key_lookups": 2, "revocation_polls": 0}));
+}
+
+#[tokio::test]
+async fn sdk_accepts_both_key_headers_and_refuses_bad_keys() {
+    let (app, _, raw) = app_with_key().await;
+    let body = json!({"subject": "user-1"}).to_string();
+    let with = |name: &'static str, value: String| {
+        axum::http::Request::post("/v1/sessions")
+            .header(name, value)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.clone()))
+            .unwrap()
+    };
+    assert_eq!(
+        app.send(with("authorization", format!("ApiKey {raw}"))).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.send(with("x-api-key", raw.clone())).await.status,
+        StatusCode::CREATED
+    );
+    for bad in [
+        format!("Bearer {raw}"),
+        "ApiKey sk_123".into(),
+        format!("ApiKey sk_{}", "0".repeat(64)),
+    ] {
+        let r = app.send(with("authorization", bad)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.body["error"], "invalid_api_key");
+    }
+    let r = app
+        .call(Method::POST, "/v1/sessions", None, Some(json!({"subject": "u"})))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}

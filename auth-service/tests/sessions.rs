@@ -1,0 +1,572 @@
+//! The SDK flow: sessions, access tokens (verified with the JWKS), refresh, reuse
+//! detection, logout, logout-everywhere, admin revocations, signing-key rotation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::*;
+use edge_auth_service::tokens::{is_refresh_token, AccessClaims};
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+
+async fn jwks(app: &TestApp) -> Value {
+    let r = app.call(Method::GET, "/.well-known/jwks.json", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["cache-control"], "max-age=60");
+    r.body
+}
+
+/// Verifies `token` with the JWKS key named by its header, as the edge would.
+fn verify(jwks: &Value, token: &str, now: i64) -> Result<JWTClaims<AccessClaims>, String> {
+    let meta = Token::decode_metadata(token).map_err(|e| e.to_string())?;
+    assert_eq!(meta.algorithm(), "ES256");
+    let kid = meta.key_id().ok_or("no kid")?;
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .ok_or("kid not in the JWKS")?;
+    let pk = ES256PublicKey::from_jwk(&jwk.to_string()).map_err(|e| e.to_string())?;
+    let options = VerificationOptions {
+        allowed_issuers: Some(HashSet::from([ISSUER.to_owned()])),
+        allowed_audiences: Some(HashSet::from([AUDIENCE.to_owned()])),
+        time_tolerance: Some(Duration::from_secs(0)),
+        artificial_time: Some(UnixTimeStamp::from_secs(now as u64)),
+        ..Default::default()
+    };
+    pk.verify_token::<AccessClaims>(token, Some(options))
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn session_tokens_carry_the_contract_claims() {
+    let (app, _, raw) = app_with_key().await;
+    let r = app
+        .sdk(
+            "/v1/sessions",
+            &raw,
+            Some(json!({"subject": "user-123", "scopes": ["orders:read"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.headers["edge-auth-api-version"], "1");
+    let b = &r.body;
+    assert_eq!(b["token_type"], "Bearer");
+    assert_eq!(b["expires_in"], 900);
+    assert_eq!(b["refresh_expires_in"], 604_800);
+    assert!(is_refresh_token(b["refresh_token"].as_str().unwrap()));
+    let sid = b["session_id"].as_str().unwrap();
+    assert!(sid.starts_with("ses_"));
+
+    let token = b["access_token"].as_str().unwrap();
+    let claims = verify(&jwks(&app).await, token, T0).unwrap();
+    assert_eq!(claims.subject.as_deref(), Some("user-123"));
+    assert_eq!(claims.issuer.as_deref(), Some(ISSUER));
+    assert_eq!(claims.custom.tenant, "acme");
+    assert_eq!(claims.custom.scope, "orders:read");
+    assert_eq!(claims.custom.sid, sid);
+    assert!(claims.jwt_id.as_deref().is_some_and(|j| !j.is_empty()));
+    assert_eq!(claims.issued_at.unwrap().as_secs(), T0 as u64);
+    assert_eq!(claims.expires_at.unwrap().as_secs(), T0 as u64 + 900);
+
+    // The raw payload has exactly the contract's claims.
+    let payload = token.split('.').nth(1).unwrap();
+    let payload: Value =
+        serde_json::from_slice(&Base64UrlSafeNoPadding::decode_to_vec(payload, None).unwrap()).unwrap();
+    let mut names: Vec<&str> = payload.as_object().unwrap().keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["aud", "exp", "iat", "iss", "jti", "scope", "sid", "sub", "tenant"]
+    );
+    assert_eq!(payload["aud"], AUDIENCE);
+
+    // Expired after 900 s.
+    assert!(verify(&jwks(&app).await, token, T0 + 901).is_err());
+
+    // Scopes omitted: the key's scopes.
+    let r = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-123"})))
+        .await;
+    let claims = verify(&jwks(&app).await, r.body["access_token"].as_str().unwrap(), T0).unwrap();
+    assert_eq!(claims.custom.scope, "orders:read orders:write");
+}
+
+#[tokio::test]
+async fn scopes_beyond_the_key_are_refused() {
+    let (app, _, raw) = app_with_key().await;
+    let before = app.snapshot();
+    let r = app
+        .sdk(
+            "/v1/sessions",
+            &raw,
+            Some(json!({"subject": "u", "scopes": ["orders:read", "admin"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["error"], "invalid_scope");
+    for body in [
+        json!({"subject": ""}),
+        json!({"subject": "a b"}),
+        json!({"subject": "u", "scopes": ["a b"]}),
+        json!({"subject": 1}),
+        json!({"subject": "u", "x": 1}),
+        json!([]),
+    ] {
+        let r = app.sdk("/v1/sessions", &raw, Some(body.clone())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    assert_eq!(app.snapshot(), before, "nothing was created");
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_session() {
+    let (app, _, raw) = app_with_key().await;
+    let first = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
+        .await
+        .body;
+    let sid = first["session_id"].as_str().unwrap().to_owned();
+    let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
+
+    app.clock.advance(60);
+    let second = app
+        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt1})))
+        .await;
+    assert_eq!(second.status, StatusCode::OK, "{:?}", second.body);
+    assert_eq!(second.body["session_id"], sid.as_str());
+    assert_eq!(second.body["refresh_expires_in"], 604_800 - 60);
+    let rt2 = second.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(rt1, rt2);
+    let claims = verify(
+        &jwks(&app).await,
+        second.body["access_token"].as_str().unwrap(),
+        T0 + 60,
+    )
+    .unwrap();
+    assert_eq!(claims.custom.sid, sid);
+    assert_eq!(claims.issued_at.unwrap().as_secs(), (T0 + 60) as u64);
+
+    // The new one works once more.
+    let third = app
+        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt2})))
+        .await;
+    assert_eq!(third.status, StatusCode::OK);
+    let rt3 = third.body["refresh_token"].as_str().unwrap().to_owned();
+
+    let cursor = app.feed(None).await["cursor"].as_str().unwrap().to_owned();
+    // Presenting the spent rt1 again: invalid_grant, and the whole session is revoked.
+    let reuse = app
+        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt1})))
+        .await;
+    assert_eq!(reuse.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reuse.body["error"], "invalid_grant");
+    let live = app
+        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt3})))
+        .await;
+    assert_eq!(
+        live.status,
+        StatusCode::UNAUTHORIZED,
+        "the live token of a revoked session is dead too"
+    );
+    let feed = app.feed(Some(&cursor)).await;
+    assert_eq!(feed["reset"], false);
+    assert_eq!(
+        feed["sessions"],
+        json!([{"sid": sid, "expires_at": T0 + 604_800 + 900}])
+    );
+
+    let events = app.audit().await;
+    assert!(events
+        .iter()
+        .any(|e| e["action"] == "session.refresh_reuse" && e["target"] == sid.as_str()));
+    let text = serde_json::to_string(&events).unwrap();
+    for secret in [&rt1, &rt2, &rt3, &raw] {
+        assert!(!text.contains(secret.as_str()), "a secret reached the audit trail");
+    }
+}
+
+#[tokio::test]
+async fn refresh_failures() {
+    let (app, _, raw) = app_with_key().await;
+    let pair = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
+        .await
+        .body;
+    let rt = pair["refresh_token"].as_str().unwrap();
+    // Malformed: 400. Unknown: 401 invalid_grant.
+    let r = app
+        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": "rt_x"})))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = app
+        .sdk(
+            "/v1/sessions/refresh",
+            &raw,
+            Some(json!({"refresh_token": format!("rt_{}", "0".repeat(64))})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["error"], "invalid_grant");
+    // Another tenant's key cannot use it (and does not spend it).
+    app.create_tenant("other").await;
+    let (_, other_raw) = app.create_key("other", "svc", &["orders:read"], None).await;
+    let r = app
+        .sdk("/v1/sessions/refresh", &other_raw, Some(json!({"refresh_token": rt})))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = app
+        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt})))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the other tenant's attempt neither spent it nor revoked the session"
+    );
+    let rt = r.body["refresh_token"].as_str().unwrap().to_owned();
+    // Session expiry (7 days) ends refreshing.
+    app.clock.advance(604_800);
+    let r = app
+        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt})))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn logout_with_refresh_token_or_access_token() {
+    let (app, _, raw) = app_with_key().await;
+    let a = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
+        .await
+        .body;
+    let r = app
+        .sdk(
+            "/v1/sessions/logout",
+            &raw,
+            Some(json!({"refresh_token": a["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    assert!(r.raw.is_empty());
+    let r = app
+        .sdk(
+            "/v1/sessions/refresh",
+            &raw,
+            Some(json!({"refresh_token": a["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let b = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-2"})))
+        .await
+        .body;
+    let req = axum::http::Request::post("/v1/sessions/logout")
+        .header("x-api-key", &raw)
+        .header(
+            "authorization",
+            format!("Bearer {}", b["access_token"].as_str().unwrap()),
+        )
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let r = app.send(req).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    let r = app
+        .sdk(
+            "/v1/sessions/refresh",
+            &raw,
+            Some(json!({"refresh_token": b["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let feed = app.feed(None).await;
+    let sids: Vec<&str> = feed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["sid"].as_str().unwrap())
+        .collect();
+    assert!(sids.contains(&a["session_id"].as_str().unwrap()));
+    assert!(sids.contains(&b["session_id"].as_str().unwrap()));
+    let claims = verify(&jwks(&app).await, b["access_token"].as_str().unwrap(), T0).unwrap();
+    assert_eq!(
+        feed["jtis"],
+        json!([{"jti": claims.jwt_id.unwrap(), "expires_at": T0 + 900}])
+    );
+
+    // Neither: 400. A forged bearer token: 401.
+    let r = app.sdk("/v1/sessions/logout", &raw, None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let req = axum::http::Request::post("/v1/sessions/logout")
+        .header("x-api-key", &raw)
+        .header("authorization", "Bearer eyJhbGciOiJFUzI1NiJ9.e30.AAAA")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(app.send(req).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn logout_everywhere_revokes_the_subject_in_the_keys_tenant() {
+    let (app, _, raw) = app_with_key().await;
+    let a = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
+        .await
+        .body;
+    let b = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
+        .await
+        .body;
+    let c = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-2"})))
+        .await
+        .body;
+    app.clock.advance(5);
+    let r = app
+        .sdk(
+            "/v1/subjects/logout-everywhere",
+            &raw,
+            Some(json!({"subject": "user-1"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    for s in [&a, &b] {
+        let r = app
+            .sdk(
+                "/v1/sessions/refresh",
+                &raw,
+                Some(json!({"refresh_token": s["refresh_token"]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = app
+        .sdk(
+            "/v1/sessions/refresh",
+            &raw,
+            Some(json!({"refresh_token": c["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "another subject is untouched");
+    let feed = app.feed(None).await;
+    assert_eq!(
+        feed["subjects"],
+        json!([{"subject": "user-1", "revoked_before": T0 + 6}])
+    );
+    assert_eq!(feed["sessions"].as_array().unwrap().len(), 2);
+    // A new session afterwards works.
+    app.clock.advance(1);
+    let d = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"}))).await;
+    assert_eq!(d.status, StatusCode::CREATED);
+    let claims = verify(&jwks(&app).await, d.body["access_token"].as_str().unwrap(), T0 + 6).unwrap();
+    assert!(
+        claims.issued_at.unwrap().as_secs() >= (T0 + 6) as u64,
+        "not covered by revoked_before"
+    );
+}
+
+#[tokio::test]
+async fn admin_revocations_and_revoke_all() {
+    let (app, _, raw) = app_with_key().await;
+    let a = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
+        .await
+        .body;
+    let b = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-2"})))
+        .await
+        .body;
+    let c = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-3"})))
+        .await
+        .body;
+
+    let sid = a["session_id"].as_str().unwrap();
+    let r = app
+        .admin(Method::POST, &format!("/admin/v1/sessions/{sid}/revoke"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        app.admin(Method::POST, "/admin/v1/sessions/ses_nope/revoke", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    let r = app.admin(Method::POST, "/admin/v1/subjects/user-2/revoke", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["sessions_revoked"], 1);
+
+    app.clock.advance(10);
+    let r = app.admin(Method::POST, "/admin/v1/revoke-all", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["revoked_before"], T0 + 11, "the current second plus one");
+    assert_eq!(r.body["sessions_revoked"], 1, "only c was still live");
+    for s in [&a, &b, &c] {
+        let r = app
+            .sdk(
+                "/v1/sessions/refresh",
+                &raw,
+                Some(json!({"refresh_token": s["refresh_token"]})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let feed = app.feed(None).await;
+    assert_eq!(feed["revoked_before"], T0 + 11);
+    assert_eq!(feed["sessions"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn signing_key_rotation_keeps_the_old_key_for_the_token_lifetime() {
+    let (app, _, raw) = app_with_key().await;
+    let before = jwks(&app).await;
+    assert_eq!(before["keys"].as_array().unwrap().len(), 1);
+    let k = &before["keys"][0];
+    assert_eq!(
+        (
+            k["kty"].as_str(),
+            k["crv"].as_str(),
+            k["alg"].as_str(),
+            k["use"].as_str()
+        ),
+        (Some("EC"), Some("P-256"), Some("ES256"), Some("sig"))
+    );
+    assert!(k.get("d").is_none(), "no private part");
+    let old_kid = k["kid"].as_str().unwrap().to_owned();
+    let old_token = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await.body["access_token"].clone();
+
+    app.clock.advance(100);
+    let r = app.admin(Method::POST, "/admin/v1/signing-keys/rotate", None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["previous_kid"], old_kid.as_str());
+    let new_kid = r.body["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+
+    let after = jwks(&app).await;
+    let kids: Vec<&str> = after["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kids,
+        [new_kid.as_str(), old_kid.as_str()],
+        "current first, the retired one kept"
+    );
+    // Old tokens still verify; new ones are signed with the new key.
+    verify(&after, old_token.as_str().unwrap(), T0 + 100).unwrap();
+    let new_token = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await.body["access_token"].clone();
+    let meta = Token::decode_metadata(new_token.as_str().unwrap()).unwrap();
+    assert_eq!(meta.key_id(), Some(new_kid.as_str()));
+    verify(&after, new_token.as_str().unwrap(), T0 + 100).unwrap();
+
+    // 15 minutes after retirement the old key leaves the JWKS.
+    app.clock.advance(899);
+    assert_eq!(jwks(&app).await["keys"].as_array().unwrap().len(), 2);
+    app.clock.advance(1);
+    let later = jwks(&app).await;
+    assert_eq!(later["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(later["keys"][0]["kid"], new_kid.as_str());
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_of_one_token_let_exactly_one_through() {
+    let (app, _, raw) = app_with_key().await;
+    let pair = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
+        .await
+        .body;
+    let rt = pair["refresh_token"].as_str().unwrap().to_owned();
+    let (key, _) = app
+        .svc
+        .store()
+        .key_by_hash(&edge_auth_service::keys::hash_secret(&raw))
+        .unwrap()
+        .unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let svc = app.svc.clone();
+            let key = key.clone();
+            let rt = rt.clone();
+            std::thread::spawn(move || {
+                let ctx = edge_auth_service::audit::Ctx::new("test", None, None);
+                svc.refresh(
+                    &ctx,
+                    &key,
+                    edge_auth_service::service::RefreshRequest { refresh_token: rt },
+                )
+                .is_ok()
+            })
+        })
+        .collect();
+    let ok = handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count();
+    assert_eq!(ok, 1, "exactly one refresh wins; the others are reuse");
+    let sid = pair["session_id"].as_str().unwrap();
+    assert!(
+        app.svc.store().session(sid).unwrap().unwrap().revoked_at.is_some(),
+        "reuse revoked the session"
+    );
+}
+
+#[tokio::test]
+async fn secret_bearing_responses_are_not_cached_and_logout_refuses_two_credentials() {
+    let (app, key_id, raw) = app_with_key().await;
+    let r = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await;
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let header: Value = serde_json::from_slice(
+        &Base64UrlSafeNoPadding::decode_to_vec(
+            r.body["access_token"].as_str().unwrap().split('.').next().unwrap(),
+            None,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["typ"], "JWT");
+    assert!(header["kid"].is_string());
+    let rt = r.body["refresh_token"].clone();
+    let refreshed = app
+        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt})))
+        .await;
+    assert_eq!(refreshed.headers["cache-control"], "no-store");
+    let k = app
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants/acme/keys",
+            Some(json!({"subject": "s"})),
+        )
+        .await;
+    assert_eq!(k.headers["cache-control"], "no-store");
+    let k = app
+        .admin(Method::POST, &format!("/admin/v1/keys/{key_id}/rotate"), None)
+        .await;
+    assert_eq!(k.headers["cache-control"], "no-store");
+
+    let pair = refreshed.body;
+    let req = axum::http::Request::post("/v1/sessions/logout")
+        .header("x-api-key", &raw)
+        .header(
+            "authorization",
+            format!("Bearer {}", pair["access_token"].as_str().unwrap()),
+        )
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            json!({"refresh_token": pair["refresh_token"]}).to_string(),
+        ))
+        .unwrap();
+    let r = app.send(req).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    let again = app
+        .sdk(
+            "/v1/sessions/refresh",
+            &raw,
+            Some(json!({"refresh_token": pair["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "the refused logout changed nothing");
+}

@@ -1,0 +1,841 @@
+//! The identity the edge forwards upstream, as request headers, optionally
+//! signed so a backend can check they came from the edge.
+//!
+//! The filter strips every header named by [`ContextHeaders::names`] from the
+//! client's request, then sets the ones [`render`] returns. With a signing key
+//! it adds a timestamp and an HMAC-SHA256 signature over a canonical string
+//! (see [`canonical_string`]) that covers every context header (absent ones
+//! as empty), the timestamp, and the request's method and path, so a
+//! signature cannot be moved onto another request line or survive a header
+//! being added, changed or removed. [`verify`] is what a backend runs;
+//! `docs/upstream-context.md` describes the format for backend developers.
+
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The default header-name prefix.
+pub const DEFAULT_PREFIX: &str = "x-edge-auth-";
+
+/// The signature scheme tag: the first line of the canonical string and the
+/// prefix of the signature header's value.
+pub const SCHEME: &str = "v1";
+
+/// How far in the future (seconds) [`verify`] accepts a timestamp, to absorb
+/// clock skew between the edge and the backend.
+pub const MAX_FUTURE_SKEW_S: u64 = 60;
+
+/// Longest accepted prefix, in bytes.
+const MAX_PREFIX_LEN: usize = 64;
+
+/// The identity the edge established for a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    /// How the request authenticated: `"jwt"` or `"api_key"`.
+    pub method: &'a str,
+    /// The principal: the token's `sub`, or the API key's subject.
+    pub subject: &'a str,
+    /// The tenant, when the credential names one.
+    pub tenant: Option<&'a str>,
+    /// Granted scopes, forwarded space-joined in this order.
+    pub scopes: &'a [String],
+    /// The API key's id (or the JWT's `kid`), when known.
+    pub key_id: Option<&'a str>,
+    /// The token's id (`jti`), when known.
+    pub token_id: Option<&'a str>,
+}
+
+/// The names of the context headers: a prefix followed by `method`,
+/// `subject`, `tenant`, `scopes`, `key-id`, `token-id`, `timestamp` and
+/// `signature`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextHeaders {
+    method: String,
+    subject: String,
+    tenant: String,
+    scopes: String,
+    key_id: String,
+    token_id: String,
+    timestamp: String,
+    signature: String,
+}
+
+impl Default for ContextHeaders {
+    fn default() -> Self {
+        Self::with_prefix(DEFAULT_PREFIX)
+    }
+}
+
+impl ContextHeaders {
+    /// The header names under `prefix`, which must be 1 to 64 bytes of
+    /// lower-case ASCII letters, digits, `-` and `_` (HTTP/2 header names are
+    /// lower-case), for example `"x-edge-auth-"`.
+    pub fn new(prefix: &str) -> Result<Self, String> {
+        if prefix.is_empty() {
+            return Err("the context header prefix must not be empty".to_string());
+        }
+        if prefix.len() > MAX_PREFIX_LEN {
+            return Err(format!(
+                "the context header prefix is longer than {MAX_PREFIX_LEN} bytes"
+            ));
+        }
+        if let Some(c) = prefix
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+        {
+            return Err(format!(
+                "the context header prefix {prefix:?} contains {c:?}: only lower-case ASCII letters, digits, '-' and '_' are allowed"
+            ));
+        }
+        Ok(Self::with_prefix(prefix))
+    }
+
+    fn with_prefix(prefix: &str) -> Self {
+        let name = |suffix: &str| format!("{prefix}{suffix}");
+        ContextHeaders {
+            method: name("method"),
+            subject: name("subject"),
+            tenant: name("tenant"),
+            scopes: name("scopes"),
+            key_id: name("key-id"),
+            token_id: name("token-id"),
+            timestamp: name("timestamp"),
+            signature: name("signature"),
+        }
+    }
+
+    /// Every header [`render`] may write. The filter removes all of them from
+    /// the client's request before setting the rendered ones, so a client can
+    /// never supply (or pre-supply) any of them.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.signed().into_iter().chain([self.timestamp(), self.signature()])
+    }
+
+    /// The identity headers covered by the signature, in canonical order:
+    /// method, subject, tenant, scopes, key-id, token-id.
+    pub fn signed(&self) -> [&str; 6] {
+        [
+            &self.method,
+            &self.subject,
+            &self.tenant,
+            &self.scopes,
+            &self.key_id,
+            &self.token_id,
+        ]
+    }
+
+    /// The name of the timestamp header (unix seconds).
+    pub fn timestamp(&self) -> &str {
+        &self.timestamp
+    }
+
+    /// The name of the signature header (`v1=<hex>`).
+    pub fn signature(&self) -> &str {
+        &self.signature
+    }
+}
+
+/// Whether `value` may be forwarded as a context header value: non-empty,
+/// printable ASCII (0x20 to 0x7E) only, and no leading or trailing space
+/// (proxies trim those, which would break the signature). A context value
+/// that fails this is left out of [`render`]'s output, exactly as if absent.
+pub fn is_header_safe(value: &str) -> bool {
+    !value.is_empty()
+        && value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+}
+
+/// Whether a request method or path may enter the canonical string: non-empty
+/// and free of ASCII control characters.
+fn is_request_line_safe(value: &str) -> bool {
+    !value.is_empty() && !value.bytes().any(|b| b < 0x20 || b == 0x7f)
+}
+
+/// The scopes value: the header-safe scopes without spaces, space-joined in
+/// the given order; `None` when none qualify.
+fn scopes_value(scopes: &[String]) -> Option<String> {
+    let mut out = String::new();
+    for scope in scopes.iter().filter(|s| is_header_safe(s) && !s.contains(' ')) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(scope);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The string the signature is computed over (UTF-8 bytes):
+///
+/// ```text
+/// v1\n
+/// <timestamp>\n
+/// <prefix>method:<value>\n
+/// <prefix>subject:<value>\n
+/// <prefix>tenant:<value>\n
+/// <prefix>scopes:<value>\n
+/// <prefix>key-id:<value>\n
+/// <prefix>token-id:<value>\n
+/// :method:<request method>\n
+/// :path:<request path>\n
+/// ```
+///
+/// `values` are the six signed headers' values in [`ContextHeaders::signed`]
+/// order, `""` for an absent header. Every line, the last included, ends in
+/// a single `\n`.
+pub fn canonical_string(h: &ContextHeaders, timestamp: &str, values: [&str; 6], method: &str, path: &str) -> String {
+    let mut s = String::with_capacity(256);
+    s.push_str(SCHEME);
+    s.push('\n');
+    s.push_str(timestamp);
+    s.push('\n');
+    for (name, value) in h.signed().into_iter().zip(values) {
+        s.push_str(name);
+        s.push(':');
+        s.push_str(value);
+        s.push('\n');
+    }
+    s.push_str(":method:");
+    s.push_str(method);
+    s.push('\n');
+    s.push_str(":path:");
+    s.push_str(path);
+    s.push('\n');
+    s
+}
+
+fn mac(key: &[u8], message: &str) -> Option<HmacSha256> {
+    let mut mac = HmacSha256::new_from_slice(key).ok()?;
+    mac.update(message.as_bytes());
+    Some(mac)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+/// Decodes exactly 64 lower-case hex digits.
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    fn digit(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        }
+    }
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        *o = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(out)
+}
+
+/// The headers to set upstream for `id`, as `(name, value)` pairs.
+///
+/// Optional fields that are `None`, and values that are not
+/// [header-safe](is_header_safe), are left out; so is the scopes header when
+/// no scope qualifies (a scope containing a space or an unsafe character is
+/// dropped on its own). A caller that requires a subject should check
+/// [`is_header_safe`] on it before deciding to allow the request.
+///
+/// With `signing = Some((key, now, method, path))`, also sets the timestamp
+/// header to `now` (unix seconds) and the signature header to
+/// `v1=<lower-case hex HMAC-SHA256(key, canonical string)>`, where `method`
+/// and `path` are the request's `:method` and `:path` exactly as the upstream
+/// will receive them (path with its query string). If `method` or `path`
+/// contains a control character no timestamp or signature is set, so a
+/// verifying backend rejects the request. Keys must be at least 32 bytes; the
+/// caller validates that.
+pub fn render(h: &ContextHeaders, id: &Identity, signing: Option<(&[u8], u64, &str, &str)>) -> Vec<(String, String)> {
+    let scopes = scopes_value(id.scopes);
+    let values: [Option<&str>; 6] = [
+        Some(id.method),
+        Some(id.subject),
+        id.tenant,
+        scopes.as_deref(),
+        id.key_id,
+        id.token_id,
+    ]
+    .map(|v| v.filter(|v| is_header_safe(v)));
+
+    let mut out: Vec<(String, String)> = h
+        .signed()
+        .into_iter()
+        .zip(values)
+        .filter_map(|(name, value)| value.map(|v| (name.to_string(), v.to_string())))
+        .collect();
+
+    if let Some((key, now, method, path)) = signing {
+        if is_request_line_safe(method) && is_request_line_safe(path) {
+            let timestamp = now.to_string();
+            let canonical = canonical_string(h, &timestamp, values.map(|v| v.unwrap_or("")), method, path);
+            if let Some(mac) = mac(key, &canonical) {
+                let signature = format!("{SCHEME}={}", hex(&mac.finalize().into_bytes()));
+                out.push((h.timestamp().to_string(), timestamp));
+                out.push((h.signature().to_string(), signature));
+            }
+        }
+    }
+    out
+}
+
+/// Why [`verify`] refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// No timestamp header.
+    MissingTimestamp,
+    /// The timestamp header is not a decimal number of seconds.
+    MalformedTimestamp,
+    /// No signature header.
+    MissingSignature,
+    /// The signature header is not `v1=` followed by 64 lower-case hex digits.
+    MalformedSignature,
+    /// A context header value, or the request's method or path, contains
+    /// characters the edge never signs (control characters, for instance).
+    UnsafeValue,
+    /// The timestamp is more than the maximum age in the past.
+    Expired,
+    /// The timestamp is more than [`MAX_FUTURE_SKEW_S`] in the future.
+    FromTheFuture,
+    /// The signature does not match: wrong key, or a signed value differs.
+    BadSignature,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VerifyError::MissingTimestamp => "missing timestamp header",
+            VerifyError::MalformedTimestamp => "malformed timestamp header",
+            VerifyError::MissingSignature => "missing signature header",
+            VerifyError::MalformedSignature => "malformed signature header",
+            VerifyError::UnsafeValue => "a signed value contains characters the edge never signs",
+            VerifyError::Expired => "timestamp too old",
+            VerifyError::FromTheFuture => "timestamp too far in the future",
+            VerifyError::BadSignature => "signature mismatch",
+        })
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// Checks a request's context headers as a backend would: `get` returns a
+/// header's value (`None` when absent; a backend should reject a request
+/// carrying any context header more than once), `key` is the signing key,
+/// `now` the backend's unix time in seconds, and `method` and `path` the
+/// request's method and path as the backend received them.
+///
+/// Accepts when the timestamp is at most `max_age_s` seconds old and at most
+/// [`MAX_FUTURE_SKEW_S`] seconds ahead of `now`, and the signature matches
+/// (compared in constant time). A present but empty header counts as absent.
+pub fn verify(
+    h: &ContextHeaders,
+    get: impl Fn(&str) -> Option<String>,
+    key: &[u8],
+    now: u64,
+    max_age_s: u64,
+    method: &str,
+    path: &str,
+) -> Result<(), VerifyError> {
+    let timestamp = get(h.timestamp()).ok_or(VerifyError::MissingTimestamp)?;
+    if timestamp.is_empty() || timestamp.len() > 20 || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(VerifyError::MalformedTimestamp);
+    }
+    let ts: u64 = timestamp.parse().map_err(|_| VerifyError::MalformedTimestamp)?;
+
+    let signature = get(h.signature()).ok_or(VerifyError::MissingSignature)?;
+    let expected = signature
+        .strip_prefix(SCHEME)
+        .and_then(|s| s.strip_prefix('='))
+        .and_then(unhex32)
+        .ok_or(VerifyError::MalformedSignature)?;
+
+    if !is_request_line_safe(method) || !is_request_line_safe(path) {
+        return Err(VerifyError::UnsafeValue);
+    }
+    let owned: Vec<String> = h
+        .signed()
+        .into_iter()
+        .map(|name| get(name).unwrap_or_default())
+        .collect();
+    let mut values = [""; 6];
+    for (slot, value) in values.iter_mut().zip(&owned) {
+        if !value.is_empty() && !is_header_safe(value) {
+            return Err(VerifyError::UnsafeValue);
+        }
+        *slot = value;
+    }
+
+    if ts > now.saturating_add(MAX_FUTURE_SKEW_S) {
+        return Err(VerifyError::FromTheFuture);
+    }
+    if now.saturating_sub(ts) > max_age_s {
+        return Err(VerifyError::Expired);
+    }
+
+    let canonical = canonical_string(h, &timestamp, values, method, path);
+    let mac = mac(key, &canonical).ok_or(VerifyError::BadSignature)?;
+    mac.verify_slice(&expected).map_err(|_| VerifyError::BadSignature)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use std::collections::HashMap;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const NOW: u64 = 1_700_000_000;
+
+    fn scopes() -> Vec<String> {
+        vec!["orders:read".to_string(), "orders:write".to_string()]
+    }
+
+    fn identity(scopes: &[String]) -> Identity<'_> {
+        Identity {
+            method: "jwt",
+            subject: "user-42",
+            tenant: Some("acme"),
+            scopes,
+            key_id: None,
+            token_id: Some("tok-9f2c"),
+        }
+    }
+
+    fn map(headers: &[(String, String)]) -> HashMap<String, String> {
+        headers.iter().cloned().collect()
+    }
+
+    fn check(
+        h: &ContextHeaders,
+        m: &HashMap<String, String>,
+        now: u64,
+        method: &str,
+        path: &str,
+    ) -> Result<(), VerifyError> {
+        verify(h, |n| m.get(n).cloned(), KEY, now, 300, method, path)
+    }
+
+    fn signed_map() -> (ContextHeaders, HashMap<String, String>) {
+        let h = ContextHeaders::default();
+        let s = scopes();
+        let out = render(&h, &identity(&s), Some((KEY, NOW, "GET", "/orders/7?x=1")));
+        (h, map(&out))
+    }
+
+    #[test]
+    fn prefix_validation() {
+        assert_eq!(ContextHeaders::new("x-edge-auth-").unwrap(), ContextHeaders::default());
+        let h = ContextHeaders::new("x-gw_").unwrap();
+        assert_eq!(h.timestamp(), "x-gw_timestamp");
+        for bad in ["", "X-Edge-", "x edge-", "x:edge-", "x-edge-\n", "é-", &"a".repeat(65)] {
+            assert!(ContextHeaders::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(ContextHeaders::new(&"a".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn names_lists_every_header() {
+        let h = ContextHeaders::default();
+        let names: Vec<&str> = h.names().collect();
+        assert_eq!(
+            names,
+            [
+                "x-edge-auth-method",
+                "x-edge-auth-subject",
+                "x-edge-auth-tenant",
+                "x-edge-auth-scopes",
+                "x-edge-auth-key-id",
+                "x-edge-auth-token-id",
+                "x-edge-auth-timestamp",
+                "x-edge-auth-signature",
+            ]
+        );
+        // Everything render can emit is in names().
+        let s = scopes();
+        let id = Identity {
+            key_id: Some("k1"),
+            ..identity(&s)
+        };
+        for (name, _) in render(&h, &id, Some((KEY, NOW, "GET", "/"))) {
+            assert!(names.contains(&name.as_str()), "{name}");
+        }
+    }
+
+    #[test]
+    fn render_unsigned() {
+        let h = ContextHeaders::default();
+        let s = scopes();
+        let out = render(&h, &identity(&s), None);
+        let expect: Vec<(String, String)> = [
+            ("x-edge-auth-method", "jwt"),
+            ("x-edge-auth-subject", "user-42"),
+            ("x-edge-auth-tenant", "acme"),
+            ("x-edge-auth-scopes", "orders:read orders:write"),
+            ("x-edge-auth-token-id", "tok-9f2c"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(out, expect);
+    }
+
+    #[test]
+    fn render_minimal_api_key() {
+        let h = ContextHeaders::new("x-gw-").unwrap();
+        let id = Identity {
+            method: "api_key",
+            subject: "svc-billing",
+            tenant: None,
+            scopes: &[],
+            key_id: Some("ak_123"),
+            token_id: None,
+        };
+        let out = render(&h, &id, None);
+        assert_eq!(
+            out,
+            vec![
+                ("x-gw-method".to_string(), "api_key".to_string()),
+                ("x-gw-subject".to_string(), "svc-billing".to_string()),
+                ("x-gw-key-id".to_string(), "ak_123".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn render_signed_adds_timestamp_and_signature() {
+        let (_, m) = signed_map();
+        assert_eq!(m.len(), 7);
+        assert_eq!(m["x-edge-auth-timestamp"], NOW.to_string());
+        let sig = &m["x-edge-auth-signature"];
+        assert!(sig.starts_with("v1="));
+        assert_eq!(sig.len(), 3 + 64);
+        assert!(sig[3..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    }
+
+    #[test]
+    fn header_safety() {
+        assert!(is_header_safe("user 42"));
+        assert!(is_header_safe("a~!@#$%^&*()_+{}|:\"<>?`-=[]\\;',./"));
+        for bad in ["", " lead", "trail ", "a\nb", "a\rb", "a\tb", "a\0b", "a\u{7f}b", "né"] {
+            assert!(!is_header_safe(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unsafe_values_are_left_out_and_signed_as_absent() {
+        let h = ContextHeaders::default();
+        let s = vec![
+            "ok".to_string(),
+            "bad\nscope".to_string(),
+            "two words".to_string(),
+            "".to_string(),
+            "fine".to_string(),
+        ];
+        let id = Identity {
+            method: "jwt",
+            subject: "evil\r\nx-admin: 1",
+            tenant: Some("acmé"),
+            scopes: &s,
+            key_id: Some(" k"),
+            token_id: Some("t\u{0}"),
+        };
+        let out = render(&h, &id, Some((KEY, NOW, "GET", "/")));
+        let m = map(&out);
+        assert_eq!(m.get("x-edge-auth-subject"), None);
+        assert_eq!(m.get("x-edge-auth-tenant"), None);
+        assert_eq!(m.get("x-edge-auth-key-id"), None);
+        assert_eq!(m.get("x-edge-auth-token-id"), None);
+        assert_eq!(m["x-edge-auth-scopes"], "ok fine");
+        for (name, value) in &out {
+            assert!(is_header_safe(value), "{name}: {value:?}");
+        }
+        assert_eq!(check(&h, &m, NOW, "GET", "/"), Ok(()));
+
+        // No scope qualifies: no scopes header.
+        let s = vec!["a b".to_string(), "\u{1}".to_string()];
+        let out = render(&h, &identity(&s), None);
+        assert!(out.iter().all(|(n, _)| n != "x-edge-auth-scopes"));
+    }
+
+    #[test]
+    fn unsafe_request_line_is_not_signed() {
+        let h = ContextHeaders::default();
+        let s = scopes();
+        for (method, path) in [("GET", "/a\nb"), ("GE\rT", "/"), ("GET", ""), ("", "/")] {
+            let m = map(&render(&h, &identity(&s), Some((KEY, NOW, method, path))));
+            assert_eq!(m.get("x-edge-auth-signature"), None);
+            assert_eq!(m.get("x-edge-auth-timestamp"), None);
+            assert_eq!(m["x-edge-auth-subject"], "user-42");
+        }
+    }
+
+    #[test]
+    fn verify_accepts_what_render_signed() {
+        let (h, m) = signed_map();
+        assert_eq!(check(&h, &m, NOW, "GET", "/orders/7?x=1"), Ok(()));
+        // Within the window on both sides.
+        assert_eq!(check(&h, &m, NOW + 300, "GET", "/orders/7?x=1"), Ok(()));
+        assert_eq!(check(&h, &m, NOW - MAX_FUTURE_SKEW_S, "GET", "/orders/7?x=1"), Ok(()));
+        // A custom prefix round-trips too.
+        let h = ContextHeaders::new("x-gw-").unwrap();
+        let s = scopes();
+        let m = map(&render(&h, &identity(&s), Some((KEY, NOW, "POST", "/"))));
+        assert!(m.contains_key("x-gw-signature"));
+        assert_eq!(check(&h, &m, NOW, "POST", "/"), Ok(()));
+    }
+
+    #[test]
+    fn verify_rejects_changed_removed_or_added_values() {
+        let (h, m) = signed_map();
+        let ok = |m: &HashMap<String, String>| check(&h, m, NOW, "GET", "/orders/7?x=1");
+        for name in h.signed() {
+            // Change (or add, for the absent key-id).
+            let mut t = m.clone();
+            let changed = format!("{}x", t.get(name).cloned().unwrap_or_default());
+            t.insert(name.to_string(), changed);
+            assert_eq!(ok(&t), Err(VerifyError::BadSignature), "change {name}");
+            // Remove (present ones).
+            if m.contains_key(name) {
+                let mut t = m.clone();
+                t.remove(name);
+                assert_eq!(ok(&t), Err(VerifyError::BadSignature), "remove {name}");
+            }
+        }
+        // Moving a value between headers.
+        let mut t = m.clone();
+        let tenant = t.remove("x-edge-auth-tenant").unwrap();
+        t.insert("x-edge-auth-key-id".to_string(), tenant);
+        assert_eq!(ok(&t), Err(VerifyError::BadSignature));
+        // Reordering scopes.
+        let mut t = m.clone();
+        t.insert("x-edge-auth-scopes".to_string(), "orders:write orders:read".to_string());
+        assert_eq!(ok(&t), Err(VerifyError::BadSignature));
+        // Changing the timestamp.
+        let mut t = m.clone();
+        t.insert("x-edge-auth-timestamp".to_string(), (NOW - 1).to_string());
+        assert_eq!(ok(&t), Err(VerifyError::BadSignature));
+        // Same value, leading zero: the signed string differs.
+        let mut t = m.clone();
+        t.insert("x-edge-auth-timestamp".to_string(), format!("0{NOW}"));
+        assert_eq!(ok(&t), Err(VerifyError::BadSignature));
+        // An unsafe value is refused before any MAC work.
+        let mut t = m.clone();
+        t.insert("x-edge-auth-subject".to_string(), "user-42\n".to_string());
+        assert_eq!(ok(&t), Err(VerifyError::UnsafeValue));
+    }
+
+    #[test]
+    fn verify_rejects_another_request_line() {
+        let (h, m) = signed_map();
+        assert_eq!(
+            check(&h, &m, NOW, "POST", "/orders/7?x=1"),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            check(&h, &m, NOW, "get", "/orders/7?x=1"),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            check(&h, &m, NOW, "GET", "/orders/8?x=1"),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(check(&h, &m, NOW, "GET", "/orders/7"), Err(VerifyError::BadSignature));
+        assert_eq!(
+            check(&h, &m, NOW, "GET", "/orders/7?x=1\n"),
+            Err(VerifyError::UnsafeValue)
+        );
+    }
+
+    #[test]
+    fn verify_enforces_the_time_window() {
+        let (h, m) = signed_map();
+        let path = "/orders/7?x=1";
+        assert_eq!(check(&h, &m, NOW + 301, "GET", path), Err(VerifyError::Expired));
+        assert_eq!(check(&h, &m, u64::MAX, "GET", path), Err(VerifyError::Expired));
+        assert_eq!(
+            check(&h, &m, NOW - MAX_FUTURE_SKEW_S - 1, "GET", path),
+            Err(VerifyError::FromTheFuture)
+        );
+        assert_eq!(check(&h, &m, 0, "GET", path), Err(VerifyError::FromTheFuture));
+        // max_age 0: only the signing second itself (and the skew ahead).
+        assert_eq!(verify(&h, |n| m.get(n).cloned(), KEY, NOW, 0, "GET", path), Ok(()));
+        assert_eq!(
+            verify(&h, |n| m.get(n).cloned(), KEY, NOW + 1, 0, "GET", path),
+            Err(VerifyError::Expired)
+        );
+    }
+
+    #[test]
+    fn verify_rejects_wrong_key() {
+        let (h, m) = signed_map();
+        let get = |n: &str| m.get(n).cloned();
+        let other = b"0123456789abcdef0123456789abcdeF";
+        assert_eq!(
+            verify(&h, get, other, NOW, 300, "GET", "/orders/7?x=1"),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            verify(&h, get, &KEY[..31], NOW, 300, "GET", "/orders/7?x=1"),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn verify_rejects_missing_or_malformed_timestamp_and_signature() {
+        let (h, m) = signed_map();
+        let run = |t: &HashMap<String, String>| check(&h, t, NOW, "GET", "/orders/7?x=1");
+        let with = |name: &str, value: Option<&str>| {
+            let mut t = m.clone();
+            match value {
+                Some(v) => t.insert(name.to_string(), v.to_string()),
+                None => t.remove(name),
+            };
+            t
+        };
+        let sig = m["x-edge-auth-signature"].clone();
+        let hexpart = &sig[3..];
+        assert_eq!(
+            run(&with("x-edge-auth-signature", None)),
+            Err(VerifyError::MissingSignature)
+        );
+        for bad in [
+            "".to_string(),
+            hexpart.to_string(),
+            format!("v2={hexpart}"),
+            format!("V1={hexpart}"),
+            format!("v1:{hexpart}"),
+            format!("v1= {hexpart}"),
+            format!("v1={}", hexpart.to_uppercase()),
+            format!("v1={}", &hexpart[..62]),
+            format!("v1={hexpart}00"),
+            format!("v1={hexpart},v1={hexpart}"),
+            format!("v1={}zz", &hexpart[..62]),
+        ] {
+            assert_eq!(
+                run(&with("x-edge-auth-signature", Some(&bad))),
+                Err(VerifyError::MalformedSignature),
+                "{bad:?}"
+            );
+        }
+        // Well-formed but wrong.
+        let flipped = format!(
+            "v1={}{}",
+            &hexpart[..63],
+            if hexpart.ends_with('0') { '1' } else { '0' }
+        );
+        assert_eq!(
+            run(&with("x-edge-auth-signature", Some(&flipped))),
+            Err(VerifyError::BadSignature)
+        );
+
+        assert_eq!(
+            run(&with("x-edge-auth-timestamp", None)),
+            Err(VerifyError::MissingTimestamp)
+        );
+        for bad in [
+            "",
+            "-1",
+            "+1700000000",
+            "1700000000.0",
+            " 1700000000",
+            "0x1",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(
+                run(&with("x-edge-auth-timestamp", Some(bad))),
+                Err(VerifyError::MalformedTimestamp),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsigned_request_fails_verification() {
+        let h = ContextHeaders::default();
+        let s = scopes();
+        let m = map(&render(&h, &identity(&s), None));
+        assert_eq!(check(&h, &m, NOW, "GET", "/"), Err(VerifyError::MissingTimestamp));
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        let bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37)).collect();
+        let s = hex(&bytes);
+        assert_eq!(unhex32(&s).unwrap().to_vec(), bytes);
+        assert_eq!(hex(&[0x00, 0xff, 0x0a]), "00ff0a");
+    }
+
+    /// RFC 4231 test case 2, as a check on the HMAC wiring.
+    #[test]
+    fn hmac_sha256_rfc4231_case_2() {
+        let m = mac(b"Jefe", "what do ya want for nothing?").unwrap();
+        assert_eq!(
+            hex(&m.finalize().into_bytes()),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    /// The worked example in docs/upstream-context.md: keep the two in step.
+    #[test]
+    fn documented_example() {
+        let h = ContextHeaders::default();
+        let key = b"edge-auth-example-key-32-bytes!!";
+        assert_eq!(key.len(), 32);
+        let s = vec!["orders:read".to_string(), "orders:write".to_string()];
+        let id = Identity {
+            method: "jwt",
+            subject: "user-42",
+            tenant: Some("acme"),
+            scopes: &s,
+            key_id: None,
+            token_id: Some("tok-9f2c"),
+        };
+        let (now, method, path) = (1_700_000_000, "GET", "/orders/7?expand=items");
+        let canonical = canonical_string(
+            &h,
+            "1700000000",
+            ["jwt", "user-42", "acme", "orders:read orders:write", "", "tok-9f2c"],
+            method,
+            path,
+        );
+        assert_eq!(
+            canonical,
+            "v1\n\
+             1700000000\n\
+             x-edge-auth-method:jwt\n\
+             x-edge-auth-subject:user-42\n\
+             x-edge-auth-tenant:acme\n\
+             x-edge-auth-scopes:orders:read orders:write\n\
+             x-edge-auth-key-id:\n\
+             x-edge-auth-token-id:tok-9f2c\n\
+             :method:GET\n\
+             :path:/orders/7?expand=items\n"
+        );
+        let out = map(&render(&h, &id, Some((key, now, method, path))));
+        let signature = format!("v1={}", hex(&mac(key, &canonical).unwrap().finalize().into_bytes()));
+        assert_eq!(out["x-edge-auth-signature"], signature);
+        assert_eq!(verify(&h, |n| out.get(n).cloned(), key, now, 300, method, path), Ok(()));
+        assert_eq!(
+            signature,
+            "v1=f445033b035dce713e70e4266b5cbb6adeec2c49f8cae2bc9382f6caceacb3a4"
+        );
+    }
+}

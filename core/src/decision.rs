@@ -1,0 +1,695 @@
+//! The decision for one request: route, client address, Origin, credential,
+//! verification, scopes, verdict.
+//!
+//! The shell hands over the method, the `:path`, a [`Request`] to read facts
+//! from (only the facts a decision needs are ever read) and the host's clock;
+//! it gets back a [`Verdict`] to apply. All state a decision touches (the verified-token
+//! cache and the remote key sets) lives in [`State`], owned by the shell's root
+//! context, one per Envoy worker.
+
+use std::rc::Rc;
+
+use crate::cache::{token_key, BoundedCache, CacheKey};
+use crate::config::{Config, Context, Provider};
+use crate::context::{self, Identity};
+use crate::ip;
+use crate::jwks_refresh::{OnDemand, RemoteKeys};
+use crate::jwt::{self, Claims, JwtError};
+use crate::keys::KeySet;
+use crate::origin::{self, Origin, OriginHeader};
+use crate::path;
+use crate::revocation::RevocationState;
+use crate::routes::{OriginRule, Policy, Requirement};
+use crate::scopes::{Grants, ScopeRequirement};
+use crate::token_source::{self, QueryToken, TokenSource};
+
+/// A token that passed every check, as cached and forwarded.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    pub provider: usize,
+    pub claims: Claims,
+    /// Cache horizon (unix seconds): the token's `exp`, never later.
+    pub expires_at: u64,
+    /// The headers to write upstream (claim headers, payload header), rendered once.
+    pub headers: Vec<(String, String)>,
+    /// What the token may do: its scopes and its roles' permissions.
+    pub grants: Grants,
+}
+
+/// How long a verified token stays cached at most (never past its `exp`):
+/// a key the issuer replaces under the same `kid` stops being trusted
+/// within this time.
+pub const MAX_CACHE_S: u64 = 300;
+
+/// Per-worker state used by decisions.
+#[derive(Debug)]
+pub struct State {
+    pub cache: BoundedCache<Rc<VerifiedToken>>,
+    /// One entry per provider (unused for providers without `remote_jwks`).
+    pub remote: Vec<RemoteKeys>,
+    /// What the auth service's revocation feed said, as of the last good poll.
+    pub revocation: RevocationState,
+    /// Until when (host ms) that state counts as fresh; 0 before the first good poll.
+    pub revocation_fresh_until_ms: u64,
+}
+
+impl State {
+    pub fn new(cfg: &Config) -> State {
+        State {
+            cache: BoundedCache::new(cfg.token_cache_entries),
+            remote: cfg.providers.iter().map(|_| RemoteKeys::new()).collect(),
+            revocation: RevocationState::new(),
+            revocation_fresh_until_ms: 0,
+        }
+    }
+
+    /// Installs a freshly fetched key set. When a key id the old set had is
+    /// gone (the issuer withdrew a key), cached tokens are dropped so that
+    /// none signed by the withdrawn key is served from cache again.
+    pub fn install_keys(&mut self, cfg: &Config, provider: usize, keys: KeySet, now_ms: u64) {
+        let (Some(remote), Some(policy)) = (
+            self.remote.get_mut(provider),
+            cfg.providers.get(provider).and_then(|p| p.remote.as_ref()),
+        ) else {
+            return;
+        };
+        let withdrawn = remote
+            .keys()
+            .is_some_and(|old| old.iter().any(|k| k.kid().is_none_or(|kid| !keys.has_kid(kid))));
+        remote.succeed(keys, now_ms, policy);
+        if withdrawn {
+            self.cache.clear();
+        }
+    }
+}
+
+/// What a decision may read from the request, on demand.
+pub trait Request {
+    /// The first value of a request header (lower-case name).
+    fn header(&mut self, name: &str) -> Option<String>;
+    /// Every `x-forwarded-for` value, joined with `,` in order.
+    fn forwarded_for(&mut self) -> Option<String>;
+    /// The downstream peer address, as `ip:port` or `[ip6]:port`.
+    fn peer(&mut self) -> Option<String>;
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Deny<'c> {
+    /// The route needs a token and none was found in the provider's sources.
+    MissingToken,
+    /// A token was found and refused.
+    Token(JwtError),
+    /// The path cannot be normalised safely.
+    BadPath(&'static str),
+    /// The same credential parameter appears twice, or cannot be decoded.
+    AmbiguousCredential,
+    /// No rule matched and there is no default rule.
+    NoRule,
+    /// The client address is not allowed, or cannot be established.
+    IpNotAllowed,
+    /// The browser Origin is not allowed (or missing / `null` where the rule refuses that).
+    OriginNotAllowed,
+    /// The token is valid but lacks the scopes the rule requires.
+    InsufficientScope(&'c ScopeRequirement),
+    /// A CORS preflight to be passed upstream unauthenticated carries a body
+    /// (a browser's never does): it is refused rather than passed.
+    PreflightWithBody,
+    /// The token is valid but the auth service revoked it (jti, session,
+    /// subject or everything).
+    Revoked,
+    /// The token's provider requires a revocation check and the revocation
+    /// state is missing or stale (the auth service cannot be reached).
+    RevocationUnavailable,
+}
+
+impl Deny<'_> {
+    /// Every name [`Deny::name`] can return, for defining metrics up front.
+    pub const ALL_NAMES: [&'static str; 29] = [
+        "preflight_with_body",
+        "revoked",
+        "revocation_unavailable",
+        "missing_token",
+        "bad_path",
+        "ambiguous_credential",
+        "no_rule",
+        "ip_not_allowed",
+        "origin_not_allowed",
+        "insufficient_scope",
+        "malformed_token",
+        "token_too_large",
+        "alg_none",
+        "unsupported_alg",
+        "alg_not_allowed",
+        "crit_header",
+        "unknown_issuer",
+        "unknown_kid",
+        "no_key",
+        "keys_unavailable",
+        "bad_signature",
+        "expired",
+        "not_yet_valid",
+        "issued_in_future",
+        "missing_exp",
+        "lifetime_too_long",
+        "bad_audience",
+        "missing_claim",
+        "claim_mismatch",
+    ];
+
+    /// The metric name suffix: `denied.<this>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Deny::MissingToken => "missing_token",
+            Deny::Token(e) => e.name(),
+            Deny::BadPath(_) => "bad_path",
+            Deny::AmbiguousCredential => "ambiguous_credential",
+            Deny::NoRule => "no_rule",
+            Deny::IpNotAllowed => "ip_not_allowed",
+            Deny::OriginNotAllowed => "origin_not_allowed",
+            Deny::InsufficientScope(_) => "insufficient_scope",
+            Deny::PreflightWithBody => "preflight_with_body",
+            Deny::Revoked => "revoked",
+            Deny::RevocationUnavailable => "revocation_unavailable",
+        }
+    }
+}
+
+/// Response headers (CORS) to add to an allowed request's response.
+pub type ResponseHeaders = Vec<(&'static str, String)>;
+
+/// What the shell must do with the request.
+#[derive(Debug)]
+pub enum Verdict<'c> {
+    Allow(Allow<'c>),
+    Deny(Deny<'c>),
+    /// A CORS preflight from an allowed origin, answered at the edge: reply
+    /// 204 with these headers.
+    Preflight(ResponseHeaders),
+    /// The provider's keys must be (re)fetched before a decision: wait for the
+    /// fetch, then decide again with `may_await = false`. With `dispatch`, this
+    /// request must start the fetch (the state already records it as started).
+    AwaitKeys {
+        provider: usize,
+        dispatch: bool,
+    },
+}
+
+/// An allowed request and the edits to make before it goes upstream.
+#[derive(Debug, Default)]
+pub struct Allow<'c> {
+    pub rule: &'c str,
+    pub token: Option<Rc<VerifiedToken>>,
+    /// A credential header to remove (`forward_token: false`).
+    pub remove_header: Option<&'c str>,
+    /// A new `cookie` header without the credential cookie (`forward_token: false`).
+    pub cookie: Option<String>,
+    /// A new `:path` without the credential query parameter.
+    pub path: Option<String>,
+    /// A CORS preflight passed upstream: it carries no credential, so every
+    /// credential header is removed (`Config::credential_headers`).
+    pub preflight: bool,
+    /// Identity headers for the upstream (`context` configured), signed when a key is set.
+    pub context: Vec<(String, String)>,
+}
+
+/// A verdict, whether the token cache was consulted (`Some(hit)`), the
+/// SHA-256 of the credential when one was found (for a log fingerprint), and
+/// the CORS headers for the answer, allowed or refused, to a browser origin
+/// the rule accepts (so a browser app can read a 401 and refresh its token).
+#[derive(Debug)]
+pub struct Outcome<'c> {
+    pub verdict: Verdict<'c>,
+    pub cache: Option<bool>,
+    pub credential: Option<CacheKey>,
+    pub cors: Option<ResponseHeaders>,
+}
+
+impl<'c> Outcome<'c> {
+    fn deny(d: Deny<'c>) -> Outcome<'c> {
+        Outcome::with(Verdict::Deny(d))
+    }
+
+    fn with(verdict: Verdict<'c>) -> Outcome<'c> {
+        Outcome {
+            verdict,
+            cache: None,
+            credential: None,
+            cors: None,
+        }
+    }
+}
+
+/// A short, non-reversible fingerprint of a credential for logs: the first
+/// 8 hex digits of its SHA-256.
+pub fn fingerprint(key: &CacheKey) -> String {
+    key.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A credential found in the request.
+struct Found<'c> {
+    token: String,
+    source: &'c TokenSource,
+    path: Option<String>,
+    cookie_header: Option<String>,
+}
+
+/// What the Origin check leaves for after authentication.
+struct OriginCheck {
+    /// The origin, not in the rule's static list, that the caller's tenant may still allow.
+    tenant_pending: Option<Origin>,
+    cors: Option<ResponseHeaders>,
+}
+
+/// Decides one request. `now_ms` is the host clock in unix milliseconds.
+pub fn decide<'c>(
+    cfg: &'c Config,
+    st: &mut State,
+    method: &str,
+    raw_path: &str,
+    req: &mut dyn Request,
+    now_ms: u64,
+    may_await: bool,
+) -> Outcome<'c> {
+    let normalized = match path::normalize(raw_path) {
+        Ok(n) => n,
+        Err(e) => return Outcome::deny(Deny::BadPath(e.as_str())),
+    };
+    let selected = cfg.routes.select(method, &normalized.path);
+    let rule = selected.name();
+    let Some(policy) = selected.policy() else {
+        return Outcome::deny(Deny::NoRule);
+    };
+    if let Some(ip) = &policy.ip {
+        if !client_permitted(ip, req) {
+            return Outcome::deny(Deny::IpNotAllowed);
+        }
+    }
+    let origin = match &policy.origin {
+        None => OriginCheck {
+            tenant_pending: None,
+            cors: None,
+        },
+        Some(o) => match check_origin(cfg, o, method, rule, req) {
+            Ok(check) => check,
+            Err(outcome) => return *outcome,
+        },
+    };
+    let tenant_pending = origin.tenant_pending.as_ref();
+    let mut outcome = authorize(
+        cfg,
+        st,
+        policy,
+        rule,
+        method,
+        raw_path,
+        req,
+        now_ms,
+        may_await,
+        tenant_pending,
+    );
+    let cors_allowed = match &outcome.verdict {
+        Verdict::Allow(_) => true,
+        // an origin only a tenant could allow is not known to be allowed until the tenant check passed
+        Verdict::Deny(d) => *d != Deny::OriginNotAllowed && tenant_pending.is_none(),
+        Verdict::Preflight(_) | Verdict::AwaitKeys { .. } => false,
+    };
+    if cors_allowed {
+        outcome.cors = origin.cors;
+    }
+    outcome
+}
+
+/// The requirement and the checks after it: credential, tenant origins, scopes.
+#[allow(clippy::too_many_arguments)]
+fn authorize<'c>(
+    cfg: &'c Config,
+    st: &mut State,
+    policy: &'c Policy,
+    rule: &'c str,
+    method: &str,
+    raw_path: &str,
+    req: &mut dyn Request,
+    now_ms: u64,
+    may_await: bool,
+    tenant_pending: Option<&Origin>,
+) -> Outcome<'c> {
+    let providers = match &policy.requirement {
+        Requirement::Public => {
+            return Outcome::with(Verdict::Allow(Allow {
+                rule,
+                ..Allow::default()
+            }))
+        }
+        Requirement::Jwt { providers } => providers,
+    };
+
+    let found = match find_token(cfg, providers, raw_path, req) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Outcome::deny(Deny::MissingToken),
+        Err(d) => return Outcome::deny(d),
+    };
+    let key = token_key(&found.token);
+    let (token, hit) = match authenticate(cfg, st, providers, &found, key, now_ms, may_await) {
+        Ok(ok) => ok,
+        Err(verdict) => {
+            return Outcome {
+                cache: Some(false),
+                credential: Some(key),
+                ..Outcome::with(verdict)
+            }
+        }
+    };
+    let revoked = revocation_check(cfg, st, &token, now_ms);
+    let verdict = match revoked.or_else(|| after_authentication(cfg, policy, &token, tenant_pending)) {
+        Some(d) => Verdict::Deny(d),
+        None => {
+            let mut allowed = allow(cfg, rule, token, found);
+            if let (Some(ctx), Some(t)) = (&cfg.context, &allowed.token) {
+                let upstream_path = allowed.path.as_deref().unwrap_or(raw_path);
+                allowed.context = context_headers(ctx, t, method, upstream_path, now_ms / 1000);
+            }
+            Verdict::Allow(allowed)
+        }
+    };
+    Outcome {
+        cache: Some(hit),
+        credential: Some(key),
+        ..Outcome::with(verdict)
+    }
+}
+
+/// The client address check; an address that cannot be established fails.
+fn client_permitted(policy: &ip::IpPolicy, req: &mut dyn Request) -> bool {
+    let peer = req.peer();
+    let xff = if policy.trusted_hops == 0 {
+        None
+    } else {
+        req.forwarded_for()
+    };
+    ip::client_address(
+        peer.as_deref(),
+        xff.as_deref(),
+        policy.trusted_hops,
+        policy.envoy_appends,
+    )
+    .is_ok_and(|addr| policy.permits(addr))
+}
+
+/// The Origin check before authentication: answers CORS preflights, refuses
+/// origins the rule does not allow, and leaves tenant origins for later. The
+/// `Err` is the request's final outcome (a refusal or a preflight answer).
+fn check_origin<'c>(
+    cfg: &'c Config,
+    o: &'c OriginRule,
+    method: &str,
+    rule: &'c str,
+    req: &mut dyn Request,
+) -> Result<OriginCheck, Box<Outcome<'c>>> {
+    let header = req.header("origin");
+    let denied = || Box::new(Outcome::deny(Deny::OriginNotAllowed));
+    let origin = match origin::classify(header.as_deref()) {
+        OriginHeader::Missing if o.allow_missing => {
+            return Ok(OriginCheck {
+                tenant_pending: None,
+                cors: None,
+            })
+        }
+        OriginHeader::Null if o.allow_null => {
+            return Ok(OriginCheck {
+                tenant_pending: None,
+                cors: None,
+            })
+        }
+        OriginHeader::Present(origin) => origin,
+        OriginHeader::Missing | OriginHeader::Null | OriginHeader::Invalid => return Err(denied()),
+    };
+    let sent = header.as_deref().unwrap_or_default();
+    let statically = o.allowed.matches(&origin);
+    let any_tenant = || o.tenant_claim.is_some() && cfg.tenants.values().any(|list| list.matches(&origin));
+    if let Some(c) = &o.cors {
+        // Access-Control-Request-Method is read only for OPTIONS requests.
+        let requested = if method == "OPTIONS" {
+            req.header("access-control-request-method")
+        } else {
+            None
+        };
+        if origin::is_preflight(method, Some(sent), requested.as_deref()) {
+            // A preflight carries no credentials: it is answered (or passed) on the origin alone.
+            let requested = requested.unwrap_or_default();
+            if !(statically || any_tenant()) || !c.cors.allows_method(&requested) {
+                return Err(denied());
+            }
+            let verdict = if c.answer_preflight {
+                Verdict::Preflight(c.cors.preflight_headers(sent))
+            } else {
+                Verdict::Allow(Allow {
+                    rule,
+                    preflight: true,
+                    ..Allow::default()
+                })
+            };
+            return Err(Box::new(Outcome::with(verdict)));
+        }
+    }
+    if !statically && o.tenant_claim.is_none() {
+        return Err(denied());
+    }
+    let cors = o
+        .cors
+        .as_ref()
+        .filter(|c| c.answer_preflight)
+        .map(|c| c.cors.response_headers(sent));
+    Ok(OriginCheck {
+        tenant_pending: (!statically).then_some(origin),
+        cors,
+    })
+}
+
+/// The identity headers of a JWT request, signed over the method and the path
+/// as they go upstream when a signing key is configured.
+fn context_headers(ctx: &Context, t: &VerifiedToken, method: &str, path: &str, now: u64) -> Vec<(String, String)> {
+    let id = Identity {
+        method: "jwt",
+        subject: t.claims.str("sub").unwrap_or_default(),
+        tenant: t.claims.str(&ctx.tenant_claim),
+        scopes: t.grants.as_slice(),
+        key_id: None,
+        token_id: t.claims.str("jti"),
+    };
+    let signing = ctx.signing_key.as_deref().map(|key| (key, now, method, path));
+    context::render(&ctx.headers, &id, signing)
+}
+
+/// The revocation check for providers that require it, from the local state
+/// (never a call): cached tokens are checked on every request too.
+fn revocation_check<'c>(cfg: &Config, st: &State, token: &VerifiedToken, now_ms: u64) -> Option<Deny<'c>> {
+    if !cfg.providers.get(token.provider).is_some_and(|p| p.check_revocation) {
+        return None;
+    }
+    if now_ms >= st.revocation_fresh_until_ms {
+        return Some(Deny::RevocationUnavailable);
+    }
+    st.revocation.is_revoked(&token.claims).then_some(Deny::Revoked)
+}
+
+/// Checks that need the verified token: the tenant's origins and the scopes.
+fn after_authentication<'c>(
+    cfg: &Config,
+    policy: &'c Policy,
+    token: &VerifiedToken,
+    tenant_pending: Option<&Origin>,
+) -> Option<Deny<'c>> {
+    if let Some(origin) = tenant_pending {
+        let claim = policy.origin.as_ref().and_then(|o| o.tenant_claim.as_deref());
+        let tenant = claim.and_then(|c| token.claims.str(c));
+        if !tenant
+            .and_then(|t| cfg.tenants.get(t))
+            .is_some_and(|list| list.matches(origin))
+        {
+            return Some(Deny::OriginNotAllowed);
+        }
+    }
+    match &policy.scopes {
+        Some(required) if !required.is_met(&token.grants) => Some(Deny::InsufficientScope(required)),
+        _ => None,
+    }
+}
+
+/// Verifies the token (or finds it in the cache). `Ok((token, cache_hit))`.
+fn authenticate<'c>(
+    cfg: &'c Config,
+    st: &mut State,
+    providers: &[usize],
+    found: &Found<'c>,
+    key: CacheKey,
+    now_ms: u64,
+    may_await: bool,
+) -> Result<(Rc<VerifiedToken>, bool), Verdict<'c>> {
+    let now = now_ms / 1000;
+    let accepts = |p: &Provider| p.sources.iter().any(|s| s == found.source);
+    if let Some(v) = st.cache.get(&key, now) {
+        if providers.contains(&v.provider) && cfg.providers.get(v.provider).is_some_and(accepts) {
+            return Ok((Rc::clone(v), true));
+        }
+    }
+    let deny = |e| Verdict::Deny(Deny::Token(e));
+    let t = jwt::inspect(&found.token, cfg.max_token_bytes).map_err(deny)?;
+    let pi = providers
+        .iter()
+        .copied()
+        .find(|&i| {
+            cfg.providers
+                .get(i)
+                .is_some_and(|p| Some(p.issuer.as_str()) == t.claims.iss() && accepts(p))
+        })
+        .ok_or(deny(JwtError::UnknownIssuer))?;
+    let p = cfg.providers.get(pi).ok_or(deny(JwtError::UnknownIssuer))?;
+    jwt::check_claims(&t.claims, p, now).map_err(deny)?;
+
+    let remote = p.remote.as_ref().zip(st.remote.get_mut(pi));
+    let result = match &remote {
+        Some((_, r)) => match r.keys() {
+            Some(keys) => jwt::verify_signature(&t, p, &[&p.static_keys, keys], now, cfg.max_token_bytes),
+            None => match jwt::verify_signature(&t, p, &[&p.static_keys], now, cfg.max_token_bytes) {
+                Err(JwtError::UnknownKid | JwtError::NoKey) => Err(JwtError::KeysUnavailable),
+                other => other,
+            },
+        },
+        None => jwt::verify_signature(&t, p, &[&p.static_keys], now, cfg.max_token_bytes),
+    };
+    match result {
+        Ok(()) => {}
+        Err(e @ (JwtError::UnknownKid | JwtError::KeysUnavailable)) => {
+            if let (true, Some((policy, r))) = (may_await, remote) {
+                match r.on_demand(now_ms, policy) {
+                    OnDemand::Join => {
+                        return Err(Verdict::AwaitKeys {
+                            provider: pi,
+                            dispatch: false,
+                        })
+                    }
+                    OnDemand::Start => {
+                        r.start_on_demand(now_ms, policy);
+                        return Err(Verdict::AwaitKeys {
+                            provider: pi,
+                            dispatch: true,
+                        });
+                    }
+                    OnDemand::RateLimited => {}
+                }
+            }
+            return Err(deny(e));
+        }
+        Err(e) => return Err(deny(e)),
+    }
+
+    let mut headers = Vec::with_capacity(p.claim_headers.len() + 1);
+    for ch in &p.claim_headers {
+        if let Some(value) = t.claims.get(&ch.claim).and_then(jwt::claim_header_value) {
+            headers.push((ch.header.clone(), value));
+        }
+    }
+    if let Some(h) = &p.payload_header {
+        headers.push((h.clone(), t.payload_b64.to_owned()));
+    }
+    let grants = Grants::from_claims(&t.claims, &p.scopes, &cfg.roles);
+    let horizon = now.saturating_add(MAX_CACHE_S);
+    let expires_at = t.claims.exp.map_or(horizon, |exp| exp.min(horizon));
+    let verified = Rc::new(VerifiedToken {
+        provider: pi,
+        claims: t.claims,
+        expires_at,
+        headers,
+        grants,
+    });
+    st.cache.insert(key, Rc::clone(&verified), expires_at, now);
+    Ok((verified, false))
+}
+
+fn allow<'c>(cfg: &'c Config, rule: &'c str, token: Rc<VerifiedToken>, found: Found<'c>) -> Allow<'c> {
+    let forward = cfg.providers.get(token.provider).is_some_and(|p| p.forward_token);
+    let mut a = Allow {
+        rule,
+        path: found.path,
+        ..Allow::default()
+    };
+    if !forward {
+        match found.source {
+            TokenSource::Header { name, .. } => a.remove_header = Some(name.as_str()),
+            TokenSource::Cookie { name } => {
+                a.cookie = found.cookie_header.map(|c| token_source::cookie_without(&c, name));
+            }
+            TokenSource::Query { .. } => {}
+        }
+    }
+    a.token = Some(token);
+    a
+}
+
+/// Looks for a token in the sources of the route's providers, in configured
+/// order (providers in the rule's order, each provider's sources in its
+/// order); the first one present wins.
+fn find_token<'c>(
+    cfg: &'c Config,
+    providers: &[usize],
+    raw_path: &str,
+    req: &mut dyn Request,
+) -> Result<Option<Found<'c>>, Deny<'c>> {
+    let mut cookie_header: Option<Option<String>> = None;
+    let sources = providers
+        .iter()
+        .filter_map(|&i| cfg.providers.get(i))
+        .flat_map(|p| p.sources.iter());
+    for (i, source) in sources.clone().enumerate() {
+        // a source two providers share is read once (no allocation: the list is short)
+        if sources.clone().take(i).any(|earlier| earlier == source) {
+            continue;
+        }
+        match source {
+            TokenSource::Header { name, scheme } => {
+                if let Some(value) = req.header(name) {
+                    if let Some(t) = token_source::from_header_value(&value, scheme.as_deref()) {
+                        return Ok(Some(Found {
+                            token: t.to_owned(),
+                            source,
+                            path: None,
+                            cookie_header: None,
+                        }));
+                    }
+                }
+            }
+            TokenSource::Cookie { name } => {
+                let cookies = cookie_header.get_or_insert_with(|| req.header("cookie"));
+                if let Some(c) = cookies.as_deref() {
+                    if token_source::cookie_is_repeated(c, name) {
+                        // which copy a backend reads differs between frameworks
+                        return Err(Deny::AmbiguousCredential);
+                    }
+                    if let Some(t) = token_source::from_cookie_header(c, name) {
+                        let token = t.to_owned();
+                        return Ok(Some(Found {
+                            token,
+                            source,
+                            path: None,
+                            cookie_header: cookies.clone(),
+                        }));
+                    }
+                }
+            }
+            TokenSource::Query { name } => match token_source::from_query(raw_path, name) {
+                QueryToken::Absent => {}
+                QueryToken::Found { token, path_without } => {
+                    return Ok(Some(Found {
+                        token: token.into_owned(),
+                        source,
+                        path: Some(path_without),
+                        cookie_header: None,
+                    }));
+                }
+                QueryToken::Duplicate | QueryToken::Malformed => return Err(Deny::AmbiguousCredential),
+            },
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,712 @@
+//! JWT inspection, claim checks and signature verification.
+//!
+//! The order is deliberate: the token's shape, header and claims are checked
+//! first (cheap, and enough to refuse garbage, `alg: none`, foreign issuers and
+//! expired tokens), and signature work comes last, with only the keys bound to
+//! the token's algorithm and `kid`. jwt-simple does the signature check, with
+//! every one of its loose defaults replaced by the provider's settings and the
+//! host's clock.
+
+use std::fmt;
+
+use jwt_simple::prelude::{Duration, UnixTimeStamp, VerificationOptions};
+use serde_json::{Map, Value};
+
+use crate::b64;
+use crate::config::Provider;
+use crate::keys::{Algorithm, KeySet};
+
+/// Why a token was refused. Each maps to a metric and an error description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JwtError {
+    /// Not three base64url parts, or a header/payload that is not a JSON object.
+    Malformed,
+    /// Longer than `max_token_bytes`.
+    TooLarge,
+    /// `alg: none` (any spelling): unsigned tokens are never accepted.
+    AlgNone,
+    /// An `alg` edge-auth does not implement.
+    UnsupportedAlg,
+    /// An `alg` the provider does not allow.
+    AlgNotAllowed,
+    /// A `crit` header: edge-auth implements no JWS extensions.
+    CritHeader,
+    /// No provider of the route has this `iss`.
+    UnknownIssuer,
+    /// The `kid` is not among the provider's keys.
+    UnknownKid,
+    /// No key of the provider is bound to the token's algorithm.
+    NoKey,
+    /// The provider's remote keys were never fetched.
+    KeysUnavailable,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    MissingExpiration,
+    LifetimeTooLong,
+    BadAudience,
+    MissingClaim,
+    ClaimMismatch,
+}
+
+impl JwtError {
+    /// A stable name, used in metrics (`denied.<name>`) and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            JwtError::Malformed => "malformed_token",
+            JwtError::TooLarge => "token_too_large",
+            JwtError::AlgNone => "alg_none",
+            JwtError::UnsupportedAlg => "unsupported_alg",
+            JwtError::AlgNotAllowed => "alg_not_allowed",
+            JwtError::CritHeader => "crit_header",
+            JwtError::UnknownIssuer => "unknown_issuer",
+            JwtError::UnknownKid => "unknown_kid",
+            JwtError::NoKey => "no_key",
+            JwtError::KeysUnavailable => "keys_unavailable",
+            JwtError::BadSignature => "bad_signature",
+            JwtError::Expired => "expired",
+            JwtError::NotYetValid => "not_yet_valid",
+            JwtError::IssuedInFuture => "issued_in_future",
+            JwtError::MissingExpiration => "missing_exp",
+            JwtError::LifetimeTooLong => "lifetime_too_long",
+            JwtError::BadAudience => "bad_audience",
+            JwtError::MissingClaim => "missing_claim",
+            JwtError::ClaimMismatch => "claim_mismatch",
+        }
+    }
+
+    /// A description for the client. Never contains the token or a claim value.
+    pub fn description(self) -> &'static str {
+        match self {
+            JwtError::Malformed => "the token is not a well-formed JWS compact serialization",
+            JwtError::TooLarge => "the token is too large",
+            JwtError::AlgNone => "unsigned tokens (alg none) are not accepted",
+            JwtError::UnsupportedAlg => "the token's algorithm is not supported",
+            JwtError::AlgNotAllowed => "the token's algorithm is not allowed for its issuer",
+            JwtError::CritHeader => "the token has critical header extensions that are not understood",
+            JwtError::UnknownIssuer => "the token's issuer is not accepted here",
+            JwtError::UnknownKid => "the token's key id is unknown",
+            JwtError::NoKey => "no key is available for the token's algorithm",
+            JwtError::KeysUnavailable => "the issuer's signing keys are not available yet",
+            JwtError::BadSignature => "the token's signature is invalid",
+            JwtError::Expired => "the token has expired",
+            JwtError::NotYetValid => "the token is not valid yet",
+            JwtError::IssuedInFuture => "the token was issued in the future",
+            JwtError::MissingExpiration => "the token has no expiration time",
+            JwtError::LifetimeTooLong => "the token's lifetime is longer than allowed",
+            JwtError::BadAudience => "the token is not meant for this audience",
+            JwtError::MissingClaim => "the token lacks a required claim",
+            JwtError::ClaimMismatch => "a required claim has a value that is not accepted",
+        }
+    }
+}
+
+impl fmt::Display for JwtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Claims of a token, with the registered time claims decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    map: Map<String, Value>,
+    pub exp: Option<u64>,
+    pub nbf: Option<u64>,
+    pub iat: Option<u64>,
+}
+
+impl Claims {
+    fn from_map(map: Map<String, Value>) -> Result<Claims, JwtError> {
+        // Registered claims have fixed types (RFC 7519 4.1); a token that
+        // breaks them is malformed, whatever its signature.
+        for name in ["iss", "sub", "jti", "nonce"] {
+            if map.get(name).is_some_and(|v| !v.is_string()) {
+                return Err(JwtError::Malformed);
+            }
+        }
+        match map.get("aud") {
+            None | Some(Value::String(_)) => {}
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {}
+            Some(_) => return Err(JwtError::Malformed),
+        }
+        Ok(Claims {
+            exp: time_claim(&map, "exp")?,
+            nbf: time_claim(&map, "nbf")?,
+            iat: time_claim(&map, "iat")?,
+            map,
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.map.get(name)
+    }
+
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.map.get(name).and_then(Value::as_str)
+    }
+
+    pub fn iss(&self) -> Option<&str> {
+        self.str("iss")
+    }
+
+    pub fn map(&self) -> &Map<String, Value> {
+        &self.map
+    }
+}
+
+/// A NumericDate (RFC 7519 section 2): a non-negative number, fractions allowed.
+fn time_claim(map: &Map<String, Value>, name: &str) -> Result<Option<u64>, JwtError> {
+    match map.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(v) = n.as_u64() {
+                Ok(Some(v))
+            } else {
+                match n.as_f64() {
+                    // `as` saturates: 1e300 becomes u64::MAX, which is fine for "far future".
+                    Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f as u64)),
+                    _ => Err(JwtError::Malformed),
+                }
+            }
+        }
+        Some(_) => Err(JwtError::Malformed),
+    }
+}
+
+/// A token whose shape and header are valid; nothing is verified yet.
+#[derive(Debug)]
+pub struct Inspected<'a> {
+    pub token: &'a str,
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub claims: Claims,
+    /// The payload segment as sent (base64url of the claims JSON).
+    pub payload_b64: &'a str,
+}
+
+/// Largest header segment accepted; real JOSE headers are well under 1 KiB.
+const MAX_HEADER_B64: usize = 2048;
+
+fn is_b64url(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Checks a token's shape and header and decodes its claims, without any
+/// signature work.
+pub fn inspect(token: &str, max_bytes: usize) -> Result<Inspected<'_>, JwtError> {
+    if token.len() > max_bytes {
+        return Err(JwtError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(JwtError::Malformed);
+    };
+    if h.len() > MAX_HEADER_B64 || !is_b64url(h) || !is_b64url(p) || !is_b64url(s) {
+        return Err(JwtError::Malformed);
+    }
+    let header = b64::decode_url(h).ok_or(JwtError::Malformed)?;
+    let header: Map<String, Value> = serde_json::from_slice(&header).map_err(|_| JwtError::Malformed)?;
+    let alg = match header.get("alg") {
+        Some(Value::String(a)) if a.eq_ignore_ascii_case("none") => return Err(JwtError::AlgNone),
+        Some(Value::String(a)) => Algorithm::from_name(a).ok_or(JwtError::UnsupportedAlg)?,
+        _ => return Err(JwtError::Malformed),
+    };
+    if header.contains_key("crit") {
+        return Err(JwtError::CritHeader);
+    }
+    // RFC 7519 5.1: when present, `typ` says JWT (or an explicit `+jwt` type such as `at+jwt`).
+    match header.get("typ") {
+        None => {}
+        Some(Value::String(typ)) if typ.eq_ignore_ascii_case("jwt") || typ.to_ascii_lowercase().ends_with("+jwt") => {}
+        Some(_) => return Err(JwtError::Malformed),
+    }
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) if k.len() <= 256 => Some(k.clone()),
+        Some(_) => return Err(JwtError::Malformed),
+    };
+    let payload = b64::decode_url(p).ok_or(JwtError::Malformed)?;
+    let map: Map<String, Value> = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
+    let claims = Claims::from_map(map)?;
+    Ok(Inspected {
+        token,
+        alg,
+        kid,
+        claims,
+        payload_b64: p,
+    })
+}
+
+/// Checks the claims against the provider, at `now` (unix seconds, the host's clock).
+pub fn check_claims(claims: &Claims, p: &Provider, now: u64) -> Result<(), JwtError> {
+    if claims.iss() != Some(p.issuer.as_str()) {
+        return Err(JwtError::UnknownIssuer);
+    }
+    let leeway = p.leeway_s;
+    match claims.exp {
+        Some(exp) if now >= exp.saturating_add(leeway) => return Err(JwtError::Expired),
+        None if p.require_expiration => return Err(JwtError::MissingExpiration),
+        _ => {}
+    }
+    if claims.nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
+        return Err(JwtError::NotYetValid);
+    }
+    if claims.iat.is_some_and(|iat| now.saturating_add(leeway) < iat) {
+        return Err(JwtError::IssuedInFuture);
+    }
+    if let Some(max) = p.max_lifetime_s {
+        match (claims.iat, claims.exp) {
+            (Some(iat), Some(exp)) if exp.saturating_sub(iat) <= max => {}
+            _ => return Err(JwtError::LifetimeTooLong),
+        }
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => p.audiences.iter().any(|x| x == a),
+        Some(Value::Array(list)) => list
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| p.audiences.iter().any(|x| x == a))),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(JwtError::BadAudience);
+    }
+    for rc in &p.required_claims {
+        let value = match claims.get(&rc.name) {
+            None | Some(Value::Null) => return Err(JwtError::MissingClaim),
+            Some(v) => v,
+        };
+        if let Some(accepted) = &rc.one_of {
+            let ok = match value {
+                Value::Array(items) => items.iter().any(|i| accepted.contains(i)),
+                v => accepted.contains(v),
+            };
+            if !ok {
+                return Err(JwtError::ClaimMismatch);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The latest time handed to jwt-simple (year 2096): its clock type
+/// overflows a little after 2106, and a broken host clock reads as the end of time.
+const MAX_SIGNATURE_CLOCK_S: u64 = 4_000_000_000;
+
+/// At most this many keys are tried for a token without `kid`: a JWKS with
+/// many keys must not turn one request into many signature checks.
+pub const MAX_KEYS_TRIED: usize = 4;
+
+/// Verifies the signature with the keys bound to the token's algorithm (and
+/// `kid`, when it names one). `keysets` are the provider's static and remote keys.
+pub fn verify_signature(
+    t: &Inspected<'_>,
+    p: &Provider,
+    keysets: &[&KeySet],
+    now: u64,
+    max_bytes: usize,
+) -> Result<(), JwtError> {
+    if !p.algorithms.contains(&t.alg) {
+        return Err(JwtError::AlgNotAllowed);
+    }
+    if let Some(kid) = t.kid.as_deref() {
+        if !keysets.iter().any(|s| s.has_kid(kid)) {
+            return Err(JwtError::UnknownKid);
+        }
+    }
+    let mut tried = 0;
+    for key in keysets.iter().flat_map(|s| s.candidates(t.alg, t.kid.as_deref())) {
+        if tried == MAX_KEYS_TRIED {
+            break;
+        }
+        tried += 1;
+        let options = VerificationOptions {
+            time_tolerance: Some(Duration::from_secs(p.leeway_s)),
+            // coarsetime overflows past ~2106; claims were already checked with the real `now`
+            artificial_time: Some(UnixTimeStamp::from_secs(now.min(MAX_SIGNATURE_CLOCK_S))),
+            max_token_length: Some(max_bytes),
+            accept_future: false,
+            ..VerificationOptions::default()
+        };
+        match key.verify(t.token, options) {
+            Ok(()) => return Ok(()),
+            Err(e) if is_signature_failure(&e) => {}
+            // jwt-simple refused the token's structure (say a non-string
+            // `sub`): that is the token's shape, not its signature, and the
+            // next key would refuse it too.
+            Err(_) => return Err(JwtError::Malformed),
+        }
+    }
+    if tried == 0 {
+        Err(JwtError::NoKey)
+    } else {
+        Err(JwtError::BadSignature)
+    }
+}
+
+fn is_signature_failure(e: &jwt_simple::Error) -> bool {
+    matches!(
+        e.downcast_ref::<jwt_simple::JWTError>(),
+        Some(jwt_simple::JWTError::InvalidSignature | jwt_simple::JWTError::InvalidAuthenticationTag)
+    )
+}
+
+/// Renders a claim as a header value: strings as they are, numbers and
+/// booleans as JSON, arrays of those joined by `,`. Objects, nulls, values
+/// with control characters and values over 4 KiB are not forwarded (`None`).
+pub fn claim_header_value(v: &Value) -> Option<String> {
+    fn scalar(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+    let out = match v {
+        Value::Array(items) => {
+            let parts: Option<Vec<String>> = items.iter().map(scalar).collect();
+            let parts = parts?;
+            // ["a,b"] and ["a", "b"] would read the same: refuse the former
+            if parts.iter().any(|p| p.contains(',')) {
+                return None;
+            }
+            parts.join(",")
+        }
+        v => scalar(v)?,
+    };
+    let safe = out.len() <= 4096
+        && out
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
+    safe.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use crate::config;
+    use jwt_simple::prelude::*;
+    use serde_json::json;
+
+    const NOW: u64 = 1_800_000_000;
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn provider_json(extra: Value) -> Value {
+        let mut p = json!({
+            "name": "p", "issuer": "https://iss", "audiences": ["api", "other"],
+            "algorithms": ["HS256"],
+            "hmac_secrets": [{"env": "S", "alg": "HS256", "kid": "h1"}],
+            "leeway_s": 30
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        p
+    }
+
+    fn provider(extra: Value, es_jwks: Option<Value>) -> config::Provider {
+        let mut p = provider_json(extra);
+        if let Some(j) = es_jwks {
+            p["jwks"] = j;
+        }
+        let doc = json!({"providers": [p]}).to_string();
+        let env = |n: &str| (n == "S").then(|| String::from_utf8(SECRET.to_vec()).unwrap());
+        config::parse(doc.as_bytes(), &env).unwrap().providers.remove(0)
+    }
+
+    fn hs_token(claims: Value, kid: Option<&str>) -> String {
+        let mut key = HS256Key::from_bytes(SECRET);
+        if let Some(k) = kid {
+            key = key.with_key_id(k);
+        }
+        let mut c: JWTClaims<Value> = JWTClaims {
+            issued_at: None,
+            expires_at: None,
+            invalid_before: None,
+            issuer: None,
+            subject: None,
+            audiences: None,
+            jwt_id: None,
+            nonce: None,
+            custom: json!({}),
+        };
+        c.custom = claims;
+        key.authenticate(c).unwrap()
+    }
+
+    fn good_claims() -> Value {
+        json!({"iss": "https://iss", "aud": "api", "sub": "alice", "iat": NOW - 10, "exp": NOW + 300})
+    }
+
+    fn check(token: &str, p: &config::Provider) -> Result<(), JwtError> {
+        let t = inspect(token, 8192)?;
+        check_claims(&t.claims, p, NOW)?;
+        verify_signature(&t, p, &[&p.static_keys], NOW, 8192)
+    }
+
+    fn forge(header: Value, claims: Value, sig: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            b64::encode_url(header.to_string().as_bytes()),
+            b64::encode_url(claims.to_string().as_bytes()),
+            sig
+        )
+    }
+
+    #[test]
+    fn a_good_token_passes() {
+        let p = provider(json!({}), None);
+        assert_eq!(check(&hs_token(good_claims(), Some("h1")), &p), Ok(()));
+        assert_eq!(
+            check(&hs_token(good_claims(), None), &p),
+            Ok(()),
+            "no kid: every key of the alg is tried"
+        );
+    }
+
+    #[test]
+    fn time_claims_with_leeway() {
+        let p = provider(json!({}), None);
+        let with = |k: &str, v: Value| {
+            let mut c = good_claims();
+            c[k] = v;
+            check(&hs_token(c, None), &p)
+        };
+        assert_eq!(with("exp", json!(NOW - 31)), Err(JwtError::Expired));
+        assert_eq!(
+            with("exp", json!(NOW - 30)),
+            Err(JwtError::Expired),
+            "exp + leeway is already too late"
+        );
+        assert_eq!(with("exp", json!(NOW - 29)), Ok(()));
+        assert_eq!(with("exp", json!((NOW + 10) as f64 + 0.5)), Ok(()));
+        assert_eq!(with("exp", json!("tomorrow")), Err(JwtError::Malformed));
+        assert_eq!(with("exp", json!(-5)), Err(JwtError::Malformed));
+        assert_eq!(with("exp", json!(1e300)), Ok(()));
+        assert_eq!(with("nbf", json!(NOW + 31)), Err(JwtError::NotYetValid));
+        assert_eq!(with("nbf", json!(NOW + 30)), Ok(()));
+        assert_eq!(with("iat", json!(NOW + 31)), Err(JwtError::IssuedInFuture));
+        let mut c = good_claims();
+        c.as_object_mut().unwrap().remove("exp");
+        assert_eq!(check(&hs_token(c.clone(), None), &p), Err(JwtError::MissingExpiration));
+        let lax = provider(json!({"require_expiration": false}), None);
+        assert_eq!(check(&hs_token(c, None), &lax), Ok(()));
+    }
+
+    #[test]
+    fn lifetime_audience_and_required_claims() {
+        let p = provider(
+            json!({"max_lifetime_s": 600, "required_claims": [{"name": "sub"}, {"name": "role", "one_of": ["admin", "user"]}]}),
+            None,
+        );
+        let mut c = good_claims();
+        c["role"] = json!("user");
+        assert_eq!(check(&hs_token(c.clone(), None), &p), Ok(()));
+        c["role"] = json!(["guest", "admin"]);
+        assert_eq!(check(&hs_token(c.clone(), None), &p), Ok(()));
+        c["role"] = json!("root");
+        assert_eq!(check(&hs_token(c.clone(), None), &p), Err(JwtError::ClaimMismatch));
+        c["role"] = json!("user");
+        c.as_object_mut().unwrap().remove("sub");
+        assert_eq!(check(&hs_token(c.clone(), None), &p), Err(JwtError::MissingClaim));
+        c["sub"] = Value::Null;
+        assert_eq!(
+            check(&hs_token(c.clone(), None), &p),
+            Err(JwtError::Malformed),
+            "sub must be a string"
+        );
+        c["sub"] = json!("a");
+        c["role"] = Value::Null;
+        assert_eq!(check(&hs_token(c.clone(), None), &p), Err(JwtError::MissingClaim));
+        c["role"] = json!("user");
+        c["exp"] = json!(NOW - 10 + 601);
+        assert_eq!(check(&hs_token(c.clone(), None), &p), Err(JwtError::LifetimeTooLong));
+        c["exp"] = json!(NOW + 100);
+        c.as_object_mut().unwrap().remove("iat");
+        assert_eq!(check(&hs_token(c.clone(), None), &p), Err(JwtError::LifetimeTooLong));
+
+        let p = provider(json!({}), None);
+        for aud in [json!("nope"), json!([]), json!("API")] {
+            let mut c = good_claims();
+            c["aud"] = aud.clone();
+            assert_eq!(check(&hs_token(c, None), &p), Err(JwtError::BadAudience), "{aud}");
+        }
+        for aud in [json!(["api", 5]), json!({"a": 1}), json!(null), json!(7)] {
+            let mut c = good_claims();
+            c["aud"] = aud.clone();
+            assert_eq!(check(&hs_token(c, None), &p), Err(JwtError::Malformed), "{aud}");
+        }
+        for (claim, v) in [
+            ("sub", json!(5)),
+            ("jti", json!(["a"])),
+            ("nonce", json!({})),
+            ("iss", json!(null)),
+        ] {
+            let mut c = good_claims();
+            c[claim] = v;
+            assert_eq!(check(&hs_token(c, None), &p), Err(JwtError::Malformed), "{claim}");
+        }
+        let mut c = good_claims();
+        c["aud"] = json!(["x", "other"]);
+        assert_eq!(check(&hs_token(c.clone(), None), &p), Ok(()));
+        c.as_object_mut().unwrap().remove("aud");
+        assert_eq!(check(&hs_token(c, None), &p), Err(JwtError::BadAudience));
+        let mut c = good_claims();
+        c["iss"] = json!("https://iss/");
+        assert_eq!(check(&hs_token(c, None), &p), Err(JwtError::UnknownIssuer));
+    }
+
+    #[test]
+    fn tampering_and_key_confusion_are_refused() {
+        let kp = ES256KeyPair::generate().with_key_id("e1");
+        let raw = kp.public_key().public_key().to_bytes_uncompressed();
+        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "e1", "alg": "ES256",
+            "x": b64::encode_url(&raw[1..33]), "y": b64::encode_url(&raw[33..65])}]});
+        let p = provider(json!({"algorithms": ["HS256", "ES256"]}), Some(jwks));
+        let claims = serde_json::from_value::<Map<String, Value>>(good_claims()).unwrap();
+        let mut c = jwt_simple::prelude::Claims::with_custom_claims(claims, Duration::from_secs(60));
+        c.expires_at = None;
+        c.issued_at = None;
+        c.invalid_before = None;
+        let es = kp.sign(c).unwrap();
+        assert_eq!(check(&es, &p), Ok(()));
+
+        // flip one payload character: the signature no longer matches
+        let mut parts: Vec<String> = es.split('.').map(str::to_owned).collect();
+        let mut claims = good_claims();
+        claims["sub"] = json!("mallory");
+        parts[1] = b64::encode_url(claims.to_string().as_bytes());
+        assert_eq!(check(&parts.join("."), &p), Err(JwtError::BadSignature));
+        let mut sig = parts[2].clone().into_bytes();
+        sig[5] = if sig[5] == b'A' { b'B' } else { b'A' };
+        let tampered = format!(
+            "{}.{}.{}",
+            es.split('.').next().unwrap(),
+            es.split('.').nth(1).unwrap(),
+            String::from_utf8(sig).unwrap()
+        );
+        assert_eq!(check(&tampered, &p), Err(JwtError::BadSignature));
+
+        // HS256 signed with the public key bytes, presented with the EC key's kid
+        let pub_as_secret = HS256Key::from_bytes(&raw).with_key_id("e1");
+        let mut c2 = jwt_simple::prelude::Claims::with_custom_claims(
+            serde_json::from_value::<Map<String, Value>>(good_claims()).unwrap(),
+            Duration::from_secs(60),
+        );
+        c2.expires_at = None;
+        let confused = pub_as_secret.authenticate(c2).unwrap();
+        assert!(matches!(
+            check(&confused, &p),
+            Err(JwtError::NoKey | JwtError::BadSignature)
+        ));
+
+        // alg none, in any spelling, with or without a signature
+        for alg in ["none", "None", "NONE", "nOnE"] {
+            let t = forge(json!({"alg": alg}), good_claims(), "");
+            assert!(check(&t, &p).is_err());
+            let t = forge(json!({"alg": alg}), good_claims(), "AAAA");
+            assert_eq!(check(&t, &p), Err(JwtError::AlgNone));
+        }
+        // an algorithm that exists but is not allowed for this provider
+        let rs = forge(json!({"alg": "RS256", "kid": "e1"}), good_claims(), "AAAA");
+        assert_eq!(check(&rs, &p), Err(JwtError::AlgNotAllowed));
+        let weird = forge(json!({"alg": "HS1"}), good_claims(), "AAAA");
+        assert_eq!(check(&weird, &p), Err(JwtError::UnsupportedAlg));
+        let crit = forge(
+            json!({"alg": "ES256", "kid": "e1", "crit": ["exp"], "exp": 1}),
+            good_claims(),
+            "AAAA",
+        );
+        assert_eq!(check(&crit, &p), Err(JwtError::CritHeader));
+        for typ in [json!("JWE"), json!(5), json!("jwtx")] {
+            let t = forge(json!({"alg": "ES256", "kid": "e1", "typ": typ}), good_claims(), "AAAA");
+            assert_eq!(check(&t, &p), Err(JwtError::Malformed), "{typ}");
+        }
+        // a header field jwt-simple reads with a fixed type (`jwk` as an object, as DPoP uses)
+        // is the token's shape, not a bad signature
+        let odd = {
+            let (h, rest) = es.split_once('.').unwrap();
+            let mut header: Value = serde_json::from_slice(&b64::decode_url(h).unwrap()).unwrap();
+            header["jwk"] = json!({"kty": "EC"});
+            format!("{}.{rest}", b64::encode_url(header.to_string().as_bytes()))
+        };
+        assert_eq!(check(&odd, &p), Err(JwtError::Malformed));
+        let unknown = forge(json!({"alg": "ES256", "kid": "e2"}), good_claims(), "AAAA");
+        assert_eq!(check(&unknown, &p), Err(JwtError::UnknownKid));
+    }
+
+    #[test]
+    fn garbage_is_malformed_before_any_crypto() {
+        let p = provider(json!({}), None);
+        let long = "a".repeat(9000);
+        let cases = [
+            "",
+            ".",
+            "..",
+            "a.b",
+            "a.b.c.d",
+            "a..c",
+            "a.b.",
+            "!!!.b.c",
+            "a b.c.d",
+            "eyJhbGciOiJIUzI1NiJ9.e30", // two parts
+            "e30.e30.AAAA",             // {} header: no alg
+            "W10.e30.AAAA",             // [] header
+            "bnVsbA.e30.AAAA",          // null header
+        ];
+        for c in cases {
+            assert_eq!(check(c, &p), Err(JwtError::Malformed), "{c:?}");
+        }
+        assert_eq!(inspect(&long, 8192).unwrap_err(), JwtError::TooLarge);
+        let h = b64::encode_url(br#"{"alg":"HS256"}"#);
+        for payload in [
+            &b"[]"[..],
+            b"null",
+            b"\"x\"",
+            b"{",
+            b"{\"exp\":true}",
+            b"{\"iat\":\"1\"}",
+        ] {
+            let t = format!("{h}.{}.AAAA", b64::encode_url(payload));
+            assert_eq!(
+                check(&t, &p),
+                Err(JwtError::Malformed),
+                "{:?}",
+                String::from_utf8_lossy(payload)
+            );
+        }
+        // padding and the standard alphabet are not base64url
+        let t = hs_token(good_claims(), None);
+        let (a, rest) = t.split_once('.').unwrap();
+        assert_eq!(check(&format!("{a}=.{rest}"), &p), Err(JwtError::Malformed));
+        assert!(check(&format!("{a}.{}", rest.replace('-', "+")), &p).is_err());
+        let huge_header = format!("{}.e30.AAAA", "A".repeat(MAX_HEADER_B64 + 4));
+        assert_eq!(inspect(&huge_header, 65536).unwrap_err(), JwtError::Malformed);
+        let deep = format!(
+            "{h}.{}.AAAA",
+            b64::encode_url(format!("{}{}", "[".repeat(5000), "]".repeat(5000)).as_bytes())
+        );
+        assert_eq!(inspect(&deep, 65536).unwrap_err(), JwtError::Malformed);
+    }
+
+    #[test]
+    fn claim_header_values_are_safe() {
+        assert_eq!(claim_header_value(&json!("alice")).as_deref(), Some("alice"));
+        assert_eq!(claim_header_value(&json!(42)).as_deref(), Some("42"));
+        assert_eq!(claim_header_value(&json!(true)).as_deref(), Some("true"));
+        assert_eq!(claim_header_value(&json!(["a", "b", 3])).as_deref(), Some("a,b,3"));
+        assert_eq!(claim_header_value(&json!({"a": 1})), None);
+        assert_eq!(claim_header_value(&json!(["a", {"b": 1}])), None);
+        assert_eq!(claim_header_value(&json!(null)), None);
+        assert_eq!(claim_header_value(&json!("a\r\nx-admin: true")), None);
+        assert_eq!(claim_header_value(&json!("nul\u{0}")), None);
+        assert_eq!(claim_header_value(&json!("x".repeat(5000))), None);
+        assert_eq!(claim_header_value(&json!("Zoë")).as_deref(), Some("Zoë"));
+    }
+}

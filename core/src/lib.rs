@@ -1,0 +1,24 @@
+//! edge-auth-core: every decision edge-auth makes, in plain Rust.
+//!
+//! Nothing in this crate calls proxy-wasm. The filter shell (the `edge-auth`
+//! crate at the repository root) gathers request facts, calls into this crate
+//! and applies the verdict. Each concern lives in the module named after it.
+
+pub mod apikey;
+pub mod b64;
+pub mod breaker;
+pub mod cache;
+pub mod config;
+pub mod context;
+pub mod decision;
+pub mod ip;
+pub mod jwks_refresh;
+pub mod jwt;
+pub mod keys;
+pub mod origin;
+pub mod path;
+pub mod response;
+pub mod revocation;
+pub mod routes;
+pub mod scopes;
+pub mod token_source;

@@ -1,0 +1,1076 @@
+//! The revocation state the edge keeps for its auth service's access tokens.
+//!
+//! The filter polls the service's feed (`GET /internal/v1/revocations`,
+//! docs/auth-service-api.md section 5) and applies each answer here: a
+//! snapshot (`reset: true`) replaces the state, an increment (`reset: false`)
+//! merges into it. Every access token from that service is then checked with
+//! [`RevocationState::is_revoked`], which only does hash lookups.
+//!
+//! Answers are parsed strictly: anything but a `200` with a well-formed body is
+//! a failure, and a failure leaves both the state and the cursor as they were
+//! (section 7). Fields the edge does not know are ignored (section 2.3).
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::jwt::Claims;
+
+/// Bounds on the state's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most entries held: revoked jtis + revoked sessions + subject cut-offs.
+    /// An answer that would take the state past it is refused
+    /// ([`FeedFailure::TooManyEntries`]) and the state is left as it was.
+    pub max_entries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_entries: 100_000 }
+    }
+}
+
+/// Why a feed answer was not applied. The state and the cursor are unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FeedFailure {
+    /// No answer: timeout, reset connection, unknown cluster.
+    NoResponse,
+    /// A status other than `200` (a `401` from a wrong service token, a 5xx, ...).
+    Status(u16),
+    /// The body is larger than the configured maximum; it was not parsed.
+    TooLarge,
+    /// Not JSON, a required field missing or of the wrong type, a negative or
+    /// fractional time, or an increment when a snapshot was expected.
+    Malformed,
+    /// Applying the answer would hold more than [`Limits::max_entries`] entries.
+    TooManyEntries,
+}
+
+impl FeedFailure {
+    /// A stable name, used in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeedFailure::NoResponse => "no_response",
+            FeedFailure::Status(_) => "bad_status",
+            FeedFailure::TooLarge => "too_large",
+            FeedFailure::Malformed => "malformed",
+            FeedFailure::TooManyEntries => "too_many_entries",
+        }
+    }
+}
+
+impl fmt::Display for FeedFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FeedFailure::Status(s) => write!(f, "{} ({s})", self.name()),
+            _ => f.write_str(self.name()),
+        }
+    }
+}
+
+/// What a successful [`RevocationState::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The answer was a snapshot and replaced the state.
+    pub reset: bool,
+    /// Revocations added or raised: for a snapshot, every live entry it holds
+    /// (plus one for a global cut-off); for an increment, the new `jti`/`sid`
+    /// entries, those whose `expires_at` moved later, the subjects added or
+    /// raised, and one if the global cut-off was raised.
+    pub changes: usize,
+    /// The poll interval the service suggests (informational).
+    pub poll_interval_s: u64,
+}
+
+/// Revocation state: revoked jtis and session ids (each until its
+/// `expires_at`), per-subject `revoked_before`, a global `revoked_before`, and
+/// the feed cursor.
+#[derive(Debug, Default)]
+pub struct RevocationState {
+    /// Revoked `jti` → `expires_at`.
+    jtis: HashMap<String, u64>,
+    /// Revoked `sid` → `expires_at`.
+    sessions: HashMap<String, u64>,
+    /// `sub` → `revoked_before`.
+    subjects: HashMap<String, u64>,
+    /// The global cut-off ("revoke all").
+    revoked_before: Option<u64>,
+    /// The cursor of the last answer applied.
+    cursor: Option<String>,
+    synced: bool,
+}
+
+/// The feed answer (section 5.2). Unknown fields are ignored; every listed
+/// field is required (`revoked_before` may be `null` but must be present).
+#[derive(Deserialize)]
+struct Feed {
+    cursor: String,
+    reset: bool,
+    poll_interval_s: u64,
+    #[serde(deserialize_with = "nullable")]
+    revoked_before: Option<u64>,
+    subjects: Vec<SubjectEntry>,
+    sessions: Vec<SessionEntry>,
+    jtis: Vec<JtiEntry>,
+}
+
+#[derive(Deserialize)]
+struct SubjectEntry {
+    subject: String,
+    revoked_before: u64,
+}
+
+#[derive(Deserialize)]
+struct SessionEntry {
+    sid: String,
+    expires_at: u64,
+}
+
+#[derive(Deserialize)]
+struct JtiEntry {
+    jti: String,
+    expires_at: u64,
+}
+
+/// A present field that may be `null` (with `deserialize_with`, serde does not
+/// default a missing `Option` field to `None`: a missing field is an error).
+fn nullable<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<u64>::deserialize(d)
+}
+
+/// Keeps the later of the value held and `value`; returns whether it changed the map.
+fn raise(map: &mut HashMap<String, u64>, key: String, value: u64) -> bool {
+    match map.entry(key) {
+        Entry::Vacant(v) => {
+            v.insert(value);
+            true
+        }
+        Entry::Occupied(mut o) => {
+            if value > *o.get() {
+                o.insert(value);
+                true
+            } else {
+                false
+            }
+        }
+    }
+}
+
+/// The answer's entries, deduplicated (the later value wins), expired ones dropped.
+#[derive(Default)]
+struct Tables {
+    jtis: HashMap<String, u64>,
+    sessions: HashMap<String, u64>,
+    subjects: HashMap<String, u64>,
+}
+
+impl Tables {
+    fn len(&self) -> usize {
+        self.jtis.len() + self.sessions.len() + self.subjects.len()
+    }
+
+    fn from_feed(feed: Feed, max_entries: usize, now: u64) -> Result<Tables, FeedFailure> {
+        let mut t = Tables::default();
+        for e in feed.jtis {
+            if e.expires_at > now {
+                raise(&mut t.jtis, e.jti, e.expires_at);
+            }
+        }
+        for e in feed.sessions {
+            if e.expires_at > now {
+                raise(&mut t.sessions, e.sid, e.expires_at);
+            }
+        }
+        for e in feed.subjects {
+            raise(&mut t.subjects, e.subject, e.revoked_before);
+        }
+        // No merge can hold fewer entries than the answer brings.
+        if t.len() > max_entries {
+            return Err(FeedFailure::TooManyEntries);
+        }
+        Ok(t)
+    }
+}
+
+/// Characters sent as they are in a query value (RFC 3986 unreserved).
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+/// Percent-encodes `s` for a query value: every byte but the unreserved ones.
+fn percent_encode(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        if is_unreserved(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+}
+
+impl RevocationState {
+    /// An empty state, not synced, without a cursor.
+    pub fn new() -> RevocationState {
+        RevocationState::default()
+    }
+
+    /// The cursor to send as `since` (`None` before the first successful poll).
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    /// Whether a successful poll has ever been applied. Before that, tokens
+    /// from providers that require revocation checks must be refused (the
+    /// caller decides).
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// Forgets the cursor so that the next poll asks for a snapshot, keeping
+    /// the state until that snapshot replaces it. For when increments keep
+    /// failing (say [`FeedFailure::TooManyEntries`]: a snapshot holds only
+    /// what is still in force, while increments only ever add).
+    pub fn request_snapshot(&mut self) {
+        self.cursor = None;
+    }
+
+    /// The poll request path: `base_path` (`/internal/v1/revocations`), with
+    /// `since=<percent-encoded cursor>` when a non-empty cursor is held.
+    pub fn poll_path(&self, base_path: &str) -> String {
+        match self.cursor.as_deref() {
+            Some(c) if !c.is_empty() => {
+                let mut path = String::with_capacity(base_path.len() + 7 + c.len() * 3);
+                path.push_str(base_path);
+                path.push(if base_path.contains('?') { '&' } else { '?' });
+                path.push_str("since=");
+                percent_encode(c, &mut path);
+                path
+            }
+            _ => base_path.to_owned(),
+        }
+    }
+
+    /// Applies a feed answer: `status` (`None`: no answer) and `body`. A
+    /// snapshot (`reset: true`) replaces the state, an increment merges into it:
+    /// `jti`/`sid` entries are added (the later `expires_at` wins), a subject's
+    /// `revoked_before` and the global one only ever rise, and a `null` global
+    /// means unchanged. Entries whose `expires_at <= now` are dropped (also from
+    /// the state held, on a successful merge). While no cursor is held (nothing
+    /// applied yet, or [`Self::request_snapshot`]), only a snapshot is accepted.
+    ///
+    /// A body over `max_bytes` is refused without being parsed. On any failure
+    /// the state and the cursor are left unchanged and the failure is returned.
+    pub fn apply(
+        &mut self,
+        status: Option<u16>,
+        body: Option<&[u8]>,
+        max_bytes: usize,
+        limits: &Limits,
+        now: u64,
+    ) -> Result<Applied, FeedFailure> {
+        match status {
+            Some(200) => {}
+            Some(s) => return Err(FeedFailure::Status(s)),
+            None => return Err(FeedFailure::NoResponse),
+        }
+        let body = body.ok_or(FeedFailure::Malformed)?;
+        if body.len() > max_bytes {
+            return Err(FeedFailure::TooLarge);
+        }
+        let mut feed: Feed = serde_json::from_slice(body).map_err(|_| FeedFailure::Malformed)?;
+        let reset = feed.reset;
+        if !reset && self.cursor.as_deref().is_none_or(str::is_empty) {
+            // We asked without `since`: the service must answer with a snapshot.
+            return Err(FeedFailure::Malformed);
+        }
+        let cursor = std::mem::take(&mut feed.cursor);
+        let global = feed.revoked_before;
+        let poll_interval_s = feed.poll_interval_s;
+        let tables = Tables::from_feed(feed, limits.max_entries, now)?;
+        let changes = if reset {
+            self.replace(tables, global)
+        } else {
+            self.merge(tables, global, limits, now)?
+        };
+        self.cursor = Some(cursor);
+        self.synced = true;
+        Ok(Applied {
+            reset,
+            changes,
+            poll_interval_s,
+        })
+    }
+
+    fn replace(&mut self, tables: Tables, global: Option<u64>) -> usize {
+        let changes = tables.len() + usize::from(global.is_some());
+        self.jtis = tables.jtis;
+        self.sessions = tables.sessions;
+        self.subjects = tables.subjects;
+        self.revoked_before = global;
+        changes
+    }
+
+    fn merge(&mut self, t: Tables, global: Option<u64>, limits: &Limits, now: u64) -> Result<usize, FeedFailure> {
+        // Count the final size before touching anything: live entries held,
+        // plus the answer's keys that are not live here yet.
+        let live = |map: &HashMap<String, u64>, key: &str| map.get(key).is_some_and(|&exp| exp > now);
+        let held = self.jtis.values().filter(|&&e| e > now).count()
+            + self.sessions.values().filter(|&&e| e > now).count()
+            + self.subjects.len();
+        let new = t.jtis.keys().filter(|k| !live(&self.jtis, k)).count()
+            + t.sessions.keys().filter(|k| !live(&self.sessions, k)).count()
+            + t.subjects
+                .keys()
+                .filter(|k| !self.subjects.contains_key(k.as_str()))
+                .count();
+        if held.saturating_add(new) > limits.max_entries {
+            return Err(FeedFailure::TooManyEntries);
+        }
+        self.prune(now);
+        let mut changes = 0;
+        for (k, v) in t.jtis {
+            changes += usize::from(raise(&mut self.jtis, k, v));
+        }
+        for (k, v) in t.sessions {
+            changes += usize::from(raise(&mut self.sessions, k, v));
+        }
+        for (k, v) in t.subjects {
+            changes += usize::from(raise(&mut self.subjects, k, v));
+        }
+        if let Some(g) = global {
+            if self.revoked_before.is_none_or(|held| g > held) {
+                self.revoked_before = Some(g);
+                changes += 1;
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Drops the `jti` and `sid` entries whose `expires_at <= now`: no token
+    /// they could match is still valid. Subject and global cut-offs carry no
+    /// expiry; they stay until a snapshot no longer lists them.
+    pub fn prune(&mut self, now: u64) {
+        self.jtis.retain(|_, exp| *exp > now);
+        self.sessions.retain(|_, exp| *exp > now);
+    }
+
+    /// Whether a verified token is revoked (section 5.4): its `jti` is listed;
+    /// its `sid` is listed; its `iat` is before the `revoked_before` of its
+    /// `sub`; or its `iat` is before the global `revoked_before`. A token
+    /// without `iat` is revoked whenever its subject has a cut-off or the
+    /// global one is set (fail closed). Hash lookups only, no allocation.
+    pub fn is_revoked(&self, claims: &Claims) -> bool {
+        if claims.str("jti").is_some_and(|j| self.jtis.contains_key(j)) {
+            return true;
+        }
+        if claims.str("sid").is_some_and(|s| self.sessions.contains_key(s)) {
+            return true;
+        }
+        let before = |cutoff: u64| claims.iat.is_none_or(|iat| iat < cutoff);
+        if let Some(&cutoff) = claims.str("sub").and_then(|s| self.subjects.get(s)) {
+            if before(cutoff) {
+                return true;
+            }
+        }
+        self.revoked_before.is_some_and(before)
+    }
+
+    /// The entries held: revoked jtis + sessions + subject cut-offs.
+    pub fn len(&self) -> usize {
+        self.jtis.len() + self.sessions.len() + self.subjects.len()
+    }
+
+    /// Whether no entry is held (a global cut-off is not an entry).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The global cut-off in force, if any.
+    pub fn global_revoked_before(&self) -> Option<u64> {
+        self.revoked_before
+    }
+}
+
+/// Claims of a hand-built unsigned token, for tests elsewhere in the crate:
+/// `inspect` only parses, so no signature is needed.
+#[cfg(test)]
+pub(crate) fn test_claims(payload: &serde_json::Value) -> Claims {
+    #![allow(clippy::unwrap_used)]
+    use crate::b64::encode_url;
+    let token = format!(
+        "{}.{}.AAAA",
+        encode_url(br#"{"alg":"HS256"}"#),
+        encode_url(payload.to_string().as_bytes())
+    );
+    crate::jwt::inspect(&token, 1 << 16).unwrap().claims
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use serde_json::{json, Value};
+
+    const NOW: u64 = 1_795_000_000;
+    const MAX: usize = 64 * 1024;
+    const LIMITS: Limits = Limits { max_entries: 100 };
+
+    fn claims(v: Value) -> Claims {
+        test_claims(&v)
+    }
+
+    fn feed(reset: bool, cursor: &str, global: Value, subjects: Value, sessions: Value, jtis: Value) -> Vec<u8> {
+        json!({
+            "cursor": cursor, "reset": reset, "poll_interval_s": 5, "revoked_before": global,
+            "subjects": subjects, "sessions": sessions, "jtis": jtis,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    fn apply(s: &mut RevocationState, body: &[u8]) -> Result<Applied, FeedFailure> {
+        s.apply(Some(200), Some(body), MAX, &LIMITS, NOW)
+    }
+
+    /// The example snapshot of section 5.2.
+    fn snapshot() -> Vec<u8> {
+        feed(
+            true,
+            "v1.k3vq7xw2.46",
+            Value::Null,
+            json!([{"subject": "user-123", "revoked_before": 1_795_000_801u64}]),
+            json!([{"sid": "ses_a", "expires_at": 1_795_001_500u64},
+                   {"sid": "ses_b", "expires_at": 1_795_001_600u64}]),
+            json!([{"jti": "jti_a", "expires_at": 1_795_000_900u64}]),
+        )
+    }
+
+    fn synced() -> RevocationState {
+        let mut s = RevocationState::new();
+        apply(&mut s, &snapshot()).unwrap();
+        s
+    }
+
+    /// Everything observable about a state, to check that a failure changed nothing.
+    fn observe(s: &RevocationState) -> String {
+        let mut jtis: Vec<_> = s.jtis.iter().collect();
+        let mut sessions: Vec<_> = s.sessions.iter().collect();
+        let mut subjects: Vec<_> = s.subjects.iter().collect();
+        jtis.sort();
+        sessions.sort();
+        subjects.sort();
+        format!(
+            "{jtis:?} {sessions:?} {subjects:?} {:?} {:?} {}",
+            s.revoked_before, s.cursor, s.synced
+        )
+    }
+
+    #[test]
+    fn new_state_is_empty_and_unsynced() {
+        let s = RevocationState::new();
+        assert!(!s.is_synced());
+        assert_eq!(s.cursor(), None);
+        assert_eq!(s.len(), 0);
+        assert!(s.is_empty());
+        assert_eq!(s.poll_path("/internal/v1/revocations"), "/internal/v1/revocations");
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-123", "jti": "jti_a", "iat": 1}))));
+        assert!(!s.is_revoked(&claims(json!({}))));
+    }
+
+    #[test]
+    fn snapshot_then_incremental_merge() {
+        let mut s = RevocationState::new();
+        let a = apply(&mut s, &snapshot()).unwrap();
+        assert_eq!(
+            a,
+            Applied {
+                reset: true,
+                changes: 4,
+                poll_interval_s: 5
+            }
+        );
+        assert!(s.is_synced());
+        assert_eq!(s.cursor(), Some("v1.k3vq7xw2.46"));
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.global_revoked_before(), None);
+        assert_eq!(
+            s.poll_path("/internal/v1/revocations"),
+            "/internal/v1/revocations?since=v1.k3vq7xw2.46"
+        );
+
+        let inc = feed(
+            false,
+            "v1.k3vq7xw2.50",
+            Value::Null,
+            json!([{"subject": "user-123", "revoked_before": 1_795_000_700u64},
+                   {"subject": "user-456", "revoked_before": 1_795_000_010u64}]),
+            json!([{"sid": "ses_c", "expires_at": NOW + 100}, {"sid": "ses_a", "expires_at": NOW + 10}]),
+            json!([{"jti": "jti_b", "expires_at": NOW + 100}, {"jti": "jti_c", "expires_at": NOW + 200}]),
+        );
+        let a = apply(&mut s, &inc).unwrap();
+        // user-456, ses_c, jti_b, jti_c are new; user-123 and ses_a are not raised
+        assert_eq!(
+            a,
+            Applied {
+                reset: false,
+                changes: 4,
+                poll_interval_s: 5
+            }
+        );
+        assert_eq!(s.cursor(), Some("v1.k3vq7xw2.50"));
+        assert_eq!(s.len(), 8);
+        // the merge never lowers what is held
+        assert_eq!(s.subjects["user-123"], 1_795_000_801);
+        assert_eq!(s.sessions["ses_a"], 1_795_001_500);
+        for c in [
+            json!({"jti": "jti_a"}),
+            json!({"jti": "jti_c"}),
+            json!({"sid": "ses_b"}),
+            json!({"sid": "ses_c"}),
+            json!({"sub": "user-456", "iat": NOW}),
+            json!({"sub": "user-123", "iat": 1_795_000_800u64}),
+        ] {
+            assert!(s.is_revoked(&claims(c.clone())), "{c}");
+        }
+        assert!(!s.is_revoked(&claims(
+            json!({"sub": "user-456", "iat": NOW + 10, "jti": "x", "sid": "y"})
+        )));
+
+        // an empty increment, repeating the cursor
+        let empty = feed(false, "v1.k3vq7xw2.50", Value::Null, json!([]), json!([]), json!([]));
+        let a = apply(&mut s, &empty).unwrap();
+        assert_eq!(a.changes, 0);
+        assert_eq!(s.len(), 8);
+        assert_eq!(s.cursor(), Some("v1.k3vq7xw2.50"));
+    }
+
+    #[test]
+    fn merge_raises_expiry_and_subject() {
+        let mut s = synced();
+        let inc = feed(
+            false,
+            "c2",
+            Value::Null,
+            json!([{"subject": "user-123", "revoked_before": 1_795_000_900u64}]),
+            json!([{"sid": "ses_a", "expires_at": 1_795_009_000u64}]),
+            json!([]),
+        );
+        assert_eq!(apply(&mut s, &inc).unwrap().changes, 2);
+        assert_eq!(s.subjects["user-123"], 1_795_000_900);
+        assert_eq!(s.sessions["ses_a"], 1_795_009_000);
+        assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn duplicates_in_one_answer_keep_the_later_value() {
+        let mut s = RevocationState::new();
+        let body = feed(
+            true,
+            "c",
+            Value::Null,
+            json!([{"subject": "u", "revoked_before": 20}, {"subject": "u", "revoked_before": 30},
+                   {"subject": "u", "revoked_before": 10}]),
+            json!([{"sid": "s", "expires_at": NOW + 5}, {"sid": "s", "expires_at": NOW + 50}]),
+            json!([{"jti": "j", "expires_at": NOW + 50}, {"jti": "j", "expires_at": NOW + 5}]),
+        );
+        assert_eq!(apply(&mut s, &body).unwrap().changes, 3);
+        assert_eq!(s.subjects["u"], 30);
+        assert_eq!(s.sessions["s"], NOW + 50);
+        assert_eq!(s.jtis["j"], NOW + 50);
+    }
+
+    #[test]
+    fn reset_replaces_the_state() {
+        let mut s = synced();
+        let g = feed(false, "c2", json!(NOW), json!([]), json!([]), json!([]));
+        apply(&mut s, &g).unwrap();
+        assert_eq!(s.global_revoked_before(), Some(NOW));
+
+        let snap = feed(
+            true,
+            "v2.other.1",
+            Value::Null,
+            json!([{"subject": "user-9", "revoked_before": NOW}]),
+            json!([]),
+            json!([{"jti": "jti_z", "expires_at": NOW + 1}]),
+        );
+        let a = apply(&mut s, &snap).unwrap();
+        assert!(a.reset);
+        assert_eq!(a.changes, 2);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.cursor(), Some("v2.other.1"));
+        // a snapshot's null global means none: the old cut-off is gone
+        assert_eq!(s.global_revoked_before(), None);
+        assert!(!s.is_revoked(&claims(
+            json!({"jti": "jti_a", "sid": "ses_a", "sub": "user-123", "iat": 1})
+        )));
+        assert!(s.is_revoked(&claims(json!({"jti": "jti_z"}))));
+        assert!(s.is_revoked(&claims(json!({"sub": "user-9", "iat": NOW - 1}))));
+
+        // a snapshot with a global cut-off counts it as a change
+        let snap = feed(true, "v2.other.2", json!(NOW), json!([]), json!([]), json!([]));
+        let a = apply(&mut s, &snap).unwrap();
+        assert_eq!(a.changes, 1);
+        assert!(s.is_empty());
+        assert_eq!(s.global_revoked_before(), Some(NOW));
+    }
+
+    #[test]
+    fn increment_without_a_cursor_is_malformed() {
+        let mut s = RevocationState::new();
+        let inc = feed(false, "c", Value::Null, json!([]), json!([]), json!([]));
+        assert_eq!(apply(&mut s, &inc), Err(FeedFailure::Malformed));
+        assert!(!s.is_synced());
+        assert_eq!(s.cursor(), None);
+
+        // after request_snapshot, too, until a snapshot has been applied
+        let mut s = synced();
+        s.request_snapshot();
+        assert_eq!(s.cursor(), None);
+        assert_eq!(s.poll_path("/internal/v1/revocations"), "/internal/v1/revocations");
+        assert!(s.is_synced());
+        assert_eq!(s.len(), 4, "the state is kept until the snapshot arrives");
+        assert_eq!(apply(&mut s, &inc), Err(FeedFailure::Malformed));
+        apply(&mut s, &feed(true, "c1", Value::Null, json!([]), json!([]), json!([]))).unwrap();
+        assert!(s.is_empty());
+        apply(&mut s, &inc).unwrap();
+        assert_eq!(s.cursor(), Some("c"));
+    }
+
+    #[test]
+    fn cursor_is_percent_encoded() {
+        let mut s = RevocationState::new();
+        let cursor = "a b&c=d/e?f+g%h#i~j-k_l.m\u{e9}\"";
+        apply(
+            &mut s,
+            &feed(true, cursor, Value::Null, json!([]), json!([]), json!([])),
+        )
+        .unwrap();
+        assert_eq!(s.cursor(), Some(cursor));
+        assert_eq!(
+            s.poll_path("/internal/v1/revocations"),
+            "/internal/v1/revocations?since=a%20b%26c%3Dd%2Fe%3Ff%2Bg%25h%23i~j-k_l.m%C3%A9%22"
+        );
+        // a base path that already has a query
+        assert_eq!(
+            s.poll_path("/feed?x=1"),
+            "/feed?x=1&since=a%20b%26c%3Dd%2Fe%3Ff%2Bg%25h%23i~j-k_l.m%C3%A9%22"
+        );
+
+        // URL-safe cursors go as they are
+        apply(
+            &mut s,
+            &feed(true, "v1.AZaz09-_.7", Value::Null, json!([]), json!([]), json!([])),
+        )
+        .unwrap();
+        assert_eq!(s.poll_path("/r"), "/r?since=v1.AZaz09-_.7");
+
+        // an empty cursor asks for a snapshot next time
+        apply(&mut s, &feed(true, "", Value::Null, json!([]), json!([]), json!([]))).unwrap();
+        assert_eq!(s.cursor(), Some(""));
+        assert_eq!(s.poll_path("/r"), "/r");
+        let inc = feed(false, "c", Value::Null, json!([]), json!([]), json!([]));
+        assert_eq!(apply(&mut s, &inc), Err(FeedFailure::Malformed));
+    }
+
+    #[test]
+    fn jti_and_sid() {
+        let s = synced();
+        assert!(s.is_revoked(&claims(json!({"jti": "jti_a", "sub": "other", "iat": NOW}))));
+        assert!(s.is_revoked(&claims(json!({"sid": "ses_b", "sub": "other", "iat": NOW}))));
+        assert!(!s.is_revoked(&claims(
+            json!({"jti": "jti_b", "sid": "ses_c", "sub": "other", "iat": NOW})
+        )));
+        // a jti value is not a sid and vice versa
+        assert!(!s.is_revoked(&claims(json!({"sid": "jti_a", "jti": "ses_a"}))));
+        // a non-string sid matches nothing
+        assert!(!s.is_revoked(&claims(json!({"sid": 1}))));
+    }
+
+    #[test]
+    fn subject_revoked_before_is_strict() {
+        let s = synced(); // user-123 revoked before 1_795_000_801
+        let rb = 1_795_000_801u64;
+        assert!(s.is_revoked(&claims(json!({"sub": "user-123", "iat": rb - 1}))));
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-123", "iat": rb}))));
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-123", "iat": rb + 1}))));
+        // another subject is not affected
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-124", "iat": 1}))));
+        // fractional iat is truncated to whole seconds
+        assert!(s.is_revoked(&claims(json!({"sub": "user-123", "iat": 1_795_000_800.9}))));
+    }
+
+    #[test]
+    fn global_revoked_before_is_strict() {
+        let mut s = synced();
+        apply(&mut s, &feed(false, "c2", json!(NOW), json!([]), json!([]), json!([]))).unwrap();
+        assert!(s.is_revoked(&claims(json!({"sub": "anyone", "iat": NOW - 1}))));
+        assert!(!s.is_revoked(&claims(json!({"sub": "anyone", "iat": NOW}))));
+        assert!(!s.is_revoked(&claims(json!({"iat": NOW + 1}))));
+    }
+
+    #[test]
+    fn token_without_iat_fails_closed() {
+        let s = synced();
+        // a cut-off for its subject: revoked
+        assert!(s.is_revoked(&claims(json!({"sub": "user-123"}))));
+        // no cut-off applies to it: not revoked
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-999"}))));
+        assert!(!s.is_revoked(&claims(json!({}))));
+
+        let mut s = synced();
+        apply(&mut s, &feed(false, "c2", json!(1), json!([]), json!([]), json!([]))).unwrap();
+        // any global cut-off, however old: revoked
+        assert!(s.is_revoked(&claims(json!({"sub": "user-999"}))));
+        assert!(s.is_revoked(&claims(json!({}))));
+        assert!(!s.is_revoked(&claims(json!({"iat": 1}))));
+    }
+
+    #[test]
+    fn null_global_in_increment_keeps_the_held_value() {
+        let mut s = synced();
+        let g = |v: Value| feed(false, "c", v, json!([]), json!([]), json!([]));
+        assert_eq!(apply(&mut s, &g(json!(NOW))).unwrap().changes, 1);
+        assert_eq!(s.global_revoked_before(), Some(NOW));
+        // null: unchanged
+        assert_eq!(apply(&mut s, &g(Value::Null)).unwrap().changes, 0);
+        assert_eq!(s.global_revoked_before(), Some(NOW));
+        // an earlier value does not lower it
+        assert_eq!(apply(&mut s, &g(json!(NOW - 100))).unwrap().changes, 0);
+        assert_eq!(s.global_revoked_before(), Some(NOW));
+        assert!(s.is_revoked(&claims(json!({"iat": NOW - 50}))));
+        // the same value changes nothing
+        assert_eq!(apply(&mut s, &g(json!(NOW))).unwrap().changes, 0);
+        // a later value replaces it
+        assert_eq!(apply(&mut s, &g(json!(NOW + 100))).unwrap().changes, 1);
+        assert_eq!(s.global_revoked_before(), Some(NOW + 100));
+        assert!(s.is_revoked(&claims(json!({"iat": NOW + 99}))));
+    }
+
+    #[test]
+    fn expired_entries_are_dropped_at_the_boundary() {
+        let mut s = RevocationState::new();
+        let body = feed(
+            true,
+            "c",
+            Value::Null,
+            json!([]),
+            json!([{"sid": "s_past", "expires_at": NOW - 1}, {"sid": "s_now", "expires_at": NOW},
+                   {"sid": "s_next", "expires_at": NOW + 1}]),
+            json!([{"jti": "j_now", "expires_at": NOW}, {"jti": "j_next", "expires_at": NOW + 1}]),
+        );
+        let a = apply(&mut s, &body).unwrap();
+        // expires_at <= now is not kept
+        assert_eq!(a.changes, 2);
+        assert_eq!(s.len(), 2);
+        assert!(!s.is_revoked(&claims(json!({"sid": "s_now"}))));
+        assert!(!s.is_revoked(&claims(json!({"jti": "j_now"}))));
+        assert!(s.is_revoked(&claims(json!({"sid": "s_next"}))));
+        assert!(s.is_revoked(&claims(json!({"jti": "j_next"}))));
+
+        s.prune(NOW);
+        assert_eq!(s.len(), 2);
+        s.prune(NOW + 1);
+        assert_eq!(s.len(), 0);
+        assert!(!s.is_revoked(&claims(json!({"sid": "s_next"}))));
+
+        // subject cut-offs carry no expiry and stay
+        let mut s = synced();
+        s.prune(u64::MAX);
+        assert_eq!(s.len(), 1);
+        assert!(s.is_revoked(&claims(json!({"sub": "user-123", "iat": 1}))));
+    }
+
+    #[test]
+    fn merge_prunes_and_drops_expired_entries() {
+        let mut s = synced(); // jti_a until 1_795_000_900
+        let later = 1_795_000_900;
+        let inc = feed(
+            false,
+            "c2",
+            Value::Null,
+            json!([]),
+            json!([]),
+            json!([{"jti": "old", "expires_at": later}, {"jti": "new", "expires_at": later + 1}]),
+        );
+        let a = s.apply(Some(200), Some(&inc), MAX, &LIMITS, later).unwrap();
+        assert_eq!(a.changes, 1);
+        assert!(
+            !s.jtis.contains_key("jti_a"),
+            "held expired entries are pruned on merge"
+        );
+        assert!(!s.jtis.contains_key("old"));
+        assert!(s.jtis.contains_key("new"));
+        assert_eq!(s.len(), 4);
+    }
+
+    #[test]
+    fn failures_leave_the_state_unchanged() {
+        let mut s = synced();
+        apply(&mut s, &feed(false, "c2", json!(NOW), json!([]), json!([]), json!([]))).unwrap();
+        let before = observe(&s);
+        let ok = |extra: (&str, Value)| {
+            let mut v: Value = serde_json::from_slice(&feed(
+                false,
+                "c3",
+                Value::Null,
+                json!([{"subject": "x", "revoked_before": 1}]),
+                json!([{"sid": "x", "expires_at": NOW + 9}]),
+                json!([{"jti": "x", "expires_at": NOW + 9}]),
+            ))
+            .unwrap();
+            if extra.1.is_null() && extra.0.starts_with('-') {
+                v.as_object_mut().unwrap().remove(&extra.0[1..]);
+            } else {
+                v[extra.0] = extra.1;
+            }
+            v.to_string()
+        };
+        let bad_bodies: Vec<String> = vec![
+            // not JSON, not an object, the wrong structure
+            String::new(),
+            "not json".into(),
+            "null".into(),
+            "[]".into(),
+            "{}".into(),
+            r#"{"revocations": []}"#.into(),
+            format!("{} trailing", ok(("x", json!(1)))),
+            // missing fields (a null global must still be present)
+            ok(("-cursor", Value::Null)),
+            ok(("-reset", Value::Null)),
+            ok(("-poll_interval_s", Value::Null)),
+            ok(("-revoked_before", Value::Null)),
+            ok(("-subjects", Value::Null)),
+            ok(("-sessions", Value::Null)),
+            ok(("-jtis", Value::Null)),
+            // wrong types
+            ok(("cursor", json!(1))),
+            ok(("cursor", Value::Null)),
+            ok(("reset", json!("false"))),
+            ok(("reset", Value::Null)),
+            ok(("poll_interval_s", json!(-1))),
+            ok(("poll_interval_s", json!("5"))),
+            ok(("revoked_before", json!("1795000000"))),
+            ok(("revoked_before", json!(-1))),
+            ok(("revoked_before", json!(1.5))),
+            ok(("revoked_before", json!(1e9))),
+            ok(("subjects", Value::Null)),
+            ok(("subjects", json!({"subject": "x", "revoked_before": 1}))),
+            ok(("subjects", json!([{"subject": "x"}]))),
+            ok(("subjects", json!([{"subject": 1, "revoked_before": 1}]))),
+            ok(("subjects", json!([{"subject": "x", "revoked_before": null}]))),
+            ok(("subjects", json!([{"sub": "x", "revoked_before": 1}]))),
+            ok(("subjects", json!(["x"]))),
+            ok(("sessions", json!([{"sid": "x"}]))),
+            ok(("sessions", json!([{"sid": null, "expires_at": NOW + 9}]))),
+            ok(("sessions", json!([{"sid": "x", "expires_at": "soon"}]))),
+            ok(("sessions", json!([{"sid": "x", "expires_at": -5}]))),
+            ok(("jtis", json!([{"jti": "x", "expires_at": null}]))),
+            ok(("jtis", json!([{"jti": ["x"], "expires_at": NOW + 9}]))),
+            ok(("jtis", json!([null]))),
+            ok(("jtis", json!("x"))),
+            // a duplicated field
+            r#"{"cursor":"a","cursor":"b","reset":false,"poll_interval_s":5,"revoked_before":null,"subjects":[],"sessions":[],"jtis":[]}"#.into(),
+        ];
+        for body in &bad_bodies {
+            assert_eq!(apply(&mut s, body.as_bytes()), Err(FeedFailure::Malformed), "{body}");
+            assert_eq!(observe(&s), before, "{body}");
+        }
+        // the base body is fine: the failures above are the changes alone
+        let mut copy = synced();
+        apply(
+            &mut copy,
+            &feed(false, "c2", Value::Null, json!([]), json!([]), json!([])),
+        )
+        .unwrap();
+        apply(&mut copy, ok(("x", json!(1))).as_bytes()).unwrap();
+
+        let good = ok(("x", json!(1)));
+        for status in [201, 204, 304, 400, 401, 404, 500, 502, 503] {
+            assert_eq!(
+                s.apply(Some(status), Some(good.as_bytes()), MAX, &LIMITS, NOW),
+                Err(FeedFailure::Status(status))
+            );
+        }
+        assert_eq!(
+            s.apply(None, Some(good.as_bytes()), MAX, &LIMITS, NOW),
+            Err(FeedFailure::NoResponse)
+        );
+        assert_eq!(s.apply(None, None, MAX, &LIMITS, NOW), Err(FeedFailure::NoResponse));
+        assert_eq!(s.apply(Some(200), None, MAX, &LIMITS, NOW), Err(FeedFailure::Malformed));
+        assert_eq!(
+            s.apply(Some(200), Some(good.as_bytes()), good.len() - 1, &LIMITS, NOW),
+            Err(FeedFailure::TooLarge)
+        );
+        assert_eq!(observe(&s), before);
+
+        // exactly max_bytes is fine
+        s.apply(Some(200), Some(good.as_bytes()), good.len(), &LIMITS, NOW)
+            .unwrap();
+        assert_eq!(s.cursor(), Some("c3"));
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let mut s = synced();
+        let body = json!({
+            "cursor": "c2", "reset": false, "poll_interval_s": 7, "revoked_before": null, "future": {"x": [1]},
+            "subjects": [{"subject": "u", "revoked_before": NOW, "tenant": "acme"}],
+            "sessions": [{"sid": "s", "expires_at": NOW + 1, "reason": "logout"}],
+            "jtis": [{"jti": "j", "expires_at": NOW + 1, "extra": null}],
+            "api_keys": [{"key_id": "key_x"}],
+        })
+        .to_string();
+        let a = apply(&mut s, body.as_bytes()).unwrap();
+        assert_eq!(
+            a,
+            Applied {
+                reset: false,
+                changes: 3,
+                poll_interval_s: 7
+            }
+        );
+        assert_eq!(s.len(), 7);
+    }
+
+    #[test]
+    fn too_many_entries_leaves_the_state_unchanged() {
+        let limits = Limits { max_entries: 5 };
+        // a snapshot beyond the limit
+        let mut s = synced();
+        let before = observe(&s);
+        let jtis: Vec<Value> = (0..6)
+            .map(|i| json!({"jti": format!("j{i}"), "expires_at": NOW + 1}))
+            .collect();
+        let big = feed(
+            true,
+            "c2",
+            Value::Null,
+            json!([]),
+            json!([]),
+            Value::Array(jtis.clone()),
+        );
+        assert_eq!(
+            s.apply(Some(200), Some(&big), MAX, &limits, NOW),
+            Err(FeedFailure::TooManyEntries)
+        );
+        assert_eq!(observe(&s), before);
+        // exactly at the limit is fine
+        let five = feed(
+            true,
+            "c2",
+            Value::Null,
+            json!([]),
+            json!([]),
+            Value::Array(jtis[..5].to_vec()),
+        );
+        s.apply(Some(200), Some(&five), MAX, &limits, NOW).unwrap();
+        assert_eq!(s.len(), 5);
+
+        // an increment that would take the held state past the limit
+        let mut s = synced(); // 4 entries
+        let before = observe(&s);
+        let two = feed(
+            false,
+            "c2",
+            json!(NOW),
+            json!([{"subject": "new", "revoked_before": NOW}]),
+            json!([]),
+            json!([{"jti": "j9", "expires_at": NOW + 1}]),
+        );
+        assert_eq!(
+            s.apply(Some(200), Some(&two), MAX, &limits, NOW),
+            Err(FeedFailure::TooManyEntries)
+        );
+        assert_eq!(observe(&s), before);
+        // entries already held do not count twice
+        let known = feed(
+            false,
+            "c2",
+            Value::Null,
+            json!([{"subject": "user-123", "revoked_before": NOW + 5000}]),
+            json!([{"sid": "ses_a", "expires_at": NOW + 5000}]),
+            json!([{"jti": "j9", "expires_at": NOW + 1}]),
+        );
+        assert_eq!(s.apply(Some(200), Some(&known), MAX, &limits, NOW).unwrap().changes, 3);
+        assert_eq!(s.len(), 5);
+        // entries that expire on merge make room
+        let later = 1_795_000_900; // jti_a expires
+        let one = feed(
+            false,
+            "c3",
+            Value::Null,
+            json!([]),
+            json!([]),
+            json!([{"jti": "j10", "expires_at": later + 1}]),
+        );
+        assert_eq!(
+            s.apply(Some(200), Some(&one), MAX, &limits, NOW),
+            Err(FeedFailure::TooManyEntries)
+        );
+        s.apply(Some(200), Some(&one), MAX, &limits, later).unwrap();
+        assert_eq!(s.len(), 4, "jti_a and j9 expired, j10 added");
+        assert_eq!(s.cursor(), Some("c3"));
+    }
+
+    #[test]
+    fn one_megabyte_body_is_refused_unparsed() {
+        let mut s = synced();
+        let before = observe(&s);
+        // not JSON at all: TooLarge (not Malformed) shows it was never parsed
+        let body = vec![b'x'; 1 << 20];
+        assert_eq!(
+            s.apply(Some(200), Some(&body), MAX, &LIMITS, NOW),
+            Err(FeedFailure::TooLarge)
+        );
+        assert_eq!(observe(&s), before);
+    }
+
+    #[test]
+    fn failure_names() {
+        assert_eq!(FeedFailure::NoResponse.name(), "no_response");
+        assert_eq!(FeedFailure::Status(503).name(), "bad_status");
+        assert_eq!(FeedFailure::Status(503).to_string(), "bad_status (503)");
+        assert_eq!(FeedFailure::TooLarge.name(), "too_large");
+        assert_eq!(FeedFailure::Malformed.name(), "malformed");
+        assert_eq!(FeedFailure::TooManyEntries.to_string(), "too_many_entries");
+    }
+
+    #[test]
+    fn is_revoked_with_many_entries() {
+        let mut s = RevocationState::new();
+        let n = 5_000;
+        let jtis: Vec<Value> = (0..n)
+            .map(|i| json!({"jti": format!("j{i}"), "expires_at": NOW + 1}))
+            .collect();
+        let sessions: Vec<Value> = (0..n)
+            .map(|i| json!({"sid": format!("s{i}"), "expires_at": NOW + 1}))
+            .collect();
+        let body = feed(
+            true,
+            "c",
+            Value::Null,
+            json!([]),
+            Value::Array(sessions),
+            Value::Array(jtis),
+        );
+        let limits = Limits::default();
+        s.apply(Some(200), Some(&body), 1 << 20, &limits, NOW).unwrap();
+        assert_eq!(s.len(), 2 * n);
+        let hit = claims(json!({"jti": "j4999", "sub": "u", "iat": NOW}));
+        let miss = claims(json!({"jti": "j5000", "sid": "s5000", "sub": "u", "iat": NOW}));
+        for _ in 0..10_000 {
+            assert!(s.is_revoked(&hit));
+            assert!(!s.is_revoked(&miss));
+        }
+    }
+}

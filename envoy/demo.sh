@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The `make run` stack: the reference auth service (127.0.0.1:8090), the demo
+# upstream (127.0.0.1:8081) and Envoy with the edge-auth filter (127.0.0.1:8080,
+# admin 127.0.0.1:9901), as envoy/envoy.yaml wires them.
+#
+# Secrets are generated for each run and passed through the environment only;
+# copies for `make token` and the walkthrough live in .run/ (mode 600,
+# git-ignored) and are removed when the stack stops.
+#
+# Usage: envoy/demo.sh ENVOY_BINARY   (make run passes the pinned one)
+set -euo pipefail
+
+envoy_bin=${1:?usage: envoy/demo.sh ENVOY_BINARY}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+run="$root/.run"
+cd "$root"
+
+random_hex() { openssl rand -hex 32 2>/dev/null || python3 -c 'import secrets; print(secrets.token_hex(32))'; }
+
+export EDGE_AUTH_DEMO_HS256_SECRET="${EDGE_AUTH_DEMO_HS256_SECRET:-$(random_hex)}"
+export EDGE_AUTH_ADMIN_TOKEN="${EDGE_AUTH_ADMIN_TOKEN:-$(random_hex)}"
+export EDGE_AUTH_SERVICE_TOKEN="${EDGE_AUTH_SERVICE_TOKEN:-$(random_hex)}"
+
+mkdir -p "$run"
+(
+  umask 077
+  printf '%s' "$EDGE_AUTH_DEMO_HS256_SECRET" > "$run/demo-hs256-secret"
+  printf '%s' "$EDGE_AUTH_ADMIN_TOKEN" > "$run/admin-token"
+)
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -f "$run/demo-hs256-secret" "$run/admin-token"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_for_port() { # name port pid
+  for _ in $(seq 1 100); do
+    kill -0 "$3" 2>/dev/null || { echo "run: $1 did not start (is port $2 in use?)" >&2; exit 1; }
+    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "run: $1 is not listening on $2" >&2
+  exit 1
+}
+
+echo "run: auth service on 127.0.0.1:8090 (database .run/auth.db)"
+"$root/target/debug/edge-auth-service" serve --db "$run/auth.db" --listen 127.0.0.1:8090 \
+  --issuer http://127.0.0.1:8090 --audience edge-auth-demo &
+pids+=($!)
+wait_for_port "the auth service" 8090 "${pids[-1]}"
+
+echo "run: demo upstream on 127.0.0.1:8081"
+"$root/target/debug/demo-upstream" --port 8081 &
+pids+=($!)
+wait_for_port "the demo upstream" 8081 "${pids[-1]}"
+
+cat <<'EOF'
+
+In another terminal, from this directory:
+
+  # 1. A tenant and an API key for its backend (admin API; the raw key is shown once)
+  ADMIN="Authorization: Bearer $(cat .run/admin-token)"
+  curl -s -X POST localhost:8090/admin/v1/tenants -H "$ADMIN" -H 'content-type: application/json' \
+    -d '{"name":"acme","allowed_origins":["https://app.acme.example"],"ip_allowlist":["127.0.0.1"]}'
+  KEY=$(curl -s -X POST localhost:8090/admin/v1/tenants/acme/keys -H "$ADMIN" \
+    -H 'content-type: application/json' -d '{"subject":"svc-web","scopes":["orders:read"]}' \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+
+  # 2. The backend asks for a session for its user, through the edge (SDK route: allowed IPs only)
+  SESSION=$(curl -s -X POST localhost:8080/v1/sessions -H "x-api-key: $KEY" \
+    -H 'content-type: application/json' -d '{"subject":"user-123"}')
+  ACCESS=$(echo "$SESSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  REFRESH=$(echo "$SESSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["refresh_token"])')
+
+  # 3. The user's browser calls a user route: the edge checks the token against the
+  #    service's JWKS, the Origin and the scope, and forwards x-auth-* identity headers
+  curl -s localhost:8080/api/orders -H "Authorization: Bearer $ACCESS" -H 'Origin: https://app.acme.example'
+  curl -i localhost:8080/api/orders -H "Authorization: Bearer $ACCESS" -H 'Origin: https://evil.example'
+
+  # 4. Log out: the session is revoked. Its refresh token is refused (401 invalid_grant), and
+  #    within one revocation poll (2 s here) the edge refuses its access token too (401)
+  curl -s -X POST localhost:8080/v1/sessions/logout -H "x-api-key: $KEY" \
+    -H 'content-type: application/json' -d "{\"refresh_token\":\"$REFRESH\"}"
+  curl -i -X POST localhost:8080/v1/sessions/refresh -H "x-api-key: $KEY" \
+    -H 'content-type: application/json' -d "{\"refresh_token\":\"$REFRESH\"}"
+  sleep 3; curl -i localhost:8080/api/orders -H "Authorization: Bearer $ACCESS" -H 'Origin: https://app.acme.example'
+
+  # A demo HS256 token, for the plain JWT walkthrough in README.md
+  TOKEN=$(make -s token)
+  curl -s localhost:8080/hello -H "Authorization: Bearer $TOKEN"
+
+  curl -s localhost:9901/stats | grep edge_auth
+EOF
+echo
+echo "run: $envoy_bin -c envoy/envoy.yaml --concurrency 2 (Ctrl-C stops everything)"
+"$envoy_bin" -c envoy/envoy.yaml --concurrency 2 &
+pids+=($!)
+wait "${pids[-1]}"

@@ -1,0 +1,225 @@
+//! The HTTP context: strip forged identity headers, ask the core, apply the verdict.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+
+use edge_auth_core::cache::CacheKey;
+use edge_auth_core::decision::{self, Allow, Deny, Request, ResponseHeaders, Verdict};
+use edge_auth_core::response;
+
+use crate::host;
+use crate::jwks_fetch;
+use crate::metrics::Metrics;
+use crate::shared::{Shared, Waiter};
+
+pub struct EdgeAuthFilter {
+    id: u32,
+    /// `None` when the plugin has no valid configuration: every request is refused.
+    shared: Option<Rc<Shared>>,
+}
+
+impl EdgeAuthFilter {
+    pub fn new(id: u32, shared: Option<Rc<Shared>>) -> EdgeAuthFilter {
+        EdgeAuthFilter { id, shared }
+    }
+}
+
+/// The request's facts, read from the host only when the core asks.
+struct HostRequest;
+
+impl Request for HostRequest {
+    fn header(&mut self, name: &str) -> Option<String> {
+        host::request_header(name)
+    }
+
+    fn forwarded_for(&mut self) -> Option<String> {
+        host::request_header_joined("x-forwarded-for")
+    }
+
+    fn peer(&mut self) -> Option<String> {
+        host::peer_address()
+    }
+}
+
+/// Where a request stands after [`evaluate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Allowed: the request goes on upstream.
+    Continue,
+    /// Waiting for a JWKS fetch.
+    Paused,
+    /// A local reply was sent.
+    Replied,
+}
+
+/// Decides the request of the current (effective) context and applies the
+/// verdict. Called when headers arrive, and again for a request that waited
+/// for keys (`may_await = false`, so it cannot wait twice).
+/// `end_of_stream`: the request has no body (only known when headers arrive;
+/// a request woken after waiting for keys is never a preflight).
+pub fn evaluate(shared: &Shared, context_id: u32, may_await: bool, end_of_stream: bool) -> Step {
+    let cfg = &shared.config;
+    // Client-sent copies of every header the filter may write go first, on every route.
+    for h in &cfg.written_headers {
+        let _ = host::remove_request_header(h);
+    }
+    let (Some(method), Some(path)) = (host::request_header(":method"), host::request_header(":path")) else {
+        return deny(shared, Deny::BadPath("the request has no method or path"), None, None);
+    };
+    let now_ms = host::now_ms();
+    let outcome = {
+        let mut state = shared.state.borrow_mut();
+        decision::decide(cfg, &mut state, &method, &path, &mut HostRequest, now_ms, may_await)
+    };
+    match outcome.cache {
+        Some(true) => Metrics::inc(shared.metrics.cache_hit),
+        Some(false) => Metrics::inc(shared.metrics.cache_miss),
+        None => {}
+    }
+    let cors = outcome.cors;
+    match outcome.verdict {
+        Verdict::Allow(a) if a.preflight && !end_of_stream => deny(shared, Deny::PreflightWithBody, None, None),
+        Verdict::Allow(a) => {
+            if let Some(cors) = cors {
+                shared.response_headers.borrow_mut().insert(context_id, cors);
+            }
+            allow(shared, a);
+            Step::Continue
+        }
+        Verdict::Preflight(headers) => {
+            Metrics::inc(shared.metrics.allowed_preflight);
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            if host::send_reply(204, &headers, b"").is_err() {
+                host::log(LogLevel::Error, "edge-auth: could not answer the CORS preflight");
+            }
+            Step::Replied
+        }
+        Verdict::Deny(d) => deny(shared, d, outcome.credential.as_ref(), cors.as_ref()),
+        Verdict::AwaitKeys { provider, dispatch } => {
+            Metrics::inc(shared.metrics.jwks_waits);
+            // The fetch itself is dispatched by the root context on its next
+            // tick: a call dispatched here would die with this request if its
+            // client went away, leaving every other waiter hanging.
+            let _ = dispatch;
+            shared.waiters.borrow_mut().push(Waiter { context_id, provider });
+            Step::Paused
+        }
+    }
+}
+
+fn allow(shared: &Shared, a: Allow<'_>) {
+    if a.preflight {
+        // A preflight never carries credentials: whatever looks like one is not passed on.
+        for h in &shared.config.credential_headers {
+            let _ = host::remove_request_header(h);
+        }
+        Metrics::inc(shared.metrics.allowed_preflight);
+        return;
+    }
+    if let Some(h) = a.remove_header {
+        let _ = host::remove_request_header(h);
+    }
+    if let Some(cookie) = &a.cookie {
+        let _ = if cookie.is_empty() {
+            host::remove_request_header("cookie")
+        } else {
+            host::set_request_header("cookie", cookie)
+        };
+    }
+    if let Some(p) = &a.path {
+        let _ = host::set_request_header(":path", p);
+    }
+    match &a.token {
+        Some(token) => {
+            for (name, value) in token.headers.iter().chain(&a.context) {
+                if host::set_request_header(name, value).is_err() {
+                    host::log(LogLevel::Warn, &format!("edge-auth: could not set header {name}"));
+                }
+            }
+            Metrics::inc(shared.metrics.allowed_jwt);
+        }
+        None => Metrics::inc(shared.metrics.allowed_public),
+    }
+}
+
+fn deny(shared: &Shared, d: Deny<'_>, credential: Option<&CacheKey>, cors: Option<&ResponseHeaders>) -> Step {
+    shared.metrics.denied(d);
+    let level = match d {
+        Deny::Token(e) if response::is_operational(e) => LogLevel::Warn,
+        _ => LogLevel::Debug,
+    };
+    // Operational warnings can be triggered by anyone: at most one per interval.
+    if level == LogLevel::Warn && !shared.warn_allowed(host::now_ms()) {
+        // counted in the metrics above; the log stays readable
+    } else if host::enabled(level) {
+        let fp = credential.map_or_else(|| "-".to_owned(), decision::fingerprint);
+        host::log(level, &format!("edge-auth: denied reason={} credential={fp}", d.name()));
+    }
+    let reply = response::reply(d, &shared.config.realm);
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .chain(cors.into_iter().flatten())
+        .map(|(n, v)| (*n, v.as_str()))
+        .collect();
+    if host::send_reply(reply.status, &headers, reply.body.as_bytes()).is_err() {
+        host::log(LogLevel::Error, "edge-auth: could not send the local reply");
+    }
+    Step::Replied
+}
+
+/// Refuses a request when the plugin has no valid configuration (fail closed).
+fn refuse_unconfigured() -> Action {
+    let body = br#"{"error":"server_error","error_description":"the authentication filter is not configured"}"#;
+    let _ = host::send_reply(
+        500,
+        &[("content-type", "application/json"), ("cache-control", "no-store")],
+        body,
+    );
+    Action::Pause
+}
+
+impl Context for EdgeAuthFilter {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if let Some(shared) = &self.shared {
+            jwks_fetch::on_response(shared, token_id, body_size, self.id);
+        }
+    }
+
+    fn on_done(&mut self) -> bool {
+        if let Some(shared) = &self.shared {
+            shared.forget(self.id);
+        }
+        true
+    }
+}
+
+impl HttpContext for EdgeAuthFilter {
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let headers = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.response_headers.borrow_mut().remove(&self.id));
+        for (name, value) in headers.iter().flatten() {
+            // The edge's CORS answer replaces the upstream's; `vary` is added to.
+            let _ = if *name == "vary" {
+                host::add_response_header(name, value)
+            } else {
+                host::set_response_header(name, value)
+            };
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            return refuse_unconfigured();
+        };
+        match evaluate(&shared, self.id, true, end_of_stream) {
+            Step::Continue => Action::Continue,
+            Step::Paused | Step::Replied => Action::Pause,
+        }
+    }
+}

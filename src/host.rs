@@ -1,0 +1,150 @@
+//! Host calls for the shell. The proxy-wasm trait methods unwrap the host's
+//! status; these return it, or log and carry on where nothing better can be
+//! done. Header values are read as bytes: the SDK's string readers unwrap
+//! `String::from_utf8`, and HTTP allows any byte above 0x7f in a value, so a
+//! client could otherwise crash the VM with one request. A value that is not
+//! UTF-8 is converted lossily; every parser in the core refuses the
+//! replacement character, so such a value is refused, never trusted. (Header
+//! names are tokens, which Envoy's codecs enforce. The SDK still panics on
+//! host statuses it does not expect; Envoy returns only expected ones for
+//! these calls in the phases the shell makes them.)
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{Bytes, LogLevel, MapType, Status};
+
+pub fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+/// Whether messages at `level` reach the log (so formatting can be skipped).
+pub fn enabled(level: LogLevel) -> bool {
+    hostcalls::get_log_level().map_or(true, |l| (level as u32) >= (l as u32))
+}
+
+/// The host's clock in unix milliseconds. If the host cannot say, the end
+/// of time: every token is then expired and nothing is served from cache
+/// (failing closed).
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(u64::MAX, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Bytes as text; invalid UTF-8 becomes U+FFFD, which no parser accepts.
+fn text(bytes: Bytes) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+        .map(text)
+}
+
+/// Every value of a request header, joined with `,` in order (reads the whole
+/// header map: use only where several values must all be seen).
+pub fn request_header_joined(name: &str) -> Option<String> {
+    let all = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()?;
+    let mut values = all
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| text(v));
+    let first = values.next()?;
+    Some(values.fold(first, |mut joined, v| {
+        joined.push(',');
+        joined.push_str(&v);
+        joined
+    }))
+}
+
+/// The downstream peer address (`source.address`: "ip:port").
+pub fn peer_address() -> Option<String> {
+    hostcalls::get_property(vec!["source", "address"])
+        .ok()
+        .flatten()
+        .map(text)
+}
+
+pub fn set_response_header(name: &str, value: &str) -> Result<(), Status> {
+    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value))
+}
+
+pub fn add_response_header(name: &str, value: &str) -> Result<(), Status> {
+    hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value)
+}
+
+pub fn set_request_header(name: &str, value: &str) -> Result<(), Status> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+}
+
+/// Removes every value of a request header.
+pub fn remove_request_header(name: &str) -> Result<(), Status> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)
+}
+
+pub fn send_reply(status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), Status> {
+    hostcalls::send_http_response(status, headers.to_vec(), Some(body))
+}
+
+pub fn resume_request() -> Result<(), Status> {
+    hostcalls::resume_http_request()
+}
+
+pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
+    hostcalls::set_effective_context(context_id)
+}
+
+pub fn plugin_configuration() -> Option<Bytes> {
+    hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
+        .ok()
+        .flatten()
+}
+
+pub fn set_tick_period(period: Duration) -> Result<(), Status> {
+    hostcalls::set_tick_period(period)
+}
+
+/// Starts an HTTP call to `cluster`; the answer arrives in
+/// `on_http_call_response` of the calling context, with the returned token.
+pub fn dispatch_get(
+    cluster: &str,
+    authority: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<u32, Status> {
+    let mut headers = vec![
+        (":method", "GET"),
+        (":path", path),
+        (":authority", authority),
+        ("accept", "application/json"),
+        ("user-agent", "edge-auth"),
+    ];
+    headers.extend_from_slice(extra);
+    hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
+}
+
+/// The status and body of the HTTP call response being delivered, the body
+/// read only up to `max_body + 1` bytes so an oversized answer is detectable
+/// without copying all of it.
+pub fn call_response(body_size: usize, max_body: usize) -> (Option<u16>, Option<Bytes>) {
+    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
+    let body = hostcalls::get_buffer(
+        proxy_wasm::types::BufferType::HttpCallResponseBody,
+        0,
+        body_size.min(max_body + 1),
+    )
+    .ok()
+    .flatten();
+    (status, body)
+}

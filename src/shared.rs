@@ -1,0 +1,84 @@
+//! What the root context shares with its HTTP contexts: the compiled
+//! configuration, the per-worker decision state, the metrics, the requests
+//! waiting for a JWKS fetch, the fetches under way and the response headers
+//! still to add.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use edge_auth_core::config::Config;
+use edge_auth_core::decision::{ResponseHeaders, State};
+
+use crate::metrics::Metrics;
+
+/// A request paused until a provider's key set is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiter {
+    pub context_id: u32,
+    pub provider: usize,
+}
+
+pub struct Shared {
+    pub config: Config,
+    pub state: RefCell<State>,
+    pub metrics: Rc<Metrics>,
+    pub waiters: RefCell<Vec<Waiter>>,
+    /// HTTP call tokens of JWKS fetches under way, with their provider.
+    pub fetches: RefCell<Vec<(u32, usize)>>,
+    /// CORS headers to add to the response of an allowed request, by context.
+    pub response_headers: RefCell<HashMap<u32, ResponseHeaders>>,
+    /// When the last rate-limited warning was logged (host ms).
+    last_warn_ms: Cell<Option<u64>>,
+    /// The revocation poll under way: its call token and deadline (host ms).
+    pub revocation_poll: Cell<Option<(u32, u64)>>,
+    /// When the next revocation poll is due (host ms).
+    pub next_revocation_poll_ms: Cell<u64>,
+}
+
+/// Minimum time between two request-triggered warnings in the log.
+pub const WARN_INTERVAL_MS: u64 = 10_000;
+
+impl Shared {
+    pub fn new(config: Config, metrics: Rc<Metrics>) -> Shared {
+        let state = RefCell::new(State::new(&config));
+        Shared {
+            config,
+            state,
+            metrics,
+            waiters: RefCell::new(Vec::new()),
+            fetches: RefCell::new(Vec::new()),
+            response_headers: RefCell::new(HashMap::new()),
+            last_warn_ms: Cell::new(None),
+            revocation_poll: Cell::new(None),
+            next_revocation_poll_ms: Cell::new(0),
+        }
+    }
+
+    /// Whether a request-triggered warning may be logged now (at most one per
+    /// [`WARN_INTERVAL_MS`]); records it when it may.
+    pub fn warn_allowed(&self, now_ms: u64) -> bool {
+        let allowed = self
+            .last_warn_ms
+            .get()
+            .is_none_or(|last| now_ms.saturating_sub(last) >= WARN_INTERVAL_MS);
+        if allowed {
+            self.last_warn_ms.set(Some(now_ms));
+        }
+        allowed
+    }
+
+    /// Takes out every waiter of `provider`.
+    pub fn take_waiters(&self, provider: usize) -> Vec<Waiter> {
+        let mut all = self.waiters.borrow_mut();
+        let (mine, rest): (Vec<Waiter>, Vec<Waiter>) = all.drain(..).partition(|w| w.provider == provider);
+        *all = rest;
+        mine
+    }
+
+    /// Forgets everything kept for a request that is done.
+    pub fn forget(&self, context_id: u32) {
+        self.waiters.borrow_mut().retain(|w| w.context_id != context_id);
+        self.response_headers.borrow_mut().remove(&context_id);
+    }
+}

@@ -1,0 +1,309 @@
+//! The reference auth service behind the real Envoy and filter: sessions are
+//! created through the edge with an API key, their ES256 access tokens are
+//! verified at the edge against the service's own JWKS (including after a
+//! signing-key rotation), and logout makes the refresh token useless.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use edge_auth_e2e::{http, wait_until, Envoy, EnvoyOptions, Response};
+use serde_json::{json, Value};
+
+const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef0123456789";
+const SERVICE_TOKEN: &str = "e2e-service-token-0123456789abcdef012345";
+
+/// The service binary: `$EDGE_AUTH_SERVICE_BIN`, else the workspace's debug build.
+fn service_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("EDGE_AUTH_SERVICE_BIN") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/edge-auth-service")
+}
+
+struct Service {
+    child: Child,
+    port: u16,
+    _dir: PathBuf,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn start_service() -> Service {
+    let dir = std::env::temp_dir().join(format!("edge-auth-e2e-svc-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    start_service_at(free_port(), dir)
+}
+
+/// Starts the service on `port` with its database in `dir` (a restart keeps the data).
+fn start_service_at(port: u16, dir: PathBuf) -> Service {
+    let bin = service_bin();
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p edge-auth-service`",
+        bin.display()
+    );
+    let child = Command::new(&bin)
+        .args(["serve", "--db"])
+        .arg(dir.join("auth.db"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--issuer", &format!("http://127.0.0.1:{port}"), "--audience", "e2e-app"])
+        .env("EDGE_AUTH_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("EDGE_AUTH_SERVICE_TOKEN", SERVICE_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the auth service");
+    let svc = Service { child, port, _dir: dir };
+    let up = wait_until(Duration::from_secs(15), || {
+        http::try_request(("127.0.0.1", port), "GET", "/health", &[], "").is_ok_and(|r| r.status == 200)
+    });
+    assert!(up, "the auth service did not come up on {port}");
+    svc
+}
+
+fn admin(svc: &Service, path: &str, body: Value) -> Response {
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let headers = [("authorization", bearer.as_str()), ("content-type", "application/json")];
+    http::request(("127.0.0.1", svc.port), "POST", path, &headers, body.to_string())
+}
+
+fn post(envoy: &Envoy, path: &str, key: &str, body: Value) -> Response {
+    let headers = [("x-api-key", key), ("content-type", "application/json")];
+    envoy.request("POST", path, &headers, body.to_string())
+}
+
+#[test]
+fn sessions_from_the_service_are_verified_at_the_edge() {
+    let svc = start_service();
+    assert_eq!(
+        admin(
+            &svc,
+            "/admin/v1/tenants",
+            json!({"name": "acme", "allowed_origins": ["https://app.acme.example"], "ip_allowlist": []})
+        )
+        .status,
+        201
+    );
+    let key = admin(
+        &svc,
+        "/admin/v1/tenants/acme/keys",
+        json!({"subject": "svc-web", "scopes": ["orders:read"]}),
+    );
+    assert_eq!(key.status, 201, "{}", key.summary());
+    let api_key = key.json()["api_key"].as_str().unwrap_or_default().to_owned();
+    assert!(api_key.starts_with("sk_") && api_key.len() == 67);
+
+    // The service is the upstream: SDK routes pass the edge (public, loopback only) and the
+    // service checks the key; user routes need a token from the service's JWKS.
+    let config = json!({
+        "envoy_appends_xff": true,
+        "providers": [{
+            "name": "svc", "issuer": format!("http://127.0.0.1:{}", svc.port), "audiences": ["e2e-app"],
+            "algorithms": ["ES256"],
+            "remote_jwks": {"cluster": "auth", "path": "/.well-known/jwks.json", "min_refetch_interval_s": 1},
+            "required_claims": [{"name": "tenant"}, {"name": "sid"}],
+            "claim_headers": [{"claim": "sub", "header": "x-auth-subject"}]
+        }],
+        "rules": [
+            {"name": "sdk", "match": {"prefix": "/v1/"}, "public": true, "ip": {"allow": ["127.0.0.1", "::1"]}},
+            {"name": "user", "match": {"prefix": "/api/"}, "jwt": {"providers": ["svc"]},
+             "origin": {"allowed": ["https://app.acme.example"]}, "scopes": {"any_of": ["orders:read"]}}
+        ]
+    });
+    let envoy =
+        Envoy::start(EnvoyOptions::new(config, svc.port).cluster("auth", svc.port)).unwrap_or_else(|e| panic!("{e}"));
+
+    // a session through the edge
+    let created = post(&envoy, "/v1/sessions", &api_key, json!({"subject": "user-123"}));
+    assert_eq!(created.status, 201, "{}", created.summary());
+    let session = created.json();
+    let access = session["access_token"].as_str().unwrap_or_default().to_owned();
+    let refresh = session["refresh_token"].as_str().unwrap_or_default().to_owned();
+    // a wrong key is refused by the service, through the edge
+    let bad_key = format!("sk_{}", "0".repeat(64));
+    assert_eq!(
+        post(&envoy, "/v1/sessions", &bad_key, json!({"subject": "x"})).status,
+        401
+    );
+
+    // the access token passes the edge: the service answers (404: it has no /api routes),
+    // not the filter (401/403)
+    let user = |token: &str| {
+        let bearer = format!("Bearer {token}");
+        envoy.get(
+            "/api/orders",
+            &[("authorization", &bearer), ("origin", "https://app.acme.example")],
+        )
+    };
+    let r = user(&access);
+    assert_eq!(r.status, 404, "{}", r.summary());
+    assert!(
+        r.header("edge-auth-api-version").is_some(),
+        "the answer came from the service"
+    );
+    let tampered = format!("{}.AAAA", access.rsplit_once('.').map(|(h, _)| h).unwrap_or_default());
+    assert_eq!(user(&tampered).status, 401);
+
+    // signing-key rotation: a token signed with the new key is accepted after an unknown-kid refetch
+    assert_eq!(admin(&svc, "/admin/v1/signing-keys/rotate", json!({})).status, 201);
+    std::thread::sleep(Duration::from_millis(1_100));
+    let fresh = post(&envoy, "/v1/sessions", &api_key, json!({"subject": "user-456"}));
+    let fresh_token = fresh.json()["access_token"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(
+        edge_auth_e2e::tokens::decode_unverified(&fresh_token).map(|(h, _)| h["kid"].clone()),
+        edge_auth_e2e::tokens::decode_unverified(&access).map(|(h, _)| h["kid"].clone()),
+        "rotation changes the kid"
+    );
+    assert_eq!(
+        user(&fresh_token).status,
+        404,
+        "the new key is fetched from the service's JWKS"
+    );
+    assert_eq!(
+        user(&access).status,
+        404,
+        "the retired key stays in the JWKS for the token lifetime"
+    );
+
+    // logout through the edge; the refresh token is then refused
+    assert_eq!(
+        post(
+            &envoy,
+            "/v1/sessions/logout",
+            &api_key,
+            json!({"refresh_token": refresh})
+        )
+        .status,
+        204
+    );
+    let again = post(
+        &envoy,
+        "/v1/sessions/refresh",
+        &api_key,
+        json!({"refresh_token": refresh}),
+    );
+    assert_eq!(again.status, 401, "{}", again.summary());
+    assert!(envoy.stat("wasmcustom.edge_auth.jwks.fetch_ok") >= 2);
+}
+
+#[test]
+fn revocations_reach_the_edge_within_the_poll_interval_and_an_outage_fails_closed() {
+    let svc = start_service();
+    let tenant = admin(
+        &svc,
+        "/admin/v1/tenants",
+        json!({"name": "acme", "allowed_origins": [], "ip_allowlist": []}),
+    );
+    assert_eq!(tenant.status, 201, "{}", tenant.summary());
+    let key = admin(
+        &svc,
+        "/admin/v1/tenants/acme/keys",
+        json!({"subject": "svc-web", "scopes": []}),
+    );
+    let api_key = key.json()["api_key"].as_str().unwrap_or_default().to_owned();
+    let config = json!({
+        "auth_service": {"cluster": "auth", "token_env": "E2E_SERVICE_TOKEN", "timeout_ms": 500,
+                         "revocation_poll_s": 1, "revocation_max_staleness_s": 3},
+        "providers": [{
+            "name": "svc", "issuer": format!("http://127.0.0.1:{}", svc.port), "audiences": ["e2e-app"],
+            "algorithms": ["ES256"], "check_revocation": true,
+            "remote_jwks": {"cluster": "auth", "path": "/.well-known/jwks.json", "min_refetch_interval_s": 1}
+        }],
+        "rules": [
+            {"name": "sdk", "match": {"prefix": "/v1/"}, "public": true},
+            {"name": "user", "match": {"prefix": "/api/"}, "jwt": {"providers": ["svc"]}}
+        ]
+    });
+    let opts = EnvoyOptions::new(config, svc.port)
+        .cluster("auth", svc.port)
+        .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN);
+    let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
+    let session = |subject: &str| {
+        let r = post(&envoy, "/v1/sessions", &api_key, json!({"subject": subject}));
+        assert_eq!(r.status, 201, "{}", r.summary());
+        let v = r.json();
+        let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        (text("access_token"), text("refresh_token"))
+    };
+    let call = |token: &str| envoy.get("/api/x", &[("authorization", &format!("Bearer {token}"))]);
+    let status = |token: &str| call(token).status;
+    // Each worker polls on its own, every second: wait until several answers in a row agree, then
+    // confirm after every worker has certainly polled again.
+    let settles = |check: &dyn Fn() -> bool| {
+        let agree = || (0..4).all(|_| check());
+        wait_until(Duration::from_secs(10), agree) && {
+            std::thread::sleep(Duration::from_millis(1_500));
+            agree()
+        }
+    };
+    let becomes = |token: &str, want: u16| settles(&|| status(token) == want);
+
+    let (alice, alice_refresh) = session("alice");
+    let (bob, _) = session("bob");
+    assert!(becomes(&alice, 404), "a valid token passes once the first poll arrived");
+    assert_eq!(status(&bob), 404);
+
+    // logout: the session is revoked at the edge within the poll interval
+    let logout = post(
+        &envoy,
+        "/v1/sessions/logout",
+        &api_key,
+        json!({"refresh_token": alice_refresh}),
+    );
+    assert_eq!(logout.status, 204, "{}", logout.summary());
+    assert!(becomes(&alice, 401), "the logged-out session's token is refused");
+    assert_eq!(call(&alice).json()["error_description"], "the token has been revoked");
+    assert_eq!(status(&bob), 404, "other sessions are untouched");
+
+    // logout-everywhere for a subject
+    let everywhere = post(
+        &envoy,
+        "/v1/subjects/logout-everywhere",
+        &api_key,
+        json!({"subject": "bob"}),
+    );
+    assert_eq!(everywhere.status, 204, "{}", everywhere.summary());
+    assert!(becomes(&bob, 401));
+
+    // emergency revoke-all: every token issued until now
+    let (carol, _) = session("carol");
+    assert!(becomes(&carol, 404));
+    let all = admin(&svc, "/admin/v1/revoke-all", json!({}));
+    assert!(all.status == 200 || all.status == 204, "{}", all.summary());
+    assert!(becomes(&carol, 401), "revoke-all reaches the edge");
+    std::thread::sleep(Duration::from_millis(2_100));
+    let (dave, _) = session("dave");
+    assert!(becomes(&dave, 404), "tokens issued after the revoke-all pass");
+    assert!(envoy.stat("wasmcustom.edge_auth.denied.revoked") >= 3);
+    assert!(envoy.stat("wasmcustom.edge_auth.revocation.poll_ok") >= 3);
+
+    // The service goes away: once the state is stale, such tokens are refused (503 from the
+    // filter), never admitted. (The upstream being the stopped service, Envoy itself also
+    // answers 503 until then: look for the filter's JSON.)
+    let port = svc.port;
+    let dir = svc._dir.clone();
+    drop(svc);
+    let filter_refuses = || {
+        let r = call(&dave);
+        r.status == 503 && r.try_json().is_ok_and(|v| v["error"] == "temporarily_unavailable")
+    };
+    assert!(settles(&filter_refuses), "a stale revocation state fails closed");
+    assert!(envoy.stat("wasmcustom.edge_auth.revocation.poll_failed") >= 1);
+
+    // it comes back (same database): the edge recovers by itself, and old revocations still hold
+    let _svc = start_service_at(port, dir);
+    assert!(becomes(&dave, 404), "recovery after the service returns");
+    assert!(becomes(&alice, 401), "revocations survived the restart");
+}

@@ -1,0 +1,305 @@
+//! Token sources (Authorization, a custom header, a cookie, a query
+//! parameter), what goes upstream, and forged identity headers.
+
+use std::sync::OnceLock;
+
+use edge_auth_e2e::servers::{echoed_header, echoed_header_all, echoed_headers};
+use edge_auth_e2e::tokens::{claims, key, Alg};
+use edge_auth_e2e::{EchoServer, Envoy, EnvoyOptions};
+use serde_json::{json, Value};
+
+const ISS: &str = "https://app.e2e";
+const CF_ISS: &str = "https://team.cloudflareaccess.com";
+const AUD: &str = "app";
+
+struct Stack {
+    envoy: Envoy,
+    echo: EchoServer,
+}
+
+fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        let echo = EchoServer::start();
+        let es = key(Alg::ES256);
+        let ed = key(Alg::EdDSA);
+        let config = json!({
+            "providers": [
+                {
+                    "name": "app", "issuer": ISS, "audiences": [AUD], "algorithms": ["ES256"],
+                    "jwks": edge_auth_e2e::tokens::jwks(&[es]),
+                    "token_sources": [
+                        {"header": "authorization", "scheme": "Bearer"},
+                        {"cookie": "session"},
+                        {"query": "access_token"}
+                    ],
+                    "claim_headers": [
+                        {"claim": "sub", "header": "x-auth-subject"},
+                        {"claim": "groups", "header": "x-auth-groups"}
+                    ],
+                    "payload_header": "x-auth-payload"
+                },
+                {
+                    "name": "cloudflare", "issuer": CF_ISS, "audiences": ["cf-aud-tag"], "algorithms": ["EdDSA"],
+                    "jwks": edge_auth_e2e::tokens::jwks(&[ed]),
+                    "token_sources": [{"header": "cf-access-jwt-assertion"}, {"cookie": "CF_Authorization"}],
+                    "claim_headers": [{"claim": "email", "header": "x-auth-email"}],
+                    "forward_token": true
+                }
+            ],
+            "rules": [
+                {"name": "public", "match": {"prefix": "/public/"}, "public": true},
+                {"name": "cf", "match": {"prefix": "/cf/"}, "jwt": {"providers": ["cloudflare"]}},
+                {"name": "app", "match": {"prefix": "/"}, "jwt": {"providers": ["app"]}}
+            ]
+        });
+        // WebSocket upgrades are refused by Envoy itself unless the HCM allows them.
+        let opts = EnvoyOptions {
+            hcm: json!({"upgrade_configs": [{"upgrade_type": "websocket"}]}),
+            ..EnvoyOptions::new(config, echo.port())
+        };
+        let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
+        Stack { envoy, echo }
+    })
+}
+
+fn app_token(sub: &str) -> String {
+    let mut c = claims(ISS, AUD, sub, 300);
+    c["groups"] = json!(["eng", "ops"]);
+    key(Alg::ES256).sign(&c)
+}
+
+fn cf_token() -> String {
+    let mut c = claims(CF_ISS, "cf-aud-tag", "cf-user-id", 300);
+    c["email"] = json!("alice@example.com");
+    key(Alg::EdDSA).sign(&c)
+}
+
+fn upstream(path: &str, headers: &[(&str, &str)]) -> Value {
+    let r = stack().envoy.get(path, headers);
+    assert_eq!(r.status, 200, "{path}: {}", r.summary());
+    r.json()
+}
+
+#[test]
+fn authorization_bearer_forwards_identity_and_drops_the_credential() {
+    let t = app_token("alice");
+    let body = upstream("/orders", &[("authorization", &format!("Bearer {t}"))]);
+    assert_eq!(echoed_header(&body, "x-auth-subject").as_deref(), Some("alice"));
+    assert_eq!(echoed_header(&body, "x-auth-groups").as_deref(), Some("eng,ops"));
+    assert_eq!(echoed_header(&body, "x-auth-payload").as_deref(), t.split('.').nth(1));
+    assert!(
+        echoed_header(&body, "authorization").is_none(),
+        "forward_token false removes Authorization"
+    );
+}
+
+#[test]
+fn custom_header_source_cloudflare_access() {
+    let t = cf_token();
+    let body = upstream("/cf/dashboard", &[("cf-access-jwt-assertion", &t)]);
+    assert_eq!(
+        echoed_header(&body, "x-auth-email").as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(
+        echoed_header(&body, "cf-access-jwt-assertion").as_deref(),
+        Some(t.as_str()),
+        "forward_token true keeps it"
+    );
+    // Cloudflare's cookie works too
+    let body = upstream("/cf/dashboard", &[("cookie", &format!("CF_Authorization={t}"))]);
+    assert_eq!(
+        echoed_header(&body, "x-auth-email").as_deref(),
+        Some("alice@example.com")
+    );
+    // a Cloudflare token is not accepted where only the app provider is, nor an app token on /cf/
+    let r = stack().envoy.get(
+        "/orders",
+        &[
+            ("cf-access-jwt-assertion", &t),
+            ("authorization", &format!("Bearer {t}")),
+        ],
+    );
+    assert_eq!(r.status, 401, "{}", r.summary());
+    assert_eq!(r.json()["error_description"], "the token's issuer is not accepted here");
+    let r = stack().envoy.get(
+        "/cf/dashboard",
+        &[("authorization", &format!("Bearer {}", app_token("a")))],
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "missing_token");
+}
+
+#[test]
+fn cookie_source_removes_only_the_token_cookie() {
+    let t = app_token("cookie-user");
+    let body = upstream("/orders", &[("cookie", &format!("theme=dark; session={t}; lang=en"))]);
+    assert_eq!(echoed_header(&body, "x-auth-subject").as_deref(), Some("cookie-user"));
+    let cookie = echoed_header(&body, "cookie").unwrap_or_default();
+    assert_eq!(cookie, "theme=dark; lang=en");
+    // the only cookie: the header goes away entirely
+    let body = upstream("/orders", &[("cookie", &format!("session={t}"))]);
+    assert!(echoed_header(&body, "cookie").is_none());
+}
+
+#[test]
+fn query_token_for_websocket_upgrades_is_removed_from_the_path() {
+    let t = app_token("ws-user");
+    // Envoy passes the upstream's answer to an upgrade without its body: look at what the upstream saw.
+    let path = format!("/socket?room=7&access_token={t}&v=2");
+    let headers = [
+        ("upgrade", "websocket"),
+        ("connection", "upgrade"),
+        ("x-e2e-probe", "ws-upgrade"),
+    ];
+    let r = stack().envoy.get(&path, &headers);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let seen = stack()
+        .echo
+        .requests()
+        .into_iter()
+        .find(|q| q.header("x-e2e-probe") == Some("ws-upgrade"));
+    let seen = seen.expect("the upgrade reached the upstream");
+    assert_eq!(seen.path, "/socket?room=7&v=2");
+    assert_eq!(seen.header("x-auth-subject"), Some("ws-user"));
+    assert_eq!(seen.header("upgrade"), Some("websocket"));
+    let body = upstream(&format!("/socket?access_token={t}"), &[]);
+    assert_eq!(body["path"], "/socket");
+    // the same parameter twice is ambiguous: 400, never the upstream
+    let dup = format!("/socket?access_token={t}&access_token={t}");
+    let r = stack().envoy.get(&dup, &[("x-e2e-probe", "dup-query")]);
+    assert_eq!(r.status, 400, "{}", r.summary());
+    assert_eq!(r.json()["error"], "invalid_request");
+    assert!(!stack().echo.saw("x-e2e-probe", "dup-query"));
+}
+
+#[test]
+fn sources_are_tried_in_configured_order() {
+    // Authorization comes before the cookie: a bad bearer token is not rescued by a good cookie
+    let good = app_token("ordered");
+    let r = stack().envoy.get(
+        "/orders",
+        &[
+            ("authorization", "Bearer a.b.c"),
+            ("cookie", &format!("session={good}")),
+        ],
+    );
+    assert_eq!(r.status, 401, "{}", r.summary());
+    assert_eq!(
+        r.json()["error_description"],
+        "the token is not a well-formed JWS compact serialization"
+    );
+}
+
+#[test]
+fn forged_identity_headers_never_reach_the_upstream() {
+    let forged: &[(&str, &str)] = &[
+        ("x-auth-subject", "admin"),
+        ("X-Auth-Subject", "root"),
+        ("x-auth-groups", "admins"),
+        ("x-auth-payload", "eyJzdWIiOiJhZG1pbiJ9"),
+        ("x-auth-email", "ceo@example.com"),
+    ];
+    // on a public route: all of them are removed
+    let body = upstream("/public/page", forged);
+    for (name, _) in forged {
+        assert!(
+            echoed_header_all(&body, name).is_empty(),
+            "{name} reached the upstream: {:?}",
+            echoed_headers(&body)
+        );
+    }
+    // on a protected route: exactly one value each, the verified one
+    let t = app_token("real-user");
+    let mut headers: Vec<(&str, &str)> = forged.to_vec();
+    let bearer = format!("Bearer {t}");
+    headers.push(("authorization", &bearer));
+    let body = upstream("/orders", &headers);
+    assert_eq!(echoed_header_all(&body, "x-auth-subject"), vec!["real-user"]);
+    assert_eq!(echoed_header_all(&body, "x-auth-groups"), vec!["eng,ops"]);
+    assert_eq!(
+        echoed_header_all(&body, "x-auth-payload"),
+        vec![t.split('.').nth(1).unwrap_or_default().to_owned()]
+    );
+    assert!(
+        echoed_header_all(&body, "x-auth-email").is_empty(),
+        "a header of another provider is not forwarded"
+    );
+    // a verified token without the claim: the forged value is still gone
+    let mut c = claims(ISS, AUD, "no-groups", 300);
+    c.as_object_mut().map(|m| m.remove("groups"));
+    let t = key(Alg::ES256).sign(&c);
+    let body = upstream(
+        "/orders",
+        &[("x-auth-groups", "admins"), ("authorization", &format!("Bearer {t}"))],
+    );
+    assert!(echoed_header_all(&body, "x-auth-groups").is_empty());
+}
+
+#[test]
+fn claims_that_would_inject_headers_are_not_forwarded() {
+    let mut c = claims(ISS, AUD, "inject", 300);
+    c["groups"] = json!("eng\r\nx-admin: true");
+    let t = key(Alg::ES256).sign(&c);
+    let body = upstream("/orders", &[("authorization", &format!("Bearer {t}"))]);
+    assert!(echoed_header_all(&body, "x-auth-groups").is_empty());
+    assert!(echoed_header_all(&body, "x-admin").is_empty());
+    assert_eq!(echoed_header(&body, "x-auth-subject").as_deref(), Some("inject"));
+}
+
+#[test]
+fn traversal_is_matched_on_the_normalised_path() {
+    // /public/../orders is the protected /orders route, not the public one
+    let r = stack().envoy.get("/public/../orders", &[]);
+    assert_eq!(r.status, 401, "{}", r.summary());
+    let r = stack().envoy.get("/public/%2e%2e/orders", &[]);
+    assert_eq!(r.status, 401, "{}", r.summary());
+    let r = stack().envoy.get("/public/..;/orders", &[]);
+    assert!(r.status == 400 || r.status == 401, "{}", r.summary());
+}
+
+#[test]
+fn path_tricks_that_upstreams_read_differently_are_refused() {
+    // matrix parameters and trailing dots have no single reading upstream. (Envoy's own
+    // normalize_path already resolves `..`, `;` before `..` and `//` before the filter runs;
+    // the core refuses those forms too, for Envoys configured without it.)
+    for path in ["/orders;jsessionid=1", "/orders;x/1", "/public./x", "/orders%2e/1"] {
+        let r = stack().envoy.get(path, &[("x-e2e-probe", "path-trick")]);
+        assert_eq!(r.status, 400, "{path}: {}", r.summary());
+        assert_eq!(r.json()["error"], "invalid_request");
+    }
+    assert!(!stack().echo.saw("x-e2e-probe", "path-trick"));
+}
+
+#[test]
+fn header_bytes_that_are_not_utf8_are_refused_without_harming_the_vm() {
+    let s = stack();
+    let addr = s.envoy.addr();
+    let t = app_token("utf8");
+    // Authorization, Origin-free cookie and X-Forwarded-For with a Latin-1 byte: each request is
+    // refused (or served without the bad value), and the VM keeps serving afterwards.
+    let raw = |head: &[u8]| {
+        let mut req = b"GET /orders HTTP/1.1\r\nHost: e2e\r\n".to_vec();
+        req.extend_from_slice(head);
+        req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+        edge_auth_e2e::http::raw(addr, &req)
+    };
+    let r = raw(b"Authorization: Bearer \xff\xfe");
+    assert_eq!(r.status, 401, "{}", r.summary());
+    let r = raw(b"Cookie: session=\xe9t\xe9");
+    assert_eq!(r.status, 401, "{}", r.summary());
+    let mut head = format!("Authorization: Bearer {t}\r\nUser-Agent: caf").into_bytes();
+    head.push(0xe9);
+    let r = raw(&head);
+    assert_eq!(
+        r.status,
+        200,
+        "an unrelated Latin-1 header does not matter: {}",
+        r.summary()
+    );
+    // the worker VMs are alive: a normal request still works
+    let r = s.envoy.get("/orders", &[("authorization", &format!("Bearer {t}"))]);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert!(!s.envoy.log().contains("panicked"), "a VM panicked");
+}

@@ -1,0 +1,57 @@
+//! The edge-auth end-to-end harness.
+//!
+//! Everything runs on loopback (127.0.0.1 and [::1]) with bounded waits:
+//!
+//! * [`http`]: a small blocking HTTP/1.1 client over `std::net`, able to send
+//!   raw and malformed requests ([`http::raw`]) and to reuse one connection
+//!   ([`http::Conn`]).
+//! * [`servers`]: test servers on ephemeral ports: the [`servers::EchoServer`]
+//!   upstream, a [`servers::JwksServer`] whose answer changes at runtime, and the
+//!   programmable [`servers::TestServer`] both are built on.
+//! * [`envoy`]: starts the real Envoy (`$ENVOY_BIN`) with a generated bootstrap
+//!   that loads the filter (`$EDGE_AUTH_WASM`) in front of an upstream.
+//! * [`tokens`]: key pairs for every supported algorithm (generated at test
+//!   time, cached per process), JWKS/PEM export and token signing, including
+//!   hand-crafted headers.
+
+pub mod envoy;
+pub mod http;
+pub mod servers;
+pub mod tokens;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+pub use envoy::{Envoy, EnvoyOptions};
+pub use http::{raw, request, Conn, Response};
+pub use servers::{EchoServer, JwksServer, Reply, ServedRequest, TestServer};
+pub use tokens::{Alg, TestKey};
+
+/// Polls `cond` every 20 ms until it holds or `timeout` elapses; returns
+/// whether it held. Use it for anything asynchronous (JWKS refresh, stats).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The workspace root (the directory holding the root Cargo.toml).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// Seconds since the Unix epoch, for `iat`/`nbf`/`exp` claims.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
