@@ -6,11 +6,13 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
 use edge_auth_core::cache::CacheKey;
-use edge_auth_core::decision::{self, Allow, Deny, Request, ResponseHeaders, Verdict};
+use edge_auth_core::decision::{self, Allow, Deny, KeyAnswer, KeyUse, Request, ResponseHeaders, Verdict};
 use edge_auth_core::response;
+use edge_auth_core::token_source::TokenSource;
 
 use crate::host;
 use crate::jwks_fetch;
+use crate::key_lookup;
 use crate::metrics::Metrics;
 use crate::shared::{Shared, Waiter};
 
@@ -41,6 +43,10 @@ impl Request for HostRequest {
     fn peer(&mut self) -> Option<String> {
         host::peer_address()
     }
+
+    fn shared_data(&mut self, name: &str) -> Option<Vec<u8>> {
+        host::shared_get(name).0
+    }
 }
 
 /// Where a request stands after [`evaluate`].
@@ -48,7 +54,7 @@ impl Request for HostRequest {
 pub enum Step {
     /// Allowed: the request goes on upstream.
     Continue,
-    /// Waiting for a JWKS fetch.
+    /// Waiting for a JWKS fetch or an API-key lookup.
     Paused,
     /// A local reply was sent.
     Replied,
@@ -56,10 +62,17 @@ pub enum Step {
 
 /// Decides the request of the current (effective) context and applies the
 /// verdict. Called when headers arrive, and again for a request that waited
-/// for keys (`may_await = false`, so it cannot wait twice).
+/// for keys or for an API-key lookup (`may_await = false`, so it cannot wait
+/// twice; `answer`: the lookup's outcome).
 /// `end_of_stream`: the request has no body (only known when headers arrive;
-/// a request woken after waiting for keys is never a preflight).
-pub fn evaluate(shared: &Shared, context_id: u32, may_await: bool, end_of_stream: bool) -> Step {
+/// a request woken after waiting is never a preflight).
+pub fn evaluate(
+    shared: &Shared,
+    context_id: u32,
+    may_await: bool,
+    end_of_stream: bool,
+    answer: Option<&KeyAnswer>,
+) -> Step {
     let cfg = &shared.config;
     // Client-sent copies of every header the filter may write go first, on every route.
     for h in &cfg.written_headers {
@@ -71,12 +84,28 @@ pub fn evaluate(shared: &Shared, context_id: u32, may_await: bool, end_of_stream
     let now_ms = host::now_ms();
     let outcome = {
         let mut state = shared.state.borrow_mut();
-        decision::decide(cfg, &mut state, &method, &path, &mut HostRequest, now_ms, may_await)
+        decision::decide(
+            cfg,
+            &mut state,
+            &method,
+            &path,
+            &mut HostRequest,
+            now_ms,
+            may_await,
+            answer,
+        )
     };
     match outcome.cache {
         Some(true) => Metrics::inc(shared.metrics.cache_hit),
         Some(false) => Metrics::inc(shared.metrics.cache_miss),
         None => {}
+    }
+    match outcome.key {
+        Some(KeyUse::LocalHit) => Metrics::inc(shared.metrics.key_local_hit),
+        Some(KeyUse::SharedHit) => Metrics::inc(shared.metrics.key_shared_hit),
+        Some(KeyUse::Miss) => Metrics::inc(shared.metrics.key_miss),
+        Some(KeyUse::Stale) => Metrics::inc(shared.metrics.key_stale_served),
+        Some(KeyUse::Answer) | None => {}
     }
     let cors = outcome.cors;
     match outcome.verdict {
@@ -106,6 +135,17 @@ pub fn evaluate(shared: &Shared, context_id: u32, may_await: bool, end_of_stream
             shared.waiters.borrow_mut().push(Waiter { context_id, provider });
             Step::Paused
         }
+        Verdict::AwaitLookup { hash } => match key_lookup::enqueue(shared, context_id, hash.clone(), now_ms) {
+            Ok(()) => Step::Paused,
+            Err(failure) => {
+                shared.metrics.lookup_failed(failure);
+                let answer = KeyAnswer {
+                    hash,
+                    result: Err(failure),
+                };
+                evaluate(shared, context_id, false, end_of_stream, Some(&answer))
+            }
+        },
     }
 }
 
@@ -121,6 +161,14 @@ fn allow(shared: &Shared, a: Allow<'_>) {
     if let Some(h) = a.remove_header {
         let _ = host::remove_request_header(h);
     }
+    if a.remove_key_headers {
+        // every key source, not only the one used: no key goes upstream
+        for s in shared.config.api_keys.iter().flat_map(|k| k.sources.iter()) {
+            if let TokenSource::Header { name, .. } = s {
+                let _ = host::remove_request_header(name);
+            }
+        }
+    }
     if let Some(cookie) = &a.cookie {
         let _ = if cookie.is_empty() {
             host::remove_request_header("cookie")
@@ -133,14 +181,23 @@ fn allow(shared: &Shared, a: Allow<'_>) {
     }
     match &a.token {
         Some(token) => {
-            for (name, value) in token.headers.iter().chain(&a.context) {
-                if host::set_request_header(name, value).is_err() {
-                    host::log(LogLevel::Warn, &format!("edge-auth: could not set header {name}"));
-                }
-            }
+            set_headers(&token.headers);
+            set_headers(&a.context);
             Metrics::inc(shared.metrics.allowed_jwt);
         }
+        None if a.key.is_some() => {
+            set_headers(&a.context);
+            Metrics::inc(shared.metrics.allowed_api_key);
+        }
         None => Metrics::inc(shared.metrics.allowed_public),
+    }
+}
+
+fn set_headers(headers: &[(String, String)]) {
+    for (name, value) in headers {
+        if host::set_request_header(name, value).is_err() {
+            host::log(LogLevel::Warn, &format!("edge-auth: could not set header {name}"));
+        }
     }
 }
 
@@ -184,7 +241,9 @@ fn refuse_unconfigured() -> Action {
 impl Context for EdgeAuthFilter {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         if let Some(shared) = &self.shared {
-            jwks_fetch::on_response(shared, token_id, body_size, self.id);
+            if !key_lookup::on_response(shared, token_id, body_size, self.id) {
+                jwks_fetch::on_response(shared, token_id, body_size, self.id);
+            }
         }
     }
 
@@ -217,7 +276,7 @@ impl HttpContext for EdgeAuthFilter {
         let Some(shared) = self.shared.clone() else {
             return refuse_unconfigured();
         };
-        match evaluate(&shared, self.id, true, end_of_stream) {
+        match evaluate(&shared, self.id, true, end_of_stream, None) {
             Step::Continue => Action::Continue,
             Step::Paused | Step::Replied => Action::Pause,
         }

@@ -111,7 +111,7 @@ pub fn set_tick_period(period: Duration) -> Result<(), Status> {
     hostcalls::set_tick_period(period)
 }
 
-/// Starts an HTTP call to `cluster`; the answer arrives in
+/// Starts a GET to `cluster`; the answer arrives in
 /// `on_http_call_response` of the calling context, with the returned token.
 pub fn dispatch_get(
     cluster: &str,
@@ -120,15 +120,39 @@ pub fn dispatch_get(
     extra: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<u32, Status> {
+    dispatch(cluster, authority, ("GET", path), extra, None, timeout)
+}
+
+/// Starts an HTTP call (`method`, `path`) to `cluster`, with JSON accepted
+/// and an optional body; the answer arrives like [`dispatch_get`]'s.
+pub fn dispatch(
+    cluster: &str,
+    authority: &str,
+    (method, path): (&str, &str),
+    extra: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<u32, Status> {
     let mut headers = vec![
-        (":method", "GET"),
+        (":method", method),
         (":path", path),
         (":authority", authority),
         ("accept", "application/json"),
         ("user-agent", "edge-auth"),
     ];
     headers.extend_from_slice(extra);
-    hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
+    hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout)
+}
+
+/// A value of the data the VM's workers share, and its compare-and-swap
+/// version (`None`: the key was never written).
+pub fn shared_get(name: &str) -> (Option<Bytes>, Option<u32>) {
+    hostcalls::get_shared_data(name).unwrap_or((None, None))
+}
+
+/// Writes shared data; with `cas`, only if the value is still that version.
+pub fn shared_set(name: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+    hostcalls::set_shared_data(name, Some(value), cas)
 }
 
 /// The status and body of the HTTP call response being delivered, the body

@@ -150,7 +150,7 @@ fn wake(shared: &Shared, provider: usize, current_context: u32) {
     for w in waiters {
         // A waiter whose stream is gone cannot be made effective: skip it.
         if host::set_effective_context(w.context_id).is_ok()
-            && evaluate(shared, w.context_id, false, true) == Step::Continue
+            && evaluate(shared, w.context_id, false, true, None) == Step::Continue
         {
             let _ = host::resume_request();
         }

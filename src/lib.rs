@@ -8,6 +8,7 @@
 mod filter;
 mod host;
 mod jwks_fetch;
+mod key_lookup;
 mod metrics;
 mod revocation_poll;
 mod root;

@@ -5,6 +5,7 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
+use edge_auth_core::apikey::LookupFailure;
 use edge_auth_core::decision::Deny;
 
 /// Prefix of every metric name.
@@ -22,6 +23,16 @@ pub struct Metrics {
     pub jwks_waits: Option<u32>,
     pub revocation_poll_ok: Option<u32>,
     pub revocation_poll_failed: Option<u32>,
+    pub allowed_api_key: Option<u32>,
+    pub key_local_hit: Option<u32>,
+    pub key_shared_hit: Option<u32>,
+    pub key_miss: Option<u32>,
+    pub key_lookups: Option<u32>,
+    pub key_coalesced: Option<u32>,
+    pub key_stale_served: Option<u32>,
+    pub breaker_opened: Option<u32>,
+    breaker_state: Option<u32>,
+    lookup_failed: Vec<(&'static str, Option<u32>)>,
     denied: Vec<(&'static str, Option<u32>)>,
 }
 
@@ -42,6 +53,19 @@ impl Metrics {
             jwks_waits: counter("jwks.request_waits"),
             revocation_poll_ok: counter("revocation.poll_ok"),
             revocation_poll_failed: counter("revocation.poll_failed"),
+            allowed_api_key: counter("allowed.api_key"),
+            key_local_hit: counter("api_key.cache_hit_local"),
+            key_shared_hit: counter("api_key.cache_hit_shared"),
+            key_miss: counter("api_key.cache_miss"),
+            key_lookups: counter("api_key.lookups"),
+            key_coalesced: counter("api_key.coalesced"),
+            key_stale_served: counter("api_key.stale_served"),
+            breaker_opened: counter("api_key.breaker_opened"),
+            breaker_state: hostcalls::define_metric(MetricType::Gauge, &format!("{PREFIX}api_key.breaker_state")).ok(),
+            lookup_failed: LookupFailure::ALL_NAMES
+                .iter()
+                .map(|n| (*n, counter(&format!("api_key.lookup_failed.{n}"))))
+                .collect(),
             denied: Deny::ALL_NAMES
                 .iter()
                 .map(|n| (*n, counter(&format!("denied.{n}"))))
@@ -52,6 +76,24 @@ impl Metrics {
     pub fn inc(id: Option<u32>) {
         if let Some(id) = id {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    /// A failed API-key lookup, by kind.
+    pub fn lookup_failed(&self, e: LookupFailure) {
+        let name = e.name();
+        Metrics::inc(
+            self.lookup_failed
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, id)| *id),
+        );
+    }
+
+    /// The lookup circuit breaker's state: 0 closed, 1 half-open, 2 open.
+    pub fn breaker_state(&self, state: u8) {
+        if let Some(id) = self.breaker_state {
+            let _ = hostcalls::record_metric(id, u64::from(state));
         }
     }
 

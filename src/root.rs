@@ -13,13 +13,14 @@ use edge_auth_core::routes::Requirement;
 use crate::filter::EdgeAuthFilter;
 use crate::host;
 use crate::jwks_fetch;
+use crate::key_lookup;
 use crate::metrics::Metrics;
 use crate::revocation_poll;
 use crate::shared::Shared;
 
 /// How often the root context checks the JWKS schedule. It also bounds how
 /// long a request that needs a fetch waits before the fetch starts.
-const TICK: Duration = Duration::from_millis(200);
+pub const TICK: Duration = Duration::from_millis(200);
 
 pub struct EdgeAuthRoot {
     id: u32,
@@ -40,7 +41,9 @@ impl EdgeAuthRoot {
 impl Context for EdgeAuthRoot {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         if let Some(shared) = &self.shared {
-            if !revocation_poll::on_response(shared, token_id, body_size) {
+            if !revocation_poll::on_response(shared, token_id, body_size)
+                && !key_lookup::on_response(shared, token_id, body_size, self.id)
+            {
                 jwks_fetch::on_response(shared, token_id, body_size, self.id);
             }
         }
@@ -87,14 +90,17 @@ impl RootContext for EdgeAuthRoot {
             ),
         );
         let polls = shared.config.providers.iter().any(|p| p.check_revocation);
-        if polls || shared.config.providers.iter().any(|p| p.remote.is_some()) {
+        let lookups = shared.config.api_keys.is_some();
+        if polls || lookups || shared.config.providers.iter().any(|p| p.remote.is_some()) {
             if let Err(s) = host::set_tick_period(TICK) {
                 host::log(
                     LogLevel::Error,
                     &format!(
-                        "edge-auth: cannot set the tick period, remote JWKS and revocations will not refresh: {s:?}"
+                        "edge-auth: cannot set the tick period, remote JWKS, revocations and API-key lookups will not run: {s:?}"
                     ),
                 );
+            } else {
+                shared.tick_period.set(TICK);
             }
             jwks_fetch::tick(&shared, self.id);
             revocation_poll::tick(&shared, host::now_ms());
@@ -106,7 +112,9 @@ impl RootContext for EdgeAuthRoot {
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
             jwks_fetch::tick(shared, self.id);
-            revocation_poll::tick(shared, host::now_ms());
+            let now_ms = host::now_ms();
+            revocation_poll::tick(shared, now_ms);
+            key_lookup::tick(shared, self.id, now_ms);
         }
     }
 

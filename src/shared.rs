@@ -6,10 +6,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
+use edge_auth_core::breaker::{Breaker, BreakerPolicy};
 use edge_auth_core::config::Config;
 use edge_auth_core::decision::{ResponseHeaders, State};
 
+use crate::key_lookup::Pending;
 use crate::metrics::Metrics;
 
 /// A request paused until a provider's key set is fetched.
@@ -34,6 +37,12 @@ pub struct Shared {
     pub revocation_poll: Cell<Option<(u32, u64)>>,
     /// When the next revocation poll is due (host ms).
     pub next_revocation_poll_ms: Cell<u64>,
+    /// API-key lookups under way or queued, one per key hash.
+    pub lookups: RefCell<Vec<Pending>>,
+    /// Trips after repeated lookup failures (per worker).
+    pub breaker: RefCell<Breaker>,
+    /// The root context's tick period as last set.
+    pub tick_period: Cell<Duration>,
 }
 
 /// Minimum time between two request-triggered warnings in the log.
@@ -42,6 +51,13 @@ pub const WARN_INTERVAL_MS: u64 = 10_000;
 impl Shared {
     pub fn new(config: Config, metrics: Rc<Metrics>) -> Shared {
         let state = RefCell::new(State::new(&config));
+        let breaker = config.api_keys.as_ref().map_or(
+            BreakerPolicy {
+                failure_threshold: 1,
+                open_ms: 0,
+            },
+            |k| k.breaker,
+        );
         Shared {
             config,
             state,
@@ -52,6 +68,9 @@ impl Shared {
             last_warn_ms: Cell::new(None),
             revocation_poll: Cell::new(None),
             next_revocation_poll_ms: Cell::new(0),
+            lookups: RefCell::new(Vec::new()),
+            breaker: RefCell::new(Breaker::new(breaker)),
+            tick_period: Cell::new(Duration::ZERO),
         }
     }
 
@@ -79,6 +98,9 @@ impl Shared {
     /// Forgets everything kept for a request that is done.
     pub fn forget(&self, context_id: u32) {
         self.waiters.borrow_mut().retain(|w| w.context_id != context_id);
+        for p in self.lookups.borrow_mut().iter_mut() {
+            p.waiters.retain(|w| *w != context_id);
+        }
         self.response_headers.borrow_mut().remove(&context_id);
     }
 }

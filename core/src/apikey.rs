@@ -54,8 +54,12 @@ impl KeyFormat {
 /// added), as 64 lower-case hex digits: exactly the contract's `key_hash`
 /// (section 4.3). It is the hex form of [`crate::cache::token_key`] of the key.
 pub fn key_hash(key: &str) -> String {
+    hex(&token_key(key))
+}
+
+/// A SHA-256 digest as 64 lower-case hex digits.
+pub fn hex(digest: &[u8; 32]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = token_key(key);
     let mut out = String::with_capacity(64);
     for b in digest {
         out.push(char::from(HEX[usize::from(b >> 4)]));
@@ -207,17 +211,25 @@ pub enum LookupFailure {
     TooLarge,
     /// The body is missing, not JSON, or breaks the contract.
     Malformed,
+    /// Not asked: the circuit breaker is open after repeated failures.
+    CircuitOpen,
+    /// Not asked: too many distinct keys are already waiting for lookups.
+    Busy,
 }
 
 impl LookupFailure {
-    /// A fixed name for metrics and logs: `timeout`, `status`, `too_large`
-    /// or `malformed`.
+    /// Every name [`LookupFailure::name`] returns, for defining metrics up front.
+    pub const ALL_NAMES: [&'static str; 6] = ["timeout", "status", "too_large", "malformed", "circuit_open", "busy"];
+
+    /// A fixed name for metrics and logs: one of [`LookupFailure::ALL_NAMES`].
     pub fn name(&self) -> &'static str {
         match self {
             LookupFailure::NoResponse => "timeout",
             LookupFailure::Status(_) => "status",
             LookupFailure::TooLarge => "too_large",
             LookupFailure::Malformed => "malformed",
+            LookupFailure::CircuitOpen => "circuit_open",
+            LookupFailure::Busy => "busy",
         }
     }
 }
@@ -229,6 +241,8 @@ impl std::fmt::Display for LookupFailure {
             LookupFailure::Status(s) => write!(f, "the auth service answered with status {s}"),
             LookupFailure::TooLarge => f.write_str("the auth service's answer is too large"),
             LookupFailure::Malformed => f.write_str("the auth service's answer is malformed"),
+            LookupFailure::CircuitOpen => f.write_str("the auth service is failing (circuit open)"),
+            LookupFailure::Busy => f.write_str("too many key lookups are under way"),
         }
     }
 }

@@ -11,6 +11,10 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
+use sha2::{Digest, Sha256};
+
+use crate::apikey::KeyFormat;
+use crate::breaker::BreakerPolicy;
 use crate::context::ContextHeaders;
 use crate::ip::{IpList, IpPolicy};
 use crate::keys::{parse_jwks, Algorithm, BoundKey, KeyFamily, KeySet};
@@ -73,6 +77,62 @@ struct RawConfig {
     auth_service: Option<RawAuthService>,
     #[serde(default)]
     context: Option<RawContext>,
+    #[serde(default)]
+    api_keys: Option<RawApiKeys>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKeys {
+    #[serde(default = "defaults::api_key_sources")]
+    sources: Vec<RawTokenSource>,
+    #[serde(default = "defaults::key_prefix")]
+    prefix: String,
+    #[serde(default = "defaults::key_hex_digits")]
+    hex_digits: usize,
+    #[serde(default = "defaults::lookup_path")]
+    lookup_path: String,
+    #[serde(default = "defaults::max_cache_ttl_s")]
+    max_cache_ttl_s: u64,
+    #[serde(default = "defaults::negative_cache_ttl_s")]
+    negative_cache_ttl_s: u64,
+    #[serde(default = "defaults::shared_cache_slots")]
+    shared_cache_slots: usize,
+    #[serde(default = "defaults::local_cache_entries")]
+    local_cache_entries: usize,
+    #[serde(default = "defaults::max_lookup_bytes")]
+    max_response_bytes: usize,
+    #[serde(default = "defaults::max_pending_lookups")]
+    max_pending_lookups: usize,
+    #[serde(default)]
+    trusted_hops: u8,
+    #[serde(default)]
+    breaker: RawBreaker,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBreaker {
+    #[serde(default = "defaults::breaker_failures")]
+    failure_threshold: u32,
+    #[serde(default = "defaults::breaker_open_s")]
+    open_s: u64,
+}
+
+impl Default for RawBreaker {
+    fn default() -> Self {
+        RawBreaker {
+            failure_threshold: defaults::breaker_failures(),
+            open_s: defaults::breaker_open_s(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKeyRequirement {
+    #[serde(default)]
+    stale_if_error_s: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,6 +309,8 @@ struct RawRule {
     #[serde(default)]
     jwt: Option<RawJwtRequirement>,
     #[serde(default)]
+    api_key: Option<RawApiKeyRequirement>,
+    #[serde(default)]
     origin: Option<RawOriginPolicy>,
     #[serde(default)]
     ip: Option<RawIpPolicy>,
@@ -265,6 +327,8 @@ struct RawDefaultRule {
     #[serde(default)]
     jwt: Option<RawJwtRequirement>,
     #[serde(default)]
+    api_key: Option<RawApiKeyRequirement>,
+    #[serde(default)]
     origin: Option<RawOriginPolicy>,
     #[serde(default)]
     ip: Option<RawIpPolicy>,
@@ -276,6 +340,7 @@ struct RawDefaultRule {
 struct RawPolicy<'a> {
     public: bool,
     jwt: Option<&'a RawJwtRequirement>,
+    api_key: Option<&'a RawApiKeyRequirement>,
     origin: Option<&'a RawOriginPolicy>,
     ip: Option<&'a RawIpPolicy>,
     scopes: Option<&'a RawScopes>,
@@ -470,6 +535,48 @@ mod defaults {
     pub fn scope_claims() -> Vec<String> {
         vec!["scope".into(), "scp".into()]
     }
+    pub fn api_key_sources() -> Vec<RawTokenSource> {
+        let header = |name: &str, scheme: Option<&str>| RawTokenSource {
+            header: Some(name.into()),
+            scheme: scheme.map(String::from),
+            cookie: None,
+            query: None,
+        };
+        vec![header("x-api-key", None), header("authorization", Some("ApiKey"))]
+    }
+    pub fn key_prefix() -> String {
+        "sk_".into()
+    }
+    pub fn key_hex_digits() -> usize {
+        64
+    }
+    pub fn lookup_path() -> String {
+        "/internal/v1/api-keys/lookup".into()
+    }
+    pub fn max_cache_ttl_s() -> u64 {
+        300
+    }
+    pub fn negative_cache_ttl_s() -> u64 {
+        30
+    }
+    pub fn shared_cache_slots() -> usize {
+        8192
+    }
+    pub fn local_cache_entries() -> usize {
+        1024
+    }
+    pub fn max_lookup_bytes() -> usize {
+        64 * 1024
+    }
+    pub fn max_pending_lookups() -> usize {
+        1024
+    }
+    pub fn breaker_failures() -> u32 {
+        5
+    }
+    pub fn breaker_open_s() -> u64 {
+        10
+    }
     pub fn token_sources() -> Vec<RawTokenSource> {
         vec![RawTokenSource {
             header: Some("authorization".into()),
@@ -508,6 +615,11 @@ pub struct Config {
     pub auth_service: Option<AuthService>,
     /// Identity headers for the upstream (docs/upstream-context.md).
     pub context: Option<Context>,
+    /// API-key authentication (`api_keys` configured).
+    pub api_keys: Option<ApiKeys>,
+    /// A short digest of the configuration document: names the shared
+    /// API-key cache, so that a new configuration does not read the old one's answers.
+    pub generation: String,
 }
 
 /// The identity headers written upstream for every authenticated request.
@@ -527,6 +639,28 @@ impl fmt::Debug for Context {
             .field("tenant_claim", &self.tenant_claim)
             .finish()
     }
+}
+
+/// API keys: where they are read, their format, and how lookups are cached.
+#[derive(Debug)]
+pub struct ApiKeys {
+    pub sources: Vec<TokenSource>,
+    pub format: KeyFormat,
+    pub lookup_path: String,
+    pub max_cache_ttl_s: u64,
+    pub negative_cache_ttl_s: u64,
+    /// Answer slots in the cross-worker cache (proxy-wasm shared data).
+    pub shared_cache_slots: usize,
+    /// Decoded answers kept per worker.
+    pub local_cache_entries: usize,
+    pub max_response_bytes: usize,
+    /// Distinct keys waiting for a lookup at once, per worker; more are refused with 503.
+    pub max_pending_lookups: usize,
+    /// How the client address is established for a key's `ip_allowlist`
+    /// on a rule without an `ip` policy of its own.
+    pub trusted_hops: u8,
+    pub envoy_appends: bool,
+    pub breaker: BreakerPolicy,
 }
 
 /// How the filter reaches the auth service (docs/auth-service-api.md).
@@ -647,10 +781,16 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
         )
     })?;
     de.end().map_err(|e| err("", e.to_string()))?;
-    compile(raw, env)
+    // Names the shared API-key cache: a changed configuration starts with an empty cache.
+    let generation: String = Sha256::digest(json)
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    compile(raw, env, generation)
 }
 
-fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: String) -> Result<Config, ConfigError> {
     if !(256..=65536).contains(&raw.max_token_bytes) {
         return Err(err("max_token_bytes", "must be between 256 and 65536"));
     }
@@ -751,15 +891,46 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         let list = OriginList::parse(&t.origins).map_err(|(j, m)| err(format!("tenants.{name}.origins[{j}]"), m))?;
         tenants.insert(name.clone(), list);
     }
+    let api_keys = match &raw.api_keys {
+        None => None,
+        Some(k) => Some(compile_api_keys(k, raw.envoy_appends_xff)?),
+    };
+    if api_keys.is_some() && raw.auth_service.is_none() {
+        return Err(err("api_keys", "needs the top-level auth_service to look keys up"));
+    }
     let dev = &raw.development;
     let policy = |r: RawPolicy<'_>, at: &str, warnings: &mut Vec<String>| -> Result<Policy, ConfigError> {
-        let requirement = match (r.public, r.jwt) {
-            (true, None) => Requirement::Public,
-            (false, Some(j)) => Requirement::Jwt {
+        let requirement = match (r.public, r.jwt, r.api_key) {
+            (true, None, None) => Requirement::Public,
+            (false, Some(j), None) => Requirement::Jwt {
                 providers: provider_index(&j.providers, &format!("{at}.jwt.providers"))?,
             },
-            (true, Some(_)) => return Err(err(at, "a rule is either \"public\": true or has \"jwt\", not both")),
-            (false, None) => return Err(err(at, "a rule needs \"public\": true or a \"jwt\" requirement")),
+            (false, None, Some(k)) => {
+                if api_keys.is_none() {
+                    return Err(err(
+                        format!("{at}.api_key"),
+                        "needs the top-level api_keys (and auth_service) configuration",
+                    ));
+                }
+                if k.stale_if_error_s > 3600 {
+                    return Err(err(format!("{at}.api_key.stale_if_error_s"), "must be at most 3600"));
+                }
+                Requirement::ApiKey {
+                    stale_if_error_ms: k.stale_if_error_s * 1000,
+                }
+            }
+            (false, None, None) => {
+                return Err(err(
+                    at,
+                    "a rule needs \"public\": true, a \"jwt\" or an \"api_key\" requirement",
+                ))
+            }
+            _ => {
+                return Err(err(
+                    at,
+                    "a rule has exactly one of \"public\": true, \"jwt\" or \"api_key\"",
+                ))
+            }
         };
         let origin = match r.origin {
             None => None,
@@ -834,6 +1005,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         let raw_policy = RawPolicy {
             public: r.public,
             jwt: r.jwt.as_ref(),
+            api_key: r.api_key.as_ref(),
             origin: r.origin.as_ref(),
             ip: r.ip.as_ref(),
             scopes: r.scopes.as_ref(),
@@ -851,6 +1023,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             let raw_policy = RawPolicy {
                 public: d.public,
                 jwt: d.jwt.as_ref(),
+                api_key: d.api_key.as_ref(),
                 origin: d.origin.as_ref(),
                 ip: d.ip.as_ref(),
                 scopes: d.scopes.as_ref(),
@@ -874,7 +1047,19 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
             written.push(name.to_owned());
         }
     }
-    let credential_headers = credential_headers(&providers);
+    if let Some(k) = &api_keys {
+        for (i, s) in k.sources.iter().enumerate() {
+            if let TokenSource::Header { name, .. } = s {
+                if written.contains(name) {
+                    return Err(err(
+                        format!("api_keys.sources[{i}]"),
+                        format!("header \"{name}\" is both a key source and a header the filter writes"),
+                    ));
+                }
+            }
+        }
+    }
+    let credential_headers = credential_headers(&providers, api_keys.as_ref());
     let auth_service = match raw.auth_service {
         None => None,
         Some(a) => Some(compile_auth_service(a, env)?),
@@ -897,6 +1082,8 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Confi
         credential_headers,
         auth_service,
         context,
+        api_keys,
+        generation,
         tenants,
         roles,
         warnings,
@@ -1006,16 +1193,15 @@ fn compile_auth_service(a: RawAuthService, env: &dyn Fn(&str) -> Option<String>)
     })
 }
 
-fn credential_headers(providers: &[Provider]) -> Vec<String> {
+fn credential_headers(providers: &[Provider], api_keys: Option<&ApiKeys>) -> Vec<String> {
     let mut out: Vec<String> = ["authorization", "proxy-authorization", "cookie"]
         .map(String::from)
         .to_vec();
-    for p in providers {
-        for s in &p.sources {
-            if let TokenSource::Header { name, .. } = s {
-                if !out.contains(name) {
-                    out.push(name.clone());
-                }
+    let key_sources = api_keys.iter().flat_map(|k| k.sources.iter());
+    for s in providers.iter().flat_map(|p| p.sources.iter()).chain(key_sources) {
+        if let TokenSource::Header { name, .. } = s {
+            if !out.contains(name) {
+                out.push(name.clone());
             }
         }
     }
@@ -1057,16 +1243,16 @@ fn compile_origin(
         if claim.is_empty() {
             return Err(err(format!("{at}.tenant_claim"), "must not be empty"));
         }
-        if *requirement == Requirement::Public {
+        if !matches!(requirement, Requirement::Jwt { .. }) {
             return Err(err(
                 format!("{at}.tenant_claim"),
-                "a public rule has no token to take the tenant from",
+                "only a jwt rule has a token to take the tenant from (an API key brings its own origins)",
             ));
         }
         if tenants.is_empty() {
             return Err(err(format!("{at}.tenant_claim"), "no tenants are configured"));
         }
-    } else if allowed.is_empty() {
+    } else if allowed.is_empty() && !matches!(requirement, Requirement::ApiKey { .. }) {
         return Err(err(
             format!("{at}.allowed"),
             "list at least one origin (or set tenant_claim)",
@@ -1129,25 +1315,29 @@ fn compile_ip(i: &RawIpPolicy, at: &str, envoy_appends: Option<bool>) -> Result<
     if i.trusted_hops > 10 {
         return Err(err(format!("{at}.trusted_hops"), "at most 10"));
     }
-    // Which X-Forwarded-For entry is the client's depends on whether Envoy
-    // appended one; a wrong guess hands the choice to the client, so say it.
-    let envoy_appends = match (i.trusted_hops, envoy_appends) {
-        (0, v) => v.unwrap_or(true),
-        (_, Some(v)) => v,
-        (_, None) => {
-            return Err(err(
-                format!("{at}.trusted_hops"),
-                "set the top-level envoy_appends_xff: true when the HTTP connection manager has \
-                 use_remote_address: true (Envoy appends its own entry), false otherwise",
-            ))
-        }
-    };
+    let envoy_appends = xff_appends(i.trusted_hops, envoy_appends, at)?;
     Ok(IpPolicy {
         allow,
         deny,
         trusted_hops: i.trusted_hops,
         envoy_appends,
     })
+}
+
+/// Whether Envoy appended its own X-Forwarded-For entry, as the client
+/// address rules need it. Which entry is the client's depends on it and a
+/// wrong guess hands the choice to the client, so with trusted hops the
+/// top-level `envoy_appends_xff` must say it.
+fn xff_appends(trusted_hops: u8, configured: Option<bool>, at: &str) -> Result<bool, ConfigError> {
+    match (trusted_hops, configured) {
+        (0, v) => Ok(v.unwrap_or(true)),
+        (_, Some(v)) => Ok(v),
+        (_, None) => Err(err(
+            format!("{at}.trusted_hops"),
+            "set the top-level envoy_appends_xff: true when the HTTP connection manager has \
+             use_remote_address: true (Envoy appends its own entry), false otherwise",
+        )),
+    }
 }
 
 fn compile_scopes(sc: &RawScopes, at: &str) -> Result<ScopeRequirement, ConfigError> {
@@ -1399,6 +1589,95 @@ fn compile_remote(r: RawRemoteJwks, at: &str) -> Result<RemoteJwks, ConfigError>
         refresh_interval_s: r.refresh_interval_s,
         min_refetch_interval_s: r.min_refetch_interval_s,
         max_response_bytes: r.max_response_bytes,
+    })
+}
+
+fn compile_api_keys(k: &RawApiKeys, envoy_appends: Option<bool>) -> Result<ApiKeys, ConfigError> {
+    let at = "api_keys";
+    if k.sources.is_empty() {
+        return Err(err(format!("{at}.sources"), "list at least one source"));
+    }
+    let mut sources = Vec::with_capacity(k.sources.len());
+    for (i, s) in k.sources.iter().enumerate() {
+        let raw = RawTokenSource {
+            header: s.header.clone(),
+            scheme: s.scheme.clone(),
+            cookie: s.cookie.clone(),
+            query: s.query.clone(),
+        };
+        let source = compile_source(raw, &format!("{at}.sources[{i}]"))?;
+        if matches!(source, TokenSource::Cookie { .. }) {
+            return Err(err(
+                format!("{at}.sources[{i}].cookie"),
+                "API keys are for servers, not browsers: use a header or a query parameter",
+            ));
+        }
+        if sources.contains(&source) {
+            return Err(err(format!("{at}.sources[{i}]"), "listed twice"));
+        }
+        sources.push(source);
+    }
+    let prefix_ok = |p: &str| {
+        !p.is_empty() && p.len() <= 32 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if !prefix_ok(&k.prefix) {
+        return Err(err(
+            format!("{at}.prefix"),
+            "must be 1 to 32 characters A-Z a-z 0-9 _ -",
+        ));
+    }
+    if !(32..=128).contains(&k.hex_digits) {
+        return Err(err(format!("{at}.hex_digits"), "must be between 32 and 128"));
+    }
+    if !k.lookup_path.starts_with('/') || k.lookup_path.bytes().any(|b| b <= 0x20 || b == 0x7f || b == b'?') {
+        return Err(err(
+            format!("{at}.lookup_path"),
+            "must be an absolute path without a query",
+        ));
+    }
+    let ranges: [(&str, u64, u64, u64); 7] = [
+        ("max_cache_ttl_s", k.max_cache_ttl_s, 1, 3600),
+        ("negative_cache_ttl_s", k.negative_cache_ttl_s, 0, 300),
+        ("shared_cache_slots", k.shared_cache_slots as u64, 1, 1_000_000),
+        ("local_cache_entries", k.local_cache_entries as u64, 1, 100_000),
+        ("max_response_bytes", k.max_response_bytes as u64, 1024, 1024 * 1024),
+        ("max_pending_lookups", k.max_pending_lookups as u64, 1, 100_000),
+        ("trusted_hops", u64::from(k.trusted_hops), 0, 10),
+    ];
+    for (field, value, lo, hi) in ranges {
+        if !(lo..=hi).contains(&value) {
+            return Err(err(format!("{at}.{field}"), format!("must be between {lo} and {hi}")));
+        }
+    }
+    if !(1..=100).contains(&k.breaker.failure_threshold) {
+        return Err(err(
+            format!("{at}.breaker.failure_threshold"),
+            "must be between 1 and 100",
+        ));
+    }
+    if !(1..=600).contains(&k.breaker.open_s) {
+        return Err(err(format!("{at}.breaker.open_s"), "must be between 1 and 600"));
+    }
+    let envoy_appends = xff_appends(k.trusted_hops, envoy_appends, at)?;
+    Ok(ApiKeys {
+        sources,
+        format: KeyFormat {
+            prefix: k.prefix.clone(),
+            hex_len: k.hex_digits,
+        },
+        lookup_path: k.lookup_path.clone(),
+        max_cache_ttl_s: k.max_cache_ttl_s,
+        negative_cache_ttl_s: k.negative_cache_ttl_s,
+        shared_cache_slots: k.shared_cache_slots,
+        local_cache_entries: k.local_cache_entries,
+        max_response_bytes: k.max_response_bytes,
+        max_pending_lookups: k.max_pending_lookups,
+        trusted_hops: k.trusted_hops,
+        envoy_appends,
+        breaker: BreakerPolicy {
+            failure_threshold: k.breaker.failure_threshold,
+            open_ms: k.breaker.open_s * 1000,
+        },
     })
 }
 

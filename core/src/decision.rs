@@ -9,12 +9,15 @@
 
 use std::rc::Rc;
 
+use crate::apikey::{self, Answer, KeyRecord, Lookup, LookupFailure};
+use crate::breaker::{Freshness, StaleIfError};
 use crate::cache::{token_key, BoundedCache, CacheKey};
-use crate::config::{Config, Context, Provider};
+use crate::config::{ApiKeys, Config, Context, Provider};
 use crate::context::{self, Identity};
 use crate::ip;
 use crate::jwks_refresh::{OnDemand, RemoteKeys};
 use crate::jwt::{self, Claims, JwtError};
+use crate::key_cache;
 use crate::keys::KeySet;
 use crate::origin::{self, Origin, OriginHeader};
 use crate::path;
@@ -41,10 +44,55 @@ pub struct VerifiedToken {
 /// within this time.
 pub const MAX_CACHE_S: u64 = 300;
 
+/// An API-key lookup answer as the decision uses it.
+#[derive(Debug)]
+pub struct CachedKey {
+    pub lookup: Lookup,
+    /// Until when (unix seconds, exclusive) the answer may be used.
+    pub until: u64,
+    /// A valid key's scopes, as grants.
+    pub grants: Grants,
+}
+
+impl CachedKey {
+    fn new(lookup: Lookup, until: u64) -> CachedKey {
+        let grants = match &lookup.answer {
+            Answer::Valid(r) => Grants::from_scopes(&r.scopes),
+            _ => Grants::default(),
+        };
+        CachedKey { lookup, until, grants }
+    }
+}
+
+/// The auth service's answer (or failure) for a key hash, delivered to the
+/// requests that waited for it.
+#[derive(Debug)]
+pub struct KeyAnswer {
+    pub hash: String,
+    pub result: Result<Lookup, LookupFailure>,
+}
+
+/// Where an API key's answer came from, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    /// This worker's cache.
+    LocalHit,
+    /// The cache shared by the workers.
+    SharedHit,
+    /// The answer to a lookup this request waited for.
+    Answer,
+    /// An expired valid answer, served because the service failed (stale-if-error).
+    Stale,
+    /// Nothing cached: a lookup is needed.
+    Miss,
+}
+
 /// Per-worker state used by decisions.
 #[derive(Debug)]
 pub struct State {
     pub cache: BoundedCache<Rc<VerifiedToken>>,
+    /// API-key answers decoded on this worker (a copy of the shared cache's).
+    pub keys: BoundedCache<Rc<CachedKey>>,
     /// One entry per provider (unused for providers without `remote_jwks`).
     pub remote: Vec<RemoteKeys>,
     /// What the auth service's revocation feed said, as of the last good poll.
@@ -57,6 +105,7 @@ impl State {
     pub fn new(cfg: &Config) -> State {
         State {
             cache: BoundedCache::new(cfg.token_cache_entries),
+            keys: BoundedCache::new(cfg.api_keys.as_ref().map_or(1, |k| k.local_cache_entries)),
             remote: cfg.providers.iter().map(|_| RemoteKeys::new()).collect(),
             revocation: RevocationState::new(),
             revocation_fresh_until_ms: 0,
@@ -91,6 +140,20 @@ pub trait Request {
     fn forwarded_for(&mut self) -> Option<String>;
     /// The downstream peer address, as `ip:port` or `[ip6]:port`.
     fn peer(&mut self) -> Option<String>;
+    /// A value of the store the workers share (proxy-wasm shared data).
+    fn shared_data(&mut self, _name: &str) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// Why an API key is refused (401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// Not in the configured format: refused without asking the service.
+    Malformed,
+    Unknown,
+    Revoked,
+    Expired,
 }
 
 /// Why a request is refused.
@@ -121,11 +184,24 @@ pub enum Deny<'c> {
     /// The token's provider requires a revocation check and the revocation
     /// state is missing or stale (the auth service cannot be reached).
     RevocationUnavailable,
+    /// The route needs an API key and none was found in `api_keys.sources`.
+    MissingApiKey,
+    /// The API key is refused.
+    ApiKey(KeyRefusal),
+    /// The API key could not be looked up (the auth service failed, or its
+    /// circuit is open) and no stale answer may be served.
+    KeyServiceUnavailable,
 }
 
 impl Deny<'_> {
     /// Every name [`Deny::name`] can return, for defining metrics up front.
-    pub const ALL_NAMES: [&'static str; 29] = [
+    pub const ALL_NAMES: [&'static str; 35] = [
+        "missing_api_key",
+        "api_key_malformed",
+        "api_key_unknown",
+        "api_key_revoked",
+        "api_key_expired",
+        "key_service_unavailable",
         "preflight_with_body",
         "revoked",
         "revocation_unavailable",
@@ -171,6 +247,12 @@ impl Deny<'_> {
             Deny::PreflightWithBody => "preflight_with_body",
             Deny::Revoked => "revoked",
             Deny::RevocationUnavailable => "revocation_unavailable",
+            Deny::MissingApiKey => "missing_api_key",
+            Deny::ApiKey(KeyRefusal::Malformed) => "api_key_malformed",
+            Deny::ApiKey(KeyRefusal::Unknown) => "api_key_unknown",
+            Deny::ApiKey(KeyRefusal::Revoked) => "api_key_revoked",
+            Deny::ApiKey(KeyRefusal::Expired) => "api_key_expired",
+            Deny::KeyServiceUnavailable => "key_service_unavailable",
         }
     }
 }
@@ -193,6 +275,11 @@ pub enum Verdict<'c> {
         provider: usize,
         dispatch: bool,
     },
+    /// The API key with this hash must be looked up at the auth service:
+    /// wait for the answer, then decide again with it.
+    AwaitLookup {
+        hash: String,
+    },
 }
 
 /// An allowed request and the edits to make before it goes upstream.
@@ -200,6 +287,10 @@ pub enum Verdict<'c> {
 pub struct Allow<'c> {
     pub rule: &'c str,
     pub token: Option<Rc<VerifiedToken>>,
+    /// The API key's answer, when an API key was the credential.
+    pub key: Option<Rc<CachedKey>>,
+    /// Remove every `api_keys.sources` header: the key never goes upstream.
+    pub remove_key_headers: bool,
     /// A credential header to remove (`forward_token: false`).
     pub remove_header: Option<&'c str>,
     /// A new `cookie` header without the credential cookie (`forward_token: false`).
@@ -223,6 +314,8 @@ pub struct Outcome<'c> {
     pub cache: Option<bool>,
     pub credential: Option<CacheKey>,
     pub cors: Option<ResponseHeaders>,
+    /// Where an API key's answer came from.
+    pub key: Option<KeyUse>,
 }
 
 impl<'c> Outcome<'c> {
@@ -236,6 +329,7 @@ impl<'c> Outcome<'c> {
             cache: None,
             credential: None,
             cors: None,
+            key: None,
         }
     }
 }
@@ -262,6 +356,10 @@ struct OriginCheck {
 }
 
 /// Decides one request. `now_ms` is the host clock in unix milliseconds.
+/// `may_await`: the request may wait for a JWKS fetch or an API-key lookup
+/// (false for a request woken after waiting). `answer`: the lookup outcome
+/// a woken request waited for.
+#[allow(clippy::too_many_arguments)]
 pub fn decide<'c>(
     cfg: &'c Config,
     st: &mut State,
@@ -270,6 +368,7 @@ pub fn decide<'c>(
     req: &mut dyn Request,
     now_ms: u64,
     may_await: bool,
+    answer: Option<&KeyAnswer>,
 ) -> Outcome<'c> {
     let normalized = match path::normalize(raw_path) {
         Ok(n) => n,
@@ -290,7 +389,7 @@ pub fn decide<'c>(
             tenant_pending: None,
             cors: None,
         },
-        Some(o) => match check_origin(cfg, o, method, rule, req) {
+        Some(o) => match check_origin(cfg, o, &policy.requirement, method, rule, req) {
             Ok(check) => check,
             Err(outcome) => return *outcome,
         },
@@ -306,13 +405,14 @@ pub fn decide<'c>(
         req,
         now_ms,
         may_await,
+        answer,
         tenant_pending,
     );
     let cors_allowed = match &outcome.verdict {
         Verdict::Allow(_) => true,
         // an origin only a tenant could allow is not known to be allowed until the tenant check passed
         Verdict::Deny(d) => *d != Deny::OriginNotAllowed && tenant_pending.is_none(),
-        Verdict::Preflight(_) | Verdict::AwaitKeys { .. } => false,
+        Verdict::Preflight(_) | Verdict::AwaitKeys { .. } | Verdict::AwaitLookup { .. } => false,
     };
     if cors_allowed {
         outcome.cors = origin.cors;
@@ -332,6 +432,7 @@ fn authorize<'c>(
     req: &mut dyn Request,
     now_ms: u64,
     may_await: bool,
+    answer: Option<&KeyAnswer>,
     tenant_pending: Option<&Origin>,
 ) -> Outcome<'c> {
     let providers = match &policy.requirement {
@@ -342,9 +443,32 @@ fn authorize<'c>(
             }))
         }
         Requirement::Jwt { providers } => providers,
+        Requirement::ApiKey { stale_if_error_ms } => {
+            let Some(keys) = &cfg.api_keys else {
+                return Outcome::deny(Deny::NoRule);
+            };
+            let call = KeyCall {
+                cfg,
+                keys,
+                policy,
+                rule,
+                method,
+                raw_path,
+                now_ms,
+                may_await,
+                stale: StaleIfError {
+                    max_stale_ms: *stale_if_error_ms,
+                },
+            };
+            return authorize_key(&call, st, req, answer, tenant_pending);
+        }
     };
 
-    let found = match find_token(cfg, providers, raw_path, req) {
+    let sources = providers
+        .iter()
+        .filter_map(|&i| cfg.providers.get(i))
+        .flat_map(|p| p.sources.iter());
+    let found = match find_credential(sources, raw_path, req) {
         Ok(Some(f)) => f,
         Ok(None) => return Outcome::deny(Deny::MissingToken),
         Err(d) => return Outcome::deny(d),
@@ -381,19 +505,173 @@ fn authorize<'c>(
 
 /// The client address check; an address that cannot be established fails.
 fn client_permitted(policy: &ip::IpPolicy, req: &mut dyn Request) -> bool {
+    client_address(req, policy.trusted_hops, policy.envoy_appends).is_some_and(|addr| policy.permits(addr))
+}
+
+/// The client address by the configured X-Forwarded-For rules, if it can be established.
+fn client_address(req: &mut dyn Request, trusted_hops: u8, envoy_appends: bool) -> Option<std::net::IpAddr> {
     let peer = req.peer();
-    let xff = if policy.trusted_hops == 0 {
-        None
-    } else {
-        req.forwarded_for()
+    let xff = if trusted_hops == 0 { None } else { req.forwarded_for() };
+    ip::client_address(peer.as_deref(), xff.as_deref(), trusted_hops, envoy_appends).ok()
+}
+
+/// What an API-key decision needs from the configuration and the request line.
+struct KeyCall<'c, 'r> {
+    cfg: &'c Config,
+    keys: &'c ApiKeys,
+    policy: &'c Policy,
+    rule: &'c str,
+    method: &'r str,
+    raw_path: &'r str,
+    now_ms: u64,
+    may_await: bool,
+    stale: StaleIfError,
+}
+
+/// An API-key requirement: find the key, check its format, find its answer
+/// (delivered, this worker's cache, the shared cache, or a stale one when
+/// the service failed) or ask for a lookup, then apply the key's record.
+fn authorize_key<'c>(
+    call: &KeyCall<'c, '_>,
+    st: &mut State,
+    req: &mut dyn Request,
+    answer: Option<&KeyAnswer>,
+    pending_origin: Option<&Origin>,
+) -> Outcome<'c> {
+    let found = match find_credential(call.keys.sources.iter(), call.raw_path, req) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Outcome::deny(Deny::MissingApiKey),
+        Err(d) => return Outcome::deny(d),
     };
-    ip::client_address(
-        peer.as_deref(),
-        xff.as_deref(),
-        policy.trusted_hops,
-        policy.envoy_appends,
-    )
-    .is_ok_and(|addr| policy.permits(addr))
+    let cred = token_key(&found.token);
+    let outcome = |verdict, key| Outcome {
+        credential: Some(cred),
+        key,
+        ..Outcome::with(verdict)
+    };
+    if !call.keys.format.accepts(&found.token) {
+        return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::Malformed)), None);
+    }
+    let hash = apikey::hex(&cred);
+    let now = call.now_ms / 1000;
+    let delivered = answer.filter(|a| a.hash == hash).map(|a| &a.result);
+    let (entry, used) = if let Some(Ok(lookup)) = delivered {
+        let until = key_cache::cache_until(lookup, now, call.keys.max_cache_ttl_s, call.keys.negative_cache_ttl_s);
+        let entry = Rc::new(CachedKey::new(lookup.clone(), until));
+        if until > now {
+            st.keys.insert(cred, Rc::clone(&entry), until, now);
+        }
+        (entry, KeyUse::Answer)
+    } else if let Some(e) = st.keys.get(&cred, now) {
+        (Rc::clone(e), KeyUse::LocalHit)
+    } else {
+        let name = key_cache::entry_name(&call.cfg.generation, &hash, call.keys.shared_cache_slots);
+        let shared = req.shared_data(&name).and_then(|b| key_cache::decode_entry(&b, &hash));
+        match shared {
+            Some((lookup, until)) if until > now => {
+                let entry = Rc::new(CachedKey::new(lookup, until));
+                st.keys.insert(cred, Rc::clone(&entry), until, now);
+                (entry, KeyUse::SharedHit)
+            }
+            stale => {
+                if delivered.is_none() && call.may_await {
+                    return outcome(Verdict::AwaitLookup { hash }, Some(KeyUse::Miss));
+                }
+                // The lookup failed (or cannot be made): only a valid answer
+                // within the route's stale-if-error window may stand in.
+                let usable = stale.filter(|(lookup, until)| {
+                    matches!(lookup.answer, Answer::Valid(_))
+                        && call.stale.freshness(until.saturating_mul(1000), call.now_ms) == Freshness::StaleIfError
+                });
+                match usable {
+                    Some((lookup, until)) => (Rc::new(CachedKey::new(lookup, until)), KeyUse::Stale),
+                    None => return outcome(Verdict::Deny(Deny::KeyServiceUnavailable), None),
+                }
+            }
+        }
+    };
+    let verdict = match key_verdict(call, &entry, req, pending_origin, now) {
+        Some(d) => Verdict::Deny(d),
+        None => {
+            let context = match (&call.cfg.context, &entry.lookup.answer) {
+                (Some(ctx), Answer::Valid(record)) => {
+                    let path = found.path.as_deref().unwrap_or(call.raw_path);
+                    key_context_headers(ctx, record, &entry.grants, call.method, path, now)
+                }
+                _ => Vec::new(),
+            };
+            Verdict::Allow(Allow {
+                rule: call.rule,
+                path: found.path,
+                key: Some(entry),
+                remove_key_headers: true,
+                context,
+                ..Allow::default()
+            })
+        }
+    };
+    outcome(verdict, Some(used))
+}
+
+/// Applies a key's answer: refuses a key that is not valid, and applies a
+/// valid key's expiry, IP allowlist, origins and scopes.
+fn key_verdict<'c>(
+    call: &KeyCall<'c, '_>,
+    entry: &CachedKey,
+    req: &mut dyn Request,
+    pending_origin: Option<&Origin>,
+    now: u64,
+) -> Option<Deny<'c>> {
+    let record: &KeyRecord = match &entry.lookup.answer {
+        Answer::Valid(r) => r,
+        Answer::Unknown => return Some(Deny::ApiKey(KeyRefusal::Unknown)),
+        Answer::Revoked { .. } => return Some(Deny::ApiKey(KeyRefusal::Revoked)),
+        Answer::Expired { .. } => return Some(Deny::ApiKey(KeyRefusal::Expired)),
+    };
+    if record.expires_at.is_some_and(|exp| exp <= now) {
+        return Some(Deny::ApiKey(KeyRefusal::Expired));
+    }
+    if !record.ip_allowlist.is_empty() {
+        // the rule's own client-address rules when it has them
+        let (hops, appends) = call
+            .policy
+            .ip
+            .as_ref()
+            .map_or((call.keys.trusted_hops, call.keys.envoy_appends), |p| {
+                (p.trusted_hops, p.envoy_appends)
+            });
+        if !client_address(req, hops, appends).is_some_and(|a| record.ip_allowlist.contains(a)) {
+            return Some(Deny::IpNotAllowed);
+        }
+    }
+    if pending_origin.is_some_and(|o| !record.allowed_origins.matches(o)) {
+        return Some(Deny::OriginNotAllowed);
+    }
+    match &call.policy.scopes {
+        Some(required) if !required.is_met(&entry.grants) => Some(Deny::InsufficientScope(required)),
+        _ => None,
+    }
+}
+
+/// The identity headers of an API-key request.
+fn key_context_headers(
+    ctx: &Context,
+    record: &KeyRecord,
+    grants: &Grants,
+    method: &str,
+    path: &str,
+    now: u64,
+) -> Vec<(String, String)> {
+    let id = Identity {
+        method: "api_key",
+        subject: &record.subject,
+        tenant: Some(&record.tenant),
+        scopes: grants.as_slice(),
+        key_id: Some(&record.key_id),
+        token_id: None,
+    };
+    let signing = ctx.signing_key.as_deref().map(|key| (key, now, method, path));
+    context::render(&ctx.headers, &id, signing)
 }
 
 /// The Origin check before authentication: answers CORS preflights, refuses
@@ -402,6 +680,7 @@ fn client_permitted(policy: &ip::IpPolicy, req: &mut dyn Request) -> bool {
 fn check_origin<'c>(
     cfg: &'c Config,
     o: &'c OriginRule,
+    requirement: &Requirement,
     method: &str,
     rule: &'c str,
     req: &mut dyn Request,
@@ -452,7 +731,9 @@ fn check_origin<'c>(
             return Err(Box::new(Outcome::with(verdict)));
         }
     }
-    if !statically && o.tenant_claim.is_none() {
+    // An API key brings its own allowed origins: they decide, after the lookup.
+    let key_decides = matches!(requirement, Requirement::ApiKey { .. });
+    if !statically && o.tenant_claim.is_none() && !key_decides {
         return Err(denied());
     }
     let cors = o
@@ -461,7 +742,7 @@ fn check_origin<'c>(
         .filter(|c| c.answer_preflight)
         .map(|c| c.cors.response_headers(sent));
     Ok(OriginCheck {
-        tenant_pending: (!statically).then_some(origin),
+        tenant_pending: (!statically || key_decides).then_some(origin),
         cors,
     })
 }
@@ -517,6 +798,8 @@ fn after_authentication<'c>(
 }
 
 /// Verifies the token (or finds it in the cache). `Ok((token, cache_hit))`.
+// The error is the request's final verdict, built once per refused request.
+#[allow(clippy::result_large_err)]
 fn authenticate<'c>(
     cfg: &'c Config,
     st: &mut State,
@@ -627,20 +910,15 @@ fn allow<'c>(cfg: &'c Config, rule: &'c str, token: Rc<VerifiedToken>, found: Fo
     a
 }
 
-/// Looks for a token in the sources of the route's providers, in configured
-/// order (providers in the rule's order, each provider's sources in its
-/// order); the first one present wins.
-fn find_token<'c>(
-    cfg: &'c Config,
-    providers: &[usize],
+/// Looks for a credential in `sources`, in order (for a JWT: providers in
+/// the rule's order, each provider's sources in its order); the first one
+/// present wins.
+fn find_credential<'c>(
+    sources: impl Iterator<Item = &'c TokenSource> + Clone,
     raw_path: &str,
     req: &mut dyn Request,
 ) -> Result<Option<Found<'c>>, Deny<'c>> {
     let mut cookie_header: Option<Option<String>> = None;
-    let sources = providers
-        .iter()
-        .filter_map(|&i| cfg.providers.get(i))
-        .flat_map(|p| p.sources.iter());
     for (i, source) in sources.clone().enumerate() {
         // a source two providers share is read once (no allocation: the list is short)
         if sources.clone().take(i).any(|earlier| earlier == source) {

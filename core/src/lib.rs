@@ -14,6 +14,7 @@ pub mod decision;
 pub mod ip;
 pub mod jwks_refresh;
 pub mod jwt;
+pub mod key_cache;
 pub mod keys;
 pub mod origin;
 pub mod path;

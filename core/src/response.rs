@@ -5,7 +5,7 @@
 //! request no rule allows. The JSON body is `{"error", "error_description"}`
 //! and is built from fixed texts only: it never echoes the credential.
 
-use crate::decision::Deny;
+use crate::decision::{Deny, KeyRefusal};
 use crate::jwt::JwtError;
 
 /// A local reply.
@@ -42,6 +42,22 @@ pub fn error_of(d: Deny<'_>) -> (u32, &'static str, &'static str) {
             "temporarily_unavailable",
             "the token cannot be checked for revocation right now",
         ),
+        Deny::MissingApiKey => (401, "missing_token", "an API key is required"),
+        Deny::ApiKey(why) => (
+            401,
+            "invalid_token",
+            match why {
+                KeyRefusal::Malformed => "the API key is malformed",
+                KeyRefusal::Unknown => "the API key is not known",
+                KeyRefusal::Revoked => "the API key has been revoked",
+                KeyRefusal::Expired => "the API key has expired",
+            },
+        ),
+        Deny::KeyServiceUnavailable => (
+            503,
+            "temporarily_unavailable",
+            "the API key cannot be checked right now",
+        ),
     }
 }
 
@@ -52,6 +68,14 @@ pub fn reply(d: Deny<'_>, realm: &str) -> Reply {
     match d {
         // RFC 6750 3.1: a request without credentials gets no error code.
         Deny::MissingToken => headers.push(("www-authenticate", format!("Bearer realm=\"{realm}\""))),
+        Deny::MissingApiKey => headers.push(("www-authenticate", format!("ApiKey realm=\"{realm}\""))),
+        Deny::ApiKey(_) => headers.push((
+            "www-authenticate",
+            format!(
+                "ApiKey realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"",
+                quoted(description)
+            ),
+        )),
         Deny::Token(_) | Deny::BadPath(_) | Deny::AmbiguousCredential | Deny::Revoked => headers.push((
             "www-authenticate",
             format!(
@@ -71,7 +95,8 @@ pub fn reply(d: Deny<'_>, realm: &str) -> Reply {
         | Deny::IpNotAllowed
         | Deny::OriginNotAllowed
         | Deny::PreflightWithBody
-        | Deny::RevocationUnavailable => {}
+        | Deny::RevocationUnavailable
+        | Deny::KeyServiceUnavailable => {}
     }
     headers.push(("content-type", "application/json".into()));
     headers.push(("cache-control", "no-store".into()));

@@ -33,6 +33,10 @@ pub enum Requirement {
     Public,
     /// A valid JWT from any one of these providers (indexes into `Config::providers`).
     Jwt { providers: Vec<usize> },
+    /// An API key from `api_keys.sources`, looked up at the auth service.
+    /// When the service fails, a key whose valid answer expired less than
+    /// `stale_if_error_ms` ago is still admitted (0: never).
+    ApiKey { stale_if_error_ms: u64 },
 }
 
 /// Everything a rule checks, cheapest first: client address, Origin, the

@@ -301,6 +301,20 @@ impl Grants {
         }
     }
 
+    /// The grants of an API key: its scopes (valid scope tokens, at most
+    /// [`MAX_TOKEN_ITEMS`] of them used).
+    pub fn from_scopes(scopes: &[String]) -> Grants {
+        let mut sorted: Vec<String> = scopes
+            .iter()
+            .filter(|s| valid_scope_token(s))
+            .take(MAX_TOKEN_ITEMS)
+            .cloned()
+            .collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        Grants { sorted }
+    }
+
     /// Whether `permission` is granted.
     pub fn contains(&self, permission: &str) -> bool {
         self.sorted.binary_search_by(|p| p.as_str().cmp(permission)).is_ok()

@@ -97,7 +97,7 @@ impl Req {
         now: u64,
         may_await: bool,
     ) -> Outcome<'c> {
-        decide(cfg, st, method, path, &mut Facts(self), now, may_await)
+        decide(cfg, st, method, path, &mut Facts(self), now, may_await, None)
     }
 }
 

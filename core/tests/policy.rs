@@ -124,7 +124,7 @@ impl Request for Req {
 
 fn run<'c>(cfg: &'c Config, method: &str, path: &str, mut req: Req) -> Outcome<'c> {
     let mut st = State::new(cfg);
-    decide(cfg, &mut st, method, path, &mut req, NOW, true)
+    decide(cfg, &mut st, method, path, &mut req, NOW, true, None)
 }
 
 fn allowed(o: &Outcome<'_>) -> bool {

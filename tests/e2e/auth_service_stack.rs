@@ -3,80 +3,18 @@
 //! verified at the edge against the service's own JWKS (including after a
 //! signing-key rotation), and logout makes the refresh token useless.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use edge_auth_e2e::{http, wait_until, Envoy, EnvoyOptions, Response};
+use edge_auth_e2e::service::{AuthService, SERVICE_TOKEN};
+use edge_auth_e2e::{wait_until, Envoy, EnvoyOptions, Response};
 use serde_json::{json, Value};
 
-const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef0123456789";
-const SERVICE_TOKEN: &str = "e2e-service-token-0123456789abcdef012345";
-
-/// The service binary: `$EDGE_AUTH_SERVICE_BIN`, else the workspace's debug build.
-fn service_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("EDGE_AUTH_SERVICE_BIN") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/edge-auth-service")
+fn start_service() -> AuthService {
+    AuthService::start()
 }
 
-struct Service {
-    child: Child,
-    port: u16,
-    _dir: PathBuf,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn start_service() -> Service {
-    let dir = std::env::temp_dir().join(format!("edge-auth-e2e-svc-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    start_service_at(free_port(), dir)
-}
-
-/// Starts the service on `port` with its database in `dir` (a restart keeps the data).
-fn start_service_at(port: u16, dir: PathBuf) -> Service {
-    let bin = service_bin();
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p edge-auth-service`",
-        bin.display()
-    );
-    let child = Command::new(&bin)
-        .args(["serve", "--db"])
-        .arg(dir.join("auth.db"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--issuer", &format!("http://127.0.0.1:{port}"), "--audience", "e2e-app"])
-        .env("EDGE_AUTH_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("EDGE_AUTH_SERVICE_TOKEN", SERVICE_TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the auth service");
-    let svc = Service { child, port, _dir: dir };
-    let up = wait_until(Duration::from_secs(15), || {
-        http::try_request(("127.0.0.1", port), "GET", "/health", &[], "").is_ok_and(|r| r.status == 200)
-    });
-    assert!(up, "the auth service did not come up on {port}");
-    svc
-}
-
-fn admin(svc: &Service, path: &str, body: Value) -> Response {
-    let bearer = format!("Bearer {ADMIN_TOKEN}");
-    let headers = [("authorization", bearer.as_str()), ("content-type", "application/json")];
-    http::request(("127.0.0.1", svc.port), "POST", path, &headers, body.to_string())
+fn admin(svc: &AuthService, path: &str, body: Value) -> Response {
+    svc.admin(path, body)
 }
 
 fn post(envoy: &Envoy, path: &str, key: &str, body: Value) -> Response {
@@ -292,9 +230,7 @@ fn revocations_reach_the_edge_within_the_poll_interval_and_an_outage_fails_close
     // The service goes away: once the state is stale, such tokens are refused (503 from the
     // filter), never admitted. (The upstream being the stopped service, Envoy itself also
     // answers 503 until then: look for the filter's JSON.)
-    let port = svc.port;
-    let dir = svc._dir.clone();
-    drop(svc);
+    let (port, dir) = svc.stop();
     let filter_refuses = || {
         let r = call(&dave);
         r.status == 503 && r.try_json().is_ok_and(|v| v["error"] == "temporarily_unavailable")
@@ -303,7 +239,7 @@ fn revocations_reach_the_edge_within_the_poll_interval_and_an_outage_fails_close
     assert!(envoy.stat("wasmcustom.edge_auth.revocation.poll_failed") >= 1);
 
     // it comes back (same database): the edge recovers by itself, and old revocations still hold
-    let _svc = start_service_at(port, dir);
+    let _svc = AuthService::start_at(port, dir);
     assert!(becomes(&dave, 404), "recovery after the service returns");
     assert!(becomes(&alice, 401), "revocations survived the restart");
 }

@@ -10,6 +10,8 @@
 //!   programmable [`servers::TestServer`] both are built on.
 //! * [`envoy`]: starts the real Envoy (`$ENVOY_BIN`) with a generated bootstrap
 //!   that loads the filter (`$EDGE_AUTH_WASM`) in front of an upstream.
+//! * [`service`]: the reference auth service as a child process, with its
+//!   admin API and counters.
 //! * [`tokens`]: key pairs for every supported algorithm (generated at test
 //!   time, cached per process), JWKS/PEM export and token signing, including
 //!   hand-crafted headers.
@@ -17,6 +19,7 @@
 pub mod envoy;
 pub mod http;
 pub mod servers;
+pub mod service;
 pub mod tokens;
 
 use std::path::PathBuf;

@@ -1,0 +1,132 @@
+//! The reference auth service (`edge-auth-service`) as a child process on
+//! loopback, with its admin API and counters, for tests that need the real
+//! service behind the edge.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{http, wait_until, Response};
+
+/// The operators' token the test service is started with.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef0123456789";
+/// The filter's service token the test service is started with.
+pub const SERVICE_TOKEN: &str = "e2e-service-token-0123456789abcdef012345";
+
+/// The service binary: `$EDGE_AUTH_SERVICE_BIN`, else the workspace's debug build.
+pub fn service_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("EDGE_AUTH_SERVICE_BIN") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/edge-auth-service")
+}
+
+/// A running service; killed when dropped (its database directory stays, so
+/// [`AuthService::start_at`] on the same directory restarts it with its data).
+pub struct AuthService {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Drop for AuthService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl AuthService {
+    /// Starts the service on a free port with a fresh database.
+    pub fn start() -> AuthService {
+        let dir = std::env::temp_dir().join(format!("edge-auth-e2e-svc-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        AuthService::start_at(free_port(), dir)
+    }
+
+    /// Starts the service on `port` with its database in `dir` (a restart keeps the data).
+    pub fn start_at(port: u16, dir: PathBuf) -> AuthService {
+        let bin = service_bin();
+        assert!(
+            bin.exists(),
+            "{} is missing: build it with `cargo build -p edge-auth-service`",
+            bin.display()
+        );
+        let child = Command::new(&bin)
+            .args(["serve", "--db"])
+            .arg(dir.join("auth.db"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--issuer", &format!("http://127.0.0.1:{port}"), "--audience", "e2e-app"])
+            .env("EDGE_AUTH_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("EDGE_AUTH_SERVICE_TOKEN", SERVICE_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the auth service");
+        let svc = AuthService { child, port, dir };
+        let up = wait_until(Duration::from_secs(15), || {
+            http::try_request(("127.0.0.1", port), "GET", "/health", &[], "").is_ok_and(|r| r.status == 200)
+        });
+        assert!(up, "the auth service did not come up on {port}");
+        svc
+    }
+
+    /// Stops the service now (its port and data stay for a restart).
+    pub fn stop(mut self) -> (u16, PathBuf) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (self.port, self.dir.clone())
+    }
+
+    /// A POST to the admin API.
+    pub fn admin(&self, path: &str, body: Value) -> Response {
+        let bearer = format!("Bearer {ADMIN_TOKEN}");
+        let headers = [("authorization", bearer.as_str()), ("content-type", "application/json")];
+        http::request(("127.0.0.1", self.port), "POST", path, &headers, body.to_string())
+    }
+
+    /// Creates a tenant (201 expected).
+    pub fn tenant(&self, name: &str, allowed_origins: &[&str], ip_allowlist: &[&str]) {
+        let r = self.admin(
+            "/admin/v1/tenants",
+            serde_json::json!({"name": name, "allowed_origins": allowed_origins, "ip_allowlist": ip_allowlist}),
+        );
+        assert_eq!(r.status, 201, "create tenant {name}: {}", r.summary());
+    }
+
+    /// Creates a key in `tenant` with `body` (subject, scopes, ...): `(api_key, key_id)`.
+    pub fn key(&self, tenant: &str, body: Value) -> (String, String) {
+        let r = self.admin(&format!("/admin/v1/tenants/{tenant}/keys"), body);
+        assert_eq!(r.status, 201, "create key: {}", r.summary());
+        let v = r.json();
+        let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        (text("api_key"), text("key_id"))
+    }
+
+    /// The service's own counters (`/internal/v1/stats`, service token).
+    pub fn stats(&self) -> Value {
+        let bearer = format!("Bearer {SERVICE_TOKEN}");
+        http::request(
+            ("127.0.0.1", self.port),
+            "GET",
+            "/internal/v1/stats",
+            &[("authorization", bearer.as_str())],
+            "",
+        )
+        .json()
+    }
+
+    /// How many API-key lookups the service has answered.
+    pub fn lookups(&self) -> u64 {
+        self.stats()["api_key_lookups"].as_u64().unwrap_or(0)
+    }
+}
