@@ -83,6 +83,7 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize) -> bool {
             Metrics::inc(shared.metrics.revocation_poll_ok);
         }
         Err(e) => {
+            state.revocation.on_failure(e);
             drop(state);
             Metrics::inc(shared.metrics.revocation_poll_failed);
             if shared.warn_allowed(now_ms) {

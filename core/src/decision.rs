@@ -971,3 +971,112 @@ fn find_credential<'c>(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// Every refusal, listed through exhaustive matches so that a new variant
+    /// fails to compile here until it is listed (and so gets a metric).
+    fn every_deny() -> Vec<Deny<'static>> {
+        use JwtError as J;
+        let jwt = [
+            J::Malformed,
+            J::TooLarge,
+            J::AlgNone,
+            J::UnsupportedAlg,
+            J::AlgNotAllowed,
+            J::CritHeader,
+            J::UnknownIssuer,
+            J::UnknownKid,
+            J::NoKey,
+            J::KeysUnavailable,
+            J::BadSignature,
+            J::Expired,
+            J::NotYetValid,
+            J::IssuedInFuture,
+            J::MissingExpiration,
+            J::LifetimeTooLong,
+            J::BadAudience,
+            J::MissingClaim,
+            J::ClaimMismatch,
+        ];
+        for e in jwt {
+            match e {
+                J::Malformed
+                | J::TooLarge
+                | J::AlgNone
+                | J::UnsupportedAlg
+                | J::AlgNotAllowed
+                | J::CritHeader
+                | J::UnknownIssuer
+                | J::UnknownKid
+                | J::NoKey
+                | J::KeysUnavailable
+                | J::BadSignature
+                | J::Expired
+                | J::NotYetValid
+                | J::IssuedInFuture
+                | J::MissingExpiration
+                | J::LifetimeTooLong
+                | J::BadAudience
+                | J::MissingClaim
+                | J::ClaimMismatch => {}
+            }
+        }
+        static SCOPES: std::sync::OnceLock<ScopeRequirement> = std::sync::OnceLock::new();
+        let scopes = SCOPES.get_or_init(|| ScopeRequirement::AnyOf(vec!["a".into()]));
+        let mut all: Vec<Deny<'static>> = jwt.into_iter().map(Deny::Token).collect();
+        all.extend([
+            Deny::MissingToken,
+            Deny::BadPath("x"),
+            Deny::AmbiguousCredential,
+            Deny::NoRule,
+            Deny::IpNotAllowed,
+            Deny::OriginNotAllowed,
+            Deny::InsufficientScope(scopes),
+            Deny::PreflightWithBody,
+            Deny::Revoked,
+            Deny::RevocationUnavailable,
+            Deny::MissingApiKey,
+            Deny::ApiKey(KeyRefusal::Malformed),
+            Deny::ApiKey(KeyRefusal::Unknown),
+            Deny::ApiKey(KeyRefusal::Revoked),
+            Deny::ApiKey(KeyRefusal::Expired),
+            Deny::KeyServiceUnavailable,
+        ]);
+        for d in &all {
+            match d {
+                Deny::MissingToken
+                | Deny::Token(_)
+                | Deny::BadPath(_)
+                | Deny::AmbiguousCredential
+                | Deny::NoRule
+                | Deny::IpNotAllowed
+                | Deny::OriginNotAllowed
+                | Deny::InsufficientScope(_)
+                | Deny::PreflightWithBody
+                | Deny::Revoked
+                | Deny::RevocationUnavailable
+                | Deny::MissingApiKey
+                | Deny::ApiKey(
+                    KeyRefusal::Malformed | KeyRefusal::Unknown | KeyRefusal::Revoked | KeyRefusal::Expired,
+                )
+                | Deny::KeyServiceUnavailable => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_refusal_has_a_listed_metric_name() {
+        let all = every_deny();
+        let names: std::collections::HashSet<&str> = all.iter().map(|d| d.name()).collect();
+        let listed: std::collections::HashSet<&str> = Deny::ALL_NAMES.iter().copied().collect();
+        assert_eq!(names, listed, "Deny::ALL_NAMES and Deny::name disagree");
+        assert_eq!(listed.len(), Deny::ALL_NAMES.len(), "a name is listed twice");
+    }
+}

@@ -240,6 +240,16 @@ impl RevocationState {
         self.cursor = None;
     }
 
+    /// Takes a failed poll into account: an increment refused as
+    /// [`FeedFailure::TooManyEntries`] would be refused again with the same
+    /// cursor forever, so the next poll asks for a snapshot (the state held
+    /// stays in force until it arrives). Other failures are retried as they are.
+    pub fn on_failure(&mut self, failure: FeedFailure) {
+        if failure == FeedFailure::TooManyEntries {
+            self.request_snapshot();
+        }
+    }
+
     /// The poll request path: `base_path` (`/internal/v1/revocations`), with
     /// `since=<percent-encoded cursor>` when a non-empty cursor is held.
     pub fn poll_path(&self, base_path: &str) -> String {
@@ -1020,6 +1030,43 @@ mod tests {
         s.apply(Some(200), Some(&one), MAX, &limits, later).unwrap();
         assert_eq!(s.len(), 4, "jti_a and j9 expired, j10 added");
         assert_eq!(s.cursor(), Some("c3"));
+    }
+
+    #[test]
+    fn an_overflowing_increment_leads_to_a_snapshot() {
+        let limits = Limits { max_entries: 5 };
+        let mut s = synced(); // 4 entries, cursor held
+        let held = s.cursor().map(str::to_owned);
+        assert!(held.is_some());
+        let jtis: Vec<Value> = (0..3)
+            .map(|i| json!({"jti": format!("k{i}"), "expires_at": NOW + 100}))
+            .collect();
+        let increment = feed(false, "c9", Value::Null, json!([]), json!([]), Value::Array(jtis));
+        let failure = s.apply(Some(200), Some(&increment), MAX, &limits, NOW).unwrap_err();
+        // other failures keep the cursor: the same poll is retried
+        s.on_failure(FeedFailure::NoResponse);
+        s.on_failure(FeedFailure::Malformed);
+        assert_eq!(s.cursor().map(str::to_owned), held);
+        s.on_failure(failure);
+        assert_eq!(s.cursor(), None);
+        assert_eq!(s.poll_path("/internal/v1/revocations"), "/internal/v1/revocations");
+        assert_eq!(s.len(), 4, "the held state stays in force until the snapshot");
+        // an increment is not accepted in place of the snapshot asked for
+        assert_eq!(
+            s.apply(Some(200), Some(&increment), MAX, &limits, NOW),
+            Err(FeedFailure::Malformed)
+        );
+        let snapshot = feed(
+            true,
+            "c10",
+            Value::Null,
+            json!([]),
+            json!([]),
+            json!([{"jti": "k0", "expires_at": NOW + 100}]),
+        );
+        s.apply(Some(200), Some(&snapshot), MAX, &limits, NOW).unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.cursor(), Some("c10"));
     }
 
     #[test]
