@@ -544,6 +544,19 @@ fn authorize_key<'c>(
         Err(d) => return Outcome::deny(d),
     };
     let cred = token_key(&found.token);
+    // A second copy of the key in a query source goes neither upstream nor unnoticed.
+    let mut upstream_path = found.path.clone();
+    if upstream_path.is_none() {
+        for source in &call.keys.sources {
+            if let TokenSource::Query { name } = source {
+                match token_source::from_query(call.raw_path, name) {
+                    QueryToken::Absent => {}
+                    QueryToken::Found { path_without, .. } => upstream_path = Some(path_without),
+                    QueryToken::Duplicate | QueryToken::Malformed => return Outcome::deny(Deny::AmbiguousCredential),
+                }
+            }
+        }
+    }
     let outcome = |verdict, key| Outcome {
         credential: Some(cred),
         key,
@@ -552,9 +565,9 @@ fn authorize_key<'c>(
     if !call.keys.format.accepts(&found.token) {
         return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::Malformed)), None);
     }
-    let hash = apikey::hex(&cred);
     let now = call.now_ms / 1000;
-    let delivered = answer.filter(|a| a.hash == hash).map(|a| &a.result);
+    // (the hex hash is only spelled out off the hot path: a woken request, a local miss)
+    let delivered = answer.filter(|a| a.hash == apikey::hex(&cred)).map(|a| &a.result);
     let (entry, used) = if let Some(Ok(lookup)) = delivered {
         let until = key_cache::cache_until(lookup, now, call.keys.max_cache_ttl_s, call.keys.negative_cache_ttl_s);
         let entry = Rc::new(CachedKey::new(lookup.clone(), until));
@@ -565,6 +578,7 @@ fn authorize_key<'c>(
     } else if let Some(e) = st.keys.get(&cred, now) {
         (Rc::clone(e), KeyUse::LocalHit)
     } else {
+        let hash = apikey::hex(&cred);
         let name = key_cache::entry_name(&call.cfg.generation, &hash, call.keys.shared_cache_slots);
         let shared = req.shared_data(&name).and_then(|b| key_cache::decode_entry(&b, &hash));
         match shared {
@@ -595,14 +609,14 @@ fn authorize_key<'c>(
         None => {
             let context = match (&call.cfg.context, &entry.lookup.answer) {
                 (Some(ctx), Answer::Valid(record)) => {
-                    let path = found.path.as_deref().unwrap_or(call.raw_path);
+                    let path = upstream_path.as_deref().unwrap_or(call.raw_path);
                     key_context_headers(ctx, record, &entry.grants, call.method, path, now)
                 }
                 _ => Vec::new(),
             };
             Verdict::Allow(Allow {
                 rule: call.rule,
-                path: found.path,
+                path: upstream_path,
                 key: Some(entry),
                 remove_key_headers: true,
                 context,
@@ -694,7 +708,8 @@ fn check_origin<'c>(
                 cors: None,
             })
         }
-        OriginHeader::Null if o.allow_null => {
+        // a key's allowed_origins never match `null` (and a sandboxed page can send it on purpose)
+        OriginHeader::Null if o.allow_null && !matches!(requirement, Requirement::ApiKey { .. }) => {
             return Ok(OriginCheck {
                 tenant_pending: None,
                 cors: None,

@@ -1,0 +1,1669 @@
+//! API keys end to end through the core: configuration, key sources and
+//! format, the local and shared lookup caches, failures and stale-if-error,
+//! the key's IP allowlist, origins and scopes, the refusals and the identity
+//! headers. No proxy involved: a fake `Request` records every fact read.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use std::collections::HashMap;
+
+use edge_auth_core::apikey::{self, key_hash, parse_lookup, Answer, Lookup, LookupFailure};
+use edge_auth_core::cache::token_key;
+use edge_auth_core::config::{self, Config, ConfigError};
+use edge_auth_core::context::{self, ContextHeaders};
+use edge_auth_core::decision::{
+    decide, fingerprint, Allow, Deny, KeyAnswer, KeyRefusal, KeyUse, Outcome, Request, State, Verdict,
+};
+use edge_auth_core::key_cache::{encode_entry, entry_name};
+use edge_auth_core::response::reply;
+use edge_auth_core::routes::Requirement;
+use edge_auth_core::token_source::TokenSource;
+use serde_json::{json, Value};
+
+const NOW_S: u64 = 1_800_000_000;
+const NOW: u64 = NOW_S * 1000;
+/// The contract's worked example (docs/auth-service-api.md, 4.3).
+const KEY: &str = "sk_20461de3ee4a57fe3611338284344655d8b1dff13bde3406141f9ba472ba2fb1";
+const KEY_HASH: &str = "2ef626683da91ed223b8e00ba57046fafb18e6465a481a76d5875d41fb8aba3d";
+const KEY2: &str = "sk_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const SERVICE_TOKEN: &str = "svc-0123456789abcdef0123456789abcdef";
+const CONTEXT_KEY: &str = "ctx-0123456789abcdef0123456789abcdef";
+const MAX_BODY: usize = 64 * 1024;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SVC_TOKEN" => Some(SERVICE_TOKEN.into()),
+        "SHORT_TOKEN" => Some("too-short".into()),
+        "SPACED_TOKEN" => Some("0123456789abcdef 0123456789abcdef0".into()),
+        "CTX_KEY" => Some(CONTEXT_KEY.into()),
+        _ => None,
+    }
+}
+
+// ---- configuration helpers --------------------------------------------------
+
+/// A configuration with API keys on several routes (every source, including the query).
+fn doc() -> Value {
+    json!({
+        "envoy_appends_xff": false,
+        "auth_service": {"cluster": "auth", "token_env": "SVC_TOKEN"},
+        "api_keys": {
+            "sources": [
+                {"header": "x-api-key"},
+                {"header": "authorization", "scheme": "ApiKey"},
+                {"query": "api_key"}
+            ]
+        },
+        "rules": [
+            {"name": "health", "match": {"path": "/health"}, "public": true},
+            {"name": "keys", "match": {"prefix": "/v1/"}, "api_key": {}},
+            {"name": "stale", "match": {"prefix": "/stale/"}, "api_key": {"stale_if_error_s": 60}},
+            {"name": "web", "match": {"prefix": "/web/"}, "api_key": {},
+             "origin": {"allowed": ["https://static.example"]}},
+            {"name": "web-null", "match": {"prefix": "/webnull/"}, "api_key": {},
+             "origin": {"allowed": [], "null": "allow"}},
+            {"name": "read", "match": {"prefix": "/read/"}, "api_key": {},
+             "scopes": {"any_of": ["orders:read", "orders:admin"]}},
+            {"name": "write", "match": {"prefix": "/write/"}, "api_key": {},
+             "scopes": {"all_of": ["orders:read", "orders:write"]}},
+            {"name": "hops", "match": {"prefix": "/hops/"}, "api_key": {},
+             "ip": {"allow": ["0.0.0.0/0", "::/0"], "trusted_hops": 1}}
+        ]
+    })
+}
+
+fn parse(doc: &Value) -> Result<Config, ConfigError> {
+    config::parse(doc.to_string().as_bytes(), &env)
+}
+
+fn config() -> Config {
+    parse(&doc()).unwrap()
+}
+
+fn config_with(f: impl FnOnce(&mut Value)) -> Config {
+    let mut d = doc();
+    f(&mut d);
+    parse(&d).unwrap()
+}
+
+/// The field a configuration is refused for.
+fn refused_field(d: &Value) -> String {
+    match parse(d) {
+        Ok(_) => panic!("accepted: {d}"),
+        Err(e) => e.field,
+    }
+}
+
+/// A minimal valid document with API keys and one api_key rule.
+fn minimal() -> Value {
+    json!({
+        "auth_service": {"cluster": "auth", "token_env": "SVC_TOKEN"},
+        "api_keys": {},
+        "rules": [{"name": "keys", "match": {"prefix": "/"}, "api_key": {}}]
+    })
+}
+
+fn minimal_with(f: impl FnOnce(&mut Value)) -> Value {
+    let mut d = minimal();
+    f(&mut d);
+    d
+}
+
+// ---- lookup helpers ---------------------------------------------------------
+
+fn valid_json() -> Value {
+    json!({
+        "status": "valid",
+        "key_id": "key_mepybc6vdnwbtgbcqqchcvqb6w",
+        "tenant": "acme",
+        "subject": "svc-billing",
+        "scopes": ["orders:read"],
+        "ip_allowlist": [],
+        "allowed_origins": ["https://app.acme.example", "https://*.tenant.example"],
+        "expires_at": null,
+        "cache_ttl_s": 300
+    })
+}
+
+fn valid_with(f: impl FnOnce(&mut Value)) -> Value {
+    let mut v = valid_json();
+    f(&mut v);
+    v
+}
+
+/// A lookup answer parsed as the shell parses the service's body.
+fn lookup_at(v: &Value, now_s: u64) -> Lookup {
+    parse_lookup(Some(200), Some(v.to_string().as_bytes()), MAX_BODY, now_s).unwrap()
+}
+
+fn lookup(v: &Value) -> Lookup {
+    lookup_at(v, NOW_S)
+}
+
+fn answer_for(key: &str, v: &Value) -> KeyAnswer {
+    KeyAnswer {
+        hash: key_hash(key),
+        result: Ok(lookup(v)),
+    }
+}
+
+fn failure_for(key: &str, f: LookupFailure) -> KeyAnswer {
+    KeyAnswer {
+        hash: key_hash(key),
+        result: Err(f),
+    }
+}
+
+// ---- the fake request -------------------------------------------------------
+
+/// A request whose facts are recorded as the decision reads them.
+struct Req {
+    headers: Vec<(String, String)>,
+    peer: Option<String>,
+    shared: HashMap<String, Vec<u8>>,
+    headers_read: Vec<String>,
+    shared_read: Vec<String>,
+    xff_read: bool,
+}
+
+impl Req {
+    fn new(headers: &[(&str, &str)]) -> Req {
+        Req {
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            peer: Some("192.0.2.1:40000".into()),
+            shared: HashMap::new(),
+            headers_read: vec![],
+            shared_read: vec![],
+            xff_read: false,
+        }
+    }
+
+    fn key(key: &str) -> Req {
+        Req::new(&[("x-api-key", key)])
+    }
+
+    fn peer(mut self, peer: Option<&str>) -> Req {
+        self.peer = peer.map(String::from);
+        self
+    }
+
+    /// Forgets what was read (the shared store and headers stay).
+    fn reset(&mut self) {
+        self.headers_read.clear();
+        self.shared_read.clear();
+        self.xff_read = false;
+    }
+
+    /// Writes a shared-cache entry for `key` as the shell does after a lookup.
+    fn put_shared(&mut self, cfg: &Config, key: &str, lookup: &Lookup, until: u64) {
+        let hash = key_hash(key);
+        let bytes = encode_entry(&hash, lookup, until).unwrap();
+        self.put_shared_bytes(cfg, key, bytes);
+    }
+
+    fn put_shared_bytes(&mut self, cfg: &Config, key: &str, bytes: Vec<u8>) {
+        let name = entry_name(&cfg.generation, &key_hash(key), slots(cfg));
+        self.shared.insert(name, bytes);
+    }
+}
+
+impl Request for Req {
+    fn header(&mut self, name: &str) -> Option<String> {
+        self.headers_read.push(name.to_owned());
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    }
+
+    fn forwarded_for(&mut self) -> Option<String> {
+        self.xff_read = true;
+        self.headers
+            .iter()
+            .find(|(n, _)| n == "x-forwarded-for")
+            .map(|(_, v)| v.clone())
+    }
+
+    fn peer(&mut self) -> Option<String> {
+        self.peer.clone()
+    }
+
+    fn shared_data(&mut self, name: &str) -> Option<Vec<u8>> {
+        self.shared_read.push(name.to_owned());
+        self.shared.get(name).cloned()
+    }
+}
+
+fn slots(cfg: &Config) -> usize {
+    cfg.api_keys.as_ref().unwrap().shared_cache_slots
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run<'c>(
+    cfg: &'c Config,
+    st: &mut State,
+    req: &mut Req,
+    path: &str,
+    now_ms: u64,
+    may_await: bool,
+    answer: Option<&KeyAnswer>,
+) -> Outcome<'c> {
+    decide(cfg, st, "GET", path, req, now_ms, may_await, answer)
+}
+
+/// A first request: at NOW, may wait, nothing delivered.
+fn first<'c>(cfg: &'c Config, st: &mut State, req: &mut Req, path: &str) -> Outcome<'c> {
+    run(cfg, st, req, path, NOW, true, None)
+}
+
+/// The request again with the lookup's answer.
+fn with_answer<'c>(cfg: &'c Config, st: &mut State, req: &mut Req, path: &str, a: &KeyAnswer) -> Outcome<'c> {
+    run(cfg, st, req, path, NOW, false, Some(a))
+}
+
+fn allowed<'a, 'c>(o: &'a Outcome<'c>) -> &'a Allow<'c> {
+    match &o.verdict {
+        Verdict::Allow(a) => a,
+        other => panic!("expected an allow, got {other:?}"),
+    }
+}
+
+fn denied<'c>(o: &Outcome<'c>) -> Deny<'c> {
+    match &o.verdict {
+        Verdict::Deny(d) => *d,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+fn awaited(o: &Outcome<'_>) -> String {
+    match &o.verdict {
+        Verdict::AwaitLookup { hash } => hash.clone(),
+        other => panic!("expected AwaitLookup, got {other:?}"),
+    }
+}
+
+fn header<'a>(headers: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+}
+
+fn context_map(a: &Allow<'_>) -> HashMap<String, String> {
+    a.context.iter().cloned().collect()
+}
+
+// =============================================================================
+// Configuration
+// =============================================================================
+
+#[test]
+fn config_defaults() {
+    let cfg = parse(&minimal()).unwrap();
+    let k = cfg.api_keys.as_ref().unwrap();
+    assert_eq!(
+        k.sources,
+        vec![
+            TokenSource::Header {
+                name: "x-api-key".into(),
+                scheme: None
+            },
+            TokenSource::Header {
+                name: "authorization".into(),
+                scheme: Some("ApiKey".into())
+            },
+        ]
+    );
+    assert_eq!(k.format.prefix, "sk_");
+    assert_eq!(k.format.hex_len, 64);
+    assert_eq!(k.lookup_path, "/internal/v1/api-keys/lookup");
+    assert_eq!(k.max_cache_ttl_s, 300);
+    assert_eq!(k.negative_cache_ttl_s, 30);
+    assert_eq!(k.shared_cache_slots, 8192);
+    assert_eq!(k.local_cache_entries, 1024);
+    assert_eq!(k.trusted_hops, 0);
+    assert_eq!(k.breaker.failure_threshold, 5);
+    assert_eq!(k.breaker.open_ms, 10_000);
+    assert_eq!(
+        cfg.routes.select("GET", "/anything").requirement(),
+        Some(&Requirement::ApiKey { stale_if_error_ms: 0 })
+    );
+    // The key headers are credential headers (a passed preflight loses them).
+    assert!(cfg.credential_headers.iter().any(|h| h == "x-api-key"));
+    assert!(cfg.credential_headers.iter().any(|h| h == "authorization"));
+    // A service token is never printed.
+    assert!(!format!("{cfg:?}").contains(SERVICE_TOKEN));
+
+    let cfg = parse(&minimal_with(|d| {
+        d["rules"][0]["api_key"] = json!({"stale_if_error_s": 3600})
+    }))
+    .unwrap();
+    assert_eq!(
+        cfg.routes.select("GET", "/x").requirement(),
+        Some(&Requirement::ApiKey {
+            stale_if_error_ms: 3_600_000
+        })
+    );
+}
+
+#[test]
+fn config_sources_query_accepted_cookie_refused() {
+    let cfg = parse(&minimal_with(|d| {
+        d["api_keys"]["sources"] = json!([{"query": "api_key"}])
+    }))
+    .unwrap();
+    assert_eq!(
+        cfg.api_keys.unwrap().sources,
+        vec![TokenSource::Query { name: "api_key".into() }]
+    );
+    let cases: [(Value, &str); 5] = [
+        (json!([{"cookie": "key"}]), "api_keys.sources[0].cookie"),
+        (
+            json!([{"header": "x-api-key"}, {"cookie": "key"}]),
+            "api_keys.sources[1].cookie",
+        ),
+        (json!([]), "api_keys.sources"),
+        (
+            json!([{"header": "x-api-key"}, {"header": "x-api-key"}]),
+            "api_keys.sources[1]",
+        ),
+        (
+            json!([{"query": "api_key"}, {"query": "api_key"}]),
+            "api_keys.sources[1]",
+        ),
+    ];
+    for (sources, field) in cases {
+        let d = minimal_with(|d| d["api_keys"]["sources"] = sources.clone());
+        assert_eq!(refused_field(&d), field, "{sources}");
+    }
+    // Two kinds in one source, or an invalid header name: refused within the source.
+    for sources in [
+        json!([{"header": "x-api-key", "query": "api_key"}]),
+        json!([{"header": "x api key"}]),
+        json!([{"header": "x-api-key", "cookie": "k"}]),
+    ] {
+        let d = minimal_with(|d| d["api_keys"]["sources"] = sources.clone());
+        let f = refused_field(&d);
+        assert!(f.starts_with("api_keys.sources[0]"), "{sources}: {f}");
+    }
+}
+
+#[test]
+fn config_bad_api_keys_fields_are_named() {
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("prefix", json!(""), "api_keys.prefix"),
+        ("prefix", json!("sk "), "api_keys.prefix"),
+        ("prefix", json!("sk\n"), "api_keys.prefix"),
+        ("prefix", json!("clé_"), "api_keys.prefix"),
+        ("prefix", json!("p".repeat(33)), "api_keys.prefix"),
+        ("hex_digits", json!(31), "api_keys.hex_digits"),
+        ("hex_digits", json!(129), "api_keys.hex_digits"),
+        ("lookup_path", json!("internal/lookup"), "api_keys.lookup_path"),
+        ("lookup_path", json!("/lookup?x=1"), "api_keys.lookup_path"),
+        ("lookup_path", json!("/look up"), "api_keys.lookup_path"),
+        ("max_cache_ttl_s", json!(0), "api_keys.max_cache_ttl_s"),
+        ("max_cache_ttl_s", json!(3601), "api_keys.max_cache_ttl_s"),
+        ("negative_cache_ttl_s", json!(301), "api_keys.negative_cache_ttl_s"),
+        ("shared_cache_slots", json!(0), "api_keys.shared_cache_slots"),
+        ("local_cache_entries", json!(0), "api_keys.local_cache_entries"),
+        ("max_response_bytes", json!(10), "api_keys.max_response_bytes"),
+        ("max_pending_lookups", json!(0), "api_keys.max_pending_lookups"),
+        ("trusted_hops", json!(11), "api_keys.trusted_hops"),
+        // trusted hops need the top-level envoy_appends_xff (not set in minimal())
+        ("trusted_hops", json!(1), "api_keys.trusted_hops"),
+        (
+            "breaker",
+            json!({"failure_threshold": 0}),
+            "api_keys.breaker.failure_threshold",
+        ),
+        ("breaker", json!({"open_s": 0}), "api_keys.breaker.open_s"),
+        ("breaker", json!({"open_s": 601}), "api_keys.breaker.open_s"),
+    ];
+    for (field, value, want) in cases {
+        let d = minimal_with(|d| d["api_keys"][field] = value.clone());
+        assert_eq!(refused_field(&d), want, "{field}: {value}");
+    }
+    // Wrong types and negative numbers are refused by the parser, at their path.
+    for (field, value) in [
+        ("max_cache_ttl_s", json!(-1)),
+        ("negative_cache_ttl_s", json!("30")),
+        ("hex_digits", json!(64.5)),
+        ("trusted_hops", json!(256)),
+        ("prefix", json!(null)),
+    ] {
+        let d = minimal_with(|d| d["api_keys"][field] = value.clone());
+        assert_eq!(refused_field(&d), format!("api_keys.{field}"), "{field}: {value}");
+    }
+    // Unknown fields inside api_keys and inside its breaker.
+    let d = minimal_with(|d| d["api_keys"]["cache_ttl"] = json!(10));
+    let f = refused_field(&d);
+    assert!(f.starts_with("api_keys"), "{f}");
+    let d = minimal_with(|d| d["api_keys"]["breaker"] = json!({"threshold": 3}));
+    let f = refused_field(&d);
+    assert!(f.starts_with("api_keys.breaker"), "{f}");
+    // The bounds themselves are accepted.
+    for (field, value) in [
+        ("max_cache_ttl_s", 1),
+        ("max_cache_ttl_s", 3600),
+        ("negative_cache_ttl_s", 0),
+        ("negative_cache_ttl_s", 300),
+        ("hex_digits", 32),
+        ("hex_digits", 128),
+        ("shared_cache_slots", 1),
+    ] {
+        let d = minimal_with(|d| d["api_keys"][field] = json!(value));
+        assert!(parse(&d).is_ok(), "{field}: {value}");
+    }
+}
+
+#[test]
+fn config_rule_api_key_errors_are_named() {
+    // An api_key rule without top-level api_keys (with and without auth_service).
+    let d = minimal_with(|d| {
+        d.as_object_mut().unwrap().remove("api_keys");
+    });
+    assert_eq!(refused_field(&d), "rules[0].api_key");
+    let d = json!({"rules": [
+        {"name": "pub", "match": {"path": "/health"}, "public": true},
+        {"name": "keys", "match": {"prefix": "/"}, "api_key": {}}
+    ]});
+    assert_eq!(refused_field(&d), "rules[1].api_key");
+    // stale_if_error_s over an hour
+    let d = minimal_with(|d| d["rules"][0]["api_key"] = json!({"stale_if_error_s": 3601}));
+    assert_eq!(refused_field(&d), "rules[0].api_key.stale_if_error_s");
+    let d = minimal_with(|d| d["rules"][0]["api_key"] = json!({"stale_if_error_s": -5}));
+    assert_eq!(refused_field(&d), "rules[0].api_key.stale_if_error_s");
+    // more than one requirement
+    let d = minimal_with(|d| d["rules"][0]["public"] = json!(true));
+    assert_eq!(refused_field(&d), "rules[0]");
+    let d = minimal_with(|d| {
+        d["providers"] = json!([{
+            "name": "p", "issuer": "https://i", "audiences": ["a"], "algorithms": ["HS256"],
+            "hmac_secrets": [{"env": "SVC_TOKEN", "alg": "HS256"}]
+        }]);
+        d["rules"][0]["jwt"] = json!({"providers": ["p"]});
+    });
+    assert_eq!(refused_field(&d), "rules[0]");
+    // unknown fields, wrong type inside the rule's api_key
+    let d = minimal_with(|d| d["rules"][0]["api_key"] = json!({"stale_s": 10}));
+    let f = refused_field(&d);
+    assert!(f.starts_with("rules[0].api_key"), "{f}");
+    let d = minimal_with(|d| d["rules"][0]["api_key"] = json!(true));
+    assert_eq!(refused_field(&d), "rules[0].api_key");
+    // the default rule too
+    let d = minimal_with(|d| d["default_rule"] = json!({"api_key": {"stale_if_error_s": 7200}}));
+    assert_eq!(refused_field(&d), "default_rule.api_key.stale_if_error_s");
+    // origin: a tenant claim is refused (the key brings its own origins); an empty static list is fine
+    let d = minimal_with(|d| {
+        d["tenants"] = json!({"acme": {"origins": ["https://acme.example"]}});
+        d["rules"][0]["origin"] = json!({"tenant_claim": "tenant"});
+    });
+    assert_eq!(refused_field(&d), "rules[0].origin.tenant_claim");
+    let d = minimal_with(|d| d["rules"][0]["origin"] = json!({"allowed": []}));
+    assert!(parse(&d).is_ok());
+    let d = minimal_with(|d| d["rules"][0]["origin"] = json!({}));
+    assert!(parse(&d).is_ok());
+    // ip and scopes combine with api_key
+    let d = minimal_with(|d| {
+        d["rules"][0]["ip"] = json!({"allow": ["10.0.0.0/8"]});
+        d["rules"][0]["scopes"] = json!({"any_of": ["orders:read"]});
+    });
+    assert!(parse(&d).is_ok());
+}
+
+#[test]
+fn config_api_keys_need_an_auth_service_with_a_good_token() {
+    let d = minimal_with(|d| {
+        d.as_object_mut().unwrap().remove("auth_service");
+    });
+    assert_eq!(refused_field(&d), "api_keys");
+    for token_env in ["SHORT_TOKEN", "SPACED_TOKEN", "UNSET_TOKEN"] {
+        let d = minimal_with(|d| d["auth_service"]["token_env"] = json!(token_env));
+        assert_eq!(refused_field(&d), "auth_service.token_env", "{token_env}");
+    }
+    let d = minimal_with(|d| d["auth_service"]["cluster"] = json!(""));
+    assert_eq!(refused_field(&d), "auth_service.cluster");
+    let d = minimal_with(|d| d["auth_service"]["bogus"] = json!(1));
+    assert!(refused_field(&d).starts_with("auth_service"));
+}
+
+#[test]
+fn config_key_source_cannot_be_a_header_the_filter_writes() {
+    let d = minimal_with(|d| {
+        d["context"] = json!({});
+        d["api_keys"]["sources"] = json!([{"header": "x-api-key"}, {"header": "x-edge-auth-subject"}]);
+    });
+    assert_eq!(refused_field(&d), "api_keys.sources[1]");
+}
+
+// =============================================================================
+// Finding the key; its format
+// =============================================================================
+
+#[test]
+fn missing_key_is_401_with_an_api_key_challenge() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut req = Req::new(&[]);
+    let o = first(&cfg, &mut st, &mut req, "/v1/items");
+    assert_eq!(denied(&o), Deny::MissingApiKey);
+    assert_eq!(o.credential, None);
+    assert_eq!(o.key, None);
+    assert!(req.shared_read.is_empty());
+    let r = reply(Deny::MissingApiKey, &cfg.realm);
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        header(&r.headers, "www-authenticate"),
+        Some("ApiKey realm=\"edge-auth\"")
+    );
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["error"], "missing_token");
+}
+
+#[test]
+fn other_authorization_schemes_are_no_key() {
+    let cfg = config();
+    for value in [
+        format!("Bearer {KEY}"),
+        format!("Basic {KEY}"),
+        format!("ApiKeys {KEY}"),
+        format!("ApiKey{KEY}"),
+        format!("Api-Key {KEY}"),
+        "ApiKey".to_string(),
+        "ApiKey ".to_string(),
+    ] {
+        let mut st = State::new(&cfg);
+        let mut req = Req::new(&[("authorization", value.as_str())]);
+        let o = first(&cfg, &mut st, &mut req, "/v1/items");
+        assert_eq!(denied(&o), Deny::MissingApiKey, "{value}");
+        assert!(req.shared_read.is_empty(), "{value}");
+    }
+}
+
+#[test]
+fn authorization_api_key_scheme_is_case_insensitive() {
+    let cfg = config();
+    for value in [
+        format!("ApiKey {KEY}"),
+        format!("apikey {KEY}"),
+        format!("APIKEY   {KEY}"),
+        format!("ApiKey\t{KEY}"),
+    ] {
+        let mut st = State::new(&cfg);
+        let mut req = Req::new(&[("authorization", value.as_str())]);
+        let o = first(&cfg, &mut st, &mut req, "/v1/items");
+        assert_eq!(awaited(&o), KEY_HASH, "{value}");
+        assert_eq!(o.key, Some(KeyUse::Miss));
+    }
+    // x-api-key comes first in the sources: it wins over Authorization
+    let mut st = State::new(&cfg);
+    let auth = format!("ApiKey {KEY2}");
+    let mut req = Req::new(&[("x-api-key", KEY), ("authorization", auth.as_str())]);
+    assert_eq!(awaited(&first(&cfg, &mut st, &mut req, "/v1/")), KEY_HASH);
+}
+
+#[test]
+fn malformed_keys_are_refused_without_any_lookup() {
+    let cfg = config();
+    let hex = &KEY[3..];
+    let mut bad: Vec<String> = vec![
+        format!("sk_{}", hex.to_uppercase()),
+        KEY.to_uppercase(),
+        format!("sk_{}A", &hex[..63]),
+        KEY[..KEY.len() - 1].to_string(),
+        format!("{KEY}0"),
+        format!("pk_{hex}"),
+        format!("sk-{hex}"),
+        format!("Sk_{hex}"),
+        format!("sk__{}", &hex[1..]),
+        format!("sk_{}", "g".repeat(64)),
+        "sk_".to_string(),
+        hex.to_string(),
+        format!("{KEY}{KEY}"),
+        // a JWT sent as a key
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl".to_string(),
+        // 100 KB
+        format!("sk_{}", "a".repeat(100 * 1024)),
+        "x".repeat(100 * 1024),
+    ];
+    bad.push(format!("\"{KEY}\""));
+    for value in &bad {
+        let mut st = State::new(&cfg);
+        let mut req = Req::key(value);
+        let o = first(&cfg, &mut st, &mut req, "/v1/items");
+        assert_eq!(
+            denied(&o),
+            Deny::ApiKey(KeyRefusal::Malformed),
+            "{}",
+            &value[..value.len().min(80)]
+        );
+        assert!(!matches!(o.verdict, Verdict::AwaitLookup { .. }));
+        assert!(req.shared_read.is_empty(), "shared data read for a malformed key");
+        assert_eq!(o.key, None);
+        assert_eq!(o.credential, Some(token_key(value)));
+        assert!(st.keys.is_empty());
+    }
+    // The same through the query string: whitespace, non-ASCII, control characters after decoding.
+    for query in [
+        format!("api_key=%20{KEY}"),
+        format!("api_key={KEY}%20"),
+        format!("api_key={KEY}%0A"),
+        format!("api_key={KEY}%00"),
+        format!("api_key=%E2%80%8B{KEY}"),
+        format!("api_key=sk_{}%C3%A9", &hex[..63]),
+        format!("api_key=+{KEY}"),
+        format!("api_key={}", KEY.to_uppercase()),
+    ] {
+        let mut st = State::new(&cfg);
+        let mut req = Req::new(&[]);
+        let o = first(&cfg, &mut st, &mut req, &format!("/v1/items?{query}"));
+        assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Malformed), "{query}");
+        assert!(req.shared_read.is_empty(), "{query}");
+    }
+    // and through Authorization: ApiKey
+    let auth = format!("ApiKey {}", KEY.to_uppercase());
+    let mut st = State::new(&cfg);
+    let mut req = Req::new(&[("authorization", auth.as_str())]);
+    let o = first(&cfg, &mut st, &mut req, "/v1/items");
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Malformed));
+    assert!(req.shared_read.is_empty());
+    let r = reply(Deny::ApiKey(KeyRefusal::Malformed), &cfg.realm);
+    assert_eq!(r.status, 401);
+    let challenge = header(&r.headers, "www-authenticate").unwrap();
+    assert!(challenge.starts_with("ApiKey realm=\"edge-auth\""), "{challenge}");
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+}
+
+/// Header values that are not a single visible-ASCII token are no key at all
+/// in that source (docs/configuration.md, section 2: the next source is
+/// tried), and never reach a lookup.
+#[test]
+fn unreadable_header_values_are_not_keys() {
+    let cfg = config();
+    let hex = &KEY[3..];
+    for value in [
+        String::new(),
+        "   ".to_string(),
+        format!("sk_{}é", &hex[..63]),
+        format!("ключ-{hex}"),
+        format!("sk_{} {}", &hex[..32], &hex[32..]),
+        format!("{KEY},{KEY}"),
+        format!("{KEY}\u{0}"),
+        format!("{KEY}\u{7f}"),
+    ] {
+        let mut st = State::new(&cfg);
+        let mut req = Req::key(&value);
+        let o = first(&cfg, &mut st, &mut req, "/v1/items");
+        assert_eq!(denied(&o), Deny::MissingApiKey, "{value:?}");
+        assert!(req.shared_read.is_empty());
+        // ... and the next source is tried
+        let auth = format!("ApiKey {KEY}");
+        let mut req = Req::new(&[("x-api-key", value.as_str()), ("authorization", auth.as_str())]);
+        assert_eq!(
+            awaited(&first(&cfg, &mut st, &mut req, "/v1/items")),
+            KEY_HASH,
+            "{value:?}"
+        );
+    }
+    // Spaces and tabs around a header value are HTTP's optional whitespace, not part of the value.
+    let mut st = State::new(&cfg);
+    let padded = format!(" \t{KEY} ");
+    let mut req = Req::key(&padded);
+    assert_eq!(awaited(&first(&cfg, &mut st, &mut req, "/v1/items")), KEY_HASH);
+}
+
+#[test]
+fn the_raw_key_never_appears_in_outcomes_or_replies() {
+    let cfg = config();
+    let upper = format!("sk_{}", KEY[3..].to_uppercase());
+    let long = format!("sk_{}", "f".repeat(100 * 1024));
+    // malformed keys
+    for value in [upper.as_str(), long.as_str()] {
+        let mut st = State::new(&cfg);
+        let mut req = Req::key(value);
+        let o = first(&cfg, &mut st, &mut req, "/v1/items");
+        let d = denied(&o);
+        let text = format!("{o:?} {d:?}");
+        assert!(!text.contains(&value[3..40]), "{text}");
+        let r = reply(d, &cfg.realm);
+        assert!(!r.body.contains(&value[3..40]));
+        assert!(r.headers.iter().all(|(_, v)| !v.contains(&value[3..40])));
+    }
+    // an unknown key: refused after its lookup, from the answer and then from the cache
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    let a = answer_for(KEY, &json!({"status": "unknown", "cache_ttl_s": 30}));
+    let waiting = first(&cfg, &mut st, &mut req, "/v1/items");
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &a);
+    let cached = first(&cfg, &mut st, &mut req, "/v1/items");
+    for o in [&waiting, &o, &cached] {
+        let text = format!("{o:?}");
+        assert!(!text.contains(&KEY[3..]), "{text}");
+        assert_eq!(o.credential, Some(token_key(KEY)));
+    }
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Unknown));
+    let r = reply(denied(&o), &cfg.realm);
+    assert!(!r.body.contains(&KEY[3..]) && !r.body.contains(KEY_HASH));
+    assert!(r.headers.iter().all(|(_, v)| !v.contains(&KEY[3..])));
+    // the log fingerprint is the hash's first 8 hex digits (docs/auth-service-api.md 4.3)
+    assert_eq!(fingerprint(&o.credential.unwrap()), "2ef62668");
+    assert_eq!(apikey::hex(&o.credential.unwrap()), KEY_HASH);
+}
+
+#[test]
+fn repeated_or_undecodable_query_key_is_ambiguous() {
+    let cfg = config();
+    for query in [
+        format!("api_key={KEY}&api_key={KEY}"),
+        format!("api_key={KEY}&api_key={KEY2}"),
+        format!("api_key={KEY}&%61pi_key={KEY2}"),
+        format!("api_key={KEY}&x=1&api_key="),
+        "api_key=%zz".to_string(),
+        "api_key=sk_%C3".to_string(),
+    ] {
+        let mut st = State::new(&cfg);
+        let mut req = Req::new(&[]);
+        let o = first(&cfg, &mut st, &mut req, &format!("/v1/items?{query}"));
+        assert_eq!(denied(&o), Deny::AmbiguousCredential, "{query}");
+        assert!(req.shared_read.is_empty());
+        assert_eq!(reply(denied(&o), &cfg.realm).status, 400);
+    }
+}
+
+#[test]
+fn a_query_key_is_removed_from_the_upstream_path() {
+    let cfg = config();
+    let v = valid_json();
+    for (path, want) in [
+        (format!("/v1/items?a=1&api_key={KEY}&b=2"), "/v1/items?a=1&b=2"),
+        (format!("/v1/items?api_key={KEY}"), "/v1/items"),
+        (format!("/v1/items?api_key=%73k_{}", &KEY[3..]), "/v1/items"),
+    ] {
+        let mut st = State::new(&cfg);
+        let mut req = Req::new(&[]);
+        assert_eq!(awaited(&first(&cfg, &mut st, &mut req, &path)), KEY_HASH, "{path}");
+        let o = with_answer(&cfg, &mut st, &mut req, &path, &answer_for(KEY, &v));
+        let a = allowed(&o);
+        assert_eq!(a.path.as_deref(), Some(want), "{path}");
+        assert!(a.remove_key_headers);
+    }
+    // a header key leaves the path alone
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items?a=1", &answer_for(KEY, &v));
+    assert_eq!(allowed(&o).path, None);
+}
+
+// =============================================================================
+// Lookups and the caches
+// =============================================================================
+
+#[test]
+fn a_miss_asks_for_a_lookup_after_one_shared_read() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    let o = first(&cfg, &mut st, &mut req, "/v1/items");
+    assert_eq!(key_hash(KEY), KEY_HASH);
+    assert_eq!(awaited(&o), KEY_HASH);
+    assert_eq!(o.key, Some(KeyUse::Miss));
+    assert_eq!(o.credential, Some(token_key(KEY)));
+    assert_eq!(
+        req.shared_read,
+        vec![entry_name(&cfg.generation, KEY_HASH, slots(&cfg))]
+    );
+    assert!(st.keys.is_empty());
+}
+
+#[test]
+fn a_delivered_valid_answer_allows_and_is_then_a_local_hit() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    let a = answer_for(KEY, &valid_json());
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &a);
+    assert_eq!(o.key, Some(KeyUse::Answer));
+    assert_eq!(o.credential, Some(token_key(KEY)));
+    let allow = allowed(&o);
+    assert_eq!(allow.rule, "keys");
+    assert!(allow.remove_key_headers);
+    assert!(allow.token.is_none());
+    assert!(allow.context.is_empty(), "no context block configured");
+    let entry = allow.key.as_ref().unwrap();
+    assert!(matches!(&entry.lookup.answer, Answer::Valid(r) if r.key_id == "key_mepybc6vdnwbtgbcqqchcvqb6w"));
+    assert_eq!(entry.until, NOW_S + 300);
+    assert!(req.shared_read.is_empty(), "a delivered answer needs no shared read");
+
+    req.reset();
+    let o = run(&cfg, &mut st, &mut req, "/v1/other", NOW + 1_000, true, None);
+    assert_eq!(o.key, Some(KeyUse::LocalHit));
+    assert!(allowed(&o).key.is_some());
+    assert!(req.shared_read.is_empty(), "a local hit reads no shared data");
+    // another key is not served from that entry
+    let mut other = Req::key(KEY2);
+    let o = run(&cfg, &mut st, &mut other, "/v1/other", NOW + 1_000, true, None);
+    assert_eq!(awaited(&o), key_hash(KEY2));
+}
+
+#[test]
+fn an_answer_for_another_hash_is_ignored() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    let other = answer_for(KEY2, &valid_json());
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW, true, Some(&other));
+    assert_eq!(awaited(&o), KEY_HASH);
+    assert_eq!(o.key, Some(KeyUse::Miss));
+    assert!(st.keys.is_empty(), "another key's answer is not cached for this key");
+    // a failure for another key is not this key's failure either
+    let failed = failure_for(KEY2, LookupFailure::NoResponse);
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW, true, Some(&failed));
+    assert_eq!(awaited(&o), KEY_HASH);
+    // an answer whose hash differs only in case is another hash
+    let upper = KeyAnswer {
+        hash: KEY_HASH.to_uppercase(),
+        result: Ok(lookup(&valid_json())),
+    };
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW, true, Some(&upper));
+    assert_eq!(awaited(&o), KEY_HASH);
+}
+
+#[test]
+fn a_shared_hit_is_copied_to_the_local_cache() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    req.put_shared(&cfg, KEY, &lookup(&valid_json()), NOW_S + 100);
+    let o = first(&cfg, &mut st, &mut req, "/v1/items");
+    assert_eq!(o.key, Some(KeyUse::SharedHit));
+    assert_eq!(allowed(&o).key.as_ref().unwrap().until, NOW_S + 100);
+    assert_eq!(req.shared_read.len(), 1);
+
+    req.reset();
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 99_999, true, None);
+    assert_eq!(o.key, Some(KeyUse::LocalHit));
+    assert!(req.shared_read.is_empty());
+    // the local copy ends with the shared entry
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 100_000, true, None);
+    assert_eq!(awaited(&o), KEY_HASH);
+    assert_eq!(req.shared_read.len(), 1);
+}
+
+#[test]
+fn a_new_configuration_does_not_read_the_old_shared_cache() {
+    let old = config();
+    let new = config_with(|d| d["api_keys"]["max_cache_ttl_s"] = json!(120));
+    assert_ne!(old.generation, new.generation);
+    let mut req = Req::key(KEY);
+    req.put_shared(&old, KEY, &lookup(&valid_json()), NOW_S + 100);
+    let mut st = State::new(&new);
+    assert_eq!(awaited(&first(&new, &mut st, &mut req, "/v1/items")), KEY_HASH);
+    assert_eq!(
+        req.shared_read,
+        vec![entry_name(&new.generation, KEY_HASH, slots(&new))]
+    );
+    // while the old configuration still finds it
+    let mut st = State::new(&old);
+    assert_eq!(first(&old, &mut st, &mut req, "/v1/items").key, Some(KeyUse::SharedHit));
+}
+
+#[test]
+fn a_configured_key_format_and_sources_are_applied() {
+    let cfg = config_with(|d| {
+        d["api_keys"]["prefix"] = json!("live_");
+        d["api_keys"]["hex_digits"] = json!(32);
+        d["api_keys"]["sources"] = json!([{"header": "x-key"}]);
+    });
+    let live = format!("live_{}", &KEY[3..35]);
+    let mut st = State::new(&cfg);
+    let mut req = Req::new(&[("x-key", live.as_str())]);
+    assert_eq!(awaited(&first(&cfg, &mut st, &mut req, "/v1/items")), key_hash(&live));
+    // the default format is now malformed
+    let mut req = Req::new(&[("x-key", KEY)]);
+    assert_eq!(
+        denied(&first(&cfg, &mut st, &mut req, "/v1/items")),
+        Deny::ApiKey(KeyRefusal::Malformed)
+    );
+    assert!(req.shared_read.is_empty());
+    // sources no longer configured are not read
+    let auth = format!("ApiKey {live}");
+    let q = format!("/v1/items?api_key={live}");
+    let mut req = Req::new(&[("x-api-key", live.as_str()), ("authorization", auth.as_str())]);
+    assert_eq!(denied(&first(&cfg, &mut st, &mut req, &q)), Deny::MissingApiKey);
+    assert_eq!(req.headers_read, vec!["x-key".to_string()]);
+}
+
+#[test]
+fn a_small_local_cache_never_mixes_keys_up() {
+    let cfg = config_with(|d| d["api_keys"]["local_cache_entries"] = json!(1));
+    let mut st = State::new(&cfg);
+    let valid = answer_for(KEY, &valid_json());
+    let unknown = answer_for(KEY2, &json!({"status": "unknown", "cache_ttl_s": 30}));
+    let mut k1 = Req::key(KEY);
+    let mut k2 = Req::key(KEY2);
+    assert!(matches!(
+        with_answer(&cfg, &mut st, &mut k1, "/v1/", &valid).verdict,
+        Verdict::Allow(_)
+    ));
+    assert_eq!(
+        denied(&with_answer(&cfg, &mut st, &mut k2, "/v1/", &unknown)),
+        Deny::ApiKey(KeyRefusal::Unknown)
+    );
+    assert!(st.keys.len() <= 1);
+    for _ in 0..3 {
+        let o1 = run(&cfg, &mut st, &mut k1, "/v1/", NOW + 1_000, true, None);
+        assert!(
+            matches!(o1.verdict, Verdict::Allow(_) | Verdict::AwaitLookup { .. }),
+            "{:?}",
+            o1.verdict
+        );
+        let o2 = run(&cfg, &mut st, &mut k2, "/v1/", NOW + 1_000, true, None);
+        assert!(
+            matches!(
+                o2.verdict,
+                Verdict::Deny(Deny::ApiKey(KeyRefusal::Unknown)) | Verdict::AwaitLookup { .. }
+            ),
+            "{:?}",
+            o2.verdict
+        );
+    }
+}
+
+#[test]
+fn a_shared_slot_holding_another_key_is_not_used() {
+    let cfg = config_with(|d| d["api_keys"]["shared_cache_slots"] = json!(1));
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    // KEY2's valid answer sits in the only slot
+    let bytes = encode_entry(&key_hash(KEY2), &lookup(&valid_json()), NOW_S + 100).unwrap();
+    req.put_shared_bytes(&cfg, KEY2, bytes);
+    assert_eq!(req.shared.len(), 1);
+    let o = first(&cfg, &mut st, &mut req, "/v1/items");
+    assert_eq!(awaited(&o), KEY_HASH);
+    assert_eq!(req.shared_read, vec![format!("edge-auth.{}.key.0", cfg.generation)]);
+    // nor on failure, even on a route with a stale window
+    let o = run(
+        &cfg,
+        &mut st,
+        &mut req,
+        "/stale/x",
+        NOW,
+        false,
+        Some(&failure_for(KEY, LookupFailure::NoResponse)),
+    );
+    assert_eq!(denied(&o), Deny::KeyServiceUnavailable);
+    // while KEY2 itself hits it
+    let mut req2 = Req::key(KEY2);
+    req2.shared = req.shared.clone();
+    assert_eq!(
+        first(&cfg, &mut st, &mut req2, "/v1/items").key,
+        Some(KeyUse::SharedHit)
+    );
+}
+
+#[test]
+fn corrupt_shared_entries_are_ignored() {
+    let cfg = config();
+    let good = encode_entry(KEY_HASH, &lookup(&valid_json()), NOW_S + 100).unwrap();
+    let body = &good[KEY_HASH.len() + 1..];
+    let bad: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff; 200],
+        KEY_HASH.as_bytes().to_vec(),
+        format!("{KEY_HASH}\n").into_bytes(),
+        format!("{KEY_HASH}\nnot json").into_bytes(),
+        good[..good.len() - 1].to_vec(),
+        // the hash in upper case, or without the separator
+        [KEY_HASH.to_uppercase().as_bytes(), b"\n", body].concat(),
+        [KEY_HASH.as_bytes(), b" ", body].concat(),
+        // the hash of the raw key's text, not the key hash
+        [KEY.as_bytes(), b"\n", body].concat(),
+        // another version
+        format!(
+            "{KEY_HASH}\n{}",
+            json!({"v": 2, "until": NOW_S + 100, "lookup": valid_json()})
+        )
+        .into_bytes(),
+        // a valid answer cached past its key's own expiry
+        format!(
+            "{KEY_HASH}\n{}",
+            json!({"v": 1, "until": NOW_S + 100, "lookup": valid_with(|v| v["expires_at"] = json!(NOW_S + 50))})
+        )
+        .into_bytes(),
+        // a record the edge would refuse from the service
+        format!(
+            "{KEY_HASH}\n{}",
+            json!({"v": 1, "until": NOW_S + 100, "lookup": valid_with(|v| v["allowed_origins"] = json!(["*"]))})
+        )
+        .into_bytes(),
+        // oversized
+        [&good[..], &vec![b' '; 5000][..]].concat(),
+    ];
+    for bytes in bad {
+        let mut st = State::new(&cfg);
+        let mut req = Req::key(KEY);
+        req.put_shared_bytes(&cfg, KEY, bytes.clone());
+        let o = first(&cfg, &mut st, &mut req, "/v1/items");
+        assert_eq!(
+            awaited(&o),
+            KEY_HASH,
+            "{:?}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        );
+        assert!(st.keys.is_empty());
+    }
+}
+
+#[test]
+fn an_expired_shared_entry_asks_again() {
+    let cfg = config();
+    for until in [NOW_S, NOW_S - 1, 0] {
+        let mut st = State::new(&cfg);
+        let mut req = Req::key(KEY);
+        req.put_shared(&cfg, KEY, &lookup(&valid_json()), until);
+        let o = first(&cfg, &mut st, &mut req, "/v1/items");
+        assert_eq!(awaited(&o), KEY_HASH, "until {until}");
+        assert_eq!(o.key, Some(KeyUse::Miss));
+    }
+    // a negative answer expires the same way
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    req.put_shared(
+        &cfg,
+        KEY,
+        &lookup(&json!({"status": "revoked", "key_id": "key_a", "cache_ttl_s": 30})),
+        NOW_S,
+    );
+    assert_eq!(awaited(&first(&cfg, &mut st, &mut req, "/v1/items")), KEY_HASH);
+}
+
+#[test]
+fn negative_answers_are_refused() {
+    let cfg = config();
+    let cases = [
+        (json!({"status": "unknown", "cache_ttl_s": 30}), KeyRefusal::Unknown),
+        (
+            json!({"status": "revoked", "key_id": "key_mepybc6vdnwbtgbcqqchcvqb6w", "cache_ttl_s": 30}),
+            KeyRefusal::Revoked,
+        ),
+        (
+            json!({"status": "expired", "key_id": "key_mepybc6vdnwbtgbcqqchcvqb6w", "cache_ttl_s": 30}),
+            KeyRefusal::Expired,
+        ),
+        // valid by the service's clock, expired by the edge's
+        (valid_with(|v| v["expires_at"] = json!(NOW_S)), KeyRefusal::Expired),
+        (valid_with(|v| v["expires_at"] = json!(1)), KeyRefusal::Expired),
+    ];
+    for (body, why) in cases {
+        let mut st = State::new(&cfg);
+        let mut req = Req::key(KEY);
+        let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &body));
+        assert_eq!(denied(&o), Deny::ApiKey(why), "{body}");
+        assert_eq!(o.key, Some(KeyUse::Answer));
+        let r = reply(denied(&o), &cfg.realm);
+        assert_eq!(r.status, 401);
+        let challenge = header(&r.headers, "www-authenticate").unwrap();
+        assert!(
+            challenge.starts_with("ApiKey realm=\"edge-auth\", error=\"invalid_token\""),
+            "{challenge}"
+        );
+        // the refusal is cached too: the same key is refused without another lookup
+        req.reset();
+        let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 1_000, true, None);
+        assert_eq!(denied(&o), Deny::ApiKey(why), "{body}");
+        assert_eq!(o.key, Some(KeyUse::LocalHit));
+        assert!(req.shared_read.is_empty());
+    }
+}
+
+#[test]
+fn negative_answers_are_cached_for_negative_cache_ttl_s_only() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    // the service allows 300 s; the filter caps negative answers at 30 s
+    let a = answer_for(KEY, &json!({"status": "unknown", "cache_ttl_s": 300}));
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &a);
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Unknown));
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 29_999, true, None);
+    assert_eq!(o.key, Some(KeyUse::LocalHit));
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Unknown));
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 30_000, true, None);
+    assert_eq!(awaited(&o), KEY_HASH);
+
+    // negative_cache_ttl_s: 0 caches nothing
+    let cfg = config_with(|d| d["api_keys"]["negative_cache_ttl_s"] = json!(0));
+    let mut st = State::new(&cfg);
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &a);
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Unknown));
+    assert!(st.keys.is_empty());
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW, true, None);
+    assert_eq!(awaited(&o), KEY_HASH);
+
+    // a service TTL below the cap is honoured
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let a = answer_for(KEY, &json!({"status": "revoked", "key_id": "key_a", "cache_ttl_s": 5}));
+    with_answer(&cfg, &mut st, &mut req, "/v1/items", &a);
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 5_000, true, None);
+    assert_eq!(awaited(&o), KEY_HASH);
+}
+
+#[test]
+fn valid_answers_are_cached_no_longer_than_max_cache_ttl_s() {
+    let cfg = config_with(|d| d["api_keys"]["max_cache_ttl_s"] = json!(60));
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &valid_json()));
+    assert_eq!(allowed(&o).key.as_ref().unwrap().until, NOW_S + 60);
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 59_999, true, None);
+    assert_eq!(o.key, Some(KeyUse::LocalHit));
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 60_000, true, None);
+    assert_eq!(awaited(&o), KEY_HASH);
+    // a TTL of 0 from the service: used for this request, not cached
+    let mut st = State::new(&cfg);
+    let a = answer_for(KEY, &valid_with(|v| v["cache_ttl_s"] = json!(0)));
+    assert!(allowed(&with_answer(&cfg, &mut st, &mut req, "/v1/items", &a))
+        .key
+        .is_some());
+    assert!(st.keys.is_empty());
+}
+
+#[test]
+fn valid_answers_are_never_used_past_the_keys_expiry() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    let body = valid_with(|v| v["expires_at"] = json!(NOW_S + 10));
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &body));
+    assert_eq!(allowed(&o).key.as_ref().unwrap().until, NOW_S + 10);
+    assert!(matches!(
+        run(&cfg, &mut st, &mut req, "/v1/items", NOW + 9_999, true, None).verdict,
+        Verdict::Allow(_)
+    ));
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 10_000, true, None);
+    assert_eq!(awaited(&o), KEY_HASH);
+
+    // Even a lookup whose TTL overshoots the key's expiry (not built by
+    // parse_lookup) is refused from the expiry on.
+    let mut st = State::new(&cfg);
+    let mut l = lookup(&body);
+    l.cache_ttl_s = 300;
+    let a = KeyAnswer {
+        hash: KEY_HASH.into(),
+        result: Ok(l),
+    };
+    assert!(matches!(
+        with_answer(&cfg, &mut st, &mut req, "/v1/items", &a).verdict,
+        Verdict::Allow(_)
+    ));
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 10_000, true, None);
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Expired));
+}
+
+// =============================================================================
+// Failures and stale-if-error
+// =============================================================================
+
+const FAILURES: [LookupFailure; 6] = [
+    LookupFailure::NoResponse,
+    LookupFailure::Status(500),
+    LookupFailure::Status(401),
+    LookupFailure::TooLarge,
+    LookupFailure::Malformed,
+    LookupFailure::CircuitOpen,
+];
+
+#[test]
+fn a_failure_without_a_stale_window_is_503() {
+    let cfg = config();
+    for f in FAILURES {
+        let mut st = State::new(&cfg);
+        let mut req = Req::key(KEY);
+        // a valid answer that expired a second ago: no window on this route
+        req.put_shared(&cfg, KEY, &lookup(&valid_json()), NOW_S - 1);
+        let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &failure_for(KEY, f));
+        assert_eq!(denied(&o), Deny::KeyServiceUnavailable, "{f:?}");
+        assert!(st.keys.is_empty(), "a failure is not cached");
+    }
+    // a delivered failure is final even when the request could still wait: no second lookup
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    let fail = failure_for(KEY, LookupFailure::NoResponse);
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW, true, Some(&fail));
+    assert_eq!(denied(&o), Deny::KeyServiceUnavailable);
+    // no lookup possible (may_await false) and nothing cached
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW, false, None);
+    assert_eq!(denied(&o), Deny::KeyServiceUnavailable);
+    let r = reply(Deny::KeyServiceUnavailable, &cfg.realm);
+    assert_eq!(r.status, 503);
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(header(&r.headers, "www-authenticate"), None);
+
+    // A fresh cached answer keeps working during the outage.
+    let mut st = State::new(&cfg);
+    with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &valid_json()));
+    let o = run(
+        &cfg,
+        &mut st,
+        &mut req,
+        "/v1/items",
+        NOW + 1_000,
+        false,
+        Some(&failure_for(KEY, LookupFailure::NoResponse)),
+    );
+    assert_eq!(o.key, Some(KeyUse::LocalHit));
+    assert!(matches!(o.verdict, Verdict::Allow(_)));
+}
+
+#[test]
+fn a_failure_serves_a_stale_valid_answer_within_the_window_only() {
+    let cfg = config();
+    // expired 30 s ago; the /stale/ route tolerates 60 s
+    let until = NOW_S - 30;
+    for f in FAILURES.into_iter().chain([LookupFailure::Busy]) {
+        let mut st = State::new(&cfg);
+        let mut req = Req::key(KEY);
+        req.put_shared(&cfg, KEY, &lookup(&valid_json()), until);
+        let o = with_answer(&cfg, &mut st, &mut req, "/stale/x", &failure_for(KEY, f));
+        assert_eq!(o.key, Some(KeyUse::Stale), "{f:?}");
+        let a = allowed(&o);
+        assert_eq!(a.rule, "stale");
+        assert!(a.remove_key_headers);
+        // the same answer on a route without a window: 503
+        let o = with_answer(&cfg, &mut st, &mut req, "/v1/x", &failure_for(KEY, f));
+        assert_eq!(denied(&o), Deny::KeyServiceUnavailable, "{f:?}");
+    }
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    req.put_shared(&cfg, KEY, &lookup(&valid_json()), until);
+    let fail = failure_for(KEY, LookupFailure::NoResponse);
+    // the last millisecond of the window
+    let o = run(&cfg, &mut st, &mut req, "/stale/x", NOW + 29_999, false, Some(&fail));
+    assert_eq!(o.key, Some(KeyUse::Stale));
+    // the window is over
+    let o = run(&cfg, &mut st, &mut req, "/stale/x", NOW + 30_000, false, Some(&fail));
+    assert_eq!(denied(&o), Deny::KeyServiceUnavailable);
+    // without a delivered failure but unable to wait (circuit open at the shell): same rules
+    let o = run(&cfg, &mut st, &mut req, "/stale/x", NOW, false, None);
+    assert_eq!(o.key, Some(KeyUse::Stale));
+    // a stale answer is not promoted to the local cache
+    assert!(st.keys.is_empty());
+    // and while the lookup may still be made, a stale answer is not used: ask first
+    let o = run(&cfg, &mut st, &mut req, "/stale/x", NOW, true, None);
+    assert_eq!(awaited(&o), KEY_HASH);
+}
+
+#[test]
+fn stale_negative_answers_never_admit() {
+    let cfg = config();
+    for body in [
+        json!({"status": "unknown", "cache_ttl_s": 30}),
+        json!({"status": "revoked", "key_id": "key_a", "cache_ttl_s": 30}),
+        json!({"status": "expired", "key_id": "key_a", "cache_ttl_s": 30}),
+    ] {
+        let mut st = State::new(&cfg);
+        let mut req = Req::key(KEY);
+        req.put_shared(&cfg, KEY, &lookup(&body), NOW_S - 1);
+        let o = with_answer(
+            &cfg,
+            &mut st,
+            &mut req,
+            "/stale/x",
+            &failure_for(KEY, LookupFailure::NoResponse),
+        );
+        assert_eq!(denied(&o), Deny::KeyServiceUnavailable, "{body}");
+    }
+}
+
+#[test]
+fn a_stale_valid_answer_past_the_keys_expiry_is_expired() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    // cached until 5 s ago, key expired 2 s ago
+    let body = valid_with(|v| v["expires_at"] = json!(NOW_S - 2));
+    let l = lookup_at(&body, NOW_S - 100);
+    assert!(matches!(l.answer, Answer::Valid(_)));
+    req.put_shared(&cfg, KEY, &l, NOW_S - 5);
+    let o = with_answer(
+        &cfg,
+        &mut st,
+        &mut req,
+        "/stale/x",
+        &failure_for(KEY, LookupFailure::NoResponse),
+    );
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Expired));
+}
+
+// =============================================================================
+// The key's record: IP allowlist, origins, scopes
+// =============================================================================
+
+fn ip_listed() -> Value {
+    valid_with(|v| v["ip_allowlist"] = json!(["203.0.113.0/24", "2001:db8::/32"]))
+}
+
+#[test]
+fn the_keys_ip_allowlist_applies_to_the_peer() {
+    let cfg = config();
+    let a = answer_for(KEY, &ip_listed());
+    for (peer, ok) in [
+        (Some("203.0.113.5:40000"), true),
+        (Some("203.0.113.255"), true),
+        (Some("[2001:db8::7]:443"), true),
+        (Some("198.51.100.1:40000"), false),
+        (Some("[2001:db9::1]:443"), false),
+        (Some("not-an-address"), false),
+        (Some(""), false),
+        (None, false),
+    ] {
+        let mut st = State::new(&cfg);
+        let mut req = Req::key(KEY).peer(peer);
+        let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &a);
+        if ok {
+            assert!(matches!(o.verdict, Verdict::Allow(_)), "{peer:?}: {:?}", o.verdict);
+        } else {
+            assert_eq!(denied(&o), Deny::IpNotAllowed, "{peer:?}");
+            assert_eq!(reply(denied(&o), &cfg.realm).status, 403);
+        }
+        // and the same from the cache
+        let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 1_000, true, None);
+        assert_eq!(o.key, Some(KeyUse::LocalHit));
+        assert_eq!(matches!(o.verdict, Verdict::Allow(_)), ok, "{peer:?} cached");
+    }
+    // an empty list allows any address
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY).peer(Some("198.51.100.1:1"));
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &valid_json()));
+    assert!(matches!(o.verdict, Verdict::Allow(_)));
+}
+
+#[test]
+fn ipv4_mapped_ipv6_peers_count_as_ipv4() {
+    let cfg = config();
+    let a = answer_for(KEY, &ip_listed());
+    for (peer, ok) in [
+        ("[::ffff:203.0.113.5]:443", true),
+        ("[::ffff:cb00:7109]:443", true),
+        ("[::ffff:198.51.100.1]:443", false),
+    ] {
+        let mut st = State::new(&cfg);
+        let mut req = Req::key(KEY).peer(Some(peer));
+        let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &a);
+        assert_eq!(matches!(o.verdict, Verdict::Allow(_)), ok, "{peer}: {:?}", o.verdict);
+    }
+    // a mapped entry in the key's list matches a plain IPv4 peer
+    let body = valid_with(|v| v["ip_allowlist"] = json!(["::ffff:203.0.113.0/120"]));
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY).peer(Some("203.0.113.9:1"));
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &body));
+    assert!(matches!(o.verdict, Verdict::Allow(_)), "{:?}", o.verdict);
+}
+
+#[test]
+fn x_forwarded_for_is_ignored_without_trusted_hops() {
+    let cfg = config();
+    let a = answer_for(KEY, &ip_listed());
+    // a client outside the list claims an address inside it
+    let mut st = State::new(&cfg);
+    let mut req = Req::new(&[("x-api-key", KEY), ("x-forwarded-for", "203.0.113.5")]).peer(Some("198.51.100.1:1"));
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &a);
+    assert_eq!(denied(&o), Deny::IpNotAllowed);
+    assert!(!req.xff_read, "X-Forwarded-For must not be read with trusted_hops 0");
+    // and one inside the list is not pushed out by a claim from outside
+    let mut req = Req::new(&[("x-api-key", KEY), ("x-forwarded-for", "198.51.100.1")]).peer(Some("203.0.113.5:1"));
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &a);
+    assert!(matches!(o.verdict, Verdict::Allow(_)));
+}
+
+#[test]
+fn x_forwarded_for_is_honoured_with_trusted_hops() {
+    let a = answer_for(KEY, &ip_listed());
+    let cfg = config_with(|d| d["api_keys"]["trusted_hops"] = json!(1));
+    for (xff, ok) in [
+        (Some("203.0.113.5"), true),
+        (Some("198.51.100.7, 203.0.113.5"), true),
+        // the client's own claim further left is not looked at
+        (Some("203.0.113.5, 198.51.100.7"), false),
+        (Some("garbage"), false),
+        (None, false),
+    ] {
+        let mut st = State::new(&cfg);
+        let mut headers = vec![("x-api-key", KEY)];
+        if let Some(x) = xff {
+            headers.push(("x-forwarded-for", x));
+        }
+        let mut req = Req::new(&headers).peer(Some("10.0.0.1:1"));
+        let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &a);
+        assert_eq!(matches!(o.verdict, Verdict::Allow(_)), ok, "{xff:?}: {:?}", o.verdict);
+        if !ok {
+            assert_eq!(denied(&o), Deny::IpNotAllowed);
+        }
+    }
+    // a rule's own ip policy decides how the client address is found
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut req = Req::new(&[("x-api-key", KEY), ("x-forwarded-for", "203.0.113.5")]).peer(Some("10.0.0.1:1"));
+    let o = with_answer(&cfg, &mut st, &mut req, "/hops/x", &a);
+    assert!(matches!(o.verdict, Verdict::Allow(_)), "{:?}", o.verdict);
+    // ... also when the client spoofs the peer's own network
+    let mut req =
+        Req::new(&[("x-api-key", KEY), ("x-forwarded-for", "203.0.113.5, 10.0.0.2")]).peer(Some("203.0.113.5:1"));
+    let o = with_answer(&cfg, &mut st, &mut req, "/hops/x", &a);
+    assert_eq!(denied(&o), Deny::IpNotAllowed);
+}
+
+#[test]
+fn the_keys_origins_decide_on_an_origin_rule() {
+    let cfg = config();
+    let a = answer_for(KEY, &valid_json());
+    for (origin, ok) in [
+        (Some("https://app.acme.example"), true),
+        (Some("HTTPS://APP.ACME.EXAMPLE:443"), true),
+        (Some("https://a.tenant.example"), true),
+        (Some("https://tenant.example"), false),
+        (Some("http://app.acme.example"), false),
+        (Some("https://app.acme.example:8443"), false),
+        (Some("https://evil.example"), false),
+        // in the rule's static list but not in the key's
+        (Some("https://static.example"), false),
+        (Some("null"), false),
+        (Some("not an origin"), false),
+        // a server-to-server call without Origin
+        (None, true),
+    ] {
+        let mut st = State::new(&cfg);
+        let mut headers = vec![("x-api-key", KEY)];
+        if let Some(o) = origin {
+            headers.push(("origin", o));
+        }
+        let mut req = Req::new(&headers);
+        let o = with_answer(&cfg, &mut st, &mut req, "/web/app", &a);
+        if ok {
+            assert!(matches!(o.verdict, Verdict::Allow(_)), "{origin:?}: {:?}", o.verdict);
+        } else {
+            assert_eq!(denied(&o), Deny::OriginNotAllowed, "{origin:?}");
+            assert!(o.cors.is_none(), "{origin:?}");
+        }
+    }
+    // a key with no allowed origins is refused for every browser origin, even the static one
+    let none = answer_for(KEY, &valid_with(|v| v["allowed_origins"] = json!([])));
+    let mut st = State::new(&cfg);
+    let mut req = Req::new(&[("x-api-key", KEY), ("origin", "https://static.example")]);
+    assert_eq!(
+        denied(&with_answer(&cfg, &mut st, &mut req, "/web/app", &none)),
+        Deny::OriginNotAllowed
+    );
+}
+
+/// docs/auth-service-api.md 4.5: "`Origin: null` and malformed origins match
+/// no entry" of a key's `allowed_origins`; the rule's `null: allow` should not
+/// bypass the key's own list.
+#[test]
+
+fn origin_null_is_checked_against_the_keys_origins_even_when_the_rule_allows_null() {
+    let cfg = config();
+    for origins in [json!([]), json!(["https://app.acme.example"])] {
+        let a = answer_for(KEY, &valid_with(|v| v["allowed_origins"] = origins.clone()));
+        let mut st = State::new(&cfg);
+        let mut req = Req::new(&[("x-api-key", KEY), ("origin", "null")]);
+        let o = with_answer(&cfg, &mut st, &mut req, "/webnull/app", &a);
+        assert_eq!(denied(&o), Deny::OriginNotAllowed, "key origins {origins}");
+    }
+}
+
+#[test]
+fn origin_on_a_null_allowing_rule_still_needs_the_keys_list() {
+    // The part of the null-allowing rule that works: real origins are checked.
+    let cfg = config();
+    let a = answer_for(KEY, &valid_with(|v| v["allowed_origins"] = json!([])));
+    let mut st = State::new(&cfg);
+    let mut req = Req::new(&[("x-api-key", KEY), ("origin", "https://evil.example")]);
+    let o = with_answer(&cfg, &mut st, &mut req, "/webnull/app", &a);
+    assert_eq!(denied(&o), Deny::OriginNotAllowed);
+    let mut req = Req::key(KEY);
+    let o = with_answer(&cfg, &mut st, &mut req, "/webnull/app", &a);
+    assert!(matches!(o.verdict, Verdict::Allow(_)));
+}
+
+#[test]
+fn the_keys_scopes_meet_the_rules_requirement() {
+    let cfg = config();
+    let cases: [(Value, &str, bool); 8] = [
+        (json!(["orders:read"]), "/read/x", true),
+        (json!(["orders:admin"]), "/read/x", true),
+        (json!([]), "/read/x", false),
+        (json!(["orders:readx", "Orders:read"]), "/read/x", false),
+        (json!(["orders:read"]), "/write/x", false),
+        (json!(["orders:write"]), "/write/x", false),
+        (json!(["orders:write", "orders:read"]), "/write/x", true),
+        (json!([]), "/v1/x", true),
+    ];
+    for (scopes, path, ok) in cases {
+        let a = answer_for(KEY, &valid_with(|v| v["scopes"] = scopes.clone()));
+        let mut st = State::new(&cfg);
+        let mut req = Req::key(KEY);
+        let o = with_answer(&cfg, &mut st, &mut req, path, &a);
+        if ok {
+            assert!(matches!(o.verdict, Verdict::Allow(_)), "{scopes} {path}");
+        } else {
+            let d = denied(&o);
+            assert!(matches!(d, Deny::InsufficientScope(_)), "{scopes} {path}: {d:?}");
+            assert_eq!(reply(d, &cfg.realm).status, 403);
+        }
+    }
+}
+
+// =============================================================================
+// Identity headers
+// =============================================================================
+
+#[test]
+fn context_headers_describe_the_key_and_clients_cannot_set_them() {
+    let cfg = config_with(|d| d["context"] = json!({"signing_key_env": "CTX_KEY"}));
+    let names = ContextHeaders::default();
+    // every context header is one the filter writes (so the shell strips client copies)
+    for n in names.names() {
+        assert!(cfg.written_headers.iter().any(|w| w == n), "{n}");
+    }
+    let mut st = State::new(&cfg);
+    let mut req = Req::new(&[
+        ("x-edge-auth-method", "jwt"),
+        ("x-edge-auth-subject", "root"),
+        ("x-edge-auth-tenant", "evil"),
+        ("x-edge-auth-scopes", "orders:admin"),
+        ("x-edge-auth-key-id", "key_forged"),
+        ("x-edge-auth-token-id", "t"),
+        ("x-edge-auth-signature", "v1=00"),
+    ]);
+    let path = format!("/v1/items?x=1&api_key={KEY}");
+    let body = valid_with(|v| v["scopes"] = json!(["orders:read", "orders:write"]));
+    let o = run(
+        &cfg,
+        &mut st,
+        &mut req,
+        &path,
+        NOW,
+        false,
+        Some(&answer_for(KEY, &body)),
+    );
+    let a = allowed(&o);
+    let m = context_map(a);
+    assert_eq!(m["x-edge-auth-method"], "api_key");
+    assert_eq!(m["x-edge-auth-subject"], "svc-billing");
+    assert_eq!(m["x-edge-auth-tenant"], "acme");
+    assert_eq!(m["x-edge-auth-scopes"], "orders:read orders:write");
+    assert_eq!(m["x-edge-auth-key-id"], "key_mepybc6vdnwbtgbcqqchcvqb6w");
+    assert_eq!(m.get("x-edge-auth-token-id"), None);
+    assert_eq!(m["x-edge-auth-timestamp"], NOW_S.to_string());
+    assert!(!m.values().any(|v| v.contains(&KEY[3..])));
+    assert!(
+        req.headers_read.iter().all(|h| !h.starts_with("x-edge-auth-")),
+        "{:?}",
+        req.headers_read
+    );
+    // the signature covers the path as it goes upstream (without the key)
+    let upstream = a.path.clone().unwrap();
+    assert_eq!(upstream, "/v1/items?x=1");
+    let get = |n: &str| m.get(n).cloned();
+    assert_eq!(
+        context::verify(&names, get, CONTEXT_KEY.as_bytes(), NOW_S, 60, "GET", &upstream),
+        Ok(())
+    );
+    assert!(context::verify(&names, get, CONTEXT_KEY.as_bytes(), NOW_S, 60, "GET", &path).is_err());
+
+    // the same headers from the cache
+    let o = run(&cfg, &mut st, &mut req, &path, NOW + 1_000, true, None);
+    assert_eq!(o.key, Some(KeyUse::LocalHit));
+    let m2 = context_map(allowed(&o));
+    assert_eq!(m2["x-edge-auth-subject"], "svc-billing");
+    assert_eq!(m2["x-edge-auth-timestamp"], (NOW_S + 1).to_string());
+
+    // A refused key gets no identity headers (there is no Allow to carry them).
+    let mut st = State::new(&cfg);
+    let o = run(
+        &cfg,
+        &mut st,
+        &mut req,
+        &path,
+        NOW,
+        false,
+        Some(&answer_for(KEY, &json!({"status": "unknown", "cache_ttl_s": 30}))),
+    );
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Unknown));
+}
+
+#[test]
+fn public_routes_and_unmatched_paths_do_not_read_api_keys() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    let o = first(&cfg, &mut st, &mut req, "/health");
+    let a = allowed(&o);
+    assert!(a.key.is_none());
+    assert!(!a.remove_key_headers);
+    assert!(req.headers_read.is_empty());
+    assert!(req.shared_read.is_empty());
+    assert_eq!(o.key, None);
+    // a path no rule matches
+    let o = first(&cfg, &mut st, &mut req, "/nowhere");
+    assert_eq!(denied(&o), Deny::NoRule);
+    assert!(req.shared_read.is_empty());
+}
+
+/// The key never goes upstream (`Allow::remove_key_headers`: "the key never
+/// goes upstream"; docs/auth-service-api.md 1.2). A request that carries the
+/// key in a header and again in the configured `api_key` query parameter is
+/// allowed on the header's copy, and the query copy is removed from `:path`.
+#[test]
+
+fn a_key_copy_in_the_query_is_removed_even_when_a_header_carries_the_key() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    let path = format!("/v1/items?a=1&api_key={KEY}");
+    let o = with_answer(&cfg, &mut st, &mut req, &path, &answer_for(KEY, &valid_json()));
+    let a = allowed(&o);
+    let upstream = a.path.as_deref().unwrap_or(&path);
+    assert!(!upstream.contains(&KEY[3..]), "the key goes upstream in {upstream}");
+}
