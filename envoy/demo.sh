@@ -89,6 +89,12 @@ In another terminal, from this directory:
     -H 'content-type: application/json' -d "{\"refresh_token\":\"$REFRESH\"}"
   sleep 3; curl -i localhost:8080/api/orders -H "Authorization: Bearer $ACCESS" -H 'Origin: https://app.acme.example'
 
+  # 5. Server-to-server: the backend calls a partner route with its API key. The edge looks the
+  #    key up once (its SHA-256 only), caches the answer, applies the tenant's IP allowlist and
+  #    the key's scopes, and forwards x-edge-auth-* identity headers instead of the key
+  curl -s localhost:8080/partner/orders -H "x-api-key: $KEY"
+  curl -i localhost:8080/partner/orders -H "x-api-key: sk_$(printf '0%.0s' $(seq 64))"
+
   # A demo HS256 token, for the plain JWT walkthrough in README.md
   TOKEN=$(make -s token)
   curl -s localhost:8080/hello -H "Authorization: Bearer $TOKEN"
