@@ -44,6 +44,11 @@ pub struct VerifiedToken {
 /// within this time.
 pub const MAX_CACHE_S: u64 = 300;
 
+/// How long a token whose signature did not verify is remembered, so that
+/// replaying it costs a cache lookup instead of a signature check (the
+/// remembered refusals are dropped whenever new keys are installed).
+pub const REJECTED_CACHE_S: u64 = 60;
+
 /// An API-key lookup answer as the decision uses it.
 #[derive(Debug)]
 pub struct CachedKey {
@@ -91,6 +96,8 @@ pub enum KeyUse {
 #[derive(Debug)]
 pub struct State {
     pub cache: BoundedCache<Rc<VerifiedToken>>,
+    /// Tokens whose signature did not verify, with their provider (see [`REJECTED_CACHE_S`]).
+    pub rejected: BoundedCache<usize>,
     /// API-key answers decoded on this worker (a copy of the shared cache's).
     pub keys: BoundedCache<Rc<CachedKey>>,
     /// One entry per provider (unused for providers without `remote_jwks`).
@@ -105,6 +112,7 @@ impl State {
     pub fn new(cfg: &Config) -> State {
         State {
             cache: BoundedCache::new(cfg.token_cache_entries),
+            rejected: BoundedCache::new(cfg.token_cache_entries.clamp(1, 4096)),
             keys: BoundedCache::new(cfg.api_keys.as_ref().map_or(1, |k| k.local_cache_entries)),
             remote: cfg.providers.iter().map(|_| RemoteKeys::new()).collect(),
             revocation: RevocationState::new(),
@@ -129,6 +137,8 @@ impl State {
         if withdrawn {
             self.cache.clear();
         }
+        // a new key may verify what the old set refused
+        self.rejected.clear();
     }
 }
 
@@ -832,6 +842,11 @@ fn authenticate<'c>(
         }
     }
     let deny = |e| Verdict::Deny(Deny::Token(e));
+    if let Some(&pi) = st.rejected.get(&key, now) {
+        if providers.contains(&pi) && cfg.providers.get(pi).is_some_and(accepts) {
+            return Err(deny(JwtError::BadSignature));
+        }
+    }
     let t = jwt::inspect(&found.token, cfg.max_token_bytes).map_err(deny)?;
     let pi = providers
         .iter()
@@ -878,6 +893,11 @@ fn authenticate<'c>(
                 }
             }
             return Err(deny(e));
+        }
+        Err(JwtError::BadSignature) => {
+            let until = now.saturating_add(REJECTED_CACHE_S);
+            st.rejected.insert(key, pi, until, now);
+            return Err(deny(JwtError::BadSignature));
         }
         Err(e) => return Err(deny(e)),
     }

@@ -406,3 +406,45 @@ fn remote_keys_await_rotate_and_rate_limit() {
         Deny::Token(JwtError::UnknownKid)
     );
 }
+
+#[test]
+fn refused_signatures_are_remembered_until_keys_change() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let good = hs(claims("https://hs", "api"));
+    let (head, sig) = good.rsplit_once('.').unwrap();
+    // same header and claims, another (wrong) signature of the same length
+    let flipped = if sig.starts_with('A') { 'B' } else { 'A' };
+    let bad = format!("{head}.{flipped}{}", &sig[1..]);
+    let req = |t: &str| Req::new(&[("authorization", &format!("Bearer {t}"))]);
+
+    for i in 0..3 {
+        let o = req(&bad).run(&cfg, &mut st, "GET", "/api/x", NOW + i, true);
+        assert_eq!(denied(&o), Deny::Token(JwtError::BadSignature), "attempt {i}");
+    }
+    assert_eq!(st.rejected.len(), 1, "one refusal remembered, not one per attempt");
+    // the remembered refusal is bound to its provider: a route of another provider decides afresh
+    let o = Req::new(&[("cf-access-jwt-assertion", &bad)]).run(&cfg, &mut st, "GET", "/cf/x", NOW, true);
+    assert_eq!(denied(&o), Deny::Token(JwtError::UnknownIssuer));
+    // the genuine token is not affected
+    assert!(matches!(
+        req(&good).run(&cfg, &mut st, "GET", "/api/x", NOW, true).verdict,
+        Verdict::Allow(_)
+    ));
+    // remembered for REJECTED_CACHE_S only
+    let later = NOW + edge_auth_core::decision::REJECTED_CACHE_S * 1000;
+    assert_eq!(
+        denied(&req(&bad).run(&cfg, &mut st, "GET", "/api/x", later, true)),
+        Deny::Token(JwtError::BadSignature)
+    );
+    // new keys forget every remembered refusal (a new key might verify it)
+    let kp = ES256KeyPair::generate().with_key_id("k1");
+    let (set, _) = parse_response(
+        Some(200),
+        Some(es_jwks(&kp, "k1").to_string().as_bytes()),
+        &cfg.providers[2],
+    )
+    .unwrap();
+    st.install_keys(&cfg, 2, set, later);
+    assert_eq!(st.rejected.len(), 0);
+}

@@ -10,7 +10,7 @@ use edge_auth_core::routes::Requirement;
 fn demo_plugin_configuration() -> String {
     let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../envoy/envoy.yaml")).unwrap();
     let start = yaml.find("value: |").expect("a plugin configuration block");
-    let mut lines = yaml[start..].lines().skip(1).filter(|l| !l.trim().is_empty());
+    let lines = yaml[start..].lines().skip(1).filter(|l| !l.trim().is_empty());
     let first = lines.clone().next().expect("a first line");
     let indent = first.len() - first.trim_start().len();
     lines
