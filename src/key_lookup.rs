@@ -67,8 +67,10 @@ pub fn enqueue(shared: &Shared, context_id: u32, hash: String, now_ms: u64) -> R
     if lookups.len() >= keys.max_pending_lookups {
         return Err(LookupFailure::Busy);
     }
-    if shared.breaker.borrow_mut().allow(now_ms) == Allowance::Reject {
-        return Err(LookupFailure::CircuitOpen);
+    match shared.breaker.borrow_mut().allow(now_ms) {
+        Allowance::Reject => return Err(LookupFailure::CircuitOpen),
+        Allowance::Probe => shared.metrics.breaker_state(1),
+        Allowance::Call => {}
     }
     lookups.push(Pending {
         hash,
@@ -126,7 +128,6 @@ fn step(
             release_marker(shared, keys, &p.hash);
             return Some(Err(failed(shared, LookupFailure::NoResponse, now_ms)));
         }
-        LookupState::Queued if p.waiters.is_empty() => return Some(Err(LookupFailure::NoResponse)),
         LookupState::Queued | LookupState::Elsewhere { .. } => {}
     }
     // Another worker may have answered already.
@@ -139,6 +140,9 @@ fn step(
     {
         // delivered with what is left of its cache time, never more
         lookup.cache_ttl_s = until - now;
+        // the service answers (another worker asked it): a probe succeeded
+        shared.breaker.borrow_mut().on_success(now_ms);
+        shared.metrics.breaker_state(shared.breaker.borrow().state_code());
         return Some(Ok(lookup));
     }
     let max_wait_ms = svc.timeout_ms.saturating_add(1000);

@@ -556,14 +556,13 @@ fn authorize_key<'c>(
     let cred = token_key(&found.token);
     // A second copy of the key in a query source goes neither upstream nor unnoticed.
     let mut upstream_path = found.path.clone();
-    if upstream_path.is_none() {
-        for source in &call.keys.sources {
-            if let TokenSource::Query { name } = source {
-                match token_source::from_query(call.raw_path, name) {
-                    QueryToken::Absent => {}
-                    QueryToken::Found { path_without, .. } => upstream_path = Some(path_without),
-                    QueryToken::Duplicate | QueryToken::Malformed => return Outcome::deny(Deny::AmbiguousCredential),
-                }
+    for source in &call.keys.sources {
+        if let TokenSource::Query { name } = source {
+            let base = upstream_path.as_deref().unwrap_or(call.raw_path);
+            match token_source::from_query(base, name) {
+                QueryToken::Absent => {}
+                QueryToken::Found { path_without, .. } => upstream_path = Some(path_without),
+                QueryToken::Duplicate | QueryToken::Malformed => return Outcome::deny(Deny::AmbiguousCredential),
             }
         }
     }
