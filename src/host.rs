@@ -155,6 +155,14 @@ pub fn shared_set(name: &str, value: &[u8], cas: Option<u32>) -> Result<(), Stat
     hostcalls::set_shared_data(name, Some(value), cas)
 }
 
+/// A header of the HTTP call response being delivered.
+pub fn call_response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+        .ok()
+        .flatten()
+        .map(text)
+}
+
 /// The status and body of the HTTP call response being delivered, the body
 /// read only up to `max_body + 1` bytes so an oversized answer is detectable
 /// without copying all of it.

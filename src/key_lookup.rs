@@ -217,17 +217,21 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize, current_contex
     };
     let now_ms = host::now_ms();
     let now = now_ms / 1000;
-    let (status, body) = host::call_response(body_size, keys.max_response_bytes);
+    let (mut status, body) = host::call_response(body_size, keys.max_response_bytes);
+    if apikey::is_proxy_answer(status, host::call_response_header("content-type").as_deref()) {
+        // Envoy's own 503/504: the service did not answer (timeout, connection failure)
+        status = None;
+    }
     let result = match apikey::parse_lookup(status, body.as_deref(), keys.max_response_bytes, now) {
         Ok(lookup) => {
             shared.breaker.borrow_mut().on_success(now_ms);
             shared.metrics.breaker_state(shared.breaker.borrow().state_code());
             let until = key_cache::cache_until(&lookup, now, keys.max_cache_ttl_s, keys.negative_cache_ttl_s);
-            if until > now {
-                let name = key_cache::entry_name(&shared.config.generation, &pending.hash, keys.shared_cache_slots);
-                if let Some(bytes) = key_cache::encode_entry(&pending.hash, &lookup, until) {
-                    let _ = host::shared_set(&name, &bytes, None);
-                }
+            // Written even when it may not be used (a zero TTL): a revoked or
+            // unknown answer must replace a stale valid one for this key.
+            let name = key_cache::entry_name(&shared.config.generation, &pending.hash, keys.shared_cache_slots);
+            if let Some(bytes) = key_cache::encode_entry(&pending.hash, &lookup, until) {
+                let _ = host::shared_set(&name, &bytes, None);
             }
             Ok(lookup)
         }

@@ -68,6 +68,19 @@ pub fn hex(digest: &[u8; 32]) -> String {
     out
 }
 
+/// Whether an HTTP call's answer came from the proxy rather than the service:
+/// Envoy answers a call that timed out, or whose connection failed, itself,
+/// with 504 or 503 and a plain-text body, while the service always answers
+/// JSON. Such an answer is "no response" ([`LookupFailure::NoResponse`]).
+pub fn is_proxy_answer(status: Option<u16>, content_type: Option<&str>) -> bool {
+    matches!(status, Some(503 | 504))
+        && !content_type.is_some_and(|c| {
+            c.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        })
+}
+
 /// The lookup request body: `{"key_hash":"<hash>"}`.
 pub fn lookup_body(hash: &str) -> String {
     serde_json::json!({ "key_hash": hash }).to_string()
@@ -475,6 +488,17 @@ mod tests {
     const KEY_HASH: &str = "2ef626683da91ed223b8e00ba57046fafb18e6465a481a76d5875d41fb8aba3d";
     const NOW: u64 = 1_795_000_000;
     const MAX: usize = 64 * 1024;
+
+    #[test]
+    fn proxy_answers_are_told_from_the_services() {
+        assert!(is_proxy_answer(Some(504), Some("text/plain")));
+        assert!(is_proxy_answer(Some(503), None));
+        assert!(!is_proxy_answer(Some(503), Some("application/json")));
+        assert!(!is_proxy_answer(Some(504), Some("Application/JSON; charset=utf-8")));
+        assert!(!is_proxy_answer(Some(500), Some("text/plain")));
+        assert!(!is_proxy_answer(Some(200), None));
+        assert!(!is_proxy_answer(None, None));
+    }
 
     fn valid_json() -> Value {
         json!({

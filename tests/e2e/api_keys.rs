@@ -1,13 +1,17 @@
 //! API keys at the edge, against the real Envoy (two workers), the built
-//! filter and the reference auth service: lookups, the cross-worker cache,
-//! coalescing, key records driving IP/origin/scope checks, and identity
-//! context upstream.
+//! filter and the reference auth service (or a fake one): lookups, the
+//! cross-worker cache, coalescing, key records driving IP/origin/scope checks,
+//! revocation, expiry and rotation, failing lookups (fail closed, by kind),
+//! stale-if-error, the per-worker breaker, and identity context upstream.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use edge_auth_e2e::servers::{echoed_header, echoed_headers};
-use edge_auth_e2e::service::{AuthService, SERVICE_TOKEN};
-use edge_auth_e2e::{wait_until, EchoServer, Envoy, EnvoyOptions, Response};
+use edge_auth_core::context::{verify, ContextHeaders};
+use edge_auth_e2e::servers::{echoed_header, echoed_header_all, echoed_headers};
+use edge_auth_e2e::service::{AuthService, ADMIN_TOKEN, SERVICE_TOKEN};
+use edge_auth_e2e::{wait_until, EchoServer, Envoy, EnvoyOptions, Reply, Response, ServedRequest, TestServer};
 use serde_json::{json, Value};
 
 struct Stack {
@@ -153,4 +157,868 @@ fn concurrent_first_requests_share_one_lookup() {
             >= 1
     });
     assert!(waited);
+}
+
+// ---------------------------------------------------------------------------
+// Failure modes, breaker, stale-if-error, key records, expiry and context.
+
+/// The contract's lookup path (docs/auth-service-api.md, 4.1).
+const LOOKUP_PATH: &str = "/internal/v1/api-keys/lookup";
+/// The context signing key given to Envoy (at least 32 bytes).
+const CONTEXT_KEY: &str = "e2e-api-key-context-signing-key-0123456789";
+
+/// An Envoy with `config` in front of a fresh echo upstream, the `auth`
+/// cluster on `auth_port`, the service token and `env` in its environment.
+fn edge(config: Value, auth_port: u16, env: &[(&str, &str)]) -> (Envoy, EchoServer) {
+    let echo = EchoServer::start();
+    let mut opts = EnvoyOptions::new(config, echo.port())
+        .cluster("auth", auth_port)
+        .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN);
+    for (k, v) in env {
+        opts = opts.env(k, v);
+    }
+    let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
+    (envoy, echo)
+}
+
+/// A GET with the key in `x-api-key` and extra headers.
+fn get_with(envoy: &Envoy, path: &str, key: &str, extra: &[(&str, &str)]) -> Response {
+    let mut headers = vec![("x-api-key", key)];
+    headers.extend_from_slice(extra);
+    envoy.get(path, &headers)
+}
+
+/// A counter or gauge of the filter (`wasmcustom.edge_auth.<name>`).
+fn metric(envoy: &Envoy, name: &str) -> u64 {
+    envoy.stat(&format!("wasmcustom.edge_auth.{name}"))
+}
+
+/// Every `api_key.lookup_failed.<kind>` counter, by kind.
+fn failures(envoy: &Envoy) -> Vec<(&'static str, u64)> {
+    ["timeout", "status", "too_large", "malformed", "circuit_open", "busy"]
+        .into_iter()
+        .map(|k| (k, metric(envoy, &format!("api_key.lookup_failed.{k}"))))
+        .collect()
+}
+
+/// The filter's fail-closed answer: 503 `temporarily_unavailable`.
+fn is_unavailable(r: &Response) -> bool {
+    r.status == 503 && r.try_json().is_ok_and(|v| v["error"] == "temporarily_unavailable")
+}
+
+fn assert_unavailable(r: &Response, what: &str) {
+    assert!(
+        is_unavailable(r),
+        "{what}: expected the filter's 503, got {}",
+        r.summary()
+    );
+    assert_eq!(
+        r.json()["error_description"],
+        "the API key cannot be checked right now",
+        "{what}"
+    );
+}
+
+/// Asserts a refusal by the filter: `status` with `{"error": error}`.
+fn assert_refused(r: &Response, status: u16, error: &str, what: &str) {
+    assert_eq!(r.status, status, "{what}: {}", r.summary());
+    assert_eq!(r.json()["error"], error, "{what}: {}", r.summary());
+}
+
+/// Lower-case hex SHA-256, as the contract's `key_hash` (4.3).
+fn sha256_hex(data: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A well-formed key no service knows, different at every call.
+fn fresh_key() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let seed = format!("{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+    format!("sk_{}", sha256_hex(&seed))
+}
+
+/// Whether `check` holds for several answers in a row (two workers, each
+/// with its own state), polled until `timeout`.
+fn settles(timeout: Duration, check: impl Fn() -> bool) -> bool {
+    wait_until(timeout, || (0..4).all(|_| check()))
+}
+
+/// Sleeps until the wall clock (the edge's clock too) reaches unix second `t`.
+fn sleep_until_unix(t: u64) {
+    let deadline = std::time::UNIX_EPOCH + Duration::from_secs(t);
+    if let Ok(left) = deadline.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(left + Duration::from_millis(20));
+    }
+    assert!(edge_auth_e2e::now() >= t);
+}
+
+/// A `valid` lookup answer as the contract describes it (4.2).
+fn valid_answer(subject: &str) -> Value {
+    json!({
+        "status": "valid", "key_id": "key_fakefakefakefakefakefakefa", "tenant": "acme",
+        "subject": subject, "scopes": [], "ip_allowlist": [], "allowed_origins": [],
+        "expires_at": null, "cache_ttl_s": 300
+    })
+}
+
+/// A fake auth service: answers each lookup by the `key_hash` it asks about
+/// (`by_hash`), else with `default`. Both can change while it runs.
+struct FakeService {
+    server: TestServer,
+    by_hash: Arc<Mutex<HashMap<String, Reply>>>,
+    default: Arc<Mutex<Reply>>,
+}
+
+impl FakeService {
+    fn start(default: Reply) -> FakeService {
+        let by_hash: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
+        let default = Arc::new(Mutex::new(default));
+        let (map, dflt) = (Arc::clone(&by_hash), Arc::clone(&default));
+        let server = TestServer::start(move |req| {
+            let hash = lookup_hash(req).unwrap_or_default();
+            let known = map.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).cloned();
+            known.unwrap_or_else(|| dflt.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        });
+        FakeService {
+            server,
+            by_hash,
+            default,
+        }
+    }
+
+    /// Answers lookups of `key` with `reply`.
+    fn answer(&self, key: &str, reply: Reply) {
+        self.by_hash
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sha256_hex(key), reply);
+    }
+
+    fn set_default(&self, reply: Reply) {
+        *self.default.lock().unwrap_or_else(|p| p.into_inner()) = reply;
+    }
+
+    /// How many lookups of `key` it received.
+    fn lookups_of(&self, key: &str) -> usize {
+        let hash = sha256_hex(key);
+        self.server
+            .requests()
+            .iter()
+            .filter(|r| lookup_hash(r).as_deref() == Some(hash.as_str()))
+            .count()
+    }
+}
+
+/// The `key_hash` of a lookup request's body.
+fn lookup_hash(req: &ServedRequest) -> Option<String> {
+    let body: Value = serde_json::from_slice(&req.body).ok()?;
+    body["key_hash"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn a_stopped_service_fails_closed_and_the_edge_recovers_when_it_returns() {
+    let svc = AuthService::start();
+    svc.tenant("acme", &[], &[]);
+    let (key, _) = svc.key("acme", json!({"subject": "svc-outage", "scopes": []}));
+    let Stack { envoy, echo, svc } = start_with(svc, config(json!([])));
+    let (port, dir) = svc.stop();
+
+    // a key never looked up, and a key no service knows: 503, never admitted
+    let unknown = fresh_key();
+    for (k, what) in [
+        (&key, "a real key"),
+        (&unknown, "an unknown key"),
+        (&key, "the real key again"),
+    ] {
+        let r = get_with(&envoy, "/x", k, &[]);
+        assert_unavailable(&r, what);
+        assert!(!r.text().contains(k.as_str()), "the key is not echoed");
+    }
+    assert_eq!(echo.hits(), 0);
+    let failed: u64 = failures(&envoy).iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        failed,
+        3,
+        "each request's lookup failed (not cached): {:?}",
+        failures(&envoy)
+    );
+    assert_eq!(metric(&envoy, "denied.key_service_unavailable"), 3);
+    assert_eq!(metric(&envoy, "allowed.api_key"), 0);
+
+    // the service comes back on the same port with the same data: the edge recovers by itself
+    let svc = AuthService::start_at(port, dir);
+    let ok = || get_with(&envoy, "/x", &key, &[]).status == 200;
+    assert!(
+        settles(Duration::from_secs(10), ok),
+        "the key passes once the service is back"
+    );
+    let r = get_with(&envoy, "/x", &unknown, &[]);
+    assert_refused(&r, 401, "invalid_token", "the unknown key is now refused as unknown");
+    assert!(svc.lookups() >= 2);
+    assert!(metric(&envoy, "allowed.api_key") >= 4);
+}
+
+#[test]
+fn every_kind_of_failed_lookup_is_a_503_and_is_counted_by_kind() {
+    // a generous breaker: this test is about single failures; negative answers are not cached
+    let mut c = config(json!([]));
+    c["api_keys"]["max_response_bytes"] = json!(1024);
+    c["api_keys"]["negative_cache_ttl_s"] = json!(0);
+    c["api_keys"]["max_pending_lookups"] = json!(1);
+    c["api_keys"]["breaker"] = json!({"failure_threshold": 100, "open_s": 1});
+    let fake = FakeService::start(Reply::json(200, &json!({"status": "unknown", "cache_ttl_s": 30})));
+    let (envoy, echo) = edge(c, fake.server.port(), &[]);
+
+    // a valid answer is never used past its expires_at, whatever its cache_ttl_s says
+    let expiring = fresh_key();
+    let expires_at = edge_auth_e2e::now() + 3;
+    let mut answer = valid_answer("svc-expiring");
+    answer["expires_at"] = json!(expires_at);
+    fake.answer(&expiring, Reply::json(200, &answer));
+    for _ in 0..2 {
+        assert_eq!(get_with(&envoy, "/x", &expiring, &[]).status, 200);
+    }
+    assert_eq!(fake.lookups_of(&expiring), 1, "a valid answer is cached");
+    // already expired by the edge's clock: refused as expired
+    let expired = fresh_key();
+    answer["expires_at"] = json!(edge_auth_e2e::now() - 10);
+    fake.answer(&expired, Reply::json(200, &answer));
+    let r = get_with(&envoy, "/x", &expired, &[]);
+    assert_refused(&r, 401, "invalid_token", "a valid answer past its expires_at");
+    assert_eq!(r.json()["error_description"], "the API key has expired");
+    // negative_cache_ttl_s 0: unknown and revoked answers are asked again every time
+    let unknown = fresh_key();
+    let revoked = fresh_key();
+    fake.answer(
+        &revoked,
+        Reply::json(
+            200,
+            &json!({"status": "revoked", "key_id": "key_revokedrevokedrevokedrevok", "cache_ttl_s": 30}),
+        ),
+    );
+    for attempt in 1..=2 {
+        assert_refused(&get_with(&envoy, "/x", &unknown, &[]), 401, "invalid_token", "unknown");
+        assert_refused(&get_with(&envoy, "/x", &revoked, &[]), 401, "invalid_token", "revoked");
+        assert_eq!(
+            (fake.lookups_of(&unknown), fake.lookups_of(&revoked)),
+            (attempt, attempt)
+        );
+    }
+    assert_eq!(echo.hits(), 2);
+    echo.reset();
+
+    // a correct answer of exactly max_response_bytes is accepted (control)
+    let mut at_limit = valid_answer("svc-control");
+    at_limit["padding"] = json!("");
+    let pad = 1024 - at_limit.to_string().len();
+    at_limit["padding"] = json!("p".repeat(pad));
+    assert_eq!(at_limit.to_string().len(), 1024);
+    let control = fresh_key();
+    fake.answer(&control, Reply::json(200, &at_limit));
+    let r = get_with(&envoy, "/x", &control, &[]);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(echo.hits(), 1);
+
+    // the lookup request itself follows the contract
+    let seen = fake.server.last_request().unwrap_or_else(|| panic!("no lookup"));
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.path, LOOKUP_PATH);
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {SERVICE_TOKEN}").as_str())
+    );
+    assert_eq!(seen.header("content-type"), Some("application/json"));
+    let body: Value = serde_json::from_slice(&seen.body).unwrap_or_default();
+    assert_eq!(body, json!({"key_hash": sha256_hex(&control)}));
+
+    let mut over = at_limit.clone();
+    over["padding"] = json!("p".repeat(pad + 1));
+    // (kind, answer); no kind: no answer at all, see the ignored test below for its kind
+    let cases: Vec<(Option<&str>, Reply)> = vec![
+        (
+            None,
+            Reply::json(200, &valid_answer("svc-slow")).delay(Duration::from_millis(1_500)),
+        ),
+        (None, Reply::close()),
+        (Some("status"), Reply::json(500, &json!({"error": "internal_error"}))),
+        (Some("status"), Reply::json(503, &json!({"error": "unavailable"}))),
+        (
+            Some("status"),
+            Reply::json(401, &json!({"error": "invalid_service_token"})),
+        ),
+        (Some("malformed"), Reply::text(200, "not json")),
+        (Some("malformed"), Reply::new(200)),
+        (Some("malformed"), Reply::json(200, &json!({"status": "valid"}))),
+        (
+            Some("malformed"),
+            Reply::json(200, &json!({"status": "maybe", "cache_ttl_s": 30})),
+        ),
+        (Some("malformed"), Reply::json(200, &json!([valid_answer("svc-array")]))),
+        (
+            Some("malformed"),
+            Reply::json(200, &{
+                let mut v = valid_answer("svc-bad-ip");
+                v["ip_allowlist"] = json!(["not-an-address"]);
+                v
+            }),
+        ),
+        (
+            Some("malformed"),
+            Reply::json(200, &json!({"status": "unknown", "cache_ttl_s": -1})),
+        ),
+        (Some("too_large"), Reply::json(200, &over)),
+    ];
+    let total = |envoy: &Envoy| failures(envoy).iter().map(|(_, n)| n).sum::<u64>();
+    let mut denied = 0;
+    for (i, (kind, reply)) in cases.into_iter().enumerate() {
+        let key = fresh_key();
+        fake.answer(&key, reply);
+        let counter = kind.map(|k| format!("api_key.lookup_failed.{k}"));
+        for attempt in 1..=2 {
+            let before = (total(&envoy), counter.as_ref().map(|c| metric(&envoy, c)));
+            let started = Instant::now();
+            let r = get_with(&envoy, "/x", &key, &[]);
+            let what = format!("case {i} ({kind:?}), attempt {attempt}");
+            assert_unavailable(&r, &what);
+            // the slow answer comes after 1.5 s: the edge gave up at timeout_ms (500 ms)
+            assert!(
+                started.elapsed() < Duration::from_millis(1_400),
+                "{what}: answered in time"
+            );
+            denied += 1;
+            assert_eq!(
+                total(&envoy),
+                before.0 + 1,
+                "{what}: one failure: {:?}",
+                failures(&envoy)
+            );
+            if let (Some(c), Some(b)) = (&counter, before.1) {
+                assert_eq!(metric(&envoy, c), b + 1, "{what}: {:?}", failures(&envoy));
+            }
+            // a failure is not an answer: the next request asks again
+            assert_eq!(fake.lookups_of(&key), attempt, "{what}");
+        }
+    }
+    assert_eq!(echo.hits(), 1, "no failed lookup admitted anything");
+    assert_eq!(metric(&envoy, "denied.key_service_unavailable"), denied);
+    assert_eq!(metric(&envoy, "api_key.lookup_failed.circuit_open"), 0);
+    assert_eq!(metric(&envoy, "api_key.lookup_failed.busy"), 0);
+    assert_eq!(metric(&envoy, "allowed.api_key"), 3);
+
+    // busy: one pending lookup per worker at most; 6 distinct keys at once on 2 workers
+    let keys: Vec<String> = (0..6).map(|_| fresh_key()).collect();
+    for k in &keys {
+        fake.answer(
+            k,
+            Reply::json(200, &valid_answer("svc-busy")).delay(Duration::from_millis(1_500)),
+        );
+    }
+    let all_unavailable = std::thread::scope(|scope| {
+        let handles: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let envoy = &envoy;
+                scope.spawn(move || is_unavailable(&get_with(envoy, "/busy", k, &[])))
+            })
+            .collect();
+        handles.into_iter().all(|h| h.join().unwrap_or(false))
+    });
+    assert!(all_unavailable);
+    let busy = metric(&envoy, "api_key.lookup_failed.busy");
+    assert!(busy >= 1, "{:?}", failures(&envoy));
+    let asked: usize = keys.iter().map(|k| fake.lookups_of(k)).sum();
+    assert_eq!(asked as u64, 6 - busy, "a busy refusal asks nothing");
+    assert_eq!(echo.hits(), 1);
+
+    // the expiring key (its answer said cache_ttl_s 300): refused from its expires_at on
+    sleep_until_unix(expires_at);
+    for _ in 0..4 {
+        let r = get_with(&envoy, "/x", &expiring, &[]);
+        assert_refused(&r, 401, "invalid_token", "past expires_at");
+        assert_eq!(r.json()["error_description"], "the API key has expired");
+    }
+}
+
+/// Envoy answers a call that gets no response (too slow, connection closed or
+/// refused) with its own 503/504: the filter must still count it as `timeout`.
+#[test]
+fn a_lookup_without_an_answer_is_counted_as_a_timeout() {
+    let mut c = config(json!([]));
+    c["api_keys"]["breaker"] = json!({"failure_threshold": 100, "open_s": 1});
+    let fake = FakeService::start(Reply::close());
+    let slow = fresh_key();
+    fake.answer(
+        &slow,
+        Reply::json(200, &valid_answer("svc-slow")).delay(Duration::from_millis(1_500)),
+    );
+    let (envoy, echo) = edge(c.clone(), fake.server.port(), &[]);
+    // nothing listens on the second Envoy's auth cluster: connection refused
+    let (refusing, refusing_echo) = edge(c, edge_auth_e2e::service::free_port(), &[]);
+    let cases = [
+        (&envoy, slow, "slower than timeout_ms"),
+        (&envoy, fresh_key(), "closed without a response"),
+        (&refusing, fresh_key(), "connection refused"),
+    ];
+    for (envoy, key, what) in cases {
+        let before = metric(envoy, "api_key.lookup_failed.timeout");
+        assert_unavailable(&get_with(envoy, "/x", &key, &[]), what);
+        assert_eq!(
+            metric(envoy, "api_key.lookup_failed.timeout"),
+            before + 1,
+            "{what}: {:?}",
+            failures(envoy)
+        );
+    }
+    assert_eq!(metric(&envoy, "api_key.lookup_failed.status"), 0);
+    assert_eq!(metric(&refusing, "api_key.lookup_failed.status"), 0);
+    assert_eq!(echo.hits() + refusing_echo.hits(), 0);
+}
+
+#[test]
+fn stale_if_error_admits_a_recently_valid_key_only_on_routes_that_allow_it() {
+    let svc = AuthService::start();
+    svc.tenant("acme", &[], &[]);
+    let (key, key_id) = svc.key("acme", json!({"subject": "svc-stale", "scopes": []}));
+    let mut c = config(json!([
+        {"name": "stale", "match": {"prefix": "/stale/"}, "api_key": {"stale_if_error_s": 30}},
+        {"name": "brief", "match": {"prefix": "/brief/"}, "api_key": {"stale_if_error_s": 1}}
+    ]));
+    c["api_keys"]["max_cache_ttl_s"] = json!(1);
+    // the first failure opens a worker's breaker: later requests are not even looked up
+    c["api_keys"]["breaker"] = json!({"failure_threshold": 1, "open_s": 60});
+    let Stack { envoy, echo, svc } = start_with(svc, c);
+
+    // warm: one valid answer, cached for 1 s
+    let r = get_with(&envoy, "/stale/warm", &key, &[]);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let warmed = Instant::now();
+    let _ = svc.stop();
+    // past the answer's cache time (at most 1 s) and past the "brief" route's 1 s of grace
+    std::thread::sleep(Duration::from_millis(2_200).saturating_sub(warmed.elapsed()));
+
+    for i in 0..6 {
+        let r = get_with(&envoy, &format!("/stale/{i}"), &key, &[]);
+        assert_eq!(r.status, 200, "stale answer {i}: {}", r.summary());
+        let echoed = r.json();
+        assert_eq!(
+            echoed_header(&echoed, "x-edge-auth-subject").as_deref(),
+            Some("svc-stale")
+        );
+        assert_eq!(
+            echoed_header(&echoed, "x-edge-auth-key-id").as_deref(),
+            Some(key_id.as_str())
+        );
+    }
+    assert_eq!(metric(&envoy, "api_key.stale_served"), 6);
+    // a failed lookup on the first request of each worker, refused lookups (open breaker) after
+    let failed: u64 = failures(&envoy).iter().map(|(_, n)| n).sum();
+    assert_eq!(failed, 6, "{:?}", failures(&envoy));
+    assert!(
+        metric(&envoy, "api_key.lookup_failed.circuit_open") >= 4,
+        "{:?}",
+        failures(&envoy)
+    );
+
+    // routes without (enough) stale-if-error fail closed; unknown keys never pass
+    for i in 0..3 {
+        assert_unavailable(&get_with(&envoy, &format!("/x/{i}"), &key, &[]), "no stale_if_error");
+        assert_unavailable(
+            &get_with(&envoy, &format!("/brief/{i}"), &key, &[]),
+            "past 1 s of grace",
+        );
+        assert_unavailable(
+            &get_with(&envoy, &format!("/stale/u{i}"), &fresh_key(), &[]),
+            "unknown key",
+        );
+    }
+    assert_eq!(metric(&envoy, "api_key.stale_served"), 6);
+    assert_eq!(echo.hits(), 7);
+}
+
+/// A key the edge has seen `revoked` must not be admitted again later as a
+/// stale `valid` answer (docs/auth-service-api.md 4.4: revoked is final).
+#[test]
+fn a_key_seen_revoked_is_not_admitted_again_as_stale() {
+    let svc = AuthService::start();
+    svc.tenant("acme", &[], &[]);
+    let (key, key_id) = svc.key("acme", json!({"subject": "svc-revoked", "scopes": []}));
+    let mut c = config(json!([
+        {"name": "stale", "match": {"prefix": "/stale/"}, "api_key": {"stale_if_error_s": 30}}
+    ]));
+    c["api_keys"]["max_cache_ttl_s"] = json!(1);
+    c["api_keys"]["negative_cache_ttl_s"] = json!(0);
+    let Stack { envoy, echo, svc } = start_with(svc, c);
+    assert_eq!(get_with(&envoy, "/stale/1", &key, &[]).status, 200);
+    let r = svc.admin(&format!("/admin/v1/keys/{key_id}/revoke"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    // once the cached valid answer (1 s) is over, the edge learns the key is revoked
+    std::thread::sleep(Duration::from_millis(1_500));
+    for _ in 0..4 {
+        let r = get_with(&envoy, "/stale/2", &key, &[]);
+        assert_refused(&r, 401, "invalid_token", "revoked");
+        assert_eq!(r.json()["error_description"], "the API key has been revoked");
+    }
+    // then the service goes away (well within stale_if_error_s of the old valid answer)
+    let _ = svc.stop();
+    for i in 0..4 {
+        let r = get_with(&envoy, &format!("/stale/3/{i}"), &key, &[]);
+        assert!(
+            r.status == 401 || is_unavailable(&r),
+            "a key refused as revoked is admitted again: {}",
+            r.summary()
+        );
+    }
+    assert_eq!(echo.hits(), 1);
+    assert_eq!(metric(&envoy, "api_key.stale_served"), 0);
+}
+
+#[test]
+fn the_breaker_opens_after_repeated_failures_and_closes_when_the_service_answers() {
+    let mut c = config(json!([]));
+    c["api_keys"]["breaker"] = json!({"failure_threshold": 2, "open_s": 2});
+    // failing lookups take 300 ms: a refusal faster than that was not looked up
+    let slow_500 = Duration::from_millis(300);
+    let fake = FakeService::start(Reply::json(500, &json!({"error": "internal_error"})).delay(slow_500));
+    let (envoy, echo) = edge(c, fake.server.port(), &[]);
+    assert_eq!(metric(&envoy, "api_key.breaker_state"), 0);
+
+    // failures on both workers, concurrently (distinct keys: no coalescing)
+    let statuses: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let envoy = &envoy;
+                scope.spawn(move || is_unavailable(&get_with(envoy, &format!("/b/{i}"), &fresh_key(), &[])))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(false)).collect()
+    });
+    assert!(statuses.iter().all(|s| *s), "{statuses:?}");
+    // until each worker has opened (a worker the batch missed needs its own failures)
+    let opened = wait_until(Duration::from_secs(5), || {
+        if metric(&envoy, "api_key.breaker_opened") >= 2 {
+            return true;
+        }
+        assert_unavailable(&get_with(&envoy, "/b/more", &fresh_key(), &[]), "a failing lookup");
+        false
+    });
+    assert!(opened, "both workers' breakers opened: {:?}", failures(&envoy));
+    assert_eq!(metric(&envoy, "api_key.breaker_state"), 2);
+
+    // open: refused at once, without asking the service
+    let opened_by = Instant::now();
+    let hits = fake.server.hits();
+    let rejected = metric(&envoy, "api_key.lookup_failed.circuit_open");
+    for i in 0..6 {
+        let started = Instant::now();
+        let r = get_with(&envoy, &format!("/open/{i}"), &fresh_key(), &[]);
+        let took = started.elapsed();
+        assert_unavailable(&r, "circuit open");
+        assert!(took < slow_500, "refused without a lookup ({took:?})");
+    }
+    assert_eq!(fake.server.hits(), hits, "no lookup while the circuit is open");
+    assert_eq!(metric(&envoy, "api_key.lookup_failed.circuit_open"), rejected + 6);
+    assert!(metric(&envoy, "denied.key_service_unavailable") >= 14);
+    assert_eq!(echo.hits(), 0);
+
+    // the service answers again: after open_s a probe goes through and closes the breaker
+    fake.set_default(Reply::json(200, &valid_answer("svc-breaker")));
+    let passes = || get_with(&envoy, "/back", &fresh_key(), &[]).status == 200;
+    assert!(
+        settles(Duration::from_secs(8), passes),
+        "new keys pass once open_s is over"
+    );
+    // every breaker opened before `opened_by`: open_s later, each worker has probed or will
+    std::thread::sleep(Duration::from_millis(2_200).saturating_sub(opened_by.elapsed()));
+    for i in 0..8 {
+        let r = get_with(&envoy, &format!("/back/{i}"), &fresh_key(), &[]);
+        assert_eq!(r.status, 200, "every worker recovered: {}", r.summary());
+    }
+    assert!(fake.server.hits() > hits);
+    assert_eq!(metric(&envoy, "api_key.breaker_state"), 0);
+}
+
+#[test]
+fn a_keys_record_decides_client_address_scopes_and_origins() {
+    let svc = AuthService::start();
+    svc.tenant("acme", &["https://app.acme.example", "https://*.partner.example"], &[]);
+    svc.tenant("walled", &[], &["10.0.0.0/8"]);
+    let reader = |ips: Value| json!({"subject": "svc-reader", "scopes": ["orders:read"], "ip_allowlist": ips});
+    let (far, _) = svc.key("acme", reader(json!(["10.0.0.0/8"])));
+    let (here, _) = svc.key("acme", reader(json!(["127.0.0.1"])));
+    let (tenant_list, _) = svc.key("acme", reader(Value::Null));
+    let (walled, _) = svc.key("walled", reader(Value::Null));
+    let (walled_own_any, _) = svc.key("walled", reader(json!([])));
+    let (no_scope, _) = svc.key("acme", json!({"subject": "svc-billing", "scopes": ["billing:read"]}));
+    let s = start_with(svc, config(json!([])));
+    let mut allowed = 0;
+    let mut expect_ok = |r: Response, what: &str| {
+        assert_eq!(r.status, 200, "{what}: {}", r.summary());
+        allowed += 1;
+    };
+
+    // IP allowlists: the key's own list, else its tenant's (the client is 127.0.0.1)
+    for (key, what) in [(&far, "key list 10/8"), (&walled, "tenant list 10/8")] {
+        assert_refused(&get_with(&s.envoy, "/x", key, &[]), 403, "ip_not_allowed", what);
+        assert_refused(&get_with(&s.envoy, "/orders/1", key, &[]), 403, "ip_not_allowed", what);
+    }
+    expect_ok(get_with(&s.envoy, "/orders/1", &here, &[]), "key list 127.0.0.1");
+    expect_ok(get_with(&s.envoy, "/orders/1", &tenant_list, &[]), "empty tenant list");
+    expect_ok(
+        get_with(&s.envoy, "/x", &walled_own_any, &[]),
+        "the key's [] replaces the tenant's list",
+    );
+
+    // scopes: the "orders" rule needs orders:read
+    let r = get_with(&s.envoy, "/orders/1", &no_scope, &[]);
+    assert_refused(&r, 403, "insufficient_scope", "a key without orders:read");
+    expect_ok(get_with(&s.envoy, "/x", &no_scope, &[]), "no scope needed on /x");
+
+    // origins: the "browser" rule leaves them to the key's tenant
+    for origin in [
+        "https://app.acme.example",
+        "HTTPS://App.Acme.Example:443",
+        "https://a.partner.example",
+    ] {
+        expect_ok(
+            get_with(&s.envoy, "/browser/1", &tenant_list, &[("origin", origin)]),
+            origin,
+        );
+    }
+    expect_ok(get_with(&s.envoy, "/browser/1", &tenant_list, &[]), "no Origin header");
+    for origin in [
+        "https://evil.example",
+        "http://app.acme.example",
+        "https://app.acme.example:8443",
+        "https://partner.example",
+        "null",
+    ] {
+        let r = get_with(&s.envoy, "/browser/1", &tenant_list, &[("origin", origin)]);
+        assert_refused(&r, 403, "origin_not_allowed", origin);
+    }
+    let r = get_with(
+        &s.envoy,
+        "/browser/1",
+        &walled_own_any,
+        &[("origin", "https://app.acme.example")],
+    );
+    assert_refused(&r, 403, "origin_not_allowed", "a tenant without origins allows none");
+    expect_ok(
+        get_with(&s.envoy, "/browser/1", &walled_own_any, &[]),
+        "no Origin, no tenant origins",
+    );
+
+    assert_eq!(s.echo.hits(), allowed, "refused requests never went upstream");
+    assert_eq!(metric(&s.envoy, "allowed.api_key"), allowed as u64);
+    assert_eq!(metric(&s.envoy, "denied.ip_not_allowed"), 4);
+    assert_eq!(metric(&s.envoy, "denied.insufficient_scope"), 1);
+    assert_eq!(metric(&s.envoy, "denied.origin_not_allowed"), 6);
+    assert_eq!(s.svc.lookups(), 6, "one lookup per key, whatever the outcome");
+    assert_eq!(metric(&s.envoy, "api_key.lookups"), 6);
+}
+
+/// A key's metadata from the admin API (10.4).
+fn key_metadata(svc: &AuthService, tenant: &str, key_id: &str) -> Value {
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let r = edge_auth_e2e::http::request(
+        ("127.0.0.1", svc.port),
+        "GET",
+        &format!("/admin/v1/tenants/{tenant}/keys"),
+        &[("authorization", bearer.as_str())],
+        "",
+    );
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let keys = r.json()["keys"].as_array().cloned().unwrap_or_default();
+    keys.into_iter()
+        .find(|k| k["key_id"] == key_id)
+        .unwrap_or_else(|| panic!("no key {key_id}"))
+}
+
+#[test]
+fn revoked_expired_and_rotated_keys_stop_working_at_the_edge() {
+    let svc = AuthService::start();
+    svc.tenant("acme", &[], &[]);
+    let (revokee, revokee_id) = svc.key("acme", json!({"subject": "svc-revoked", "scopes": []}));
+    let (old, old_id) = svc.key("acme", json!({"subject": "svc-rotated", "scopes": []}));
+    let mut c = config(json!([]));
+    c["api_keys"]["max_cache_ttl_s"] = json!(1);
+    let s = start_with(svc, c);
+    // created once Envoy is up: it expires 3 s from now
+    let created = s.svc.admin(
+        "/admin/v1/tenants/acme/keys",
+        json!({"subject": "svc-short", "scopes": [], "expires_in_s": 3}),
+    );
+    assert_eq!(created.status, 201, "{}", created.summary());
+    let short = created.json()["api_key"].as_str().unwrap_or_default().to_owned();
+    let short_expiry = created.json()["expires_at"].as_u64().unwrap_or(0);
+    assert!(short_expiry > edge_auth_e2e::now(), "{}", created.summary());
+    let status = |key: &str| get_with(&s.envoy, "/x", key, &[]).status;
+    let refused_as = |key: &str, description: &str, what: &str| {
+        for _ in 0..6 {
+            let r = get_with(&s.envoy, "/x", key, &[]);
+            assert_refused(&r, 401, "invalid_token", what);
+            assert_eq!(r.json()["error_description"], description, "{what}");
+        }
+    };
+
+    for k in [&revokee, &short, &old] {
+        assert_eq!(status(k), 200);
+    }
+
+    // revoke: refused once the cached valid answer (1 s at most) is gone
+    let r = s.svc.admin(&format!("/admin/v1/keys/{revokee_id}/revoke"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let revoked_at = Instant::now();
+
+    // rotate: the new key works at once, the old one until its deadline
+    let r = s
+        .svc
+        .admin(&format!("/admin/v1/keys/{old_id}/rotate"), json!({"grace_s": 5}));
+    assert_eq!(r.status, 201, "{}", r.summary());
+    let new = r.json()["api_key"].as_str().unwrap_or_default().to_owned();
+    let deadline = key_metadata(&s.svc, "acme", &old_id)["rotation_deadline"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(deadline > short_expiry, "deadline {deadline}");
+    assert_eq!(status(&new), 200, "the new key works at once");
+    assert_eq!(status(&old), 200, "the old key works until the deadline");
+
+    std::thread::sleep(Duration::from_millis(1_500).saturating_sub(revoked_at.elapsed()));
+    refused_as(&revokee, "the API key has been revoked", "revoked key");
+
+    // expiry: refused from expires_at on (the cached answer ends there)
+    sleep_until_unix(short_expiry);
+    refused_as(&short, "the API key has expired", "expired key");
+
+    // the rotation deadline: the old key is refused exactly from then on, the new one passes
+    assert!(edge_auth_e2e::now() < deadline);
+    assert_eq!(status(&old), 200, "the old key still works before the deadline");
+    sleep_until_unix(deadline);
+    refused_as(&old, "the API key has expired", "rotated key past its deadline");
+    for _ in 0..4 {
+        assert_eq!(status(&new), 200, "the new key keeps working");
+    }
+    assert_eq!(metric(&s.envoy, "denied.api_key_revoked"), 6);
+    assert_eq!(metric(&s.envoy, "denied.api_key_expired"), 12);
+}
+
+const FORGED: &[(&str, &str)] = &[
+    ("x-edge-auth-method", "jwt"),
+    ("X-Edge-Auth-Subject", "admin"),
+    ("x-edge-auth-tenant", "other"),
+    ("x-edge-auth-scopes", "everything"),
+    ("x-edge-auth-key-id", "key_forgedforgedforgedforgedfo"),
+    ("x-edge-auth-token-id", "forged-jti"),
+    ("x-edge-auth-timestamp", "1"),
+    ("x-edge-auth-signature", "v1=00"),
+];
+
+/// Verifies an echoed request's context headers as a backend would.
+fn verify_echo(body: &Value, method: &str) -> Result<(), String> {
+    let seen = echoed_headers(body);
+    let path = body["path"].as_str().unwrap_or_default().to_owned();
+    let get = |name: &str| {
+        let mut all = seen.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let first = all.next().map(|(_, v)| v.clone());
+        // a backend refuses a context header sent twice: never pick one of two
+        if all.next().is_some() {
+            None
+        } else {
+            first
+        }
+    };
+    verify(
+        &ContextHeaders::default(),
+        get,
+        CONTEXT_KEY.as_bytes(),
+        edge_auth_e2e::now(),
+        60,
+        method,
+        &path,
+    )
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn forged_context_headers_are_replaced_by_the_keys_identity_signed() {
+    let svc = AuthService::start();
+    svc.tenant("acme", &[], &[]);
+    let (key, key_id) = svc.key(
+        "acme",
+        json!({"subject": "svc-ctx", "scopes": ["orders:read", "orders:write"]}),
+    );
+    let mut c = config(json!([]));
+    c["context"] = json!({"signing_key_env": "E2E_CONTEXT_KEY"});
+    let (envoy, echo) = edge(c, svc.port, &[("E2E_CONTEXT_KEY", CONTEXT_KEY)]);
+
+    let r = get_with(&envoy, "/orders/7?expand=items", &key, FORGED);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let body = r.json();
+    let one = |name: &str| echoed_header_all(&body, name);
+    assert_eq!(one("x-edge-auth-method"), vec!["api_key"]);
+    assert_eq!(one("x-edge-auth-subject"), vec!["svc-ctx"]);
+    assert_eq!(one("x-edge-auth-tenant"), vec!["acme"]);
+    assert_eq!(one("x-edge-auth-scopes"), vec!["orders:read orders:write"]);
+    assert_eq!(one("x-edge-auth-key-id"), vec![key_id.clone()]);
+    assert!(
+        one("x-edge-auth-token-id").is_empty(),
+        "a key has no token id: the forged one is gone"
+    );
+    assert_eq!(one("x-edge-auth-timestamp").len(), 1);
+    assert_eq!(one("x-edge-auth-signature").len(), 1);
+    assert_ne!(one("x-edge-auth-signature"), vec!["v1=00"]);
+    verify_echo(&body, "GET").unwrap_or_else(|e| panic!("the signature does not verify: {e}"));
+    // what a backend must refuse: another method, path or identity
+    assert!(verify_echo(&body, "DELETE").is_err());
+    let mut moved = body.clone();
+    moved["path"] = json!("/orders/8?expand=items");
+    assert!(verify_echo(&moved, "GET").is_err());
+    let mut tampered = body.clone();
+    if let Some(list) = tampered["headers"].as_array_mut() {
+        for h in list.iter_mut().filter(|h| h[0] == "x-edge-auth-subject") {
+            h[1] = json!("admin");
+        }
+    }
+    assert!(verify_echo(&tampered, "GET").is_err());
+
+    // a key in the query: the signature covers the path the upstream receives
+    let r = envoy.get(&format!("/orders/9?a=1&api_key={key}"), FORGED);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let body = r.json();
+    assert_eq!(body["path"], "/orders/9?a=1");
+    assert_eq!(echoed_header_all(&body, "x-edge-auth-subject"), vec!["svc-ctx"]);
+    verify_echo(&body, "GET").unwrap_or_else(|e| panic!("the signature does not verify: {e}"));
+
+    // a public route: the forged headers are stripped, none is written
+    let r = envoy.get("/health", FORGED);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let body = r.json();
+    for (name, _) in FORGED {
+        assert!(echoed_header_all(&body, name).is_empty(), "{name} reached the upstream");
+    }
+    assert_eq!(echo.hits(), 3);
+
+    // cache metrics: one lookup, then hits in this worker's cache or the shared one
+    for i in 0..10 {
+        assert_eq!(get_with(&envoy, &format!("/orders/{i}"), &key, &[]).status, 200);
+    }
+    assert_eq!(metric(&envoy, "api_key.lookups"), 1);
+    assert_eq!(svc.lookups(), 1);
+    assert_eq!(metric(&envoy, "api_key.cache_miss"), 1);
+    let hits = metric(&envoy, "api_key.cache_hit_local") + metric(&envoy, "api_key.cache_hit_shared");
+    assert_eq!(hits, 11, "every request after the first");
+    assert!(
+        metric(&envoy, "api_key.cache_hit_shared") <= 1,
+        "each worker reads the shared cache once"
+    );
+    assert_eq!(metric(&envoy, "api_key.coalesced"), 0);
+    assert_eq!(metric(&envoy, "allowed.api_key"), 12);
 }
