@@ -21,5 +21,6 @@ pub mod path;
 pub mod response;
 pub mod revocation;
 pub mod routes;
+pub mod rsa_verify;
 pub mod scopes;
 pub mod token_source;
