@@ -11,6 +11,7 @@ use jwt_simple::prelude::*;
 use serde_json::Value;
 
 use crate::b64;
+use crate::p256_verify::P256Public;
 use crate::rsa_verify::{Hash, Padding, RsaPublic};
 
 /// The JWS algorithms edge-auth verifies.
@@ -133,6 +134,8 @@ pub struct BoundKey {
     material: Material,
     /// RS/PS keys, prepared once for the edge's own verifier ([`crate::rsa_verify`]).
     rsa: Option<RsaPublic>,
+    /// ES256 keys, prepared once for the edge's own verifier ([`crate::p256_verify`]).
+    p256: Option<P256Public>,
 }
 
 impl fmt::Debug for BoundKey {
@@ -171,18 +174,28 @@ impl BoundKey {
             _ => None,
         };
         let rsa = components.and_then(|c| RsaPublic::new(&c.n, &c.e));
+        let p256 = match &material {
+            Material::ES256(k) => P256Public::from_uncompressed(&k.public_key().to_bytes_uncompressed()),
+            _ => None,
+        };
         BoundKey {
             kid,
             alg,
             material,
             rsa,
+            p256,
         }
     }
 
-    /// Verifies an RS/PS token's signature with the edge's own verifier:
+    /// Verifies an RS/PS/ES256 token's signature with the edge's own verifier:
     /// `Some(valid)`, or `None` for other keys (verified by jwt-simple). The
     /// caller has already checked `alg`, the structure and the claims.
     pub(crate) fn verify_fast(&self, token: &str) -> Option<bool> {
+        if let Some(key) = &self.p256 {
+            let (input, signature) = token.rsplit_once('.')?;
+            let mut buf = [0u8; 64];
+            return Some(b64::decode_url_into(signature, &mut buf).is_some_and(|s| key.verify(input.as_bytes(), s)));
+        }
         let key = self.rsa.as_ref()?;
         let (padding, hash) = match self.alg {
             Algorithm::RS256 => (Padding::Pkcs1v15, Hash::Sha256),

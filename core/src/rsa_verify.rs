@@ -12,6 +12,8 @@
 
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use crate::montgomery::{less_than, mont_mul, neg_inverse, r2_mod, strip, to_bytes, to_limbs};
+
 /// The hash of an RS/PS algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hash {
@@ -116,19 +118,9 @@ impl RsaPublic {
         let limbs = to_limbs(n, n.len().div_ceil(4));
         // Newton's iteration doubles the correct low bits: 1 -> 2 -> ... -> 32.
         let n0 = limbs[0];
-        let mut inv: u32 = 1;
-        for _ in 0..5 {
-            inv = inv.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inv)));
-        }
-        // R^2 mod n by doubling 1 modulo n, 2 * 32 * limbs times (once per key).
-        let mut rr = vec![0u32; limbs.len()];
-        rr[0] = 1;
-        for _ in 0..2 * 32 * limbs.len() {
-            double_mod(&mut rr, &limbs);
-        }
         Some(RsaPublic {
-            n0inv: inv.wrapping_neg(),
-            rr,
+            n0inv: neg_inverse(n0),
+            rr: r2_mod(&limbs),
             e,
             bits,
             bytes: n.len(),
@@ -166,57 +158,27 @@ impl RsaPublic {
         }
         let mut t = vec![0u32; 2 * l + 2];
         let mut a = vec![0u32; l];
-        self.mont_mul(&s, &self.rr, &mut a, &mut t); // s * R mod n
+        self.mul(&s, &self.rr, &mut a, &mut t); // s * R mod n
         let mut x = a.clone();
         let mut y = vec![0u32; l];
         let top = 31 - self.e.leading_zeros();
         for bit in (0..top).rev() {
-            self.mont_mul(&x, &x, &mut y, &mut t);
+            self.mul(&x, &x, &mut y, &mut t);
             if (self.e >> bit) & 1 == 1 {
-                self.mont_mul(&y, &a, &mut x, &mut t);
+                self.mul(&y, &a, &mut x, &mut t);
             } else {
                 std::mem::swap(&mut x, &mut y);
             }
         }
         let mut one = vec![0u32; l];
         one[0] = 1;
-        self.mont_mul(&x, &one, &mut y, &mut t); // out of Montgomery form
+        self.mul(&x, &one, &mut y, &mut t); // out of Montgomery form
         Some(to_bytes(&y, self.bytes))
     }
 
-    /// Montgomery multiplication: `out = a * b / R mod n`, with `a, b < n`.
-    /// `t` is scratch of `2 * limbs + 2` words. Row `i` adds `a[i] * b` and
-    /// then `m * n` (which clears word `i`) at offset `i`, so the result is
-    /// the top half; loops run over zipped slices, without bounds checks.
-    fn mont_mul(&self, a: &[u32], b: &[u32], out: &mut [u32], t: &mut [u32]) {
-        let n = &self.n;
-        let l = n.len();
-        t.fill(0);
-        for (i, &ai) in a.iter().enumerate().take(l) {
-            let Some(row) = t.get_mut(i..i + l + 2) else { return };
-            let ai = u64::from(ai);
-            let mut c: u64 = 0;
-            for (tj, &bj) in row.iter_mut().zip(b) {
-                let s = u64::from(*tj) + ai * u64::from(bj) + c;
-                *tj = s as u32;
-                c = s >> 32;
-            }
-            carry_into(&mut row[l..], c);
-            let m = u64::from(row[0].wrapping_mul(self.n0inv));
-            let mut c: u64 = 0;
-            for (tj, &nj) in row.iter_mut().zip(n) {
-                let s = u64::from(*tj) + m * u64::from(nj) + c;
-                *tj = s as u32;
-                c = s >> 32;
-            }
-            carry_into(&mut row[l..], c);
-        }
-        // the top half is below 2n: one conditional subtraction brings it below n
-        let top = &mut t[l..2 * l + 1];
-        if top[l] != 0 || !less_than(&top[..l], n) {
-            sub_in_place(&mut top[..l], n);
-        }
-        out.copy_from_slice(&top[..l]);
+    /// `out = a * b / R mod n`.
+    fn mul(&self, a: &[u32], b: &[u32], out: &mut [u32], t: &mut [u32]) {
+        mont_mul(&self.n, self.n0inv, a, b, out, t);
     }
 
     /// EMSA-PKCS1-v1_5 (RFC 8017 9.2): `00 01 FF..FF 00 DigestInfo H`, compared whole.
@@ -285,80 +247,6 @@ fn mgf1(hash: Hash, seed: &[u8], len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-fn strip(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    &bytes[start..]
-}
-
-/// Big-endian bytes to `limbs` little-endian limbs (bytes beyond are ignored
-/// by construction: callers pass at most `4 * limbs` significant bytes).
-fn to_limbs(be: &[u8], limbs: usize) -> Vec<u32> {
-    let mut out = vec![0u32; limbs];
-    for (i, b) in be.iter().rev().enumerate() {
-        if let Some(limb) = out.get_mut(i / 4) {
-            *limb |= u32::from(*b) << (8 * (i % 4));
-        }
-    }
-    out
-}
-
-/// Little-endian limbs to `len` big-endian bytes.
-fn to_bytes(limbs: &[u32], len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    for (i, byte) in out.iter_mut().rev().enumerate() {
-        if let Some(limb) = limbs.get(i / 4) {
-            *byte = (limb >> (8 * (i % 4))) as u8;
-        }
-    }
-    out
-}
-
-/// Adds `c` at `words[0]`, propagating the carry.
-fn carry_into(words: &mut [u32], c: u64) {
-    let mut c = c;
-    for w in words {
-        if c == 0 {
-            break;
-        }
-        let s = u64::from(*w) + c;
-        *w = s as u32;
-        c = s >> 32;
-    }
-}
-
-/// `a < b` for equal-length little-endian numbers.
-fn less_than(a: &[u32], b: &[u32]) -> bool {
-    for (x, y) in a.iter().rev().zip(b.iter().rev()) {
-        if x != y {
-            return x < y;
-        }
-    }
-    false
-}
-
-/// `a -= b` (mod 2^(32 * len)).
-fn sub_in_place(a: &mut [u32], b: &[u32]) {
-    let mut borrow = 0u64;
-    for (x, y) in a.iter_mut().zip(b) {
-        let d = u64::from(*x).wrapping_sub(u64::from(*y)).wrapping_sub(borrow);
-        *x = d as u32;
-        borrow = (d >> 63) & 1;
-    }
-}
-
-/// `x = 2x mod n`, for `x < n`.
-fn double_mod(x: &mut [u32], n: &[u32]) {
-    let mut carry = 0u32;
-    for limb in x.iter_mut() {
-        let v = *limb;
-        *limb = (v << 1) | carry;
-        carry = v >> 31;
-    }
-    if carry == 1 || !less_than(x, n) {
-        sub_in_place(x, n);
-    }
 }
 
 #[cfg(test)]
