@@ -37,11 +37,17 @@ struct Modulus {
 
 impl Modulus {
     fn new(m: Fe) -> Modulus {
+        Modulus::with_representation(m, m == P)
+    }
+
+    /// `is_p`: plain numbers reduced with the field prime's special form;
+    /// otherwise Montgomery form.
+    fn with_representation(m: Fe, is_p: bool) -> Modulus {
         let mut rr = ZERO;
         rr.copy_from_slice(&r2_mod(&m));
         let mut md = Modulus {
             m,
-            is_p: m == P,
+            is_p,
             n0inv: neg_inverse(m[0]),
             rr,
             one: ZERO,
@@ -53,9 +59,8 @@ impl Modulus {
     #[inline]
     fn mul(&self, a: &Fe, b: &Fe) -> Fe {
         if self.is_p {
-            // the field prime as a constant: its limbs are 0, 1 and 2^32 - 1,
-            // and -p^-1 mod 2^32 is 1, so the reduction folds into shifts and adds
-            mont_mul8(&P, 1, a, b)
+            // field elements are plain numbers, reduced with p's special form
+            solinas(&product8(a, b))
         } else {
             mont_mul8(&self.m, self.n0inv, a, b)
         }
@@ -64,30 +69,70 @@ impl Modulus {
     #[inline]
     fn sqr(&self, a: &Fe) -> Fe {
         if self.is_p {
-            mont_sqr8(&P, 1, a)
+            solinas(&square8(a))
         } else {
             mont_sqr8(&self.m, self.n0inv, a)
         }
     }
 
+    /// `a + b mod m`: the sum and the sum minus `m` are computed in one
+    /// pass each (no comparison loop), and the one below `m` is kept.
+    #[inline]
     fn add(&self, a: &Fe, b: &Fe) -> Fe {
-        let mut r = *a;
-        if add_in_place(&mut r, b) || !less_than(&r, &self.m) {
-            let _ = sub_in_place(&mut r, &self.m);
+        let m = if self.is_p { &P } else { &self.m };
+        let mut sum = ZERO;
+        let mut carry = 0u64;
+        for i in 0..8 {
+            let s = u64::from(a[i]) + u64::from(b[i]) + carry;
+            sum[i] = s as u32;
+            carry = s >> 32;
         }
-        r
+        let mut reduced = ZERO;
+        let mut borrow = 0u64;
+        for i in 0..8 {
+            let d = u64::from(sum[i]).wrapping_sub(u64::from(m[i])).wrapping_sub(borrow);
+            reduced[i] = d as u32;
+            borrow = (d >> 63) & 1;
+        }
+        // sum >= m exactly when the 257-bit sum minus m did not borrow
+        if carry == 1 || borrow == 0 {
+            reduced
+        } else {
+            sum
+        }
     }
 
+    /// `a - b mod m`, adding `m` back when the difference borrowed.
+    #[inline]
     fn sub(&self, a: &Fe, b: &Fe) -> Fe {
-        let mut r = *a;
-        if sub_in_place(&mut r, b) {
-            let _ = add_in_place(&mut r, &self.m);
+        let m = if self.is_p { &P } else { &self.m };
+        let mut diff = ZERO;
+        let mut borrow = 0u64;
+        for i in 0..8 {
+            let d = u64::from(a[i]).wrapping_sub(u64::from(b[i])).wrapping_sub(borrow);
+            diff[i] = d as u32;
+            borrow = (d >> 63) & 1;
         }
-        r
+        if borrow == 0 {
+            return diff;
+        }
+        let mut carry = 0u64;
+        for i in 0..8 {
+            let s = u64::from(diff[i]) + u64::from(m[i]) + carry;
+            diff[i] = s as u32;
+            carry = s >> 32;
+        }
+        diff
     }
 
+    /// Into the working representation: Montgomery form, except modulo
+    /// the field prime, whose elements stay plain (see [`solinas`]).
     fn to_mont(&self, a: &Fe) -> Fe {
-        self.mul(a, &self.rr)
+        if self.is_p {
+            *a
+        } else {
+            self.mul(a, &self.rr)
+        }
     }
 
     /// `a^e` for `a` in Montgomery form and a plain exponent.
@@ -151,10 +196,9 @@ impl Modulus {
     }
 }
 
-/// Montgomery multiplication on fixed-size arrays: the same operand scanning
-/// as [`crate::montgomery::mont_mul`], unrolled by the compiler for 8 limbs
-/// (and, inlined with the constant [`P`], simplified by it): the hot loop of
-/// every verification.
+/// Montgomery multiplication on fixed-size arrays (arithmetic modulo the
+/// group order): the same operand scanning as [`crate::montgomery::mont_mul`],
+/// unrolled by the compiler for 8 limbs.
 #[inline(always)]
 fn mont_mul8(m: &Fe, n0inv: u32, a: &Fe, b: &Fe) -> Fe {
     let mut t = [0u32; 10];
@@ -192,32 +236,9 @@ fn mont_mul8(m: &Fe, n0inv: u32, a: &Fe, b: &Fe) -> Fe {
 /// product once, doubled, plus the diagonal), then 8 rounds of reduction.
 #[inline(always)]
 fn mont_sqr8(m: &Fe, n0inv: u32, a: &Fe) -> Fe {
+    let wide = square8(a);
     let mut t = [0u32; 17];
-    for i in 0..8 {
-        let ai = u64::from(a[i]);
-        let mut c: u64 = 0;
-        for j in (i + 1)..8 {
-            let s = u64::from(t[i + j]) + ai * u64::from(a[j]) + c;
-            t[i + j] = s as u32;
-            c = s >> 32;
-        }
-        t[i + 8] = c as u32;
-    }
-    let mut top = 0u32;
-    for w in t.iter_mut().take(16) {
-        let v = *w;
-        *w = (v << 1) | top;
-        top = v >> 31;
-    }
-    let mut c: u64 = 0;
-    for i in 0..8 {
-        let sq = u64::from(a[i]) * u64::from(a[i]);
-        let s = u64::from(t[2 * i]) + (sq & 0xffff_ffff) + c;
-        t[2 * i] = s as u32;
-        let s = u64::from(t[2 * i + 1]) + (sq >> 32) + (s >> 32);
-        t[2 * i + 1] = s as u32;
-        c = s >> 32;
-    }
+    t[..16].copy_from_slice(&wide);
     for i in 0..8 {
         let q = u64::from(t[i].wrapping_mul(n0inv));
         let mut c: u64 = 0;
@@ -237,6 +258,96 @@ fn mont_sqr8(m: &Fe, n0inv: u32, a: &Fe) -> Fe {
     let mut out = [t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15]];
     if t[16] != 0 || !less_than(&out, m) {
         let _ = sub_in_place(&mut out, m);
+    }
+    out
+}
+
+/// The 512-bit square of `a`: each cross product once, doubled, plus the diagonal.
+#[inline(always)]
+fn square8(a: &Fe) -> [u32; 16] {
+    let mut t = [0u32; 16];
+    for i in 0..8 {
+        let ai = u64::from(a[i]);
+        let mut c: u64 = 0;
+        for j in (i + 1)..8 {
+            let s = u64::from(t[i + j]) + ai * u64::from(a[j]) + c;
+            t[i + j] = s as u32;
+            c = s >> 32;
+        }
+        t[i + 8] = c as u32;
+    }
+    let mut top = 0u32;
+    for w in t.iter_mut() {
+        let v = *w;
+        *w = (v << 1) | top;
+        top = v >> 31;
+    }
+    let mut c: u64 = 0;
+    for i in 0..8 {
+        let sq = u64::from(a[i]) * u64::from(a[i]);
+        let s = u64::from(t[2 * i]) + (sq & 0xffff_ffff) + c;
+        t[2 * i] = s as u32;
+        let s = u64::from(t[2 * i + 1]) + (sq >> 32) + (s >> 32);
+        t[2 * i + 1] = s as u32;
+        c = s >> 32;
+    }
+    t
+}
+
+/// The 512-bit product of `a` and `b`.
+#[inline(always)]
+fn product8(a: &Fe, b: &Fe) -> [u32; 16] {
+    let mut t = [0u32; 16];
+    for i in 0..8 {
+        let ai = u64::from(a[i]);
+        let mut c: u64 = 0;
+        for j in 0..8 {
+            let s = u64::from(t[i + j]) + ai * u64::from(b[j]) + c;
+            t[i + j] = s as u32;
+            c = s >> 32;
+        }
+        t[i + 8] = c as u32;
+    }
+    t
+}
+
+/// A 512-bit number modulo the field prime by NIST's fast reduction (FIPS
+/// 186-4 D.2.3; Hankerson, Menezes and Vanstone, Algorithm 2.29): the high
+/// words folded in with additions and subtractions only, then a few
+/// additions or subtractions of `p`.
+#[inline(always)]
+fn solinas(c: &[u32; 16]) -> Fe {
+    let w = |i: usize| i64::from(c[i]);
+    let acc: [i64; 8] = [
+        w(0) + w(8) + w(9) - w(11) - w(12) - w(13) - w(14),
+        w(1) + w(9) + w(10) - w(12) - w(13) - w(14) - w(15),
+        w(2) + w(10) + w(11) - w(13) - w(14) - w(15),
+        w(3) + 2 * w(11) + 2 * w(12) + w(13) - w(15) - w(8) - w(9),
+        w(4) + 2 * w(12) + 2 * w(13) + w(14) - w(9) - w(10),
+        w(5) + 2 * w(13) + 2 * w(14) + w(15) - w(10) - w(11),
+        w(6) + 3 * w(14) + 2 * w(15) + w(13) - w(8) - w(9),
+        w(7) + 3 * w(15) + w(8) - w(10) - w(11) - w(12) - w(13),
+    ];
+    let mut out = ZERO;
+    let mut carry: i64 = 0;
+    for i in 0..8 {
+        let v = acc[i] + carry;
+        out[i] = v as u32; // the low 32 bits (two's complement)
+        carry = v >> 32; // floor division: the signed carry
+    }
+    // out + carry * 2^256, with a small carry: move it into range by whole p
+    while carry > 0 {
+        if sub_in_place(&mut out, &P) {
+            carry -= 1;
+        }
+    }
+    while carry < 0 {
+        if add_in_place(&mut out, &P) {
+            carry += 1;
+        }
+    }
+    if !less_than(&out, &P) {
+        let _ = sub_in_place(&mut out, &P);
     }
     out
 }
@@ -273,12 +384,14 @@ struct Curve {
     n: Modulus,
     /// `b`, Montgomery form.
     b: Fe,
-    /// Odd multiples `1G, 3G, ..., 15G` (affine, Montgomery form).
-    g: [Affine; TABLE],
+    /// Odd multiples `1G, 3G, ..., 63G` (affine, Montgomery form).
+    g: Vec<Affine>,
 }
 
-/// Entries of a table of odd multiples for width-5 NAF digits (±1..±15).
-const TABLE: usize = 8;
+/// NAF widths: the base point's table is built once per process, a key's
+/// once per key. A width-w table holds `2^(w-2)` odd multiples.
+const G_WIDTH: u32 = 7;
+const KEY_WIDTH: u32 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Affine {
@@ -314,8 +427,8 @@ fn curve() -> &'static Curve {
                 "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5",
             )),
         };
-        let mut c = Curve { p, n, b, g: [g; TABLE] };
-        c.g = c.odd_multiples(&g);
+        let mut c = Curve { p, n, b, g: Vec::new() };
+        c.g = c.odd_multiples(&g, G_WIDTH);
         c
     })
 }
@@ -402,22 +515,27 @@ impl Curve {
         }
     }
 
-    /// `1a, 3a, ..., 15a`, affine (a few inversions: once per key).
-    fn odd_multiples(&self, a: &Affine) -> [Affine; TABLE] {
+    /// `1a, 3a, ..., (2^(w-1) - 1)a`, affine (an inversion each: once per key).
+    fn odd_multiples(&self, a: &Affine, width: u32) -> Vec<Affine> {
         let one = Jacobian {
             x: a.x,
             y: a.y,
             z: self.p.one,
         };
         let two = self.to_affine(&self.double(&one));
-        let mut out = [*a; TABLE];
-        for i in 1..TABLE {
+        let count = 1usize << (width - 2);
+        let mut out = Vec::with_capacity(count);
+        out.push(*a);
+        while let Some(&last) = out.last() {
+            if out.len() == count {
+                break;
+            }
             let prev = Jacobian {
-                x: out[i - 1].x,
-                y: out[i - 1].y,
+                x: last.x,
+                y: last.y,
                 z: self.p.one,
             };
-            out[i] = self.to_affine(&self.add_affine(&prev, &two));
+            out.push(self.to_affine(&self.add_affine(&prev, &two)));
         }
         out
     }
@@ -430,16 +548,18 @@ impl Curve {
     }
 }
 
-/// Width-5 NAF digits of `k` (least significant first): odd digits in
-/// `-15..=15` or 0, at most 257 of them.
-fn wnaf(k: &Fe) -> [i8; 257] {
+/// Width-`w` NAF digits of `k` (least significant first, `2 <= w <= 7`):
+/// odd digits below `2^(w-1)` in absolute value, or 0; at most 257 of them.
+fn wnaf(k: &Fe, w: u32) -> [i8; 257] {
+    let mask = (1u32 << w) - 1;
+    let half = 1i16 << (w - 1);
     let mut digits = [0i8; 257];
     let mut k = [k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], 0u32];
     let mut i = 0;
     while k.iter().any(|l| *l != 0) && i < digits.len() {
         if k[0] & 1 == 1 {
-            let low = (k[0] & 31) as i8;
-            let d = if low >= 16 { low - 32 } else { low };
+            let low = (k[0] & mask) as i16;
+            let d = (if low >= half { low - 2 * half } else { low }) as i8;
             digits[i] = d;
             if d > 0 {
                 let _ = sub_in_place(&mut k, &[d as u32, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -461,7 +581,7 @@ fn wnaf(k: &Fe) -> [i8; 257] {
 #[derive(Clone, PartialEq, Eq)]
 pub struct P256Public {
     /// Odd multiples of the key's point, affine, Montgomery form.
-    table: [Affine; TABLE],
+    table: Vec<Affine>,
 }
 
 impl std::fmt::Debug for P256Public {
@@ -490,7 +610,7 @@ impl P256Public {
             return None;
         }
         Some(P256Public {
-            table: c.odd_multiples(&a),
+            table: c.odd_multiples(&a, KEY_WIDTH),
         })
     }
 
@@ -513,7 +633,7 @@ impl P256Public {
         let w = c.n.to_mont(&c.n.inv_plain(&s));
         let u1 = c.n.mul(&e, &w);
         let u2 = c.n.mul(&r, &w);
-        let (d1, d2) = (wnaf(&u1), wnaf(&u2));
+        let (d1, d2) = (wnaf(&u1, G_WIDTH), wnaf(&u2, KEY_WIDTH));
         let mut acc = Jacobian {
             x: c.p.one,
             y: c.p.one,
@@ -523,7 +643,9 @@ impl P256Public {
             acc = c.double(&acc);
             for (d, table) in [(d1[i], &c.g), (d2[i], &self.table)] {
                 if d != 0 {
-                    let point = table[usize::from(d.unsigned_abs() / 2)];
+                    let Some(&point) = table.get(usize::from(d.unsigned_abs() / 2)) else {
+                        return false;
+                    };
                     let point = if d > 0 { point } else { c.neg(&point) };
                     acc = c.add_affine(&acc, &point);
                 }
@@ -684,6 +806,68 @@ mod tests {
     }
 
     #[test]
+    fn addition_and_subtraction_reduce() {
+        let c = curve();
+        for m in [&c.n, &c.p] {
+            let mut top = m.m;
+            top[0] -= 1; // m - 1
+            let one = ONE;
+            assert_eq!(m.add(&top, &one), ZERO, "(m - 1) + 1");
+            assert_eq!(m.sub(&ZERO, &one), top, "0 - 1");
+            assert_eq!(m.add(&top, &top), m.sub(&top, &one), "(m - 1) * 2 = m - 2");
+            let mut a = m.one;
+            for _ in 0..100 {
+                a = m.mul(&a, &m.rr);
+                let b = m.sqr(&a);
+                let s = m.add(&a, &b);
+                assert!(less_than(&s, &m.m));
+                assert_eq!(m.sub(&s, &b), a);
+                assert_eq!(m.add(&m.sub(&a, &b), &b), a);
+            }
+        }
+    }
+
+    #[test]
+    fn fast_reduction_matches_montgomery_arithmetic() {
+        let fast = Modulus::new(P);
+        let monty = Modulus::with_representation(P, false);
+        assert!(fast.is_p && !monty.is_p);
+        // out of Montgomery form
+        let plain = |x: &Fe| monty.mul(x, &ONE);
+        let mut near_p = P;
+        near_p[0] -= 1;
+        let mut values = vec![
+            ZERO,
+            ONE,
+            near_p,
+            [0xffff_ffff, 0, 0, 0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0, 0, 0, 0x8000_0000],
+        ];
+        let mut x: Fe = [
+            0x1234_5678,
+            0x9abc_def0,
+            0x0fed_cba9,
+            0x8765_4321,
+            7,
+            0xffff_fffe,
+            1,
+            0x7fff_ffff,
+        ];
+        for _ in 0..300 {
+            x = fast.add(&fast.mul(&x, &x), &ONE);
+            values.push(x);
+        }
+        for a in &values {
+            for b in values.iter().step_by(37) {
+                let want = plain(&monty.mul(&monty.to_mont(a), &monty.to_mont(b)));
+                assert_eq!(fast.mul(a, b), want);
+            }
+            let want = plain(&monty.sqr(&monty.to_mont(a)));
+            assert_eq!(fast.sqr(a), want);
+        }
+    }
+
+    #[test]
     fn the_prime_constant_is_p() {
         let c = curve();
         assert!(c.p.is_p);
@@ -695,17 +879,35 @@ mod tests {
 
     #[test]
     fn wnaf_digits_recompose_the_scalar() {
-        for k in [1u64, 2, 15, 16, 17, 31, 32, 33, 0xdead_beef_1234, u64::MAX] {
-            let mut fe = ZERO;
-            fe[0] = k as u32;
-            fe[1] = (k >> 32) as u32;
-            let digits = wnaf(&fe);
-            let mut sum: i128 = 0;
-            for (i, d) in digits.iter().enumerate().take(70) {
-                assert!(*d == 0 || (d % 2 != 0 && d.abs() <= 15), "digit {d}");
-                sum += i128::from(*d) << i;
+        for w in [5, G_WIDTH, KEY_WIDTH] {
+            let bound = (1i8 << (w - 1)) - 1;
+            for k in [
+                1u64,
+                2,
+                15,
+                16,
+                17,
+                31,
+                32,
+                33,
+                63,
+                64,
+                65,
+                127,
+                0xdead_beef_1234,
+                u64::MAX,
+            ] {
+                let mut fe = ZERO;
+                fe[0] = k as u32;
+                fe[1] = (k >> 32) as u32;
+                let digits = wnaf(&fe, w);
+                let mut sum: i128 = 0;
+                for (i, d) in digits.iter().enumerate().take(72) {
+                    assert!(*d == 0 || (d % 2 != 0 && d.abs() <= bound), "w {w}: digit {d}");
+                    sum += i128::from(*d) << i;
+                }
+                assert_eq!(sum, i128::from(k), "w {w}: {k}");
             }
-            assert_eq!(sum, i128::from(k), "{k}");
         }
     }
 }
