@@ -44,6 +44,7 @@ import base64
 import contextlib
 import ctypes
 import datetime
+import fcntl
 import glob
 import http.client
 import importlib.util
@@ -62,7 +63,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, ContextManager, Optional
 
@@ -1097,6 +1098,16 @@ def check_tools(settings: Settings) -> None:
         sys.exit("bench: cannot run:\n  " + "\n  ".join(problems))
 
 
+def snapshot(path: Path) -> Path:
+    """A copy of `path` in bench/.work (`path` itself when it does not exist,
+    so that the variants needing it are skipped with its real name)."""
+    if not path.is_file():
+        return path
+    copy = WORK / path.name
+    shutil.copyfile(path, copy)
+    return copy
+
+
 def main() -> int:
     settings = Settings.from_env()
     check_tools(settings)
@@ -1109,10 +1120,22 @@ def main() -> int:
         if unknown_needs := [n for n in v.needs if n not in PREREQUISITES]:
             sys.exit(f"bench: variant {v.name} needs {', '.join(unknown_needs)}, which PREREQUISITES does not define")
 
+    WORK.mkdir(parents=True, exist_ok=True)
+    # One bench at a time: two would share bench/.work (token pools, configs)
+    # and take CPU from each other. The lock is released when this process ends.
+    lock = (WORK / "lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"bench: another bench is running ({(WORK / 'lock').relative_to(ROOT)} is locked); wait for it to end")
+
+    # Every variant loads the same bytes, even if the filters are rebuilt while
+    # the bench runs: each existing .wasm is copied into bench/.work first.
+    settings = replace(settings, wasm=snapshot(settings.wasm), noop_wasm=snapshot(settings.noop_wasm))
+
     started = datetime.datetime.now().astimezone()
     load_before = " / ".join(Path("/proc/loadavg").read_text().split()[:3])
     clock = time.monotonic()
-    WORK.mkdir(parents=True, exist_ok=True)
     log(f"bench: {len(selected)} variants x {settings.rounds} rounds x ({settings.warmup} + {settings.duration}) s; "
         f"Envoy {settings.envoy}")
     log("bench: generating keys and tokens")
