@@ -149,6 +149,22 @@ pub fn evaluate(
     }
 }
 
+/// Decides again every request in `waiters` (each in its own context, with
+/// the lookup `answer` it waited for, if any) and resumes those allowed, then
+/// returns to `current_context`. A waiter whose stream is gone is skipped.
+pub fn wake(shared: &Shared, waiters: impl IntoIterator<Item = u32>, answer: Option<&KeyAnswer>, current_context: u32) {
+    let mut woke = false;
+    for w in waiters {
+        woke = true;
+        if host::set_effective_context(w).is_ok() && evaluate(shared, w, false, true, answer) == Step::Continue {
+            let _ = host::resume_request();
+        }
+    }
+    if woke {
+        let _ = host::set_effective_context(current_context);
+    }
+}
+
 fn allow(shared: &Shared, a: Allow<'_>) {
     if a.preflight {
         // A preflight never carries credentials: whatever looks like one is not passed on.

@@ -8,7 +8,7 @@ use proxy_wasm::types::{LogLevel, Status};
 
 use edge_auth_core::jwks_refresh;
 
-use crate::filter::{evaluate, Step};
+use crate::filter;
 use crate::host;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
@@ -144,18 +144,7 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize, current_contex
 /// context, then returns to `current_context`.
 fn wake(shared: &Shared, provider: usize, current_context: u32) {
     let waiters = shared.take_waiters(provider);
-    if waiters.is_empty() {
-        return;
-    }
-    for w in waiters {
-        // A waiter whose stream is gone cannot be made effective: skip it.
-        if host::set_effective_context(w.context_id).is_ok()
-            && evaluate(shared, w.context_id, false, true, None) == Step::Continue
-        {
-            let _ = host::resume_request();
-        }
-    }
-    let _ = host::set_effective_context(current_context);
+    filter::wake(shared, waiters.iter().map(|w| w.context_id), None, current_context);
 }
 
 fn provider_name(shared: &Shared, provider: usize) -> &str {

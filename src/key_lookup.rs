@@ -23,7 +23,7 @@ use edge_auth_core::config::{ApiKeys, AuthService};
 use edge_auth_core::decision::KeyAnswer;
 use edge_auth_core::key_cache::{self, Marker};
 
-use crate::filter::{evaluate, Step};
+use crate::filter::wake;
 use crate::host;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
@@ -141,8 +141,7 @@ fn step(
         // delivered with what is left of its cache time, never more
         lookup.cache_ttl_s = until - now;
         // the service answers (another worker asked it): a probe succeeded
-        shared.breaker.borrow_mut().on_success(now_ms);
-        shared.metrics.breaker_state(shared.breaker.borrow().state_code());
+        succeeded(shared, now_ms);
         return Some(Ok(lookup));
     }
     let max_wait_ms = svc.timeout_ms.saturating_add(1000);
@@ -224,8 +223,7 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize, current_contex
     }
     let result = match apikey::parse_lookup(status, body.as_deref(), keys.max_response_bytes, now) {
         Ok(lookup) => {
-            shared.breaker.borrow_mut().on_success(now_ms);
-            shared.metrics.breaker_state(shared.breaker.borrow().state_code());
+            succeeded(shared, now_ms);
             let until = key_cache::cache_until(&lookup, now, keys.max_cache_ttl_s, keys.negative_cache_ttl_s);
             // Written even when it may not be used (a zero TTL): a revoked or
             // unknown answer must replace a stale valid one for this key.
@@ -245,6 +243,13 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize, current_contex
     release_marker(shared, keys, &pending.hash);
     finish(shared, pending, result, current_context);
     true
+}
+
+/// Tells the breaker the service answered.
+fn succeeded(shared: &Shared, now_ms: u64) {
+    let mut breaker = shared.breaker.borrow_mut();
+    breaker.on_success(now_ms);
+    shared.metrics.breaker_state(breaker.state_code());
 }
 
 /// Counts a failed lookup and tells the breaker.
@@ -270,12 +275,7 @@ fn failed(shared: &Shared, e: LookupFailure, now_ms: u64) -> LookupFailure {
 fn release_marker(shared: &Shared, keys: &ApiKeys, hash: &str) {
     let name = key_cache::marker_name(&shared.config.generation, hash, keys.shared_cache_slots);
     let (current, cas) = host::shared_get(&name);
-    let ours = current
-        .as_deref()
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .and_then(|s| s.split_once(' '))
-        .is_some_and(|(h, _)| h == hash);
-    if ours {
+    if key_cache::marker_is_for(current.as_deref(), hash) {
         let _ = host::shared_set(&name, b"", cas);
     }
 }
@@ -283,17 +283,8 @@ fn release_marker(shared: &Shared, keys: &ApiKeys, hash: &str) {
 /// Decides again every request that waited for `p`'s answer, each in its
 /// own context, then returns to `current_context`.
 fn finish(shared: &Shared, p: Pending, result: Result<Lookup, LookupFailure>, current_context: u32) {
-    if p.waiters.is_empty() {
-        return;
-    }
     let answer = KeyAnswer { hash: p.hash, result };
-    for w in p.waiters {
-        // A waiter whose stream is gone cannot be made effective: skip it.
-        if host::set_effective_context(w).is_ok() && evaluate(shared, w, false, true, Some(&answer)) == Step::Continue {
-            let _ = host::resume_request();
-        }
-    }
-    let _ = host::set_effective_context(current_context);
+    wake(shared, p.waiters, Some(&answer), current_context);
 }
 
 /// Sets the root context's tick period when it changes.

@@ -102,9 +102,7 @@ pub enum Marker {
 /// `max_wait_ms` into the future, so a forged or corrupt far deadline
 /// cannot park requests.
 pub fn read_marker(bytes: Option<&[u8]>, hash: &str, now_ms: u64, max_wait_ms: u64) -> Marker {
-    let parsed = bytes
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .and_then(|s| s.split_once(' '))
+    let parsed = marker_parts(bytes)
         .filter(|(h, _)| *h == hash)
         .and_then(|(_, d)| d.parse::<u64>().ok());
     match parsed {
@@ -113,6 +111,17 @@ pub fn read_marker(bytes: Option<&[u8]>, hash: &str, now_ms: u64, max_wait_ms: u
         },
         _ => Marker::Free,
     }
+}
+
+/// Whether a marker names `hash`, whatever its deadline: the worker that
+/// wrote it may clear it (another key's marker in the same slot is left).
+pub fn marker_is_for(bytes: Option<&[u8]>, hash: &str) -> bool {
+    marker_parts(bytes).is_some_and(|(h, _)| h == hash)
+}
+
+/// A marker's hash and deadline, as text.
+fn marker_parts(bytes: Option<&[u8]>) -> Option<(&str, &str)> {
+    bytes.and_then(|b| std::str::from_utf8(b).ok())?.split_once(' ')
 }
 
 #[cfg(test)]
@@ -250,6 +259,13 @@ mod tests {
             Marker::Free
         );
         assert_eq!(read_marker(Some(&[0xff, b' ', b'1']), H, now_ms, 5_000), Marker::Free);
+        // whose marker it is, whatever the deadline says
+        assert!(marker_is_for(Some(&m), H));
+        assert!(marker_is_for(Some(format!("{H} -1").as_bytes()), H));
+        assert!(!marker_is_for(Some(&m), &H[1..]));
+        assert!(!marker_is_for(Some(b""), H));
+        assert!(!marker_is_for(None, H));
+        assert!(!marker_is_for(Some(&[0xff, b' ', b'1']), H));
         // a far-future deadline is believed only up to max_wait_ms
         let far = encode_marker(H, u64::MAX);
         assert_eq!(
