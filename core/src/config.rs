@@ -278,7 +278,7 @@ struct RawRequiredClaim {
     one_of: Option<Vec<Value>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTokenSource {
     #[serde(default)]
@@ -1599,13 +1599,7 @@ fn compile_api_keys(k: &RawApiKeys, envoy_appends: Option<bool>) -> Result<ApiKe
     }
     let mut sources = Vec::with_capacity(k.sources.len());
     for (i, s) in k.sources.iter().enumerate() {
-        let raw = RawTokenSource {
-            header: s.header.clone(),
-            scheme: s.scheme.clone(),
-            cookie: s.cookie.clone(),
-            query: s.query.clone(),
-        };
-        let source = compile_source(raw, &format!("{at}.sources[{i}]"))?;
+        let source = compile_source(s.clone(), &format!("{at}.sources[{i}]"))?;
         if matches!(source, TokenSource::Cookie { .. }) {
             return Err(err(
                 format!("{at}.sources[{i}].cookie"),

@@ -693,8 +693,7 @@ fn key_context_headers(
         key_id: Some(&record.key_id),
         token_id: None,
     };
-    let signing = ctx.signing_key.as_deref().map(|key| (key, now, method, path));
-    context::render(&ctx.headers, &id, signing)
+    render_context(ctx, &id, method, path, now)
 }
 
 /// The Origin check before authentication: answers CORS preflights, refuses
@@ -710,6 +709,8 @@ fn check_origin<'c>(
 ) -> Result<OriginCheck, Box<Outcome<'c>>> {
     let header = req.header("origin");
     let denied = || Box::new(Outcome::deny(Deny::OriginNotAllowed));
+    // An API key brings its own allowed origins: they decide, after the lookup.
+    let key_decides = matches!(requirement, Requirement::ApiKey { .. });
     let origin = match origin::classify(header.as_deref()) {
         OriginHeader::Missing if o.allow_missing => {
             return Ok(OriginCheck {
@@ -718,7 +719,7 @@ fn check_origin<'c>(
             })
         }
         // a key's allowed_origins never match `null` (and a sandboxed page can send it on purpose)
-        OriginHeader::Null if o.allow_null && !matches!(requirement, Requirement::ApiKey { .. }) => {
+        OriginHeader::Null if o.allow_null && !key_decides => {
             return Ok(OriginCheck {
                 tenant_pending: None,
                 cors: None,
@@ -755,8 +756,6 @@ fn check_origin<'c>(
             return Err(Box::new(Outcome::with(verdict)));
         }
     }
-    // An API key brings its own allowed origins: they decide, after the lookup.
-    let key_decides = matches!(requirement, Requirement::ApiKey { .. });
     if !statically && o.tenant_claim.is_none() && !key_decides {
         return Err(denied());
     }
@@ -771,8 +770,7 @@ fn check_origin<'c>(
     })
 }
 
-/// The identity headers of a JWT request, signed over the method and the path
-/// as they go upstream when a signing key is configured.
+/// The identity headers of a JWT request.
 fn context_headers(ctx: &Context, t: &VerifiedToken, method: &str, path: &str, now: u64) -> Vec<(String, String)> {
     let id = Identity {
         method: "jwt",
@@ -782,8 +780,14 @@ fn context_headers(ctx: &Context, t: &VerifiedToken, method: &str, path: &str, n
         key_id: None,
         token_id: t.claims.str("jti"),
     };
+    render_context(ctx, &id, method, path, now)
+}
+
+/// Renders an identity as context headers, signed over the method and the
+/// path as they go upstream when a signing key is configured.
+fn render_context(ctx: &Context, id: &Identity, method: &str, path: &str, now: u64) -> Vec<(String, String)> {
     let signing = ctx.signing_key.as_deref().map(|key| (key, now, method, path));
-    context::render(&ctx.headers, &id, signing)
+    context::render(&ctx.headers, id, signing)
 }
 
 /// The revocation check for providers that require it, from the local state
