@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edge_auth_core::context::{verify, ContextHeaders};
+use edge_auth_e2e::context::{self, FORGED};
 use edge_auth_e2e::servers::{echoed_header, echoed_header_all, echoed_headers};
 use edge_auth_e2e::service::{AuthService, ADMIN_TOKEN, SERVICE_TOKEN};
 use edge_auth_e2e::{wait_until, EchoServer, Envoy, EnvoyOptions, Reply, Response, ServedRequest, TestServer};
@@ -910,41 +910,9 @@ fn revoked_expired_and_rotated_keys_stop_working_at_the_edge() {
     assert_eq!(metric(&s.envoy, "denied.api_key_expired"), 12);
 }
 
-const FORGED: &[(&str, &str)] = &[
-    ("x-edge-auth-method", "jwt"),
-    ("X-Edge-Auth-Subject", "admin"),
-    ("x-edge-auth-tenant", "other"),
-    ("x-edge-auth-scopes", "everything"),
-    ("x-edge-auth-key-id", "key_forgedforgedforgedforgedfo"),
-    ("x-edge-auth-token-id", "forged-jti"),
-    ("x-edge-auth-timestamp", "1"),
-    ("x-edge-auth-signature", "v1=00"),
-];
-
 /// Verifies an echoed request's context headers as a backend would.
 fn verify_echo(body: &Value, method: &str) -> Result<(), String> {
-    let seen = echoed_headers(body);
-    let path = body["path"].as_str().unwrap_or_default().to_owned();
-    let get = |name: &str| {
-        let mut all = seen.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
-        let first = all.next().map(|(_, v)| v.clone());
-        // a backend refuses a context header sent twice: never pick one of two
-        if all.next().is_some() {
-            None
-        } else {
-            first
-        }
-    };
-    verify(
-        &ContextHeaders::default(),
-        get,
-        CONTEXT_KEY.as_bytes(),
-        edge_auth_e2e::now(),
-        60,
-        method,
-        &path,
-    )
-    .map_err(|e| e.to_string())
+    context::verify_echoed(body, CONTEXT_KEY.as_bytes(), method)
 }
 
 #[test]

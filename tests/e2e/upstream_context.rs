@@ -4,8 +4,8 @@
 
 use std::sync::OnceLock;
 
-use edge_auth_core::context::{verify, ContextHeaders};
-use edge_auth_e2e::servers::{echoed_header, echoed_header_all, echoed_headers};
+use edge_auth_e2e::context::{self, FORGED};
+use edge_auth_e2e::servers::{echoed_header, echoed_header_all};
 use edge_auth_e2e::tokens::{claims, jwks, key, Alg};
 use edge_auth_e2e::{EchoServer, Envoy, EnvoyOptions};
 use serde_json::{json, Value};
@@ -48,34 +48,9 @@ fn token() -> String {
     key(Alg::ES256).sign(&c)
 }
 
-const FORGED: &[(&str, &str)] = &[
-    ("x-edge-auth-subject", "admin"),
-    ("X-Edge-Auth-Tenant", "other"),
-    ("x-edge-auth-scopes", "everything"),
-    ("x-edge-auth-method", "api_key"),
-    ("x-edge-auth-timestamp", "1"),
-    ("x-edge-auth-signature", "v1=00"),
-];
-
+/// Verifies an echoed request's context headers as a backend would.
 fn verify_echo(body: &Value, method: &str) -> Result<(), String> {
-    let seen = echoed_headers(body);
-    let path = body["path"].as_str().unwrap_or_default().to_owned();
-    let get = |name: &str| {
-        seen.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let now = edge_auth_e2e::now();
-    verify(
-        &ContextHeaders::default(),
-        get,
-        SIGNING_KEY.as_bytes(),
-        now,
-        60,
-        method,
-        &path,
-    )
-    .map_err(|e| e.to_string())
+    context::verify_echoed(body, SIGNING_KEY.as_bytes(), method)
 }
 
 #[test]

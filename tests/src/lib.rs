@@ -10,12 +10,14 @@
 //!   programmable [`servers::TestServer`] both are built on.
 //! * [`envoy`]: starts the real Envoy (`$ENVOY_BIN`) with a generated bootstrap
 //!   that loads the filter (`$EDGE_AUTH_WASM`) in front of an upstream.
+//! * [`context`]: forged context headers, and verifying the signed ones.
 //! * [`service`]: the reference auth service as a child process, with its
 //!   admin API and counters.
 //! * [`tokens`]: key pairs for every supported algorithm (generated at test
 //!   time, cached per process), JWKS/PEM export and token signing, including
 //!   hand-crafted headers.
 
+pub mod context;
 pub mod envoy;
 pub mod http;
 pub mod servers;
