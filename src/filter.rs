@@ -5,8 +5,8 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
-use edge_auth_core::cache::CacheKey;
-use edge_auth_core::decision::{self, Allow, Deny, KeyAnswer, KeyUse, Request, ResponseHeaders, Verdict};
+use edge_auth_core::decision::{self, Allow, Credential, Deny, KeyAnswer, KeyUse, Request, ResponseHeaders, Verdict};
+use edge_auth_core::header_map::HeaderMap;
 use edge_auth_core::response;
 use edge_auth_core::token_source::TokenSource;
 
@@ -28,16 +28,37 @@ impl EdgeAuthFilter {
     }
 }
 
-/// The request's facts, read from the host only when the core asks.
-struct HostRequest;
+/// The request's facts: its headers from the one read of the header map,
+/// the rest from the host only when the core asks.
+struct HostRequest<'a> {
+    headers: HeaderMap<'a>,
+    /// Headers the filter writes: removed from the request before the core
+    /// looks at it, so never a fact of the request.
+    written: &'a [String],
+}
 
-impl Request for HostRequest {
+impl HostRequest<'_> {
+    fn value(&self, name: &str) -> Option<&[u8]> {
+        if self.written.iter().any(|w| w.eq_ignore_ascii_case(name)) {
+            return None;
+        }
+        self.headers.get(name)
+    }
+}
+
+impl Request for HostRequest<'_> {
     fn header(&mut self, name: &str) -> Option<String> {
-        host::request_header(name)
+        self.value(name).map(host::text_of)
     }
 
     fn forwarded_for(&mut self) -> Option<String> {
-        host::request_header_joined("x-forwarded-for")
+        let mut values = self.headers.values("x-forwarded-for");
+        let mut joined = host::text_of(values.next()?);
+        for v in values {
+            joined.push(',');
+            joined.push_str(&host::text_of(v));
+        }
+        Some(joined)
     }
 
     fn peer(&mut self) -> Option<String> {
@@ -74,26 +95,33 @@ pub fn evaluate(
     answer: Option<&KeyAnswer>,
 ) -> Step {
     let cfg = &shared.config;
-    // Client-sent copies of every header the filter may write go first, on every route.
+    let buf = host::request_header_map();
+    let Some(headers) = HeaderMap::parse(&buf) else {
+        return deny(
+            shared,
+            Deny::BadPath("the request's headers cannot be read"),
+            None,
+            None,
+        );
+    };
+    // Client-sent copies of every header the filter may write go first, on
+    // every route (only those present: a removal is a host call).
     for h in &cfg.written_headers {
-        let _ = host::remove_request_header(h);
+        if headers.contains(h) {
+            let _ = host::remove_request_header(h);
+        }
     }
-    let (Some(method), Some(path)) = (host::request_header(":method"), host::request_header(":path")) else {
+    let mut req = HostRequest {
+        headers,
+        written: &cfg.written_headers,
+    };
+    let (Some(method), Some(path)) = (req.header(":method"), req.header(":path")) else {
         return deny(shared, Deny::BadPath("the request has no method or path"), None, None);
     };
     let now_ms = host::now_ms();
     let outcome = {
         let mut state = shared.state.borrow_mut();
-        decision::decide(
-            cfg,
-            &mut state,
-            &method,
-            &path,
-            &mut HostRequest,
-            now_ms,
-            may_await,
-            answer,
-        )
+        decision::decide(cfg, &mut state, &method, &path, &mut req, now_ms, may_await, answer)
     };
     match outcome.cache {
         Some(true) => Metrics::inc(shared.metrics.cache_hit),
@@ -209,15 +237,17 @@ fn allow(shared: &Shared, a: Allow<'_>) {
     }
 }
 
+/// Writes identity headers upstream. Every client copy of them was removed
+/// in [`evaluate`], so they are added (cheaper for the host than a replace).
 fn set_headers(headers: &[(String, String)]) {
     for (name, value) in headers {
-        if host::set_request_header(name, value).is_err() {
+        if host::add_request_header(name, value).is_err() {
             host::log(LogLevel::Warn, &format!("edge-auth: could not set header {name}"));
         }
     }
 }
 
-fn deny(shared: &Shared, d: Deny<'_>, credential: Option<&CacheKey>, cors: Option<&ResponseHeaders>) -> Step {
+fn deny(shared: &Shared, d: Deny<'_>, credential: Option<&Credential>, cors: Option<&ResponseHeaders>) -> Step {
     shared.metrics.denied(d);
     let level = match d {
         Deny::Token(e) if response::is_operational(e) => LogLevel::Warn,
@@ -227,7 +257,7 @@ fn deny(shared: &Shared, d: Deny<'_>, credential: Option<&CacheKey>, cors: Optio
     if level == LogLevel::Warn && !shared.warn_allowed(host::now_ms()) {
         // counted in the metrics above; the log stays readable
     } else if host::enabled(level) {
-        let fp = credential.map_or_else(|| "-".to_owned(), decision::fingerprint);
+        let fp = credential.map_or_else(|| "-".to_owned(), Credential::fingerprint);
         host::log(level, &format!("edge-auth: denied reason={} credential={fp}", d.name()));
     }
     let reply = response::reply(d, &shared.config.realm);

@@ -41,27 +41,38 @@ fn text(bytes: Bytes) -> String {
     }
 }
 
-pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-        .map(text)
+/// Bytes as text, without taking ownership (see [`text`]).
+pub fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Every value of a request header, joined with `,` in order (reads the whole
-/// header map: use only where several values must all be seen).
-pub fn request_header_joined(name: &str) -> Option<String> {
-    let all = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()?;
-    let mut values = all
-        .into_iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| text(v));
-    let first = values.next()?;
-    Some(values.fold(first, |mut joined, v| {
-        joined.push(',');
-        joined.push_str(&v);
-        joined
-    }))
+// The raw host call behind the SDK's `get_map_bytes`, which copies every name
+// and value into its own allocation (and unwraps names as UTF-8). The status
+// and map type are plain integers here, so no value the host returns can be
+// an invalid enum.
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+}
+
+/// The request's whole header map, serialised as the host gives it (see
+/// `edge_auth_core::header_map`): one host call, however many headers are
+/// read from it. Empty when the host cannot give it.
+pub fn request_header_map() -> Vec<u8> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer and a size into the two locals. The
+    // buffer it points to was allocated in this VM through the SDK's
+    // `proxy_on_memory_allocate` (a boxed `[u8]` of exactly `size` bytes), so
+    // the returned Vec owns it and frees it with the same allocator, as the
+    // SDK's own readers do.
+    unsafe {
+        let status = proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size);
+        if status != 0 || data.is_null() {
+            return Vec::new();
+        }
+        Vec::from_raw_parts(data, size, size)
+    }
 }
 
 /// The downstream peer address (`source.address`: "ip:port").
@@ -82,6 +93,11 @@ pub fn add_response_header(name: &str, value: &str) -> Result<(), Status> {
 
 pub fn set_request_header(name: &str, value: &str) -> Result<(), Status> {
     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+}
+
+/// Adds a request header value (the filter has removed any client copy).
+pub fn add_request_header(name: &str, value: &str) -> Result<(), Status> {
+    hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value)
 }
 
 /// Removes every value of a request header.

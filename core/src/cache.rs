@@ -5,15 +5,21 @@
 //! first sweeps a few slots for expired entries (a cursor walks the whole
 //! array over successive inserts); if none is free it evicts the oldest
 //! entry. Every operation is O(1) amortised.
+//!
+//! Keys are hashed with the standard library's SipHash under a key drawn at
+//! random for each cache, so nobody outside the VM can choose keys that
+//! collide in the index.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 
 use sha2::{Digest, Sha256};
 
-/// A cache key: a SHA-256 digest.
+/// A digest cache key: a SHA-256 digest.
 pub type CacheKey = [u8; 32];
 
-/// The cache key of a token: its SHA-256 digest.
+/// The SHA-256 digest of a credential (API keys are cached and looked up by it).
 pub fn token_key(token: &str) -> CacheKey {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -24,8 +30,8 @@ const SWEEP: usize = 8;
 const NIL: usize = usize::MAX;
 
 #[derive(Debug)]
-struct Slot<V> {
-    key: CacheKey,
+struct Slot<K, V> {
+    key: K,
     expires_at: u64,
     /// `None` while the slot is free.
     value: Option<V>,
@@ -34,13 +40,14 @@ struct Slot<V> {
     next: usize,
 }
 
-/// A map from [`CacheKey`] to `V` holding at most `max_entries` entries, each
-/// valid until its `expires_at` (unix seconds, exclusive).
+/// A map from `K` (by default a [`CacheKey`]) to `V` holding at most
+/// `max_entries` entries, each valid until its `expires_at` (unix seconds,
+/// exclusive).
 #[derive(Debug)]
-pub struct BoundedCache<V> {
+pub struct BoundedCache<V, K = CacheKey> {
     max: usize,
-    slots: Vec<Slot<V>>,
-    index: HashMap<CacheKey, usize>,
+    slots: Vec<Slot<K, V>>,
+    index: HashMap<K, usize>,
     /// Free slot indices below `slots.len()`.
     free: Vec<usize>,
     /// Oldest and newest live slots.
@@ -50,7 +57,7 @@ pub struct BoundedCache<V> {
     sweep: usize,
 }
 
-impl<V> BoundedCache<V> {
+impl<V, K: Hash + Eq + Clone> BoundedCache<V, K> {
     /// A cache of at most `max_entries` entries, allocated now; 0 disables it.
     pub fn new(max_entries: usize) -> Self {
         BoundedCache {
@@ -65,7 +72,11 @@ impl<V> BoundedCache<V> {
     }
 
     /// The value for `key` if present and `now < expires_at`.
-    pub fn get(&self, key: &CacheKey, now: u64) -> Option<&V> {
+    pub fn get<Q>(&self, key: &Q, now: u64) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let slot = self.slots.get(*self.index.get(key)?)?;
         if slot.expires_at <= now {
             return None;
@@ -76,7 +87,7 @@ impl<V> BoundedCache<V> {
     /// Stores `value` for `key` until `expires_at`, replacing any previous
     /// entry (which becomes the newest). A value already expired at `now` is
     /// not stored and removes any previous entry.
-    pub fn insert(&mut self, key: CacheKey, value: V, expires_at: u64, now: u64) {
+    pub fn insert(&mut self, key: K, value: V, expires_at: u64, now: u64) {
         if expires_at <= now {
             self.remove(&key);
             return;
@@ -97,7 +108,7 @@ impl<V> BoundedCache<V> {
             return;
         };
         let slot = Slot {
-            key,
+            key: key.clone(),
             expires_at,
             value: Some(value),
             prev: NIL,
@@ -112,7 +123,11 @@ impl<V> BoundedCache<V> {
     }
 
     /// Removes the entry for `key`, if any.
-    pub fn remove(&mut self, key: &CacheKey) {
+    pub fn remove<Q>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         if let Some(i) = self.index.remove(key) {
             self.release(i);
         }
@@ -156,8 +171,7 @@ impl<V> BoundedCache<V> {
             return Some(i);
         }
         let oldest = self.head;
-        let key = self.slots.get(oldest)?.key;
-        self.index.remove(&key);
+        self.index.remove(&self.slots.get(oldest)?.key);
         self.release(oldest);
         self.free.pop()
     }
@@ -171,13 +185,11 @@ impl<V> BoundedCache<V> {
         for _ in 0..SWEEP.min(n) {
             let i = self.sweep % n;
             self.sweep = (i + 1) % n;
-            let expired = match self.slots.get(i) {
-                Some(s) if s.value.is_some() && s.expires_at <= now => Some(s.key),
-                _ => None,
-            };
-            if let Some(key) = expired {
-                self.index.remove(&key);
-                self.release(i);
+            if let Some(s) = self.slots.get(i) {
+                if s.value.is_some() && s.expires_at <= now {
+                    self.index.remove(&s.key);
+                    self.release(i);
+                }
             }
         }
     }
@@ -226,6 +238,7 @@ impl<V> BoundedCache<V> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use std::rc::Rc;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -236,7 +249,7 @@ mod tests {
     }
 
     /// Walks the order list and checks it against the index and free list.
-    fn check<V>(c: &BoundedCache<V>) {
+    fn check<V, K: Hash + Eq + Clone>(c: &BoundedCache<V, K>) {
         assert!(c.len() <= c.capacity());
         assert!(c.slots.len() <= c.capacity());
         let mut seen = 0;
@@ -420,6 +433,24 @@ mod tests {
     }
 
     #[test]
+    fn text_keys_are_looked_up_by_str_and_exactly() {
+        let mut c: BoundedCache<u32, Rc<str>> = BoundedCache::new(2);
+        c.insert(Rc::from("token-a"), 1, 100, 0);
+        c.insert(Rc::from("token-b"), 2, 100, 0);
+        assert_eq!(c.get("token-a", 0), Some(&1));
+        assert_eq!(c.get("token-b", 0), Some(&2));
+        for near in ["token-", "token-a ", "Token-a", "token-c", ""] {
+            assert_eq!(c.get(near, 0), None, "{near:?}");
+        }
+        c.insert(Rc::from("token-c"), 3, 100, 0); // evicts the oldest, token-a
+        assert_eq!(c.get("token-a", 0), None);
+        assert_eq!(c.get("token-c", 0), Some(&3));
+        c.remove("token-b");
+        assert_eq!(c.get("token-b", 0), None);
+        check(&c);
+    }
+
+    #[test]
     fn disabled_cache() {
         let mut c = BoundedCache::new(0);
         c.insert(k(1), 1, 100, 0);
@@ -466,7 +497,6 @@ mod tests {
 
     #[test]
     fn values_are_dropped_when_evicted_or_removed() {
-        use std::rc::Rc;
         let v = Rc::new(());
         let mut c = BoundedCache::new(2);
         c.insert(k(1), Rc::clone(&v), 100, 0);

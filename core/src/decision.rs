@@ -11,6 +11,9 @@ use std::rc::Rc;
 
 use crate::apikey::{self, Answer, KeyRecord, Lookup, LookupFailure};
 use crate::breaker::{Freshness, StaleIfError};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
 use crate::cache::{token_key, BoundedCache, CacheKey};
 use crate::config::{ApiKeys, Config, Context, Provider};
 use crate::context::{self, Identity};
@@ -95,9 +98,15 @@ pub enum KeyUse {
 /// Per-worker state used by decisions.
 #[derive(Debug)]
 pub struct State {
-    pub cache: BoundedCache<Rc<VerifiedToken>>,
-    /// Tokens whose signature did not verify, with their provider (see [`REJECTED_CACHE_S`]).
-    pub rejected: BoundedCache<usize>,
+    /// Verified tokens, keyed by the token itself: a hit costs one SipHash
+    /// of the token and one comparison, no digest.
+    pub cache: BoundedCache<Rc<VerifiedToken>, Rc<str>>,
+    /// Tokens whose signature did not verify, with their provider (see
+    /// [`REJECTED_CACHE_S`]), keyed by [`State::rejected_key`]: 8 bytes per
+    /// entry, however large the tokens an attacker sends.
+    pub rejected: BoundedCache<usize, u64>,
+    /// The random key of [`State::rejected_key`].
+    rejected_hasher: RandomState,
     /// API-key answers decoded on this worker (a copy of the shared cache's).
     pub keys: BoundedCache<Rc<CachedKey>>,
     /// One entry per provider (unused for providers without `remote_jwks`).
@@ -113,11 +122,20 @@ impl State {
         State {
             cache: BoundedCache::new(cfg.token_cache_entries),
             rejected: BoundedCache::new(cfg.token_cache_entries.clamp(1, 4096)),
+            rejected_hasher: RandomState::new(),
             keys: BoundedCache::new(cfg.api_keys.as_ref().map_or(1, |k| k.local_cache_entries)),
             remote: cfg.providers.iter().map(|_| RemoteKeys::new()).collect(),
             revocation: RevocationState::new(),
             revocation_fresh_until_ms: 0,
         }
+    }
+
+    /// A token's key in the refusal cache: SipHash under a key drawn at
+    /// random per worker, so nobody can make a valid token collide with a
+    /// refused one (and a chance collision, about one in 2^64 per lookup,
+    /// would only refuse, never admit).
+    pub fn rejected_key(&self, token: &str) -> u64 {
+        self.rejected_hasher.hash_one(token)
     }
 
     /// Installs a freshly fetched key set. When a key id the old set had is
@@ -322,7 +340,7 @@ pub struct Allow<'c> {
 pub struct Outcome<'c> {
     pub verdict: Verdict<'c>,
     pub cache: Option<bool>,
-    pub credential: Option<CacheKey>,
+    pub credential: Option<Credential>,
     pub cors: Option<ResponseHeaders>,
     /// Where an API key's answer came from.
     pub key: Option<KeyUse>,
@@ -348,6 +366,51 @@ impl<'c> Outcome<'c> {
 /// 8 hex digits of its SHA-256.
 pub fn fingerprint(key: &CacheKey) -> String {
     key.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The credential of a refused request, for its log line. It only ever
+/// shows as its [`fingerprint`]; the digest is computed when a log asks for
+/// it, so a refusal nobody logs costs no hashing.
+pub struct Credential(CredentialForm);
+
+enum CredentialForm {
+    Text(String),
+    Digest(CacheKey),
+}
+
+impl Credential {
+    fn text(token: String) -> Credential {
+        Credential(CredentialForm::Text(token))
+    }
+
+    fn digest_of(key: CacheKey) -> Credential {
+        Credential(CredentialForm::Digest(key))
+    }
+
+    /// The SHA-256 of the credential.
+    pub fn digest(&self) -> CacheKey {
+        match &self.0 {
+            CredentialForm::Text(t) => token_key(t),
+            CredentialForm::Digest(d) => *d,
+        }
+    }
+
+    /// See [`fingerprint`].
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.digest())
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credential({})", self.fingerprint())
+    }
+}
+
+impl PartialEq for Credential {
+    fn eq(&self, other: &Credential) -> bool {
+        self.digest() == other.digest()
+    }
 }
 
 /// A credential found in the request.
@@ -483,33 +546,32 @@ fn authorize<'c>(
         Ok(None) => return Outcome::deny(Deny::MissingToken),
         Err(d) => return Outcome::deny(d),
     };
-    let key = token_key(&found.token);
-    let (token, hit) = match authenticate(cfg, st, providers, &found, key, now_ms, may_await) {
+    let (token, hit) = match authenticate(cfg, st, providers, &found, now_ms, may_await) {
         Ok(ok) => ok,
         Err(verdict) => {
             return Outcome {
                 cache: Some(false),
-                credential: Some(key),
+                credential: Some(Credential::text(found.token)),
                 ..Outcome::with(verdict)
             }
         }
     };
     let revoked = revocation_check(cfg, st, &token, now_ms);
-    let verdict = match revoked.or_else(|| after_authentication(cfg, policy, &token, tenant_pending)) {
-        Some(d) => Verdict::Deny(d),
-        None => {
-            let mut allowed = allow(cfg, rule, token, found);
-            if let (Some(ctx), Some(t)) = (&cfg.context, &allowed.token) {
-                let upstream_path = allowed.path.as_deref().unwrap_or(raw_path);
-                allowed.context = context_headers(ctx, t, method, upstream_path, now_ms / 1000);
-            }
-            Verdict::Allow(allowed)
-        }
-    };
+    if let Some(d) = revoked.or_else(|| after_authentication(cfg, policy, &token, tenant_pending)) {
+        return Outcome {
+            cache: Some(hit),
+            credential: Some(Credential::text(found.token)),
+            ..Outcome::deny(d)
+        };
+    }
+    let mut allowed = allow(cfg, rule, token, found);
+    if let (Some(ctx), Some(t)) = (&cfg.context, &allowed.token) {
+        let upstream_path = allowed.path.as_deref().unwrap_or(raw_path);
+        allowed.context = context_headers(ctx, t, method, upstream_path, now_ms / 1000);
+    }
     Outcome {
         cache: Some(hit),
-        credential: Some(key),
-        ..Outcome::with(verdict)
+        ..Outcome::with(Verdict::Allow(allowed))
     }
 }
 
@@ -567,7 +629,7 @@ fn authorize_key<'c>(
         }
     }
     let outcome = |verdict, key| Outcome {
-        credential: Some(cred),
+        credential: Some(Credential::digest_of(cred)),
         key,
         ..Outcome::with(verdict)
     };
@@ -833,19 +895,19 @@ fn authenticate<'c>(
     st: &mut State,
     providers: &[usize],
     found: &Found<'c>,
-    key: CacheKey,
     now_ms: u64,
     may_await: bool,
 ) -> Result<(Rc<VerifiedToken>, bool), Verdict<'c>> {
     let now = now_ms / 1000;
     let accepts = |p: &Provider| p.sources.iter().any(|s| s == found.source);
-    if let Some(v) = st.cache.get(&key, now) {
+    if let Some(v) = st.cache.get(found.token.as_str(), now) {
         if providers.contains(&v.provider) && cfg.providers.get(v.provider).is_some_and(accepts) {
             return Ok((Rc::clone(v), true));
         }
     }
     let deny = |e| Verdict::Deny(Deny::Token(e));
-    if let Some(&pi) = st.rejected.get(&key, now) {
+    let rejected_key = st.rejected_key(&found.token);
+    if let Some(&pi) = st.rejected.get(&rejected_key, now) {
         if providers.contains(&pi) && cfg.providers.get(pi).is_some_and(accepts) {
             return Err(deny(JwtError::BadSignature));
         }
@@ -899,7 +961,7 @@ fn authenticate<'c>(
         }
         Err(JwtError::BadSignature) => {
             let until = now.saturating_add(REJECTED_CACHE_S);
-            st.rejected.insert(key, pi, until, now);
+            st.rejected.insert(rejected_key, pi, until, now);
             return Err(deny(JwtError::BadSignature));
         }
         Err(e) => return Err(deny(e)),
@@ -924,7 +986,8 @@ fn authenticate<'c>(
         headers,
         grants,
     });
-    st.cache.insert(key, Rc::clone(&verified), expires_at, now);
+    st.cache
+        .insert(Rc::from(found.token.as_str()), Rc::clone(&verified), expires_at, now);
     Ok((verified, false))
 }
 

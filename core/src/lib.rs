@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod context;
 pub mod decision;
+pub mod header_map;
 pub mod ip;
 pub mod jwks_refresh;
 pub mod jwt;

@@ -408,6 +408,73 @@ fn remote_keys_await_rotate_and_rate_limit() {
 }
 
 #[test]
+fn only_the_exact_cached_token_is_served_from_cache() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let good = hs(claims("https://hs", "api"));
+    let req = |t: &str| Req::new(&[("authorization", &format!("Bearer {t}"))]);
+    assert_eq!(
+        req(&good).run(&cfg, &mut st, "GET", "/api/x", NOW, true).cache,
+        Some(false)
+    );
+    assert_eq!(
+        req(&good).run(&cfg, &mut st, "GET", "/api/x", NOW, true).cache,
+        Some(true)
+    );
+    // Near misses of the cached token: one character changed anywhere, a
+    // character appended or removed. None is a cache hit; each is verified
+    // (and refused) on its own.
+    let last = good.len() - 1;
+    let flip = |i: usize| {
+        let mut b = good.clone().into_bytes();
+        b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    };
+    for t in [
+        flip(0),
+        flip(good.len() / 2),
+        flip(last),
+        format!("{good}A"),
+        good[..last].to_owned(),
+    ] {
+        let o = req(&t).run(&cfg, &mut st, "GET", "/api/x", NOW, true);
+        assert_eq!(o.cache, Some(false), "{t}");
+        assert!(
+            matches!(o.verdict, Verdict::Deny(Deny::Token(_))),
+            "{t}: {:?}",
+            o.verdict
+        );
+    }
+    assert_eq!(st.cache.len(), 1);
+    assert_eq!(
+        req(&good).run(&cfg, &mut st, "GET", "/api/x", NOW, true).cache,
+        Some(true)
+    );
+}
+
+#[test]
+fn a_refused_token_is_logged_by_fingerprint_only() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let good = hs(claims("https://hs", "api"));
+    let bad = format!("{good}x");
+    let o = Req::new(&[("authorization", &format!("Bearer {bad}"))]).run(&cfg, &mut st, "GET", "/api/x", NOW, true);
+    let credential = o.credential.as_ref().unwrap();
+    assert_eq!(credential.digest(), edge_auth_core::cache::token_key(&bad));
+    assert_eq!(
+        credential.fingerprint(),
+        edge_auth_core::decision::fingerprint(&edge_auth_core::cache::token_key(&bad))
+    );
+    let shown = format!("{o:?}");
+    assert!(!shown.contains(&bad[bad.len() - 20..]), "{shown}");
+    assert!(shown.contains(&credential.fingerprint()), "{shown}");
+    // An allowed request carries no credential: nothing to hash.
+    let o = Req::new(&[("authorization", &format!("Bearer {good}"))]).run(&cfg, &mut st, "GET", "/api/x", NOW, true);
+    assert!(matches!(o.verdict, Verdict::Allow(_)));
+    assert!(o.credential.is_none());
+}
+
+#[test]
 fn refused_signatures_are_remembered_until_keys_change() {
     let cfg = config();
     let mut st = State::new(&cfg);
