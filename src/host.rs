@@ -43,7 +43,12 @@ fn text(bytes: Bytes) -> String {
 
 /// Bytes as text, without taking ownership (see [`text`]).
 pub fn text_of(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    // The strict check first: it reads ASCII a word at a time, where the
+    // lossy decoder walks every byte.
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
 }
 
 // The raw host call behind the SDK's `get_map_bytes`, which copies every name

@@ -6,13 +6,14 @@
 //! array over successive inserts); if none is free it evicts the oldest
 //! entry. Every operation is O(1) amortised.
 //!
-//! Keys are hashed with the standard library's SipHash under a key drawn at
-//! random for each cache, so nobody outside the VM can choose keys that
-//! collide in the index.
+//! Keys are hashed under a key drawn at random for each cache: by default
+//! with the standard library's SipHash; caches whose entries nobody but the
+//! filter can create (verified tokens) may use the cheaper [`QuickHash`].
 
 use std::borrow::Borrow;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use sha2::{Digest, Sha256};
 
@@ -22,6 +23,75 @@ pub type CacheKey = [u8; 32];
 /// The SHA-256 digest of a credential (API keys are cached and looked up by it).
 pub fn token_key(token: &str) -> CacheKey {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// A seeded multiply-rotate hash, eight bytes per step: about a quarter of
+/// SipHash's work on a long token. It is not meant to resist anyone who
+/// chooses keys to collide; use it only for an index whose keys the filter
+/// alone admits (tokens that passed verification), where colliding keys
+/// could at worst lengthen a lookup among entries the filter vouched for.
+#[derive(Debug, Clone, Copy)]
+pub struct QuickHash {
+    seed: u64,
+}
+
+impl Default for QuickHash {
+    /// A state seeded from the standard library's random hash keys.
+    fn default() -> QuickHash {
+        QuickHash {
+            seed: RandomState::new().hash_one(0x5eed_u64),
+        }
+    }
+}
+
+impl BuildHasher for QuickHash {
+    type Hasher = QuickHasher;
+
+    fn build_hasher(&self) -> QuickHasher {
+        QuickHasher { h: self.seed }
+    }
+}
+
+/// The hasher of [`QuickHash`].
+#[derive(Debug, Clone)]
+pub struct QuickHasher {
+    h: u64,
+}
+
+const QUICK_M: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl QuickHasher {
+    fn mix(&mut self, w: u64) {
+        self.h = (self.h ^ w).wrapping_mul(QUICK_M).rotate_left(31);
+    }
+}
+
+impl Hasher for QuickHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for chunk in words.by_ref() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(b));
+        }
+        let rest = words.remainder();
+        let mut b = [0u8; 8];
+        if let Some(dst) = b.get_mut(..rest.len()) {
+            dst.copy_from_slice(rest);
+        }
+        // the length goes in too, so trailing zero bytes still count
+        self.mix(u64::from_le_bytes(b) ^ ((bytes.len() as u64) << 56));
+    }
+
+    fn finish(&self) -> u64 {
+        // MurmurHash3's finaliser: every output bit depends on every input bit.
+        let mut k = self.h;
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        k ^ (k >> 33)
+    }
 }
 
 /// Slots examined for expired entries per insert into a full cache.
@@ -44,10 +114,10 @@ struct Slot<K, V> {
 /// `max_entries` entries, each valid until its `expires_at` (unix seconds,
 /// exclusive).
 #[derive(Debug)]
-pub struct BoundedCache<V, K = CacheKey> {
+pub struct BoundedCache<V, K = CacheKey, S = RandomState> {
     max: usize,
     slots: Vec<Slot<K, V>>,
-    index: HashMap<K, usize>,
+    index: HashMap<K, usize, S>,
     /// Free slot indices below `slots.len()`.
     free: Vec<usize>,
     /// Oldest and newest live slots.
@@ -60,10 +130,17 @@ pub struct BoundedCache<V, K = CacheKey> {
 impl<V, K: Hash + Eq + Clone> BoundedCache<V, K> {
     /// A cache of at most `max_entries` entries, allocated now; 0 disables it.
     pub fn new(max_entries: usize) -> Self {
+        BoundedCache::with_hasher(max_entries, RandomState::new())
+    }
+}
+
+impl<V, K: Hash + Eq + Clone, S: BuildHasher> BoundedCache<V, K, S> {
+    /// [`BoundedCache::new`] with the index hashed by `hasher`.
+    pub fn with_hasher(max_entries: usize, hasher: S) -> Self {
         BoundedCache {
             max: max_entries,
             slots: Vec::with_capacity(max_entries),
-            index: HashMap::with_capacity(max_entries),
+            index: HashMap::with_capacity_and_hasher(max_entries, hasher),
             free: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -249,7 +326,7 @@ mod tests {
     }
 
     /// Walks the order list and checks it against the index and free list.
-    fn check<V, K: Hash + Eq + Clone>(c: &BoundedCache<V, K>) {
+    fn check<V, K: Hash + Eq + Clone, S: BuildHasher>(c: &BoundedCache<V, K, S>) {
         assert!(c.len() <= c.capacity());
         assert!(c.slots.len() <= c.capacity());
         let mut seen = 0;
@@ -434,7 +511,7 @@ mod tests {
 
     #[test]
     fn text_keys_are_looked_up_by_str_and_exactly() {
-        let mut c: BoundedCache<u32, Rc<str>> = BoundedCache::new(2);
+        let mut c: BoundedCache<u32, Rc<str>, QuickHash> = BoundedCache::with_hasher(2, QuickHash::default());
         c.insert(Rc::from("token-a"), 1, 100, 0);
         c.insert(Rc::from("token-b"), 2, 100, 0);
         assert_eq!(c.get("token-a", 0), Some(&1));
@@ -448,6 +525,35 @@ mod tests {
         c.remove("token-b");
         assert_eq!(c.get("token-b", 0), None);
         check(&c);
+    }
+
+    #[test]
+    fn quick_hash_tells_near_keys_apart() {
+        let q = QuickHash::default();
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLWJ5dGVzLWhlcmU";
+        let mut seen = std::collections::HashSet::new();
+        assert!(seen.insert(q.hash_one(token)));
+        assert_eq!(
+            q.hash_one(token),
+            q.hash_one(String::from(token).as_str()),
+            "deterministic per state"
+        );
+        // every one-byte change, at every position, and every truncation
+        for i in 0..token.len() {
+            let mut b = token.as_bytes().to_vec();
+            b[i] ^= 1;
+            assert!(seen.insert(q.hash_one(&b[..])), "flip at {i}");
+            assert!(seen.insert(q.hash_one(&token.as_bytes()[..i])), "cut at {i}");
+        }
+        // trailing zero bytes change the hash
+        assert_ne!(q.hash_one(&b"ab"[..]), q.hash_one(&b"ab\0"[..]));
+        // another state, another hash
+        let other = QuickHash { seed: q.seed ^ 1 };
+        assert_ne!(q.hash_one(token), other.hash_one(token));
+        // low bits (hashbrown's bucket index) spread over sequential keys
+        let buckets: std::collections::HashSet<u64> =
+            (0..1024u32).map(|n| q.hash_one(format!("token-{n}")) & 1023).collect();
+        assert!(buckets.len() > 550, "{}", buckets.len());
     }
 
     #[test]

@@ -7,16 +7,14 @@
 //!
 //! The layout (proxy-wasm ABI): a little-endian `u32` count `n`, then `n`
 //! pairs of `u32` sizes (name, value), then for each pair the name, a NUL,
-//! the value and a NUL. [`HeaderMap::parse`] checks the whole layout once, so
-//! that every later lookup walks it without any further checks failing.
+//! the value and a NUL. [`HeaderMap::parse`] checks the whole layout once and
+//! notes where each name and value is, so that every later lookup is a scan
+//! of a short list of slices.
 
-/// A well-formed serialised header map.
-#[derive(Debug, Clone, Copy)]
+/// A well-formed serialised header map: its pairs, borrowed from the buffer.
+#[derive(Debug, Clone, Default)]
 pub struct HeaderMap<'a> {
-    /// The size table: `count` pairs of little-endian `u32`.
-    sizes: &'a [u8],
-    /// The names and values, each followed by a NUL.
-    data: &'a [u8],
+    pairs: Vec<(&'a [u8], &'a [u8])>,
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<usize> {
@@ -25,15 +23,12 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<usize> {
 }
 
 impl<'a> HeaderMap<'a> {
-    /// An empty map (what a host with no headers to give is read as).
-    pub const EMPTY: HeaderMap<'static> = HeaderMap { sizes: &[], data: &[] };
-
     /// Checks `buf`'s layout; `None` when a size runs past the end, a
     /// terminator is not NUL, or bytes are left over. An empty buffer is an
     /// empty map.
     pub fn parse(buf: &'a [u8]) -> Option<HeaderMap<'a>> {
         if buf.is_empty() {
-            return Some(HeaderMap::EMPTY);
+            return Some(HeaderMap::default());
         }
         let count = u32_at(buf, 0)?;
         // Each pair takes at least 8 bytes of sizes and 2 terminators: a
@@ -44,28 +39,30 @@ impl<'a> HeaderMap<'a> {
         let table_end = 4 + count * 8;
         let sizes = buf.get(4..table_end)?;
         let data = buf.get(table_end..)?;
+        let mut pairs = Vec::with_capacity(count);
         let mut at = 0usize;
         for i in 0..count {
-            let name = u32_at(sizes, i * 8)?;
-            let value = u32_at(sizes, i * 8 + 4)?;
-            for len in [name, value] {
-                at = at.checked_add(len)?;
-                if data.get(at) != Some(&0) {
+            let name_len = u32_at(sizes, i * 8)?;
+            let value_len = u32_at(sizes, i * 8 + 4)?;
+            let mut field = |len: usize| {
+                let end = at.checked_add(len)?;
+                let bytes = data.get(at..end)?;
+                if data.get(end) != Some(&0) {
                     return None;
                 }
-                at += 1;
-            }
+                at = end + 1;
+                Some(bytes)
+            };
+            let name = field(name_len)?;
+            let value = field(value_len)?;
+            pairs.push((name, value));
         }
-        (at == data.len()).then_some(HeaderMap { sizes, data })
+        (at == data.len()).then_some(HeaderMap { pairs })
     }
 
     /// Every (name, value) pair, in the host's order.
-    pub fn iter(&self) -> Pairs<'a> {
-        Pairs {
-            map: *self,
-            index: 0,
-            at: 0,
-        }
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
+        self.pairs.iter().copied()
     }
 
     /// The first value of header `name` (ASCII case-insensitive).
@@ -79,45 +76,20 @@ impl<'a> HeaderMap<'a> {
     }
 
     /// Every value of header `name`, in order.
-    pub fn values<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
-    where
-        'a: 'n,
-    {
-        self.iter()
+    pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.pairs
+            .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+            .map(|&(_, v)| v)
     }
 
     /// The number of pairs.
     pub fn len(&self) -> usize {
-        self.sizes.len() / 8
+        self.pairs.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sizes.is_empty()
-    }
-}
-
-/// The pairs of a [`HeaderMap`].
-#[derive(Debug, Clone)]
-pub struct Pairs<'a> {
-    map: HeaderMap<'a>,
-    index: usize,
-    at: usize,
-}
-
-impl<'a> Iterator for Pairs<'a> {
-    type Item = (&'a [u8], &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let name_len = u32_at(self.map.sizes, self.index * 8)?;
-        let value_len = u32_at(self.map.sizes, self.index * 8 + 4)?;
-        let name = self.map.data.get(self.at..self.at + name_len)?;
-        let value_at = self.at + name_len + 1;
-        let value = self.map.data.get(value_at..value_at + value_len)?;
-        self.index += 1;
-        self.at = value_at + value_len + 1;
-        Some((name, value))
+        self.pairs.is_empty()
     }
 }
 
