@@ -106,13 +106,16 @@ wasm-bindgen-cli:
 build: rust-targets
 	@echo "build: cargo build --release --target wasm32-wasip1 -p edge-auth"
 	@cargo build --release --target wasm32-wasip1 -p edge-auth
+	@# The callbacks the filter leaves to the SDK would still be entered for
+	@# every request if exported (tools/wasm-trim explains); idempotent.
+	@cargo run -q --release -p edge-auth-wasm-trim -- "$(WASM)"
 	@echo "build: $(WASM) ($$(stat -c %s "$(WASM)") bytes)"
 
 ## ---------------------------------------------------------------- tests
 
 test-unit:
-	@echo "test-unit: cargo test -p edge-auth-core -p edge-auth-service"
-	@cargo test -p edge-auth-core -p edge-auth-service
+	@echo "test-unit: cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim"
+	@cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim
 
 test-wasm: rust-targets wasm-bindgen-cli
 	@echo "test-wasm: cargo test -p edge-auth-core --target wasm32-unknown-unknown (Node, wasm-bindgen-test-runner)"
@@ -128,7 +131,7 @@ test-e2e: build envoy
 lint: rust-targets
 	@echo "lint: cargo clippy (filter on wasm32-wasip1, core + e2e natively), cargo fmt --check"
 	@cargo clippy --target wasm32-wasip1 -p edge-auth -- -D warnings
-	@cargo clippy -p edge-auth-core -p edge-auth-e2e -p edge-auth-service --all-targets -- -D warnings
+	@cargo clippy -p edge-auth-core -p edge-auth-e2e -p edge-auth-service -p edge-auth-wasm-trim --all-targets -- -D warnings
 	@cargo fmt --check
 
 test: setup lint test-unit test-wasm test-e2e

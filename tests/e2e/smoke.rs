@@ -92,6 +92,54 @@ fn filter_with_public_rule_forwards_to_upstream() {
     assert_eq!(echo.hits(), 1);
 }
 
+/// `make build` removes the exports of the callbacks the filter leaves to
+/// the SDK, so Envoy never enters the VM for them; the ones it implements
+/// stay. Requests and responses with bodies, chunked bodies and trailers
+/// still pass through whole.
+#[test]
+fn unused_callbacks_are_not_exported_and_bodies_pass_whole() {
+    let wasm = std::fs::read(edge_auth_e2e::envoy::default_wasm().expect("the built filter")).expect("read the filter");
+    let exports = edge_auth_wasm_trim::export_names(&wasm).expect("a wasm module");
+    for name in edge_auth_wasm_trim::UNUSED_CALLBACKS {
+        assert!(
+            !exports.iter().any(|e| e == name),
+            "{name} is still exported: run `make build`"
+        );
+    }
+    for name in [
+        "proxy_on_vm_start",
+        "proxy_on_configure",
+        "proxy_on_context_create",
+        "proxy_on_request_headers",
+        "proxy_on_response_headers",
+        "proxy_on_http_call_response",
+        "proxy_on_tick",
+        "proxy_on_done",
+        "proxy_on_delete",
+        "proxy_on_memory_allocate",
+    ] {
+        assert!(exports.iter().any(|e| e == name), "{name} is not exported");
+    }
+
+    let echo = EchoServer::start();
+    let config = json!({
+        "providers": [],
+        "rules": [{"name": "all", "match": {"prefix": "/"}, "public": true}],
+    });
+    let envoy = Envoy::start(EnvoyOptions::new(config, echo.port())).expect("envoy with edge_auth starts");
+    let big: String = (0..100_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let r = http::request(envoy.addr(), "POST", "/upload", &[("content-type", "text/plain")], &big);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(r.json()["body"], big.as_str());
+    let r = http::raw(
+        envoy.addr(),
+        b"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(r.json()["body"], "hello world");
+}
+
 /// A configuration the filter refuses stops Envoy, and the log says why.
 #[test]
 fn filter_refuses_unknown_config_field() {

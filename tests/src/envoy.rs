@@ -277,6 +277,11 @@ pub fn envoy_bin() -> Result<PathBuf, EnvoyError> {
     ))
 }
 
+/// The filter the tests load by default: `$EDGE_AUTH_WASM`, else the build output.
+pub fn default_wasm() -> Result<PathBuf, EnvoyError> {
+    resolve_wasm(&EnvoyOptions::default())
+}
+
 fn resolve_wasm(opts: &EnvoyOptions) -> Result<PathBuf, EnvoyError> {
     let path = opts
         .wasm_path
