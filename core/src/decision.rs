@@ -108,8 +108,10 @@ pub struct State {
     pub rejected: BoundedCache<usize, u64>,
     /// The random key of [`State::rejected_key`].
     rejected_hasher: RandomState,
-    /// API-key answers decoded on this worker (a copy of the shared cache's).
-    pub keys: BoundedCache<Rc<CachedKey>>,
+    /// API-key answers decoded on this worker (a copy of the shared cache's),
+    /// keyed by the key itself: a hit needs no digest. (SipHash, not
+    /// [`QuickHash`]: answers for keys of anyone's choosing are cached.)
+    pub keys: BoundedCache<Rc<CachedKey>, Rc<str>>,
     /// One entry per provider (unused for providers without `remote_jwks`).
     pub remote: Vec<RemoteKeys>,
     /// What the auth service's revocation feed said, as of the last good poll.
@@ -372,28 +374,16 @@ pub fn fingerprint(key: &CacheKey) -> String {
 /// The credential of a refused request, for its log line. It only ever
 /// shows as its [`fingerprint`]; the digest is computed when a log asks for
 /// it, so a refusal nobody logs costs no hashing.
-pub struct Credential(CredentialForm);
-
-enum CredentialForm {
-    Text(String),
-    Digest(CacheKey),
-}
+pub struct Credential(String);
 
 impl Credential {
     fn text(token: String) -> Credential {
-        Credential(CredentialForm::Text(token))
-    }
-
-    fn digest_of(key: CacheKey) -> Credential {
-        Credential(CredentialForm::Digest(key))
+        Credential(token)
     }
 
     /// The SHA-256 of the credential.
     pub fn digest(&self) -> CacheKey {
-        match &self.0 {
-            CredentialForm::Text(t) => token_key(t),
-            CredentialForm::Digest(d) => *d,
-        }
+        token_key(&self.0)
     }
 
     /// See [`fingerprint`].
@@ -616,7 +606,6 @@ fn authorize_key<'c>(
         Ok(None) => return Outcome::deny(Deny::MissingApiKey),
         Err(d) => return Outcome::deny(d),
     };
-    let cred = token_key(&found.token);
     // A second copy of the key in a query source goes neither upstream nor unnoticed.
     let mut upstream_path = found.path.clone();
     for source in &call.keys.sources {
@@ -629,8 +618,9 @@ fn authorize_key<'c>(
             }
         }
     }
-    let outcome = |verdict, key| Outcome {
-        credential: Some(Credential::digest_of(cred)),
+    // A request not allowed carries its credential, for the log's fingerprint.
+    let outcome = |verdict: Verdict<'c>, key| Outcome {
+        credential: (!matches!(verdict, Verdict::Allow(_))).then(|| Credential::text(found.token.clone())),
         key,
         ..Outcome::with(verdict)
     };
@@ -638,25 +628,29 @@ fn authorize_key<'c>(
         return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::Malformed)), None);
     }
     let now = call.now_ms / 1000;
-    // (the hex hash is only spelled out off the hot path: a woken request, a local miss)
-    let delivered = answer.filter(|a| a.hash == apikey::hex(&cred)).map(|a| &a.result);
+    // The key's hash is only computed off the hot path: for a woken request
+    // and on a local miss.
+    let hash = || apikey::hex(&token_key(&found.token));
+    let delivered = answer.filter(|a| a.hash == hash()).map(|a| &a.result);
     let (entry, used) = if let Some(Ok(lookup)) = delivered {
         let until = key_cache::cache_until(lookup, now, call.keys.max_cache_ttl_s, call.keys.negative_cache_ttl_s);
         let entry = Rc::new(CachedKey::new(lookup.clone(), until));
         if until > now {
-            st.keys.insert(cred, Rc::clone(&entry), until, now);
+            st.keys
+                .insert(Rc::from(found.token.as_str()), Rc::clone(&entry), until, now);
         }
         (entry, KeyUse::Answer)
-    } else if let Some(e) = st.keys.get(&cred, now) {
+    } else if let Some(e) = st.keys.get(found.token.as_str(), now) {
         (Rc::clone(e), KeyUse::LocalHit)
     } else {
-        let hash = apikey::hex(&cred);
+        let hash = hash();
         let name = key_cache::entry_name(&call.cfg.generation, &hash, call.keys.shared_cache_slots);
         let shared = req.shared_data(&name).and_then(|b| key_cache::decode_entry(&b, &hash));
         match shared {
             Some((lookup, until)) if until > now => {
                 let entry = Rc::new(CachedKey::new(lookup, until));
-                st.keys.insert(cred, Rc::clone(&entry), until, now);
+                st.keys
+                    .insert(Rc::from(found.token.as_str()), Rc::clone(&entry), until, now);
                 (entry, KeyUse::SharedHit)
             }
             stale => {
