@@ -97,10 +97,18 @@ impl Shared {
 
     /// Forgets everything kept for a request that is done.
     pub fn forget(&self, context_id: u32) {
-        self.waiters.borrow_mut().retain(|w| w.context_id != context_id);
-        for p in self.lookups.borrow_mut().iter_mut() {
-            p.waiters.retain(|w| *w != context_id);
+        // (called from a drop: never panics on a borrow, which cannot be
+        // held here anyway since the host deletes a context between callbacks)
+        if let Ok(mut waiters) = self.waiters.try_borrow_mut() {
+            waiters.retain(|w| w.context_id != context_id);
         }
-        self.response_headers.borrow_mut().remove(&context_id);
+        if let Ok(mut lookups) = self.lookups.try_borrow_mut() {
+            for p in lookups.iter_mut() {
+                p.waiters.retain(|w| *w != context_id);
+            }
+        }
+        if let Ok(mut headers) = self.response_headers.try_borrow_mut() {
+            headers.remove(&context_id);
+        }
     }
 }

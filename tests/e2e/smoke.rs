@@ -114,7 +114,6 @@ fn unused_callbacks_are_not_exported_and_bodies_pass_whole() {
         "proxy_on_response_headers",
         "proxy_on_http_call_response",
         "proxy_on_tick",
-        "proxy_on_done",
         "proxy_on_delete",
         "proxy_on_memory_allocate",
     ] {

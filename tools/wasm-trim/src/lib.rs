@@ -15,15 +15,17 @@
 use std::fmt;
 
 /// The callbacks the filter leaves to the SDK's defaults (see `src/filter.rs`:
-/// its `HttpContext` implements request and response headers only, and no
-/// context implements `on_log`). Implementing one of these in the filter
-/// means removing it from this list.
+/// its `HttpContext` implements request and response headers only, no
+/// context implements `on_log` or `on_done`, and a stream's state is dropped
+/// with its context). Implementing one of these in the filter means removing
+/// it from this list.
 pub const UNUSED_CALLBACKS: &[&str] = &[
     "proxy_on_request_body",
     "proxy_on_request_trailers",
     "proxy_on_response_body",
     "proxy_on_response_trailers",
     "proxy_on_log",
+    "proxy_on_done",
 ];
 
 /// Why a module could not be read.
