@@ -160,7 +160,9 @@ token:
 # `make bench`: throughput, latency and CPU of edge-auth next to no auth,
 # Envoy's native jwt_authn and a no-op Wasm filter (see bench/README.md).
 # Knobs, from the environment: BENCH_DURATION (s per run, default 5),
-# BENCH_ROUNDS (default 3), BENCH_ONLY=variant,variant,... (default all).
+# BENCH_ROUNDS (default 3), BENCH_ONLY=variant,variant,... (default all),
+# BENCH_INSTRUCTIONS=seconds (default 0: off) for a pass that counts Envoy's
+# instructions per request under valgrind's callgrind (installs valgrind).
 BENCH_DIR := $(ROOT)/bench
 NOOP_DIR := $(BENCH_DIR)/noop-filter
 NOOP_WASM := $(NOOP_DIR)/target/wasm32-wasip1/release/noop_filter.wasm
@@ -172,14 +174,18 @@ bench: setup build $(BENCH_PY_STAMP)
 	@echo "bench: cargo build --release --target wasm32-wasip1 (bench/noop-filter)"
 	@cargo build --quiet --release --target wasm32-wasip1 \
 	  --manifest-path "$(NOOP_DIR)/Cargo.toml" --target-dir "$(NOOP_DIR)/target"
-	@if ! command -v wrk >/dev/null 2>&1; then \
+	@# wrk always; valgrind when BENCH_INSTRUCTIONS asks for the callgrind pass.
+	@missing=""; command -v wrk >/dev/null 2>&1 || missing="wrk"; \
+	if [ -n "$${BENCH_INSTRUCTIONS:-}" ] && [ "$${BENCH_INSTRUCTIONS}" != "0" ] \
+	   && ! command -v callgrind_control >/dev/null 2>&1; then missing="$$missing valgrind"; fi; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
 	  elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
-	  else echo "bench: wrk is not installed and apt-get needs root: install wrk" >&2; exit 1; fi; \
-	  echo "bench: $${sudo:+sudo }apt-get install -y wrk"; \
-	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null \
+	  else echo "bench: not installed:$$missing, and apt-get needs root: install them" >&2; exit 1; fi; \
+	  echo "bench: $${sudo:+sudo }apt-get install -y$$missing"; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
 	  || { $$sudo apt-get update -q >/dev/null \
-	       && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }; \
+	       && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
 	fi
 	@ENVOY="$(ENVOY)" WASM="$(WASM)" NOOP_WASM="$(NOOP_WASM)" "$(VENV)/bin/python" "$(BENCH_DIR)/run.py"
 

@@ -7,6 +7,7 @@ Envoy's own is the HTTP filter under test. wrk, pinned to another core, loads
 it over loopback. The variants (table VARIANTS below) are:
 
   noauth                   no auth filter: the ceiling
+  noauth_token             no auth filter, the token sent anyway (Envoy parsing it)
   jwt_authn[_cache]        Envoy's native JWT filter, the same keys, without / with its cache
   noop_wasm                a proxy-wasm filter that does nothing: the cost of Wasm itself
   edge_<alg>               edge-auth, one valid token repeated (served from its cache)
@@ -33,6 +34,11 @@ Inputs (environment; `make bench` sets the first three):
   BENCH_POOL         tokens in the pool of the *_distinct variants (default 20000)
   BENCH_SEED         seed of the per-round shuffle (default 1)
   BENCH_RESULTS      output directory (default bench/results)
+  BENCH_INSTRUCTIONS seconds of load per variant in an extra pass that counts
+                     Envoy's instructions per request under valgrind's
+                     callgrind (default 0: no such pass). Unlike time, the
+                     count hardly moves between runs on a busy machine, so it
+                     shows small changes that timing noise hides.
 
 Writes BENCH_RESULTS/latest.md (tables) and latest.png (chart), and scratch
 (token pools, Envoy configs and logs, wrk output) under bench/.work/.
@@ -126,6 +132,7 @@ class Settings:
     seed: int
     only: Optional[list[str]]
     results: Path
+    instructions: int
     # Cores for Envoy and wrk; None when there are not two to pin to.
     envoy_cpu: Optional[int]
     wrk_cpu: Optional[int]
@@ -149,6 +156,7 @@ class Settings:
             seed=env_int("BENCH_SEED", 1, minimum=0),
             only=only or None,
             results=Path(os.environ.get("BENCH_RESULTS") or BENCH_DIR / "results"),
+            instructions=env_int("BENCH_INSTRUCTIONS", 0, minimum=0),
             envoy_cpu=cpus[0] if len(cpus) >= 2 else None,
             wrk_cpu=cpus[1] if len(cpus) >= 2 else None,
         )
@@ -534,6 +542,8 @@ EDGE = ("edge_auth_wasm",)
 VARIANTS: list[Variant] = [
     Variant("noauth", "no auth filter (the ceiling)",
             filters=lambda ctx: [], group="baseline"),
+    Variant("noauth_token", "no auth filter, the RS256 token sent anyway: what carrying a credential costs Envoy itself",
+            filters=lambda ctx: [], load=lambda ctx: bearer(ctx.tokens.token("RS256")), group="baseline"),
     Variant("jwt_authn", "Envoy jwt_authn, RS256 token repeated, no jwt_cache_config",
             filters=lambda ctx: jwt_authn_filter(ctx, cache=False),
             load=lambda ctx: bearer(ctx.tokens.token("RS256")), group="native"),
@@ -637,7 +647,7 @@ class RunFailed(Exception):
 class Envoy:
     """One Envoy process: ports chosen by Envoy, read back from the admin API."""
 
-    def __init__(self, ctx: Context, variant: Variant, config: dict, run_dir: Path):
+    def __init__(self, ctx: Context, variant: Variant, config: dict, run_dir: Path, wrapper: tuple[str, ...] = ()):
         self.dir = run_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         config_path = self.dir / "envoy.json"
@@ -654,7 +664,7 @@ class Envoy:
         ]
         with self.log_path.open("w") as log_file:
             self.proc = subprocess.Popen(
-                pinned(ctx.settings.envoy_cpu, argv),
+                pinned(ctx.settings.envoy_cpu, [*wrapper, *argv]),
                 env=ctx.envoy_env(variant), cwd=self.dir, stdin=subprocess.DEVNULL,
                 stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
             )
@@ -797,6 +807,53 @@ class Run:
     lookups: Optional[int] = None
 
 
+def count_instructions(ctx: Context, variant: Variant, config: dict, load: Load) -> float:
+    """Envoy's instructions per response under valgrind's callgrind, over
+    BENCH_INSTRUCTIONS seconds of load after a warm-up. Instrumentation is
+    switched on only around the measurement, so start-up and the Wasm
+    compilation are not counted; every thread of Envoy is."""
+    settings = ctx.settings
+    run_dir = WORK / "runs" / f"{variant.name}.callgrind"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    wrapper = ("valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file",
+               f"--callgrind-out-file={run_dir}/callgrind.out.%p")
+    services = variant.services(ctx) if variant.services else contextlib.nullcontext()
+    with services:
+        envoy = Envoy(ctx, variant, config, run_dir, wrapper)
+        control = ["callgrind_control"]
+        try:
+            try:
+                port = envoy.wait_ready(timeout_s=600)
+                status, body = probe(port, load, settings.pool_size - 1)
+                if status != variant.expect:
+                    raise RunFailed(f"probe got {status}, expected {variant.expect}: {body.strip()}")
+                warm = run_wrk(ctx, port, load, 2, run_dir / "warmup.json", 0)
+                before = envoy.stats()
+                pid = str(envoy.proc.pid)
+                subprocess.run([*control, "-i", "on", pid], check=True, capture_output=True, timeout=60)
+                run_wrk(ctx, port, load, settings.instructions, run_dir / "wrk.json",
+                        warm["requests"] + settings.connections)
+                subprocess.run([*control, "-i", "off", pid], check=True, capture_output=True, timeout=60)
+                after = envoy.stats()
+                subprocess.run([*control, "-d", pid], check=True, capture_output=True, timeout=120)
+            except (subprocess.SubprocessError, OSError) as e:
+                raise RunFailed(f"callgrind_control failed: {e}") from None
+            except RunFailed as e:
+                raise RunFailed(f"{e}\n--- {envoy.log_path.relative_to(ROOT)} (tail) ---\n{envoy.log_tail()}") from None
+        finally:
+            envoy.stop()
+    responses = sum(stat_delta(before, after, f"http.ingress.downstream_rq_{c}") or 0
+                    for c in ("1xx", "2xx", "3xx", "4xx", "5xx"))
+    if responses == 0:
+        raise RunFailed("no response while instructions were counted")
+    total = 0
+    for dump in run_dir.glob("callgrind.out.*"):
+        for line in dump.read_text(errors="replace").splitlines():
+            if line.startswith("totals:"):
+                total += int(line.split()[1])
+    return total / responses
+
+
 def stat_delta(before: dict[str, int], after: dict[str, int], name: str) -> Optional[int]:
     """The increase of counter `name` (its exact name: Envoy keeps per-listener
     copies of the HTTP counters under longer names), None if there is none."""
@@ -877,6 +934,9 @@ class Outcome:
     runs: list[Run] = field(default_factory=list)
     skipped: Optional[str] = None
     failures: list[str] = field(default_factory=list)
+    # Envoy's instructions per request (BENCH_INSTRUCTIONS), or why there is no count.
+    instructions: Optional[float] = None
+    instructions_note: Optional[str] = None
 
     def median(self, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in self.runs)
@@ -959,6 +1019,24 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def instructions_table(outcomes: list[Outcome]) -> str:
+    by_name = {o.variant.name: o for o in outcomes}
+    base = {n: by_name[n].instructions for n in ("noauth", "noop_wasm") if n in by_name}
+    lines = ["| variant | k instructions/req | over noauth | over noop_wasm | noauth ÷ variant |",
+             "|---|---:|---:|---:|---:|"]
+    for o in outcomes:
+        if o.instructions is None:
+            lines.append(f"| {o.variant.name} | {o.instructions_note or '-'} | - | - | - |")
+            continue
+        cells = [f"{o.instructions / 1000:.1f}"]
+        for name in ("noauth", "noop_wasm"):
+            b = base.get(name)
+            cells.append(f"{(o.instructions - b) / 1000:+.1f}" if b else "-")
+        cells.append(f"{base['noauth'] / o.instructions:.2f}" if base.get("noauth") else "-")
+        lines.append(f"| {o.variant.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def per_round_table(outcomes: list[Outcome], rounds: int) -> str:
     head = ["variant"] + [f"round {i + 1}" for i in range(rounds)]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * rounds + "|"]
@@ -1017,6 +1095,18 @@ def write_report(ctx: Context, outcomes: list[Outcome], started: datetime.dateti
         "",
         per_round_table(outcomes, s.rounds),
     ]
+    if s.instructions:
+        lines += [
+            "",
+            "## Instructions per request (callgrind)",
+            "",
+            f"Envoy under valgrind's callgrind, every thread, counted over {s.instructions} s of load after a "
+            "2 s warm-up (one run per variant; instructions, not time: the count hardly moves on a busy "
+            "machine). `k` = thousands; `noauth ÷ variant` is the throughput ratio the count predicts "
+            "if every instruction cost the same.",
+            "",
+            instructions_table(outcomes),
+        ]
     skipped = [f"- `{o.variant.name}`: {o.skipped}" for o in outcomes if o.skipped]
     if skipped:
         lines += ["", "## Skipped", "", *skipped]
@@ -1088,7 +1178,11 @@ def check_tools(settings: Settings) -> None:
     problems = []
     if not settings.envoy.is_file() or not os.access(settings.envoy, os.X_OK):
         problems.append(f"no Envoy binary at '{settings.envoy}' (run `make setup`, or set ENVOY)")
-    for tool, hint in (("wrk", "`make bench` installs it with apt-get"), ("taskset", "Debian package util-linux")):
+    tools = [("wrk", "`make bench` installs it with apt-get"), ("taskset", "Debian package util-linux")]
+    if settings.instructions:
+        tools += [("valgrind", "BENCH_INSTRUCTIONS needs it: apt-get install valgrind"),
+                  ("callgrind_control", "part of Debian's valgrind package")]
+    for tool, hint in tools:
         if shutil.which(tool) is None:
             problems.append(f"{tool} is not installed ({hint})")
     for module, package in (("jwt", "pyjwt"), ("cryptography", "cryptography"), ("matplotlib", "matplotlib")):
@@ -1177,6 +1271,19 @@ def main() -> int:
                            f"{v.expect} (a broken configuration?); see {WORK.relative_to(ROOT)}/runs/{v.name}/")
                 o.failures.append(failure)
                 log(f"  {v.name:<26} FAILED: {failure}")
+
+    if settings.instructions:
+        log(f"bench: counting instructions under callgrind ({settings.instructions} s of load per variant)")
+        for o in outcomes:
+            if o.variant.name not in prepared:
+                continue
+            config, load = prepared[o.variant.name]
+            try:
+                o.instructions = count_instructions(ctx, o.variant, config, load)
+                log(f"  {o.variant.name:<26} {o.instructions / 1000:8.1f} k instructions/req")
+            except RunFailed as e:
+                o.instructions_note = "failed"
+                log(f"  {o.variant.name:<26} FAILED: {e}")
 
     report = write_report(ctx, outcomes, started, time.monotonic() - clock, load_before)
     chart_note = write_chart(ctx, outcomes, settings.results / "latest.png")
