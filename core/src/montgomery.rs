@@ -27,30 +27,30 @@ pub(crate) fn r2_mod(n: &[u32]) -> Vec<u32> {
 }
 
 /// Montgomery multiplication: `out = a * b / R mod n`, with `a, b < n`.
-/// `t` is scratch of `2 * limbs + 2` words. Row `i` adds `a[i] * b` and
-/// then `m * n` (which clears word `i`) at offset `i`, so the result is
-/// the top half; loops run over zipped slices, without bounds checks.
+/// `t` is scratch of `2 * limbs + 2` words. Row `i` adds `a[i] * b + m * n`
+/// at offset `i` in one pass (`m` chosen so that word `i` becomes zero), so
+/// the result is the top half; the loop runs over zipped slices, without
+/// bounds checks. Each step keeps two carries: `t + a[i] * b[j] + c1` and
+/// `low half + m * n[j] + c2` each stay below 2^64.
 pub(crate) fn mont_mul(n: &[u32], n0inv: u32, a: &[u32], b: &[u32], out: &mut [u32], t: &mut [u32]) {
     let l = n.len();
     t.fill(0);
+    let Some(&b0) = b.first() else { return };
     for (i, &ai) in a.iter().enumerate().take(l) {
         let Some(row) = t.get_mut(i..i + l + 2) else { return };
+        let Some(&t0) = row.first() else { return };
+        // the low word after adding a[i] * b, times -n^-1: clears that word
+        let m = u64::from(t0.wrapping_add(ai.wrapping_mul(b0)).wrapping_mul(n0inv));
         let ai = u64::from(ai);
-        let mut c: u64 = 0;
-        for (tj, &bj) in row.iter_mut().zip(b) {
-            let s = u64::from(*tj) + ai * u64::from(bj) + c;
-            *tj = s as u32;
-            c = s >> 32;
+        let (mut c1, mut c2): (u64, u64) = (0, 0);
+        for ((tj, &bj), &nj) in row.iter_mut().zip(b).zip(n) {
+            let s1 = u64::from(*tj) + ai * u64::from(bj) + c1;
+            c1 = s1 >> 32;
+            let s2 = (s1 & 0xffff_ffff) + m * u64::from(nj) + c2;
+            c2 = s2 >> 32;
+            *tj = s2 as u32;
         }
-        carry_into(&mut row[l..], c);
-        let m = u64::from(row[0].wrapping_mul(n0inv));
-        let mut c: u64 = 0;
-        for (tj, &nj) in row.iter_mut().zip(n) {
-            let s = u64::from(*tj) + m * u64::from(nj) + c;
-            *tj = s as u32;
-            c = s >> 32;
-        }
-        carry_into(&mut row[l..], c);
+        carry_into(&mut row[l..], c1 + c2);
     }
     // the top half is below 2n: one conditional subtraction brings it below n
     let top = &mut t[l..2 * l + 1];
