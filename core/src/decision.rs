@@ -628,9 +628,10 @@ fn authorize_key<'c>(
         return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::Malformed)), None);
     }
     let now = call.now_ms / 1000;
-    // The key's hash is only computed off the hot path: for a woken request
-    // and on a local miss.
-    let hash = || apikey::hex(&token_key(&found.token));
+    // The key's hash is only computed off the hot path (for a woken request,
+    // on a local miss), and at most once.
+    let hash_cell = std::cell::OnceCell::new();
+    let hash = || hash_cell.get_or_init(|| apikey::hex(&token_key(&found.token))).as_str();
     let delivered = answer.filter(|a| a.hash == hash()).map(|a| &a.result);
     let (entry, used) = if let Some(Ok(lookup)) = delivered {
         let until = key_cache::cache_until(lookup, now, call.keys.max_cache_ttl_s, call.keys.negative_cache_ttl_s);
@@ -643,7 +644,7 @@ fn authorize_key<'c>(
     } else if let Some(e) = st.keys.get(found.token.as_str(), now) {
         (Rc::clone(e), KeyUse::LocalHit)
     } else {
-        let hash = hash();
+        let hash = hash().to_owned();
         let name = key_cache::entry_name(&call.cfg.generation, &hash, call.keys.shared_cache_slots);
         let shared = req.shared_data(&name).and_then(|b| key_cache::decode_entry(&b, &hash));
         match shared {
