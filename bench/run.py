@@ -807,6 +807,34 @@ class Run:
     lookups: Optional[int] = None
 
 
+@contextlib.contextmanager
+def probed_envoy(ctx: Context, variant: Variant, config: dict, load: Load, run_dir: Path, probe_index: int,
+                 wrapper: tuple[str, ...] = (), ready_timeout_s: float = 30):
+    """Runs the variant's services and its Envoy (under `wrapper`, if any),
+    sends the probe request and checks its status, and yields `(envoy, port)`;
+    stops Envoy afterwards. A failure inside carries the tail of Envoy's log."""
+    services = variant.services(ctx) if variant.services else contextlib.nullcontext()
+    with services:
+        envoy = Envoy(ctx, variant, config, run_dir, wrapper)
+        try:
+            try:
+                port = envoy.wait_ready(timeout_s=ready_timeout_s)
+                status, body = probe(port, load, probe_index)
+                if status != variant.expect:
+                    raise RunFailed(f"probe got {status}, expected {variant.expect}: {body.strip()}")
+                yield envoy, port
+            except RunFailed as e:
+                raise RunFailed(f"{e}\n--- {envoy.log_path.relative_to(ROOT)} (tail) ---\n{envoy.log_tail()}") from None
+        finally:
+            envoy.stop()
+
+
+def response_classes(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Responses Envoy's listener sent between two /stats reads, by status class."""
+    return {c: stat_delta(before, after, f"http.ingress.downstream_rq_{c}") or 0
+            for c in ("1xx", "2xx", "3xx", "4xx", "5xx")}
+
+
 def count_instructions(ctx: Context, variant: Variant, config: dict, load: Load) -> float:
     """Envoy's instructions per response under valgrind's callgrind, over
     BENCH_INSTRUCTIONS seconds of load after a warm-up. Instrumentation is
@@ -817,33 +845,22 @@ def count_instructions(ctx: Context, variant: Variant, config: dict, load: Load)
     shutil.rmtree(run_dir, ignore_errors=True)
     wrapper = ("valgrind", "--tool=callgrind", "--instr-atstart=no", "--smc-check=all-non-file",
                f"--callgrind-out-file={run_dir}/callgrind.out.%p")
-    services = variant.services(ctx) if variant.services else contextlib.nullcontext()
-    with services:
-        envoy = Envoy(ctx, variant, config, run_dir, wrapper)
+    with probed_envoy(ctx, variant, config, load, run_dir, settings.pool_size - 1, wrapper,
+                      ready_timeout_s=600) as (envoy, port):
         control = ["callgrind_control"]
         try:
-            try:
-                port = envoy.wait_ready(timeout_s=600)
-                status, body = probe(port, load, settings.pool_size - 1)
-                if status != variant.expect:
-                    raise RunFailed(f"probe got {status}, expected {variant.expect}: {body.strip()}")
-                warm = run_wrk(ctx, port, load, 2, run_dir / "warmup.json", 0)
-                before = envoy.stats()
-                pid = str(envoy.proc.pid)
-                subprocess.run([*control, "-i", "on", pid], check=True, capture_output=True, timeout=60)
-                run_wrk(ctx, port, load, settings.instructions, run_dir / "wrk.json",
-                        warm["requests"] + settings.connections)
-                subprocess.run([*control, "-i", "off", pid], check=True, capture_output=True, timeout=60)
-                after = envoy.stats()
-                subprocess.run([*control, "-d", pid], check=True, capture_output=True, timeout=120)
-            except (subprocess.SubprocessError, OSError) as e:
-                raise RunFailed(f"callgrind_control failed: {e}") from None
-            except RunFailed as e:
-                raise RunFailed(f"{e}\n--- {envoy.log_path.relative_to(ROOT)} (tail) ---\n{envoy.log_tail()}") from None
-        finally:
-            envoy.stop()
-    responses = sum(stat_delta(before, after, f"http.ingress.downstream_rq_{c}") or 0
-                    for c in ("1xx", "2xx", "3xx", "4xx", "5xx"))
+            warm = run_wrk(ctx, port, load, 2, run_dir / "warmup.json", 0)
+            before = envoy.stats()
+            pid = str(envoy.proc.pid)
+            subprocess.run([*control, "-i", "on", pid], check=True, capture_output=True, timeout=60)
+            run_wrk(ctx, port, load, settings.instructions, run_dir / "wrk.json",
+                    warm["requests"] + settings.connections)
+            subprocess.run([*control, "-i", "off", pid], check=True, capture_output=True, timeout=60)
+            after = envoy.stats()
+            subprocess.run([*control, "-d", pid], check=True, capture_output=True, timeout=120)
+        except (subprocess.SubprocessError, OSError) as e:
+            raise RunFailed(f"callgrind_control failed: {e}") from None
+    responses = sum(response_classes(before, after).values())
     if responses == 0:
         raise RunFailed("no response while instructions were counted")
     total = 0
@@ -866,36 +883,22 @@ def run_once(ctx: Context, variant: Variant, config: dict, load: Load, round_no:
     settings = ctx.settings
     run_dir = WORK / "runs" / variant.name
     pool_start = random.Random(f"{settings.seed}/{variant.name}/{round_no}").randrange(settings.pool_size)
-    services = variant.services(ctx) if variant.services else contextlib.nullcontext()
-    with services:
-        envoy = Envoy(ctx, variant, config, run_dir)
-        try:
-            try:
-                port = envoy.wait_ready()
-                status, body = probe(port, load, pool_start - 1)
-                if status != variant.expect:
-                    raise RunFailed(f"probe got {status}, expected {variant.expect}: {body.strip()}")
-                if settings.warmup:
-                    warm = run_wrk(ctx, port, load, settings.warmup, run_dir / "warmup.json", pool_start)
-                    # A pool variant goes on after the tokens the warm-up sent
-                    # (those completed, plus at most one in flight per connection),
-                    # so that the measurement starts with first-seen tokens too.
-                    pool_start += warm["requests"] + settings.connections
-                before = envoy.stats()
-                cpu_before, wrk_before, machine_before = envoy.cpu_seconds(), children_cpu_seconds(), machine_busy_seconds()
-                wall_before = time.monotonic()
-                wrk = run_wrk(ctx, port, load, settings.duration, run_dir / "wrk.json", pool_start)
-                wall = time.monotonic() - wall_before
-                cpu_after, wrk_after, machine_after = envoy.cpu_seconds(), children_cpu_seconds(), machine_busy_seconds()
-                after, rss = envoy.stats(), envoy.rss_kib()
-            except RunFailed as e:
-                tail = envoy.log_tail()
-                raise RunFailed(f"{e}\n--- {envoy.log_path.relative_to(ROOT)} (tail) ---\n{tail}") from None
-        finally:
-            envoy.stop()
+    with probed_envoy(ctx, variant, config, load, run_dir, pool_start - 1) as (envoy, port):
+        if settings.warmup:
+            warm = run_wrk(ctx, port, load, settings.warmup, run_dir / "warmup.json", pool_start)
+            # A pool variant goes on after the tokens the warm-up sent
+            # (those completed, plus at most one in flight per connection),
+            # so that the measurement starts with first-seen tokens too.
+            pool_start += warm["requests"] + settings.connections
+        before = envoy.stats()
+        cpu_before, wrk_before, machine_before = envoy.cpu_seconds(), children_cpu_seconds(), machine_busy_seconds()
+        wall_before = time.monotonic()
+        wrk = run_wrk(ctx, port, load, settings.duration, run_dir / "wrk.json", pool_start)
+        wall = time.monotonic() - wall_before
+        cpu_after, wrk_after, machine_after = envoy.cpu_seconds(), children_cpu_seconds(), machine_busy_seconds()
+        after, rss = envoy.stats(), envoy.rss_kib()
 
-    classes = {c: stat_delta(before, after, f"http.ingress.downstream_rq_{c}") or 0
-               for c in ("1xx", "2xx", "3xx", "4xx", "5xx")}
+    classes = response_classes(before, after)
     responses = sum(classes.values())
     if responses == 0:
         raise RunFailed(f"no response during the measurement (see {run_dir.relative_to(ROOT)}/wrk.out)")
