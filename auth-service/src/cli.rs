@@ -1,24 +1,42 @@
-//! The command line: `serve`, and admin commands that work on the database file directly.
+//! The command line: `serve`, and admin commands that work on the database directly.
+//!
+//! The database is an SQLite file (`--db` / `EDGE_AUTH_DB`) or PostgreSQL, whose
+//! connection string comes from the environment only (`EDGE_AUTH_DATABASE_URL`: it
+//! may hold a password, and a command line is visible to every local user).
+//! Results are JSON on standard output; a closed output (`| head -1`) ends the
+//! command quietly.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::Ctx;
-use crate::error::ApiError;
-use crate::http::{self, AppState, Secret, MIN_TOKEN_LEN};
-use crate::service::{KeyRequest, RotateRequest, Service, SystemClock, TenantRequest, DEFAULT_GRACE_S};
+use crate::background::{self, Schedule};
+use crate::db::{DbConfig, Location};
+use crate::error::Error;
+use crate::guard::GuardConfig;
+use crate::http::{self, AppState, HttpConfig, Secret, MIN_TOKEN_LEN};
+use crate::logging;
+use crate::service::{
+    KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest, DEFAULT_GRACE_S,
+};
 use crate::tokens::TokenConfig;
 
 /// The environment variable holding the admin token.
 pub const ADMIN_TOKEN_ENV: &str = "EDGE_AUTH_ADMIN_TOKEN";
 /// The environment variable holding the service token (shared with the edge).
 pub const SERVICE_TOKEN_ENV: &str = "EDGE_AUTH_SERVICE_TOKEN";
+/// The environment variable holding a PostgreSQL connection string.
+pub const DATABASE_URL_ENV: &str = "EDGE_AUTH_DATABASE_URL";
+/// The environment variable naming the PostgreSQL schema to use (created if missing).
+pub const DATABASE_SCHEMA_ENV: &str = "EDGE_AUTH_DATABASE_SCHEMA";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,26 +45,82 @@ pub const SERVICE_TOKEN_ENV: &str = "EDGE_AUTH_SERVICE_TOKEN";
     about = "Reference auth service for the edge-auth filter"
 )]
 pub struct Cli {
-    /// The SQLite database file (created and migrated if needed).
+    /// The SQLite database file (created and migrated if needed). For PostgreSQL, set
+    /// EDGE_AUTH_DATABASE_URL instead (never on the command line: it may hold a password).
     #[arg(long, global = true, env = "EDGE_AUTH_DB", value_name = "PATH")]
     pub db: Option<PathBuf>,
+    #[command(flatten)]
+    pub pools: PoolArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Database connections.
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
+    /// Read connections (lookups, the feed, listings).
+    #[arg(long, global = true, env = "EDGE_AUTH_DB_READ_POOL", default_value_t = 8)]
+    pub db_read_pool: u32,
+    /// Write connections (PostgreSQL; SQLite has one writer).
+    #[arg(long, global = true, env = "EDGE_AUTH_DB_WRITE_POOL", default_value_t = 4)]
+    pub db_write_pool: u32,
+    /// How long a request waits for a connection, or a write for a lock, before it fails with 503.
+    #[arg(long, global = true, env = "EDGE_AUTH_DB_BUSY_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// The `iss` of issued access tokens.
+    #[arg(long)]
+    pub issuer: String,
+    /// The `aud` of issued access tokens.
+    #[arg(long)]
+    pub audience: String,
+    /// Seconds for a request's headers to arrive; also how long an idle connection stays open.
+    #[arg(long, env = "EDGE_AUTH_HEADER_TIMEOUT_S", default_value_t = 10)]
+    pub header_timeout_s: u64,
+    /// Seconds for a request's body to arrive (then 408).
+    #[arg(long, env = "EDGE_AUTH_BODY_TIMEOUT_S", default_value_t = 10)]
+    pub body_timeout_s: u64,
+    /// Connections open at once (more wait to be accepted).
+    #[arg(long, env = "EDGE_AUTH_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Connections open at once from one client address (more are closed).
+    #[arg(long, env = "EDGE_AUTH_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub max_connections_per_client: usize,
+    /// Seconds requests in flight may take to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "EDGE_AUTH_SHUTDOWN_GRACE_S", default_value_t = 10)]
+    pub shutdown_grace_s: u64,
+    /// Failed authentications a client address may make at once before it gets 429.
+    #[arg(long, env = "EDGE_AUTH_AUTH_FAILURE_BURST", default_value_t = 100)]
+    pub auth_failure_burst: u32,
+    /// Failed authentications a second a client address regains.
+    #[arg(long, env = "EDGE_AUTH_AUTH_FAILURE_PER_S", default_value_t = 10.0)]
+    pub auth_failure_per_s: f64,
+    /// Seconds over which failed authentications are counted into one audit row per kind, route and client.
+    #[arg(long, env = "EDGE_AUTH_AUTH_FAILURE_WINDOW_S", default_value_t = 60)]
+    pub auth_failure_window_s: u64,
+    /// Audit events older than this many days are deleted.
+    #[arg(long, env = "EDGE_AUTH_AUDIT_MAX_AGE_DAYS", default_value_t = 90)]
+    pub audit_max_age_days: u32,
+    /// At most this many audit events are kept (the newest).
+    #[arg(long, env = "EDGE_AUTH_AUDIT_MAX_ROWS", default_value_t = 10_000_000)]
+    pub audit_max_rows: u64,
+    /// Seconds between two retention runs.
+    #[arg(long, env = "EDGE_AUTH_RETENTION_INTERVAL_S", default_value_t = 300)]
+    pub retention_interval_s: u64,
+    /// Log level: error, warn, info (one line per request), debug, trace or off.
+    #[arg(long, env = "EDGE_AUTH_LOG", default_value = "info")]
+    pub log_level: String,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API. Needs EDGE_AUTH_ADMIN_TOKEN and EDGE_AUTH_SERVICE_TOKEN (32+ characters each).
-    Serve {
-        #[arg(long, default_value = "127.0.0.1:8090")]
-        listen: SocketAddr,
-        /// The `iss` of issued access tokens.
-        #[arg(long)]
-        issuer: String,
-        /// The `aud` of issued access tokens.
-        #[arg(long)]
-        audience: String,
-    },
+    Serve(Box<ServeArgs>),
     /// Tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -69,6 +143,8 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Apply the schema migrations and exit (replicas also migrate when they start).
+    Migrate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,41 +235,114 @@ pub fn secrets_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(String,
     Ok((admin, service))
 }
 
-fn print<T: Serialize>(v: &T) -> Result<(), ApiError> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+/// Why a command ended without its result.
+#[derive(Debug)]
+pub enum Failure {
+    /// Standard output was closed (`| head -1`): nothing more to say.
+    OutputClosed,
+    Message(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure::Message(s)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(s: &str) -> Failure {
+        Failure::Message(s.to_owned())
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Message(e.to_string())
+    }
+}
+
+/// Writes `v` as pretty JSON to `out`.
+pub fn write_json<T: Serialize>(out: &mut dyn Write, v: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| Failure::Message(format!("json: {e}")))?;
+    let written = writeln!(out, "{text}").and_then(|()| out.flush());
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::OutputClosed),
+        Err(e) => Err(Failure::Message(format!("cannot write the output: {e}"))),
+    }
+}
+
+fn print<T: Serialize>(v: &T) -> Result<(), Failure> {
+    write_json(&mut std::io::stdout().lock(), v)
 }
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("edge-auth-service: {e}");
+        Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
+        Err(Failure::Message(m)) => {
+            // The command's answer to its user (not a log line).
+            let _ = writeln!(std::io::stderr(), "edge-auth-service: {m}");
             ExitCode::FAILURE
         }
     }
 }
 
-pub fn run(cli: Cli) -> Result<(), String> {
-    let db = cli.db.ok_or("--db PATH (or EDGE_AUTH_DB) is required")?;
-    if let Command::Serve {
-        listen,
-        issuer,
-        audience,
-    } = cli.command
-    {
-        return serve(db, listen, issuer, audience);
-    }
-    let svc = Service::open(&db, None, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
-    admin_command(&svc, cli.command).map_err(|e| e.to_string())
+/// The database from the command line and the environment (`get`).
+pub fn db_config(
+    cli_db: Option<PathBuf>,
+    pools: &PoolArgs,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<DbConfig, String> {
+    let url = get(DATABASE_URL_ENV).filter(|u| !u.trim().is_empty());
+    let location = match (cli_db, url) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "both --db (or EDGE_AUTH_DB) and {DATABASE_URL_ENV} are set: choose SQLite or PostgreSQL"
+            ))
+        }
+        (Some(path), None) => Location::Sqlite(path),
+        (None, Some(url)) => Location::Postgres {
+            url,
+            schema: get(DATABASE_SCHEMA_ENV).filter(|s| !s.is_empty()),
+        },
+        (None, None) => {
+            return Err(format!(
+                "--db PATH (or EDGE_AUTH_DB) for SQLite, or {DATABASE_URL_ENV} for PostgreSQL, is required"
+            ))
+        }
+    };
+    Ok(DbConfig {
+        location,
+        read_pool: pools.db_read_pool.max(1),
+        write_pool: pools.db_write_pool.max(1),
+        busy_timeout: Duration::from_millis(pools.db_busy_timeout_ms.max(1)),
+    })
 }
 
-fn admin_command(svc: &Service, command: Command) -> Result<(), ApiError> {
+/// Where the data is, without secrets (for the startup line).
+fn describe(db: &DbConfig) -> String {
+    match &db.location {
+        Location::Sqlite(p) => format!("sqlite:{}", p.display()),
+        Location::Postgres { schema, .. } => format!("postgresql (schema {})", schema.as_deref().unwrap_or("default")),
+    }
+}
+
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let db = db_config(cli.db, &cli.pools, |k| std::env::var(k).ok())?;
+    if let Command::Serve(args) = cli.command {
+        return serve(db, *args).map_err(Failure::Message);
+    }
+    let svc = Service::open(&db, None, Arc::new(SystemClock))?;
+    admin_command(&svc, cli.command)
+}
+
+fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
     let ctx = Ctx::cli();
     match command {
-        Command::Serve { .. } => Ok(()),
+        Command::Serve(_) => Ok(()),
+        Command::Migrate => print(&json!({"schema_version": svc.db().read(crate::store::schema_version)?})),
         Command::Tenant(TenantCommand::Create { name, origins, ips }) => print(&svc.create_tenant(
             &ctx,
             TenantRequest {
@@ -235,41 +384,90 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), ApiError> {
     }
 }
 
-fn serve(db: PathBuf, listen: SocketAddr, issuer: String, audience: String) -> Result<(), String> {
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn serve(db: DbConfig, args: ServeArgs) -> Result<(), String> {
+    let level = logging::parse_level(&args.log_level).ok_or_else(|| {
+        format!(
+            "unknown log level {:?}: use error, warn, info, debug, trace or off",
+            args.log_level
+        )
+    })?;
+    logging::init(level);
     let (admin, service_token) = secrets_from_env(|k| std::env::var(k).ok())?;
-    if issuer.trim().is_empty() || audience.trim().is_empty() {
+    if args.issuer.trim().is_empty() || args.audience.trim().is_empty() {
         return Err("--issuer and --audience must not be empty".into());
     }
-    let svc = Service::open(&db, Some(TokenConfig { issuer, audience }), Arc::new(SystemClock))
-        .map_err(|e| format!("cannot open {}: {e}", db.display()))?;
+    if !(args.auth_failure_per_s.is_finite() && args.auth_failure_per_s >= 0.0) {
+        return Err("--auth-failure-per-s must be a number of at least 0".into());
+    }
+    let options = Options {
+        tokens: Some(TokenConfig {
+            issuer: args.issuer,
+            audience: args.audience,
+        }),
+        guard: GuardConfig {
+            burst: args.auth_failure_burst,
+            per_s: args.auth_failure_per_s,
+            ..GuardConfig::default()
+        },
+        retention: Retention {
+            max_age_s: i64::from(args.audit_max_age_days) * 24 * 3600,
+            max_rows: args.audit_max_rows,
+        },
+    };
+    let svc = Arc::new(
+        Service::open_with(&db, options, Arc::new(SystemClock))
+            .map_err(|e| format!("cannot open the database: {e}"))?,
+    );
+    let http_config = HttpConfig {
+        header_timeout: secs(args.header_timeout_s.max(1)),
+        body_timeout: secs(args.body_timeout_s.max(1)),
+        max_connections: args.max_connections.max(1),
+        max_connections_per_client: args.max_connections_per_client.max(1),
+        shutdown_grace: secs(args.shutdown_grace_s),
+        ..HttpConfig::default()
+    };
+    let grace = http_config.shutdown_grace;
     let state = AppState {
-        service: Arc::new(svc),
+        service: svc.clone(),
         admin_token: Secret::new(&admin),
         service_token: Secret::new(&service_token),
+        http: Arc::new(http_config),
     };
     drop(admin);
     drop(service_token);
+    let schedule = Schedule {
+        flush_every: secs(args.auth_failure_window_s.max(1)),
+        retention_every: secs(args.retention_interval_s.max(1)),
+    };
+    let blocking_threads = usize::try_from(db.read_pool + db.write_pool).unwrap_or(16) + 4;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(8)
+        .max_blocking_threads(blocking_threads)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    rt.block_on(async move {
+    let listen = args.listen;
+    let out = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        eprintln!(
-            "edge-auth-service: listening on http://{addr} (database {})",
-            db.display()
-        );
+        tracing::info!(address = %format!("http://{addr}"), database = %describe(&db), "listening");
+        background::spawn(svc.clone(), schedule);
         http::serve(listener, state, shutdown_signal())
             .await
             .map_err(|e| format!("server error: {e}"))?;
-        eprintln!("edge-auth-service: stopped");
+        background::final_flush(svc, secs(2)).await;
+        tracing::info!("stopped");
         Ok(())
-    })
+    });
+    // Connections still open after the grace period are dropped with the runtime.
+    rt.shutdown_timeout(grace.min(secs(1)));
+    out
 }
 
 async fn shutdown_signal() {
@@ -291,6 +489,7 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+    tracing::info!("shutting down");
 }
 
 #[cfg(test)]
@@ -334,7 +533,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.db.as_deref(), Some(std::path::Path::new("/tmp/x.db")));
-        assert!(matches!(cli.command, Command::Serve { .. }));
+        assert!(matches!(cli.command, Command::Serve(_)));
         let cli = Cli::try_parse_from([
             "edge-auth-service",
             "--db",

@@ -1,18 +1,28 @@
 //! The revocation feed: events with monotonically increasing ids, opaque cursors,
 //! full snapshots and incremental changes.
 //!
-//! A cursor is `v1.<database instance id>.<last event id>`. A missing, malformed or
-//! foreign cursor (another database, or an id beyond the last event) gets a reset: a
-//! snapshot of every revocation still in force. A valid cursor gets only the events
-//! after it. Entries whose `expires_at` passed are left out: no token they cover can
-//! still be valid.
+//! A cursor is `v1.<database instance id>.<last event id>`. The instance id is the
+//! database's (made by its first migration), so every replica on one database gives
+//! and accepts the same cursors. A missing, malformed or foreign cursor (another
+//! database, or an id beyond the last event) gets a reset: a snapshot of every
+//! revocation still in force. A valid cursor gets only the events after it. Entries
+//! whose `expires_at` passed are left out: no token they cover can still be valid.
+//!
+//! Nothing is skipped across replicas: event ids are taken from the feed's head row
+//! inside the writing transaction, which keeps that row locked until it commits
+//! (`store::insert_events`). So ids become visible in increasing order, and a reader
+//! that sees the head at `n` (in the same snapshot as the events) sees every event up
+//! to `n` there will ever be. The cursor it returns is that head, never an id whose
+//! transaction is still in flight.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::db::Database;
 use crate::error::Result;
-use crate::store::{RevocationEvent, RevocationKind, Store};
+use crate::model::{RevocationEvent, RevocationKind};
+use crate::store;
 
 /// How often the edge should poll, in seconds.
 pub const POLL_INTERVAL_S: i64 = 5;
@@ -123,16 +133,16 @@ pub fn fold(events: &[RevocationEvent]) -> (Option<i64>, Vec<SubjectEntry>, Vec<
     )
 }
 
-/// Builds the feed for `since` at `now`, from one consistent read of the database.
-pub fn feed(store: &mut Store, since: Option<&str>, now: i64) -> Result<Feed> {
-    store.read(|s| {
-        let instance = s.instance_id()?;
-        let max_id = s.max_event_id()?;
-        let after = since.and_then(|c| parse_cursor(c, &instance, max_id));
-        let events = s.events_between(after.unwrap_or(0), max_id, now)?;
+/// Builds the feed for `since` at `now`, from one snapshot of the database
+/// (`instance` is its instance id). Never waits for a writer.
+pub fn feed(db: &Database, instance: &str, since: Option<&str>, now: i64) -> Result<Feed> {
+    db.read_snapshot(|c| {
+        let head = store::feed_head(c)?;
+        let after = since.and_then(|s| parse_cursor(s, instance, head));
+        let events = store::events_between(c, after.unwrap_or(0), head, now)?;
         let (revoked_before, subjects, sessions, jtis) = fold(&events);
         Ok(Feed {
-            cursor: encode_cursor(&instance, max_id),
+            cursor: encode_cursor(instance, head),
             reset: after.is_none(),
             poll_interval_s: POLL_INTERVAL_S,
             revoked_before,

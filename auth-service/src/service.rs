@@ -1,19 +1,29 @@
 //! The service's operations, shared by the HTTP layer and the command line.
-//! Each one validates its input first, changes the database in a transaction and
-//! writes the audit trail.
+//!
+//! Each one validates its input first, then changes the database in one
+//! transaction that also writes its audit record: an action is acknowledged only
+//! once both are committed, and if the record cannot be written the action fails
+//! and changes nothing. Reads (lookups, the feed, listings) use read connections
+//! and never wait for a writer. Failed authentications go to `guard`.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::audit::{self, Ctx, FAILURE, SUCCESS};
-use crate::error::{ApiError, Result};
+use crate::audit::{Ctx, FAILURE, SUCCESS};
+use crate::db::{Conn, Database, DbConfig};
+use crate::error::{Credential, Error, Result};
+use crate::guard::{AuthGuard, Failure, GuardConfig};
 use crate::keys::{self, KeyStatus, LookupAnswer};
+use crate::metrics::Metrics;
+use crate::model::{
+    ApiKeyRow, AuditEvent, NewAudit, NewRevocation, RevocationKind, RevokeOutcome, SessionRow, SigningKeyRow, Tenant,
+};
 use crate::revocation::{self, Feed};
-use crate::store::{ApiKeyRow, AuditEvent, RevokeOutcome, SessionRow, SigningKeyRow, Store, Tenant};
+use crate::store;
 use crate::tokens::{self, TokenConfig, ACCESS_TTL_S, RETIRED_KEY_PUBLISHED_S, SESSION_TTL_S};
 use crate::validate;
 
@@ -115,10 +125,6 @@ fn default_grace() -> i64 {
     DEFAULT_GRACE_S
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmptyRequest {}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LookupRequest {
@@ -217,12 +223,64 @@ pub struct Stats {
     pub revocation_polls: u64,
 }
 
+/// An API key that passed [`Service::authenticate_api_key`], and the context acting as it.
+#[derive(Debug, Clone)]
+pub struct AuthedKey {
+    pub key: ApiKeyRow,
+    pub ctx: Ctx,
+    /// The route it was presented on (a template), for aggregated failures.
+    pub route: String,
+}
+
+impl AuthedKey {
+    /// The `api_key.auth` success record every request made with a valid key writes.
+    fn auth_event(&self, now: i64) -> NewAudit {
+        self.ctx
+            .event("api_key.auth", Some(&self.key.key_id), SUCCESS, None, now)
+    }
+}
+
+/// How long audit events are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events older than this are deleted.
+    pub max_age_s: i64,
+    /// At most this many events are kept (the newest).
+    pub max_rows: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age_s: 90 * 24 * 3600,
+            max_rows: 10_000_000,
+        }
+    }
+}
+
+/// Everything but the database a service is made with.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Issuer and audience of access tokens (not needed by the command line).
+    pub tokens: Option<TokenConfig>,
+    pub guard: GuardConfig,
+    pub retention: Retention,
+}
+
+/// Rows deleted per retention transaction (keeps each write short).
+const PRUNE_BATCH: u32 = 10_000;
+
 // ------------------------------------------------------------------- service
 
 pub struct Service {
-    store: Mutex<Store>,
+    db: Database,
+    /// The database's instance id (part of feed cursors; fixed for a database).
+    instance: String,
     tokens: Option<TokenConfig>,
     clock: Arc<dyn Clock>,
+    retention: Retention,
+    pub guard: AuthGuard,
+    pub metrics: Metrics,
     api_key_lookups: AtomicU64,
     revocation_polls: AtomicU64,
 }
@@ -231,57 +289,83 @@ fn with_expiry(expires_in_s: Option<i64>, now: i64) -> Result<Option<i64>> {
     match expires_in_s {
         None => Ok(None),
         Some(s) if (1..=MAX_KEY_LIFETIME_S).contains(&s) => Ok(Some(now + s)),
-        Some(_) => Err(ApiError::invalid_request(format!(
+        Some(_) => Err(Error::invalid_request(format!(
             "expires_in_s must be null or between 1 and {MAX_KEY_LIFETIME_S}"
         ))),
     }
 }
 
+/// What a refresh found, decided in its transaction.
+enum Refreshed {
+    Pair(TokenPair),
+    Refused { reason: &'static str },
+    Reused,
+}
+
+/// What a logout found, decided in its transaction.
+enum LoggedOut {
+    Done,
+    Refused { reason: &'static str },
+}
+
 impl Service {
-    /// Opens the database file, creates a signing key on first start and prunes stale revocations.
-    pub fn open(path: &Path, tokens: Option<TokenConfig>, clock: Arc<dyn Clock>) -> Result<Service> {
-        Service::with_store(Store::open(path)?, tokens, clock)
+    /// Connects to (and migrates) the database, creates a signing key on first start
+    /// and prunes stale revocations.
+    pub fn open(db: &DbConfig, tokens: Option<TokenConfig>, clock: Arc<dyn Clock>) -> Result<Service> {
+        Service::open_with(
+            db,
+            Options {
+                tokens,
+                ..Options::default()
+            },
+            clock,
+        )
     }
 
-    pub fn with_store(mut store: Store, tokens: Option<TokenConfig>, clock: Arc<dyn Clock>) -> Result<Service> {
-        let now = clock.now();
-        if store.current_signing_key()?.is_none() {
-            let key = tokens::generate_signing_key(now)?;
-            if store.install_signing_key(&key, false, now)? {
-                audit::record(
-                    &mut store,
-                    &Ctx::new("service", None, None),
-                    "signing_key.create",
-                    Some(&key.kid),
-                    SUCCESS,
-                    None,
-                    now,
-                );
-            }
-        }
-        store.prune_events(now)?;
-        Ok(Service {
-            store: Mutex::new(store),
-            tokens,
+    pub fn open_with(db: &DbConfig, options: Options, clock: Arc<dyn Clock>) -> Result<Service> {
+        let db = Database::open(db)?;
+        let instance = db.read(store::instance_id)?;
+        let svc = Service {
+            db,
+            instance,
+            tokens: options.tokens,
             clock,
+            retention: options.retention,
+            guard: AuthGuard::new(options.guard),
+            metrics: Metrics::new(),
             api_key_lookups: AtomicU64::new(0),
             revocation_polls: AtomicU64::new(0),
-        })
+        };
+        svc.ensure_signing_key()?;
+        let now = svc.now();
+        svc.write(|c| store::prune_events(c, now))?;
+        Ok(svc)
     }
 
     pub fn now(&self) -> i64 {
         self.clock.now()
     }
 
-    /// The database, locked. Held briefly; SQLite calls are short.
-    pub fn store(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The database (tests, diagnostics).
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// A write transaction, counted in `auth_db_writes_in_flight`.
+    fn write<T>(&self, f: impl FnMut(&mut dyn Conn) -> Result<T>) -> Result<T> {
+        self.metrics.db_writes_in_flight.add(1);
+        let out = self.db.write(f);
+        self.metrics.db_writes_in_flight.add(-1);
+        if out.is_err() {
+            self.metrics.db_write_errors.inc(&[]);
+        }
+        out
     }
 
     fn token_config(&self) -> Result<&TokenConfig> {
         self.tokens
             .as_ref()
-            .ok_or_else(|| ApiError::internal("no issuer/audience configured"))
+            .ok_or_else(|| Error::internal("no issuer/audience configured"))
     }
 
     pub fn stats(&self) -> Stats {
@@ -291,59 +375,62 @@ impl Service {
         }
     }
 
-    /// Records an audit event (for the HTTP layer's own events, such as auth failures).
-    pub fn audit(&self, ctx: &Ctx, action: &str, target: Option<&str>, outcome: &str, detail: Option<Value>) {
-        let now = self.now();
-        audit::record(&mut self.store(), ctx, action, target, outcome, detail, now);
+    /// Writes audit records on their own (a refused request's), in one transaction.
+    fn record(&self, events: &[NewAudit]) -> Result<()> {
+        self.write(|c| events.iter().try_for_each(|e| store::insert_audit(c, e)))
     }
 
-    /// Runs an admin action and audits its outcome (success, or failure with the error code).
-    fn admin<T>(
+    /// Runs an admin action: `f` does its work in a transaction with [`Service::audited`];
+    /// a failure is recorded (its own transaction: the action's was rolled back).
+    fn admin<T>(&self, ctx: &Ctx, action: &str, target: Option<&str>, f: impl FnOnce(i64) -> Result<T>) -> Result<T> {
+        let now = self.now();
+        f(now).inspect_err(|e| {
+            let detail = json!({"error": e.code()});
+            if let Err(audit) = self.record(&[ctx.event(action, target, FAILURE, Some(detail), now)]) {
+                tracing::error!(action, error = %audit, "could not record a failed action");
+            }
+        })
+    }
+
+    /// Runs `apply` in one transaction with its success record (`apply` gives the detail).
+    fn audited<T>(
         &self,
         ctx: &Ctx,
         action: &str,
         target: Option<&str>,
-        f: impl FnOnce(&mut Store, i64) -> Result<(T, Option<Value>)>,
+        now: i64,
+        mut apply: impl FnMut(&mut dyn Conn) -> Result<(T, Option<Value>)>,
     ) -> Result<T> {
-        let now = self.now();
-        let mut store = self.store();
-        match f(&mut store, now) {
-            Ok((out, detail)) => {
-                audit::record(&mut store, ctx, action, target, SUCCESS, detail, now);
-                Ok(out)
-            }
-            Err(e) => {
-                let detail = json!({"error": e.code, "status": e.status});
-                audit::record(&mut store, ctx, action, target, FAILURE, Some(detail), now);
-                Err(e)
-            }
-        }
+        self.write(|c| {
+            let (out, detail) = apply(c)?;
+            store::insert_audit(c, &ctx.event(action, target, SUCCESS, detail, now))?;
+            Ok(out)
+        })
     }
 
     // --------------------------------------------------------------- tenants
 
     pub fn create_tenant(&self, ctx: &Ctx, req: TenantRequest) -> Result<Tenant> {
-        self.admin(
-            ctx,
-            "tenant.create",
-            Some(&req.name.chars().take(64).collect::<String>()),
-            |store, now| {
-                validate::tenant_name(&req.name)?;
-                let tenant = Tenant {
-                    allowed_origins: validate::origins(&req.allowed_origins)?,
-                    ip_allowlist: validate::ip_allowlist(&req.ip_allowlist)?,
-                    name: req.name,
-                    created_at: now,
-                };
-                store.insert_tenant(&tenant)?;
-                let detail = json!({"allowed_origins": tenant.allowed_origins, "ip_allowlist": tenant.ip_allowlist});
-                Ok((tenant, Some(detail)))
-            },
-        )
+        let target: String = req.name.chars().take(64).collect();
+        self.admin(ctx, "tenant.create", Some(&target), |now| {
+            validate::tenant_name(&req.name)?;
+            let tenant = Tenant {
+                allowed_origins: validate::origins(&req.allowed_origins)?,
+                ip_allowlist: validate::ip_allowlist(&req.ip_allowlist)?,
+                name: req.name,
+                created_at: now,
+            };
+            let detail = json!({"allowed_origins": tenant.allowed_origins, "ip_allowlist": tenant.ip_allowlist});
+            self.audited(ctx, "tenant.create", Some(&target), now, |c| {
+                store::insert_tenant(c, &tenant)?;
+                Ok(((), Some(detail.clone())))
+            })?;
+            Ok(tenant)
+        })
     }
 
     pub fn list_tenants(&self) -> Result<Vec<Tenant>> {
-        self.store().tenants()
+        self.db.read(store::tenants)
     }
 
     // ------------------------------------------------------------------ keys
@@ -351,7 +438,7 @@ impl Service {
     fn new_key_row(template: &ApiKeyRow, now: i64) -> Result<(String, ApiKeyRow)> {
         let raw = keys::generate_api_key()?;
         let row = ApiKeyRow {
-            key_id: keys::new_id(keys::KEY_ID_PREFIX)?,
+            key_id: crate::ids::new_id(keys::KEY_ID_PREFIX)?,
             key_hash: keys::hash_secret(&raw),
             created_at: now,
             rotated_at: None,
@@ -363,168 +450,260 @@ impl Service {
         Ok((raw, row))
     }
 
+    fn created_key(raw: String, row: &ApiKeyRow, now: i64) -> CreatedKey {
+        CreatedKey {
+            key_id: row.key_id.clone(),
+            api_key: raw,
+            metadata: KeyView::new(row, now),
+        }
+    }
+
     pub fn create_key(&self, ctx: &Ctx, tenant: &str, req: KeyRequest) -> Result<CreatedKey> {
-        self.admin(ctx, "key.create", Some(tenant), |store, now| {
+        self.admin(ctx, "key.create", Some(tenant), |now| {
             validate::subject(&req.subject)?;
-            let scopes = validate::scopes(&req.scopes)?;
-            let ip_allowlist = req.ip_allowlist.as_deref().map(validate::ip_allowlist).transpose()?;
-            let expires_at = with_expiry(req.expires_in_s, now)?;
-            if store.tenant(tenant)?.is_none() {
-                return Err(ApiError::not_found(format!("no tenant {tenant:?}")));
-            }
             let template = ApiKeyRow {
                 key_id: String::new(),
                 tenant: tenant.to_owned(),
                 subject: req.subject,
                 key_hash: String::new(),
-                scopes,
-                ip_allowlist,
+                scopes: validate::scopes(&req.scopes)?,
+                ip_allowlist: req.ip_allowlist.as_deref().map(validate::ip_allowlist).transpose()?,
                 created_at: now,
-                expires_at,
+                expires_at: with_expiry(req.expires_in_s, now)?,
                 rotated_at: None,
                 rotation_deadline: None,
                 replaced_by: None,
                 revoked_at: None,
             };
             let (raw, row) = Service::new_key_row(&template, now)?;
-            store.insert_key(&row)?;
-            let view = KeyView::new(&row, now);
-            let detail = json!({"key_id": row.key_id, "fingerprint": view.fingerprint, "subject": row.subject, "scopes": row.scopes});
-            Ok((CreatedKey { key_id: row.key_id.clone(), api_key: raw, metadata: view }, Some(detail)))
+            let detail = json!({"key_id": row.key_id, "fingerprint": keys::fingerprint(&row.key_hash), "subject": row.subject, "scopes": row.scopes});
+            self.audited(ctx, "key.create", Some(tenant), now, |c| {
+                if store::tenant(c, tenant)?.is_none() {
+                    return Err(Error::not_found(format!("no tenant {tenant:?}")));
+                }
+                store::insert_key(c, &row)?;
+                Ok(((), Some(detail.clone())))
+            })?;
+            Ok(Service::created_key(raw, &row, now))
         })
     }
 
     pub fn list_keys(&self, tenant: &str) -> Result<Vec<KeyView>> {
         let now = self.now();
-        let store = self.store();
-        if store.tenant(tenant)?.is_none() {
-            return Err(ApiError::not_found(format!("no tenant {tenant:?}")));
-        }
-        Ok(store
-            .keys_of_tenant(tenant)?
-            .iter()
-            .map(|k| KeyView::new(k, now))
-            .collect())
+        let keys = self.db.read_snapshot(|c| {
+            if store::tenant(c, tenant)?.is_none() {
+                return Err(Error::not_found(format!("no tenant {tenant:?}")));
+            }
+            store::keys_of_tenant(c, tenant)
+        })?;
+        Ok(keys.iter().map(|k| KeyView::new(k, now)).collect())
     }
 
     pub fn rotate_key(&self, ctx: &Ctx, key_id: &str, req: RotateRequest) -> Result<CreatedKey> {
-        self.admin(ctx, "key.rotate", Some(key_id), |store, now| {
+        self.admin(ctx, "key.rotate", Some(key_id), |now| {
             if !(0..=MAX_GRACE_S).contains(&req.grace_s) {
-                return Err(ApiError::invalid_request(format!("grace_s must be between 0 and {MAX_GRACE_S}")));
+                return Err(Error::invalid_request(format!("grace_s must be between 0 and {MAX_GRACE_S}")));
             }
-            let old = store.key_by_id(key_id)?.ok_or_else(|| ApiError::not_found(format!("no key {key_id}")))?;
-            match keys::key_status(&old, now) {
-                KeyStatus::Valid if old.rotated_at.is_none() => {}
-                KeyStatus::Valid => return Err(ApiError::conflict(format!("key {key_id} was already rotated"))),
-                KeyStatus::Revoked => return Err(ApiError::conflict(format!("key {key_id} is revoked"))),
-                KeyStatus::Expired => return Err(ApiError::conflict(format!("key {key_id} is expired"))),
-            }
-            let (raw, row) = Service::new_key_row(&old, now)?;
             let deadline = now + req.grace_s;
-            store.rotate_key(key_id, &row, deadline, now)?;
-            let view = KeyView::new(&row, now);
-            let detail = json!({"new_key_id": row.key_id, "fingerprint": view.fingerprint, "grace_s": req.grace_s, "rotation_deadline": deadline});
-            Ok((CreatedKey { key_id: row.key_id.clone(), api_key: raw, metadata: view }, Some(detail)))
+            let (raw, row) = self.audited(ctx, "key.rotate", Some(key_id), now, |c| {
+                let old = store::key_by_id(c, key_id)?.ok_or_else(|| Error::not_found(format!("no key {key_id}")))?;
+                match keys::key_status(&old, now) {
+                    KeyStatus::Valid if old.rotated_at.is_none() => {}
+                    KeyStatus::Valid => return Err(Error::conflict(format!("key {key_id} was already rotated"))),
+                    KeyStatus::Revoked => return Err(Error::conflict(format!("key {key_id} is revoked"))),
+                    KeyStatus::Expired => return Err(Error::conflict(format!("key {key_id} is expired"))),
+                }
+                let (raw, row) = Service::new_key_row(&old, now)?;
+                store::rotate_key(c, key_id, &row, deadline, now)?;
+                let detail = json!({"new_key_id": row.key_id, "fingerprint": keys::fingerprint(&row.key_hash), "grace_s": req.grace_s, "rotation_deadline": deadline});
+                Ok(((raw, row), Some(detail)))
+            })?;
+            Ok(Service::created_key(raw, &row, now))
         })
     }
 
     pub fn revoke_key(&self, ctx: &Ctx, key_id: &str) -> Result<KeyView> {
-        self.admin(ctx, "key.revoke", Some(key_id), |store, now| {
-            if store.key_by_id(key_id)?.is_none() {
-                return Err(ApiError::not_found(format!("no key {key_id}")));
-            }
-            let newly = store.revoke_key(key_id, now)?;
-            let row = store
-                .key_by_id(key_id)?
-                .ok_or_else(|| ApiError::not_found(format!("no key {key_id}")))?;
-            Ok((KeyView::new(&row, now), Some(json!({"already_revoked": !newly}))))
+        self.admin(ctx, "key.revoke", Some(key_id), |now| {
+            let row = self.audited(ctx, "key.revoke", Some(key_id), now, |c| {
+                if store::key_by_id(c, key_id)?.is_none() {
+                    return Err(Error::not_found(format!("no key {key_id}")));
+                }
+                let newly = store::revoke_key(c, key_id, now)?;
+                let row = store::key_by_id(c, key_id)?.ok_or_else(|| Error::not_found(format!("no key {key_id}")))?;
+                Ok((row, Some(json!({"already_revoked": !newly}))))
+            })?;
+            Ok(KeyView::new(&row, now))
         })
     }
 
-    /// `POST /internal/v1/api-keys/lookup`.
+    /// `POST /internal/v1/api-keys/lookup`: one read on a read connection.
     pub fn lookup(&self, key_hash: &str) -> Result<LookupAnswer> {
         if !keys::is_hex64(key_hash) {
-            return Err(ApiError::invalid_request(
+            return Err(Error::invalid_request(
                 "key_hash must be 64 lower-case hex characters (SHA-256)",
             ));
         }
         self.api_key_lookups.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
         let now = self.now();
-        let found = self.store().key_by_hash(key_hash)?;
-        Ok(keys::lookup_answer(found, now))
+        let found = self.db.read(|c| store::key_by_hash(c, key_hash));
+        self.metrics.lookup_duration.observe(&[], started.elapsed());
+        let answer = found
+            .inspect_err(|_| self.metrics.lookups.inc(&["error"]))
+            .map(|found| keys::lookup_answer(found, now))?;
+        self.metrics.lookups.inc(&[answer.status()]);
+        Ok(answer)
     }
 
-    /// Verifies a raw API key presented to the SDK endpoints: known, not revoked, not expired.
-    /// Audits success and failure; returns the key and the context acting as it.
-    pub fn authenticate_api_key(&self, ctx: &Ctx, raw: Option<&str>) -> Result<(ApiKeyRow, Ctx)> {
+    /// Counts a failed authentication; the error to answer (`429` once the client is limited).
+    pub fn auth_failure(&self, f: Failure<'_>, ctx: &Ctx, unauthenticated: Error) -> Error {
+        let limited = self.guard.fail(f, ctx.peer.as_deref(), self.now());
+        self.metrics
+            .audit_failures_pending
+            .set(i64::try_from(self.guard.pending_failures()).unwrap_or(i64::MAX));
+        match limited {
+            Some(retry_after_s) => Error::RateLimited { retry_after_s },
+            None => unauthenticated,
+        }
+    }
+
+    /// Verifies a raw API key presented on `route` (a template): known, not revoked,
+    /// not expired. A client limited by `guard` is refused before the database is asked.
+    pub fn authenticate_api_key(&self, ctx: &Ctx, route: &str, raw: Option<&str>) -> Result<AuthedKey> {
         let now = self.now();
-        let mut store = self.store();
-        let fail = |store: &mut Store, reason: &str, key_id: Option<&str>, fp: Option<String>| {
-            let detail = json!({"reason": reason, "fingerprint": fp});
-            audit::record(store, ctx, "api_key.auth", key_id, FAILURE, Some(detail), now);
-            ApiError::new(
-                401,
-                "invalid_api_key",
-                "a valid API key is required (x-api-key or Authorization: ApiKey)",
-            )
+        let fail = |reason: &'static str| {
+            self.metrics.api_key_validations.inc(&["invalid"]);
+            let f = Failure {
+                action: "api_key.auth",
+                actor: "anonymous",
+                route,
+                reason,
+            };
+            Err(self.auth_failure(f, ctx, Error::Unauthenticated(Credential::ApiKey)))
         };
+        if let Some(retry_after_s) = self.guard.limited(ctx.peer.as_deref(), now) {
+            self.metrics.api_key_validations.inc(&["rate_limited"]);
+            let f = Failure {
+                action: "api_key.auth",
+                actor: "anonymous",
+                route,
+                reason: "rate_limited",
+            };
+            self.guard.fail(f, ctx.peer.as_deref(), now);
+            return Err(Error::RateLimited { retry_after_s });
+        }
         let Some(raw) = raw else {
-            return Err(fail(&mut store, "missing", None, None));
+            return fail("missing");
         };
         if !keys::is_api_key(raw) {
-            return Err(fail(&mut store, "malformed", None, None));
+            return fail("malformed");
         }
         let hash = keys::hash_secret(raw);
-        let Some((key, _tenant)) = store.key_by_hash(&hash)? else {
-            return Err(fail(&mut store, "unknown", None, Some(keys::fingerprint(&hash))));
+        let Some((key, _tenant)) = self.db.read(|c| store::key_by_hash(c, &hash))? else {
+            return fail("unknown");
         };
         match keys::key_status(&key, now) {
             KeyStatus::Valid => {}
-            KeyStatus::Revoked => return Err(fail(&mut store, "revoked", Some(&key.key_id), None)),
-            KeyStatus::Expired => return Err(fail(&mut store, "expired", Some(&key.key_id), None)),
+            KeyStatus::Revoked => return fail("revoked"),
+            KeyStatus::Expired => return fail("expired"),
         }
-        let as_key = ctx.as_actor(format!("api_key:{}", key.key_id));
-        audit::record(
-            &mut store,
-            &as_key,
-            "api_key.auth",
-            Some(&key.key_id),
-            SUCCESS,
-            None,
-            now,
-        );
-        Ok((key, as_key))
+        self.metrics.api_key_validations.inc(&["valid"]);
+        let ctx = ctx.as_actor(format!("api_key:{}", key.key_id));
+        Ok(AuthedKey {
+            key,
+            ctx,
+            route: route.to_owned(),
+        })
+    }
+
+    /// Records a request made with a valid key that was refused before any change.
+    fn refused<T>(&self, authed: &AuthedKey, now: i64, e: Error) -> Result<T> {
+        self.record(&[authed.auth_event(now)])?;
+        Err(e)
+    }
+
+    /// Counts a token failure of a request made with a valid key.
+    fn token_failure(
+        &self,
+        authed: &AuthedKey,
+        action: &'static str,
+        kind: &str,
+        reason: &'static str,
+        e: Error,
+    ) -> Error {
+        self.metrics.token_validations.inc(&[kind, "invalid"]);
+        let f = Failure {
+            action,
+            actor: &authed.ctx.actor,
+            route: &authed.route,
+            reason,
+        };
+        self.auth_failure(f, &authed.ctx, e)
     }
 
     // -------------------------------------------------------------- sessions
 
-    fn current_key(store: &mut Store, now: i64) -> Result<SigningKeyRow> {
-        if let Some(k) = store.current_signing_key()? {
+    fn ensure_signing_key(&self) -> Result<()> {
+        if self.db.read(store::current_signing_key)?.is_some() {
+            return Ok(());
+        }
+        let now = self.now();
+        let key = tokens::generate_signing_key(now)?;
+        let ctx = Ctx::new("service", None, None);
+        self.write(|c| {
+            if store::install_signing_key(c, &key, false, now)? {
+                store::insert_audit(c, &ctx.event("signing_key.create", Some(&key.kid), SUCCESS, None, now))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn current_key(&self) -> Result<SigningKeyRow> {
+        if let Some(k) = self.db.read(store::current_signing_key)? {
             return Ok(k);
         }
-        let key = tokens::generate_signing_key(now)?;
-        store.install_signing_key(&key, false, now)?;
-        store
-            .current_signing_key()?
-            .ok_or_else(|| ApiError::internal("no signing key"))
+        self.ensure_signing_key()?;
+        self.db
+            .read(store::current_signing_key)?
+            .ok_or_else(|| Error::internal("no signing key"))
+    }
+
+    fn pair(access: String, refresh: String, session: &SessionRow, now: i64) -> TokenPair {
+        TokenPair {
+            access_token: access,
+            token_type: "Bearer",
+            expires_in: ACCESS_TTL_S,
+            refresh_token: refresh,
+            refresh_expires_in: session.expires_at - now,
+            session_id: session.sid.clone(),
+        }
     }
 
     /// `POST /v1/sessions`.
-    pub fn create_session(&self, ctx: &Ctx, key: &ApiKeyRow, req: SessionRequest) -> Result<TokenPair> {
+    pub fn create_session(&self, authed: &AuthedKey, req: SessionRequest) -> Result<TokenPair> {
+        let now = self.now();
+        let out = self.try_create_session(authed, req, now);
+        let result = if out.is_ok() { "created" } else { "refused" };
+        self.metrics.session_creations.inc(&[result]);
+        out
+    }
+
+    fn try_create_session(&self, authed: &AuthedKey, req: SessionRequest, now: i64) -> Result<TokenPair> {
         let cfg = self.token_config()?;
-        validate::subject(&req.subject)?;
-        let scopes = match &req.scopes {
-            None => key.scopes.clone(),
-            Some(s) => validate::scopes(s)?,
+        let key = &authed.key;
+        let checked = validate::subject(&req.subject).and_then(|()| match &req.scopes {
+            None => Ok(key.scopes.clone()),
+            Some(s) => validate::scopes(s),
+        });
+        let scopes = match checked {
+            Ok(s) => s,
+            Err(e) => return self.refused(authed, now, e),
         };
         if let Some(extra) = scopes.iter().find(|s| !key.scopes.contains(s)) {
-            return Err(ApiError::invalid_scope(format!(
-                "scope {extra:?} is not granted to this API key"
-            )));
+            let e = Error::invalid_scope(format!("scope {extra:?} is not granted to this API key"));
+            return self.refused(authed, now, e);
         }
-        let now = self.now();
-        let mut store = self.store();
-        let signing = Service::current_key(&mut store, now)?;
+        let signing = self.current_key()?;
         let session = SessionRow {
             sid: tokens::new_session_id()?,
             tenant: key.tenant.clone(),
@@ -537,267 +716,260 @@ impl Service {
         };
         let access = tokens::issue_access_token(&signing, cfg, &session, now)?;
         let refresh = tokens::generate_refresh_token()?;
-        store.insert_session(&session, &keys::hash_secret(&refresh))?;
         let detail =
             json!({"subject": session.subject, "scopes": session.scopes, "jti": access.jti, "kid": signing.kid});
-        audit::record(
-            &mut store,
-            ctx,
-            "session.create",
-            Some(&session.sid),
-            SUCCESS,
-            Some(detail),
-            now,
-        );
-        Ok(TokenPair {
-            access_token: access.token,
-            token_type: "Bearer",
-            expires_in: ACCESS_TTL_S,
-            refresh_token: refresh,
-            refresh_expires_in: session.expires_at - now,
-            session_id: session.sid,
-        })
+        self.write(|c| {
+            store::insert_audit(c, &authed.auth_event(now))?;
+            store::insert_session(c, &session, &keys::hash_secret(&refresh))?;
+            let event = authed
+                .ctx
+                .event("session.create", Some(&session.sid), SUCCESS, Some(detail.clone()), now);
+            store::insert_audit(c, &event)
+        })?;
+        Ok(Service::pair(access.token, refresh, &session, now))
     }
 
     /// `POST /v1/sessions/refresh`: a new pair for the same session. A spent refresh
-    /// token presented again revokes the whole session.
-    pub fn refresh(&self, ctx: &Ctx, key: &ApiKeyRow, req: RefreshRequest) -> Result<TokenPair> {
+    /// token presented again revokes the whole session. Decided in one transaction
+    /// that locks the token, so concurrent refreshes of one token (on any replica)
+    /// let exactly one through and see the others as reuse.
+    pub fn refresh(&self, authed: &AuthedKey, req: RefreshRequest) -> Result<TokenPair> {
         let cfg = self.token_config()?;
-        if !tokens::is_refresh_token(&req.refresh_token) {
-            return Err(ApiError::invalid_request(
-                "refresh_token must be rt_ followed by 64 lower-case hex",
-            ));
-        }
         let now = self.now();
-        let hash = keys::hash_secret(&req.refresh_token);
-        let mut store = self.store();
-        let deny = |store: &mut Store, reason: &str, sid: Option<&str>| {
-            let detail = json!({"reason": reason, "fingerprint": keys::fingerprint(&hash)});
-            audit::record(store, ctx, "session.refresh", sid, FAILURE, Some(detail), now);
-            ApiError::invalid_grant("the refresh token is invalid, expired, revoked or already used")
-        };
-        let Some((rt, session)) = store.refresh_token(&hash)? else {
-            return Err(deny(&mut store, "unknown", None));
-        };
-        if session.tenant != key.tenant {
-            return Err(deny(&mut store, "other_tenant", Some(&session.sid)));
+        let started = Instant::now();
+        if !tokens::is_refresh_token(&req.refresh_token) {
+            let e = Error::invalid_request("refresh_token must be rt_ followed by 64 lower-case hex");
+            return self.refused(authed, now, e);
         }
-        if rt.spent_at.is_some() {
-            let outcome = store.revoke_session(
-                &session.sid,
-                "refresh_reuse",
-                None,
-                session.expires_at + ACCESS_TTL_S,
-                now,
-            )?;
-            let detail =
-                json!({"fingerprint": keys::fingerprint(&hash), "session_revoked": outcome == RevokeOutcome::Revoked});
-            audit::record(
-                &mut store,
-                ctx,
-                "session.refresh_reuse",
+        let hash = keys::hash_secret(&req.refresh_token);
+        let fingerprint = keys::fingerprint(&hash);
+        let signing = self.current_key()?;
+        let outcome = self.write(|c| {
+            store::insert_audit(c, &authed.auth_event(now))?;
+            let Some((rt, session)) = store::refresh_token(c, &hash)? else {
+                return Ok(Refreshed::Refused { reason: "unknown" });
+            };
+            if session.tenant != authed.key.tenant {
+                return Ok(Refreshed::Refused { reason: "other_tenant" });
+            }
+            if rt.spent_at.is_some() {
+                let outcome = store::revoke_session(
+                    c,
+                    &session.sid,
+                    "refresh_reuse",
+                    None,
+                    session.expires_at + ACCESS_TTL_S,
+                    now,
+                )?;
+                if outcome != RevokeOutcome::Revoked {
+                    // Already revoked: nothing new happened; counted as a failure, not a record.
+                    return Ok(Refreshed::Refused {
+                        reason: "session_revoked",
+                    });
+                }
+                let detail = json!({"fingerprint": fingerprint, "session_revoked": true});
+                let event = authed
+                    .ctx
+                    .event("session.refresh_reuse", Some(&session.sid), FAILURE, Some(detail), now);
+                store::insert_audit(c, &event)?;
+                return Ok(Refreshed::Reused);
+            }
+            if session.revoked_at.is_some() {
+                return Ok(Refreshed::Refused {
+                    reason: "session_revoked",
+                });
+            }
+            if session.expires_at <= now {
+                return Ok(Refreshed::Refused {
+                    reason: "session_expired",
+                });
+            }
+            let access = tokens::issue_access_token(&signing, cfg, &session, now)?;
+            let refresh = tokens::generate_refresh_token()?;
+            if !store::rotate_refresh(c, &hash, &keys::hash_secret(&refresh), &session.sid, now)? {
+                return Ok(Refreshed::Refused {
+                    reason: "concurrent_change",
+                });
+            }
+            let event = authed.ctx.event(
+                "session.refresh",
                 Some(&session.sid),
-                FAILURE,
-                Some(detail),
+                SUCCESS,
+                Some(json!({"jti": access.jti})),
                 now,
             );
-            return Err(ApiError::invalid_grant(
-                "refresh token reuse detected: the session is revoked",
-            ));
+            store::insert_audit(c, &event)?;
+            Ok(Refreshed::Pair(Service::pair(access.token, refresh, &session, now)))
+        })?;
+        self.metrics
+            .token_validation_duration
+            .observe(&["refresh"], started.elapsed());
+        match outcome {
+            Refreshed::Pair(pair) => {
+                self.metrics.token_validations.inc(&["refresh", "valid"]);
+                Ok(pair)
+            }
+            Refreshed::Reused => {
+                self.metrics.token_validations.inc(&["refresh", "invalid"]);
+                Err(Error::invalid_grant(
+                    "refresh token reuse detected: the session is revoked",
+                ))
+            }
+            Refreshed::Refused { reason } => {
+                let e = Error::invalid_grant("the refresh token is invalid, expired, revoked or already used");
+                Err(self.token_failure(authed, "session.refresh", "refresh", reason, e))
+            }
         }
-        if session.revoked_at.is_some() {
-            return Err(deny(&mut store, "session_revoked", Some(&session.sid)));
-        }
-        if session.expires_at <= now {
-            return Err(deny(&mut store, "session_expired", Some(&session.sid)));
-        }
-        let signing = Service::current_key(&mut store, now)?;
-        let access = tokens::issue_access_token(&signing, cfg, &session, now)?;
-        let refresh = tokens::generate_refresh_token()?;
-        if !store.rotate_refresh(&hash, &keys::hash_secret(&refresh), &session.sid, now)? {
-            return Err(deny(&mut store, "concurrent_change", Some(&session.sid)));
-        }
-        audit::record(
-            &mut store,
-            ctx,
-            "session.refresh",
-            Some(&session.sid),
-            SUCCESS,
-            Some(json!({"jti": access.jti})),
-            now,
-        );
-        Ok(TokenPair {
-            access_token: access.token,
-            token_type: "Bearer",
-            expires_in: ACCESS_TTL_S,
-            refresh_token: refresh,
-            refresh_expires_in: session.expires_at - now,
-            session_id: session.sid,
-        })
     }
 
     /// `POST /v1/sessions/logout` with a refresh token.
-    pub fn logout_with_refresh(&self, ctx: &Ctx, key: &ApiKeyRow, refresh_token: &str) -> Result<()> {
-        if !tokens::is_refresh_token(refresh_token) {
-            return Err(ApiError::invalid_request(
-                "refresh_token must be rt_ followed by 64 lower-case hex",
-            ));
-        }
+    pub fn logout_with_refresh(&self, authed: &AuthedKey, refresh_token: &str) -> Result<()> {
         let now = self.now();
+        if !tokens::is_refresh_token(refresh_token) {
+            let e = Error::invalid_request("refresh_token must be rt_ followed by 64 lower-case hex");
+            return self.refused(authed, now, e);
+        }
         let hash = keys::hash_secret(refresh_token);
-        let mut store = self.store();
-        let session = match store.refresh_token(&hash)? {
-            Some((_, s)) if s.tenant == key.tenant => s,
-            found => {
-                let sid = found.map(|(_, s)| s.sid);
-                let detail = json!({"reason": if sid.is_some() { "other_tenant" } else { "unknown" }, "fingerprint": keys::fingerprint(&hash)});
-                audit::record(
-                    &mut store,
-                    ctx,
-                    "session.logout",
-                    sid.as_deref(),
-                    FAILURE,
-                    Some(detail),
-                    now,
-                );
-                return Err(ApiError::invalid_grant("unknown refresh token"));
+        let outcome = self.write(|c| {
+            store::insert_audit(c, &authed.auth_event(now))?;
+            let session = match store::refresh_token(c, &hash)? {
+                Some((_, s)) if s.tenant == authed.key.tenant => s,
+                Some(_) => return Ok(LoggedOut::Refused { reason: "other_tenant" }),
+                None => return Ok(LoggedOut::Refused { reason: "unknown" }),
+            };
+            let outcome =
+                store::revoke_session(c, &session.sid, "logout", None, session.expires_at + ACCESS_TTL_S, now)?;
+            let detail = json!({"via": "refresh_token", "already_revoked": outcome == RevokeOutcome::AlreadyRevoked});
+            let event = authed
+                .ctx
+                .event("session.logout", Some(&session.sid), SUCCESS, Some(detail), now);
+            store::insert_audit(c, &event)?;
+            Ok(LoggedOut::Done)
+        })?;
+        match outcome {
+            LoggedOut::Done => Ok(()),
+            LoggedOut::Refused { reason } => {
+                let e = Error::invalid_grant("unknown refresh token");
+                Err(self.token_failure(authed, "session.logout", "refresh", reason, e))
             }
-        };
-        let outcome = store.revoke_session(&session.sid, "logout", None, session.expires_at + ACCESS_TTL_S, now)?;
-        let detail = json!({"via": "refresh_token", "already_revoked": outcome == RevokeOutcome::AlreadyRevoked});
-        audit::record(
-            &mut store,
-            ctx,
-            "session.logout",
-            Some(&session.sid),
-            SUCCESS,
-            Some(detail),
-            now,
-        );
-        Ok(())
+        }
     }
 
     /// `POST /v1/sessions/logout` with the access token as Bearer: revokes its session and the token.
-    pub fn logout_with_access_token(&self, ctx: &Ctx, key: &ApiKeyRow, token: &str) -> Result<()> {
+    pub fn logout_with_access_token(&self, authed: &AuthedKey, token: &str) -> Result<()> {
         let cfg = self.token_config()?;
         let now = self.now();
-        let mut store = self.store();
-        let published = store.published_signing_keys(now - RETIRED_KEY_PUBLISHED_S)?;
-        let claims = match tokens::verify_access_token(&published, cfg, token, now, LOGOUT_LEEWAY_S) {
-            Ok(c) if c.custom.tenant == key.tenant => c,
-            Ok(c) => {
-                let detail = json!({"reason": "other_tenant"});
-                audit::record(
-                    &mut store,
-                    ctx,
-                    "session.logout",
-                    Some(&c.custom.sid),
-                    FAILURE,
-                    Some(detail),
-                    now,
-                );
-                return Err(ApiError::new(
-                    401,
-                    "invalid_token",
-                    "the access token belongs to another tenant",
-                ));
+        let started = Instant::now();
+        let published = self
+            .db
+            .read(|c| store::published_signing_keys(c, now - RETIRED_KEY_PUBLISHED_S))?;
+        let verified = tokens::verify_access_token(&published, cfg, token, now, LOGOUT_LEEWAY_S);
+        self.metrics
+            .token_validation_duration
+            .observe(&["access"], started.elapsed());
+        let claims = match verified {
+            Ok(c) if c.custom.tenant == authed.key.tenant => c,
+            Ok(_) => {
+                self.record(&[authed.auth_event(now)])?;
+                let e = Error::invalid_token("the access token belongs to another tenant");
+                return Err(self.token_failure(authed, "session.logout", "access", "other_tenant", e));
             }
             Err(e) => {
-                audit::record(
-                    &mut store,
-                    ctx,
-                    "session.logout",
-                    None,
-                    FAILURE,
-                    Some(json!({"reason": "invalid_token"})),
-                    now,
-                );
-                return Err(e);
+                self.record(&[authed.auth_event(now)])?;
+                return Err(self.token_failure(authed, "session.logout", "access", "invalid_token", e));
             }
         };
+        self.metrics.token_validations.inc(&["access", "valid"]);
         let sid = claims.custom.sid.clone();
-        let Some(session) = store.session(&sid)? else {
-            return Err(ApiError::new(401, "invalid_token", "unknown session"));
-        };
         let exp = claims
             .expires_at
             .map(|e| i64::try_from(e.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(now);
         let jti = claims.jwt_id.as_deref().map(|j| (j, exp));
-        let outcome = store.revoke_session(&sid, "logout", jti, session.expires_at + ACCESS_TTL_S, now)?;
-        let detail = json!({"via": "access_token", "jti": claims.jwt_id, "already_revoked": outcome == RevokeOutcome::AlreadyRevoked});
-        audit::record(
-            &mut store,
-            ctx,
-            "session.logout",
-            Some(&sid),
-            SUCCESS,
-            Some(detail),
-            now,
-        );
-        Ok(())
+        let outcome = self.write(|c| {
+            store::insert_audit(c, &authed.auth_event(now))?;
+            let Some(session) = store::session(c, &sid)? else {
+                return Ok(LoggedOut::Refused { reason: "unknown_session" });
+            };
+            let outcome = store::revoke_session(c, &sid, "logout", jti, session.expires_at + ACCESS_TTL_S, now)?;
+            let detail = json!({"via": "access_token", "jti": claims.jwt_id, "already_revoked": outcome == RevokeOutcome::AlreadyRevoked});
+            store::insert_audit(c, &authed.ctx.event("session.logout", Some(&sid), SUCCESS, Some(detail), now))?;
+            Ok(LoggedOut::Done)
+        })?;
+        match outcome {
+            LoggedOut::Done => Ok(()),
+            LoggedOut::Refused { reason } => {
+                let e = Error::invalid_token("unknown session");
+                Err(self.token_failure(authed, "session.logout", "access", reason, e))
+            }
+        }
     }
 
     /// `POST /v1/subjects/logout-everywhere`: every session of the subject in the key's tenant,
     /// and `revoked_before = now + 1` for the subject.
-    pub fn logout_everywhere(&self, ctx: &Ctx, key: &ApiKeyRow, req: SubjectRequest) -> Result<usize> {
-        validate::subject(&req.subject)?;
+    pub fn logout_everywhere(&self, authed: &AuthedKey, req: SubjectRequest) -> Result<usize> {
         let now = self.now();
-        let mut store = self.store();
+        if let Err(e) = validate::subject(&req.subject) {
+            return self.refused(authed, now, e);
+        }
         let rb = revoked_before(now);
-        let n = store.revoke_subject(
-            &req.subject,
-            Some(&key.tenant),
-            "logout_everywhere",
-            rb,
-            ACCESS_TTL_S,
-            now,
-        )?;
-        let detail = json!({"sessions_revoked": n, "revoked_before": rb});
-        audit::record(
-            &mut store,
-            ctx,
-            "subject.logout_everywhere",
-            Some(&req.subject),
-            SUCCESS,
-            Some(detail),
-            now,
-        );
-        Ok(n)
+        self.write(|c| {
+            store::insert_audit(c, &authed.auth_event(now))?;
+            let n = revoke_subject(c, &req.subject, Some(&authed.key.tenant), "logout_everywhere", now)?;
+            let detail = json!({"sessions_revoked": n, "revoked_before": rb});
+            let event = authed.ctx.event(
+                "subject.logout_everywhere",
+                Some(&req.subject),
+                SUCCESS,
+                Some(detail),
+                now,
+            );
+            store::insert_audit(c, &event)?;
+            Ok(n)
+        })
     }
 
     // -------------------------------------------------------- admin revokes
 
     pub fn admin_revoke_session(&self, ctx: &Ctx, sid: &str) -> Result<Value> {
-        self.admin(ctx, "session.revoke", Some(sid), |store, now| {
-            let session = store
-                .session(sid)?
-                .ok_or_else(|| ApiError::not_found(format!("no session {sid}")))?;
-            let outcome = store.revoke_session(sid, "admin", None, session.expires_at + ACCESS_TTL_S, now)?;
-            let already = outcome == RevokeOutcome::AlreadyRevoked;
-            Ok((
-                json!({"sid": sid, "revoked": true, "already_revoked": already}),
-                Some(json!({"already_revoked": already})),
-            ))
+        self.admin(ctx, "session.revoke", Some(sid), |now| {
+            self.audited(ctx, "session.revoke", Some(sid), now, |c| {
+                let session = store::session(c, sid)?.ok_or_else(|| Error::not_found(format!("no session {sid}")))?;
+                let outcome = store::revoke_session(c, sid, "admin", None, session.expires_at + ACCESS_TTL_S, now)?;
+                let already = outcome == RevokeOutcome::AlreadyRevoked;
+                Ok((
+                    json!({"sid": sid, "revoked": true, "already_revoked": already}),
+                    Some(json!({"already_revoked": already})),
+                ))
+            })
         })
     }
 
     pub fn admin_revoke_subject(&self, ctx: &Ctx, subject: &str) -> Result<Value> {
-        self.admin(ctx, "subject.revoke", Some(subject), |store, now| {
+        self.admin(ctx, "subject.revoke", Some(subject), |now| {
             validate::subject(subject)?;
-            let rb = revoked_before(now);
-            let n = store.revoke_subject(subject, None, "admin", rb, ACCESS_TTL_S, now)?;
-            let out = json!({"subject": subject, "revoked_before": rb, "sessions_revoked": n});
-            Ok((out.clone(), Some(out)))
+            self.audited(ctx, "subject.revoke", Some(subject), now, |c| {
+                let n = revoke_subject(c, subject, None, "admin", now)?;
+                let out = json!({"subject": subject, "revoked_before": revoked_before(now), "sessions_revoked": n});
+                Ok((out.clone(), Some(out)))
+            })
         })
     }
 
     pub fn revoke_all(&self, ctx: &Ctx) -> Result<Value> {
-        self.admin(ctx, "revoke_all", None, |store, now| {
-            let rb = revoked_before(now);
-            let n = store.revoke_all("revoke_all", rb, ACCESS_TTL_S, now)?;
-            let out = json!({"revoked_before": rb, "sessions_revoked": n});
-            Ok((out.clone(), Some(out)))
+        self.admin(ctx, "revoke_all", None, |now| {
+            self.audited(ctx, "revoke_all", None, now, |c| {
+                let rb = revoked_before(now);
+                let global = NewRevocation {
+                    kind: RevocationKind::Global,
+                    value: None,
+                    revoked_before: Some(rb),
+                    expires_at: rb + ACCESS_TTL_S,
+                };
+                let n = store::revoke_live_sessions(c, None, None, "revoke_all", ACCESS_TTL_S, global, now)?;
+                let out = json!({"revoked_before": rb, "sessions_revoked": n});
+                Ok((out.clone(), Some(out)))
+            })
         })
     }
 
@@ -805,20 +977,24 @@ impl Service {
 
     /// Makes a new current signing key; the old one stays in the JWKS for the token lifetime.
     pub fn rotate_signing_key(&self, ctx: &Ctx) -> Result<Value> {
-        self.admin(ctx, "signing_key.rotate", None, |store, now| {
-            let previous = store.current_signing_key()?.map(|k| k.kid);
+        self.admin(ctx, "signing_key.rotate", None, |now| {
             let key = tokens::generate_signing_key(now)?;
-            store.install_signing_key(&key, true, now)?;
-            let out =
-                json!({"kid": key.kid, "previous_kid": previous, "created_at": now, "jwk": tokens::public_jwk(&key)?});
-            Ok((out, Some(json!({"kid": key.kid, "previous_kid": previous}))))
+            let jwk = tokens::public_jwk(&key)?;
+            self.audited(ctx, "signing_key.rotate", None, now, |c| {
+                let previous = store::current_signing_key(c)?.map(|k| k.kid);
+                store::install_signing_key(c, &key, true, now)?;
+                let out = json!({"kid": key.kid, "previous_kid": previous, "created_at": now, "jwk": jwk});
+                Ok((out, Some(json!({"kid": key.kid, "previous_kid": previous}))))
+            })
         })
     }
 
     /// The JWKS: the current key and keys retired less than the access-token lifetime ago.
     pub fn jwks(&self) -> Result<Value> {
         let now = self.now();
-        let keys = self.store().published_signing_keys(now - RETIRED_KEY_PUBLISHED_S)?;
+        let keys = self
+            .db
+            .read(|c| store::published_signing_keys(c, now - RETIRED_KEY_PUBLISHED_S))?;
         tokens::jwks(&keys)
     }
 
@@ -826,13 +1002,89 @@ impl Service {
 
     pub fn revocations(&self, since: Option<&str>) -> Result<Feed> {
         self.revocation_polls.fetch_add(1, Ordering::Relaxed);
-        let now = self.now();
-        revocation::feed(&mut self.store(), since, now)
+        let started = Instant::now();
+        let feed = revocation::feed(&self.db, &self.instance, since, self.now());
+        self.metrics.feed_duration.observe(&[], started.elapsed());
+        let answer = match &feed {
+            Ok(f) if f.reset => "snapshot",
+            Ok(_) => "incremental",
+            Err(_) => "error",
+        };
+        self.metrics.feed_requests.inc(&[answer]);
+        feed
     }
 
     // ----------------------------------------------------------------- audit
 
+    /// The newest audit events (failed authentications counted so far included).
     pub fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>> {
-        self.store().audit_events(limit.clamp(1, 1000))
+        self.flush_auth_failures()?;
+        self.db.read(|c| store::audit_events(c, limit.clamp(1, 1000)))
     }
+
+    /// Writes the failed authentications counted so far, one row per (action, actor,
+    /// route, client). Kept in memory for the next try if the write fails.
+    pub fn flush_auth_failures(&self) -> Result<usize> {
+        let pending = self.guard.take();
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let rows = pending.rows();
+        match self.record(&rows) {
+            Ok(()) => {
+                self.metrics
+                    .audit_failure_rows
+                    .add(&[], u64::try_from(rows.len()).unwrap_or(u64::MAX));
+                self.metrics
+                    .audit_failures_pending
+                    .set(i64::try_from(self.guard.pending_failures()).unwrap_or(i64::MAX));
+                Ok(rows.len())
+            }
+            Err(e) => {
+                self.guard.restore(pending);
+                Err(e)
+            }
+        }
+    }
+
+    /// Retention: deletes revocation events no longer in force and audit events older
+    /// than the retention age or beyond its row count, in short transactions.
+    /// Returns the audit rows deleted.
+    pub fn enforce_retention(&self) -> Result<u64> {
+        let now = self.now();
+        self.write(|c| store::prune_events(c, now))?;
+        let before = now.saturating_sub(self.retention.max_age_s);
+        let mut total = 0;
+        loop {
+            let n = self.write(|c| store::prune_audit(c, before, self.retention.max_rows, PRUNE_BATCH))?;
+            total += n;
+            if n < u64::from(PRUNE_BATCH) {
+                break;
+            }
+        }
+        self.metrics.audit_rows_pruned.add(&[], total);
+        Ok(total)
+    }
+
+    /// Whether the database answers (readiness).
+    pub fn ready(&self) -> Result<()> {
+        self.db.ping()
+    }
+
+    /// The interval at which aggregated failures are written (for the background task).
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+}
+
+/// Revokes every live session of `subject` (in `tenant`) and publishes its cut-off.
+fn revoke_subject(c: &mut dyn Conn, subject: &str, tenant: Option<&str>, reason: &str, now: i64) -> Result<usize> {
+    let rb = revoked_before(now);
+    let cut_off = NewRevocation {
+        kind: RevocationKind::Subject,
+        value: Some(subject.to_owned()),
+        revoked_before: Some(rb),
+        expires_at: rb + ACCESS_TTL_S,
+    };
+    store::revoke_live_sessions(c, Some(subject), tenant, reason, ACCESS_TTL_S, cut_off, now)
 }

@@ -8,9 +8,8 @@ use axum::http::{Method, StatusCode};
 use common::*;
 use serde_json::json;
 
-#[tokio::test]
-async fn empty_snapshot() {
-    let app = TestApp::new();
+async fn empty_snapshot(b: Backend) {
+    let app = TestApp::on(b);
     let f = app.feed(None).await;
     assert_eq!(f["reset"], true);
     assert_eq!(f["poll_interval_s"], 5);
@@ -25,9 +24,8 @@ async fn empty_snapshot() {
     assert_eq!(g["cursor"], f["cursor"]);
 }
 
-#[tokio::test]
-async fn snapshot_then_incremental() {
-    let (app, _, raw) = app_with_key().await;
+async fn snapshot_then_incremental(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
     let s1 = app
         .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
         .await
@@ -88,9 +86,8 @@ async fn snapshot_then_incremental() {
     assert_eq!(stats["revocation_polls"], 5);
 }
 
-#[tokio::test]
-async fn unknown_cursors_reset() {
-    let app = TestApp::new();
+async fn unknown_cursors_reset(b: Backend) {
+    let app = TestApp::on(b);
     app.admin(Method::POST, "/admin/v1/subjects/u/revoke", None).await;
     let good = app.feed(None).await["cursor"].as_str().unwrap().to_owned();
     let (prefix, id) = good.rsplit_once('.').unwrap();
@@ -112,9 +109,8 @@ async fn unknown_cursors_reset() {
     }
 }
 
-#[tokio::test]
-async fn entries_leave_the_snapshot_when_they_expire() {
-    let (app, _, raw) = app_with_key().await;
+async fn entries_leave_the_snapshot_when_they_expire(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
     let s = app
         .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
         .await
@@ -155,3 +151,10 @@ async fn entries_leave_the_snapshot_when_they_expire() {
     app.clock.advance(604_800);
     assert_eq!(app.feed(None).await["sessions"], json!([]));
 }
+
+backends!(
+    empty_snapshot,
+    snapshot_then_incremental,
+    unknown_cursors_reset,
+    entries_leave_the_snapshot_when_they_expire,
+);

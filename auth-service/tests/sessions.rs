@@ -41,9 +41,8 @@ fn verify(jwks: &Value, token: &str, now: i64) -> Result<JWTClaims<AccessClaims>
         .map_err(|e| e.to_string())
 }
 
-#[tokio::test]
-async fn session_tokens_carry_the_contract_claims() {
-    let (app, _, raw) = app_with_key().await;
+async fn session_tokens_carry_the_contract_claims(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
     let r = app
         .sdk(
             "/v1/sessions",
@@ -95,9 +94,8 @@ async fn session_tokens_carry_the_contract_claims() {
     assert_eq!(claims.custom.scope, "orders:read orders:write");
 }
 
-#[tokio::test]
-async fn scopes_beyond_the_key_are_refused() {
-    let (app, _, raw) = app_with_key().await;
+async fn scopes_beyond_the_key_are_refused(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
     let before = app.snapshot();
     let r = app
         .sdk(
@@ -122,9 +120,8 @@ async fn scopes_beyond_the_key_are_refused() {
     assert_eq!(app.snapshot(), before, "nothing was created");
 }
 
-#[tokio::test]
-async fn refresh_rotates_and_reuse_revokes_the_session() {
-    let (app, _, raw) = app_with_key().await;
+async fn refresh_rotates_and_reuse_revokes_the_session(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
     let first = app
         .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
         .await
@@ -189,9 +186,8 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
     }
 }
 
-#[tokio::test]
-async fn refresh_failures() {
-    let (app, _, raw) = app_with_key().await;
+async fn refresh_failures(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
     let pair = app
         .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
         .await
@@ -235,9 +231,8 @@ async fn refresh_failures() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn logout_with_refresh_token_or_access_token() {
-    let (app, _, raw) = app_with_key().await;
+async fn logout_with_refresh_token_or_access_token(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
     let a = app
         .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
         .await
@@ -309,9 +304,8 @@ async fn logout_with_refresh_token_or_access_token() {
     assert_eq!(app.send(req).await.status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn logout_everywhere_revokes_the_subject_in_the_keys_tenant() {
-    let (app, _, raw) = app_with_key().await;
+async fn logout_everywhere_revokes_the_subject_in_the_keys_tenant(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
     let a = app
         .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
         .await
@@ -368,9 +362,8 @@ async fn logout_everywhere_revokes_the_subject_in_the_keys_tenant() {
     );
 }
 
-#[tokio::test]
-async fn admin_revocations_and_revoke_all() {
-    let (app, _, raw) = app_with_key().await;
+async fn admin_revocations_and_revoke_all(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
     let a = app
         .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
         .await
@@ -420,9 +413,8 @@ async fn admin_revocations_and_revoke_all() {
     assert_eq!(feed["sessions"].as_array().unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn signing_key_rotation_keeps_the_old_key_for_the_token_lifetime() {
-    let (app, _, raw) = app_with_key().await;
+async fn signing_key_rotation_keeps_the_old_key_for_the_token_lifetime(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
     let before = jwks(&app).await;
     assert_eq!(before["keys"].as_array().unwrap().len(), 1);
     let k = &before["keys"][0];
@@ -474,48 +466,39 @@ async fn signing_key_rotation_keeps_the_old_key_for_the_token_lifetime() {
     assert_eq!(later["keys"][0]["kid"], new_kid.as_str());
 }
 
-#[tokio::test]
-async fn concurrent_refreshes_of_one_token_let_exactly_one_through() {
-    let (app, _, raw) = app_with_key().await;
+async fn concurrent_refreshes_of_one_token_let_exactly_one_through(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
     let pair = app
         .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
         .await
         .body;
     let rt = pair["refresh_token"].as_str().unwrap().to_owned();
-    let (key, _) = app
-        .svc
-        .store()
-        .key_by_hash(&edge_auth_service::keys::hash_secret(&raw))
-        .unwrap()
-        .unwrap();
-    let handles: Vec<_> = (0..4)
-        .map(|_| {
-            let svc = app.svc.clone();
+    let ctx = edge_auth_service::audit::Ctx::new("test", None, None);
+    let key = sync(|| app.svc.authenticate_api_key(&ctx, "/v1/sessions/refresh", Some(&raw))).unwrap();
+    // Half the refreshes on another replica of the same database.
+    let (replica, _) = app.replica();
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let svc = if i % 2 == 0 { app.svc.clone() } else { replica.clone() };
             let key = key.clone();
             let rt = rt.clone();
             std::thread::spawn(move || {
-                let ctx = edge_auth_service::audit::Ctx::new("test", None, None);
-                svc.refresh(
-                    &ctx,
-                    &key,
-                    edge_auth_service::service::RefreshRequest { refresh_token: rt },
-                )
-                .is_ok()
+                svc.refresh(&key, edge_auth_service::service::RefreshRequest { refresh_token: rt })
+                    .is_ok()
             })
         })
         .collect();
     let ok = handles.into_iter().map(|h| h.join().unwrap()).filter(|ok| *ok).count();
     assert_eq!(ok, 1, "exactly one refresh wins; the others are reuse");
     let sid = pair["session_id"].as_str().unwrap();
-    assert!(
-        app.svc.store().session(sid).unwrap().unwrap().revoked_at.is_some(),
-        "reuse revoked the session"
-    );
+    let session = sync(|| app.svc.db().read(|c| edge_auth_service::store::session(c, sid)))
+        .unwrap()
+        .unwrap();
+    assert!(session.revoked_at.is_some(), "reuse revoked the session");
 }
 
-#[tokio::test]
-async fn secret_bearing_responses_are_not_cached_and_logout_refuses_two_credentials() {
-    let (app, key_id, raw) = app_with_key().await;
+async fn secret_bearing_responses_are_not_cached_and_logout_refuses_two_credentials(b: Backend) {
+    let (app, key_id, raw) = app_with_key_on(b).await;
     let r = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await;
     assert_eq!(r.headers["cache-control"], "no-store");
     let header: Value = serde_json::from_slice(
@@ -570,3 +553,16 @@ async fn secret_bearing_responses_are_not_cached_and_logout_refuses_two_credenti
         .await;
     assert_eq!(again.status, StatusCode::OK, "the refused logout changed nothing");
 }
+
+backends!(
+    session_tokens_carry_the_contract_claims,
+    scopes_beyond_the_key_are_refused,
+    refresh_rotates_and_reuse_revokes_the_session,
+    refresh_failures,
+    logout_with_refresh_token_or_access_token,
+    logout_everywhere_revokes_the_subject_in_the_keys_tenant,
+    admin_revocations_and_revoke_all,
+    signing_key_rotation_keeps_the_old_key_for_the_token_lifetime,
+    concurrent_refreshes_of_one_token_let_exactly_one_through,
+    secret_bearing_responses_are_not_cached_and_logout_refuses_two_credentials,
+);

@@ -1,0 +1,225 @@
+//! The schema and its migrations, one list per engine with the same versions.
+//!
+//! The version is kept in `schema_version`. Each migration runs once, in the
+//! transaction that records it, under the migrations lock: opening a database
+//! again, or several replicas opening it at once, applies each migration exactly
+//! once. Never edit a released migration: append a new one to both lists.
+
+use super::{Conn, Dialect, Lock};
+use crate::error::{Error, Result};
+use crate::vals;
+
+const SQLITE: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE tenants (
+        name            TEXT PRIMARY KEY,
+        allowed_origins TEXT NOT NULL,   -- JSON array of strings
+        ip_allowlist    TEXT NOT NULL,   -- JSON array of strings
+        created_at      INTEGER NOT NULL
+    );
+    CREATE TABLE api_keys (
+        key_id            TEXT PRIMARY KEY,
+        tenant            TEXT NOT NULL REFERENCES tenants(name),
+        subject           TEXT NOT NULL,
+        key_hash          TEXT NOT NULL UNIQUE,  -- SHA-256 of the raw key; the raw key is never stored
+        scopes            TEXT NOT NULL,         -- JSON array
+        ip_allowlist      TEXT,                  -- JSON array, NULL = the tenant's
+        created_at        INTEGER NOT NULL,
+        expires_at        INTEGER,
+        rotated_at        INTEGER,
+        rotation_deadline INTEGER,
+        replaced_by       TEXT,
+        revoked_at        INTEGER
+    );
+    CREATE INDEX api_keys_tenant ON api_keys(tenant);
+    CREATE TABLE sessions (
+        sid        TEXT PRIMARY KEY,
+        tenant     TEXT NOT NULL,
+        subject    TEXT NOT NULL,
+        scopes     TEXT NOT NULL,
+        key_id     TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked_at INTEGER,
+        revoke_reason TEXT
+    );
+    CREATE INDEX sessions_subject ON sessions(subject);
+    CREATE TABLE refresh_tokens (
+        token_hash TEXT PRIMARY KEY,  -- SHA-256 of the raw refresh token
+        sid        TEXT NOT NULL REFERENCES sessions(sid),
+        created_at INTEGER NOT NULL,
+        spent_at   INTEGER
+    );
+    CREATE INDEX refresh_tokens_sid ON refresh_tokens(sid);
+    CREATE TABLE revocation_events (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind           TEXT NOT NULL CHECK (kind IN ('jti', 'session', 'subject', 'global')),
+        value          TEXT,
+        revoked_before INTEGER,
+        expires_at     INTEGER NOT NULL,  -- after this, no token the entry covers can be valid
+        created_at     INTEGER NOT NULL
+    );
+    CREATE TABLE signing_keys (
+        kid         TEXT PRIMARY KEY,
+        private_key BLOB NOT NULL,
+        created_at  INTEGER NOT NULL,
+        retired_at  INTEGER
+    );
+    CREATE TABLE audit_events (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts            INTEGER NOT NULL,
+        actor         TEXT NOT NULL,
+        action        TEXT NOT NULL,
+        target        TEXT,
+        outcome       TEXT NOT NULL,
+        peer          TEXT,
+        forwarded_for TEXT,
+        detail        TEXT
+    );
+    "#,
+    // 2: the feed's head (event ids are given from it, in commit order), and indexes
+    // for retention and pruning.
+    r#"
+    CREATE TABLE feed_head (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        last_id INTEGER NOT NULL
+    );
+    INSERT INTO feed_head (id, last_id)
+        SELECT 1, COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'revocation_events'), 0);
+    CREATE INDEX audit_events_ts ON audit_events(ts);
+    CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
+    "#,
+];
+
+const POSTGRES: &[&str] = &[
+    // 1: the initial schema (as SQLite's 1).
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE tenants (
+        name            TEXT PRIMARY KEY,
+        allowed_origins TEXT NOT NULL,
+        ip_allowlist    TEXT NOT NULL,
+        created_at      BIGINT NOT NULL
+    );
+    CREATE TABLE api_keys (
+        key_id            TEXT PRIMARY KEY,
+        tenant            TEXT NOT NULL REFERENCES tenants(name),
+        subject           TEXT NOT NULL,
+        key_hash          TEXT NOT NULL UNIQUE,
+        scopes            TEXT NOT NULL,
+        ip_allowlist      TEXT,
+        created_at        BIGINT NOT NULL,
+        expires_at        BIGINT,
+        rotated_at        BIGINT,
+        rotation_deadline BIGINT,
+        replaced_by       TEXT,
+        revoked_at        BIGINT
+    );
+    CREATE INDEX api_keys_tenant ON api_keys(tenant);
+    CREATE TABLE sessions (
+        sid           TEXT PRIMARY KEY,
+        tenant        TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        scopes        TEXT NOT NULL,
+        key_id        TEXT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        expires_at    BIGINT NOT NULL,
+        revoked_at    BIGINT,
+        revoke_reason TEXT
+    );
+    CREATE INDEX sessions_subject ON sessions(subject);
+    CREATE TABLE refresh_tokens (
+        token_hash TEXT PRIMARY KEY,
+        sid        TEXT NOT NULL REFERENCES sessions(sid),
+        created_at BIGINT NOT NULL,
+        spent_at   BIGINT
+    );
+    CREATE INDEX refresh_tokens_sid ON refresh_tokens(sid);
+    CREATE TABLE revocation_events (
+        id             BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        kind           TEXT NOT NULL CHECK (kind IN ('jti', 'session', 'subject', 'global')),
+        value          TEXT,
+        revoked_before BIGINT,
+        expires_at     BIGINT NOT NULL,
+        created_at     BIGINT NOT NULL
+    );
+    CREATE TABLE signing_keys (
+        kid         TEXT PRIMARY KEY,
+        private_key BYTEA NOT NULL,
+        created_at  BIGINT NOT NULL,
+        retired_at  BIGINT
+    );
+    CREATE TABLE audit_events (
+        id            BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        ts            BIGINT NOT NULL,
+        actor         TEXT NOT NULL,
+        action        TEXT NOT NULL,
+        target        TEXT,
+        outcome       TEXT NOT NULL,
+        peer          TEXT,
+        forwarded_for TEXT,
+        detail        TEXT
+    );
+    "#,
+    // 2: as SQLite's 2.
+    r#"
+    CREATE TABLE feed_head (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        last_id BIGINT NOT NULL
+    );
+    INSERT INTO feed_head (id, last_id) SELECT 1, COALESCE(MAX(id), 0) FROM revocation_events;
+    CREATE INDEX audit_events_ts ON audit_events(ts);
+    CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
+    "#,
+];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = SQLITE.len() as i64;
+
+const _: () = assert!(SQLITE.len() == POSTGRES.len(), "both engines have the same versions");
+
+/// Applies every migration not yet applied, and gives a new database its instance id. Idempotent.
+pub fn migrate(c: &mut dyn Conn) -> Result<()> {
+    c.lock(Lock::Migrations)?;
+    c.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+        &[],
+    )?;
+    let current = c
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])?
+        .int(0)?;
+    if current > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            found: current,
+            known: SCHEMA_VERSION,
+        });
+    }
+    let migrations = match c.dialect() {
+        Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+    };
+    for (i, sql) in migrations
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(current).unwrap_or(0))
+    {
+        let version = i as i64 + 1;
+        c.batch(sql)?;
+        c.execute("INSERT INTO schema_version (version) VALUES (?1)", vals![version])?;
+        tracing::info!(version, "schema migrated");
+    }
+    let instance = format!("i{}", crate::ids::base32(&crate::ids::random_bytes::<10>()?));
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES ('instance_id', ?1) ON CONFLICT (key) DO NOTHING",
+        vals![instance],
+    )?;
+    Ok(())
+}
