@@ -169,17 +169,97 @@ fn admin_commands_work_on_the_database() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--db"));
 }
 
-struct Server(Child);
+/// A running `serve`; killed when dropped. Its log lines are collected.
+struct Server {
+    child: Child,
+    port: u16,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `serve` on `db` with `extra` arguments; returns once it listens.
+    fn start(db: &Path, extra: &[&str]) -> Server {
+        let mut child = serve_args(db)
+            .args(extra)
+            .env("EDGE_AUTH_ADMIN_TOKEN", ADMIN)
+            .env("EDGE_AUTH_SERVICE_TOKEN", SERVICE)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).expect("no \"listening\" line");
+            assert!(
+                !line.contains(ADMIN) && !line.contains(SERVICE),
+                "a secret was logged: {line}"
+            );
+            if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
+                break rest
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_else(|| panic!("unexpected startup line {line}"));
+            }
+        };
+        Server { child, port, logs }
+    }
+
+    fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns how long it took.
+    fn terminate(&mut self, limit: Duration) -> Duration {
+        let started = Instant::now();
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        loop {
+            if self.child.try_wait().unwrap().is_some() {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the service did not exit within {limit:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
 /// One HTTP/1.1 request over loopback with bounded timeouts. Returns (status, body).
 fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> (u16, Value) {
+    let (status, head, body) = http_raw(port, method, path, headers, body);
+    assert!(head.to_ascii_lowercase().contains("edge-auth-api-version: 1"), "{head}");
+    (status, body)
+}
+
+/// As [`http`], with the response head.
+fn http_raw(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, String, Value) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -201,8 +281,27 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Opt
     s.read_to_string(&mut resp).unwrap();
     let status: u16 = resp.split(' ').nth(1).unwrap().parse().unwrap();
     let (head, rest) = resp.split_once("\r\n\r\n").unwrap();
-    assert!(head.to_ascii_lowercase().contains("edge-auth-api-version: 1"), "{head}");
-    (status, serde_json::from_str(rest).unwrap_or(Value::Null))
+    (
+        status,
+        head.to_owned(),
+        serde_json::from_str(rest).unwrap_or(Value::Null),
+    )
+}
+
+/// Whether the server closed `s` within `limit` (a read returns end of stream or a reset).
+fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
 }
 
 #[test]
@@ -216,30 +315,8 @@ fn real_server_on_loopback() {
     ));
     let raw = k["api_key"].as_str().unwrap().to_owned();
 
-    let mut child = serve_args(&db)
-        .env("EDGE_AUTH_ADMIN_TOKEN", ADMIN)
-        .env("EDGE_AUTH_SERVICE_TOKEN", SERVICE)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let server = Server(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30)).expect("no startup line");
-    assert!(!line.contains(ADMIN) && !line.contains(SERVICE));
-    let port: u16 = line
-        .split("http://127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected startup line {line}"));
-
+    let server = Server::start(&db, &[]);
+    let port = server.port;
     assert_eq!(http(port, "GET", "/health", &[], None), (200, json!({"status": "ok"})));
     let svc_auth = format!("Bearer {SERVICE}");
     let hash = edge_auth_service::keys::hash_secret(&raw);
@@ -286,5 +363,194 @@ fn real_server_on_loopback() {
         .clone();
     assert_eq!(created["peer"], "127.0.0.1");
     assert_eq!(created["forwarded_for"], "198.51.100.9");
+
+    // Logs: one JSON line per request, with a request id (the caller's when well formed)
+    // that the response carries, the route template, and never a secret or a long path.
+    let (status, head, _) = http_raw(port, "GET", "/health", &[("x-request-id", "edge-req-42")], None);
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("x-request-id: edge-req-42"),
+        "{head}"
+    );
+    let long = format!("/admin/v1/keys/{}/revoke", "b".repeat(20_000));
+    assert_eq!(
+        http(port, "POST", &long, &[("authorization", "Bearer wrong")], None).0,
+        401
+    );
+    let (_, head, _) = http_raw(port, "GET", "/health", &[("x-request-id", "bad id with spaces")], None);
+    assert!(
+        head.to_ascii_lowercase().contains("x-request-id: "),
+        "a fresh id is given"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.logs().iter().filter(|l| l.contains("\"request\"")).count() < 8 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines = server.logs();
+    let requests: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .filter(|v| v["message"] == "request")
+        .collect();
+    assert_eq!(requests.len(), 8, "one line per request: {requests:?}");
+    let tagged = requests.iter().find(|v| v["request_id"] == "edge-req-42").unwrap();
+    assert_eq!(tagged["route"], "/health");
+    assert_eq!(tagged["status"], 200);
+    assert!(tagged["duration_ms"].is_number() && tagged["level"] == "INFO");
+    let failed = requests
+        .iter()
+        .find(|v| v["method"] == "POST" && v["status"] == 401)
+        .unwrap();
+    assert_eq!(failed["route"], "/admin/v1/keys/{key_id}/revoke");
+    assert!(failed["path"].as_str().unwrap().len() <= 256, "the path is cut");
+    for line in &lines {
+        assert!(line.len() < 2048, "a log line stays short: {} bytes", line.len());
+        assert!(!line.contains(&raw[3..]) && !line.contains(ADMIN) && !line.contains(SERVICE));
+    }
     drop(server);
+}
+
+/// Finding 3: connections that never finish their headers, and idle keep-alive
+/// connections, are closed after the header timeout. (On a3a08b9 they stayed open.)
+#[test]
+fn half_open_and_idle_connections_are_closed_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let server = Server::start(&db, &["--header-timeout-s", "1"]);
+    let mut silent: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+        .collect();
+    let mut partial: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nx-slow: ").unwrap();
+            s
+        })
+        .collect();
+    let mut idle = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    let started = Instant::now();
+    for s in silent.iter_mut().chain(partial.iter_mut()) {
+        assert!(
+            closed_within(s, Duration::from_secs(5)),
+            "a half-open connection stayed open"
+        );
+    }
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(5)),
+        "an idle connection stayed open"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The server still serves.
+    assert_eq!(http(server.port, "GET", "/health", &[], None).0, 200);
+}
+
+/// A body that does not arrive in time gets 408 and the connection is closed.
+#[test]
+fn a_slow_body_gets_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    let server = Server::start(&db, &["--body-timeout-s", "1"]);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let auth = format!("authorization: Bearer {ADMIN}\r\n");
+    s.write_all(
+        format!("POST /admin/v1/tenants HTTP/1.1\r\nhost: x\r\n{auth}content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"name\"")
+            .as_bytes(),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+    assert!(resp.contains("request_timeout"));
+}
+
+/// A client cannot hold more than its share of connections.
+#[test]
+fn connections_per_client_are_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let server = Server::start(&db, &["--max-connections-per-client", "3", "--header-timeout-s", "30"]);
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+        .collect();
+    // Accepted in order: once the third is counted, a fourth is closed at once.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut fourth = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(5)),
+        "the fourth connection was kept"
+    );
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut resp = String::new();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.read_to_string(&mut resp);
+        if resp.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slots were not given back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Finding 3: SIGTERM with a half-sent request ends the process within the shutdown
+/// grace period. (On a3a08b9 it waited for the request for ever.)
+#[test]
+fn sigterm_with_a_half_sent_request_exits_within_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("g.db");
+    let mut server = Server::start(
+        &db,
+        &[
+            "--shutdown-grace-s",
+            "1",
+            "--header-timeout-s",
+            "60",
+            "--body-timeout-s",
+            "60",
+        ],
+    );
+    let mut headers = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    headers.write_all(b"POST /v1/sessions HTTP/1.1\r\nhost: x\r\n").unwrap();
+    let mut body = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    body.write_all(b"POST /admin/v1/tenants HTTP/1.1\r\nhost: x\r\ncontent-length: 50\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let took = server.terminate(Duration::from_secs(10));
+    assert!(
+        took < Duration::from_secs(4),
+        "exited {took:?} after SIGTERM, grace 1 s"
+    );
+    assert!(server.logs().iter().any(|l| l.contains("shutting down")));
+}
+
+/// The CLI's output piped into a reader that stops early (`| head -1`): no panic.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    json_out(&run(&db, &["tenant", "create", "acme"]));
+    for _ in 0..3 {
+        let mut child = Command::new(BIN)
+            .arg("--db")
+            .arg(&db)
+            .args(["audit", "--limit", "1000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let (ok, err) = wait_exit(child, Duration::from_secs(20));
+        assert!(ok, "exit status after a closed pipe: {err}");
+        assert!(!err.contains("panicked") && !err.contains("failed printing"), "{err}");
+    }
 }

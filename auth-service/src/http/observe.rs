@@ -87,6 +87,7 @@ pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Re
     span.in_scope(|| {
         tracing::info!(
             target: "edge_auth_service::request",
+            request_id = %id,
             method = %method,
             route = %route,
             path = %path,
