@@ -150,7 +150,7 @@ impl AuthService {
     pub fn internal(&self, method: &str, path: &str, body: &str) -> Response {
         let bearer = format!("Bearer {SERVICE_TOKEN}");
         let headers = [("authorization", bearer.as_str()), ("content-type", "application/json")];
-        http::request(("127.0.0.1", self.port), method, path, &headers, body.to_string())
+        http::request(("127.0.0.1", self.port), method, path, &headers, body)
     }
 
     /// One series of the service's `/metrics` (0 if absent).
