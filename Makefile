@@ -46,7 +46,7 @@ MINT := cargo run -q -p edge-auth-e2e --bin mint-token -- --secret-env $(DEMO_SE
 	--iss https://demo.edge-auth.local --aud demo-api --sub alice --ttl 300
 
 .PHONY: help setup rust-targets envoy wasm-bindgen-cli build test-unit test-wasm test-e2e \
-	lint test run demo-bins token clean bench
+	lint test run demo-bins token clean bench bench-service wrk
 
 help:
 	@echo "make test        setup + lint + test-unit + test-wasm + test-e2e (what CI runs)"
@@ -59,6 +59,7 @@ help:
 	@echo "make test-e2e    end-to-end tests against the real Envoy"
 	@echo "make lint        clippy (filter on wasm32-wasip1, core and e2e natively) + rustfmt --check"
 	@echo "make bench       setup + build, then benchmark edge-auth against no auth and jwt_authn (bench/results/latest.md)"
+	@echo "make bench-service  the auth service's lookups alone and under a flood, SQLite and PostgreSQL (bench/results/service-latest.md)"
 	@echo "make clean       cargo clean, remove .venv and .tools"
 
 ## ---------------------------------------------------------------- setup
@@ -192,6 +193,24 @@ bench: setup build $(BENCH_PY_STAMP)
 	       && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
 	fi
 	@ENVOY="$(ENVOY)" WASM="$(WASM)" NOOP_WASM="$(NOOP_WASM)" "$(VENV)/bin/python" "$(BENCH_DIR)/run.py"
+
+# `make bench-service`: lookups/s and p99 of the auth service alone and under an
+# unauthenticated flood, on SQLite and on a throw-away PostgreSQL (bench/service.py).
+# BENCH_DURATION (s per run, default 5) and BENCH_ROUNDS (default 3) apply.
+bench-service: wrk
+	@echo "bench-service: cargo build --release -p edge-auth-service"
+	@cargo build --quiet --release -p edge-auth-service
+	@$(WITH_PG) python3 "$(BENCH_DIR)/service.py"
+
+wrk:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	  else echo "bench: wrk is not installed, and apt-get needs root: install it" >&2; exit 1; fi; \
+	  echo "bench: $${sudo:+sudo }apt-get install -y wrk"; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null \
+	  || { $$sudo apt-get update -q >/dev/null && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }; \
+	fi
 
 $(BENCH_PY_STAMP):
 	@echo "bench: .venv/bin/pip install $(BENCH_PY_PACKAGES)"

@@ -1,0 +1,15 @@
+-- wrk script for `make bench-service`: the unauthenticated flood of issue 12,
+-- wrong admin tokens on an admin route with a 60,000-character path.
+--   FLOOD_PATH    the path;  BENCH_RESULT  where done() writes the run's summary as JSON
+wrk.method = "POST"
+wrk.path = os.getenv("FLOOD_PATH")
+wrk.headers["authorization"] = "Bearer not-the-admin-token"
+
+function done(summary, latency, requests)
+  local path = os.getenv("BENCH_RESULT")
+  if not path then return end
+  local f = io.open(path, "w")
+  f:write(string.format('{"requests": %d, "duration_us": %d, "non2xx": %d}',
+    summary.requests, summary.duration, summary.errors.status))
+  f:close()
+end
