@@ -9,7 +9,8 @@ function done(summary, latency, requests)
   local path = os.getenv("BENCH_RESULT")
   if not path then return end
   local f = io.open(path, "w")
-  f:write(string.format('{"requests": %d, "duration_us": %d, "non2xx": %d}',
-    summary.requests, summary.duration, summary.errors.status))
+  f:write(string.format('{"requests": %d, "duration_us": %d, "non2xx": %d, "errors": %d}',
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
   f:close()
 end

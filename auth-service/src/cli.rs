@@ -85,6 +85,9 @@ pub struct ServeArgs {
     /// Seconds for a request's body to arrive (then 408).
     #[arg(long, env = "EDGE_AUTH_BODY_TIMEOUT_S", default_value_t = 10)]
     pub body_timeout_s: u64,
+    /// Largest request line plus headers, in bytes (at least 8192); larger ones get 431.
+    #[arg(long, env = "EDGE_AUTH_MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
+    pub max_header_bytes: usize,
     /// Connections open at once (more wait to be accepted).
     #[arg(long, env = "EDGE_AUTH_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
@@ -428,6 +431,7 @@ fn serve(db: DbConfig, args: ServeArgs) -> Result<(), String> {
         max_connections: args.max_connections.max(1),
         max_connections_per_client: args.max_connections_per_client.max(1),
         shutdown_grace: secs(args.shutdown_grace_s),
+        max_header_bytes: args.max_header_bytes.max(8192),
         ..HttpConfig::default()
     };
     let grace = http_config.shutdown_grace;

@@ -231,7 +231,7 @@ pub struct Metrics {
     pub http_requests: Counters,
     pub http_request_duration: Histograms,
     pub connections_open: Gauge,
-    /// Connections closed because their headers or body did not arrive in time.
+    /// Connections closed for slowness (`header`, `body`) or an oversized head (`too_large`).
     pub connection_timeouts: Counters,
     pub audit_failure_rows: Counters,
     pub audit_failures_pending: Gauge,
@@ -315,10 +315,10 @@ impl Metrics {
             ),
             connections_open: Gauge::new("auth_http_connections_open", "HTTP connections open now."),
             connection_timeouts: Counters::new(
-                "auth_http_connection_timeouts_total",
-                "Connections closed for slowness, by phase.",
-                &["phase"],
-                &refs(&one(&["header", "body"])),
+                "auth_http_connections_refused_total",
+                "Requests refused at the connection level: headers or body too slow, or a head too large.",
+                &["reason"],
+                &refs(&one(&["header", "body", "too_large"])),
             ),
             audit_failure_rows: Counters::new(
                 "auth_audit_failure_rows_total",

@@ -448,6 +448,50 @@ fn half_open_and_idle_connections_are_closed_after_the_header_timeout() {
     assert_eq!(http(server.port, "GET", "/health", &[], None).0, 200);
 }
 
+/// A head over the limit (the 60,000-character path of issue 12) is refused by the HTTP
+/// layer (431) before routing: nothing is logged as a request, nothing audited.
+#[test]
+fn an_oversized_head_is_refused_before_routing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h.db");
+    let server = Server::start(&db, &[]);
+    let long = format!("/admin/v1/keys/{}/revoke", "a".repeat(60_000));
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let _ = s.write_all(format!("POST {long} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer nope\r\n\r\n").as_bytes());
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(resp.is_empty() || resp.starts_with("HTTP/1.1 431"), "{resp}");
+    let auth = format!("Bearer {ADMIN}");
+    let (status, events) = http(server.port, "GET", "/admin/v1/audit", &[("authorization", &auth)], None);
+    assert_eq!(status, 200);
+    assert!(
+        !events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "admin.auth"),
+        "{events}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let mut m = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        m.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        let _ = m.read_to_string(&mut text);
+        if text.contains("auth_http_connections_refused_total{reason=\"too_large\"} 1") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        refused.contains("auth_http_connections_refused_total{reason=\"too_large\"} 1"),
+        "{refused}"
+    );
+}
+
 /// A body that does not arrive in time gets 408 and the connection is closed.
 #[test]
 fn a_slow_body_gets_408() {

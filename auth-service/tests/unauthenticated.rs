@@ -13,10 +13,6 @@ use edge_auth_service::guard::GuardConfig;
 use edge_auth_service::service::{Options, Retention};
 use serde_json::{json, Value};
 
-fn wrong(token: &str) -> Option<(&'static str, String)> {
-    Some(("authorization", format!("Bearer {token}")))
-}
-
 async fn send_as(app: &TestApp, method: Method, path: &str, auth: Option<(&str, &str)>, peer: &str) -> Resp {
     app.send(request(method, path, auth, None, Some(peer))).await
 }
@@ -74,17 +70,10 @@ async fn many_bad_credentials_write_a_constant_number_of_rows(b: Backend) {
     let bad_key = format!("sk_{}", "0".repeat(64));
     for i in 0..300 {
         let peer = peers[i % 2];
-        let token = format!("wrong-{i}");
-        let (name, value) = wrong(&token).unwrap();
-        send_as(&app, Method::GET, "/admin/v1/tenants", Some((name, &value)), peer).await;
-        send_as(
-            &app,
-            Method::GET,
-            "/internal/v1/revocations",
-            Some((name, &value)),
-            peer,
-        )
-        .await;
+        let wrong = format!("Bearer wrong-{i}");
+        let auth = Some(("authorization", wrong.as_str()));
+        send_as(&app, Method::GET, "/admin/v1/tenants", auth, peer).await;
+        send_as(&app, Method::GET, "/internal/v1/revocations", auth, peer).await;
         send_as(&app, Method::GET, "/admin/v1/audit", None, peer).await;
         let r = app
             .send(request(
@@ -136,57 +125,28 @@ async fn failed_authentication_is_rate_limited_per_client(b: Backend) {
     app.create_tenant("acme").await;
     let (_, raw) = app.create_key("acme", "svc", &[], None).await;
     let limited = "203.0.113.5";
+    let bearer = |path: &'static str, token: String, peer: &'static str| {
+        let app = &app;
+        async move {
+            let auth = format!("Bearer {token}");
+            send_as(app, Method::GET, path, Some(("authorization", &auth)), peer).await
+        }
+    };
+    let wrong = || bearer("/admin/v1/tenants", "x".to_owned(), limited);
     for _ in 0..3 {
-        let r = send_as(
-            &app,
-            Method::GET,
-            "/admin/v1/tenants",
-            Some(("authorization", "Bearer x")),
-            limited,
-        )
-        .await;
+        let r = wrong().await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert!(r.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
     }
-    let r = send_as(
-        &app,
-        Method::GET,
-        "/admin/v1/tenants",
-        Some(("authorization", "Bearer x")),
-        limited,
-    )
-    .await;
+    let r = wrong().await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.body["error"], "too_many_requests");
     assert_eq!(r.headers["retry-after"], "1");
-    let other = send_as(
-        &app,
-        Method::GET,
-        "/admin/v1/tenants",
-        Some(("authorization", "Bearer x")),
-        "203.0.113.6",
-    )
-    .await;
+    let other = bearer("/admin/v1/tenants", "x".to_owned(), "203.0.113.6").await;
     assert_eq!(other.status, StatusCode::UNAUTHORIZED, "another client is not limited");
-    let admin = format!("Bearer {ADMIN_TOKEN}");
-    let ok = send_as(
-        &app,
-        Method::GET,
-        "/admin/v1/tenants",
-        Some(("authorization", &admin)),
-        limited,
-    )
-    .await;
+    let ok = bearer("/admin/v1/tenants", ADMIN_TOKEN.to_owned(), limited).await;
     assert_eq!(ok.status, StatusCode::OK, "a valid admin token always passes");
-    let service = format!("Bearer {SERVICE_TOKEN}");
-    let ok = send_as(
-        &app,
-        Method::GET,
-        "/internal/v1/revocations",
-        Some(("authorization", &service)),
-        limited,
-    )
-    .await;
+    let ok = bearer("/internal/v1/revocations", SERVICE_TOKEN.to_owned(), limited).await;
     assert_eq!(ok.status, StatusCode::OK, "a valid service token always passes");
     let sdk = app
         .send(request(
@@ -203,28 +163,12 @@ async fn failed_authentication_is_rate_limited_per_client(b: Backend) {
         "API keys of a limited client are not looked up"
     );
     app.clock.advance(1);
-    let r = send_as(
-        &app,
-        Method::GET,
-        "/admin/v1/tenants",
-        Some(("authorization", "Bearer x")),
-        limited,
-    )
-    .await;
     assert_eq!(
-        r.status,
+        wrong().await.status,
         StatusCode::UNAUTHORIZED,
         "one failure regained after a second"
     );
-    let r = send_as(
-        &app,
-        Method::GET,
-        "/admin/v1/tenants",
-        Some(("authorization", "Bearer x")),
-        limited,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(wrong().await.status, StatusCode::TOO_MANY_REQUESTS);
     let metrics = app.call(Method::GET, "/metrics", None, None).await;
     let text = String::from_utf8(metrics.raw).unwrap();
     assert!(

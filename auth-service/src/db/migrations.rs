@@ -223,3 +223,48 @@ pub fn migrate(c: &mut dyn Conn) -> Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::sqlite::SqliteConn;
+    use super::*;
+    use crate::store;
+
+    /// A database made by a binary that knew version 1 only (events numbered by
+    /// AUTOINCREMENT, some pruned): version 2 starts the feed's head at the highest
+    /// number ever given, so the cursors the edges hold stay valid.
+    #[test]
+    fn version_2_keeps_the_cursors_of_a_version_1_database() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(SQLITE[0]).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1); \
+             INSERT INTO meta VALUES ('instance_id', 'iold'); \
+             INSERT INTO revocation_events (kind, value, expires_at, created_at) VALUES ('jti', 'a', 10, 1), ('jti', 'b', 10, 1); \
+             DELETE FROM revocation_events WHERE value = 'b';",
+        )
+        .unwrap();
+        let c = &mut SqliteConn(&conn);
+        migrate(c).unwrap();
+        assert_eq!(store::schema_version(c).unwrap(), SCHEMA_VERSION);
+        assert_eq!(store::instance_id(c).unwrap(), "iold", "the instance id is kept");
+        assert_eq!(
+            store::feed_head(c).unwrap(),
+            2,
+            "the highest number ever given, pruned or not"
+        );
+        let e = crate::model::NewRevocation {
+            kind: crate::model::RevocationKind::Jti,
+            value: Some("c".into()),
+            revoked_before: None,
+            expires_at: 10,
+        };
+        store::insert_events(c, &[e], 1).unwrap();
+        let head = store::feed_head(c).unwrap();
+        let after = store::events_between(c, 2, head, 0).unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!((after[0].id, after[0].value.as_deref()), (3, Some("c")));
+        migrate(c).unwrap();
+        assert_eq!(store::migrations_applied(c).unwrap(), SCHEMA_VERSION, "idempotent");
+    }
+}

@@ -47,7 +47,7 @@ fn value(v: ValueRef<'_>) -> Result<Val> {
 }
 
 /// A connection (or a transaction, which derefs to one).
-struct SqliteConn<'a>(&'a Connection);
+pub(super) struct SqliteConn<'a>(pub(super) &'a Connection);
 
 impl Conn for SqliteConn<'_> {
     fn dialect(&self) -> Dialect {

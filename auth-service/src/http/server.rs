@@ -40,7 +40,8 @@ pub struct HttpConfig {
     /// Time requests in flight may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
     pub max_body_bytes: usize,
-    /// The connection's read buffer: the request line and headers must fit in it.
+    /// The connection's read buffer: the request line and headers must fit in it
+    /// (hyper answers `431` otherwise, before any routing, logging or audit).
     pub max_header_bytes: usize,
     /// Time `/ready` waits for the database.
     pub ready_timeout: Duration,
@@ -55,7 +56,7 @@ impl Default for HttpConfig {
             max_connections_per_client: 256,
             shutdown_grace: Duration::from_secs(10),
             max_body_bytes: MAX_BODY_BYTES,
-            max_header_bytes: 80 * 1024,
+            max_header_bytes: 32 * 1024,
             ready_timeout: READY_TIMEOUT,
         }
     }
@@ -150,6 +151,8 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 if e.is_timeout() {
                     svc.metrics.connection_timeouts.inc(&["header"]);
+                } else if e.is_parse_too_large() {
+                    svc.metrics.connection_timeouts.inc(&["too_large"]);
                 }
                 tracing::debug!(error = %e, "connection ended with an error");
             }
