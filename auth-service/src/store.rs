@@ -140,13 +140,17 @@ pub fn key_by_id(c: &mut dyn Conn, key_id: &str) -> Result<Option<ApiKeyRow>> {
 }
 
 /// The key with this hash and its tenant: the edge's lookup, one indexed read.
-pub fn key_by_hash(c: &mut dyn Conn, key_hash: &str) -> Result<Option<(ApiKeyRow, Tenant)>> {
-    let sql = format!(
+/// The edge's lookup, built once rather than on every call.
+pub(crate) static KEY_BY_HASH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "SELECT {}, t.name, t.allowed_origins, t.ip_allowlist, t.created_at \
          FROM api_keys k JOIN tenants t ON t.name = k.tenant WHERE k.key_hash = ?1",
         prefixed(KEY_COLUMNS, "k")
-    );
-    c.query_opt(&sql, vals![key_hash])?
+    )
+});
+
+pub fn key_by_hash(c: &mut dyn Conn, key_hash: &str) -> Result<Option<(ApiKeyRow, Tenant)>> {
+    c.query_opt(&KEY_BY_HASH_SQL, vals![key_hash])?
         .map(|r| Ok((key_from_row(&r)?, tenant_from_row(&r, 12)?)))
         .transpose()
 }

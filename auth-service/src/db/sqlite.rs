@@ -109,6 +109,11 @@ fn create_private_file(_path: &Path) -> Result<()> {
 fn connect(path: &Path, busy: Duration, read_only: bool) -> Result<Connection> {
     let conn = Connection::open(path).map_err(sql_error)?;
     conn.busy_timeout(busy).map_err(sql_error)?;
+    // A cached statement keeps its plan: without this, SQLite's planner (built with
+    // STAT4) marks statements whose plan could depend on a bound value to be compiled
+    // again at every new binding, which was most of a key lookup's cost.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(sql_error)?;
     conn.pragma_update(None, "foreign_keys", "ON").map_err(sql_error)?;
     conn.pragma_update(None, "synchronous", "FULL").map_err(sql_error)?;
     if read_only {
@@ -179,5 +184,34 @@ impl SqliteDb {
         let out = f(&mut SqliteConn(&tx))?;
         tx.commit().map_err(sql_error)?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{Database, Location};
+    use rusqlite::StatementStatus;
+
+    /// A cached lookup statement runs with each new key hash without being compiled
+    /// again (SQLite's STAT4 build re-prepares on rebinding unless QPSG is on).
+    #[test]
+    fn the_lookup_statement_is_not_prepared_again_for_each_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        drop(Database::open(&DbConfig::new(Location::Sqlite(path.clone()))).unwrap());
+        let conn = connect(&path, Duration::from_secs(1), true).unwrap();
+        for i in 0..5 {
+            let hash = format!("{i:064x}");
+            assert!(crate::store::key_by_hash(&mut SqliteConn(&conn), &hash)
+                .unwrap()
+                .is_none());
+        }
+        let st = conn.prepare_cached(&crate::store::KEY_BY_HASH_SQL).unwrap();
+        assert_eq!(st.get_status(StatementStatus::RePrepare), 0);
+        assert!(
+            st.get_status(StatementStatus::Run) >= 5,
+            "the cached statement is the one that ran"
+        );
     }
 }
