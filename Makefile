@@ -46,7 +46,7 @@ MINT := cargo run -q -p edge-auth-e2e --bin mint-token -- --secret-env $(DEMO_SE
 	--iss https://demo.edge-auth.local --aud demo-api --sub alice --ttl 300
 
 .PHONY: help setup rust-targets envoy wasm-bindgen-cli build test-unit test-wasm test-e2e \
-	lint test run demo-bins token clean bench bench-service wrk
+	lint test run demo-bins token clean bench bench-service bench-service-cost service-bench-tools
 
 help:
 	@echo "make test        setup + lint + test-unit + test-wasm + test-e2e (what CI runs)"
@@ -60,6 +60,7 @@ help:
 	@echo "make lint        clippy (filter on wasm32-wasip1, core and e2e natively) + rustfmt --check"
 	@echo "make bench       setup + build, then benchmark edge-auth against no auth and jwt_authn (bench/results/latest.md)"
 	@echo "make bench-service  the auth service's lookups alone and under a flood, SQLite and PostgreSQL (bench/results/service-latest.md)"
+	@echo "make bench-service-cost  instructions (callgrind) and CPU time per auth-service request, by kind"
 	@echo "make clean       cargo clean, remove .venv and .tools"
 
 ## ---------------------------------------------------------------- setup
@@ -197,19 +198,29 @@ bench: setup build $(BENCH_PY_STAMP)
 # `make bench-service`: lookups/s and p99 of the auth service alone and under an
 # unauthenticated flood, on SQLite and on a throw-away PostgreSQL (bench/service.py).
 # BENCH_DURATION (s per run, default 5) and BENCH_ROUNDS (default 3) apply.
-bench-service: wrk
+bench-service: service-bench-tools
 	@echo "bench-service: cargo build --release -p edge-auth-service"
 	@cargo build --quiet --release -p edge-auth-service
 	@$(WITH_PG) python3 "$(BENCH_DIR)/service.py"
 
-wrk:
-	@if ! command -v wrk >/dev/null 2>&1; then \
+# `make bench-service-cost`: what one request of each kind (a lookup, refusals) costs
+# the service, in instructions under callgrind and in CPU time (bench/service_cost.py).
+bench-service-cost: service-bench-tools
+	@echo "bench-service-cost: cargo build --release -p edge-auth-service"
+	@cargo build --quiet --release -p edge-auth-service
+	@python3 "$(BENCH_DIR)/service_cost.py"
+
+SERVICE_BENCH_TOOLS := wrk valgrind
+
+service-bench-tools:
+	@missing=""; for t in $(SERVICE_BENCH_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
 	  elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
-	  else echo "bench: wrk is not installed, and apt-get needs root: install it" >&2; exit 1; fi; \
-	  echo "bench: $${sudo:+sudo }apt-get install -y wrk"; \
-	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null \
-	  || { $$sudo apt-get update -q >/dev/null && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }; \
+	  else echo "bench:$$missing not installed, and apt-get needs root: install them" >&2; exit 1; fi; \
+	  echo "bench: $${sudo:+sudo }apt-get install -y$$missing"; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
+	  || { $$sudo apt-get update -q >/dev/null && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
 	fi
 
 $(BENCH_PY_STAMP):
