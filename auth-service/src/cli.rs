@@ -398,7 +398,15 @@ fn serve(db: DbConfig, args: ServeArgs) -> Result<(), String> {
             args.log_level
         )
     })?;
-    logging::init(level);
+    let sink = logging::init(level);
+    let out = run_server(db, args);
+    if let Some(sink) = sink {
+        sink.close(secs(2));
+    }
+    out
+}
+
+fn run_server(db: DbConfig, args: ServeArgs) -> Result<(), String> {
     let (admin, service_token) = secrets_from_env(|k| std::env::var(k).ok())?;
     if args.issuer.trim().is_empty() || args.audience.trim().is_empty() {
         return Err("--issuer and --audience must not be empty".into());

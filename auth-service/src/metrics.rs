@@ -369,6 +369,12 @@ impl Metrics {
         self.db_write_errors.render(&mut out);
         self.audit_rows_pruned.render(&mut out);
         self.db_writes_in_flight.render(&mut out);
+        let _ = writeln!(
+            out,
+            "# HELP auth_log_lines_dropped_total Log lines dropped because standard error did not keep up.\n\
+             # TYPE auth_log_lines_dropped_total counter\nauth_log_lines_dropped_total {}",
+            crate::logging::dropped_lines()
+        );
         out
     }
 }

@@ -1,12 +1,14 @@
 //! One log line per request, a request id, and the HTTP metrics.
 //!
 //! The request id is the caller's `x-request-id` when it is 1 to 64 characters of
-//! `A-Z a-z 0-9 - _ .` (the edge's, say), else a new random one; it is returned in
+//! `A-Z a-z 0-9 - _ .` (the edge's, say), else a new unique one; it is returned in
 //! `x-request-id` and is on the request's log line and on every line logged while
 //! the request runs (as its span's field). The line carries the route template and
 //! the path cut to 256 bytes: no client can make a log line long.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -43,14 +45,33 @@ fn valid_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// A new request id, 24 hex characters: 48 random bits drawn once per process, then a
+/// 48-bit counter. Unique without asking the OS for randomness on every request.
+pub(super) fn new_request_id() -> String {
+    static PREFIX: OnceLock<[u8; 6]> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        crate::ids::random_bytes::<6>().unwrap_or_else(|_| {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let b = t.to_le_bytes();
+            [b[0], b[1], b[2], b[3], b[4], b[5]]
+        })
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+    let mut id = [0u8; 12];
+    id[..6].copy_from_slice(prefix);
+    id[6..].copy_from_slice(&n[2..]);
+    crate::ids::hex(&id)
+}
+
 fn request_id(req: &Request) -> String {
     req.headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| valid_request_id(v))
-        .map(str::to_owned)
-        .or_else(|| crate::ids::random_bytes::<12>().ok().map(|b| crate::ids::hex(&b)))
-        .unwrap_or_else(|| "-".to_owned())
+        .map_or_else(new_request_id, str::to_owned)
 }
 
 pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
@@ -111,5 +132,18 @@ mod tests {
         assert!(!valid_request_id(&"a".repeat(65)));
         assert!(!valid_request_id("a b"));
         assert!(!valid_request_id("a\"b"));
+    }
+
+    #[test]
+    fn new_request_ids_are_unique_and_well_formed() {
+        let ids: Vec<String> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..5000).map(|_| new_request_id()).collect::<Vec<_>>()))
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        assert!(ids
+            .iter()
+            .all(|id| id.len() == 24 && valid_request_id(id) && id[..12] == ids[0][..12]));
     }
 }
