@@ -1,6 +1,8 @@
 //! Work done on a schedule while the server runs: writing the failed
-//! authentications counted so far (one row per kind, route and client per window)
-//! and enforcing retention (audit age and row count, expired revocations).
+//! authentications counted so far (one row per kind, route and client per window),
+//! logging the requests refused because their client was limited (one line per
+//! client per window), and enforcing retention (audit age and row count, expired
+//! revocations).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +42,30 @@ fn flush(svc: &Service) -> crate::error::Result<u64> {
     svc.flush_auth_failures().map(|n| n as u64)
 }
 
+/// Logs the requests refused since the last call because their client was over its
+/// failed-authentication limit: one line per client (at most the guard's `max_rows`,
+/// the most refused first) and one for the rest. Such requests have no line of their own.
+pub fn log_refused(svc: &Service, window: Duration) {
+    let refused = svc.guard.take_refused();
+    let window_s = window.as_secs();
+    for (client, requests) in &refused.clients {
+        tracing::warn!(
+            client = %client,
+            refused = requests,
+            window_s,
+            "requests refused: client over its failed-authentication limit"
+        );
+    }
+    if refused.other_clients > 0 {
+        tracing::warn!(
+            clients = refused.other_clients,
+            refused = refused.other_requests,
+            window_s,
+            "requests refused: other clients over their failed-authentication limit"
+        );
+    }
+}
+
 fn retention(svc: &Service) -> crate::error::Result<u64> {
     svc.enforce_retention()
 }
@@ -53,6 +79,7 @@ pub fn spawn(svc: Arc<Service>, schedule: Schedule) {
         tick.tick().await;
         loop {
             tick.tick().await;
+            log_refused(&flusher, schedule.flush_every);
             run(&flusher, "audit_flush", flush).await;
         }
     });
@@ -67,7 +94,8 @@ pub fn spawn(svc: Arc<Service>, schedule: Schedule) {
 }
 
 /// Writes what is still counted (at shutdown), waiting at most `limit`.
-pub async fn final_flush(svc: Arc<Service>, limit: Duration) {
+pub async fn final_flush(svc: Arc<Service>, limit: Duration, window: Duration) {
+    log_refused(&svc, window);
     if tokio::time::timeout(limit, run(&svc, "audit_flush", flush))
         .await
         .is_err()

@@ -22,7 +22,7 @@ use crate::background::{self, Schedule};
 use crate::db::{DbConfig, Location};
 use crate::error::Error;
 use crate::guard::GuardConfig;
-use crate::http::{self, AppState, HttpConfig, Secret, MIN_TOKEN_LEN};
+use crate::http::{self, AppState, HttpConfig, Secret, MAX_TOKEN_LEN, MIN_TOKEN_LEN};
 use crate::logging;
 use crate::service::{
     KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest, DEFAULT_GRACE_S,
@@ -225,6 +225,9 @@ pub fn secrets_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(String,
             return Err(format!(
                 "{name} is shorter than {MIN_TOKEN_LEN} characters: use a long random token"
             ));
+        }
+        if v.len() > MAX_TOKEN_LEN {
+            return Err(format!("{name} is longer than {MAX_TOKEN_LEN} bytes"));
         }
         Ok(v)
     };
@@ -473,7 +476,7 @@ fn run_server(db: DbConfig, args: ServeArgs) -> Result<(), String> {
         http::serve(listener, state, shutdown_signal())
             .await
             .map_err(|e| format!("server error: {e}"))?;
-        background::final_flush(svc, secs(2)).await;
+        background::final_flush(svc, secs(2), schedule.flush_every).await;
         tracing::info!("stopped");
         Ok(())
     });
@@ -524,6 +527,9 @@ mod tests {
         assert!(e.contains("shorter than 32"), "{e}");
         assert!(!e.contains("short\""), "the token itself is never echoed");
         assert!(secrets_from_env(env(Some(&"x".repeat(31)), Some(&other))).is_err());
+        let e = secrets_from_env(env(Some(&long), Some(&"y".repeat(1025)))).unwrap_err();
+        assert!(e.contains("longer than 1024"), "{e}");
+        assert!(secrets_from_env(env(Some(&long), Some(&"y".repeat(1024)))).is_ok());
         let e = secrets_from_env(env(Some(&long), Some(&long))).unwrap_err();
         assert!(e.contains("must differ"), "{e}");
         assert_eq!(secrets_from_env(env(Some(&long), Some(&other))).unwrap(), (long, other));

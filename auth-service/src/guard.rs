@@ -14,7 +14,12 @@
 //! * Memory is bounded: at most `max_clients` buckets (IPv6 clients are counted per
 //!   /64) and `max_rows` aggregates per window; beyond them, clients share one
 //!   overflow bucket and one overflow row (client `*`).
+//! * A limited client's requests are refused before anything else is done with them
+//!   ([`AuthGuard::limited_client`], [`AuthGuard::refuse`]): they are not logged one by
+//!   one but counted per client, and [`AuthGuard::take_refused`] gives one log line's
+//!   worth per client per window.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
@@ -53,8 +58,12 @@ const MAX_ROUTE: usize = 128;
 /// The client a failure is counted against: its address, IPv6 by /64.
 /// `None` (no peer known) is one client.
 pub fn client_of(peer: Option<&str>) -> Option<IpAddr> {
-    let ip: IpAddr = peer?.parse().ok()?;
-    Some(match ip {
+    Some(client_of_ip(peer?.parse().ok()?))
+}
+
+/// [`client_of`] for an address already parsed.
+pub fn client_of_ip(ip: IpAddr) -> IpAddr {
+    match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
             None => {
@@ -64,7 +73,7 @@ pub fn client_of(peer: Option<&str>) -> Option<IpAddr> {
             }
         },
         v4 => v4,
-    })
+    }
 }
 
 fn client_label(client: Option<IpAddr>) -> String {
@@ -79,6 +88,8 @@ fn client_label(client: Option<IpAddr>) -> String {
 struct Bucket {
     tokens: f64,
     at: i64,
+    /// Requests refused because the client was limited, since the last [`AuthGuard::take_refused`].
+    refused: u64,
 }
 
 impl Bucket {
@@ -109,8 +120,15 @@ pub struct Tally {
     pub last: i64,
 }
 
-/// (action, actor, route template, client label).
-type TallyKey = (&'static str, String, String, String);
+/// Whose failures a row counts: a client, or every client beyond `max_rows` (`*`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Who {
+    Client(Option<IpAddr>),
+    Overflow,
+}
+
+/// (action, actor, route template, client). Static actors and routes are not copied.
+type TallyKey = (&'static str, Cow<'static, str>, Cow<'static, str>, Who);
 
 /// The failures counted since the last flush.
 #[derive(Debug, Default)]
@@ -126,13 +144,16 @@ impl Pending {
         let mut rows: Vec<NewAudit> = self
             .0
             .iter()
-            .map(|((action, actor, route, client), t)| NewAudit {
+            .map(|((action, actor, route, who), t)| NewAudit {
                 ts: t.first,
-                actor: actor.clone(),
+                actor: actor.clone().into_owned(),
                 action: (*action).to_owned(),
-                target: Some(route.clone()),
+                target: Some(route.clone().into_owned()),
                 outcome: FAILURE.to_owned(),
-                peer: Some(client.clone()),
+                peer: Some(match who {
+                    Who::Client(c) => client_label(*c),
+                    Who::Overflow => "*".to_owned(),
+                }),
                 forwarded_for: None,
                 detail: Some(json!({
                     "count": t.count,
@@ -164,6 +185,17 @@ pub struct Failure<'a> {
     pub reason: &'static str,
 }
 
+/// What [`AuthGuard::take_refused`] gives: requests refused because their client was
+/// limited, per client (at most `max_rows` clients, the busiest), and the rest summed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// (client label, requests refused), the most refused first.
+    pub clients: Vec<(String, u64)>,
+    /// Clients left out of `clients`, and the requests they were refused.
+    pub other_clients: u64,
+    pub other_requests: u64,
+}
+
 pub struct AuthGuard {
     cfg: GuardConfig,
     buckets: Mutex<HashMap<Option<IpAddr>, Bucket>>,
@@ -180,6 +212,7 @@ impl AuthGuard {
         let full = Bucket {
             tokens: f64::from(cfg.burst),
             at: 0,
+            refused: 0,
         };
         AuthGuard {
             cfg,
@@ -197,17 +230,19 @@ impl AuthGuard {
     fn with_bucket<T>(&self, client: Option<IpAddr>, now: i64, f: impl FnOnce(&mut Bucket) -> T) -> T {
         let mut buckets = lock(&self.buckets);
         if !buckets.contains_key(&client) && buckets.len() >= self.cfg.max_clients {
-            // Forget clients whose bucket is full again: they carry no state.
+            // Forget clients whose bucket is full again: they carry no state (but
+            // refusals not yet logged).
             let cfg = &self.cfg;
             buckets.retain(|_, b| {
                 b.refill(cfg, now);
-                b.tokens < f64::from(cfg.burst)
+                b.tokens < f64::from(cfg.burst) || b.refused > 0
             });
         }
         if buckets.contains_key(&client) || buckets.len() < self.cfg.max_clients {
             let b = buckets.entry(client).or_insert(Bucket {
                 tokens: f64::from(self.cfg.burst),
                 at: now,
+                refused: 0,
             });
             b.refill(&self.cfg, now);
             return f(b);
@@ -220,14 +255,61 @@ impl AuthGuard {
 
     /// If this client is limited now: the seconds until it may fail again.
     pub fn limited(&self, peer: Option<&str>, now: i64) -> Option<u64> {
-        let client = client_of(peer);
-        if !lock(&self.buckets).contains_key(&client) {
-            // Unknown clients are not limited (unless the table is full and the overflow bucket is empty).
-            if lock(&self.buckets).len() < self.cfg.max_clients {
-                return None;
+        self.limited_client(client_of(peer), now)
+    }
+
+    /// [`AuthGuard::limited`] for a client already known (see [`client_of_ip`]).
+    pub fn limited_client(&self, client: Option<IpAddr>, now: i64) -> Option<u64> {
+        let mut buckets = lock(&self.buckets);
+        if let Some(b) = buckets.get_mut(&client) {
+            b.refill(&self.cfg, now);
+            return b.retry_after(&self.cfg);
+        }
+        // Unknown clients are not limited (unless the table is full and the overflow bucket is empty).
+        if buckets.len() < self.cfg.max_clients {
+            return None;
+        }
+        drop(buckets);
+        self.with_bucket(client, now, |b| b.retry_after(&self.cfg))
+    }
+
+    /// Counts a request refused because its client is limited: in the client's
+    /// refusals (for the log) and in the audit aggregate (reason `rate_limited`).
+    pub fn refuse(&self, action: &'static str, route: &'static str, client: Option<IpAddr>, now: i64) {
+        self.with_bucket(client, now, |b| b.refused += 1);
+        self.count(
+            action,
+            Cow::Borrowed("anonymous"),
+            Cow::Borrowed(route),
+            "rate_limited",
+            client,
+            now,
+        );
+    }
+
+    /// Takes the refusals counted per client since the last call (at most `max_rows`
+    /// clients named, the most refused first; the others summed).
+    pub fn take_refused(&self) -> Refused {
+        let mut all: Vec<(Option<IpAddr>, u64)> = Vec::new();
+        for (client, b) in lock(&self.buckets).iter_mut() {
+            if b.refused > 0 {
+                all.push((*client, std::mem::take(&mut b.refused)));
             }
         }
-        self.with_bucket(client, now, |b| b.retry_after(&self.cfg))
+        let overflow = std::mem::take(&mut lock(&self.overflow).refused);
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let keep = self.cfg.max_rows.min(all.len());
+        let rest = all.split_off(keep);
+        let mut out = Refused {
+            clients: all.into_iter().map(|(c, n)| (client_label(c), n)).collect(),
+            other_clients: rest.len() as u64,
+            other_requests: rest.iter().map(|r| r.1).sum(),
+        };
+        if overflow > 0 {
+            // Clients beyond the table, sharing the overflow bucket: their number is unknown.
+            out.clients.push(("*".to_owned(), overflow));
+        }
+        out
     }
 
     /// Counts a failure; returns the seconds to wait if the client is now limited.
@@ -241,25 +323,40 @@ impl AuthGuard {
                 b.retry_after(&self.cfg)
             }
         });
-        self.count(f, client, now);
+        let route = truncate(f.route, MAX_ROUTE).to_owned();
+        self.count(
+            f.action,
+            Cow::Owned(f.actor.to_owned()),
+            Cow::Owned(route),
+            f.reason,
+            client,
+            now,
+        );
         limited
     }
 
-    fn count(&self, f: Failure<'_>, client: Option<IpAddr>, now: i64) {
+    fn count(
+        &self,
+        action: &'static str,
+        actor: Cow<'static, str>,
+        route: Cow<'static, str>,
+        reason: &'static str,
+        client: Option<IpAddr>,
+        now: i64,
+    ) {
         let mut pending = lock(&self.pending);
-        let route = truncate(f.route, MAX_ROUTE).to_owned();
-        let mut key = (f.action, f.actor.to_owned(), route, client_label(client));
+        let mut key = (action, actor, route, Who::Client(client));
         if !pending.0.contains_key(&key) && pending.0.len() >= self.cfg.max_rows {
-            key.1 = "*".to_owned();
-            key.2 = "*".to_owned();
-            key.3 = "*".to_owned();
+            key.1 = Cow::Borrowed("*");
+            key.2 = Cow::Borrowed("*");
+            key.3 = Who::Overflow;
         }
         let t = pending.0.entry(key).or_insert_with(|| Tally {
             first: now,
             ..Tally::default()
         });
         t.count += 1;
-        *t.reasons.entry(f.reason).or_insert(0) += 1;
+        *t.reasons.entry(reason).or_insert(0) += 1;
         t.last = now;
     }
 
@@ -372,6 +469,56 @@ mod tests {
         assert_eq!((d["first_ts"].as_i64(), d["last_ts"].as_i64()), (Some(7), Some(11)));
         assert_eq!(rows[0].target.as_deref(), Some("/admin/v1/tenants"));
         assert!(g.take().is_empty());
+    }
+
+    #[test]
+    fn refusals_are_counted_per_client_for_the_log_and_in_the_audit_aggregate() {
+        let g = guard(1, 0.0, 100, 2);
+        let ip = |s: &str| client_of(Some(s));
+        for (peer, n) in [("192.0.2.1", 5), ("192.0.2.2", 50), ("192.0.2.3", 1), ("192.0.2.4", 2)] {
+            g.fail(failure("wrong"), Some(peer), 0);
+            assert!(g.limited_client(ip(peer), 0).is_some());
+            for _ in 0..n {
+                g.refuse("admin.auth", "/admin/v1/tenants", ip(peer), 0);
+            }
+        }
+        let r = g.take_refused();
+        assert_eq!(
+            r.clients,
+            vec![("192.0.2.2".to_owned(), 50), ("192.0.2.1".to_owned(), 5)],
+            "at most max_rows clients, the most refused first"
+        );
+        assert_eq!((r.other_clients, r.other_requests), (2, 3));
+        assert_eq!(g.take_refused(), Refused::default(), "taken: counted again from zero");
+        // The audit aggregate has them too, as rate_limited, under the route template.
+        let total: u64 = 4 + 5 + 50 + 1 + 2;
+        let p = g.take();
+        assert_eq!(p.failures(), total);
+        let limited: u64 = p.0.values().filter_map(|t| t.reasons.get("rate_limited")).sum();
+        assert_eq!(limited, 58);
+    }
+
+    #[test]
+    fn refusals_of_clients_beyond_the_table_are_logged_as_one() {
+        let g = guard(1, 0.0, 1, 10);
+        g.fail(failure("wrong"), Some("192.0.2.1"), 0);
+        // The table is full of a limited client: a new one shares the overflow bucket.
+        g.fail(failure("wrong"), Some("192.0.2.9"), 0);
+        assert!(g.limited_client(client_of(Some("192.0.2.9")), 0).is_some());
+        g.refuse("admin.auth", "/admin/*", client_of(Some("192.0.2.9")), 0);
+        g.refuse("admin.auth", "/admin/*", client_of(Some("192.0.2.8")), 0);
+        let r = g.take_refused();
+        assert_eq!(r.clients, vec![("*".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn a_client_with_refusals_not_yet_logged_keeps_its_place() {
+        let g = guard(1, 1.0, 1, 10);
+        g.fail(failure("wrong"), Some("192.0.2.1"), 0);
+        g.refuse("admin.auth", "/admin/*", client_of(Some("192.0.2.1")), 0);
+        // 192.0.2.1's bucket is full again at t=10, but its refusal is not logged yet.
+        g.fail(failure("wrong"), Some("192.0.2.2"), 10);
+        assert_eq!(g.take_refused().clients, vec![("192.0.2.1".to_owned(), 1)]);
     }
 
     #[test]

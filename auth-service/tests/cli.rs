@@ -410,6 +410,66 @@ fn real_server_on_loopback() {
     drop(server);
 }
 
+/// A flood from one address: once it is over its failed-authentication limit, its
+/// refused requests get no log line each, but one line per address per window with
+/// their count; what the flood writes to the log is bounded.
+#[test]
+fn refused_requests_are_logged_in_aggregate_not_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("f.db");
+    let server = Server::start(
+        &db,
+        &[
+            "--auth-failure-burst",
+            "5",
+            "--auth-failure-per-s",
+            "0",
+            "--auth-failure-window-s",
+            "1",
+        ],
+    );
+    let started = Instant::now();
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..300 {
+        let (status, _) = http(
+            server.port,
+            "GET",
+            "/admin/v1/tenants",
+            &[("authorization", "Bearer wrong")],
+            None,
+        );
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(statuses, [(401, 5), (429, 295)].into_iter().collect());
+    let refused_lines = |logs: &[String]| -> Vec<Value> {
+        logs.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"].as_str().is_some_and(|m| m.starts_with("requests refused")))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines = refused_lines(&server.logs());
+        let n: u64 = lines.iter().map(|v| v["refused"].as_u64().unwrap()).sum();
+        if n >= 295 || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let windows = started.elapsed().as_secs() + 2;
+    assert!(!lines.is_empty() && lines.len() as u64 <= windows, "{lines:?}");
+    for l in &lines {
+        assert_eq!(l["client"], "127.0.0.1");
+        assert_eq!(l["level"], "WARN");
+        assert_eq!(l["window_s"], 1);
+    }
+    assert_eq!(lines.iter().map(|v| v["refused"].as_u64().unwrap()).sum::<u64>(), 295);
+    let logs = server.logs();
+    let per_request = logs.iter().filter(|l| l.contains("\"message\":\"request\"")).count();
+    assert_eq!(per_request, 5, "only the 401s have a line of their own");
+    assert!(logs.len() < 30, "{} lines for a flood of 300", logs.len());
+}
+
 /// Finding 3: connections that never finish their headers, and idle keep-alive
 /// connections, are closed after the header timeout. (On a3a08b9 they stayed open.)
 #[test]

@@ -7,6 +7,7 @@
 //! The server itself (timeouts, connection limits, shutdown) is `server`.
 
 mod extract;
+mod gate;
 mod observe;
 mod server;
 
@@ -40,6 +41,9 @@ pub const API_VERSION_HEADER: &str = "edge-auth-api-version";
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The shortest admin or service token accepted.
 pub const MIN_TOKEN_LEN: usize = 32;
+/// The longest admin or service token accepted: a longer presented token is wrong
+/// without being hashed.
+pub const MAX_TOKEN_LEN: usize = 1024;
 
 /// A bearer secret, kept only as its SHA-256 and compared in constant time.
 #[derive(Clone)]
@@ -53,6 +57,9 @@ impl Secret {
     /// Constant-time comparison: both sides are hashed first, so neither the
     /// content nor the length of the expected token leaks through timing.
     pub fn matches(&self, presented: &str) -> bool {
+        if presented.len() > MAX_TOKEN_LEN {
+            return false;
+        }
         let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         bool::from(self.0.ct_eq(&h))
     }
@@ -141,9 +148,15 @@ fn query<T>(q: std::result::Result<Query<T>, axum::extract::rejection::QueryReje
 
 /// The credential after `Authorization: <scheme> `, scheme case-insensitive.
 pub(crate) fn authorization(headers: &HeaderMap, scheme: &str) -> Option<String> {
+    authorization_str(headers, scheme).map(str::to_owned)
+}
+
+/// [`authorization`], borrowed.
+pub(crate) fn authorization_str<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (s, cred) = v.split_once(' ')?;
-    (s.eq_ignore_ascii_case(scheme) && !cred.trim().is_empty()).then(|| cred.trim().to_owned())
+    let cred = cred.trim();
+    (s.eq_ignore_ascii_case(scheme) && !cred.is_empty()).then_some(cred)
 }
 
 // ---------------------------------------------------------------- middleware
@@ -169,8 +182,7 @@ async fn require_token(
         Credential::Admin => (&st.admin_token, "admin", "admin.auth"),
         Credential::Service | Credential::ApiKey => (&st.service_token, "service", "service.auth"),
     };
-    let presented = authorization(req.headers(), "Bearer");
-    let valid = presented.as_deref().is_some_and(|t| secret.matches(t));
+    let valid = authorization_str(req.headers(), "Bearer").is_some_and(|t| secret.matches(t));
     let metrics = &st.service.metrics;
     metrics.token_validation_duration.observe(&[kind], started.elapsed());
     if valid {

@@ -22,7 +22,7 @@ use crate::audit::truncate;
 
 /// Longest path written to a log line.
 const MAX_LOGGED_PATH: usize = 256;
-const REQUEST_ID: &str = "x-request-id";
+pub(super) const REQUEST_ID: &str = "x-request-id";
 
 /// The route template a request matched, carried by its response to [`observe`].
 #[derive(Debug, Clone)]
@@ -66,7 +66,8 @@ pub(super) fn new_request_id() -> String {
     crate::ids::hex(&id)
 }
 
-fn request_id(req: &Request) -> String {
+/// The caller's request id if it is well formed, else a new one.
+pub(super) fn request_id<B>(req: &axum::http::Request<B>) -> String {
     req.headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())

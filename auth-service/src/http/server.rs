@@ -27,7 +27,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use super::{router, AppState, MAX_BODY_BYTES, READY_TIMEOUT};
+use super::{gate, router, AppState, MAX_BODY_BYTES, READY_TIMEOUT};
+use crate::guard;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
@@ -102,6 +103,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let cfg = state.http.clone();
     let metrics_svc = state.service.clone();
+    let gate_state = state.clone();
     let app = router(state);
     let limit = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
     let per_client = Arc::new(PerClient::default());
@@ -140,9 +142,21 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let gate_state = gate_state.clone();
+        let client = guard::client_of_ip(ip);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            app.clone().oneshot(req)
+            // A limited client is answered before routing (see `gate`).
+            let refused = gate::refuse(&gate_state, &req, Some(client));
+            let app = app.clone();
+            async move {
+                match refused {
+                    Some(res) => Ok(res),
+                    None => {
+                        req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                        app.oneshot(req).await
+                    }
+                }
+            }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         let svc = metrics_svc.clone();
