@@ -261,6 +261,17 @@ impl Database {
         }
     }
 
+    /// Whether a short read may run on the calling thread (an async worker) rather than
+    /// be handed to another thread: on SQLite (a local file, whose reads never wait for
+    /// the writer in WAL mode) when a read connection is free now. Never on PostgreSQL
+    /// (a network round trip, and its client runs a runtime of its own).
+    pub fn reads_inline(&self) -> bool {
+        match &self.backend {
+            Backend::Sqlite(db) => db.reader_free(),
+            Backend::Postgres(_) => false,
+        }
+    }
+
     /// Runs `f` on a read connection, each statement on the latest committed state.
     pub fn read<T>(&self, f: impl FnOnce(&mut dyn Conn) -> Result<T>) -> Result<T> {
         match &self.backend {

@@ -97,6 +97,12 @@ impl<M: Manager> Pool<M> {
         }
     }
 
+    /// Whether [`Pool::get`] would not wait now (an idle connection, or room for one).
+    pub fn can_serve_now(&self) -> bool {
+        let s = self.lock();
+        !s.idle.is_empty() || s.total < self.max
+    }
+
     /// Connections checked out now.
     #[cfg(test)]
     pub fn in_use(&self) -> u32 {
@@ -179,6 +185,16 @@ mod tests {
         let _c = p.get().unwrap();
         let _d = p.get().unwrap();
         assert_eq!(m.made.load(Ordering::SeqCst), 3, "one reused, the broken one replaced");
+    }
+
+    #[test]
+    fn says_when_a_connection_is_free_now() {
+        let (p, _) = pool(1, false);
+        assert!(p.can_serve_now(), "room for one");
+        let held = p.get().unwrap();
+        assert!(!p.can_serve_now());
+        drop(held);
+        assert!(p.can_serve_now(), "an idle one");
     }
 
     #[test]

@@ -159,6 +159,11 @@ impl SqliteDb {
         })
     }
 
+    /// Whether a read would find a connection without waiting.
+    pub fn reader_free(&self) -> bool {
+        self.readers.can_serve_now()
+    }
+
     fn writer(&self) -> MutexGuard<'_, Connection> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -107,12 +107,12 @@ fn parse_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<
     if !is_json {
         return Err(Error::UnsupportedMediaType);
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))?;
-    if !value.is_object() {
+    // Parsed once, straight into `T` (whose fields are checked strictly); a struct would
+    // also accept a JSON array, hence the look at the first character.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Error::invalid_request("the JSON body must be an object"));
     }
-    T::deserialize(value)
+    serde_json::from_slice(body)
         .map(Some)
         .map_err(|e| Error::invalid_request(format!("invalid JSON body: {e}")))
 }
@@ -183,5 +183,56 @@ impl FromRequestParts<AppState> for ApiKey {
         blocking(move || svc.authenticate_api_key(&ctx, &route, raw.as_deref()))
             .await
             .map(ApiKey)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Lookup {
+        key_hash: String,
+    }
+
+    fn parse(body: &str) -> Result<Option<Lookup>> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        parse_body(&headers, &Bytes::copy_from_slice(body.as_bytes()))
+    }
+
+    #[test]
+    fn bodies_are_json_objects_parsed_strictly() {
+        let ok = Lookup { key_hash: "a".into() };
+        assert_eq!(
+            parse(r#"{"key_hash":"a"}"#).unwrap(),
+            Some(Lookup { key_hash: "a".into() })
+        );
+        assert_eq!(parse(" \r\n\t{\"key_hash\":\"a\"} \n").unwrap(), Some(ok));
+        assert_eq!(parse("").unwrap(), None);
+        for bad in [
+            r#"["a"]"#,
+            r#""a""#,
+            "null",
+            "1",
+            r#"{"key_hash":"a","key_hash":"b"}"#,
+            r#"{"key_hash":"a","other":1}"#,
+            r#"{"key_hash":"a"} {}"#,
+            r#"{"key_hash":"a""#,
+            r#"{"key_hash":1}"#,
+            "{}",
+            "\u{feff}{\"key_hash\":\"a\"}",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(matches!(e, Error::InvalidRequest(_)), "{bad}: {e:?}");
+        }
+        let mut text = HeaderMap::new();
+        text.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(matches!(
+            parse_body::<Lookup>(&text, &Bytes::from_static(b"{}")),
+            Err(Error::UnsupportedMediaType)
+        ));
     }
 }
