@@ -22,8 +22,9 @@ use crate::background::{self, Schedule};
 use crate::db::{DbConfig, Location};
 use crate::error::Error;
 use crate::guard::GuardConfig;
-use crate::http::{self, AppState, HttpConfig, Secret, MAX_TOKEN_LEN, MIN_TOKEN_LEN};
+use crate::http::{self, Api, AppState, HttpConfig, Secret, MAX_TOKEN_LEN, MIN_TOKEN_LEN};
 use crate::logging;
+use crate::runtime::{self, Threads};
 use crate::service::{
     KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest, DEFAULT_GRACE_S,
 };
@@ -115,6 +116,18 @@ pub struct ServeArgs {
     /// Seconds between two retention runs.
     #[arg(long, env = "EDGE_AUTH_RETENTION_INTERVAL_S", default_value_t = 300)]
     pub retention_interval_s: u64,
+    /// A second address, for the edges' API alone (API-key lookups, the revocation feed,
+    /// the JWKS, /health, /ready), served by threads of its own; --listen then serves
+    /// everything else, on threads of a lower priority (--public-nice).
+    #[arg(long, env = "EDGE_AUTH_EDGE_LISTEN", value_name = "ADDR")]
+    pub edge_listen: Option<SocketAddr>,
+    /// Threads serving the edge listener.
+    #[arg(long, env = "EDGE_AUTH_EDGE_THREADS", default_value_t = 2)]
+    pub edge_threads: usize,
+    /// With --edge-listen: how much lower the public listener's threads run (a nice
+    /// value added to the process's, 0 to 19; 0 = the same priority).
+    #[arg(long, env = "EDGE_AUTH_PUBLIC_NICE", default_value_t = 10)]
+    pub public_nice: i32,
     /// Log level: error, warn, info (one line per request), debug, trace or off.
     #[arg(long, env = "EDGE_AUTH_LOG", default_value = "info")]
     pub log_level: String,
@@ -417,6 +430,15 @@ fn run_server(db: DbConfig, args: ServeArgs) -> Result<(), String> {
     if !(args.auth_failure_per_s.is_finite() && args.auth_failure_per_s >= 0.0) {
         return Err("--auth-failure-per-s must be a number of at least 0".into());
     }
+    if !(0..=runtime::MAX_NICE).contains(&args.public_nice) {
+        return Err(format!("--public-nice must be between 0 and {}", runtime::MAX_NICE));
+    }
+    if args.edge_listen.is_some_and(|e| e == args.listen && e.port() != 0) {
+        return Err("--edge-listen must differ from --listen".into());
+    }
+    if !(1..=64).contains(&args.edge_threads) {
+        return Err("--edge-threads must be between 1 and 64".into());
+    }
     let options = Options {
         tokens: Some(TokenConfig {
             issuer: args.issuer,
@@ -458,31 +480,94 @@ fn run_server(db: DbConfig, args: ServeArgs) -> Result<(), String> {
         flush_every: secs(args.auth_failure_window_s.max(1)),
         retention_every: secs(args.retention_interval_s.max(1)),
     };
-    let blocking_threads = usize::try_from(db.read_pool + db.write_pool).unwrap_or(16) + 4;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(blocking_threads)
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let listen = args.listen;
-    let out = rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(address = %format!("http://{addr}"), database = %describe(&db), "listening");
+    let base_nice = runtime::thread_nice().unwrap_or(0);
+    let pools = usize::try_from(db.read_pool + db.write_pool).unwrap_or(16);
+    let edge = args.edge_listen.is_some();
+    let public_rt = runtime::build(
+        Threads {
+            name: if edge { "public" } else { "serve" },
+            workers: 2,
+            max_blocking: pools + 4,
+            nice: if edge { args.public_nice } else { 0 },
+        },
+        base_nice,
+    )
+    .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let edge_rt = match args.edge_listen {
+        None => None,
+        Some(_) => Some(
+            runtime::build(
+                Threads {
+                    name: "edge",
+                    workers: args.edge_threads,
+                    max_blocking: usize::try_from(db.read_pool).unwrap_or(8) + 2,
+                    nice: 0,
+                },
+                base_nice,
+            )
+            .map_err(|e| format!("cannot start the edge runtime: {e}"))?,
+        ),
+    };
+    // Each listener is registered with the runtime that serves it.
+    let public_listener = bind(&public_rt, args.listen)?;
+    let edge_listener = match (&edge_rt, args.edge_listen) {
+        (Some(rt), Some(addr)) => Some((rt, bind(rt, addr)?)),
+        _ => None,
+    };
+    let addr = public_listener.local_addr().map_err(|e| e.to_string())?;
+    let edge_addr = match &edge_listener {
+        Some((_, l)) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let public_nice = args.public_nice;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let edge_task = edge_listener.map(|(rt, listener)| {
+        let (state, stopped) = (state.clone(), stopped(stopping.clone()));
+        rt.spawn(http::serve_api(listener, state, Api::Edge, stopped))
+    });
+    let out = public_rt.block_on(async move {
+        match edge_addr {
+            Some(edge) => tracing::info!(
+                address = %format!("http://{addr}"),
+                edge_address = %format!("http://{edge}"),
+                database = %describe(&db),
+                public_nice,
+                "listening"
+            ),
+            None => tracing::info!(address = %format!("http://{addr}"), database = %describe(&db), "listening"),
+        }
         background::spawn(svc.clone(), schedule);
-        http::serve(listener, state, shutdown_signal())
-            .await
-            .map_err(|e| format!("server error: {e}"))?;
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let api = if edge { Api::Public } else { Api::All };
+        let public = tokio::spawn(http::serve_api(public_listener, state, api, stopped(stopping)));
+        let served = public.await.map_err(|e| format!("server task: {e}"))?;
+        served.map_err(|e| format!("server error: {e}"))?;
+        if let Some(edge) = edge_task {
+            let served = edge.await.map_err(|e| format!("edge server task: {e}"))?;
+            served.map_err(|e| format!("edge server error: {e}"))?;
+        }
         background::final_flush(svc, secs(2), schedule.flush_every).await;
         tracing::info!("stopped");
         Ok(())
     });
-    // Connections still open after the grace period are dropped with the runtime.
-    rt.shutdown_timeout(grace.min(secs(1)));
+    // Connections still open after the grace period are dropped with the runtimes.
+    public_rt.shutdown_timeout(grace.min(secs(1)));
+    if let Some(rt) = edge_rt {
+        rt.shutdown_timeout(grace.min(secs(1)));
+    }
     out
+}
+
+/// A listening socket on `addr`, served by `rt`.
+fn bind(rt: &tokio::runtime::Runtime, addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    rt.block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
 async fn shutdown_signal() {

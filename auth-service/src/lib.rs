@@ -6,10 +6,10 @@
 //! serves the JWKS, issues sessions to SaaS backends, and offers an admin API and
 //! command line. See `docs/auth-service-api.md` for the contract.
 //!
-//! Layers, each depending only on those below it: `cli` and `http` (the outside),
-//! `background`, `service` (the operations), `revocation`, `keys`, `tokens`, `audit`,
-//! `guard`, `validate`, `store` (every SQL statement), `db` (the engines), `model`,
-//! `ids`, `error`.
+//! Layers, each depending only on those below it: `cli`, `runtime` (the threads
+//! that serve) and `http` (the outside), `background`, `service` (the operations),
+//! `revocation`, `keys`, `tokens`, `audit`, `guard`, `validate`, `store` (every SQL
+//! statement), `db` (the engines), `model`, `ids`, `error`.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -26,6 +26,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod revocation;
+pub mod runtime;
 pub mod service;
 pub mod store;
 pub mod tokens;

@@ -470,6 +470,118 @@ fn refused_requests_are_logged_in_aggregate_not_one_by_one() {
     assert!(logs.len() < 30, "{} lines for a flood of 300", logs.len());
 }
 
+/// Each thread of process `pid`: (name, nice value), from /proc.
+#[cfg(target_os = "linux")]
+fn threads_of(pid: u32) -> Vec<(String, i64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?.trim().to_owned();
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            // After "pid (comm) ": state is field 3, nice field 19.
+            let nice = stat.rsplit_once(") ")?.1.split(' ').nth(16)?.parse().ok()?;
+            Some((name, nice))
+        })
+        .collect()
+}
+
+/// The nice values of `pid`'s threads called `name`.
+#[cfg(target_os = "linux")]
+fn nice_of(pid: u32, name: &str) -> Vec<i64> {
+    threads_of(pid)
+        .into_iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, nice)| nice)
+        .collect()
+}
+
+/// With --edge-listen: the edge's API alone on its own address, served by threads of
+/// its own at the process's priority; everything else on --listen, by threads at a
+/// lower one (nice + --public-nice); SIGTERM stops both. Without it, one listener and
+/// one priority, as before.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_edge_listener_has_its_own_threads_and_the_public_ones_run_at_a_lower_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("e.db");
+    json_out(&run(&db, &["tenant", "create", "acme"]));
+    let key = json_out(&run(&db, &["key", "create", "--tenant", "acme", "--subject", "svc"]));
+    let hash = edge_auth_service::keys::hash_secret(key["api_key"].as_str().unwrap());
+    let lookup = json!({ "key_hash": hash });
+    let (svc, admin) = (format!("Bearer {SERVICE}"), format!("Bearer {ADMIN}"));
+
+    let mut server = Server::start(&db, &["--edge-listen", "127.0.0.1:0", "--public-nice", "7"]);
+    let started: Value = server
+        .logs()
+        .iter()
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(|v| v["message"] == "listening")
+        })
+        .unwrap();
+    assert_eq!(started["public_nice"], 7);
+    let edge: u16 = started["edge_address"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let public = server.port;
+    assert_ne!(edge, public);
+    let on = |port, method, path, auth: &str, body: Option<&Value>| {
+        http(port, method, path, &[("authorization", auth)], body).0
+    };
+    assert_eq!(
+        on(edge, "POST", "/internal/v1/api-keys/lookup", &svc, Some(&lookup)),
+        200
+    );
+    assert_eq!(on(edge, "GET", "/.well-known/jwks.json", "", None), 200);
+    assert_eq!(on(edge, "GET", "/ready", "", None), 200);
+    assert_eq!(on(edge, "GET", "/admin/v1/tenants", &admin, None), 404);
+    assert_eq!(
+        on(public, "POST", "/internal/v1/api-keys/lookup", &svc, Some(&lookup)),
+        404
+    );
+    assert_eq!(on(public, "GET", "/admin/v1/tenants", &admin, None), 200);
+
+    let pid = server.child.id();
+    let base = threads_of(pid)
+        .into_iter()
+        .find(|(n, _)| n == "edge-auth-servi")
+        .unwrap()
+        .1;
+    let (edge_threads, public_threads) = (nice_of(pid, "edge"), nice_of(pid, "public"));
+    assert!(edge_threads.len() >= 2, "{:?}", threads_of(pid));
+    assert!(public_threads.len() >= 2, "{:?}", threads_of(pid));
+    assert!(edge_threads.iter().all(|n| *n == base), "{edge_threads:?}");
+    assert!(
+        public_threads.iter().all(|n| *n == (base + 7).min(19)),
+        "{public_threads:?}"
+    );
+    let took = server.terminate(Duration::from_secs(10));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    // One listener: one set of threads, at the process's priority; it serves everything.
+    let server = Server::start(&db, &[]);
+    let pid = server.child.id();
+    let serving = nice_of(pid, "serve");
+    assert!(
+        serving.len() >= 2 && serving.iter().all(|n| *n == base),
+        "{:?}",
+        threads_of(pid)
+    );
+    assert!(nice_of(pid, "public").is_empty() && nice_of(pid, "edge").is_empty());
+    assert_eq!(
+        on(server.port, "POST", "/internal/v1/api-keys/lookup", &svc, Some(&lookup)),
+        200
+    );
+    assert_eq!(on(server.port, "GET", "/admin/v1/tenants", &admin, None), 200);
+}
+
 /// Finding 3: connections that never finish their headers, and idle keep-alive
 /// connections, are closed after the header timeout. (On a3a08b9 they stayed open.)
 #[test]

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub use extract::{ApiKey, Client, JsonBody, NoBody, OptionalJsonBody, Route};
-pub use server::{serve, HttpConfig};
+pub use server::{serve, serve_api, HttpConfig};
 
 use crate::error::{Credential, Error, Result};
 use crate::guard::Failure;
@@ -457,14 +457,39 @@ async fn method_not_allowed() -> Error {
     Error::MethodNotAllowed
 }
 
+/// Which part of the API a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Everything (one listener, the default).
+    All,
+    /// The edge's API alone: `/internal/v1/*` (lookups, the revocation feed, stats), the
+    /// JWKS, `/health` and `/ready`.
+    Edge,
+    /// Everything but `/internal/v1/*`, which the edge listener serves.
+    Public,
+}
+
 /// The whole API.
 pub fn router(state: AppState) -> Router {
+    router_for(state, Api::All)
+}
+
+/// The routes of `api`, with the API's middleware.
+pub fn router_for(state: AppState, api: Api) -> Router {
     let token = |credential| middleware::from_fn_with_state((state.clone(), credential), require_token);
     let internal = Router::new()
         .route("/internal/v1/api-keys/lookup", post(lookup))
         .route("/internal/v1/revocations", get(revocations))
         .route("/internal/v1/stats", get(stats))
         .route_layer(token(Credential::Service));
+    // What the edges, and the health checks of their cluster, may ask for.
+    let open = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/.well-known/jwks.json", get(jwks));
+    if api == Api::Edge {
+        return layered(internal.merge(open), state);
+    }
     let admin = Router::new()
         .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/admin/v1/tenants/{tenant}/keys", post(create_key).get(list_keys))
@@ -476,19 +501,25 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/signing-keys/rotate", post(rotate_signing_key))
         .route("/admin/v1/audit", get(audit_events))
         .route_layer(token(Credential::Admin));
-    let public = Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+    let public = open
         .route("/metrics", get(metrics))
-        .route("/.well-known/jwks.json", get(jwks))
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/refresh", post(refresh_session))
         .route("/v1/sessions/logout", post(logout))
         .route("/v1/subjects/logout-everywhere", post(logout_everywhere));
-    Router::new()
-        .merge(internal)
-        .merge(admin)
-        .merge(public)
+    let routes = admin.merge(public);
+    let routes = if api == Api::All {
+        routes.merge(internal)
+    } else {
+        routes
+    };
+    layered(routes, state)
+}
+
+/// The middleware every route has: the route template for the log, the API version,
+/// the request id, the log line and the HTTP metrics; a JSON 404 and 405.
+fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn(observe::mark_route))

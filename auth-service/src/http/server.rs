@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use super::{gate, router, AppState, MAX_BODY_BYTES, READY_TIMEOUT};
+use super::{gate, router_for, Api, AppState, MAX_BODY_BYTES, READY_TIMEOUT};
 use crate::guard;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,17 +94,27 @@ impl Drop for Slot {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then for at most the
-/// shutdown grace period while requests in flight finish.
+/// Serves the whole API on `listener` until `shutdown` completes, then for at most
+/// the shutdown grace period while requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_api(listener, state, Api::All, shutdown).await
+}
+
+/// [`serve`] for one part of the API. Connection limits are per listener.
+pub async fn serve_api(
+    listener: TcpListener,
+    state: AppState,
+    api: Api,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let cfg = state.http.clone();
     let metrics_svc = state.service.clone();
     let gate_state = state.clone();
-    let app = router(state);
+    let app = router_for(state, api);
     let limit = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
     let per_client = Arc::new(PerClient::default());
     let graceful = GracefulShutdown::new();
