@@ -20,7 +20,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::{authorization_str, observe, AppState, Secret, API_VERSION_HEADER};
-use crate::error::Error;
+use crate::error::{Credential, Error};
 
 /// What a path's credential is, by its prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,23 +145,33 @@ fn carries<B>(req: &Request<B>, secret: &Secret) -> bool {
     authorization_str(req.headers(), "Bearer").is_some_and(|t| secret.matches(t))
 }
 
+/// A request whose bearer token the gate found valid (admin or service): the token
+/// middleware does not hash it again. Only the server sets it; no client can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Verified(pub(super) Credential);
+
 /// The answer to a request from `client` (its address as the guard counts it) if it
 /// is to be refused before anything else is done with it; `None` to serve it.
-pub(super) fn refuse<B>(st: &AppState, req: &Request<B>, client: Option<IpAddr>) -> Option<Response> {
+///
+/// A valid admin or service token is looked for first: the edges' requests then pass
+/// without touching the guard's shared state, which a flood's refusals, on threads of
+/// a lower priority, hold in turn.
+pub(super) fn refuse<B>(st: &AppState, req: &mut Request<B>, client: Option<IpAddr>) -> Option<Response> {
     let path = req.uri().path();
     let class = Class::of(path)?;
+    let verified = match class {
+        Class::Admin => carries(req, &st.admin_token).then_some(Credential::Admin),
+        Class::Service => carries(req, &st.service_token).then_some(Credential::Service),
+        // An API key is refused from a limited client without being looked up.
+        Class::ApiKey => None,
+    };
+    if let Some(credential) = verified {
+        req.extensions_mut().insert(Verified(credential));
+        return None;
+    }
     let svc = &st.service;
     let now = svc.now();
     let retry_after_s = svc.guard.limited_client(client, now)?;
-    let valid = match class {
-        Class::Admin => carries(req, &st.admin_token),
-        Class::Service => carries(req, &st.service_token),
-        // An API key is refused from a limited client without being looked up.
-        Class::ApiKey => false,
-    };
-    if valid {
-        return None;
-    }
     svc.guard.refuse(class.action(), route_of(path, class), client, now);
     let m = &svc.metrics;
     match class {
@@ -211,6 +221,35 @@ mod tests {
         ] {
             assert_eq!(Class::of(open), None, "{open}");
         }
+    }
+
+    /// The gate's mark stands for the one credential it verified, on that credential's routes only.
+    #[tokio::test]
+    async fn a_verified_mark_counts_for_its_own_credential_only() {
+        use crate::db::{DbConfig, Location};
+        use crate::service::{Service, SystemClock};
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let config = DbConfig::new(Location::Sqlite(dir.path().join("g.db")));
+        let svc = std::sync::Arc::new(Service::open(&config, None, std::sync::Arc::new(SystemClock)).unwrap());
+        let app = super::super::router(AppState::new(
+            svc,
+            Secret::new(&"a".repeat(40)),
+            Secret::new(&"s".repeat(40)),
+        ));
+        let status = |credential| {
+            let app = app.clone();
+            async move {
+                let mut req = Request::get("/internal/v1/revocations").body(Body::empty()).unwrap();
+                if let Some(c) = credential {
+                    req.extensions_mut().insert(Verified(c));
+                }
+                app.oneshot(req).await.unwrap().status()
+            }
+        };
+        assert_eq!(status(None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status(Some(Credential::Admin)).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(status(Some(Credential::Service)).await, StatusCode::OK);
     }
 
     #[test]

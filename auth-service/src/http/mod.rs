@@ -182,7 +182,9 @@ async fn require_token(
         Credential::Admin => (&st.admin_token, "admin", "admin.auth"),
         Credential::Service | Credential::ApiKey => (&st.service_token, "service", "service.auth"),
     };
-    let valid = authorization_str(req.headers(), "Bearer").is_some_and(|t| secret.matches(t));
+    let verified = req.extensions().get::<gate::Verified>().map(|v| v.0);
+    let valid =
+        verified == Some(credential) || authorization_str(req.headers(), "Bearer").is_some_and(|t| secret.matches(t));
     let metrics = &st.service.metrics;
     metrics.token_validation_duration.observe(&[kind], started.elapsed());
     if valid {

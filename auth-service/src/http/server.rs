@@ -156,7 +156,7 @@ pub async fn serve_api(
         let client = guard::client_of_ip(ip);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             // A limited client is answered before routing (see `gate`).
-            let refused = gate::refuse(&gate_state, &req, Some(client));
+            let refused = gate::refuse(&gate_state, &mut req, Some(client));
             let app = app.clone();
             async move {
                 match refused {
