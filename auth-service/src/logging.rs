@@ -10,8 +10,8 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -191,6 +191,55 @@ impl<'a> MakeWriter<'a> for LogSink {
     }
 }
 
+/// The sink [`init`] installed, for lines formatted without `tracing` ([`write_line`]).
+static INSTALLED: OnceLock<LogSink> = OnceLock::new();
+
+/// Formats one line with `format` and adds it to the installed sink; `false` (and
+/// nothing formatted) when [`init`] installed none (tests have their own logger).
+/// For the one line per request, which `tracing`'s JSON formatter made a quarter of a
+/// lookup's cost; the caller checks that its level is enabled.
+pub fn write_line(format: impl FnOnce(&mut Vec<u8>)) -> bool {
+    let Some(sink) = INSTALLED.get() else {
+        return false;
+    };
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|b| {
+        let mut b = b.borrow_mut();
+        b.clear();
+        format(&mut b);
+        b.push(b'\n');
+        sink.push(&b);
+    });
+    true
+}
+
+/// `t` as `tracing`'s JSON lines write it: RFC 3339, UTC, microseconds (`2026-12-03T12:30:18.088581Z`).
+pub fn write_timestamp(out: &mut Vec<u8>, t: SystemTime) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm), in unsigned arithmetic.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_micros()
+    );
+}
+
 /// Installs the JSON logger at `level` (once; later calls change nothing), writing to
 /// standard error through a [`LogSink`]. Returns the sink, to flush it at exit; `None`
 /// if a logger was already installed or the writer thread could not start (then lines
@@ -203,7 +252,11 @@ pub fn init(level: LevelFilter) -> Option<LogSink> {
         .with_span_list(false)
         .with_max_level(level);
     match LogSink::spawn(std::io::stderr(), LOG_BUFFER_BYTES) {
-        Ok(sink) => builder.with_writer(sink.clone()).try_init().ok().map(|()| sink),
+        Ok(sink) => {
+            builder.with_writer(sink.clone()).try_init().ok()?;
+            let _ = INSTALLED.set(sink.clone());
+            Some(sink)
+        }
         Err(_) => {
             let _ = builder.with_writer(std::io::stderr).try_init();
             None
@@ -284,6 +337,30 @@ mod tests {
         assert!(String::from_utf8(got.lock().unwrap().clone())
             .unwrap()
             .ends_with("line 0099\nafter\n"));
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let at = |secs: u64, micros: u32| {
+            let mut out = Vec::new();
+            write_timestamp(&mut out, UNIX_EPOCH + Duration::new(secs, micros * 1000));
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            at(951_782_400, 7),
+            "2000-02-29T00:00:00.000007Z",
+            "a leap day of a year divisible by 400"
+        );
+        assert_eq!(
+            at(4_107_542_399, 999_999),
+            "2100-02-28T23:59:59.999999Z",
+            "2100 is not a leap year"
+        );
+        assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000000Z");
+        assert_eq!(at(1_795_000_000, 123_456), "2026-11-18T11:06:40.123456Z");
+        assert_eq!(at(1_798_761_599, 0), "2026-12-31T23:59:59.000000Z");
+        assert_eq!(at(1_798_761_600, 0), "2027-01-01T00:00:00.000000Z");
     }
 
     #[test]

@@ -6,10 +6,11 @@
 //! the request runs (as its span's field). The line carries the route template and
 //! the path cut to 256 bytes: no client can make a log line long.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::HeaderValue;
@@ -106,20 +107,75 @@ pub async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Re
     };
     metrics.http_requests.inc(&[class]);
     metrics.http_request_duration.observe(&[], elapsed);
-    span.in_scope(|| {
-        tracing::info!(
-            target: "edge_auth_service::request",
-            request_id = %id,
-            method = %method,
-            route = %route,
-            path = %path,
+    if tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+        let line = AccessLine {
+            request_id: &id,
+            method: method.as_str(),
+            route: &route,
+            path: &path,
             status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            peer = peer.as_deref().unwrap_or("-"),
-            "request"
-        );
-    });
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            peer: peer.as_deref().unwrap_or("-"),
+        };
+        // Formatted here rather than by `tracing` (the same fields), unless the process
+        // has a logger of its own (tests).
+        if !crate::logging::write_line(|out| line.write(out, SystemTime::now())) {
+            span.in_scope(|| {
+                tracing::info!(
+                    target: ACCESS_TARGET,
+                    request_id = %line.request_id,
+                    method = %line.method,
+                    route = %line.route,
+                    path = %line.path,
+                    status,
+                    duration_ms = line.duration_ms,
+                    peer = line.peer,
+                    "request"
+                );
+            });
+        }
+    }
     res
+}
+
+const ACCESS_TARGET: &str = "edge_auth_service::request";
+
+/// A request's log line.
+struct AccessLine<'a> {
+    request_id: &'a str,
+    method: &'a str,
+    route: &'a str,
+    path: &'a str,
+    status: u16,
+    duration_ms: f64,
+    peer: &'a str,
+}
+
+impl AccessLine<'_> {
+    /// The line as `tracing`'s JSON formatter writes an event at `info` in the
+    /// request's span: `timestamp`, `level`, `message`, the fields, `target`, `span`.
+    fn write(&self, out: &mut Vec<u8>, now: SystemTime) {
+        fn string(out: &mut Vec<u8>, key: &str, value: &str) {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            let _ = serde_json::to_writer(&mut *out, value);
+        }
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        crate::logging::write_timestamp(out, now);
+        out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\"");
+        string(out, "request_id", self.request_id);
+        string(out, "method", self.method);
+        string(out, "route", self.route);
+        string(out, "path", self.path);
+        let _ = write!(out, ",\"status\":{},\"duration_ms\":", self.status);
+        let _ = serde_json::to_writer(&mut *out, &self.duration_ms);
+        string(out, "peer", self.peer);
+        string(out, "target", ACCESS_TARGET);
+        out.extend_from_slice(b",\"span\":{\"request_id\":");
+        let _ = serde_json::to_writer(&mut *out, self.request_id);
+        out.extend_from_slice(b",\"name\":\"request\"}}");
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +189,46 @@ mod tests {
         assert!(!valid_request_id(&"a".repeat(65)));
         assert!(!valid_request_id("a b"));
         assert!(!valid_request_id("a\"b"));
+    }
+
+    #[test]
+    fn the_request_line_is_json_with_every_field_escaped() {
+        let line = AccessLine {
+            request_id: "edge-1",
+            method: "POST",
+            route: "/admin/v1/keys/{key_id}/revoke",
+            path: "/admin/v1/keys/a\"b\\c\u{1}\u{7f}é/revoke",
+            status: 401,
+            duration_ms: 0.25,
+            peer: "2001:db8::1",
+        };
+        let mut out = Vec::new();
+        line.write(
+            &mut out,
+            std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_795_000_000_000_001),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "timestamp": "2026-11-18T11:06:40.000001Z",
+                "level": "INFO",
+                "message": "request",
+                "request_id": "edge-1",
+                "method": "POST",
+                "route": "/admin/v1/keys/{key_id}/revoke",
+                "path": "/admin/v1/keys/a\"b\\c\u{1}\u{7f}é/revoke",
+                "status": 401,
+                "duration_ms": 0.25,
+                "peer": "2001:db8::1",
+                "target": "edge_auth_service::request",
+                "span": {"request_id": "edge-1", "name": "request"},
+            })
+        );
+        assert!(
+            !out.contains(&b'\n') && !out.contains(&1),
+            "one line, control characters escaped"
+        );
     }
 
     #[test]
