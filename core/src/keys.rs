@@ -11,8 +11,8 @@ use jwt_simple::prelude::*;
 use serde_json::Value;
 
 use crate::b64;
-use crate::p256_verify::P256Public;
-use crate::rsa_verify::{Hash, Padding, RsaPublic};
+use crate::verify::p256::P256Public;
+use crate::verify::rsa::{Hash, Padding, RsaPublic};
 
 /// The JWS algorithms edge-auth verifies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -132,9 +132,9 @@ pub struct BoundKey {
     kid: Option<String>,
     alg: Algorithm,
     material: Material,
-    /// RS/PS keys, prepared once for the edge's own verifier ([`crate::rsa_verify`]).
+    /// RS/PS keys, prepared once for the edge's own verifier ([`crate::verify::rsa`]).
     rsa: Option<RsaPublic>,
-    /// ES256 keys, prepared once for the edge's own verifier ([`crate::p256_verify`]).
+    /// ES256 keys, prepared once for the edge's own verifier ([`crate::verify::p256`]).
     p256: Option<P256Public>,
 }
 
