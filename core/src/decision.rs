@@ -924,13 +924,13 @@ fn authenticate<'c>(
     let remote = p.remote.as_ref().zip(st.remote.get_mut(pi));
     let result = match &remote {
         Some((_, r)) => match r.keys() {
-            Some(keys) => jwt::verify_signature(&t, p, &[&p.static_keys, keys], now, cfg.max_token_bytes),
-            None => match jwt::verify_signature(&t, p, &[&p.static_keys], now, cfg.max_token_bytes) {
+            Some(keys) => jwt::verify_signature(&t, p, &[&p.static_keys, keys]),
+            None => match jwt::verify_signature(&t, p, &[&p.static_keys]) {
                 Err(JwtError::UnknownKid | JwtError::NoKey) => Err(JwtError::KeysUnavailable),
                 other => other,
             },
         },
-        None => jwt::verify_signature(&t, p, &[&p.static_keys], now, cfg.max_token_bytes),
+        None => jwt::verify_signature(&t, p, &[&p.static_keys]),
     };
     match result {
         Ok(()) => {}

@@ -3,13 +3,12 @@
 //! The order is deliberate: the token's shape, header and claims are checked
 //! first (cheap, and enough to refuse garbage, `alg: none`, foreign issuers and
 //! expired tokens), and signature work comes last, with only the keys bound to
-//! the token's algorithm and `kid`. jwt-simple does the signature check, with
-//! every one of its loose defaults replaced by the provider's settings and the
-//! host's clock.
+//! the token's algorithm and `kid`. Each key checks the signature over the
+//! token's bytes as sent ([`crate::keys::BoundKey::verify_token`]); no
+//! library re-parses the token.
 
 use std::fmt;
 
-use jwt_simple::prelude::{Duration, UnixTimeStamp, VerificationOptions};
 use serde_json::{Map, Value};
 
 use crate::b64;
@@ -290,23 +289,13 @@ pub fn check_claims(claims: &Claims, p: &Provider, now: u64) -> Result<(), JwtEr
     Ok(())
 }
 
-/// The latest time handed to jwt-simple (year 2096): its clock type
-/// overflows a little after 2106, and a broken host clock reads as the end of time.
-const MAX_SIGNATURE_CLOCK_S: u64 = 4_000_000_000;
-
 /// At most this many keys are tried for a token without `kid`: a JWKS with
 /// many keys must not turn one request into many signature checks.
 pub const MAX_KEYS_TRIED: usize = 4;
 
 /// Verifies the signature with the keys bound to the token's algorithm (and
 /// `kid`, when it names one). `keysets` are the provider's static and remote keys.
-pub fn verify_signature(
-    t: &Inspected<'_>,
-    p: &Provider,
-    keysets: &[&KeySet],
-    now: u64,
-    max_bytes: usize,
-) -> Result<(), JwtError> {
+pub fn verify_signature(t: &Inspected<'_>, p: &Provider, keysets: &[&KeySet]) -> Result<(), JwtError> {
     if !p.algorithms.contains(&t.alg) {
         return Err(JwtError::AlgNotAllowed);
     }
@@ -321,27 +310,8 @@ pub fn verify_signature(
             break;
         }
         tried += 1;
-        let options = VerificationOptions {
-            time_tolerance: Some(Duration::from_secs(p.leeway_s)),
-            // coarsetime overflows past ~2106; claims were already checked with the real `now`
-            artificial_time: Some(UnixTimeStamp::from_secs(now.min(MAX_SIGNATURE_CLOCK_S))),
-            max_token_length: Some(max_bytes),
-            accept_future: false,
-            ..VerificationOptions::default()
-        };
-        if let Some(valid) = key.verify_fast(t.token) {
-            if valid {
-                return Ok(());
-            }
-            continue;
-        }
-        match key.verify(t.token, options) {
-            Ok(()) => return Ok(()),
-            Err(e) if is_signature_failure(&e) => {}
-            // jwt-simple refused the token's structure (say a non-string
-            // `sub`): that is the token's shape, not its signature, and the
-            // next key would refuse it too.
-            Err(_) => return Err(JwtError::Malformed),
+        if key.verify_token(t.token) {
+            return Ok(());
         }
     }
     if tried == 0 {
@@ -349,13 +319,6 @@ pub fn verify_signature(
     } else {
         Err(JwtError::BadSignature)
     }
-}
-
-fn is_signature_failure(e: &jwt_simple::Error) -> bool {
-    matches!(
-        e.downcast_ref::<jwt_simple::JWTError>(),
-        Some(jwt_simple::JWTError::InvalidSignature | jwt_simple::JWTError::InvalidAuthenticationTag)
-    )
 }
 
 /// Renders a claim as a header value: strings as they are, numbers and
@@ -453,7 +416,7 @@ mod tests {
     fn check(token: &str, p: &config::Provider) -> Result<(), JwtError> {
         let t = inspect(token, 8192)?;
         check_claims(&t.claims, p, NOW)?;
-        verify_signature(&t, p, &[&p.static_keys], NOW, 8192)
+        verify_signature(&t, p, &[&p.static_keys])
     }
 
     fn forge(header: Value, claims: Value, sig: &str) -> String {

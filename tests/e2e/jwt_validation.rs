@@ -355,3 +355,20 @@ fn metrics_are_visible_in_stats_and_prometheus() {
         "prometheus output lacks the filter's counters"
     );
 }
+
+/// The filter names the implementation that verifies RS/PS/ES256 signatures
+/// when it is configured: `edge-auth`, or `RustCrypto` for a build with the
+/// `rustcrypto-verify` feature. `make test` also runs this test and
+/// [`every_algorithm_accepts_a_good_token_and_refuses_a_tampered_one`]
+/// against such a build, with `EDGE_AUTH_EXPECT_VERIFIERS=RustCrypto`.
+#[test]
+fn the_log_names_the_signature_verifiers_of_the_build() {
+    let s = stack();
+    let expected = std::env::var("EDGE_AUTH_EXPECT_VERIFIERS").unwrap_or_else(|_| "edge-auth".to_owned());
+    let line = format!("(RS/PS/ES256 signatures verified by {expected})");
+    assert!(
+        s.envoy.wait_for_log(&line, std::time::Duration::from_secs(5)),
+        "no {line:?} in Envoy's log:\n{}",
+        s.envoy.log_tail(40)
+    );
+}

@@ -13,14 +13,7 @@
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use super::montgomery::{less_than, mont_mul, neg_inverse, r2_mod, strip, to_bytes, to_limbs};
-
-/// The hash of an RS/PS algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Hash {
-    Sha256,
-    Sha384,
-    Sha512,
-}
+use super::{Hash, Padding};
 
 impl Hash {
     fn len(self) -> usize {
@@ -64,13 +57,6 @@ impl Hash {
             ],
         }
     }
-}
-
-/// The signature scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Padding {
-    Pkcs1v15,
-    Pss,
 }
 
 /// An RSA public key prepared for verification.
