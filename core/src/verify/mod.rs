@@ -26,6 +26,8 @@ pub(crate) mod p256;
 pub(crate) mod rsa;
 #[cfg(any(test, feature = "rustcrypto-verify"))]
 pub(crate) mod rustcrypto;
+#[cfg(test)]
+mod wycheproof;
 
 use ::p384::ecdsa::signature::Verifier as _;
 use hmac::{Hmac, Mac};
