@@ -18,6 +18,8 @@
 //! algorithm. SECURITY.md at the repository root says why the RSA and P-256
 //! verifiers are hand-written and how they are tested.
 
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod differential;
 #[cfg(any(test, not(feature = "rustcrypto-verify")))]
 pub(crate) mod montgomery;
 #[cfg(any(test, not(feature = "rustcrypto-verify")))]
