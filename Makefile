@@ -60,6 +60,7 @@ help:
 	@echo "make test-e2e    end-to-end tests against the real Envoy"
 	@echo "make test-rustcrypto  the signature e2e tests against the rustcrypto-verify build"
 	@echo "make lint        clippy (filter on wasm32-wasip1, core and e2e natively) + rustfmt --check"
+	@echo "make fuzz        run every fuzz target for FUZZ_SECONDS (default 60) each"
 	@echo "make bench       setup + build, then benchmark edge-auth against no auth and jwt_authn (bench/results/latest.md)"
 	@echo "make clean       cargo clean, remove .venv and .tools"
 
@@ -129,7 +130,9 @@ build-rustcrypto: rust-targets
 
 test-unit:
 	@echo "test-unit: cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim"
-	@cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim
+	@cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim -- --skip fuzz_
+	@echo "test-unit: the bounded fuzz run, a fixed seed and number of executions per target (core/tests/fuzz)"
+	@cargo test -p edge-auth-core --test fuzz -- fuzz_ --nocapture --test-threads=2
 	@echo "test-unit: cargo test -p edge-auth-core --features rustcrypto-verify --lib (the core with RustCrypto's verifiers)"
 	@cargo test -p edge-auth-core --features rustcrypto-verify --lib
 
@@ -180,6 +183,19 @@ token:
 	if [ -z "$$secret" ] && [ -r "$(DEMO_SECRET_FILE)" ]; then secret="$$(cat "$(DEMO_SECRET_FILE)")"; fi; \
 	if [ -z "$$secret" ]; then echo "token: no demo secret: start 'make run' first, or set $(DEMO_SECRET_VAR)" >&2; exit 1; fi; \
 	cd "$(ROOT)" && $(DEMO_SECRET_VAR)="$$secret" $(MINT)
+
+## ---------------------------------------------------------------- fuzz
+
+# `make fuzz`: every fuzz target (core/tests/fuzz: the header map, token
+# inspection, configuration, paths, X-Forwarded-For, Origin, API-key answers,
+# the revocation feed, JWKS documents) for FUZZ_SECONDS each, two at a time,
+# from a random seed (FUZZ_SEED=<n> replays one). Prints the executions per
+# target; a failure prints its shrunk input.
+FUZZ_SECONDS ?= 60
+
+fuzz:
+	@echo "fuzz: cargo test -p edge-auth-core --test fuzz ($(FUZZ_SECONDS) s per target)"
+	@FUZZ_SECONDS="$(FUZZ_SECONDS)" cargo test -p edge-auth-core --test fuzz -- fuzz_ --nocapture --test-threads=2
 
 ## ---------------------------------------------------------------- bench
 
