@@ -318,6 +318,36 @@ fn hostile_requests() {
     );
 }
 
+/// Issue 11, item 1: paths a second decoder reads differently are refused
+/// before any rule is chosen, so a public rule cannot admit them and a
+/// protected one cannot be reached through them, with or without a token.
+#[test]
+fn paths_a_second_decoder_reads_differently_are_refused_on_every_rule() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let token = hs(claims("https://hs", "api"));
+    let bearer = format!("Bearer {token}");
+    for raw in [
+        "/health/%252e%252e/api/x",
+        "/health%252f..%252fapi/x",
+        "/api/%252E%252E/health",
+        "/api/x/%25%32%65%25%32%65/health",
+        "/api/x/%25%32%45%25%32%45/health",
+        "/health/%25252e%25252e/api/x",
+        "/api/%2561dmin",
+        "/health/%c0%ae%c0%ae/api/x",
+        "/api/x%0a",
+        "/api/x/%252e%252e;/health",
+    ] {
+        for headers in [vec![], vec![("authorization", bearer.as_str())]] {
+            let r = Req::new(&headers);
+            let d = denied(&r.run(&cfg, &mut st, "GET", raw, NOW, true));
+            assert!(matches!(d, Deny::BadPath(_)), "{raw}: {d:?}");
+            assert!(r.read.borrow().is_empty(), "{raw}: nothing is read");
+        }
+    }
+}
+
 fn es_jwks(kp: &ES256KeyPair, kid: &str) -> Value {
     let raw = kp.public_key().public_key().to_bytes_uncompressed();
     json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256",

@@ -272,6 +272,49 @@ fn path_tricks_that_upstreams_read_differently_are_refused() {
     assert!(!stack().echo.saw("x-e2e-probe", "path-trick"));
 }
 
+/// Issue 11, item 1: `GET /public/%252e%252e/admin/x` went upstream on the public rule, and
+/// a backend that decodes once more reads `/admin/x`. Envoy's normalize_path leaves `%25`
+/// alone, so the filter refuses every double or triple encoding (any `%25`), overlong UTF-8
+/// and escaped control characters, on the public rule and the protected one, token or not.
+#[test]
+fn paths_a_second_decoder_reads_differently_are_refused() {
+    let bearer = format!("Bearer {}", app_token("second-decoder"));
+    let tricks = [
+        "%252e%252e",
+        "%252E%252E",
+        "%25%32%65%25%32%65",
+        "%25%32%45%25%32%45",
+        "%25252e%25252e",
+        "..%252f",
+        "%255c..",
+        "%2561dmin",
+        "%c0%ae%c0%ae",
+        "%e0%80%ae%e0%80%ae",
+        "x%0a",
+        "%252e%252e;",
+    ];
+    for trick in tricks {
+        for path in [
+            format!("/public/{trick}/orders/x"),
+            format!("/public/{trick}"),
+            format!("/orders/{trick}/public/x"),
+        ] {
+            for headers in [
+                vec![("x-e2e-probe", "second-decoder")],
+                vec![("x-e2e-probe", "second-decoder"), ("authorization", bearer.as_str())],
+            ] {
+                let r = stack().envoy.get(&path, &headers);
+                assert_eq!(r.status, 400, "{path}: {}", r.summary());
+                assert_eq!(r.json()["error"], "invalid_request", "{path}: {}", r.summary());
+            }
+        }
+    }
+    assert!(!stack().echo.saw("x-e2e-probe", "second-decoder"));
+    // a well-formed non-ASCII name and a space still go through
+    let body = upstream("/public/caf%C3%A9%20menu", &[]);
+    assert_eq!(body["path"], "/public/caf%C3%A9%20menu");
+}
+
 #[test]
 fn header_bytes_that_are_not_utf8_are_refused_without_harming_the_vm() {
     let s = stack();
