@@ -133,9 +133,12 @@ fn valid_with(f: impl FnOnce(&mut Value)) -> Value {
     v
 }
 
-/// A lookup answer parsed as the shell parses the service's body.
+/// A lookup answer parsed as the shell parses the service's body (bound to
+/// KEY_HASH, as a contract v1.1 service answers a lookup of KEY).
 fn lookup_at(v: &Value, now_s: u64) -> Lookup {
-    parse_lookup(Some(200), Some(v.to_string().as_bytes()), MAX_BODY, now_s).unwrap()
+    let mut v = v.clone();
+    v["key_hash"] = json!(KEY_HASH);
+    parse_lookup(Some(200), Some(v.to_string().as_bytes()), MAX_BODY, now_s, KEY_HASH).unwrap()
 }
 
 fn lookup(v: &Value) -> Lookup {
@@ -1203,12 +1206,13 @@ fn valid_answers_are_never_used_past_the_keys_expiry() {
 // Failures and stale-if-error
 // =============================================================================
 
-const FAILURES: [LookupFailure; 6] = [
+const FAILURES: [LookupFailure; 7] = [
     LookupFailure::NoResponse,
     LookupFailure::Status(500),
     LookupFailure::Status(401),
     LookupFailure::TooLarge,
     LookupFailure::Malformed,
+    LookupFailure::Unbound,
     LookupFailure::CircuitOpen,
 ];
 
