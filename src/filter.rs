@@ -123,6 +123,11 @@ pub fn evaluate(
         let mut state = shared.state.borrow_mut();
         decision::decide(cfg, &mut state, &method, &path, &mut req, now_ms, may_await, answer)
     };
+    if let Some(notice) = outcome.notice {
+        if shared.first_notice(notice) {
+            host::log(LogLevel::Warn, notice);
+        }
+    }
     match outcome.cache {
         Some(true) => Metrics::inc(shared.metrics.cache_hit),
         Some(false) => Metrics::inc(shared.metrics.cache_miss),

@@ -347,6 +347,9 @@ pub struct Outcome<'c> {
     pub cors: Option<ResponseHeaders>,
     /// Where an API key's answer came from.
     pub key: Option<KeyUse>,
+    /// A refusal the HTTP connection manager's settings cause (not the
+    /// client): what the operator should change, to be logged once.
+    pub notice: Option<&'static str>,
 }
 
 impl<'c> Outcome<'c> {
@@ -361,6 +364,7 @@ impl<'c> Outcome<'c> {
             credential: None,
             cors: None,
             key: None,
+            notice: None,
         }
     }
 }
@@ -444,8 +448,11 @@ pub fn decide<'c>(
         return Outcome::deny(Deny::NoRule);
     };
     if let Some(ip) = &policy.ip {
-        if !client_permitted(ip, req) {
-            return Outcome::deny(Deny::IpNotAllowed);
+        if let Err(notice) = client_permitted(ip, req) {
+            return Outcome {
+                notice,
+                ..Outcome::deny(Deny::IpNotAllowed)
+            };
         }
     }
     let origin = match &policy.origin {
@@ -567,15 +574,24 @@ fn authorize<'c>(
 }
 
 /// The client address check; an address that cannot be established fails.
-fn client_permitted(policy: &ip::IpPolicy, req: &mut dyn Request) -> bool {
-    client_address(req, policy.trusted_hops, policy.envoy_appends).is_some_and(|addr| policy.permits(addr))
+/// `Err` carries the operator's notice when the HCM's settings are the cause.
+fn client_permitted(policy: &ip::IpPolicy, req: &mut dyn Request) -> Result<(), Option<&'static str>> {
+    match client_address(req, policy.trusted_hops, policy.envoy_appends) {
+        Ok(addr) if policy.permits(addr) => Ok(()),
+        Ok(_) => Err(None),
+        Err(e) => Err(e.operator_hint()),
+    }
 }
 
 /// The client address by the configured X-Forwarded-For rules, if it can be established.
-fn client_address(req: &mut dyn Request, trusted_hops: u8, envoy_appends: bool) -> Option<std::net::IpAddr> {
+fn client_address(
+    req: &mut dyn Request,
+    trusted_hops: u8,
+    envoy_appends: bool,
+) -> Result<std::net::IpAddr, ip::ClientAddrError> {
     let peer = req.peer();
     let xff = if trusted_hops == 0 { None } else { req.forwarded_for() };
-    ip::client_address(peer.as_deref(), xff.as_deref(), trusted_hops, envoy_appends).ok()
+    ip::client_address(peer.as_deref(), xff.as_deref(), trusted_hops, envoy_appends)
 }
 
 /// What an API-key decision needs from the configuration and the request line.
@@ -619,13 +635,15 @@ fn authorize_key<'c>(
         }
     }
     // A request not allowed carries its credential, for the log's fingerprint.
-    let outcome = |verdict: Verdict<'c>, key| Outcome {
+    let mut notice = None;
+    let outcome = |verdict: Verdict<'c>, key, notice| Outcome {
         credential: (!matches!(verdict, Verdict::Allow(_))).then(|| Credential::text(found.token.clone())),
         key,
+        notice,
         ..Outcome::with(verdict)
     };
     if !call.keys.format.accepts(&found.token) {
-        return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::Malformed)), None);
+        return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::Malformed)), None, None);
     }
     let now = call.now_ms / 1000;
     // The key's hash is only computed off the hot path (for a woken request,
@@ -656,7 +674,7 @@ fn authorize_key<'c>(
             }
             stale => {
                 if delivered.is_none() && call.may_await {
-                    return outcome(Verdict::AwaitLookup { hash }, Some(KeyUse::Miss));
+                    return outcome(Verdict::AwaitLookup { hash }, Some(KeyUse::Miss), None);
                 }
                 // The lookup failed (or cannot be made): only a valid answer
                 // within the route's stale-if-error window may stand in.
@@ -666,12 +684,12 @@ fn authorize_key<'c>(
                 });
                 match usable {
                     Some((lookup, until)) => (Rc::new(CachedKey::new(lookup, until)), KeyUse::Stale),
-                    None => return outcome(Verdict::Deny(Deny::KeyServiceUnavailable), None),
+                    None => return outcome(Verdict::Deny(Deny::KeyServiceUnavailable), None, None),
                 }
             }
         }
     };
-    let verdict = match key_verdict(call, &entry, req, pending_origin, now) {
+    let verdict = match key_verdict(call, &entry, req, pending_origin, now, &mut notice) {
         Some(d) => Verdict::Deny(d),
         None => {
             let context = match (&call.cfg.context, &entry.lookup.answer) {
@@ -691,17 +709,19 @@ fn authorize_key<'c>(
             })
         }
     };
-    outcome(verdict, Some(used))
+    outcome(verdict, Some(used), notice)
 }
 
 /// Applies a key's answer: refuses a key that is not valid, and applies a
-/// valid key's expiry, IP allowlist, origins and scopes.
+/// valid key's expiry, IP allowlist, origins and scopes. `notice`: see
+/// [`Outcome::notice`].
 fn key_verdict<'c>(
     call: &KeyCall<'c, '_>,
     entry: &CachedKey,
     req: &mut dyn Request,
     pending_origin: Option<&Origin>,
     now: u64,
+    notice: &mut Option<&'static str>,
 ) -> Option<Deny<'c>> {
     let record: &KeyRecord = match &entry.lookup.answer {
         Answer::Valid(r) => r,
@@ -721,8 +741,13 @@ fn key_verdict<'c>(
             .map_or((call.keys.trusted_hops, call.keys.envoy_appends), |p| {
                 (p.trusted_hops, p.envoy_appends)
             });
-        if !client_address(req, hops, appends).is_some_and(|a| record.ip_allowlist.contains(a)) {
-            return Some(Deny::IpNotAllowed);
+        match client_address(req, hops, appends) {
+            Ok(a) if record.ip_allowlist.contains(a) => {}
+            Ok(_) => return Some(Deny::IpNotAllowed),
+            Err(e) => {
+                *notice = e.operator_hint();
+                return Some(Deny::IpNotAllowed);
+            }
         }
     }
     if pending_origin.is_some_and(|o| !record.allowed_origins.matches(o)) {

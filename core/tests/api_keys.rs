@@ -1362,6 +1362,9 @@ fn the_keys_ip_allowlist_applies_to_the_peer() {
         (Some("not-an-address"), false),
         (Some(""), false),
         (None, false),
+        // Envoy took the address from X-Forwarded-For (issue 11, item 3): never the peer
+        (Some("203.0.113.5:0"), false),
+        (Some("[2001:db8::7]:0"), false),
     ] {
         let mut st = State::new(&cfg);
         let mut req = Req::key(KEY).peer(peer);
@@ -1372,6 +1375,12 @@ fn the_keys_ip_allowlist_applies_to_the_peer() {
             assert_eq!(denied(&o), Deny::IpNotAllowed, "{peer:?}");
             assert_eq!(reply(denied(&o), &cfg.realm).status, 403);
         }
+        let from_header = peer.is_some_and(|p| p.ends_with(":0"));
+        assert_eq!(
+            o.notice.is_some(),
+            from_header,
+            "{peer:?}: a notice only for the HCM's doing"
+        );
         // and the same from the cache
         let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 1_000, true, None);
         assert_eq!(o.key, Some(KeyUse::LocalHit));
