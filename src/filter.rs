@@ -8,7 +8,6 @@ use proxy_wasm::types::{Action, LogLevel};
 use edge_auth_core::decision::{self, Allow, Credential, Deny, KeyAnswer, KeyUse, Request, ResponseHeaders, Verdict};
 use edge_auth_core::header_map::HeaderMap;
 use edge_auth_core::response;
-use edge_auth_core::token_source::TokenSource;
 
 use crate::host;
 use crate::jwks_fetch;
@@ -49,6 +48,13 @@ impl HostRequest<'_> {
 impl Request for HostRequest<'_> {
     fn header(&mut self, name: &str) -> Option<String> {
         self.value(name).map(host::text_of)
+    }
+
+    fn header_all(&mut self, name: &str) -> Vec<String> {
+        if self.written.iter().any(|w| w.eq_ignore_ascii_case(name)) {
+            return Vec::new();
+        }
+        self.headers.values(name).map(host::text_of).collect()
     }
 
     fn forwarded_for(&mut self) -> Option<String> {
@@ -207,16 +213,9 @@ fn allow(shared: &Shared, a: Allow<'_>) {
         Metrics::inc(shared.metrics.allowed_preflight);
         return;
     }
-    if let Some(h) = a.remove_header {
+    // every credential place the request has, not only the one used (the core chose)
+    for h in &a.remove_headers {
         let _ = host::remove_request_header(h);
-    }
-    if a.remove_key_headers {
-        // every key source, not only the one used: no key goes upstream
-        for s in shared.config.api_keys.iter().flat_map(|k| k.sources.iter()) {
-            if let TokenSource::Header { name, .. } = s {
-                let _ = host::remove_request_header(name);
-            }
-        }
     }
     if let Some(cookie) = &a.cookie {
         let _ = if cookie.is_empty() {

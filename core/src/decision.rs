@@ -17,6 +17,7 @@ use std::hash::BuildHasher;
 use crate::cache::{token_key, BoundedCache, CacheKey, QuickHash};
 use crate::config::{ApiKeys, Config, Context, Provider};
 use crate::context::{self, Identity};
+use crate::credentials::{self, Census, Kept};
 use crate::ip;
 use crate::jwks_refresh::{OnDemand, RemoteKeys};
 use crate::jwt::{self, Claims, JwtError};
@@ -167,6 +168,11 @@ impl State {
 pub trait Request {
     /// The first value of a request header (lower-case name).
     fn header(&mut self, name: &str) -> Option<String>;
+    /// Every value of a request header (lower-case name), in order: the
+    /// host's separate entries for repeated header lines.
+    fn header_all(&mut self, name: &str) -> Vec<String> {
+        self.header(name).into_iter().collect()
+    }
     /// Every `x-forwarded-for` value, joined with `,` in order.
     fn forwarded_for(&mut self) -> Option<String>;
     /// The downstream peer address, as `ip:port` or `[ip6]:port`.
@@ -320,13 +326,12 @@ pub struct Allow<'c> {
     pub token: Option<Rc<VerifiedToken>>,
     /// The API key's answer, when an API key was the credential.
     pub key: Option<Rc<CachedKey>>,
-    /// Remove every `api_keys.sources` header: the key never goes upstream.
-    pub remove_key_headers: bool,
-    /// A credential header to remove (`forward_token: false`).
-    pub remove_header: Option<&'c str>,
-    /// A new `cookie` header without the credential cookie (`forward_token: false`).
+    /// Credential headers to remove (every credential place the request
+    /// has, except, with `forward_token: true`, those the rule reads).
+    pub remove_headers: Vec<&'c str>,
+    /// A new `cookie` header without the credential cookies (empty: remove it).
     pub cookie: Option<String>,
-    /// A new `:path` without the credential query parameter.
+    /// A new `:path` without the credential query parameters.
     pub path: Option<String>,
     /// A CORS preflight passed upstream: it carries no credential, so every
     /// credential header is removed (`Config::credential_headers`).
@@ -412,8 +417,6 @@ impl PartialEq for Credential {
 struct Found<'c> {
     token: String,
     source: &'c TokenSource,
-    path: Option<String>,
-    cookie_header: Option<String>,
 }
 
 /// What the Origin check leaves for after authentication.
@@ -539,7 +542,10 @@ fn authorize<'c>(
         .iter()
         .filter_map(|&i| cfg.providers.get(i))
         .flat_map(|p| p.sources.iter());
-    let found = match find_credential(sources, raw_path, req) {
+    let Ok(census) = census(cfg, raw_path, req) else {
+        return Outcome::deny(Deny::AmbiguousCredential);
+    };
+    let found = match find_credential(sources, &census, cfg, raw_path) {
         Ok(Some(f)) => f,
         Ok(None) => return Outcome::deny(Deny::MissingToken),
         Err(d) => return Outcome::deny(d),
@@ -562,7 +568,7 @@ fn authorize<'c>(
             ..Outcome::deny(d)
         };
     }
-    let mut allowed = allow(cfg, rule, token, found);
+    let mut allowed = allow(cfg, rule, providers, token, &census, raw_path);
     if let (Some(ctx), Some(t)) = (&cfg.context, &allowed.token) {
         let upstream_path = allowed.path.as_deref().unwrap_or(raw_path);
         allowed.context = context_headers(ctx, t, method, upstream_path, now_ms / 1000);
@@ -617,23 +623,16 @@ fn authorize_key<'c>(
     answer: Option<&KeyAnswer>,
     pending_origin: Option<&Origin>,
 ) -> Outcome<'c> {
-    let found = match find_credential(call.keys.sources.iter(), call.raw_path, req) {
+    let Ok(census) = census(call.cfg, call.raw_path, req) else {
+        return Outcome::deny(Deny::AmbiguousCredential);
+    };
+    let found = match find_credential(call.keys.sources.iter(), &census, call.cfg, call.raw_path) {
         Ok(Some(f)) => f,
         Ok(None) => return Outcome::deny(Deny::MissingApiKey),
         Err(d) => return Outcome::deny(d),
     };
-    // A second copy of the key in a query source goes neither upstream nor unnoticed.
-    let mut upstream_path = found.path.clone();
-    for source in &call.keys.sources {
-        if let TokenSource::Query { name } = source {
-            let base = upstream_path.as_deref().unwrap_or(call.raw_path);
-            match token_source::from_query(base, name) {
-                QueryToken::Absent => {}
-                QueryToken::Found { path_without, .. } => upstream_path = Some(path_without),
-                QueryToken::Duplicate | QueryToken::Malformed => return Outcome::deny(Deny::AmbiguousCredential),
-            }
-        }
-    }
+    // No credential place goes upstream: the key's, and any copy of it.
+    let strip = census.strip(&call.cfg.credential_places, call.raw_path, |_| false);
     // A request not allowed carries its credential, for the log's fingerprint.
     let mut notice = None;
     let outcome = |verdict: Verdict<'c>, key, notice| Outcome {
@@ -694,16 +693,17 @@ fn authorize_key<'c>(
         None => {
             let context = match (&call.cfg.context, &entry.lookup.answer) {
                 (Some(ctx), Answer::Valid(record)) => {
-                    let path = upstream_path.as_deref().unwrap_or(call.raw_path);
+                    let path = strip.path.as_deref().unwrap_or(call.raw_path);
                     key_context_headers(ctx, record, &entry.grants, call.method, path, now)
                 }
                 _ => Vec::new(),
             };
             Verdict::Allow(Allow {
                 rule: call.rule,
-                path: upstream_path,
+                remove_headers: strip.headers,
+                cookie: strip.cookie,
+                path: strip.path,
                 key: Some(entry),
-                remove_key_headers: true,
                 context,
                 ..Allow::default()
             })
@@ -1012,83 +1012,78 @@ fn authenticate<'c>(
     Ok((verified, false))
 }
 
-fn allow<'c>(cfg: &'c Config, rule: &'c str, token: Rc<VerifiedToken>, found: Found<'c>) -> Allow<'c> {
+/// An allowed JWT request: every credential place is emptied before it goes
+/// upstream, except, with the provider's `forward_token: true`, the header
+/// and cookie places the rule reads. A query-parameter credential always goes.
+fn allow<'c>(
+    cfg: &'c Config,
+    rule: &'c str,
+    providers: &[usize],
+    token: Rc<VerifiedToken>,
+    census: &Census,
+    raw_path: &str,
+) -> Allow<'c> {
     let forward = cfg.providers.get(token.provider).is_some_and(|p| p.forward_token);
-    let mut a = Allow {
-        rule,
-        path: found.path,
-        ..Allow::default()
+    let reads = |kept: Kept<'_>| {
+        providers
+            .iter()
+            .filter_map(|&i| cfg.providers.get(i))
+            .flat_map(|p| p.sources.iter())
+            .any(|s| match (s, kept) {
+                (TokenSource::Header { name, .. }, Kept::Header(h)) => name.eq_ignore_ascii_case(h),
+                (TokenSource::Cookie { name }, Kept::Cookie(c)) => name.eq_ignore_ascii_case(c),
+                _ => false,
+            })
     };
-    if !forward {
-        match found.source {
-            TokenSource::Header { name, .. } => a.remove_header = Some(name.as_str()),
-            TokenSource::Cookie { name } => {
-                a.cookie = found.cookie_header.map(|c| token_source::cookie_without(&c, name));
-            }
-            TokenSource::Query { .. } => {}
-        }
+    let strip = census.strip(&cfg.credential_places, raw_path, |k| forward && reads(k));
+    Allow {
+        rule,
+        token: Some(token),
+        remove_headers: strip.headers,
+        cookie: strip.cookie,
+        path: strip.path,
+        ..Allow::default()
     }
-    a.token = Some(token);
-    a
+}
+
+/// Every credential place of the configuration in the request, at most one
+/// credential among them ([`credentials::census`]).
+fn census(cfg: &Config, raw_path: &str, req: &mut dyn Request) -> Result<Census, credentials::Ambiguous> {
+    credentials::census(&cfg.credential_places, raw_path, &mut |name| req.header_all(name))
 }
 
 /// Looks for a credential in `sources`, in order (for a JWT: providers in
 /// the rule's order, each provider's sources in its order); the first one
-/// present wins.
+/// present wins. The request's places were read by [`census`].
 fn find_credential<'c>(
     sources: impl Iterator<Item = &'c TokenSource> + Clone,
+    census: &Census,
+    cfg: &Config,
     raw_path: &str,
-    req: &mut dyn Request,
 ) -> Result<Option<Found<'c>>, Deny<'c>> {
-    let mut cookie_header: Option<Option<String>> = None;
     for (i, source) in sources.clone().enumerate() {
         // a source two providers share is read once (no allocation: the list is short)
         if sources.clone().take(i).any(|earlier| earlier == source) {
             continue;
         }
-        match source {
-            TokenSource::Header { name, scheme } => {
-                if let Some(value) = req.header(name) {
-                    if let Some(t) = token_source::from_header_value(&value, scheme.as_deref()) {
-                        return Ok(Some(Found {
-                            token: t.to_owned(),
-                            source,
-                            path: None,
-                            cookie_header: None,
-                        }));
-                    }
-                }
-            }
-            TokenSource::Cookie { name } => {
-                let cookies = cookie_header.get_or_insert_with(|| req.header("cookie"));
-                if let Some(c) = cookies.as_deref() {
-                    if token_source::cookie_is_repeated(c, name) {
-                        // which copy a backend reads differs between frameworks
-                        return Err(Deny::AmbiguousCredential);
-                    }
-                    if let Some(t) = token_source::from_cookie_header(c, name) {
-                        let token = t.to_owned();
-                        return Ok(Some(Found {
-                            token,
-                            source,
-                            path: None,
-                            cookie_header: cookies.clone(),
-                        }));
-                    }
-                }
-            }
+        let token = match source {
+            TokenSource::Header { name, scheme } => census
+                .header(&cfg.credential_places, name)
+                .and_then(|v| token_source::from_header_value(v, scheme.as_deref()))
+                .map(str::to_owned),
+            TokenSource::Cookie { name } => census
+                .cookie_header()
+                .and_then(|c| token_source::from_cookie_header(c, name))
+                .map(str::to_owned),
             TokenSource::Query { name } => match token_source::from_query(raw_path, name) {
-                QueryToken::Absent => {}
-                QueryToken::Found { token, path_without } => {
-                    return Ok(Some(Found {
-                        token: token.into_owned(),
-                        source,
-                        path: Some(path_without),
-                        cookie_header: None,
-                    }));
-                }
+                QueryToken::Absent => None,
+                QueryToken::Found { token, .. } => Some(token.into_owned()),
+                // the census refused these already
                 QueryToken::Duplicate | QueryToken::Malformed => return Err(Deny::AmbiguousCredential),
             },
+        };
+        if let Some(token) = token {
+            return Ok(Some(Found { token, source }));
         }
     }
     Ok(None)

@@ -644,6 +644,71 @@ fn an_answer_for_another_key_is_never_used() {
     assert_eq!(fake.lookups_of(&real), 1);
 }
 
+/// Issue 11, item 4, on API-key rules: two `x-api-key` headers used to pass (the first
+/// used), and a key-shaped value in a query parameter that is no source went upstream
+/// unchecked. Every credential place counts: a second copy or a second credential is
+/// `400 ambiguous_credential` before any lookup; the same key twice is one key, and no copy
+/// goes upstream.
+#[test]
+fn a_second_key_or_a_copy_is_refused_before_any_lookup() {
+    let fake = FakeService::start(Reply::json(200, &valid_answer("svc-one-way")));
+    let (envoy, echo) = edge(config(json!([])), fake.server.port(), &[]);
+    let (key, other) = (fresh_key(), fresh_key());
+    let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+    let cases: Vec<(String, Vec<(&str, String)>)> = vec![
+        (
+            "/x".into(),
+            vec![("x-api-key", key.clone()), ("x-api-key", other.clone())],
+        ),
+        (
+            "/x".into(),
+            vec![("x-api-key", key.clone()), ("x-api-key", key.clone())],
+        ),
+        (
+            "/x".into(),
+            vec![("x-api-key", key.clone()), ("X-Api-Key", String::new())],
+        ),
+        (
+            "/x".into(),
+            vec![("x-api-key", key.clone()), ("authorization", format!("ApiKey {other}"))],
+        ),
+        (
+            "/x".into(),
+            vec![
+                ("authorization", format!("ApiKey {key}")),
+                ("authorization", format!("ApiKey {key}")),
+            ],
+        ),
+        (
+            "/x".into(),
+            vec![("x-api-key", key.clone()), ("authorization", format!("Bearer {jwt}"))],
+        ),
+        (format!("/x?api_key={other}"), vec![("x-api-key", key.clone())]),
+        (format!("/x?Api_Key={key}&api_key={key}"), vec![]),
+        (format!("/x?apikey={other}"), vec![("x-api-key", key.clone())]),
+        (format!("/x?token={jwt}"), vec![("x-api-key", key.clone())]),
+    ];
+    for (path, headers) in &cases {
+        let mut h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        h.push(("x-e2e-probe", "ambiguous"));
+        let r = envoy.get(path, &h);
+        assert_refused(&r, 400, "invalid_request", &format!("{path} {headers:?}"));
+        assert!(!r.text().contains(key.as_str()), "the reply does not echo the key");
+    }
+    assert_eq!(fake.server.hits(), 0, "decided before any lookup");
+    assert!(!echo.saw("x-e2e-probe", "ambiguous"));
+    assert_eq!(metric(&envoy, "denied.ambiguous_credential"), cases.len() as u64);
+    // the same key in a header and in a query parameter of another name: one key; no copy
+    // goes upstream, the other parameters do
+    let r = get_with(&envoy, &format!("/x/1?a=1&apikey={key}&b=2"), &key, &[]);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let body = r.json();
+    assert_eq!(body["path"], "/x/1?a=1&b=2");
+    for (name, value) in echoed_headers(&body) {
+        assert!(!value.contains(key.as_str()), "the key went upstream in {name}");
+    }
+}
+
 #[test]
 fn a_lookup_without_an_answer_is_counted_as_a_timeout() {
     let mut c = config(json!([]));
