@@ -50,11 +50,15 @@ impl Request for HostRequest<'_> {
         self.value(name).map(host::text_of)
     }
 
-    fn header_all(&mut self, name: &str) -> Vec<String> {
-        if self.written.iter().any(|w| w.eq_ignore_ascii_case(name)) {
-            return Vec::new();
+    fn each_header(&mut self, names: &[String], f: &mut dyn FnMut(usize, String)) {
+        for (name, value) in self.headers.iter() {
+            let Some(i) = names.iter().position(|n| name.eq_ignore_ascii_case(n.as_bytes())) else {
+                continue;
+            };
+            if !self.written.iter().any(|w| name.eq_ignore_ascii_case(w.as_bytes())) {
+                f(i, host::text_of(value));
+            }
         }
-        self.headers.values(name).map(host::text_of).collect()
     }
 
     fn forwarded_for(&mut self) -> Option<String> {
@@ -214,7 +218,7 @@ fn allow(shared: &Shared, a: Allow<'_>) {
         return;
     }
     // every credential place the request has, not only the one used (the core chose)
-    for h in &a.remove_headers {
+    for h in a.remove_headers.names() {
         let _ = host::remove_request_header(h);
     }
     if let Some(cookie) = &a.cookie {

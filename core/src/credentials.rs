@@ -38,6 +38,9 @@ const DEFAULT_HEADERS: [(&str, &[&str]); 2] = [("authorization", &["Bearer", "Ap
 pub struct Places {
     /// Lower-case header names, each with the schemes sources read on it.
     headers: Vec<(String, Vec<String>)>,
+    /// The headers [`census`] asks for: the header places, then `cookie`
+    /// when there is a cookie place.
+    names: Vec<String>,
     /// Cookie names as configured (matched in any letter case).
     cookies: Vec<String>,
     /// Query parameter names as configured (matched in any letter case, after decoding).
@@ -87,6 +90,10 @@ impl Places {
                 }
             }
         }
+        p.names = p.headers.iter().map(|(n, _)| n.clone()).collect();
+        if !p.cookies.is_empty() {
+            p.names.push("cookie".to_owned());
+        }
         p
     }
 
@@ -107,7 +114,7 @@ impl Places {
 
     /// Whether a query value (decoded) has the shape of a credential.
     fn looks_like_credential(&self, value: &str) -> bool {
-        self.key.accepts(value) || looks_like_jws(value)
+        self.key.accepts(value) || (value.starts_with("eyJ") && looks_like_jws(value))
     }
 }
 
@@ -122,11 +129,66 @@ fn looks_like_jws(v: &str) -> bool {
     )
 }
 
+/// A list indexed by header place, its first [`INLINE`] entries inline:
+/// the usual configuration has a few credential headers, and the request
+/// path then allocates nothing for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByPlace<T> {
+    inline: [T; INLINE],
+    more: Vec<T>,
+}
+
+/// Header places kept inline by [`ByPlace`].
+const INLINE: usize = 4;
+
+impl<T: Default + Clone> ByPlace<T> {
+    fn with_len(n: usize) -> ByPlace<T> {
+        ByPlace {
+            inline: Default::default(),
+            more: vec![T::default(); n.saturating_sub(INLINE)],
+        }
+    }
+}
+
+impl<T> ByPlace<T> {
+    fn get(&self, i: usize) -> Option<&T> {
+        match i.checked_sub(INLINE) {
+            None => self.inline.get(i),
+            Some(j) => self.more.get(j),
+        }
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        match i.checked_sub(INLINE) {
+            None => self.inline.get_mut(i),
+            Some(j) => self.more.get_mut(j),
+        }
+    }
+
+    /// Every entry, in place order (the inline ones past the places' count are defaults).
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.inline.iter().chain(&self.more)
+    }
+}
+
+impl<T: Default + Clone> Default for ByPlace<T> {
+    fn default() -> Self {
+        ByPlace::with_len(0)
+    }
+}
+
+impl<'p> ByPlace<Option<&'p str>> {
+    /// The header names set, in place order.
+    pub fn names(&self) -> impl Iterator<Item = &'p str> + '_ {
+        self.iter().flatten().copied()
+    }
+}
+
 /// What [`census`] saw of a request's credential places.
 #[derive(Debug, Clone, Default)]
 pub struct Census {
     /// Per header place: its one value, when the request has the header.
-    headers: Vec<Option<String>>,
+    headers: ByPlace<Option<String>>,
     /// The request's `cookie` lines joined with `"; "`, when some cookie
     /// place exists and the request has the header.
     cookie: Option<String>,
@@ -135,8 +197,6 @@ pub struct Census {
     /// Query parameters that are credential places: their index, and the
     /// named place (`None`: a parameter of credential shape).
     params: Vec<(usize, Option<usize>)>,
-    /// The credential the request carries, wherever it is; `None`: none.
-    value: Option<String>,
 }
 
 /// The request carries a credential place twice, or two different credentials.
@@ -152,56 +212,62 @@ pub enum Kept<'a> {
     Cookie(&'a str),
 }
 
+/// Reads the values of the headers `names` (lower-case) in one pass over the
+/// request: calls the callback with each value and the index of its name,
+/// in the request's order.
+pub type EachHeader<'r> = dyn FnMut(&[String], &mut dyn FnMut(usize, String)) + 'r;
+
 /// Looks at every credential place of `places` in the request: `raw_path` is
-/// the `:path`, `header_all` gives every value of a header (lower-case
-/// name), in order. `Err` when a place occurs twice (two header lines, a
-/// comma in a header value, a cookie or a query parameter twice, in any
-/// letter case, empty values included), a query place cannot be decoded, or
-/// two places hold different values.
-pub fn census(
-    places: &Places,
-    raw_path: &str,
-    header_all: &mut dyn FnMut(&str) -> Vec<String>,
-) -> Result<Census, Ambiguous> {
+/// the `:path`, `each_header` reads headers. `Err` when a place occurs twice
+/// (two header lines, a comma in a header value, a cookie or a query
+/// parameter twice, in any letter case, empty values included), a query
+/// place cannot be decoded, or two places hold different values.
+pub fn census(places: &Places, raw_path: &str, each_header: &mut EachHeader<'_>) -> Result<Census, Ambiguous> {
+    // First what each place holds, then (borrowing it) whether the values agree: the
+    // common request, one credential in one place, copies nothing.
     let mut c = Census {
-        headers: vec![None; places.headers.len()],
-        cookies: vec![false; places.cookies.len()],
+        headers: ByPlace::with_len(places.headers.len()),
         ..Census::default()
     };
-    for (i, (name, schemes)) in places.headers.iter().enumerate() {
-        let mut values = header_all(name);
-        if values.len() > 1 {
-            return Err(Ambiguous);
-        }
-        let Some(v) = values.pop() else { continue };
-        // a comma is how Envoy joins two lines of one header
-        if v.contains(',') {
-            return Err(Ambiguous);
-        }
-        c.hold(strip_scheme(v.trim_ascii(), schemes))?;
-        if let Some(slot) = c.headers.get_mut(i) {
-            *slot = Some(v);
+    let mut repeated = false;
+    let mut cookie_lines: Vec<String> = Vec::new();
+    let slots = &mut c.headers;
+    let n = places.headers.len();
+    each_header(&places.names, &mut |i, v| match slots.get_mut(i) {
+        _ if i >= n => cookie_lines.push(v),
+        Some(slot @ None) => *slot = Some(v),
+        Some(Some(_)) => repeated = true,
+        None => {}
+    });
+    // a comma is how Envoy joins two lines of one header
+    if repeated || c.headers.iter().flatten().any(|v| v.as_bytes().contains(&b',')) {
+        return Err(Ambiguous);
+    }
+    c.cookie = match cookie_lines.len() {
+        0 => None,
+        1 => cookie_lines.pop(),
+        _ => Some(cookie_lines.join("; ")),
+    };
+    let mut cookies = vec![false; places.cookies.len()];
+    let mut params = Vec::new();
+    let mut held = Held::default();
+    for (value, (_, schemes)) in c.headers.iter().zip(&places.headers) {
+        if let Some(v) = value {
+            held.hold(Cow::Borrowed(strip_scheme(v.trim_ascii(), schemes)))?;
         }
     }
-    if !places.cookies.is_empty() {
-        let lines = header_all("cookie");
-        if !lines.is_empty() {
-            let joined = lines.join("; ");
-            for (name, value) in token_source::cookie_pairs(&joined) {
-                let Some(i) = places.cookie_index(name) else { continue };
-                match c.cookies.get_mut(i) {
-                    Some(seen) if *seen => return Err(Ambiguous),
-                    Some(seen) => *seen = true,
-                    None => {}
-                }
-                let unquoted = value
-                    .strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(value);
-                c.hold(unquoted)?;
-            }
-            c.cookie = Some(joined);
+    for (name, value) in c.cookie.iter().flat_map(|joined| token_source::cookie_pairs(joined)) {
+        let Some(i) = places.cookie_index(name) else { continue };
+        match cookies.get_mut(i) {
+            Some(seen) if *seen => return Err(Ambiguous),
+            Some(seen) => *seen = true,
+            None => {}
         }
+        let unquoted = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        held.hold(Cow::Borrowed(unquoted))?;
     }
     if let Some((_, query, _)) = token_source::query_parts(raw_path) {
         let mut seen = vec![false; places.queries.len()];
@@ -213,21 +279,44 @@ pub fn census(
                         Some(s) => *s = true,
                         None => {}
                     }
-                    let decoded = token_source::percent_decode(value).ok_or(Ambiguous)?;
-                    c.hold(&decoded)?;
-                    c.params.push((i, Some(q)));
+                    held.hold(token_source::percent_decode(value).ok_or(Ambiguous)?)?;
+                    params.push((i, Some(q)));
                 }
                 None => {
                     let decoded = token_source::percent_decode(value).unwrap_or(Cow::Borrowed(""));
                     if places.looks_like_credential(&decoded) {
-                        c.hold(&decoded)?;
-                        c.params.push((i, None));
+                        held.hold(decoded)?;
+                        params.push((i, None));
                     }
                 }
             }
         }
     }
+    c.cookies = cookies;
+    c.params = params;
     Ok(c)
+}
+
+/// The one credential value seen so far.
+#[derive(Default)]
+struct Held<'a>(Option<Cow<'a, str>>);
+
+impl<'a> Held<'a> {
+    /// Records a place's value: empty values hold nothing; a value other
+    /// than the one already held is a second credential.
+    fn hold(&mut self, value: Cow<'a, str>) -> Result<(), Ambiguous> {
+        if value.is_empty() {
+            return Ok(());
+        }
+        match &self.0 {
+            Some(v) if *v != value => Err(Ambiguous),
+            Some(_) => Ok(()),
+            None => {
+                self.0 = Some(value);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// `value` without a leading `scheme` of `schemes` (any case) and the blanks after it.
@@ -246,8 +335,8 @@ fn strip_scheme<'v>(value: &'v str, schemes: &[String]) -> &'v str {
 /// upstream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Strip<'p> {
-    /// Headers to remove (lower-case).
-    pub headers: Vec<&'p str>,
+    /// Headers to remove (lower-case), by place: see [`ByPlace::names`].
+    pub headers: ByPlace<Option<&'p str>>,
     /// The new `cookie` header (empty: remove it), when a cookie goes.
     pub cookie: Option<String>,
     /// The new `:path`, when a query parameter goes.
@@ -255,27 +344,6 @@ pub struct Strip<'p> {
 }
 
 impl Census {
-    /// Records a place's value: empty values hold nothing; a value other
-    /// than the one already held is a second credential.
-    fn hold(&mut self, value: &str) -> Result<(), Ambiguous> {
-        if value.is_empty() {
-            return Ok(());
-        }
-        match &self.value {
-            Some(v) if v != value => Err(Ambiguous),
-            Some(_) => Ok(()),
-            None => {
-                self.value = Some(value.to_owned());
-                Ok(())
-            }
-        }
-    }
-
-    /// The credential the request carries, wherever it is.
-    pub fn value(&self) -> Option<&str> {
-        self.value.as_deref()
-    }
-
     /// The one value of header place `name` (lower-case), if the request has it.
     pub fn header<'s>(&'s self, places: &Places, name: &str) -> Option<&'s str> {
         let i = places.headers.iter().position(|(n, _)| n == name)?;
@@ -291,10 +359,15 @@ impl Census {
     /// the header and cookie places `keep` selects (query parameters always
     /// go: a credential in the path ends up in logs). `raw_path` is the `:path`.
     pub fn strip<'p>(&self, places: &'p Places, raw_path: &str, keep: impl Fn(Kept<'_>) -> bool) -> Strip<'p> {
-        let mut s = Strip::default();
-        for ((name, _), value) in places.headers.iter().zip(&self.headers) {
+        let mut s = Strip {
+            headers: ByPlace::with_len(places.headers.len()),
+            ..Strip::default()
+        };
+        for (i, ((name, _), value)) in places.headers.iter().zip(self.headers.iter()).enumerate() {
             if value.is_some() && !keep(Kept::Header(name)) {
-                s.headers.push(name.as_str());
+                if let Some(slot) = s.headers.get_mut(i) {
+                    *slot = Some(name.as_str());
+                }
             }
         }
         if let Some(cookie) = &self.cookie {
@@ -328,12 +401,12 @@ mod tests {
 
     impl Req {
         fn census(&self, places: &Places, path: &str) -> Result<Census, Ambiguous> {
-            census(places, path, &mut |name| {
-                self.0
-                    .iter()
-                    .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.clone())
-                    .collect()
+            census(places, path, &mut |names, f| {
+                for (n, v) in &self.0 {
+                    if let Some(i) = names.iter().position(|name| n.eq_ignore_ascii_case(name)) {
+                        f(i, v.clone());
+                    }
+                }
             })
         }
     }
@@ -384,36 +457,43 @@ mod tests {
 
     #[test]
     fn one_credential_in_one_place_is_read() {
-        for (path, headers) in [
-            ("/a", vec![("authorization", format!("Bearer {JWT}"))]),
-            ("/a", vec![("authorization", format!("apikey {KEY}"))]),
-            ("/a", vec![("x-api-key", KEY.to_owned())]),
-            ("/a", vec![("cookie", format!("theme=dark; session={JWT}"))]),
-            ("/a", vec![("cookie", format!("session=\"{JWT}\""))]),
-            ("/a", vec![("cf-access-jwt-assertion", JWT.to_owned())]),
+        let bearer = format!("Bearer {JWT}");
+        let apikey = format!("apikey {KEY}");
+        let cookie = format!("theme=dark; session={JWT}");
+        let quoted = format!("session=\"{JWT}\"");
+        for headers in [
+            vec![("authorization", bearer.as_str())],
+            vec![("authorization", apikey.as_str())],
+            vec![("x-api-key", KEY)],
+            vec![("cookie", cookie.as_str())],
+            vec![("cookie", quoted.as_str())],
+            vec![("cf-access-jwt-assertion", JWT)],
+            vec![("authorization", "Basic dXNlcg==")],
         ] {
-            let headers: Vec<(&'static str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            let c = run(path, &headers).unwrap();
-            assert!(c.value() == Some(JWT) || c.value() == Some(KEY), "{headers:?}");
+            assert!(run("/a", &headers).is_ok(), "{headers:?}");
         }
-        assert_eq!(run(&format!("/a?access_token={JWT}"), &[]).unwrap().value(), Some(JWT));
-        assert_eq!(run(&format!("/a?x=1&k={KEY}"), &[]).unwrap().value(), Some(KEY));
-        assert_eq!(run("/a?x=1", &[]).unwrap().value(), None);
-        assert_eq!(
-            run("/a", &[("authorization", "Basic dXNlcg==")]).unwrap().value(),
-            Some("Basic dXNlcg==")
-        );
+        for path in [
+            format!("/a?access_token={JWT}"),
+            format!("/a?x=1&k={KEY}"),
+            "/a?x=1".into(),
+        ] {
+            assert!(run(&path, &[]).is_ok(), "{path}");
+        }
     }
 
     #[test]
     fn the_same_credential_in_two_places_is_one_credential() {
         // Cloudflare Access: the header and the browser's cookie carry the same token
         let cookie = format!("CF_Authorization={JWT}");
-        let c = run("/a", &[("cf-access-jwt-assertion", JWT), ("cookie", &cookie)]).unwrap();
-        assert_eq!(c.value(), Some(JWT));
+        assert!(run("/a", &[("cf-access-jwt-assertion", JWT), ("cookie", &cookie)]).is_ok());
         let bearer = format!("Bearer {JWT}");
-        let c = run(&format!("/a?access_token={JWT}"), &[("authorization", &bearer)]).unwrap();
-        assert_eq!(c.value(), Some(JWT));
+        assert!(run(&format!("/a?access_token={JWT}"), &[("authorization", &bearer)]).is_ok());
+        let apikey = format!("ApiKey {KEY}");
+        assert!(run(
+            &format!("/a?k={KEY}"),
+            &[("authorization", &apikey), ("x-api-key", KEY)]
+        )
+        .is_ok());
     }
 
     /// Issue 11, item 4: two credentials, or one place twice, in every form an attacker
@@ -490,23 +570,21 @@ mod tests {
         ];
         for (path, headers) in cases {
             let h: Vec<(&'static str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            assert_eq!(run(&path, &h).map(|c| c.value), Err(Ambiguous), "{path} {headers:?}");
+            assert_eq!(run(&path, &h).map(|_| ()), Err(Ambiguous), "{path} {headers:?}");
         }
     }
 
     #[test]
     fn empty_places_hold_nothing() {
-        let c = run(
-            "/a?access_token=&x=1",
-            &[
-                ("x-api-key", ""),
-                ("authorization", "Bearer"),
-                ("cookie", "session=; a=b"),
-            ],
-        );
-        assert_eq!(c.unwrap().value(), None);
-        let c = run("/a?access_token=", &[("x-api-key", KEY)]).unwrap();
-        assert_eq!(c.value(), Some(KEY));
+        // empty places next to each other, or next to a credential: one credential at most
+        let empties = [
+            ("x-api-key", ""),
+            ("authorization", "Bearer"),
+            ("cookie", "session=; a=b"),
+        ];
+        assert!(run("/a?access_token=&x=1", &empties).is_ok());
+        assert!(run("/a?access_token=", &[("x-api-key", KEY)]).is_ok());
+        assert!(run("/a?access_token=", &[("x-api-key", KEY), ("cookie", "session=")]).is_ok());
     }
 
     #[test]
@@ -522,11 +600,40 @@ mod tests {
         ] {
             let path = format!("/a?state={v}");
             let c = run(&path, &[("x-api-key", KEY)]).unwrap();
-            assert_eq!(c.value(), Some(KEY), "{v}");
+            assert_eq!(c.strip(&places(), &path, |_| false).path, None, "{v}: not a credential");
         }
         // encoded, the shape is still seen
-        let encoded = KEY.replace('_', "%5F");
-        assert_eq!(run(&format!("/a?x={encoded}"), &[]).unwrap().value(), Some(KEY));
+        let path = format!("/a?x={}&y=1", KEY.replace('_', "%5F"));
+        let c = run(&path, &[]).unwrap();
+        assert_eq!(c.strip(&places(), &path, |_| false).path.as_deref(), Some("/a?y=1"));
+        assert_eq!(run(&path, &[("x-api-key", JWT)]).map(|_| ()), Err(Ambiguous));
+    }
+
+    /// More header places than [`ByPlace`] keeps inline: the ones past it count alike.
+    #[test]
+    fn many_header_places() {
+        let sources: Vec<TokenSource> = (0..7)
+            .map(|i| TokenSource::Header {
+                name: format!("x-token-{i}"),
+                scheme: None,
+            })
+            .collect();
+        let p = Places::new(&sources, KeyFormat::default());
+        assert_eq!(p.header_names().count(), 9);
+        let req = |h: Vec<(&'static str, String)>| Req(h).census(&p, "/a");
+        let c = req(vec![("x-token-6", JWT.into()), ("x-token-5", String::new())]).unwrap();
+        assert_eq!(c.header(&p, "x-token-6"), Some(JWT));
+        let strip = c.strip(&p, "/a", |_| false);
+        assert_eq!(strip.headers.names().collect::<Vec<_>>(), ["x-token-5", "x-token-6"]);
+        let kept = c.strip(&p, "/a", |k| k == Kept::Header("x-token-6"));
+        assert_eq!(kept.headers.names().collect::<Vec<_>>(), ["x-token-5"]);
+        for dup in [
+            vec![("x-token-6", JWT.into()), ("x-token-6", JWT.into())],
+            vec![("x-token-6", JWT.into()), ("x-token-1", KEY.into())],
+            vec![("x-token-5", format!("{JWT},{JWT}"))],
+        ] {
+            assert_eq!(req(dup).map(|_| ()), Err(Ambiguous));
+        }
     }
 
     #[test]
@@ -543,14 +650,14 @@ mod tests {
         let c = req.census(&p, &path).unwrap();
         assert_eq!(c.header(&p, "authorization"), Some(bearer.as_str()));
         let all = c.strip(&p, &path, |_| false);
-        assert_eq!(all.headers, ["authorization", "x-api-key"]);
+        assert_eq!(all.headers.names().collect::<Vec<_>>(), ["authorization", "x-api-key"]);
         assert_eq!(all.cookie.as_deref(), Some("a=1; b=2"));
         assert_eq!(all.path.as_deref(), Some("/a?x=1&y=2"));
         // keep what a forward_token rule reads: the Bearer header and the session cookie
         let kept = c.strip(&p, &path, |k| {
             k == Kept::Header("authorization") || k == Kept::Cookie("session")
         });
-        assert_eq!(kept.headers, ["x-api-key"]);
+        assert_eq!(kept.headers.names().collect::<Vec<_>>(), ["x-api-key"]);
         assert_eq!(
             kept.cookie.as_deref(),
             Some(format!("a=1; session={JWT}; b=2").as_str())

@@ -173,6 +173,15 @@ pub trait Request {
     fn header_all(&mut self, name: &str) -> Vec<String> {
         self.header(name).into_iter().collect()
     }
+    /// Calls `f(i, value)` for every value of every header `names[i]`
+    /// (lower-case), in the request's order: one pass over the request.
+    fn each_header(&mut self, names: &[String], f: &mut dyn FnMut(usize, String)) {
+        for (i, name) in names.iter().enumerate() {
+            for v in self.header_all(name) {
+                f(i, v);
+            }
+        }
+    }
     /// Every `x-forwarded-for` value, joined with `,` in order.
     fn forwarded_for(&mut self) -> Option<String>;
     /// The downstream peer address, as `ip:port` or `[ip6]:port`.
@@ -327,8 +336,9 @@ pub struct Allow<'c> {
     /// The API key's answer, when an API key was the credential.
     pub key: Option<Rc<CachedKey>>,
     /// Credential headers to remove (every credential place the request
-    /// has, except, with `forward_token: true`, those the rule reads).
-    pub remove_headers: Vec<&'c str>,
+    /// has, except, with `forward_token: true`, those the rule reads): see
+    /// [`credentials::ByPlace::names`].
+    pub remove_headers: credentials::ByPlace<Option<&'c str>>,
     /// A new `cookie` header without the credential cookies (empty: remove it).
     pub cookie: Option<String>,
     /// A new `:path` without the credential query parameters.
@@ -1049,7 +1059,9 @@ fn allow<'c>(
 /// Every credential place of the configuration in the request, at most one
 /// credential among them ([`credentials::census`]).
 fn census(cfg: &Config, raw_path: &str, req: &mut dyn Request) -> Result<Census, credentials::Ambiguous> {
-    credentials::census(&cfg.credential_places, raw_path, &mut |name| req.header_all(name))
+    credentials::census(&cfg.credential_places, raw_path, &mut |names, f| {
+        req.each_header(names, f)
+    })
 }
 
 /// Looks for a credential in `sources`, in order (for a JWT: providers in

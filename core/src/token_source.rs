@@ -181,9 +181,18 @@ pub fn from_query<'a>(path: &'a str, name: &str) -> QueryToken<'a> {
 /// of a `:path`: the query is the text after the first `?`, up to a `#`;
 /// `None` without a `?`, or when a `#` comes first.
 pub(crate) fn query_parts(path: &str) -> Option<(&str, &str, &str)> {
-    let (before, after) = path.split_once('?').filter(|(b, _)| !b.contains('#'))?;
-    let query = after.split_once('#').map_or(after, |(q, _)| q);
-    Some((before, query, after.get(query.len()..).unwrap_or_default()))
+    // byte scans: cheaper than str patterns on the short paths of most requests
+    let b = path.as_bytes();
+    let q = b.iter().position(|&c| c == b'?' || c == b'#')?;
+    if b.get(q) != Some(&b'?') {
+        return None;
+    }
+    let end = b
+        .iter()
+        .skip(q + 1)
+        .position(|&c| c == b'#')
+        .map_or(b.len(), |h| q + 1 + h);
+    Some((path.get(..q)?, path.get(q + 1..end)?, path.get(end..)?))
 }
 
 /// The `(index, name, value)` of every `&`-separated parameter of a query,

@@ -810,7 +810,7 @@ fn a_query_key_is_removed_from_the_upstream_path() {
         let o = with_answer(&cfg, &mut st, &mut req, &path, &answer_for(KEY, &v));
         let a = allowed(&o);
         assert_eq!(a.path.as_deref(), Some(want), "{path}");
-        assert!(a.remove_headers.is_empty(), "no key header to remove");
+        assert!(a.remove_headers.names().next().is_none(), "no key header to remove");
     }
     // a header key leaves the path alone
     let mut st = State::new(&cfg);
@@ -851,7 +851,7 @@ fn a_delivered_valid_answer_allows_and_is_then_a_local_hit() {
     assert!(o.credential.is_none(), "an allowed request's key is not kept for a log");
     let allow = allowed(&o);
     assert_eq!(allow.rule, "keys");
-    assert_eq!(allow.remove_headers, ["x-api-key"]);
+    assert_eq!(allow.remove_headers.names().collect::<Vec<_>>(), ["x-api-key"]);
     assert!(allow.token.is_none());
     assert!(allow.context.is_empty(), "no context block configured");
     let entry = allow.key.as_ref().unwrap();
@@ -1316,7 +1316,7 @@ fn a_failure_serves_a_stale_valid_answer_within_the_window_only() {
         assert_eq!(o.key, Some(KeyUse::Stale), "{f:?}");
         let a = allowed(&o);
         assert_eq!(a.rule, "stale");
-        assert_eq!(a.remove_headers, ["x-api-key"]);
+        assert_eq!(a.remove_headers.names().collect::<Vec<_>>(), ["x-api-key"]);
         // the same answer on a route without a window: 503
         let o = with_answer(&cfg, &mut st, &mut req, "/v1/x", &failure_for(KEY, f));
         assert_eq!(denied(&o), Deny::KeyServiceUnavailable, "{f:?}");
@@ -1698,7 +1698,7 @@ fn public_routes_and_unmatched_paths_do_not_read_api_keys() {
     let o = first(&cfg, &mut st, &mut req, "/health");
     let a = allowed(&o);
     assert!(a.key.is_none());
-    assert!(a.remove_headers.is_empty());
+    assert!(a.remove_headers.names().next().is_none());
     assert!(req.headers_read.is_empty());
     assert!(req.shared_read.is_empty());
     assert_eq!(o.key, None);
@@ -1793,7 +1793,7 @@ fn a_second_key_or_copy_is_ambiguous_on_api_key_rules() {
     let o = with_answer(&cfg, &mut st, &mut req, &path, &answer_for(KEY, &valid_json()));
     let a = allowed(&o);
     assert_eq!(a.path.as_deref(), Some("/v1/x?a=1"));
-    assert_eq!(a.remove_headers, ["x-api-key"]);
+    assert_eq!(a.remove_headers.names().collect::<Vec<_>>(), ["x-api-key"]);
     // a JWT-rule credential alone on an API-key rule: not a key, refused
     let mut req = Req::new(&[("authorization", &format!("Bearer {jwt}"))]);
     assert_eq!(denied(&first(&cfg, &mut st, &mut req, "/v1/x")), Deny::MissingApiKey);

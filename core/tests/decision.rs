@@ -166,7 +166,11 @@ fn bearer_token_allowed_forwarded_and_cached() {
         panic!("{:?}", o.verdict)
     };
     assert_eq!(a.rule, "api");
-    assert_eq!(a.remove_headers, ["authorization"], "forward_token defaults to false");
+    assert_eq!(
+        a.remove_headers.names().collect::<Vec<_>>(),
+        ["authorization"],
+        "forward_token defaults to false"
+    );
     let t = a.token.unwrap();
     let h: HashMap<_, _> = t.headers.iter().cloned().collect();
     assert_eq!(h["x-auth-subject"], "alice");
@@ -212,7 +216,10 @@ fn tokens_are_bound_to_their_provider_and_source() {
     let Verdict::Allow(a) = r.run(&cfg, &mut st, "GET", "/cf/app", NOW, true).verdict else {
         panic!()
     };
-    assert!(a.remove_headers.is_empty(), "forward_token: true keeps the header");
+    assert!(
+        a.remove_headers.names().next().is_none(),
+        "forward_token: true keeps the header"
+    );
     // the same token in Authorization: the cf provider does not read Authorization
     let r = Req::new(&[("authorization", &format!("Bearer {cf}"))]);
     assert_eq!(
@@ -438,7 +445,10 @@ fn a_second_credential_or_copy_is_ambiguous_on_jwt_rules() {
     let Verdict::Allow(a) = r.run(&cfg, &mut st, "GET", &path, NOW, true).verdict else {
         panic!("the same token twice is allowed")
     };
-    assert_eq!(a.remove_headers, ["authorization", "x-api-key"]);
+    assert_eq!(
+        a.remove_headers.names().collect::<Vec<_>>(),
+        ["authorization", "x-api-key"]
+    );
     assert_eq!(a.cookie.as_deref(), Some("a=1"));
     assert_eq!(a.path.as_deref(), Some("/api/x?v=1"));
     // forward_token: true keeps what the rule reads, and only that
@@ -446,7 +456,7 @@ fn a_second_credential_or_copy_is_ambiguous_on_jwt_rules() {
     let Verdict::Allow(a) = r.run(&cfg, &mut st, "GET", &format!("/cf/x?t={cf}"), NOW, true).verdict else {
         panic!()
     };
-    assert_eq!(a.remove_headers, ["x-api-key"]);
+    assert_eq!(a.remove_headers.names().collect::<Vec<_>>(), ["x-api-key"]);
     assert_eq!(a.path.as_deref(), Some("/cf/x"));
 }
 
