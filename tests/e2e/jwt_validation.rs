@@ -296,13 +296,14 @@ fn missing_or_unusable_credentials_get_401_without_error_code() {
         assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"edge-auth\""));
         assert_eq!(r.json()["error"], "missing_token");
     }
-    // two credentials in one header are not a token
+    // two credentials in one header (how Envoy joins two lines): ambiguous, not a token
     let t = key(Alg::HS256).sign(&claims(HS_ISS, AUD, "alice", 300));
     let r = s.envoy.get(
         "/api/resource",
         &[("authorization", &format!("Bearer {t}, Bearer {t}"))],
     );
-    assert_eq!(r.status, 401, "{}", r.summary());
+    assert_eq!(r.status, 400, "{}", r.summary());
+    assert_eq!(r.json()["error"], "invalid_request");
     // the scheme is case-insensitive
     let r = s
         .envoy
