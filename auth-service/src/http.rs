@@ -262,8 +262,18 @@ async fn jwks(State(st): State<AppState>) -> Result<Response> {
 async fn lookup(State(st): State<AppState>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response> {
     let req: LookupRequest = required_body(&headers, body)?;
     let svc = st.service.clone();
+    let key_hash = req.key_hash.clone();
     let answer = blocking(move || svc.lookup(&req.key_hash)).await?;
-    Ok(Json(answer).into_response())
+    Ok(Json(BoundAnswer { key_hash, answer }).into_response())
+}
+
+/// A lookup answer with the `key_hash` it answers (contract v1.1): the edge
+/// refuses an answer that does not name the hash it asked about.
+#[derive(serde::Serialize)]
+struct BoundAnswer {
+    key_hash: String,
+    #[serde(flatten)]
+    answer: crate::keys::LookupAnswer,
 }
 
 #[derive(Debug, Deserialize)]

@@ -263,3 +263,19 @@ async fn sdk_accepts_both_key_headers_and_refuses_bad_keys() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Contract v1.1: every lookup answer names the `key_hash` it answers, whatever its status,
+/// so that the edge can refuse an answer meant for another key. (`lookup_raw` asserts the
+/// answer's `key_hash` is the one asked about, then takes it out.)
+#[tokio::test]
+async fn every_lookup_answer_names_the_key_hash_it_answers() {
+    let (app, key_id, raw) = app_with_key().await;
+    assert_eq!(app.lookup_raw(&raw).await["status"], "valid");
+    let unknown = "sk_0000000000000000000000000000000000000000000000000000000000000000";
+    assert_eq!(app.lookup_raw(unknown).await["status"], "unknown");
+    let r = app
+        .admin(Method::POST, &format!("/admin/v1/keys/{key_id}/revoke"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(app.lookup_raw(&raw).await["status"], "revoked");
+}

@@ -188,6 +188,12 @@ pub struct Inspected<'a> {
 /// Largest header segment accepted; real JOSE headers are well under 1 KiB.
 const MAX_HEADER_B64: usize = 2048;
 
+/// Header parameters that carry a key or a key's location (RFC 7515
+/// 4.1.2 to 4.1.6): a token with any of them, whatever the value, is
+/// malformed. Thumbprints (`x5t`, `x5t#S256`) name a key like `kid` and are
+/// ignored.
+pub const EMBEDDED_KEY_HEADERS: [&str; 4] = ["jwk", "jku", "x5c", "x5u"];
+
 fn is_b64url(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
@@ -214,6 +220,13 @@ pub fn inspect(token: &str, max_bytes: usize) -> Result<Inspected<'_>, JwtError>
     };
     if header.contains_key("crit") {
         return Err(JwtError::CritHeader);
+    }
+    // RFC 7515 4.1.2 to 4.1.6: a key, or where to fetch one, named by the token itself. The
+    // filter verifies only with the provider's keys, so such a header is never needed; it is
+    // what embedded-key forgeries carry (a token signed with the key it brings), and an
+    // upstream library that honours it must not be handed the token.
+    if EMBEDDED_KEY_HEADERS.iter().any(|h| header.contains_key(*h)) {
+        return Err(JwtError::Malformed);
     }
     // RFC 7519 5.1: when present, `typ` says JWT (or an explicit `+jwt` type such as `at+jwt`).
     match header.get("typ") {
@@ -597,18 +610,66 @@ mod tests {
             let t = forge(json!({"alg": "ES256", "kid": "e1", "typ": typ}), good_claims(), "AAAA");
             assert_eq!(check(&t, &p), Err(JwtError::Malformed), "{typ}");
         }
-        // a header field changed after signing (here `jwk`, which jwt-simple would read with a
+        // a header field changed after signing (here `x5t`, which jwt-simple would read with a
         // fixed type): the edge's own ES256 verifier checks the signature over the bytes as
         // sent, so it is a bad signature
         let odd = {
             let (h, rest) = es.split_once('.').unwrap();
             let mut header: Value = serde_json::from_slice(&b64::decode_url(h).unwrap()).unwrap();
-            header["jwk"] = json!({"kty": "EC"});
+            header["x5t"] = json!({"kty": "EC"});
             format!("{}.{rest}", b64::encode_url(header.to_string().as_bytes()))
         };
         assert_eq!(check(&odd, &p), Err(JwtError::BadSignature));
         let unknown = forge(json!({"alg": "ES256", "kid": "e2"}), good_claims(), "AAAA");
         assert_eq!(check(&unknown, &p), Err(JwtError::UnknownKid));
+    }
+
+    /// A token signed with the provider's own secret, with `extra` in its header.
+    fn hs_with_header(extra: Value) -> String {
+        use hmac::{Mac, SimpleHmac};
+        let mut header = json!({"alg": "HS256", "typ": "JWT", "kid": "h1"});
+        for (k, v) in extra.as_object().unwrap() {
+            header[k] = v.clone();
+        }
+        let signing_input = format!(
+            "{}.{}",
+            b64::encode_url(header.to_string().as_bytes()),
+            b64::encode_url(good_claims().to_string().as_bytes())
+        );
+        let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+        mac.update(signing_input.as_bytes());
+        format!("{signing_input}.{}", b64::encode_url(&mac.finalize().into_bytes()))
+    }
+
+    /// Issue 11, item 7: the docs said a `jwk` object made a token malformed, but a
+    /// token signed with the right key was accepted with the header ignored. A key
+    /// (or key location) in the header is refused before any signature work, whatever
+    /// its value, even on a token whose signature is valid.
+    #[test]
+    fn headers_that_bring_their_own_key_are_malformed() {
+        let p = provider(json!({}), None);
+        assert_eq!(check(&hs_with_header(json!({})), &p), Ok(()), "control");
+        let thumb = json!({"x5t": "dGh1bWI", "x5t#S256": "dGh1bWI"});
+        assert_eq!(check(&hs_with_header(thumb), &p), Ok(()), "thumbprints are ignored");
+        let jwk = json!({"kty": "oct", "k": b64::encode_url(SECRET)});
+        for (name, value) in [
+            ("jwk", jwk),
+            ("jwk", json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"})),
+            ("jwk", json!("not an object")),
+            ("jwk", Value::Null),
+            ("jku", json!("https://attacker.example/jwks.json")),
+            ("x5u", json!("https://attacker.example/cert.pem")),
+            ("x5c", json!(["MIIB"])),
+            ("x5c", json!([])),
+        ] {
+            let t = hs_with_header(json!({ name: value }));
+            assert_eq!(
+                inspect(&t, 8192).map(|_| ()),
+                Err(JwtError::Malformed),
+                "{name}: {value}"
+            );
+            assert_eq!(check(&t, &p), Err(JwtError::Malformed), "{name}: {value}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod context;
+pub mod credentials;
 pub mod decision;
 pub mod header_map;
 pub mod ip;

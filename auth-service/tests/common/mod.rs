@@ -166,6 +166,8 @@ impl TestApp {
         )
     }
 
+    /// The lookup answer for `raw_key`, without its `key_hash` once checked:
+    /// every answer must name the hash it answers (contract v1.1).
     pub async fn lookup_raw(&self, raw_key: &str) -> Value {
         let hash = edge_auth_service::keys::hash_secret(raw_key);
         let r = self
@@ -176,7 +178,10 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        r.body
+        let mut body = r.body;
+        let named = body.as_object_mut().and_then(|o| o.remove("key_hash"));
+        assert_eq!(named, Some(json!(hash)), "the answer names the key_hash asked about");
+        body
     }
 
     pub async fn feed(&self, since: Option<&str>) -> Value {
