@@ -2,7 +2,8 @@
 //! the cross-worker cache entries made from them (`apikey::encode_cached`,
 //! `apikey::decode_cached`).
 //!
-//! Properties: a body over the limit is `too_large`; a `valid` answer's key
+//! Properties: a body over the limit is `too_large`; an answer is used only
+//! for the `key_hash` it names (contract v1.1); a `valid` answer's key
 //! is not expired by the edge's clock, is cached no longer than it lives,
 //! and has a non-empty `key_id`, `tenant` and `subject` without control
 //! characters and only valid scope tokens; a cache entry of an answer
@@ -10,7 +11,7 @@
 //! from the cache decode without panicking, to something that encodes back
 //! to itself.
 
-use edge_auth_core::apikey::{decode_cached, encode_cached, parse_lookup, Answer, Lookup};
+use edge_auth_core::apikey::{decode_cached, encode_cached, parse_lookup, Answer, Lookup, LookupFailure};
 use edge_auth_core::scopes::valid_scope_token;
 
 use super::engine::{Checked, Rng, Target};
@@ -18,6 +19,8 @@ use super::json::{any_value, hostile_string, object, J};
 
 const MAX: usize = 16_384;
 const NOW: u64 = 1_800_000_000;
+/// The `key_hash` the edge asks about (the generator's answers carry it, mostly).
+const ASKED: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 fn list(rng: &mut Rng, good: &[&str]) -> J {
     J::Arr(
@@ -124,7 +127,7 @@ pub fn check(body: &[u8]) -> Checked {
             other => return Err(format!("a decoded cache entry re-encodes to {other:?}")),
         }
     }
-    let result = parse_lookup(Some(200), Some(body), MAX, NOW);
+    let result = parse_lookup(Some(200), Some(body), MAX, NOW, ASKED);
     if body.len() > MAX {
         return match result {
             Err(e) if e.name() == "too_large" => Ok("too_large".into()),
@@ -133,8 +136,16 @@ pub fn check(body: &[u8]) -> Checked {
     }
     let l = match result {
         Ok(l) => l,
-        Err(e) => return Ok(format!("err:{}", e.name())),
+        Err(e) => return Ok(format!("err:{}:{}", e.name(), e == LookupFailure::Unbound)),
     };
+    // bound to its question: the same answer to the lookup of another key is never used
+    let other = format!("1{}", &ASKED[1..]);
+    if !matches!(
+        parse_lookup(Some(200), Some(body), MAX, NOW, &other),
+        Err(LookupFailure::Unbound)
+    ) {
+        return Err("an answer was accepted for a key_hash it does not name".into());
+    }
     if let Answer::Valid(r) = &l.answer {
         if let Some(exp) = r.expires_at {
             if exp <= NOW || l.cache_ttl_s > exp - NOW {

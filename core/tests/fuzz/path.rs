@@ -6,7 +6,9 @@
 //! starts with `/`, is no longer than the path part, has no empty, `.` or
 //! `..` segment before the end, no segment ending in `.`, only printable
 //! ASCII without `\`, `#`, `?` or `;`, and no escape of an unreserved
-//! character, `/`, `\` or NUL; normalising it again gives it back unchanged
+//! character, `/`, `\` or NUL; decoded once more it holds no `%` and is
+//! UTF-8 without controls (docs 4.1: a second decoder reads what the first
+//! read); normalising it again gives it back unchanged
 //! (idempotence); and the decision on it (with its query) is the decision
 //! on the original.
 
@@ -185,6 +187,29 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// Every `%XX` decoded (the path was checked to hold only valid escapes).
+fn percent_decode(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// The properties of one accepted path (`Ok` carries an outcome class).
 pub fn check_str(raw: &str) -> Checked {
     let n = match normalize(raw) {
@@ -230,6 +255,12 @@ pub fn check_str(raw: &str) -> Checked {
                 return Err(format!("escape %{v:02X} left in {p:?}"));
             }
         }
+    }
+    // docs 4.1: decoded once, the path holds no `%` (a second decoder reads
+    // what the first read), and what it decodes to is UTF-8 without controls
+    let once = percent_decode(b);
+    if once.contains(&b'%') || once.iter().any(|&c| c < 0x20 || c == 0x7f) || std::str::from_utf8(&once).is_err() {
+        return Err(format!("{p:?} decodes once to {:?}", String::from_utf8_lossy(&once)));
     }
     match normalize(p) {
         Ok(again) if again.path == p && again.query.is_none() => {}
