@@ -207,8 +207,13 @@ pub enum SessionCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SubjectCommand {
-    /// Revoke every token of a subject issued until now, in every tenant.
-    Revoke { subject: String },
+    /// Revoke every token of a subject issued until now, in every tenant (or in --tenant only).
+    Revoke {
+        subject: String,
+        /// Only in this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -380,7 +385,9 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
         }
         Command::Key(KeyCommand::Revoke { key_id }) => print(&svc.revoke_key(&ctx, &key_id)?),
         Command::Session(SessionCommand::Revoke { sid }) => print(&svc.admin_revoke_session(&ctx, &sid)?),
-        Command::Subject(SubjectCommand::Revoke { subject }) => print(&svc.admin_revoke_subject(&ctx, &subject)?),
+        Command::Subject(SubjectCommand::Revoke { subject, tenant }) => {
+            print(&svc.admin_revoke_subject(&ctx, &subject, tenant.as_deref())?)
+        }
         Command::RevokeAll => print(&svc.revoke_all(&ctx)?),
         Command::SigningKey(SigningKeyCommand::Rotate) => print(&svc.rotate_signing_key(&ctx)?),
         Command::Audit { limit } => print(&json!({ "events": svc.audit_events(limit)? })),

@@ -62,6 +62,8 @@ pub enum RevocationKind {
     Session,
     Subject,
     Global,
+    /// Every token of a tenant (a disabled tenant).
+    Tenant,
 }
 
 impl RevocationKind {
@@ -71,6 +73,7 @@ impl RevocationKind {
             RevocationKind::Session => "session",
             RevocationKind::Subject => "subject",
             RevocationKind::Global => "global",
+            RevocationKind::Tenant => "tenant",
         }
     }
 
@@ -80,6 +83,7 @@ impl RevocationKind {
             "session" => RevocationKind::Session,
             "subject" => RevocationKind::Subject,
             "global" => RevocationKind::Global,
+            "tenant" => RevocationKind::Tenant,
             _ => return None,
         })
     }
@@ -90,6 +94,8 @@ impl RevocationKind {
 pub struct NewRevocation {
     pub kind: RevocationKind,
     pub value: Option<String>,
+    /// The tenant a subject cut-off is scoped to; `None`: every tenant.
+    pub tenant: Option<String>,
     pub revoked_before: Option<i64>,
     /// After this, no token the entry covers can be valid.
     pub expires_at: i64,
@@ -100,6 +106,7 @@ pub struct RevocationEvent {
     pub id: i64,
     pub kind: RevocationKind,
     pub value: Option<String>,
+    pub tenant: Option<String>,
     pub revoked_before: Option<i64>,
     pub expires_at: i64,
     pub created_at: i64,

@@ -945,12 +945,19 @@ impl Service {
         })
     }
 
-    pub fn admin_revoke_subject(&self, ctx: &Ctx, subject: &str) -> Result<Value> {
+    /// Revokes every session and token of `subject`: in `tenant` only, or, without one,
+    /// in every tenant (an operator-wide cut-off: the feed entry has no tenant).
+    pub fn admin_revoke_subject(&self, ctx: &Ctx, subject: &str, tenant: Option<&str>) -> Result<Value> {
         self.admin(ctx, "subject.revoke", Some(subject), |now| {
             validate::subject(subject)?;
             self.audited(ctx, "subject.revoke", Some(subject), now, |c| {
-                let n = revoke_subject(c, subject, None, "admin", now)?;
-                let out = json!({"subject": subject, "revoked_before": revoked_before(now), "sessions_revoked": n});
+                if let Some(t) = tenant {
+                    if store::tenant(c, t)?.is_none() {
+                        return Err(Error::not_found(format!("no tenant {t:?}")));
+                    }
+                }
+                let n = revoke_subject(c, subject, tenant, "admin", now)?;
+                let out = json!({"subject": subject, "tenant": tenant, "revoked_before": revoked_before(now), "sessions_revoked": n});
                 Ok((out.clone(), Some(out)))
             })
         })
@@ -963,6 +970,7 @@ impl Service {
                 let global = NewRevocation {
                     kind: RevocationKind::Global,
                     value: None,
+                    tenant: None,
                     revoked_before: Some(rb),
                     expires_at: rb + ACCESS_TTL_S,
                 };
@@ -1077,12 +1085,15 @@ impl Service {
     }
 }
 
-/// Revokes every live session of `subject` (in `tenant`) and publishes its cut-off.
+/// Revokes every live session of `subject` in `tenant` (`None`: in every tenant) and
+/// publishes its cut-off, scoped to that tenant: at the edge it applies to the tokens
+/// whose `sub` and tenant claim both match (docs/auth-service-api.md, 5.4).
 fn revoke_subject(c: &mut dyn Conn, subject: &str, tenant: Option<&str>, reason: &str, now: i64) -> Result<usize> {
     let rb = revoked_before(now);
     let cut_off = NewRevocation {
         kind: RevocationKind::Subject,
         value: Some(subject.to_owned()),
+        tenant: tenant.map(str::to_owned),
         revoked_before: Some(rb),
         expires_at: rb + ACCESS_TTL_S,
     };

@@ -293,6 +293,7 @@ pub fn revoke_session(
         events.push(NewRevocation {
             kind: RevocationKind::Session,
             value: Some(sid.to_owned()),
+            tenant: None,
             revoked_before: None,
             expires_at: feed_expires_at,
         });
@@ -307,6 +308,7 @@ pub fn revoke_session(
             events.push(NewRevocation {
                 kind: RevocationKind::Jti,
                 value: Some(jti.to_owned()),
+                tenant: None,
                 revoked_before: None,
                 expires_at: exp,
             });
@@ -344,6 +346,7 @@ pub fn revoke_live_sessions(
         .map(|(sid, expires_at)| NewRevocation {
             kind: RevocationKind::Session,
             value: Some(sid.clone()),
+            tenant: None,
             revoked_before: None,
             expires_at: expires_at + access_ttl,
         })
@@ -372,9 +375,17 @@ pub fn insert_events(c: &mut dyn Conn, events: &[NewRevocation], now: i64) -> Re
         .int(0)?;
     for (id, e) in (last - count + 1..).zip(events) {
         c.execute(
-            "INSERT INTO revocation_events (id, kind, value, revoked_before, expires_at, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            vals![id, e.kind.as_str(), &e.value, e.revoked_before, e.expires_at, now],
+            "INSERT INTO revocation_events (id, kind, value, tenant, revoked_before, expires_at, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            vals![
+                id,
+                e.kind.as_str(),
+                &e.value,
+                &e.tenant,
+                e.revoked_before,
+                e.expires_at,
+                now
+            ],
         )?;
     }
     Ok(())
@@ -392,16 +403,17 @@ fn event_from_row(r: &Row) -> Result<RevocationEvent> {
         kind: RevocationKind::parse(&kind)
             .ok_or_else(|| Error::internal(format_args!("unknown revocation kind {kind:?}")))?,
         value: r.opt_text(2)?,
-        revoked_before: r.opt_int(3)?,
-        expires_at: r.int(4)?,
-        created_at: r.int(5)?,
+        tenant: r.opt_text(3)?,
+        revoked_before: r.opt_int(4)?,
+        expires_at: r.int(5)?,
+        created_at: r.int(6)?,
     })
 }
 
 /// Events with `after < id <= upto` still in force at `now` (`expires_at > now`), in id order.
 pub fn events_between(c: &mut dyn Conn, after: i64, upto: i64, now: i64) -> Result<Vec<RevocationEvent>> {
     c.query(
-        "SELECT id, kind, value, revoked_before, expires_at, created_at FROM revocation_events \
+        "SELECT id, kind, value, tenant, revoked_before, expires_at, created_at FROM revocation_events \
          WHERE id > ?1 AND id <= ?2 AND expires_at > ?3 ORDER BY id",
         vals![after, upto, now],
     )?

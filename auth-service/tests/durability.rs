@@ -40,6 +40,7 @@ fn hold_writer(app: &TestApp) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>)
                 let event = NewRevocation {
                     kind: RevocationKind::Subject,
                     value: Some("held-subject".into()),
+                    tenant: None,
                     revoked_before: Some(now + 1),
                     expires_at: now + 901,
                 };
@@ -77,7 +78,7 @@ async fn lookups_and_polls_do_not_wait_for_a_held_writer(b: Backend) {
     // Another writer queues behind the held one (it needs the feed's head): it must not
     // hold up reads either.
     let svc = app.svc.clone();
-    let queued = std::thread::spawn(move || svc.admin_revoke_subject(&Ctx::cli(), "queued-subject"));
+    let queued = std::thread::spawn(move || svc.admin_revoke_subject(&Ctx::cli(), "queued-subject", None));
     until_writing(&app.svc).await;
     let started = Instant::now();
     let lookup = tokio::time::timeout(Duration::from_secs(3), app.lookup_raw(&raw))
@@ -277,7 +278,7 @@ async fn the_feed_across_replicas_misses_and_repeats_nothing(b: Backend) {
                     svc.admin_revoke_session(&ctx, sid).unwrap();
                     if i % 5 == 0 {
                         if let Some(g) = group.get(i / 5) {
-                            svc.admin_revoke_subject(&ctx, g).unwrap();
+                            svc.admin_revoke_subject(&ctx, g, None).unwrap();
                         }
                     }
                 }

@@ -17,6 +17,7 @@ async fn empty_snapshot(b: Backend) {
     assert_eq!(f["subjects"], json!([]));
     assert_eq!(f["sessions"], json!([]));
     assert_eq!(f["jtis"], json!([]));
+    assert_eq!(f["tenants"], json!([]));
     assert!(f["cursor"].as_str().is_some_and(|c| !c.is_empty()));
     // The same cursor again: nothing new, no reset.
     let g = app.feed(f["cursor"].as_str()).await;
@@ -65,7 +66,8 @@ async fn snapshot_then_incremental(b: Backend) {
     );
     assert_eq!(
         inc["subjects"],
-        json!([{"subject": "user-7", "revoked_before": T0 + 4}])
+        json!([{"subject": "user-7", "revoked_before": T0 + 4, "tenant": null}]),
+        "an operator's cut-off covers every tenant"
     );
     assert_eq!(inc["revoked_before"], json!(null));
     let c2 = inc["cursor"].as_str().unwrap().to_owned();

@@ -348,7 +348,8 @@ async fn logout_everywhere_revokes_the_subject_in_the_keys_tenant(b: Backend) {
     let feed = app.feed(None).await;
     assert_eq!(
         feed["subjects"],
-        json!([{"subject": "user-1", "revoked_before": T0 + 6}])
+        json!([{"subject": "user-1", "revoked_before": T0 + 6, "tenant": "acme"}]),
+        "scoped to the key's tenant"
     );
     assert_eq!(feed["sessions"].as_array().unwrap().len(), 2);
     // A new session afterwards works.
@@ -360,6 +361,92 @@ async fn logout_everywhere_revokes_the_subject_in_the_keys_tenant(b: Backend) {
         claims.issued_at.unwrap().as_secs() >= (T0 + 6) as u64,
         "not covered by revoked_before"
     );
+}
+
+/// Finding 4: tenant A's logout-everywhere for a subject leaves tenant B's user with the
+/// same subject alone, in the service and in what the feed tells the edge.
+async fn logout_everywhere_leaves_another_tenants_same_subject_alone(b: Backend) {
+    let (app, _, acme) = app_with_key_on(b).await;
+    app.create_tenant("globex").await;
+    let (_, globex) = app.create_key("globex", "svc-web", &[], None).await;
+    let session = |key: String| {
+        let app = &app;
+        async move {
+            let r = app.sdk("/v1/sessions", &key, Some(json!({"subject": "user-1"}))).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+            r.body
+        }
+    };
+    let in_acme = session(acme.clone()).await;
+    let in_globex = session(globex.clone()).await;
+    let cursor = app.feed(None).await["cursor"].as_str().unwrap().to_owned();
+    app.clock.advance(5);
+    let r = app
+        .sdk(
+            "/v1/subjects/logout-everywhere",
+            &acme,
+            Some(json!({"subject": "user-1"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+
+    let refresh = |key: String, s: &serde_json::Value| {
+        let body = json!({"refresh_token": s["refresh_token"]});
+        let app = &app;
+        async move { app.sdk("/v1/sessions/refresh", &key, Some(body)).await.status }
+    };
+    assert_eq!(refresh(acme.clone(), &in_acme).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refresh(globex.clone(), &in_globex).await,
+        StatusCode::OK,
+        "globex's user-1 keeps its session"
+    );
+    let want = json!([{"subject": "user-1", "revoked_before": T0 + 6, "tenant": "acme"}]);
+    assert_eq!(app.feed(None).await["subjects"], want);
+    let inc = app.feed(Some(&cursor)).await;
+    assert_eq!(inc["subjects"], want, "the increment is scoped too");
+
+    // globex does the same: a second entry, for globex only
+    let r = app
+        .sdk(
+            "/v1/subjects/logout-everywhere",
+            &globex,
+            Some(json!({"subject": "user-1"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let subjects = app.feed(None).await["subjects"].clone();
+    assert_eq!(
+        subjects,
+        json!([{"subject": "user-1", "revoked_before": T0 + 6, "tenant": "acme"},
+               {"subject": "user-1", "revoked_before": T0 + 6, "tenant": "globex"}])
+    );
+
+    // the operator's revocations: every tenant (no tenant), or one tenant
+    app.clock.advance(10);
+    let r = app.admin(Method::POST, "/admin/v1/subjects/user-2/revoke", None).await;
+    assert_eq!(r.body["tenant"], serde_json::Value::Null);
+    let r = app
+        .admin(Method::POST, "/admin/v1/tenants/globex/subjects/user-3/revoke", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["tenant"], "globex");
+    let r = app
+        .admin(Method::POST, "/admin/v1/tenants/nope/subjects/user-3/revoke", None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let subjects = app.feed(None).await["subjects"].clone();
+    let of = |name: &str| -> Vec<serde_json::Value> {
+        subjects
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["subject"] == name)
+            .map(|e| e["tenant"].clone())
+            .collect()
+    };
+    assert_eq!(of("user-2"), vec![serde_json::Value::Null]);
+    assert_eq!(of("user-3"), vec![json!("globex")]);
 }
 
 async fn admin_revocations_and_revoke_all(b: Backend) {
@@ -561,6 +648,7 @@ backends!(
     refresh_failures,
     logout_with_refresh_token_or_access_token,
     logout_everywhere_revokes_the_subject_in_the_keys_tenant,
+    logout_everywhere_leaves_another_tenants_same_subject_alone,
     admin_revocations_and_revoke_all,
     signing_key_rotation_keeps_the_old_key_for_the_token_lifetime,
     concurrent_refreshes_of_one_token_let_exactly_one_through,

@@ -94,6 +94,25 @@ const SQLITE: &[&str] = &[
     CREATE INDEX audit_events_ts ON audit_events(ts);
     CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
     "#,
+    // 3: tenant-scoped revocations: a tenant on each event, and the 'tenant' kind (a
+    // disabled tenant's cut-off). SQLite cannot change a CHECK constraint: the table
+    // is rebuilt (event ids are kept: they come from feed_head).
+    r#"
+    CREATE TABLE revocation_events_3 (
+        id             INTEGER PRIMARY KEY,
+        kind           TEXT NOT NULL CHECK (kind IN ('jti', 'session', 'subject', 'global', 'tenant')),
+        value          TEXT,
+        tenant         TEXT,              -- NULL: every tenant (an operator's cut-off)
+        revoked_before INTEGER,
+        expires_at     INTEGER NOT NULL,
+        created_at     INTEGER NOT NULL
+    );
+    INSERT INTO revocation_events_3 (id, kind, value, tenant, revoked_before, expires_at, created_at)
+        SELECT id, kind, value, NULL, revoked_before, expires_at, created_at FROM revocation_events;
+    DROP TABLE revocation_events;
+    ALTER TABLE revocation_events_3 RENAME TO revocation_events;
+    CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
+    "#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -179,6 +198,13 @@ const POSTGRES: &[&str] = &[
     CREATE INDEX audit_events_ts ON audit_events(ts);
     CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
     "#,
+    // 3: as SQLite's 3.
+    r#"
+    ALTER TABLE revocation_events ADD COLUMN tenant TEXT;
+    ALTER TABLE revocation_events DROP CONSTRAINT revocation_events_kind_check;
+    ALTER TABLE revocation_events ADD CONSTRAINT revocation_events_kind_check
+        CHECK (kind IN ('jti', 'session', 'subject', 'global', 'tenant'));
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -256,11 +282,18 @@ mod tests {
         let e = crate::model::NewRevocation {
             kind: crate::model::RevocationKind::Jti,
             value: Some("c".into()),
+            tenant: None,
             revoked_before: None,
             expires_at: 10,
         };
         store::insert_events(c, &[e], 1).unwrap();
         let head = store::feed_head(c).unwrap();
+        let kept = store::events_between(c, 0, 2, 0).unwrap();
+        assert_eq!(kept.len(), 1, "version 3 rebuilt the events table with its rows");
+        assert_eq!(
+            (kept[0].id, kept[0].value.as_deref(), kept[0].tenant.as_deref()),
+            (1, Some("a"), None)
+        );
         let after = store::events_between(c, 2, head, 0).unwrap();
         assert_eq!(after.len(), 1);
         assert_eq!((after[0].id, after[0].value.as_deref()), (3, Some("c")));

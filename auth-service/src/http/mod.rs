@@ -400,7 +400,24 @@ async fn revoke_subject(
     Path(subject): Path<String>,
     _: NoBody,
 ) -> Result<Response> {
-    Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.admin_revoke_subject(ctx, &subject)).await?).into_response())
+    let out = as_admin(&st, &client, move |svc, ctx| {
+        svc.admin_revoke_subject(ctx, &subject, None)
+    })
+    .await?;
+    Ok(Json(out).into_response())
+}
+
+async fn revoke_tenant_subject(
+    State(st): State<AppState>,
+    client: Client,
+    Path((tenant, subject)): Path<(String, String)>,
+    _: NoBody,
+) -> Result<Response> {
+    let out = as_admin(&st, &client, move |svc, ctx| {
+        svc.admin_revoke_subject(ctx, &subject, Some(&tenant))
+    })
+    .await?;
+    Ok(Json(out).into_response())
 }
 
 async fn revoke_all(State(st): State<AppState>, client: Client, _: NoBody) -> Result<Response> {
@@ -454,6 +471,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
         .route("/admin/v1/sessions/{sid}/revoke", post(revoke_session))
         .route("/admin/v1/subjects/{subject}/revoke", post(revoke_subject))
+        .route(
+            "/admin/v1/tenants/{tenant}/subjects/{subject}/revoke",
+            post(revoke_tenant_subject),
+        )
         .route("/admin/v1/revoke-all", post(revoke_all))
         .route("/admin/v1/signing-keys/rotate", post(rotate_signing_key))
         .route("/admin/v1/audit", get(audit_events))
