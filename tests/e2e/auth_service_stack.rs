@@ -243,3 +243,63 @@ fn revocations_reach_the_edge_within_the_poll_interval_and_an_outage_fails_close
     assert!(becomes(&dave, 404), "recovery after the service returns");
     assert!(becomes(&alice, 401), "revocations survived the restart");
 }
+
+/// Issue 12, finding 4: tenant A's logout-everywhere logs A's user out at the edge and
+/// leaves tenant B's user with the same `sub` logged in.
+#[test]
+fn a_tenants_logout_everywhere_spares_another_tenants_user_with_the_same_sub() {
+    let svc = start_service();
+    let key_of = |tenant: &str| {
+        svc.tenant(tenant, &[], &[]);
+        svc.key(tenant, json!({"subject": "svc-web", "scopes": []})).0
+    };
+    let (acme, globex) = (key_of("acme"), key_of("globex"));
+    let config = json!({
+        "auth_service": {"cluster": "auth", "token_env": "E2E_SERVICE_TOKEN", "timeout_ms": 500,
+                         "revocation_poll_s": 1, "revocation_max_staleness_s": 3},
+        "providers": [{
+            "name": "svc", "issuer": format!("http://127.0.0.1:{}", svc.port), "audiences": ["e2e-app"],
+            "algorithms": ["ES256"], "check_revocation": true, "max_lifetime_s": 900,
+            "remote_jwks": {"cluster": "auth", "path": "/.well-known/jwks.json", "min_refetch_interval_s": 1}
+        }],
+        "rules": [
+            {"name": "sdk", "match": {"prefix": "/v1/"}, "public": true},
+            {"name": "user", "match": {"prefix": "/api/"}, "jwt": {"providers": ["svc"]}}
+        ]
+    });
+    let opts = EnvoyOptions::new(config, svc.port)
+        .cluster("auth", svc.port)
+        .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN);
+    let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
+    let token_of = |key: &str| {
+        let r = post(&envoy, "/v1/sessions", key, json!({"subject": "user-1"}));
+        assert_eq!(r.status, 201, "{}", r.summary());
+        r.json()["access_token"].as_str().unwrap_or_default().to_owned()
+    };
+    let (in_acme, in_globex) = (token_of(&acme), token_of(&globex));
+    let status = |token: &str| {
+        envoy
+            .get("/api/x", &[("authorization", &format!("Bearer {token}"))])
+            .status
+    };
+    let settles = |token: &str, want: u16| {
+        let agree = || (0..4).all(|_| status(token) == want);
+        wait_until(Duration::from_secs(10), agree) && {
+            std::thread::sleep(Duration::from_millis(1_500));
+            agree()
+        }
+    };
+    assert!(settles(&in_acme, 404) && settles(&in_globex, 404), "both pass first");
+
+    let r = post(
+        &envoy,
+        "/v1/subjects/logout-everywhere",
+        &acme,
+        json!({"subject": "user-1"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.summary());
+    assert!(settles(&in_acme, 401), "acme's user-1 is logged out at the edge");
+    // Every worker has polled several times since (1 s polls, settled over 1.5 s and more).
+    assert!(settles(&in_globex, 404), "globex's user-1 is not");
+    assert!(envoy.stat("wasmcustom.edge_auth.denied.revoked") >= 1);
+}
