@@ -51,6 +51,10 @@ pub struct Cli {
     pub db: Option<PathBuf>,
     #[command(flatten)]
     pub pools: PoolArgs,
+    /// The edges' leeway, in seconds: a revocation stays in the feed until the tokens it
+    /// covers are past their expiry plus this (0 to 3600; the filter's default leeway is 60).
+    #[arg(long, global = true, env = "EDGE_AUTH_FEED_LEEWAY_S", default_value_t = 60)]
+    pub feed_leeway_s: u32,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -339,10 +343,18 @@ fn describe(db: &DbConfig) -> String {
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let db = db_config(cli.db, &cli.pools, |k| std::env::var(k).ok())?;
-    if let Command::Serve(args) = cli.command {
-        return serve(db, *args).map_err(Failure::Message);
+    if cli.feed_leeway_s > 3600 {
+        return Err("--feed-leeway-s must be at most 3600".into());
     }
-    let svc = Service::open(&db, None, Arc::new(SystemClock))?;
+    let feed_leeway_s = i64::from(cli.feed_leeway_s);
+    if let Command::Serve(args) = cli.command {
+        return serve(db, *args, feed_leeway_s).map_err(Failure::Message);
+    }
+    let options = Options {
+        feed_leeway_s,
+        ..Options::default()
+    };
+    let svc = Service::open_with(&db, options, Arc::new(SystemClock))?;
     admin_command(&svc, cli.command)
 }
 
@@ -398,7 +410,7 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn serve(db: DbConfig, args: ServeArgs) -> Result<(), String> {
+fn serve(db: DbConfig, args: ServeArgs, feed_leeway_s: i64) -> Result<(), String> {
     let level = logging::parse_level(&args.log_level).ok_or_else(|| {
         format!(
             "unknown log level {:?}: use error, warn, info, debug, trace or off",
@@ -427,6 +439,7 @@ fn serve(db: DbConfig, args: ServeArgs) -> Result<(), String> {
             max_age_s: i64::from(args.audit_max_age_days) * 24 * 3600,
             max_rows: args.audit_max_rows,
         },
+        feed_leeway_s,
     };
     let svc = Arc::new(
         Service::open_with(&db, options, Arc::new(SystemClock))

@@ -258,13 +258,30 @@ impl Default for Retention {
     }
 }
 
+/// How long after the `exp` of a token the edges may still accept it (their leeway): a
+/// feed entry lasts the access-token lifetime plus this, and no longer.
+pub const DEFAULT_FEED_LEEWAY_S: i64 = 60;
+
 /// Everything but the database a service is made with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Issuer and audience of access tokens (not needed by the command line).
     pub tokens: Option<TokenConfig>,
     pub guard: GuardConfig,
     pub retention: Retention,
+    /// The edges' leeway: see [`DEFAULT_FEED_LEEWAY_S`].
+    pub feed_leeway_s: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tokens: None,
+            guard: GuardConfig::default(),
+            retention: Retention::default(),
+            feed_leeway_s: DEFAULT_FEED_LEEWAY_S,
+        }
+    }
 }
 
 /// Rows deleted per retention transaction (keeps each write short).
@@ -279,6 +296,7 @@ pub struct Service {
     tokens: Option<TokenConfig>,
     clock: Arc<dyn Clock>,
     retention: Retention,
+    feed_leeway_s: i64,
     pub guard: AuthGuard,
     pub metrics: Metrics,
     api_key_lookups: AtomicU64,
@@ -331,6 +349,7 @@ impl Service {
             tokens: options.tokens,
             clock,
             retention: options.retention,
+            feed_leeway_s: options.feed_leeway_s.max(0),
             guard: AuthGuard::new(options.guard),
             metrics: Metrics::new(),
             api_key_lookups: AtomicU64::new(0),
@@ -366,6 +385,42 @@ impl Service {
         self.tokens
             .as_ref()
             .ok_or_else(|| Error::internal("no issuer/audience configured"))
+    }
+
+    /// Until when a revoked session must stay in the feed: the last access token it
+    /// issued (no later than its revocation `now`, nor its own end) lives until `exp` +
+    /// the edges' leeway. A session that ended long ago needs no entry (the time passed).
+    fn session_feed_expiry(&self, session: &SessionRow, now: i64) -> i64 {
+        session.expires_at.min(now) + ACCESS_TTL_S + self.feed_leeway_s
+    }
+
+    /// A cut-off (`revoked_before = now + 1`) for `kind`: it lasts as long as a token
+    /// issued before it can be accepted at an edge.
+    fn cut_off(&self, kind: RevocationKind, value: Option<&str>, tenant: Option<&str>, now: i64) -> NewRevocation {
+        let rb = revoked_before(now);
+        NewRevocation {
+            kind,
+            value: value.map(str::to_owned),
+            tenant: tenant.map(str::to_owned),
+            revoked_before: Some(rb),
+            expires_at: rb + ACCESS_TTL_S + self.feed_leeway_s,
+        }
+    }
+
+    /// Revokes every live session of `subject` in `tenant` (`None`: in every tenant) and
+    /// publishes its cut-off, scoped to that tenant: at the edge it applies to the tokens
+    /// whose `sub` and tenant claim both match (docs/auth-service-api.md, 5.4). The cut-off
+    /// covers the sessions' tokens: they are not published one by one.
+    fn revoke_subject(
+        &self,
+        c: &mut dyn Conn,
+        subject: &str,
+        tenant: Option<&str>,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64> {
+        let cut_off = self.cut_off(RevocationKind::Subject, Some(subject), tenant, now);
+        store::revoke_live_sessions(c, Some(subject), tenant, reason, cut_off, now)
     }
 
     pub fn stats(&self) -> Stats {
@@ -753,14 +808,8 @@ impl Service {
                 return Ok(Refreshed::Refused { reason: "other_tenant" });
             }
             if rt.spent_at.is_some() {
-                let outcome = store::revoke_session(
-                    c,
-                    &session.sid,
-                    "refresh_reuse",
-                    None,
-                    session.expires_at + ACCESS_TTL_S,
-                    now,
-                )?;
+                let until = self.session_feed_expiry(&session, now);
+                let outcome = store::revoke_session(c, &session.sid, "refresh_reuse", None, until, now)?;
                 if outcome != RevokeOutcome::Revoked {
                     // Already revoked: nothing new happened; counted as a failure, not a record.
                     return Ok(Refreshed::Refused {
@@ -837,8 +886,8 @@ impl Service {
                 Some(_) => return Ok(LoggedOut::Refused { reason: "other_tenant" }),
                 None => return Ok(LoggedOut::Refused { reason: "unknown" }),
             };
-            let outcome =
-                store::revoke_session(c, &session.sid, "logout", None, session.expires_at + ACCESS_TTL_S, now)?;
+            let until = self.session_feed_expiry(&session, now);
+            let outcome = store::revoke_session(c, &session.sid, "logout", None, until, now)?;
             let detail = json!({"via": "refresh_token", "already_revoked": outcome == RevokeOutcome::AlreadyRevoked});
             let event = authed
                 .ctx
@@ -885,13 +934,15 @@ impl Service {
             .expires_at
             .map(|e| i64::try_from(e.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(now);
-        let jti = claims.jwt_id.as_deref().map(|j| (j, exp));
+        // The token's entry lasts as long as an edge may accept it.
+        let jti = claims.jwt_id.as_deref().map(|j| (j, exp + self.feed_leeway_s));
         let outcome = self.write(|c| {
             store::insert_audit(c, &authed.auth_event(now))?;
             let Some(session) = store::session(c, &sid)? else {
                 return Ok(LoggedOut::Refused { reason: "unknown_session" });
             };
-            let outcome = store::revoke_session(c, &sid, "logout", jti, session.expires_at + ACCESS_TTL_S, now)?;
+            let until = self.session_feed_expiry(&session, now);
+            let outcome = store::revoke_session(c, &sid, "logout", jti, until, now)?;
             let detail = json!({"via": "access_token", "jti": claims.jwt_id, "already_revoked": outcome == RevokeOutcome::AlreadyRevoked});
             store::insert_audit(c, &authed.ctx.event("session.logout", Some(&sid), SUCCESS, Some(detail), now))?;
             Ok(LoggedOut::Done)
@@ -907,7 +958,7 @@ impl Service {
 
     /// `POST /v1/subjects/logout-everywhere`: every session of the subject in the key's tenant,
     /// and `revoked_before = now + 1` for the subject.
-    pub fn logout_everywhere(&self, authed: &AuthedKey, req: SubjectRequest) -> Result<usize> {
+    pub fn logout_everywhere(&self, authed: &AuthedKey, req: SubjectRequest) -> Result<u64> {
         let now = self.now();
         if let Err(e) = validate::subject(&req.subject) {
             return self.refused(authed, now, e);
@@ -915,7 +966,7 @@ impl Service {
         let rb = revoked_before(now);
         self.write(|c| {
             store::insert_audit(c, &authed.auth_event(now))?;
-            let n = revoke_subject(c, &req.subject, Some(&authed.key.tenant), "logout_everywhere", now)?;
+            let n = self.revoke_subject(c, &req.subject, Some(&authed.key.tenant), "logout_everywhere", now)?;
             let detail = json!({"sessions_revoked": n, "revoked_before": rb});
             let event = authed.ctx.event(
                 "subject.logout_everywhere",
@@ -935,7 +986,8 @@ impl Service {
         self.admin(ctx, "session.revoke", Some(sid), |now| {
             self.audited(ctx, "session.revoke", Some(sid), now, |c| {
                 let session = store::session(c, sid)?.ok_or_else(|| Error::not_found(format!("no session {sid}")))?;
-                let outcome = store::revoke_session(c, sid, "admin", None, session.expires_at + ACCESS_TTL_S, now)?;
+                let until = self.session_feed_expiry(&session, now);
+                let outcome = store::revoke_session(c, sid, "admin", None, until, now)?;
                 let already = outcome == RevokeOutcome::AlreadyRevoked;
                 Ok((
                     json!({"sid": sid, "revoked": true, "already_revoked": already}),
@@ -956,7 +1008,7 @@ impl Service {
                         return Err(Error::not_found(format!("no tenant {t:?}")));
                     }
                 }
-                let n = revoke_subject(c, subject, tenant, "admin", now)?;
+                let n = self.revoke_subject(c, subject, tenant, "admin", now)?;
                 let out = json!({"subject": subject, "tenant": tenant, "revoked_before": revoked_before(now), "sessions_revoked": n});
                 Ok((out.clone(), Some(out)))
             })
@@ -967,14 +1019,8 @@ impl Service {
         self.admin(ctx, "revoke_all", None, |now| {
             self.audited(ctx, "revoke_all", None, now, |c| {
                 let rb = revoked_before(now);
-                let global = NewRevocation {
-                    kind: RevocationKind::Global,
-                    value: None,
-                    tenant: None,
-                    revoked_before: Some(rb),
-                    expires_at: rb + ACCESS_TTL_S,
-                };
-                let n = store::revoke_live_sessions(c, None, None, "revoke_all", ACCESS_TTL_S, global, now)?;
+                let global = self.cut_off(RevocationKind::Global, None, None, now);
+                let n = store::revoke_live_sessions(c, None, None, "revoke_all", global, now)?;
                 let out = json!({"revoked_before": rb, "sessions_revoked": n});
                 Ok((out.clone(), Some(out)))
             })
@@ -1055,23 +1101,31 @@ impl Service {
         }
     }
 
-    /// Retention: deletes revocation events no longer in force and audit events older
+    /// Retention: deletes revocation events no longer in force, sessions (and their
+    /// refresh tokens) no token of which can still be accepted, and audit events older
     /// than the retention age or beyond its row count, in short transactions.
     /// Returns the audit rows deleted.
     pub fn enforce_retention(&self) -> Result<u64> {
         let now = self.now();
         self.write(|c| store::prune_events(c, now))?;
+        let ended = now - ACCESS_TTL_S - self.feed_leeway_s;
+        self.in_batches(|c| store::prune_sessions(c, ended, PRUNE_BATCH))?;
         let before = now.saturating_sub(self.retention.max_age_s);
-        let mut total = 0;
-        loop {
-            let n = self.write(|c| store::prune_audit(c, before, self.retention.max_rows, PRUNE_BATCH))?;
-            total += n;
-            if n < u64::from(PRUNE_BATCH) {
-                break;
-            }
-        }
+        let total = self.in_batches(|c| store::prune_audit(c, before, self.retention.max_rows, PRUNE_BATCH))?;
         self.metrics.audit_rows_pruned.add(&[], total);
         Ok(total)
+    }
+
+    /// Runs `f` in transactions until it deletes fewer than [`PRUNE_BATCH`] rows.
+    fn in_batches(&self, mut f: impl FnMut(&mut dyn Conn) -> Result<u64>) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.write(&mut f)?;
+            total += n;
+            if n < u64::from(PRUNE_BATCH) {
+                return Ok(total);
+            }
+        }
     }
 
     /// Whether the database answers (readiness).
@@ -1083,19 +1137,4 @@ impl Service {
     pub fn flush_interval(&self) -> Duration {
         Duration::from_secs(10)
     }
-}
-
-/// Revokes every live session of `subject` in `tenant` (`None`: in every tenant) and
-/// publishes its cut-off, scoped to that tenant: at the edge it applies to the tokens
-/// whose `sub` and tenant claim both match (docs/auth-service-api.md, 5.4).
-fn revoke_subject(c: &mut dyn Conn, subject: &str, tenant: Option<&str>, reason: &str, now: i64) -> Result<usize> {
-    let rb = revoked_before(now);
-    let cut_off = NewRevocation {
-        kind: RevocationKind::Subject,
-        value: Some(subject.to_owned()),
-        tenant: tenant.map(str::to_owned),
-        revoked_before: Some(rb),
-        expires_at: rb + ACCESS_TTL_S,
-    };
-    store::revoke_live_sessions(c, Some(subject), tenant, reason, ACCESS_TTL_S, cut_off, now)
 }

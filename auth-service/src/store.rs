@@ -274,8 +274,9 @@ pub fn rotate_refresh(c: &mut dyn Conn, old_hash: &str, new_hash: &str, sid: &st
     Ok(true)
 }
 
-/// Revokes a session and publishes it in the revocation feed (until `feed_expires_at`);
-/// with `jti`, also that access token (until its expiry).
+/// Revokes a session and publishes it in the revocation feed until `feed_expires_at`
+/// (nothing is published when that has passed: no token of the session is left); with
+/// `jti`, also that access token, until the time given with it.
 pub fn revoke_session(
     c: &mut dyn Conn,
     sid: &str,
@@ -290,27 +291,29 @@ pub fn revoke_session(
     )?;
     let mut events = Vec::new();
     let outcome = if n > 0 {
-        events.push(NewRevocation {
-            kind: RevocationKind::Session,
-            value: Some(sid.to_owned()),
-            tenant: None,
-            revoked_before: None,
-            expires_at: feed_expires_at,
-        });
+        if feed_expires_at > now {
+            events.push(NewRevocation {
+                kind: RevocationKind::Session,
+                value: Some(sid.to_owned()),
+                tenant: None,
+                revoked_before: None,
+                expires_at: feed_expires_at,
+            });
+        }
         RevokeOutcome::Revoked
     } else if session(c, sid)?.is_some() {
         RevokeOutcome::AlreadyRevoked
     } else {
         return Ok(RevokeOutcome::NotFound);
     };
-    if let Some((jti, exp)) = jti {
-        if exp > now {
+    if let Some((jti, until)) = jti {
+        if until > now {
             events.push(NewRevocation {
                 kind: RevocationKind::Jti,
                 value: Some(jti.to_owned()),
                 tenant: None,
                 revoked_before: None,
-                expires_at: exp,
+                expires_at: until,
             });
         }
     }
@@ -318,42 +321,47 @@ pub fn revoke_session(
     Ok(outcome)
 }
 
-/// Revokes the live sessions of `subject` (in `tenant`), or all of them, and
-/// publishes each until its expiry plus `access_ttl`, then `extra` (a subject or
-/// global cut-off). Returns how many sessions were revoked.
+/// Revokes the live sessions of `subject` (in `tenant`), or all of them, and publishes
+/// `cut_off` (a subject, tenant or global cut-off), which covers every access token
+/// of those sessions: their ids are not published one by one (the feed stays small
+/// whatever their number). Returns how many sessions were revoked.
 pub fn revoke_live_sessions(
     c: &mut dyn Conn,
     subject: Option<&str>,
     tenant: Option<&str>,
     reason: &str,
-    access_ttl: i64,
-    extra: NewRevocation,
+    cut_off: NewRevocation,
     now: i64,
-) -> Result<usize> {
-    let mut revoked: Vec<(String, i64)> = c
-        .query(
-            "UPDATE sessions SET revoked_at = ?1, revoke_reason = ?2 \
-             WHERE revoked_at IS NULL AND expires_at > ?1 AND (CAST(?3 AS TEXT) IS NULL OR subject = ?3) \
-             AND (CAST(?4 AS TEXT) IS NULL OR tenant = ?4) RETURNING sid, expires_at",
-            vals![now, reason, subject, tenant],
-        )?
-        .iter()
-        .map(|r| Ok((r.text(0)?, r.int(1)?)))
-        .collect::<Result<_>>()?;
-    revoked.sort();
-    let mut events: Vec<NewRevocation> = revoked
-        .iter()
-        .map(|(sid, expires_at)| NewRevocation {
-            kind: RevocationKind::Session,
-            value: Some(sid.clone()),
-            tenant: None,
-            revoked_before: None,
-            expires_at: expires_at + access_ttl,
-        })
-        .collect();
-    events.push(extra);
-    insert_events(c, &events, now)?;
-    Ok(revoked.len())
+) -> Result<u64> {
+    // One statement per shape, so that the subject's (or tenant's) index is used.
+    let mut sql = "UPDATE sessions SET revoked_at = ?1, revoke_reason = ?2 \
+                   WHERE revoked_at IS NULL AND expires_at > ?1"
+        .to_owned();
+    let mut params = vals![now, reason].to_vec();
+    for (column, value) in [("subject", subject), ("tenant", tenant)] {
+        if let Some(v) = value {
+            params.push(v.into());
+            sql.push_str(&format!(" AND {column} = ?{}", params.len()));
+        }
+    }
+    let n = c.execute(&sql, &params)?;
+    insert_events(c, &[cut_off], now)?;
+    Ok(n)
+}
+
+/// Deletes at most `batch` sessions that ended before `before`, with their refresh
+/// tokens. Returns how many sessions were deleted; call again while it is `batch`.
+pub fn prune_sessions(c: &mut dyn Conn, before: i64, batch: u32) -> Result<u64> {
+    // The same sessions in both statements: a total order, in one transaction.
+    const OLDEST: &str = "SELECT sid FROM sessions WHERE expires_at < ?1 ORDER BY expires_at, sid LIMIT ?2";
+    c.execute(
+        &format!("DELETE FROM refresh_tokens WHERE sid IN ({OLDEST})"),
+        vals![before, i64::from(batch)],
+    )?;
+    c.execute(
+        &format!("DELETE FROM sessions WHERE sid IN ({OLDEST})"),
+        vals![before, i64::from(batch)],
+    )
 }
 
 // ------------------------------------------------------- revocation events
