@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::audit::Ctx;
 use crate::background::{self, Schedule};
 use crate::db::{DbConfig, Location};
+use crate::edge_context::{self, EdgeContextConfig};
 use crate::error::Error;
 use crate::guard::GuardConfig;
 use crate::http::{self, AppState, HttpConfig, Secret, MIN_TOKEN_LEN};
@@ -37,6 +38,13 @@ pub const SERVICE_TOKEN_ENV: &str = "EDGE_AUTH_SERVICE_TOKEN";
 pub const DATABASE_URL_ENV: &str = "EDGE_AUTH_DATABASE_URL";
 /// The environment variable naming the PostgreSQL schema to use (created if missing).
 pub const DATABASE_SCHEMA_ENV: &str = "EDGE_AUTH_DATABASE_SCHEMA";
+/// The edge's context signing key (`context.signing_key_env` at the edge), if the
+/// service is to believe the edge's signed context headers.
+pub const CONTEXT_KEY_ENV: &str = "EDGE_AUTH_CONTEXT_KEY";
+/// The previous context signing key, during a rotation.
+pub const CONTEXT_KEY_PREVIOUS_ENV: &str = "EDGE_AUTH_CONTEXT_KEY_PREVIOUS";
+/// The edge's context header prefix (`context.prefix`), if not `x-edge-auth-`.
+pub const CONTEXT_PREFIX_ENV: &str = "EDGE_AUTH_CONTEXT_PREFIX";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -119,6 +127,9 @@ pub struct ServeArgs {
     /// Seconds between two retention runs.
     #[arg(long, env = "EDGE_AUTH_RETENTION_INTERVAL_S", default_value_t = 300)]
     pub retention_interval_s: u64,
+    /// How old the edge's signed context may be, in seconds (with EDGE_AUTH_CONTEXT_KEY).
+    #[arg(long, env = "EDGE_AUTH_CONTEXT_MAX_AGE_S", default_value_t = edge_context::DEFAULT_MAX_AGE_S)]
+    pub context_max_age_s: u64,
     /// Log level: error, warn, info (one line per request), debug, trace or off.
     #[arg(long, env = "EDGE_AUTH_LOG", default_value = "info")]
     pub log_level: String,
@@ -245,6 +256,28 @@ pub fn secrets_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(String,
         ));
     }
     Ok((admin, service))
+}
+
+/// How to check the edge's signed context, from the environment: `None` without
+/// `EDGE_AUTH_CONTEXT_KEY` (the service then never believes those headers).
+pub fn edge_context_from_env(
+    get: impl Fn(&str) -> Option<String>,
+    max_age_s: u64,
+) -> Result<Option<EdgeContextConfig>, String> {
+    let Some(current) = get(CONTEXT_KEY_ENV).filter(|k| !k.is_empty()) else {
+        if get(CONTEXT_KEY_PREVIOUS_ENV).is_some_and(|k| !k.is_empty()) {
+            return Err(format!("{CONTEXT_KEY_PREVIOUS_ENV} is set without {CONTEXT_KEY_ENV}"));
+        }
+        return Ok(None);
+    };
+    let mut keys = vec![current.into_bytes()];
+    if let Some(previous) = get(CONTEXT_KEY_PREVIOUS_ENV).filter(|k| !k.is_empty()) {
+        keys.push(previous.into_bytes());
+    }
+    let prefix = get(CONTEXT_PREFIX_ENV).unwrap_or_else(|| edge_auth_core::context::DEFAULT_PREFIX.to_owned());
+    EdgeContextConfig::new(&prefix, keys, max_age_s)
+        .map(Some)
+        .map_err(|e| format!("the edge's context ({CONTEXT_KEY_ENV}, {CONTEXT_PREFIX_ENV}): {e}"))
 }
 
 /// Why a command ended without its result.
@@ -419,6 +452,7 @@ fn serve(db: DbConfig, args: ServeArgs, feed_leeway_s: i64) -> Result<(), String
     })?;
     logging::init(level);
     let (admin, service_token) = secrets_from_env(|k| std::env::var(k).ok())?;
+    let edge_context = edge_context_from_env(|k| std::env::var(k).ok(), args.context_max_age_s)?;
     if args.issuer.trim().is_empty() || args.audience.trim().is_empty() {
         return Err("--issuer and --audience must not be empty".into());
     }
@@ -460,6 +494,7 @@ fn serve(db: DbConfig, args: ServeArgs, feed_leeway_s: i64) -> Result<(), String
         admin_token: Secret::new(&admin),
         service_token: Secret::new(&service_token),
         http: Arc::new(http_config),
+        edge_context: edge_context.map(Arc::new),
     };
     drop(admin);
     drop(service_token);
@@ -539,6 +574,35 @@ mod tests {
         let e = secrets_from_env(env(Some(&long), Some(&long))).unwrap_err();
         assert!(e.contains("must differ"), "{e}");
         assert_eq!(secrets_from_env(env(Some(&long), Some(&other))).unwrap(), (long, other));
+    }
+
+    #[test]
+    fn the_edges_context_key_comes_from_the_environment() {
+        let key = "k".repeat(32);
+        let with = |pairs: &[(&str, &str)]| {
+            let map: std::collections::HashMap<String, String> =
+                pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            move |k: &str| map.get(k).cloned()
+        };
+        assert!(
+            edge_context_from_env(with(&[]), 60).unwrap().is_none(),
+            "off by default"
+        );
+        assert!(edge_context_from_env(with(&[(CONTEXT_KEY_ENV, &key)]), 60)
+            .unwrap()
+            .is_some());
+        let both = [
+            (CONTEXT_KEY_ENV, key.as_str()),
+            (CONTEXT_KEY_PREVIOUS_ENV, "p".repeat(32).as_str()),
+        ]
+        .map(|(k, v)| (k, v.to_owned()));
+        let both: Vec<(&str, &str)> = both.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert!(edge_context_from_env(with(&both), 60).unwrap().is_some());
+        let e = edge_context_from_env(with(&[(CONTEXT_KEY_ENV, "short")]), 60).unwrap_err();
+        assert!(e.contains("at least 32 bytes") && !e.contains("short\""), "{e}");
+        assert!(edge_context_from_env(with(&[(CONTEXT_KEY_PREVIOUS_ENV, &key)]), 60).is_err());
+        assert!(edge_context_from_env(with(&[(CONTEXT_KEY_ENV, &key), (CONTEXT_PREFIX_ENV, "X Bad")]), 60).is_err());
+        assert!(edge_context_from_env(with(&[(CONTEXT_KEY_ENV, &key)]), 0).is_err());
     }
 
     #[test]

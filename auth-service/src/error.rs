@@ -28,6 +28,8 @@ pub enum Error {
     InvalidToken(String),
     /// A missing or wrong credential.
     Unauthenticated(Credential),
+    /// A valid API key used from a client address outside its (or its tenant's) allowlist.
+    IpNotAllowed,
     /// Too many failed authentications from this client: try again after this many seconds.
     RateLimited {
         retry_after_s: u64,
@@ -100,6 +102,7 @@ impl Error {
             Error::Unauthenticated(Credential::Admin) => "invalid_admin_token",
             Error::Unauthenticated(Credential::Service) => "invalid_service_token",
             Error::Unauthenticated(Credential::ApiKey) => "invalid_api_key",
+            Error::IpNotAllowed => "ip_not_allowed",
             Error::RateLimited { .. } => "too_many_requests",
             Error::NotFound(_) => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
@@ -132,6 +135,7 @@ impl Error {
             Error::Unauthenticated(Credential::ApiKey) => {
                 "a valid API key is required (x-api-key or Authorization: ApiKey)".to_owned()
             }
+            Error::IpNotAllowed => "this API key may not be used from this client address".to_owned(),
             Error::RateLimited { retry_after_s } => {
                 format!("too many failed authentications from this address: retry after {retry_after_s} s")
             }

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod background;
 pub mod cli;
 pub mod db;
+pub mod edge_context;
 pub mod error;
 pub mod guard;
 pub mod http;

@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use edge_auth_core::ip::IpList;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::audit::{Ctx, FAILURE, SUCCESS};
 use crate::db::{Conn, Database, DbConfig};
+use crate::edge_context::EdgeContext;
 use crate::error::{Credential, Error, Result};
 use crate::guard::{AuthGuard, Failure, GuardConfig};
 use crate::keys::{self, KeyStatus, LookupAnswer};
@@ -238,6 +240,20 @@ impl AuthedKey {
         self.ctx
             .event("api_key.auth", Some(&self.key.key_id), SUCCESS, None, now)
     }
+}
+
+/// Whether `peer` may use `key`: its own allowlist, or its tenant's when it has none;
+/// an empty list admits any address, an unknown or unparsable peer none.
+fn address_allowed(key: &ApiKeyRow, tenant: &Tenant, peer: Option<&str>) -> bool {
+    let list = key.ip_allowlist.as_deref().unwrap_or(&tenant.ip_allowlist);
+    if list.is_empty() {
+        return true;
+    }
+    let Some(addr) = peer.and_then(|p| p.parse::<std::net::IpAddr>().ok()) else {
+        return false;
+    };
+    // Lists were validated on write with the same parser: a failure here admits nobody.
+    IpList::parse(list).is_ok_and(|l| l.contains(addr))
 }
 
 /// How long audit events are kept.
@@ -622,20 +638,33 @@ impl Service {
         }
     }
 
-    /// Verifies a raw API key presented on `route` (a template): known, not revoked,
-    /// not expired. A client limited by `guard` is refused before the database is asked.
-    pub fn authenticate_api_key(&self, ctx: &Ctx, route: &str, raw: Option<&str>) -> Result<AuthedKey> {
+    /// Authenticates an SDK request on `route` (a template): by the raw API key it
+    /// presents, or, when the edge removed the key, by the key id in the edge's signed
+    /// context (`edge`, see `edge_context`). The key must be known, not revoked and not
+    /// expired, and the request must come from an address its allowlist (or its tenant's)
+    /// admits: the TCP peer's, or the edge's word for it when the edge's signed context
+    /// attests this very key (the edge applied the allowlist to the client address it
+    /// established). Never a header a client can write. A client limited by `guard` is
+    /// refused before the database is asked.
+    pub fn authenticate_api_key(
+        &self,
+        ctx: &Ctx,
+        route: &str,
+        raw: Option<&str>,
+        edge: &EdgeContext,
+    ) -> Result<AuthedKey> {
         let now = self.now();
-        let fail = |reason: &'static str| {
+        let fail = |actor: &str, reason: &'static str, e: Error| {
             self.metrics.api_key_validations.inc(&["invalid"]);
             let f = Failure {
                 action: "api_key.auth",
-                actor: "anonymous",
+                actor,
                 route,
                 reason,
             };
-            Err(self.auth_failure(f, ctx, Error::Unauthenticated(Credential::ApiKey)))
+            Err(self.auth_failure(f, ctx, e))
         };
+        let unauthenticated = || Error::Unauthenticated(Credential::ApiKey);
         if let Some(retry_after_s) = self.guard.limited(ctx.peer.as_deref(), now) {
             self.metrics.api_key_validations.inc(&["rate_limited"]);
             let f = Failure {
@@ -647,23 +676,41 @@ impl Service {
             self.guard.fail(f, ctx.peer.as_deref(), now);
             return Err(Error::RateLimited { retry_after_s });
         }
-        let Some(raw) = raw else {
-            return fail("missing");
+        let attested = match edge {
+            EdgeContext::ApiKey(a) => Some(a),
+            EdgeContext::Absent | EdgeContext::Other => None,
+            // Present but not the edge's: forged, replayed, unsigned. Refused, not ignored.
+            EdgeContext::Invalid(reason) => return fail("anonymous", reason, unauthenticated()),
         };
-        if !keys::is_api_key(raw) {
-            return fail("malformed");
+        let found = match (raw, attested) {
+            (Some(raw), _) if !keys::is_api_key(raw) => return fail("anonymous", "malformed", unauthenticated()),
+            (Some(raw), _) => {
+                let hash = keys::hash_secret(raw);
+                self.db.read(|c| store::key_by_hash(c, &hash))?
+            }
+            (None, Some(a)) => self.db.read(|c| store::key_and_tenant_by_id(c, &a.key_id))?,
+            (None, None) => return fail("anonymous", "missing", unauthenticated()),
+        };
+        let Some((key, tenant)) = found else {
+            return fail("anonymous", "unknown", unauthenticated());
+        };
+        // The edge's word holds for the key it names, in its tenant, and no other.
+        let vouched =
+            attested.filter(|a| a.key_id == key.key_id && a.tenant.as_deref().is_none_or(|t| t == key.tenant));
+        if attested.is_some() && vouched.is_none() {
+            return fail("anonymous", "context_mismatch", unauthenticated());
         }
-        let hash = keys::hash_secret(raw);
-        let Some((key, _tenant)) = self.db.read(|c| store::key_by_hash(c, &hash))? else {
-            return fail("unknown");
-        };
         match keys::key_status(&key, now) {
             KeyStatus::Valid => {}
-            KeyStatus::Revoked => return fail("revoked"),
-            KeyStatus::Expired => return fail("expired"),
+            KeyStatus::Revoked => return fail("anonymous", "revoked", unauthenticated()),
+            KeyStatus::Expired => return fail("anonymous", "expired", unauthenticated()),
+        }
+        let actor = format!("api_key:{}", key.key_id);
+        if vouched.is_none() && !address_allowed(&key, &tenant, ctx.peer.as_deref()) {
+            return fail(&actor, "ip_not_allowed", Error::IpNotAllowed);
         }
         self.metrics.api_key_validations.inc(&["valid"]);
-        let ctx = ctx.as_actor(format!("api_key:{}", key.key_id));
+        let ctx = ctx.as_actor(actor);
         Ok(AuthedKey {
             key,
             ctx,

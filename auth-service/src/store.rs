@@ -141,13 +141,23 @@ pub fn key_by_id(c: &mut dyn Conn, key_id: &str) -> Result<Option<ApiKeyRow>> {
 
 /// The key with this hash and its tenant: the edge's lookup, one indexed read.
 pub fn key_by_hash(c: &mut dyn Conn, key_hash: &str) -> Result<Option<(ApiKeyRow, Tenant)>> {
+    key_and_tenant(c, "key_hash", key_hash)
+}
+
+/// The key with this id and its tenant.
+pub fn key_and_tenant_by_id(c: &mut dyn Conn, key_id: &str) -> Result<Option<(ApiKeyRow, Tenant)>> {
+    key_and_tenant(c, "key_id", key_id)
+}
+
+/// `column` is `key_hash` or `key_id` (both unique and indexed).
+fn key_and_tenant(c: &mut dyn Conn, column: &str, value: &str) -> Result<Option<(ApiKeyRow, Tenant)>> {
     let sql = format!(
-        "SELECT {}, t.name, t.allowed_origins, t.ip_allowlist, t.created_at \
-         FROM api_keys k JOIN tenants t ON t.name = k.tenant WHERE k.key_hash = ?1",
-        prefixed(KEY_COLUMNS, "k")
+        "SELECT {}, {} FROM api_keys k JOIN tenants t ON t.name = k.tenant WHERE k.{column} = ?1",
+        prefixed(KEY_COLUMNS, "k"),
+        prefixed(TENANT_COLUMNS, "t")
     );
-    c.query_opt(&sql, vals![key_hash])?
-        .map(|r| Ok((key_from_row(&r)?, tenant_from_row(&r, 12)?)))
+    c.query_opt(&sql, vals![value])?
+        .map(|r| Ok((key_from_row(&r)?, tenant_from_row(&r, KEY_COLUMNS.split(", ").count())?)))
         .transpose()
 }
 

@@ -571,8 +571,13 @@ async fn concurrent_refreshes_of_one_token_let_exactly_one_through(b: Backend) {
         .await
         .body;
     let rt = pair["refresh_token"].as_str().unwrap().to_owned();
-    let ctx = edge_auth_service::audit::Ctx::new("test", None, None);
-    let key = sync(|| app.svc.authenticate_api_key(&ctx, "/v1/sessions/refresh", Some(&raw))).unwrap();
+    let ctx = edge_auth_service::audit::Ctx::new("test", Some(DEFAULT_PEER.into()), None);
+    let absent = edge_auth_service::edge_context::EdgeContext::Absent;
+    let key = sync(|| {
+        app.svc
+            .authenticate_api_key(&ctx, "/v1/sessions/refresh", Some(&raw), &absent)
+    })
+    .unwrap();
     // Half the refreshes on another replica of the same database.
     let (replica, _) = app.replica();
     let handles: Vec<_> = (0..8)

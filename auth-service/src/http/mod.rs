@@ -27,6 +27,7 @@ use subtle::ConstantTimeEq;
 pub use extract::{ApiKey, Client, JsonBody, NoBody, OptionalJsonBody, Route};
 pub use server::{serve, HttpConfig};
 
+use crate::edge_context::EdgeContextConfig;
 use crate::error::{Credential, Error, Result};
 use crate::guard::Failure;
 use crate::service::{
@@ -70,6 +71,8 @@ pub struct AppState {
     pub admin_token: Secret,
     pub service_token: Secret,
     pub http: Arc<HttpConfig>,
+    /// How to check the edge's signed context headers; `None`: they are never believed.
+    pub edge_context: Option<Arc<EdgeContextConfig>>,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
             admin_token,
             service_token,
             http: Arc::new(HttpConfig::default()),
+            edge_context: None,
         }
     }
 }
@@ -88,6 +92,7 @@ pub fn status_of(e: &Error) -> StatusCode {
     match e {
         Error::InvalidRequest(_) | Error::InvalidScope(_) => StatusCode::BAD_REQUEST,
         Error::InvalidGrant(_) | Error::InvalidToken(_) | Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        Error::IpNotAllowed => StatusCode::FORBIDDEN,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
