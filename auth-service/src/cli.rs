@@ -237,10 +237,24 @@ pub enum SigningKeyCommand {
     Rotate,
 }
 
-/// The admin and service tokens from the environment, checked.
-pub fn secrets_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(String, String), String> {
-    let read = |name: &str| -> Result<String, String> {
-        let v = get(name).ok_or_else(|| format!("{name} is not set: serve needs it from the environment"))?;
+/// A bearer token from the environment, and the previous one during a rollover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollingToken {
+    pub current: String,
+    pub previous: Option<String>,
+}
+
+impl RollingToken {
+    pub fn secret(&self) -> Secret {
+        Secret::rolling(&self.current, self.previous.as_deref())
+    }
+}
+
+/// The admin and service tokens from the environment (`EDGE_AUTH_ADMIN_TOKEN`,
+/// `EDGE_AUTH_SERVICE_TOKEN`, and their `_PREVIOUS` during a rollover), checked: each
+/// at least 32 characters, and no admin token equal to a service token.
+pub fn secrets_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(RollingToken, RollingToken), String> {
+    let check = |name: &str, v: String| -> Result<String, String> {
         if v.chars().count() < MIN_TOKEN_LEN {
             return Err(format!(
                 "{name} is shorter than {MIN_TOKEN_LEN} characters: use a long random token"
@@ -248,11 +262,32 @@ pub fn secrets_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(String,
         }
         Ok(v)
     };
+    let read = |name: &str| -> Result<RollingToken, String> {
+        let v = get(name).ok_or_else(|| format!("{name} is not set: serve needs it from the environment"))?;
+        let current = check(name, v)?;
+        let previous_name = format!("{name}_PREVIOUS");
+        let previous = get(&previous_name)
+            .filter(|p| !p.is_empty())
+            .map(|p| check(&previous_name, p))
+            .transpose()?;
+        if previous.as_ref() == Some(&current) {
+            return Err(format!(
+                "{previous_name} equals {name}: give the token being replaced, or unset it"
+            ));
+        }
+        Ok(RollingToken { current, previous })
+    };
     let admin = read(ADMIN_TOKEN_ENV)?;
     let service = read(SERVICE_TOKEN_ENV)?;
-    if admin == service {
+    let all = |t: &RollingToken| {
+        [Some(t.current.clone()), t.previous.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+    };
+    if all(&admin).iter().any(|a| all(&service).contains(a)) {
         return Err(format!(
-            "{ADMIN_TOKEN_ENV} and {SERVICE_TOKEN_ENV} must differ: the edge holds the service token"
+            "{ADMIN_TOKEN_ENV} and {SERVICE_TOKEN_ENV} (and their _PREVIOUS) must differ: the edge holds the service token"
         ));
     }
     Ok((admin, service))
@@ -491,8 +526,8 @@ fn serve(db: DbConfig, args: ServeArgs, feed_leeway_s: i64) -> Result<(), String
     let grace = http_config.shutdown_grace;
     let state = AppState {
         service: svc.clone(),
-        admin_token: Secret::new(&admin),
-        service_token: Secret::new(&service_token),
+        admin_token: admin.secret(),
+        service_token: service_token.secret(),
         http: Arc::new(http_config),
         edge_context: edge_context.map(Arc::new),
     };
@@ -555,35 +590,70 @@ async fn shutdown_signal() {
 mod tests {
     use super::*;
 
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k: &str| map.get(k).cloned()
+    }
+
     #[test]
     fn serve_refuses_missing_or_short_tokens() {
         let long = "x".repeat(32);
         let other = "y".repeat(40);
-        let env = |a: Option<&str>, s: Option<&str>| {
-            let (a, s) = (a.map(str::to_owned), s.map(str::to_owned));
-            move |k: &str| if k == ADMIN_TOKEN_ENV { a.clone() } else { s.clone() }
-        };
-        let e = secrets_from_env(env(None, Some(&other))).unwrap_err();
+        let (a, s) = (ADMIN_TOKEN_ENV, SERVICE_TOKEN_ENV);
+        let e = secrets_from_env(env_of(&[(s, &other)])).unwrap_err();
         assert!(e.contains(ADMIN_TOKEN_ENV), "{e}");
-        let e = secrets_from_env(env(Some(&long), None)).unwrap_err();
+        let e = secrets_from_env(env_of(&[(a, &long)])).unwrap_err();
         assert!(e.contains(SERVICE_TOKEN_ENV), "{e}");
-        let e = secrets_from_env(env(Some("short"), Some(&other))).unwrap_err();
+        let e = secrets_from_env(env_of(&[(a, "short"), (s, &other)])).unwrap_err();
         assert!(e.contains("shorter than 32"), "{e}");
         assert!(!e.contains("short\""), "the token itself is never echoed");
-        assert!(secrets_from_env(env(Some(&"x".repeat(31)), Some(&other))).is_err());
-        let e = secrets_from_env(env(Some(&long), Some(&long))).unwrap_err();
+        assert!(secrets_from_env(env_of(&[(a, &"x".repeat(31)), (s, &other)])).is_err());
+        let e = secrets_from_env(env_of(&[(a, &long), (s, &long)])).unwrap_err();
         assert!(e.contains("must differ"), "{e}");
-        assert_eq!(secrets_from_env(env(Some(&long), Some(&other))).unwrap(), (long, other));
+        let (admin, service) = secrets_from_env(env_of(&[(a, &long), (s, &other)])).unwrap();
+        assert_eq!((admin.current, admin.previous), (long.clone(), None));
+        assert_eq!(service.current, other);
+    }
+
+    #[test]
+    fn tokens_roll_over_with_a_previous_one() {
+        let (a, s) = (ADMIN_TOKEN_ENV, SERVICE_TOKEN_ENV);
+        let (a_prev, s_prev) = ("EDGE_AUTH_ADMIN_TOKEN_PREVIOUS", "EDGE_AUTH_SERVICE_TOKEN_PREVIOUS");
+        let (new_a, old_a, new_s, old_s) = ("a".repeat(32), "b".repeat(32), "c".repeat(32), "d".repeat(32));
+        let (admin, service) =
+            secrets_from_env(env_of(&[(a, &new_a), (a_prev, &old_a), (s, &new_s), (s_prev, &old_s)])).unwrap();
+        assert_eq!(admin.previous.as_deref(), Some(old_a.as_str()));
+        let secret = service.secret();
+        assert_eq!(secret.check(&new_s), crate::http::Matched::Current);
+        assert_eq!(secret.check(&old_s), crate::http::Matched::Previous);
+        assert_eq!(secret.check(&new_a), crate::http::Matched::Neither);
+        assert_eq!(secret.check(""), crate::http::Matched::Neither);
+        // refused: a short previous, a previous equal to the current, an admin token that
+        // is a service token in either role
+        for bad in [
+            vec![(a, new_a.as_str()), (a_prev, "short"), (s, new_s.as_str())],
+            vec![(a, new_a.as_str()), (a_prev, new_a.as_str()), (s, new_s.as_str())],
+            vec![(a, new_a.as_str()), (a_prev, new_s.as_str()), (s, new_s.as_str())],
+            vec![(a, new_a.as_str()), (s, new_s.as_str()), (s_prev, new_a.as_str())],
+            vec![
+                (a, new_a.as_str()),
+                (a_prev, old_s.as_str()),
+                (s, new_s.as_str()),
+                (s_prev, old_s.as_str()),
+            ],
+        ] {
+            assert!(secrets_from_env(env_of(&bad)).is_err(), "{bad:?}");
+        }
+        // an empty previous is no previous
+        let (admin, _) = secrets_from_env(env_of(&[(a, &new_a), (a_prev, ""), (s, &new_s)])).unwrap();
+        assert_eq!(admin.previous, None);
     }
 
     #[test]
     fn the_edges_context_key_comes_from_the_environment() {
         let key = "k".repeat(32);
-        let with = |pairs: &[(&str, &str)]| {
-            let map: std::collections::HashMap<String, String> =
-                pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            move |k: &str| map.get(k).cloned()
-        };
+        let with = env_of;
         assert!(
             edge_context_from_env(with(&[]), 60).unwrap().is_none(),
             "off by default"

@@ -79,6 +79,56 @@ fn secrets_compare_whole_values() {
     assert!(!format!("{s:?}").contains(ADMIN_TOKEN));
 }
 
+/// A rollover: the previous admin and service tokens are accepted next to the new ones
+/// (and counted, so the operator sees when the old ones are no longer used); nothing else is.
+async fn previous_tokens_are_accepted_during_a_rollover(b: Backend) {
+    let app = TestApp::on(b);
+    const NEW_ADMIN: &str = "new-admin-token-0123456789abcdef0123456789";
+    const NEW_SERVICE: &str = "new-service-token-0123456789abcdef0123456";
+    let router = app.router_with(|st| {
+        st.admin_token = Secret::rolling(NEW_ADMIN, Some(ADMIN_TOKEN));
+        st.service_token = Secret::rolling(NEW_SERVICE, Some(SERVICE_TOKEN));
+    });
+    let get = |path: &str, token: &str| {
+        let req = request(
+            Method::GET,
+            path,
+            Some(("authorization", &format!("Bearer {token}"))),
+            None,
+            None,
+        );
+        let router = router.clone();
+        async move { send_to(&router, req).await.status }
+    };
+    for (path, new, old, other) in [
+        ("/admin/v1/tenants", NEW_ADMIN, ADMIN_TOKEN, NEW_SERVICE),
+        ("/internal/v1/revocations", NEW_SERVICE, SERVICE_TOKEN, NEW_ADMIN),
+    ] {
+        assert_eq!(get(path, new).await, StatusCode::OK, "{path}");
+        assert_eq!(get(path, old).await, StatusCode::OK, "{path}: the previous one");
+        assert_eq!(
+            get(path, other).await,
+            StatusCode::UNAUTHORIZED,
+            "{path}: the other kind's"
+        );
+        assert_eq!(get(path, &format!("{new}x")).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(get(path, "").await, StatusCode::UNAUTHORIZED);
+    }
+    let m = &app.svc.metrics;
+    assert_eq!(m.previous_token_uses.get(&["admin"]), 1);
+    assert_eq!(m.previous_token_uses.get(&["service"]), 1);
+    // without a previous token, the old one is refused
+    let router = app.router_with(|st| st.admin_token = Secret::new(NEW_ADMIN));
+    let req = request(
+        Method::GET,
+        "/admin/v1/tenants",
+        Some(("authorization", &format!("Bearer {ADMIN_TOKEN}"))),
+        None,
+        None,
+    );
+    assert_eq!(send_to(&router, req).await.status, StatusCode::UNAUTHORIZED);
+}
+
 async fn internal_needs_the_service_token(b: Backend) {
     let (app, _, raw) = app_with_key_on(b).await;
     let hash = edge_auth_service::keys::hash_secret(&raw);
@@ -379,6 +429,7 @@ async fn audit_trail_records_actions_without_secrets(b: Backend) {
 }
 
 backends!(
+    previous_tokens_are_accepted_during_a_rollover,
     admin_needs_the_admin_token,
     internal_needs_the_service_token,
     public_endpoints,

@@ -42,20 +42,56 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The shortest admin or service token accepted.
 pub const MIN_TOKEN_LEN: usize = 32;
 
-/// A bearer secret, kept only as its SHA-256 and compared in constant time.
+/// A bearer secret, kept only as its SHA-256 and compared in constant time; during a
+/// rollover, also the previous one (both are accepted).
 #[derive(Clone)]
-pub struct Secret([u8; 32]);
+pub struct Secret {
+    current: [u8; 32],
+    previous: Option<[u8; 32]>,
+}
+
+/// Which of a [`Secret`]'s values a presented token matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matched {
+    Current,
+    Previous,
+    Neither,
+}
 
 impl Secret {
     pub fn new(token: &str) -> Secret {
-        Secret(Sha256::digest(token.as_bytes()).into())
+        Secret {
+            current: Sha256::digest(token.as_bytes()).into(),
+            previous: None,
+        }
+    }
+
+    /// `token`, and `previous` still accepted during a rollover.
+    pub fn rolling(token: &str, previous: Option<&str>) -> Secret {
+        Secret {
+            previous: previous.map(|p| Sha256::digest(p.as_bytes()).into()),
+            ..Secret::new(token)
+        }
     }
 
     /// Constant-time comparison: both sides are hashed first, so neither the
-    /// content nor the length of the expected token leaks through timing.
-    pub fn matches(&self, presented: &str) -> bool {
+    /// content nor the length of the expected token leaks through timing, and both
+    /// values are always compared.
+    pub fn check(&self, presented: &str) -> Matched {
         let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        bool::from(self.0.ct_eq(&h))
+        let current = self.current.ct_eq(&h);
+        let previous = self.previous.map_or(subtle::Choice::from(0), |p| p.ct_eq(&h));
+        if bool::from(current) {
+            Matched::Current
+        } else if bool::from(previous) {
+            Matched::Previous
+        } else {
+            Matched::Neither
+        }
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        self.check(presented) != Matched::Neither
     }
 }
 
@@ -175,11 +211,15 @@ async fn require_token(
         Credential::Service | Credential::ApiKey => (&st.service_token, "service", "service.auth"),
     };
     let presented = authorization(req.headers(), "Bearer");
-    let valid = presented.as_deref().is_some_and(|t| secret.matches(t));
+    let matched = presented.as_deref().map_or(Matched::Neither, |t| secret.check(t));
     let metrics = &st.service.metrics;
     metrics.token_validation_duration.observe(&[kind], started.elapsed());
-    if valid {
+    if matched != Matched::Neither {
         metrics.token_validations.inc(&[kind, "valid"]);
+        if matched == Matched::Previous {
+            // Tells the operator when the old token is no longer in use (rollover, step 3).
+            metrics.previous_token_uses.inc(&[kind]);
+        }
         return next.run(req).await;
     }
     let reason = if req.headers().contains_key(header::AUTHORIZATION) {
