@@ -212,6 +212,12 @@ pub enum KeyCommand {
     },
     /// Revoke a key now.
     Revoke { key_id: String },
+    /// Emergency: revoke every API key now, of one tenant (--tenant) or of all.
+    RevokeAll {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -464,6 +470,7 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
             print(&svc.rotate_key(&ctx, &key_id, RotateRequest { grace_s })?)
         }
         Command::Key(KeyCommand::Revoke { key_id }) => print(&svc.revoke_key(&ctx, &key_id)?),
+        Command::Key(KeyCommand::RevokeAll { tenant }) => print(&svc.revoke_all_keys(&ctx, tenant.as_deref())?),
         Command::Session(SessionCommand::Revoke { sid }) => print(&svc.admin_revoke_session(&ctx, &sid)?),
         Command::Subject(SubjectCommand::Revoke { subject, tenant }) => {
             print(&svc.admin_revoke_subject(&ctx, &subject, tenant.as_deref())?)

@@ -607,6 +607,23 @@ impl Service {
         })
     }
 
+    /// Emergency: revokes every API key, of `tenant` or of every tenant. Their lookups
+    /// answer `revoked` at once; edges drop cached answers within their cache time.
+    pub fn revoke_all_keys(&self, ctx: &Ctx, tenant: Option<&str>) -> Result<Value> {
+        self.admin(ctx, "key.revoke_all", tenant, |now| {
+            self.audited(ctx, "key.revoke_all", tenant, now, |c| {
+                if let Some(t) = tenant {
+                    if store::tenant(c, t)?.is_none() {
+                        return Err(Error::not_found(format!("no tenant {t:?}")));
+                    }
+                }
+                let n = store::revoke_all_keys(c, tenant, now)?;
+                let out = json!({"tenant": tenant, "keys_revoked": n, "revoked_at": now});
+                Ok((out.clone(), Some(out)))
+            })
+        })
+    }
+
     /// `POST /internal/v1/api-keys/lookup`: one read on a read connection.
     pub fn lookup(&self, key_hash: &str) -> Result<LookupAnswer> {
         if !keys::is_hex64(key_hash) {

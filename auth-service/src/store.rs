@@ -194,6 +194,20 @@ pub fn revoke_key(c: &mut dyn Conn, key_id: &str, now: i64) -> Result<bool> {
     Ok(n > 0)
 }
 
+/// Revokes every key not yet revoked, of `tenant` or of every tenant. Returns how many.
+pub fn revoke_all_keys(c: &mut dyn Conn, tenant: Option<&str>, now: i64) -> Result<u64> {
+    match tenant {
+        Some(t) => c.execute(
+            "UPDATE api_keys SET revoked_at = ?1 WHERE revoked_at IS NULL AND tenant = ?2",
+            vals![now, t],
+        ),
+        None => c.execute(
+            "UPDATE api_keys SET revoked_at = ?1 WHERE revoked_at IS NULL",
+            vals![now],
+        ),
+    }
+}
+
 // ------------------------------------------------------------------ sessions
 
 const SESSION_COLUMNS: &str = "sid, tenant, subject, scopes, key_id, created_at, expires_at, revoked_at";

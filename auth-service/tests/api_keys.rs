@@ -259,7 +259,71 @@ async fn sdk_accepts_both_key_headers_and_refuses_bad_keys(b: Backend) {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
+/// The emergency switch for API keys: every key of a tenant, then every key, answers
+/// `revoked` to the edge's lookups and is refused by the SDK endpoints; audited.
+async fn revoke_all_keys_per_tenant_and_globally(b: Backend) {
+    let app = TestApp::on(b);
+    app.create_tenant("acme").await;
+    app.create_tenant("globex").await;
+    let (_, a1) = app.create_key("acme", "svc-a", &[], None).await;
+    let (a2_id, a2) = app.create_key("acme", "svc-b", &[], None).await;
+    let (_, g1) = app.create_key("globex", "svc-g", &[], None).await;
+    app.admin(Method::POST, &format!("/admin/v1/keys/{a2_id}/revoke"), None)
+        .await;
+    let status = |raw: String| {
+        let app = &app;
+        async move { app.lookup_raw(&raw).await["status"].clone() }
+    };
+
+    let r = app
+        .admin(Method::POST, "/admin/v1/tenants/acme/keys/revoke-all", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["keys_revoked"], 1, "a2 was revoked already");
+    assert_eq!(r.body["tenant"], "acme");
+    assert_eq!(status(a1.clone()).await, "revoked");
+    assert_eq!(status(a2.clone()).await, "revoked");
+    assert_eq!(status(g1.clone()).await, "valid", "another tenant's keys are untouched");
+    let r = app.sdk("/v1/sessions", &a1, Some(json!({"subject": "u"}))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.sdk("/v1/sessions", &g1, Some(json!({"subject": "u"}))).await.status,
+        StatusCode::CREATED
+    );
+    let r = app
+        .admin(Method::POST, "/admin/v1/tenants/nope/keys/revoke-all", None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let r = app.admin(Method::POST, "/admin/v1/keys/revoke-all", None).await;
+    assert_eq!(r.body["keys_revoked"], 1);
+    assert_eq!(r.body["tenant"], serde_json::Value::Null);
+    assert_eq!(status(g1.clone()).await, "revoked");
+    // not a standing ban: a key made afterwards works
+    let (_, fresh) = app.create_key("globex", "svc-g", &[], None).await;
+    assert_eq!(status(fresh).await, "valid");
+    // only the admin token may do it
+    let r = app
+        .call(
+            Method::POST,
+            "/admin/v1/keys/revoke-all",
+            Some(("authorization", "Bearer x")),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let events = app.audit().await;
+    let done: Vec<_> = events.iter().filter(|e| e["action"] == "key.revoke_all").collect();
+    assert_eq!(done.len(), 3, "two successes and the unknown tenant's failure");
+    assert!(done.iter().any(|e| e["outcome"] == "failure" && e["target"] == "nope"));
+    assert!(done
+        .iter()
+        .any(|e| e["outcome"] == "success" && e["target"] == "acme" && e["detail"]["keys_revoked"] == 1));
+}
+
 backends!(
+    revoke_all_keys_per_tenant_and_globally,
     created_key_is_shown_once_and_listing_has_no_secret,
     lookup_valid_key,
     lookup_uses_the_keys_own_allowlist_and_expiry,

@@ -142,7 +142,13 @@ fn admin_commands_work_on_the_database() {
     let revoked = json_out(&run(&db, &["key", "revoke", rotated["key_id"].as_str().unwrap()]));
     assert_eq!(revoked["status"], "revoked");
     json_out(&run(&db, &["subject", "revoke", "user-1"]));
+    let scoped = json_out(&run(&db, &["subject", "revoke", "user-1", "--tenant", "acme"]));
+    assert_eq!(scoped["tenant"], "acme");
     json_out(&run(&db, &["revoke-all"]));
+    let keys = json_out(&run(&db, &["key", "revoke-all", "--tenant", "acme"]));
+    assert_eq!(keys["keys_revoked"], 1, "the rotated-out key was still live");
+    assert!(!run(&db, &["key", "revoke-all", "--tenant", "nope"]).status.success());
+    assert_eq!(json_out(&run(&db, &["key", "revoke-all"]))["keys_revoked"], 0);
     let sk = json_out(&run(&db, &["signing-key", "rotate"]));
     assert!(
         sk["previous_kid"].is_string(),

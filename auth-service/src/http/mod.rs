@@ -430,6 +430,20 @@ async fn revoke_key(
     Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.revoke_key(ctx, &key_id)).await?).into_response())
 }
 
+async fn revoke_all_keys(State(st): State<AppState>, client: Client, _: NoBody) -> Result<Response> {
+    Ok(Json(as_admin(&st, &client, |svc, ctx| svc.revoke_all_keys(ctx, None)).await?).into_response())
+}
+
+async fn revoke_tenant_keys(
+    State(st): State<AppState>,
+    client: Client,
+    Path(tenant): Path<String>,
+    _: NoBody,
+) -> Result<Response> {
+    let out = as_admin(&st, &client, move |svc, ctx| svc.revoke_all_keys(ctx, Some(&tenant))).await?;
+    Ok(Json(out).into_response())
+}
+
 async fn revoke_session(
     State(st): State<AppState>,
     client: Client,
@@ -514,6 +528,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/v1/tenants/{tenant}/keys", post(create_key).get(list_keys))
         .route("/admin/v1/keys/{key_id}/rotate", post(rotate_key))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
+        .route("/admin/v1/keys/revoke-all", post(revoke_all_keys))
+        .route("/admin/v1/tenants/{tenant}/keys/revoke-all", post(revoke_tenant_keys))
         .route("/admin/v1/sessions/{sid}/revoke", post(revoke_session))
         .route("/admin/v1/subjects/{subject}/revoke", post(revoke_subject))
         .route(
