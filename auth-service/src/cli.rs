@@ -26,7 +26,7 @@ use crate::guard::GuardConfig;
 use crate::http::{self, AppState, HttpConfig, Secret, MIN_TOKEN_LEN};
 use crate::logging;
 use crate::service::{
-    KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest, DEFAULT_GRACE_S,
+    KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest, TenantUpdate, DEFAULT_GRACE_S,
 };
 use crate::tokens::TokenConfig;
 
@@ -179,6 +179,26 @@ pub enum TenantCommand {
     },
     /// List tenants.
     List,
+    /// Replace a tenant's allowed origins and/or IP allowlist (the lists given).
+    Update {
+        name: String,
+        /// An allowed browser origin (repeatable): replaces the origins.
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+        /// No allowed origin at all.
+        #[arg(long, conflicts_with = "origins")]
+        no_origins: bool,
+        /// An allowed client address or CIDR (repeatable): replaces the allowlist.
+        #[arg(long = "ip")]
+        ips: Vec<String>,
+        /// No IP allowlist (any address).
+        #[arg(long, conflicts_with = "ips")]
+        any_ip: bool,
+    },
+    /// Disable a tenant: its keys are refused, its sessions and tokens revoked.
+    Disable { name: String },
+    /// Enable a disabled tenant again.
+    Enable { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -446,6 +466,22 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
             },
         )?),
         Command::Tenant(TenantCommand::List) => print(&json!({ "tenants": svc.list_tenants()? })),
+        Command::Tenant(TenantCommand::Update {
+            name,
+            origins,
+            no_origins,
+            ips,
+            any_ip,
+        }) => {
+            let list = |v: Vec<String>, none: bool| (none || !v.is_empty()).then_some(v);
+            let req = TenantUpdate {
+                allowed_origins: list(origins, no_origins),
+                ip_allowlist: list(ips, any_ip),
+            };
+            print(&svc.update_tenant(&ctx, &name, req)?)
+        }
+        Command::Tenant(TenantCommand::Disable { name }) => print(&svc.disable_tenant(&ctx, &name)?),
+        Command::Tenant(TenantCommand::Enable { name }) => print(&svc.enable_tenant(&ctx, &name)?),
         Command::Key(KeyCommand::Create {
             tenant,
             subject,

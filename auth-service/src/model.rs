@@ -10,6 +10,8 @@ pub struct Tenant {
     pub allowed_origins: Vec<String>,
     pub ip_allowlist: Vec<String>,
     pub created_at: i64,
+    /// When it was disabled; `None`: enabled.
+    pub disabled_at: Option<i64>,
 }
 
 /// A stored API key. Holds the hash: never serialise it to a client (see `KeyView`).

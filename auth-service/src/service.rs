@@ -96,6 +96,16 @@ pub struct TenantRequest {
     pub ip_allowlist: Vec<String>,
 }
 
+/// A change of a tenant's lists: a field given replaces the list, one left out keeps it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantUpdate {
+    #[serde(default)]
+    pub allowed_origins: Option<Vec<String>>,
+    #[serde(default)]
+    pub ip_allowlist: Option<Vec<String>>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRequest {
@@ -490,6 +500,7 @@ impl Service {
                 ip_allowlist: validate::ip_allowlist(&req.ip_allowlist)?,
                 name: req.name,
                 created_at: now,
+                disabled_at: None,
             };
             let detail = json!({"allowed_origins": tenant.allowed_origins, "ip_allowlist": tenant.ip_allowlist});
             self.audited(ctx, "tenant.create", Some(&target), now, |c| {
@@ -502,6 +513,73 @@ impl Service {
 
     pub fn list_tenants(&self) -> Result<Vec<Tenant>> {
         self.db.read(store::tenants)
+    }
+
+    pub fn get_tenant(&self, name: &str) -> Result<Tenant> {
+        self.db
+            .read(|c| store::tenant(c, name))?
+            .ok_or_else(|| Error::not_found(format!("no tenant {name:?}")))
+    }
+
+    /// Replaces a tenant's allowed origins and/or IP allowlist (validated as at creation).
+    /// Edges see the change as their cached lookup answers expire.
+    pub fn update_tenant(&self, ctx: &Ctx, name: &str, req: TenantUpdate) -> Result<Tenant> {
+        self.admin(ctx, "tenant.update", Some(name), |now| {
+            if req.allowed_origins.is_none() && req.ip_allowlist.is_none() {
+                return Err(Error::invalid_request("give allowed_origins, ip_allowlist or both"));
+            }
+            let origins = req.allowed_origins.as_deref().map(validate::origins).transpose()?;
+            let ips = req.ip_allowlist.as_deref().map(validate::ip_allowlist).transpose()?;
+            let detail = json!({"allowed_origins": origins, "ip_allowlist": ips});
+            self.audited(ctx, "tenant.update", Some(name), now, |c| {
+                if !store::update_tenant(c, name, origins.as_deref(), ips.as_deref())? {
+                    return Err(Error::not_found(format!("no tenant {name:?}")));
+                }
+                let t = store::tenant(c, name)?.ok_or_else(|| Error::not_found(format!("no tenant {name:?}")))?;
+                Ok((t, Some(detail.clone())))
+            })
+        })
+    }
+
+    /// Disables a tenant: its keys are refused (lookups answer `revoked`), its live
+    /// sessions are revoked, and a tenant cut-off in the feed makes the edges refuse
+    /// every access token of the tenant issued until now. Already disabled: unchanged.
+    pub fn disable_tenant(&self, ctx: &Ctx, name: &str) -> Result<Value> {
+        self.admin(ctx, "tenant.disable", Some(name), |now| {
+            self.audited(ctx, "tenant.disable", Some(name), now, |c| {
+                let newly = store::set_tenant_disabled(c, name, Some(now))?;
+                let t = store::tenant(c, name)?.ok_or_else(|| Error::not_found(format!("no tenant {name:?}")))?;
+                let (sessions, rb) = if newly {
+                    let cut_off = self.cut_off(RevocationKind::Tenant, Some(name), Some(name), now);
+                    let rb = cut_off.revoked_before;
+                    (
+                        store::revoke_live_sessions(c, None, Some(name), "tenant_disabled", cut_off, now)?,
+                        rb,
+                    )
+                } else {
+                    (0, None)
+                };
+                let detail = json!({"already_disabled": !newly, "sessions_revoked": sessions, "revoked_before": rb});
+                let mut out = serde_json::to_value(&t)?;
+                if let Some(o) = out.as_object_mut() {
+                    o.insert("sessions_revoked".into(), json!(sessions));
+                    o.insert("revoked_before".into(), json!(rb));
+                }
+                Ok((out, Some(detail)))
+            })
+        })
+    }
+
+    /// Enables a disabled tenant: its keys work again. Sessions and tokens ended by the
+    /// disabling stay ended. Already enabled: unchanged.
+    pub fn enable_tenant(&self, ctx: &Ctx, name: &str) -> Result<Tenant> {
+        self.admin(ctx, "tenant.enable", Some(name), |now| {
+            self.audited(ctx, "tenant.enable", Some(name), now, |c| {
+                let newly = store::set_tenant_disabled(c, name, None)?;
+                let t = store::tenant(c, name)?.ok_or_else(|| Error::not_found(format!("no tenant {name:?}")))?;
+                Ok((t, Some(json!({"already_enabled": !newly}))))
+            })
+        })
     }
 
     // ------------------------------------------------------------------ keys
@@ -721,6 +799,9 @@ impl Service {
             KeyStatus::Valid => {}
             KeyStatus::Revoked => return fail("anonymous", "revoked", unauthenticated()),
             KeyStatus::Expired => return fail("anonymous", "expired", unauthenticated()),
+        }
+        if tenant.disabled_at.is_some() {
+            return fail("anonymous", "tenant_disabled", unauthenticated());
         }
         let actor = format!("api_key:{}", key.key_id);
         if vouched.is_none() && !address_allowed(&key, &tenant, ctx.peer.as_deref()) {

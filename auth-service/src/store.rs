@@ -41,7 +41,7 @@ pub fn instance_id(c: &mut dyn Conn) -> Result<String> {
 
 // ------------------------------------------------------------------- tenants
 
-const TENANT_COLUMNS: &str = "name, allowed_origins, ip_allowlist, created_at";
+const TENANT_COLUMNS: &str = "name, allowed_origins, ip_allowlist, created_at, disabled_at";
 
 fn tenant_from_row(r: &Row, at: usize) -> Result<Tenant> {
     Ok(Tenant {
@@ -49,25 +49,62 @@ fn tenant_from_row(r: &Row, at: usize) -> Result<Tenant> {
         allowed_origins: parse_list(&r.text(at + 1)?)?,
         ip_allowlist: parse_list(&r.text(at + 2)?)?,
         created_at: r.int(at + 3)?,
+        disabled_at: r.opt_int(at + 4)?,
     })
 }
 
 /// Inserts a tenant; `Conflict` if the name exists.
 pub fn insert_tenant(c: &mut dyn Conn, t: &Tenant) -> Result<()> {
     let n = c.execute(
-        "INSERT INTO tenants (name, allowed_origins, ip_allowlist, created_at) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO tenants (name, allowed_origins, ip_allowlist, created_at, disabled_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
         vals![
             &t.name,
             json_list(&t.allowed_origins)?,
             json_list(&t.ip_allowlist)?,
-            t.created_at
+            t.created_at,
+            t.disabled_at
         ],
     )?;
     if n == 0 {
         return Err(Error::conflict(format!("tenant {:?} already exists", t.name)));
     }
     Ok(())
+}
+
+/// Replaces a tenant's lists (those given). False if there is no such tenant.
+pub fn update_tenant(
+    c: &mut dyn Conn,
+    name: &str,
+    allowed_origins: Option<&[String]>,
+    ip_allowlist: Option<&[String]>,
+) -> Result<bool> {
+    let n = c.execute(
+        "UPDATE tenants SET allowed_origins = COALESCE(?2, allowed_origins), \
+         ip_allowlist = COALESCE(?3, ip_allowlist) WHERE name = ?1",
+        vals![
+            name,
+            allowed_origins.map(json_list).transpose()?,
+            ip_allowlist.map(json_list).transpose()?
+        ],
+    )?;
+    Ok(n > 0)
+}
+
+/// Disables (`Some(now)`) or enables (`None`) a tenant. False if it already was so
+/// (or does not exist).
+pub fn set_tenant_disabled(c: &mut dyn Conn, name: &str, disabled_at: Option<i64>) -> Result<bool> {
+    let n = match disabled_at {
+        Some(t) => c.execute(
+            "UPDATE tenants SET disabled_at = ?2 WHERE name = ?1 AND disabled_at IS NULL",
+            vals![name, t],
+        )?,
+        None => c.execute(
+            "UPDATE tenants SET disabled_at = NULL WHERE name = ?1 AND disabled_at IS NOT NULL",
+            vals![name],
+        )?,
+    };
+    Ok(n > 0)
 }
 
 pub fn tenant(c: &mut dyn Conn, name: &str) -> Result<Option<Tenant>> {

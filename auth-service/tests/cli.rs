@@ -116,6 +116,25 @@ fn admin_commands_work_on_the_database() {
         ],
     ));
     assert_eq!(t["name"], "acme");
+    let u = json_out(&run(&db, &["tenant", "update", "acme", "--ip", "198.51.100.0/24"]));
+    assert_eq!(u["ip_allowlist"], json!(["198.51.100.0/24"]));
+    assert_eq!(u["allowed_origins"], json!(["https://app.acme.example"]), "kept");
+    let u = json_out(&run(&db, &["tenant", "update", "acme", "--no-origins", "--any-ip"]));
+    assert_eq!(
+        (u["allowed_origins"].clone(), u["ip_allowlist"].clone()),
+        (json!([]), json!([]))
+    );
+    assert!(
+        !run(&db, &["tenant", "update", "acme"]).status.success(),
+        "nothing to change"
+    );
+    assert!(!run(&db, &["tenant", "update", "acme", "--ip", "10.0.0.1/8"])
+        .status
+        .success());
+    let d = json_out(&run(&db, &["tenant", "disable", "acme"]));
+    assert!(d["disabled_at"].is_i64());
+    let e = json_out(&run(&db, &["tenant", "enable", "acme"]));
+    assert!(e["disabled_at"].is_null());
     let bad = run(&db, &["tenant", "create", "Bad Name"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid_request"));

@@ -35,6 +35,7 @@ fn hold_writer(app: &TestApp) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>)
                     allowed_origins: vec![],
                     ip_allowlist: vec![],
                     created_at: now,
+                    disabled_at: None,
                 };
                 store::insert_tenant(c, &t)?;
                 let event = NewRevocation {

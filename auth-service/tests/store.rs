@@ -18,6 +18,7 @@ fn tenant(name: &str) -> Tenant {
         allowed_origins: vec!["https://a.example".into()],
         ip_allowlist: vec!["10.0.0.0/8".into()],
         created_at: 5,
+        disabled_at: None,
     }
 }
 

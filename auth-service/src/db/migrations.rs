@@ -96,7 +96,7 @@ const SQLITE: &[&str] = &[
     "#,
     // 3: tenant-scoped revocations: a tenant on each event, and the 'tenant' kind (a
     // disabled tenant's cut-off). SQLite cannot change a CHECK constraint: the table
-    // is rebuilt (event ids are kept: they come from feed_head).
+    // is rebuilt (event ids are kept: they come from feed_head). Tenants can be disabled.
     r#"
     CREATE TABLE revocation_events_3 (
         id             INTEGER PRIMARY KEY,
@@ -112,6 +112,7 @@ const SQLITE: &[&str] = &[
     DROP TABLE revocation_events;
     ALTER TABLE revocation_events_3 RENAME TO revocation_events;
     CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
+    ALTER TABLE tenants ADD COLUMN disabled_at INTEGER;  -- NULL: enabled
     "#,
 ];
 
@@ -204,6 +205,7 @@ const POSTGRES: &[&str] = &[
     ALTER TABLE revocation_events DROP CONSTRAINT revocation_events_kind_check;
     ALTER TABLE revocation_events ADD CONSTRAINT revocation_events_kind_check
         CHECK (kind IN ('jti', 'session', 'subject', 'global', 'tenant'));
+    ALTER TABLE tenants ADD COLUMN disabled_at BIGINT;
     "#,
 ];
 

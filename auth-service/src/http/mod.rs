@@ -32,7 +32,7 @@ use crate::error::{Credential, Error, Result};
 use crate::guard::Failure;
 use crate::service::{
     KeyRequest, LogoutRequest, LookupRequest, RefreshRequest, RotateRequest, Service, SessionRequest, SubjectRequest,
-    TenantRequest,
+    TenantRequest, TenantUpdate,
 };
 
 /// The API version stated in every response.
@@ -395,6 +395,37 @@ async fn list_tenants(State(st): State<AppState>, client: Client) -> Result<Resp
     Ok(Json(json!({ "tenants": tenants })).into_response())
 }
 
+async fn get_tenant(State(st): State<AppState>, client: Client, Path(tenant): Path<String>) -> Result<Response> {
+    Ok(Json(as_admin(&st, &client, move |svc, _| svc.get_tenant(&tenant)).await?).into_response())
+}
+
+async fn update_tenant(
+    State(st): State<AppState>,
+    client: Client,
+    Path(tenant): Path<String>,
+    JsonBody(req): JsonBody<TenantUpdate>,
+) -> Result<Response> {
+    Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.update_tenant(ctx, &tenant, req)).await?).into_response())
+}
+
+async fn disable_tenant(
+    State(st): State<AppState>,
+    client: Client,
+    Path(tenant): Path<String>,
+    _: NoBody,
+) -> Result<Response> {
+    Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.disable_tenant(ctx, &tenant)).await?).into_response())
+}
+
+async fn enable_tenant(
+    State(st): State<AppState>,
+    client: Client,
+    Path(tenant): Path<String>,
+    _: NoBody,
+) -> Result<Response> {
+    Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.enable_tenant(ctx, &tenant)).await?).into_response())
+}
+
 async fn create_key(
     State(st): State<AppState>,
     client: Client,
@@ -525,6 +556,9 @@ pub fn router(state: AppState) -> Router {
         .route_layer(token(Credential::Service));
     let admin = Router::new()
         .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/admin/v1/tenants/{tenant}", get(get_tenant).patch(update_tenant))
+        .route("/admin/v1/tenants/{tenant}/disable", post(disable_tenant))
+        .route("/admin/v1/tenants/{tenant}/enable", post(enable_tenant))
         .route("/admin/v1/tenants/{tenant}/keys", post(create_key).get(list_keys))
         .route("/admin/v1/keys/{key_id}/rotate", post(rotate_key))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
