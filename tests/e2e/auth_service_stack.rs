@@ -245,7 +245,7 @@ fn revocations_reach_the_edge_within_the_poll_interval_and_an_outage_fails_close
 }
 
 /// Issue 12, finding 4: tenant A's logout-everywhere logs A's user out at the edge and
-/// leaves tenant B's user with the same `sub` logged in.
+/// leaves tenant B's user with the same `sub` logged in; disabling B then ends B's token.
 #[test]
 fn a_tenants_logout_everywhere_spares_another_tenants_user_with_the_same_sub() {
     let svc = start_service();
@@ -302,4 +302,15 @@ fn a_tenants_logout_everywhere_spares_another_tenants_user_with_the_same_sub() {
     // Every worker has polled several times since (1 s polls, settled over 1.5 s and more).
     assert!(settles(&in_globex, 404), "globex's user-1 is not");
     assert!(envoy.stat("wasmcustom.edge_auth.denied.revoked") >= 1);
+
+    // Disabling globex ends its live access tokens at the edge within a poll (the feed's
+    // tenant cut-off), and its key is refused by the service.
+    let r = svc.admin("/admin/v1/tenants/globex/disable", json!({}));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert!(
+        settles(&in_globex, 401),
+        "a disabled tenant's token is refused at the edge"
+    );
+    let r = post(&envoy, "/v1/sessions", &globex, json!({"subject": "user-1"}));
+    assert_eq!(r.status, 401, "{}", r.summary());
 }
