@@ -212,6 +212,9 @@ pub enum KeyCommand {
         /// A scope (repeatable).
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// A role the key may grant to its sessions (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
         /// Lifetime in seconds; none = no expiry.
         #[arg(long)]
         expires_in_s: Option<i64>,
@@ -486,6 +489,7 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
             tenant,
             subject,
             scopes,
+            roles,
             expires_in_s,
             ips,
         }) => {
@@ -496,6 +500,7 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
                 KeyRequest {
                     subject,
                     scopes,
+                    roles,
                     expires_in_s,
                     ip_allowlist,
                 },

@@ -22,6 +22,8 @@ pub struct ApiKeyRow {
     pub subject: String,
     pub key_hash: String,
     pub scopes: Vec<String>,
+    /// The roles the key may grant to the sessions it creates.
+    pub roles: Vec<String>,
     pub ip_allowlist: Option<Vec<String>>,
     pub created_at: i64,
     pub expires_at: Option<i64>,
@@ -37,6 +39,8 @@ pub struct SessionRow {
     pub tenant: String,
     pub subject: String,
     pub scopes: Vec<String>,
+    /// The roles its access tokens carry (`roles` claim).
+    pub roles: Vec<String>,
     pub key_id: String,
     pub created_at: i64,
     pub expires_at: i64,

@@ -112,6 +112,9 @@ pub struct KeyRequest {
     pub subject: String,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The roles the key may grant to the sessions it creates.
+    #[serde(default)]
+    pub roles: Vec<String>,
     #[serde(default)]
     pub expires_in_s: Option<i64>,
     #[serde(default)]
@@ -149,6 +152,9 @@ pub struct SessionRequest {
     pub subject: String,
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// Roles for the user, among those the key may grant; none when left out.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +185,8 @@ pub struct KeyView {
     pub tenant: String,
     pub subject: String,
     pub scopes: Vec<String>,
+    /// The roles the key may grant.
+    pub roles: Vec<String>,
     /// The key's own allowlist; null = the tenant's.
     pub ip_allowlist: Option<Vec<String>>,
     pub status: KeyStatus,
@@ -198,6 +206,7 @@ impl KeyView {
             tenant: k.tenant.clone(),
             subject: k.subject.clone(),
             scopes: k.scopes.clone(),
+            roles: k.roles.clone(),
             ip_allowlist: k.ip_allowlist.clone(),
             status: keys::key_status(k, now),
             created_at: k.created_at,
@@ -616,6 +625,7 @@ impl Service {
                 subject: req.subject,
                 key_hash: String::new(),
                 scopes: validate::scopes(&req.scopes)?,
+                roles: validate::roles(&req.roles)?,
                 ip_allowlist: req.ip_allowlist.as_deref().map(validate::ip_allowlist).transpose()?,
                 created_at: now,
                 expires_at: with_expiry(req.expires_in_s, now)?,
@@ -625,7 +635,7 @@ impl Service {
                 revoked_at: None,
             };
             let (raw, row) = Service::new_key_row(&template, now)?;
-            let detail = json!({"key_id": row.key_id, "fingerprint": keys::fingerprint(&row.key_hash), "subject": row.subject, "scopes": row.scopes});
+            let detail = json!({"key_id": row.key_id, "fingerprint": keys::fingerprint(&row.key_hash), "subject": row.subject, "scopes": row.scopes, "roles": row.roles});
             self.audited(ctx, "key.create", Some(tenant), now, |c| {
                 if store::tenant(c, tenant)?.is_none() {
                     return Err(Error::not_found(format!("no tenant {tenant:?}")));
@@ -891,16 +901,24 @@ impl Service {
     fn try_create_session(&self, authed: &AuthedKey, req: SessionRequest, now: i64) -> Result<TokenPair> {
         let cfg = self.token_config()?;
         let key = &authed.key;
-        let checked = validate::subject(&req.subject).and_then(|()| match &req.scopes {
-            None => Ok(key.scopes.clone()),
-            Some(s) => validate::scopes(s),
+        let checked = validate::subject(&req.subject).and_then(|()| {
+            let scopes = match &req.scopes {
+                None => key.scopes.clone(),
+                Some(s) => validate::scopes(s)?,
+            };
+            let roles = validate::roles(req.roles.as_deref().unwrap_or_default())?;
+            Ok((scopes, roles))
         });
-        let scopes = match checked {
+        let (scopes, roles) = match checked {
             Ok(s) => s,
             Err(e) => return self.refused(authed, now, e),
         };
         if let Some(extra) = scopes.iter().find(|s| !key.scopes.contains(s)) {
             let e = Error::invalid_scope(format!("scope {extra:?} is not granted to this API key"));
+            return self.refused(authed, now, e);
+        }
+        if let Some(extra) = roles.iter().find(|r| !key.roles.contains(r)) {
+            let e = Error::invalid_scope(format!("role {extra:?} may not be granted with this API key"));
             return self.refused(authed, now, e);
         }
         let signing = self.current_key()?;
@@ -909,6 +927,7 @@ impl Service {
             tenant: key.tenant.clone(),
             subject: req.subject,
             scopes,
+            roles,
             key_id: key.key_id.clone(),
             created_at: now,
             expires_at: now + SESSION_TTL_S,
@@ -916,8 +935,7 @@ impl Service {
         };
         let access = tokens::issue_access_token(&signing, cfg, &session, now)?;
         let refresh = tokens::generate_refresh_token()?;
-        let detail =
-            json!({"subject": session.subject, "scopes": session.scopes, "jti": access.jti, "kid": signing.kid});
+        let detail = json!({"subject": session.subject, "scopes": session.scopes, "roles": session.roles, "jti": access.jti, "kid": signing.kid});
         self.write(|c| {
             store::insert_audit(c, &authed.auth_event(now))?;
             store::insert_session(c, &session, &keys::hash_secret(&refresh))?;

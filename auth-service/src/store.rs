@@ -126,7 +126,7 @@ pub fn tenants(c: &mut dyn Conn) -> Result<Vec<Tenant>> {
 // ------------------------------------------------------------------ API keys
 
 const KEY_COLUMNS: &str = "key_id, tenant, subject, key_hash, scopes, ip_allowlist, created_at, expires_at, \
-                           rotated_at, rotation_deadline, replaced_by, revoked_at";
+                           rotated_at, rotation_deadline, replaced_by, revoked_at, roles";
 
 fn key_from_row(r: &Row) -> Result<ApiKeyRow> {
     Ok(ApiKeyRow {
@@ -142,13 +142,16 @@ fn key_from_row(r: &Row) -> Result<ApiKeyRow> {
         rotation_deadline: r.opt_int(9)?,
         replaced_by: r.opt_text(10)?,
         revoked_at: r.opt_int(11)?,
+        roles: parse_list(&r.text(12)?)?,
     })
 }
 
 pub fn insert_key(c: &mut dyn Conn, k: &ApiKeyRow) -> Result<()> {
     let ip = k.ip_allowlist.as_deref().map(json_list).transpose()?;
     c.execute(
-        &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+        &format!(
+            "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ),
         vals![
             &k.key_id,
             &k.tenant,
@@ -161,7 +164,8 @@ pub fn insert_key(c: &mut dyn Conn, k: &ApiKeyRow) -> Result<()> {
             k.rotated_at,
             k.rotation_deadline,
             &k.replaced_by,
-            k.revoked_at
+            k.revoked_at,
+            json_list(&k.roles)?
         ],
     )?;
     Ok(())
@@ -247,7 +251,7 @@ pub fn revoke_all_keys(c: &mut dyn Conn, tenant: Option<&str>, now: i64) -> Resu
 
 // ------------------------------------------------------------------ sessions
 
-const SESSION_COLUMNS: &str = "sid, tenant, subject, scopes, key_id, created_at, expires_at, revoked_at";
+const SESSION_COLUMNS: &str = "sid, tenant, subject, scopes, key_id, created_at, expires_at, revoked_at, roles";
 
 fn session_from_row(r: &Row, at: usize) -> Result<SessionRow> {
     Ok(SessionRow {
@@ -259,13 +263,14 @@ fn session_from_row(r: &Row, at: usize) -> Result<SessionRow> {
         created_at: r.int(at + 5)?,
         expires_at: r.int(at + 6)?,
         revoked_at: r.opt_int(at + 7)?,
+        roles: parse_list(&r.text(at + 8)?)?,
     })
 }
 
 /// Inserts a session and its first refresh token.
 pub fn insert_session(c: &mut dyn Conn, s: &SessionRow, refresh_hash: &str) -> Result<()> {
     c.execute(
-        &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+        &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
         vals![
             &s.sid,
             &s.tenant,
@@ -274,7 +279,8 @@ pub fn insert_session(c: &mut dyn Conn, s: &SessionRow, refresh_hash: &str) -> R
             &s.key_id,
             s.created_at,
             s.expires_at,
-            s.revoked_at
+            s.revoked_at,
+            json_list(&s.roles)?
         ],
     )?;
     c.execute(

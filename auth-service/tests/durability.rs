@@ -208,6 +208,7 @@ fn sessions(app: &TestApp, subject: &str, n: usize) -> Vec<String> {
                 tenant: "acme".into(),
                 subject: subject.into(),
                 scopes: vec![],
+                roles: vec![],
                 key_id: "key_x".into(),
                 created_at: now,
                 expires_at: now + 3600,

@@ -80,8 +80,9 @@ async fn session_tokens_carry_the_contract_claims(b: Backend) {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["aud", "exp", "iat", "iss", "jti", "scope", "sid", "sub", "tenant"]
+        ["aud", "exp", "iat", "iss", "jti", "roles", "scope", "sid", "sub", "tenant"]
     );
+    assert_eq!(payload["roles"], json!([]), "none asked for, none given");
     assert_eq!(payload["aud"], AUDIENCE);
 
     // Expired after 900 s.
@@ -93,6 +94,98 @@ async fn session_tokens_carry_the_contract_claims(b: Backend) {
         .await;
     let claims = verify(&jwks(&app).await, r.body["access_token"].as_str().unwrap(), T0).unwrap();
     assert_eq!(claims.custom.scope, "orders:read orders:write");
+}
+
+/// Roles: a key grants at most the roles it was given; the session's roles are in every
+/// access token of the session (`roles` claim, refresh included).
+async fn sessions_carry_the_roles_their_key_may_grant(b: Backend) {
+    let app = TestApp::on(b);
+    app.create_tenant("acme").await;
+    let r = app
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants/acme/keys",
+            Some(json!({"subject": "svc", "scopes": ["docs:read"], "roles": ["viewer", "editor", "viewer"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["roles"], json!(["viewer", "editor"]), "deduplicated, order kept");
+    let raw = r.body["api_key"].as_str().unwrap().to_owned();
+    for bad in [json!(["has space"]), json!([""]), json!("viewer"), json!(["a\"b"])] {
+        let r = app
+            .admin(
+                Method::POST,
+                "/admin/v1/tenants/acme/keys",
+                Some(json!({"subject": "svc", "roles": bad})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    let r = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "u", "roles": ["editor"]})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let claims = verify(&jwks(&app).await, r.body["access_token"].as_str().unwrap(), T0).unwrap();
+    assert_eq!(claims.custom.roles, vec!["editor".to_string()]);
+    let refreshed = app
+        .sdk(
+            "/v1/sessions/refresh",
+            &raw,
+            Some(json!({"refresh_token": r.body["refresh_token"]})),
+        )
+        .await;
+    let claims = verify(&jwks(&app).await, refreshed.body["access_token"].as_str().unwrap(), T0).unwrap();
+    assert_eq!(claims.custom.roles, vec!["editor".to_string()], "kept on refresh");
+
+    let before = app.snapshot();
+    for (roles, status) in [
+        (json!(["admin"]), StatusCode::BAD_REQUEST),
+        (json!(["viewer", "admin"]), StatusCode::BAD_REQUEST),
+        (json!(["Viewer"]), StatusCode::BAD_REQUEST),
+        (json!(["view er"]), StatusCode::BAD_REQUEST),
+        (json!("viewer"), StatusCode::BAD_REQUEST),
+    ] {
+        let r = app
+            .sdk("/v1/sessions", &raw, Some(json!({"subject": "u", "roles": roles})))
+            .await;
+        assert_eq!(r.status, status, "{roles}");
+    }
+    let r = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "u", "roles": ["admin"]})))
+        .await;
+    assert_eq!(r.body["error"], "invalid_scope");
+    assert_eq!(app.snapshot(), before, "nothing was created");
+    // a key without grantable roles grants none
+    let (_, plain) = app.create_key("acme", "svc", &[], None).await;
+    let r = app
+        .sdk(
+            "/v1/sessions",
+            &plain,
+            Some(json!({"subject": "u", "roles": ["viewer"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // rotation keeps what the key may grant
+    let listed = app.admin(Method::GET, "/admin/v1/tenants/acme/keys", None).await.body;
+    let with_roles = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["roles"] != json!([]))
+        .unwrap();
+    let key_id = with_roles["key_id"].as_str().unwrap().to_owned();
+    let rotated = app
+        .admin(Method::POST, &format!("/admin/v1/keys/{key_id}/rotate"), None)
+        .await;
+    assert_eq!(rotated.body["roles"], json!(["viewer", "editor"]));
+    let created = app
+        .audit()
+        .await
+        .into_iter()
+        .find(|e| e["action"] == "session.create")
+        .unwrap();
+    assert_eq!(created["detail"]["roles"], json!(["editor"]));
 }
 
 async fn scopes_beyond_the_key_are_refused(b: Backend) {
@@ -663,6 +756,7 @@ backends!(
     refresh_rotates_and_reuse_revokes_the_session,
     refresh_failures,
     logout_with_refresh_token_or_access_token,
+    sessions_carry_the_roles_their_key_may_grant,
     logout_everywhere_revokes_the_subject_in_the_keys_tenant,
     logout_everywhere_leaves_another_tenants_same_subject_alone,
     admin_revocations_and_revoke_all,

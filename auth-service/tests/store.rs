@@ -29,6 +29,7 @@ fn key(id: &str, tenant: &str, hash: &str) -> ApiKeyRow {
         subject: "svc".into(),
         key_hash: hash.into(),
         scopes: vec!["a".into(), "b:c".into()],
+        roles: vec!["viewer".into()],
         ip_allowlist: Some(vec!["192.0.2.7".into()]),
         created_at: 10,
         expires_at: Some(100),

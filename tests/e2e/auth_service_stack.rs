@@ -314,3 +314,75 @@ fn a_tenants_logout_everywhere_spares_another_tenants_user_with_the_same_sub() {
     let r = post(&envoy, "/v1/sessions", &globex, json!({"subject": "user-1"}));
     assert_eq!(r.status, 401, "{}", r.summary());
 }
+
+/// Roles in sessions: the service grants a user the roles its key may grant, puts them in
+/// the access token's `roles` claim, and the filter's role hierarchy (`roles`, provider
+/// `role_claim`) decides role-based rules with them.
+#[test]
+fn session_roles_drive_the_edges_role_based_rules() {
+    let svc = start_service();
+    svc.tenant("acme", &[], &[]);
+    let (key, _) = svc.key(
+        "acme",
+        json!({"subject": "svc-web", "scopes": [], "roles": ["viewer", "editor"]}),
+    );
+    let config = json!({
+        "providers": [{
+            "name": "svc", "issuer": format!("http://127.0.0.1:{}", svc.port), "audiences": ["e2e-app"],
+            "algorithms": ["ES256"], "role_claim": "roles",
+            "remote_jwks": {"cluster": "auth", "path": "/.well-known/jwks.json", "min_refetch_interval_s": 1}
+        }],
+        "roles": {
+            "viewer": {"permissions": ["docs:read"]},
+            "editor": {"includes": ["viewer"], "permissions": ["docs:write"]}
+        },
+        "rules": [
+            {"name": "sdk", "match": {"prefix": "/v1/"}, "public": true},
+            {"name": "read", "match": {"prefix": "/api/docs", "methods": ["GET"]}, "jwt": {"providers": ["svc"]},
+             "scopes": {"any_of": ["docs:read"]}},
+            {"name": "write", "match": {"prefix": "/api/docs", "methods": ["POST"]}, "jwt": {"providers": ["svc"]},
+             "scopes": {"any_of": ["docs:write"]}}
+        ]
+    });
+    let envoy =
+        Envoy::start(EnvoyOptions::new(config, svc.port).cluster("auth", svc.port)).unwrap_or_else(|e| panic!("{e}"));
+    let token_with = |roles: Value| {
+        let r = post(
+            &envoy,
+            "/v1/sessions",
+            &key,
+            json!({"subject": "user-1", "roles": roles}),
+        );
+        assert_eq!(r.status, 201, "{}", r.summary());
+        r.json()["access_token"].as_str().unwrap_or_default().to_owned()
+    };
+    let call = |method: &str, token: &str| {
+        envoy
+            .request(
+                method,
+                "/api/docs",
+                &[("authorization", &format!("Bearer {token}"))],
+                "",
+            )
+            .status
+    };
+    // The service answers 404/405 for /api/docs: the request passed the filter.
+    let passed = |status: u16| status == 404 || status == 405;
+    let viewer = token_with(json!(["viewer"]));
+    let editor = token_with(json!(["editor"]));
+    let nobody = token_with(json!([]));
+    assert!(passed(call("GET", &viewer)), "viewer may read");
+    assert_eq!(call("POST", &viewer), 403, "viewer may not write");
+    assert!(passed(call("GET", &editor)), "editor includes viewer");
+    assert!(passed(call("POST", &editor)), "editor may write");
+    assert_eq!(call("GET", &nobody), 403, "no role, no permission");
+    // a role the key may not grant is refused by the service
+    let r = post(
+        &envoy,
+        "/v1/sessions",
+        &key,
+        json!({"subject": "user-1", "roles": ["admin"]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.summary());
+    assert!(envoy.stat("wasmcustom.edge_auth.denied.insufficient_scope") >= 2);
+}

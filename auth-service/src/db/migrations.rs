@@ -97,6 +97,7 @@ const SQLITE: &[&str] = &[
     // 3: tenant-scoped revocations: a tenant on each event, and the 'tenant' kind (a
     // disabled tenant's cut-off). SQLite cannot change a CHECK constraint: the table
     // is rebuilt (event ids are kept: they come from feed_head). Tenants can be disabled.
+    // Roles: those a key may grant, and those of a session.
     r#"
     CREATE TABLE revocation_events_3 (
         id             INTEGER PRIMARY KEY,
@@ -113,6 +114,8 @@ const SQLITE: &[&str] = &[
     ALTER TABLE revocation_events_3 RENAME TO revocation_events;
     CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
     ALTER TABLE tenants ADD COLUMN disabled_at INTEGER;  -- NULL: enabled
+    ALTER TABLE api_keys ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';  -- JSON array: the roles it may grant
+    ALTER TABLE sessions ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';  -- JSON array: the session's roles
     "#,
 ];
 
@@ -206,6 +209,8 @@ const POSTGRES: &[&str] = &[
     ALTER TABLE revocation_events ADD CONSTRAINT revocation_events_kind_check
         CHECK (kind IN ('jti', 'session', 'subject', 'global', 'tenant'));
     ALTER TABLE tenants ADD COLUMN disabled_at BIGINT;
+    ALTER TABLE api_keys ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE sessions ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';
     "#,
 ];
 
