@@ -30,6 +30,7 @@ pub mod revocation;
 pub mod service;
 pub mod store;
 pub mod tokens;
+pub mod usage;
 pub mod validate;
 
 pub use error::Error;

@@ -31,6 +31,9 @@ pub struct ApiKeyRow {
     pub rotation_deadline: Option<i64>,
     pub replaced_by: Option<String>,
     pub revoked_at: Option<i64>,
+    /// When it was last presented (to the edge's lookups or the SDK endpoints), to
+    /// about a minute; written in batches.
+    pub last_used_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -27,6 +27,7 @@ use crate::model::{
 use crate::revocation::{self, Feed};
 use crate::store;
 use crate::tokens::{self, TokenConfig, ACCESS_TTL_S, RETIRED_KEY_PUBLISHED_S, SESSION_TTL_S};
+use crate::usage::KeyUsage;
 use crate::validate;
 
 /// The longest API-key lifetime accepted at creation (10 years).
@@ -195,6 +196,8 @@ pub struct KeyView {
     pub rotation_deadline: Option<i64>,
     pub replaced_by: Option<String>,
     pub revoked_at: Option<i64>,
+    /// When it was last used, to about a minute (see `usage`); `null`: never (or not yet written).
+    pub last_used_at: Option<i64>,
     /// The first 8 hex of the key's SHA-256.
     pub fingerprint: String,
 }
@@ -214,6 +217,7 @@ impl KeyView {
             rotation_deadline: k.rotation_deadline,
             replaced_by: k.replaced_by.clone(),
             revoked_at: k.revoked_at,
+            last_used_at: k.last_used_at,
             fingerprint: keys::fingerprint(&k.key_hash),
         }
     }
@@ -334,6 +338,8 @@ pub struct Service {
     feed_leeway_s: i64,
     pub guard: AuthGuard,
     pub metrics: Metrics,
+    /// When keys were last used, waiting to be written.
+    pub usage: KeyUsage,
     api_key_lookups: AtomicU64,
     revocation_polls: AtomicU64,
 }
@@ -387,6 +393,7 @@ impl Service {
             feed_leeway_s: options.feed_leeway_s.max(0),
             guard: AuthGuard::new(options.guard),
             metrics: Metrics::new(),
+            usage: KeyUsage::new(),
             api_key_lookups: AtomicU64::new(0),
             revocation_polls: AtomicU64::new(0),
         };
@@ -603,6 +610,7 @@ impl Service {
             rotation_deadline: None,
             replaced_by: None,
             revoked_at: None,
+            last_used_at: None,
             ..template.clone()
         };
         Ok((raw, row))
@@ -633,6 +641,7 @@ impl Service {
                 rotation_deadline: None,
                 replaced_by: None,
                 revoked_at: None,
+                last_used_at: None,
             };
             let (raw, row) = Service::new_key_row(&template, now)?;
             let detail = json!({"key_id": row.key_id, "fingerprint": keys::fingerprint(&row.key_hash), "subject": row.subject, "scopes": row.scopes, "roles": row.roles});
@@ -724,9 +733,12 @@ impl Service {
         let now = self.now();
         let found = self.db.read(|c| store::key_by_hash(c, key_hash));
         self.metrics.lookup_duration.observe(&[], started.elapsed());
-        let answer = found
-            .inspect_err(|_| self.metrics.lookups.inc(&["error"]))
-            .map(|found| keys::lookup_answer(found, now))?;
+        let found = found.inspect_err(|_| self.metrics.lookups.inc(&["error"]))?;
+        let used = found.as_ref().map(|(k, _)| (k.key_id.clone(), k.last_used_at));
+        let answer = keys::lookup_answer(found, now);
+        if let (LookupAnswer::Valid { .. }, Some((key_id, stored))) = (&answer, used) {
+            self.usage.note(&key_id, stored, now);
+        }
         self.metrics.lookups.inc(&[answer.status()]);
         Ok(answer)
     }
@@ -818,6 +830,7 @@ impl Service {
             return fail(&actor, "ip_not_allowed", Error::IpNotAllowed);
         }
         self.metrics.api_key_validations.inc(&["valid"]);
+        self.usage.note(&key.key_id, key.last_used_at, now);
         let ctx = ctx.as_actor(actor);
         Ok(AuthedKey {
             key,
@@ -1259,6 +1272,22 @@ impl Service {
             }
             Err(e) => {
                 self.guard.restore(pending);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes when keys were last used (noted by lookups and SDK requests), in one
+    /// transaction. Kept in memory for the next try if the write fails.
+    pub fn flush_key_usage(&self) -> Result<usize> {
+        let notes = self.usage.take();
+        if notes.is_empty() {
+            return Ok(0);
+        }
+        match self.write(|c| store::record_key_use(c, &notes)) {
+            Ok(()) => Ok(notes.len()),
+            Err(e) => {
+                self.usage.restore(notes);
                 Err(e)
             }
         }

@@ -126,7 +126,7 @@ pub fn tenants(c: &mut dyn Conn) -> Result<Vec<Tenant>> {
 // ------------------------------------------------------------------ API keys
 
 const KEY_COLUMNS: &str = "key_id, tenant, subject, key_hash, scopes, ip_allowlist, created_at, expires_at, \
-                           rotated_at, rotation_deadline, replaced_by, revoked_at, roles";
+                           rotated_at, rotation_deadline, replaced_by, revoked_at, roles, last_used_at";
 
 fn key_from_row(r: &Row) -> Result<ApiKeyRow> {
     Ok(ApiKeyRow {
@@ -143,6 +143,7 @@ fn key_from_row(r: &Row) -> Result<ApiKeyRow> {
         replaced_by: r.opt_text(10)?,
         revoked_at: r.opt_int(11)?,
         roles: parse_list(&r.text(12)?)?,
+        last_used_at: r.opt_int(13)?,
     })
 }
 
@@ -150,7 +151,7 @@ pub fn insert_key(c: &mut dyn Conn, k: &ApiKeyRow) -> Result<()> {
     let ip = k.ip_allowlist.as_deref().map(json_list).transpose()?;
     c.execute(
         &format!(
-            "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
         ),
         vals![
             &k.key_id,
@@ -165,7 +166,8 @@ pub fn insert_key(c: &mut dyn Conn, k: &ApiKeyRow) -> Result<()> {
             k.rotation_deadline,
             &k.replaced_by,
             k.revoked_at,
-            json_list(&k.roles)?
+            json_list(&k.roles)?,
+            k.last_used_at
         ],
     )?;
     Ok(())
@@ -247,6 +249,18 @@ pub fn revoke_all_keys(c: &mut dyn Conn, tenant: Option<&str>, now: i64) -> Resu
             vals![now],
         ),
     }
+}
+
+/// Records when keys were last used: each `(key_id, at)` moves `last_used_at` forward,
+/// never back (several replicas write their own batches).
+pub fn record_key_use(c: &mut dyn Conn, uses: &[(String, i64)]) -> Result<()> {
+    for (key_id, at) in uses {
+        c.execute(
+            "UPDATE api_keys SET last_used_at = ?2 WHERE key_id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+            vals![key_id, *at],
+        )?;
+    }
+    Ok(())
 }
 
 // ------------------------------------------------------------------ sessions

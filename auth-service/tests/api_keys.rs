@@ -7,6 +7,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::*;
 use edge_auth_service::keys::{hash_secret, is_api_key, is_key_id};
+use edge_auth_service::store;
 use serde_json::json;
 
 async fn created_key_is_shown_once_and_listing_has_no_secret(b: Backend) {
@@ -322,7 +323,54 @@ async fn revoke_all_keys_per_tenant_and_globally(b: Backend) {
         .any(|e| e["outcome"] == "success" && e["target"] == "acme" && e["detail"]["keys_revoked"] == 1));
 }
 
+/// Keys record when they were last used: lookups and SDK requests only note it in
+/// memory; a batch writes it (coarsely: once a minute per key at most), never backwards.
+async fn keys_record_when_they_were_last_used(b: Backend) {
+    let (app, key_id, raw) = app_with_key_on(b).await;
+    let last_used = || {
+        let app = &app;
+        async move {
+            app.admin(Method::GET, "/admin/v1/tenants/acme/keys", None).await.body["keys"][0]["last_used_at"].clone()
+        }
+    };
+    let flush = || sync(|| app.svc.flush_key_usage()).unwrap();
+    assert_eq!(last_used().await, serde_json::Value::Null);
+    assert_eq!(app.lookup_raw(&raw).await["status"], "valid");
+    assert_eq!(last_used().await, serde_json::Value::Null, "the lookup wrote nothing");
+    assert_eq!(flush(), 1);
+    assert_eq!(last_used().await, T0);
+    app.clock.advance(30);
+    app.lookup_raw(&raw).await;
+    assert_eq!(flush(), 0, "used within the last minute: not noted again");
+    app.clock.advance(31);
+    app.lookup_raw(&raw).await;
+    assert_eq!(flush(), 1);
+    assert_eq!(last_used().await, T0 + 61);
+    // the SDK endpoints count too
+    app.clock.advance(200);
+    let r = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    flush();
+    assert_eq!(last_used().await, T0 + 261);
+    // another replica's older note does not move it back
+    sync(|| {
+        app.svc
+            .db()
+            .write(|c| store::record_key_use(c, &[(key_id.clone(), T0 + 5)]))
+    })
+    .unwrap();
+    assert_eq!(last_used().await, T0 + 261);
+    // unknown and revoked keys note nothing
+    app.admin(Method::POST, &format!("/admin/v1/keys/{key_id}/revoke"), None)
+        .await;
+    app.clock.advance(100);
+    app.lookup_raw(&raw).await;
+    app.lookup_raw(&format!("sk_{}", "0".repeat(64))).await;
+    assert_eq!(flush(), 0);
+}
+
 backends!(
+    keys_record_when_they_were_last_used,
     revoke_all_keys_per_tenant_and_globally,
     created_key_is_shown_once_and_listing_has_no_secret,
     lookup_valid_key,

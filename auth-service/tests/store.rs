@@ -37,6 +37,7 @@ fn key(id: &str, tenant: &str, hash: &str) -> ApiKeyRow {
         rotation_deadline: None,
         replaced_by: None,
         revoked_at: None,
+        last_used_at: None,
     }
 }
 

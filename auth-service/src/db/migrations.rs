@@ -97,7 +97,7 @@ const SQLITE: &[&str] = &[
     // 3: tenant-scoped revocations: a tenant on each event, and the 'tenant' kind (a
     // disabled tenant's cut-off). SQLite cannot change a CHECK constraint: the table
     // is rebuilt (event ids are kept: they come from feed_head). Tenants can be disabled.
-    // Roles: those a key may grant, and those of a session.
+    // Roles: those a key may grant, and those of a session. When a key was last used.
     r#"
     CREATE TABLE revocation_events_3 (
         id             INTEGER PRIMARY KEY,
@@ -116,6 +116,7 @@ const SQLITE: &[&str] = &[
     ALTER TABLE tenants ADD COLUMN disabled_at INTEGER;  -- NULL: enabled
     ALTER TABLE api_keys ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';  -- JSON array: the roles it may grant
     ALTER TABLE sessions ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';  -- JSON array: the session's roles
+    ALTER TABLE api_keys ADD COLUMN last_used_at INTEGER;  -- coarse: written in batches
     "#,
 ];
 
@@ -211,6 +212,7 @@ const POSTGRES: &[&str] = &[
     ALTER TABLE tenants ADD COLUMN disabled_at BIGINT;
     ALTER TABLE api_keys ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE sessions ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE api_keys ADD COLUMN last_used_at BIGINT;
     "#,
 ];
 
