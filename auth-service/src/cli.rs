@@ -26,8 +26,10 @@ use crate::guard::GuardConfig;
 use crate::http::{self, AppState, HttpConfig, Secret, MIN_TOKEN_LEN};
 use crate::logging;
 use crate::service::{
-    KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest, TenantUpdate, DEFAULT_GRACE_S,
+    AuditQuery, KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest, TenantUpdate,
+    DEFAULT_GRACE_S,
 };
+use crate::store::AuditFilter;
 use crate::tokens::TokenConfig;
 
 /// The environment variable holding the admin token.
@@ -156,10 +158,31 @@ pub enum Command {
     /// Access-token signing keys.
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
-    /// Show recent audit events, newest first.
+    /// Show audit events: newest first (--before to page back), or oldest first after a
+    /// cursor (--after, to follow the log); filtered by time, tenant, action, outcome, actor.
     Audit {
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// A `next` cursor of a previous newest-first page.
+        #[arg(long, conflicts_with = "after")]
+        before: Option<String>,
+        /// Events after this cursor, oldest first.
+        #[arg(long)]
+        after: Option<String>,
+        /// Events at or after this Unix time.
+        #[arg(long)]
+        since: Option<i64>,
+        /// Events before this Unix time.
+        #[arg(long)]
+        until: Option<i64>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
     },
     /// Apply the schema migrations and exit (replicas also migrate when they start).
     Migrate,
@@ -518,7 +541,32 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
         }
         Command::RevokeAll => print(&svc.revoke_all(&ctx)?),
         Command::SigningKey(SigningKeyCommand::Rotate) => print(&svc.rotate_signing_key(&ctx)?),
-        Command::Audit { limit } => print(&json!({ "events": svc.audit_events(limit)? })),
+        Command::Audit {
+            limit,
+            before,
+            after,
+            since,
+            until,
+            tenant,
+            action,
+            outcome,
+            actor,
+        } => {
+            let q = AuditQuery {
+                limit,
+                before,
+                after,
+                filter: AuditFilter {
+                    since,
+                    until,
+                    tenant,
+                    action,
+                    outcome,
+                    actor,
+                },
+            };
+            print(&svc.audit_page(&q)?)
+        }
     }
 }
 

@@ -129,6 +129,7 @@ impl Pending {
             .map(|((action, actor, route, client), t)| NewAudit {
                 ts: t.first,
                 actor: actor.clone(),
+                tenant: None,
                 action: (*action).to_owned(),
                 target: Some(route.clone()),
                 outcome: FAILURE.to_owned(),

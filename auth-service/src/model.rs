@@ -126,6 +126,8 @@ pub struct RevocationEvent {
 pub struct NewAudit {
     pub ts: i64,
     pub actor: String,
+    /// The tenant the event concerns, if one.
+    pub tenant: Option<String>,
     pub action: String,
     pub target: Option<String>,
     pub outcome: String,
@@ -139,12 +141,17 @@ pub struct AuditEvent {
     pub id: i64,
     pub ts: i64,
     pub actor: String,
+    pub tenant: Option<String>,
     pub action: String,
     pub target: Option<String>,
     pub outcome: String,
     pub peer: Option<String>,
     pub forwarded_for: Option<String>,
     pub detail: Option<serde_json::Value>,
+    /// Its place in the audit's order (with `id`): the writing transaction on
+    /// PostgreSQL, 0 on SQLite. Not shown: cursors carry it.
+    #[serde(skip)]
+    pub tx: i64,
 }
 
 /// What revoking a session found.

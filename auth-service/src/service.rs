@@ -25,7 +25,7 @@ use crate::model::{
     ApiKeyRow, AuditEvent, NewAudit, NewRevocation, RevocationKind, RevokeOutcome, SessionRow, SigningKeyRow, Tenant,
 };
 use crate::revocation::{self, Feed};
-use crate::store;
+use crate::store::{self, AuditFilter, AuditPage};
 use crate::tokens::{self, TokenConfig, ACCESS_TTL_S, RETIRED_KEY_PUBLISHED_S, SESSION_TTL_S};
 use crate::usage::KeyUsage;
 use crate::validate;
@@ -265,6 +265,44 @@ impl AuthedKey {
     }
 }
 
+/// What to list from the audit log ([`Service::audit_page`]).
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// 1 to 1000 (clamped).
+    pub limit: u32,
+    /// A `next` cursor of a newest-first page: continue with older events.
+    pub before: Option<String>,
+    /// A cursor to follow the log from: events after it, oldest first.
+    pub after: Option<String>,
+    pub filter: AuditFilter,
+}
+
+/// A page of the audit log, and the cursor to continue with (`null`: a newest-first
+/// listing has no more).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditPageOut {
+    pub events: Vec<AuditEvent>,
+    pub next: Option<String>,
+}
+
+/// An audit cursor: `a.<tx>.<id>`, a position in the audit's order.
+fn audit_cursor(tx: i64, id: i64) -> String {
+    format!("a.{tx}.{id}")
+}
+
+fn parse_audit_cursor(s: &str) -> Result<(i64, i64)> {
+    let bad = || Error::invalid_request("invalid audit cursor: use a `next` value from a previous page");
+    let rest = s.strip_prefix("a.").ok_or_else(bad)?;
+    let (tx, id) = rest.split_once('.').ok_or_else(bad)?;
+    let num = |v: &str| -> Result<i64> {
+        if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        v.parse().map_err(|_| bad())
+    };
+    Ok((num(tx)?, num(id)?))
+}
+
 /// Whether `peer` may use `key`: its own allowlist, or its tenant's when it has none;
 /// an empty list admits any address, an unknown or unparsable peer none.
 fn address_allowed(key: &ApiKeyRow, tenant: &Tenant, peer: Option<&str>) -> bool {
@@ -413,9 +451,13 @@ impl Service {
     }
 
     /// A write transaction, counted in `auth_db_writes_in_flight`.
-    fn write<T>(&self, f: impl FnMut(&mut dyn Conn) -> Result<T>) -> Result<T> {
+    fn write<T>(&self, mut f: impl FnMut(&mut dyn Conn) -> Result<T>) -> Result<T> {
         self.metrics.db_writes_in_flight.add(1);
-        let out = self.db.write(f);
+        // Every write may add audit events: say so first (see `store::audit_horizon`).
+        let out = self.db.write(|c| {
+            store::lock_for_audit(c)?;
+            f(c)
+        });
         self.metrics.db_writes_in_flight.add(-1);
         if out.is_err() {
             self.metrics.db_write_errors.inc(&[]);
@@ -508,6 +550,7 @@ impl Service {
     // --------------------------------------------------------------- tenants
 
     pub fn create_tenant(&self, ctx: &Ctx, req: TenantRequest) -> Result<Tenant> {
+        let ctx = &ctx.for_tenant(Some(&req.name));
         let target: String = req.name.chars().take(64).collect();
         self.admin(ctx, "tenant.create", Some(&target), |now| {
             validate::tenant_name(&req.name)?;
@@ -527,6 +570,15 @@ impl Service {
         })
     }
 
+    /// A key's tenant (it never changes), for an admin action's audit record.
+    fn tenant_of_key(&self, key_id: &str) -> Option<String> {
+        self.db
+            .read(|c| store::key_by_id(c, key_id))
+            .ok()
+            .flatten()
+            .map(|k| k.tenant)
+    }
+
     pub fn list_tenants(&self) -> Result<Vec<Tenant>> {
         self.db.read(store::tenants)
     }
@@ -540,6 +592,7 @@ impl Service {
     /// Replaces a tenant's allowed origins and/or IP allowlist (validated as at creation).
     /// Edges see the change as their cached lookup answers expire.
     pub fn update_tenant(&self, ctx: &Ctx, name: &str, req: TenantUpdate) -> Result<Tenant> {
+        let ctx = &ctx.for_tenant(Some(name));
         self.admin(ctx, "tenant.update", Some(name), |now| {
             if req.allowed_origins.is_none() && req.ip_allowlist.is_none() {
                 return Err(Error::invalid_request("give allowed_origins, ip_allowlist or both"));
@@ -561,6 +614,7 @@ impl Service {
     /// sessions are revoked, and a tenant cut-off in the feed makes the edges refuse
     /// every access token of the tenant issued until now. Already disabled: unchanged.
     pub fn disable_tenant(&self, ctx: &Ctx, name: &str) -> Result<Value> {
+        let ctx = &ctx.for_tenant(Some(name));
         self.admin(ctx, "tenant.disable", Some(name), |now| {
             self.audited(ctx, "tenant.disable", Some(name), now, |c| {
                 let newly = store::set_tenant_disabled(c, name, Some(now))?;
@@ -589,6 +643,7 @@ impl Service {
     /// Enables a disabled tenant: its keys work again. Sessions and tokens ended by the
     /// disabling stay ended. Already enabled: unchanged.
     pub fn enable_tenant(&self, ctx: &Ctx, name: &str) -> Result<Tenant> {
+        let ctx = &ctx.for_tenant(Some(name));
         self.admin(ctx, "tenant.enable", Some(name), |now| {
             self.audited(ctx, "tenant.enable", Some(name), now, |c| {
                 let newly = store::set_tenant_disabled(c, name, None)?;
@@ -625,6 +680,7 @@ impl Service {
     }
 
     pub fn create_key(&self, ctx: &Ctx, tenant: &str, req: KeyRequest) -> Result<CreatedKey> {
+        let ctx = &ctx.for_tenant(Some(tenant));
         self.admin(ctx, "key.create", Some(tenant), |now| {
             validate::subject(&req.subject)?;
             let template = ApiKeyRow {
@@ -668,6 +724,7 @@ impl Service {
     }
 
     pub fn rotate_key(&self, ctx: &Ctx, key_id: &str, req: RotateRequest) -> Result<CreatedKey> {
+        let ctx = &ctx.for_tenant(self.tenant_of_key(key_id).as_deref());
         self.admin(ctx, "key.rotate", Some(key_id), |now| {
             if !(0..=MAX_GRACE_S).contains(&req.grace_s) {
                 return Err(Error::invalid_request(format!("grace_s must be between 0 and {MAX_GRACE_S}")));
@@ -691,6 +748,7 @@ impl Service {
     }
 
     pub fn revoke_key(&self, ctx: &Ctx, key_id: &str) -> Result<KeyView> {
+        let ctx = &ctx.for_tenant(self.tenant_of_key(key_id).as_deref());
         self.admin(ctx, "key.revoke", Some(key_id), |now| {
             let row = self.audited(ctx, "key.revoke", Some(key_id), now, |c| {
                 if store::key_by_id(c, key_id)?.is_none() {
@@ -707,6 +765,7 @@ impl Service {
     /// Emergency: revokes every API key, of `tenant` or of every tenant. Their lookups
     /// answer `revoked` at once; edges drop cached answers within their cache time.
     pub fn revoke_all_keys(&self, ctx: &Ctx, tenant: Option<&str>) -> Result<Value> {
+        let ctx = &ctx.for_tenant(tenant);
         self.admin(ctx, "key.revoke_all", tenant, |now| {
             self.audited(ctx, "key.revoke_all", tenant, now, |c| {
                 if let Some(t) = tenant {
@@ -831,7 +890,7 @@ impl Service {
         }
         self.metrics.api_key_validations.inc(&["valid"]);
         self.usage.note(&key.key_id, key.last_used_at, now);
-        let ctx = ctx.as_actor(actor);
+        let ctx = ctx.as_actor(actor).for_tenant(Some(&key.tenant));
         Ok(AuthedKey {
             key,
             ctx,
@@ -1159,6 +1218,14 @@ impl Service {
     // -------------------------------------------------------- admin revokes
 
     pub fn admin_revoke_session(&self, ctx: &Ctx, sid: &str) -> Result<Value> {
+        // A session's tenant never changes: read before the action's transaction.
+        let tenant = self
+            .db
+            .read(|c| store::session(c, sid))
+            .ok()
+            .flatten()
+            .map(|s| s.tenant);
+        let ctx = &ctx.for_tenant(tenant.as_deref());
         self.admin(ctx, "session.revoke", Some(sid), |now| {
             self.audited(ctx, "session.revoke", Some(sid), now, |c| {
                 let session = store::session(c, sid)?.ok_or_else(|| Error::not_found(format!("no session {sid}")))?;
@@ -1176,6 +1243,7 @@ impl Service {
     /// Revokes every session and token of `subject`: in `tenant` only, or, without one,
     /// in every tenant (an operator-wide cut-off: the feed entry has no tenant).
     pub fn admin_revoke_subject(&self, ctx: &Ctx, subject: &str, tenant: Option<&str>) -> Result<Value> {
+        let ctx = &ctx.for_tenant(tenant);
         self.admin(ctx, "subject.revoke", Some(subject), |now| {
             validate::subject(subject)?;
             self.audited(ctx, "subject.revoke", Some(subject), now, |c| {
@@ -1248,8 +1316,38 @@ impl Service {
 
     /// The newest audit events (failed authentications counted so far included).
     pub fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>> {
+        Ok(self
+            .audit_page(&AuditQuery {
+                limit,
+                ..AuditQuery::default()
+            })?
+            .events)
+    }
+
+    /// A page of the audit log (failed authentications counted so far included): newest
+    /// first, before a cursor; or oldest first, after one (to follow the log without
+    /// missing an event, even one committed late on another replica). See `store::audit_page`.
+    pub fn audit_page(&self, q: &AuditQuery) -> Result<AuditPageOut> {
+        let page = match (q.before.as_deref(), q.after.as_deref()) {
+            (Some(_), Some(_)) => return Err(Error::invalid_request("give before or after, not both")),
+            (Some(c), None) => AuditPage::Before(Some(parse_audit_cursor(c)?)),
+            (None, Some(c)) => AuditPage::After(parse_audit_cursor(c)?),
+            (None, None) => AuditPage::Before(None),
+        };
+        let limit = q.limit.clamp(1, 1000);
         self.flush_auth_failures()?;
-        self.db.read(|c| store::audit_events(c, limit.clamp(1, 1000)))
+        // Two statements, each on the latest committed state: the horizon first, then
+        // the page (whatever commits in between is below the horizon only if final).
+        let events = self.db.read(|c| {
+            let horizon = store::audit_horizon(c)?;
+            store::audit_page(c, &q.filter, page, limit, horizon)
+        })?;
+        let last = events.last().map(|e| audit_cursor(e.tx, e.id));
+        let next = match page {
+            AuditPage::Before(_) => last.filter(|_| events.len() == limit as usize),
+            AuditPage::After(_) => last.or_else(|| q.after.clone()),
+        };
+        Ok(AuditPageOut { events, next })
     }
 
     /// Writes the failed authentications counted so far, one row per (action, actor,

@@ -2,7 +2,7 @@
 //! Each function runs on the connection or transaction it is given; the caller
 //! decides what goes into one transaction.
 
-use crate::db::{Conn, Lock, Row};
+use crate::db::{Conn, Dialect, Lock, Row, Val};
 use crate::error::{Error, Result};
 use crate::model::{
     ApiKeyRow, AuditEvent, NewAudit, NewRevocation, RefreshRow, RevocationEvent, RevocationKind, RevokeOutcome,
@@ -580,8 +580,8 @@ pub fn install_signing_key(c: &mut dyn Conn, new: &SigningKeyRow, retire_current
 pub fn insert_audit(c: &mut dyn Conn, e: &NewAudit) -> Result<()> {
     let detail = e.detail.as_ref().map(serde_json::to_string).transpose()?;
     c.execute(
-        "INSERT INTO audit_events (ts, actor, action, target, outcome, peer, forwarded_for, detail) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO audit_events (ts, actor, action, target, outcome, peer, forwarded_for, detail, tenant) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         vals![
             e.ts,
             &e.actor,
@@ -590,34 +590,162 @@ pub fn insert_audit(c: &mut dyn Conn, e: &NewAudit) -> Result<()> {
             &e.outcome,
             &e.peer,
             &e.forwarded_for,
-            detail
+            detail,
+            &e.tenant
         ],
     )?;
     Ok(())
 }
 
+/// Declares, first thing in a write transaction, that it may write audit events. On
+/// PostgreSQL it takes `ROW EXCLUSIVE` on `audit_events` (writers do not conflict with
+/// one another) before the transaction has an id, so that [`audit_horizon`] sees every
+/// transaction that may still add audit rows. Every transaction that writes audit rows
+/// calls it (the service's writes all do). SQLite has one writer: nothing to do.
+pub fn lock_for_audit(c: &mut dyn Conn) -> Result<()> {
+    match c.dialect() {
+        Dialect::Sqlite => Ok(()),
+        Dialect::Postgres => c.batch("LOCK TABLE audit_events IN ROW EXCLUSIVE MODE"),
+    }
+}
+
+/// The transaction id below which the audit log is final, read before the page (in a
+/// statement of its own): no transaction with a lower id can still add a row. `None` on
+/// SQLite (one writer: every committed row is final, ids in commit order).
+///
+/// On PostgreSQL ids are handed out before commit, so a writer that took a lower id may
+/// commit after a later one. The horizon is the lowest id among the transactions that
+/// hold [`lock_for_audit`]'s lock now, and at most the next id to be handed out (a
+/// transaction that has none yet will get a higher one). Other transactions on the
+/// server (another schema, another database) do not hold it back.
+pub fn audit_horizon(c: &mut dyn Conn) -> Result<Option<i64>> {
+    if c.dialect() == Dialect::Sqlite {
+        return Ok(None);
+    }
+    // Row 0: the next transaction id (64 bits); then the 32-bit ids of the holders.
+    let rows = c.query(
+        "SELECT 0, txid_snapshot_xmax(txid_current_snapshot()) \
+         UNION ALL \
+         SELECT 1, t.transactionid::text::bigint FROM pg_locks r JOIN pg_locks t \
+           ON t.virtualtransaction = r.virtualtransaction AND t.locktype = 'transactionid' \
+           AND t.mode = 'ExclusiveLock' AND t.granted \
+         WHERE r.locktype = 'relation' AND r.relation = 'audit_events'::regclass \
+           AND r.mode = 'RowExclusiveLock' AND r.granted",
+        &[],
+    )?;
+    let mut next = None;
+    let mut holders = Vec::new();
+    for r in &rows {
+        match r.int(0)? {
+            0 => next = Some(r.int(1)?),
+            _ => holders.push(r.int(1)?),
+        }
+    }
+    let next = next.ok_or_else(|| Error::internal("no transaction horizon"))?;
+    Ok(Some(
+        holders.into_iter().map(|x| widen_xid(x, next)).fold(next, i64::min),
+    ))
+}
+
+/// The 64-bit transaction id whose low 32 bits are `x32`, just below `next` (ids in use
+/// are within 2^31 of the next one).
+fn widen_xid(x32: i64, next: i64) -> i64 {
+    let candidate = (next & !0xffff_ffff) | (x32 & 0xffff_ffff);
+    if candidate > next {
+        candidate - (1 << 32)
+    } else {
+        candidate
+    }
+}
+
+/// Which audit events to list (all conditions together).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// `ts >= since`.
+    pub since: Option<i64>,
+    /// `ts < until`.
+    pub until: Option<i64>,
+    pub tenant: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub actor: Option<String>,
+}
+
+/// The direction of a page, from a position `(tx, id)` in the audit's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditPage {
+    /// Newest first, before the position (from the newest without one).
+    Before(Option<(i64, i64)>),
+    /// Oldest first, after the position: for following the log.
+    After((i64, i64)),
+}
+
+/// A page of at most `limit` audit events matching `filter`, in the audit's order
+/// `(tx, id)`, among the rows below `horizon` ([`audit_horizon`], read in an earlier
+/// statement): a row committed after a page was read always sorts after every row that
+/// page could have shown, so following `After` cursors never skips one.
+pub fn audit_page(
+    c: &mut dyn Conn,
+    filter: &AuditFilter,
+    page: AuditPage,
+    limit: u32,
+    horizon: Option<i64>,
+) -> Result<Vec<AuditEvent>> {
+    let mut sql = "SELECT id, ts, actor, action, target, outcome, peer, forwarded_for, detail, tenant, tx \
+                   FROM audit_events WHERE 1 = 1"
+        .to_owned();
+    let mut params: Vec<Val> = Vec::new();
+    let f = filter;
+    for (cond, v) in [
+        ("tx <", horizon.map(Val::Int)),
+        ("ts >=", f.since.map(Val::Int)),
+        ("ts <", f.until.map(Val::Int)),
+        ("tenant =", f.tenant.clone().map(Val::Text)),
+        ("action =", f.action.clone().map(Val::Text)),
+        ("outcome =", f.outcome.clone().map(Val::Text)),
+        ("actor =", f.actor.clone().map(Val::Text)),
+    ] {
+        if let Some(v) = v {
+            params.push(v);
+            sql.push_str(&format!(" AND {cond} ?{}", params.len()));
+        }
+    }
+    let (position, comparison, order) = match page {
+        AuditPage::Before(p) => (p, "<", "DESC"),
+        AuditPage::After(p) => (Some(p), ">", "ASC"),
+    };
+    if let Some((tx, id)) = position {
+        params.push(Val::Int(tx));
+        params.push(Val::Int(id));
+        let n = params.len();
+        sql.push_str(&format!(" AND (tx, id) {comparison} (?{}, ?{n})", n - 1));
+    }
+    params.push(Val::Int(i64::from(limit)));
+    sql.push_str(&format!(" ORDER BY tx {order}, id {order} LIMIT ?{}", params.len()));
+    c.query(&sql, &params)?
+        .iter()
+        .map(|r| {
+            Ok(AuditEvent {
+                id: r.int(0)?,
+                ts: r.int(1)?,
+                actor: r.text(2)?,
+                action: r.text(3)?,
+                target: r.opt_text(4)?,
+                outcome: r.text(5)?,
+                peer: r.opt_text(6)?,
+                forwarded_for: r.opt_text(7)?,
+                detail: r.opt_text(8)?.and_then(|d| serde_json::from_str(&d).ok()),
+                tenant: r.opt_text(9)?,
+                tx: r.int(10)?,
+            })
+        })
+        .collect()
+}
+
 /// The most recent `limit` audit events, newest first.
 pub fn audit_events(c: &mut dyn Conn, limit: u32) -> Result<Vec<AuditEvent>> {
-    c.query(
-        "SELECT id, ts, actor, action, target, outcome, peer, forwarded_for, detail FROM audit_events \
-         ORDER BY id DESC LIMIT ?1",
-        vals![i64::from(limit)],
-    )?
-    .iter()
-    .map(|r| {
-        Ok(AuditEvent {
-            id: r.int(0)?,
-            ts: r.int(1)?,
-            actor: r.text(2)?,
-            action: r.text(3)?,
-            target: r.opt_text(4)?,
-            outcome: r.text(5)?,
-            peer: r.opt_text(6)?,
-            forwarded_for: r.opt_text(7)?,
-            detail: r.opt_text(8)?.and_then(|d| serde_json::from_str(&d).ok()),
-        })
-    })
-    .collect()
+    let horizon = audit_horizon(c)?;
+    audit_page(c, &AuditFilter::default(), AuditPage::Before(None), limit, horizon)
 }
 
 /// Deletes at most `batch` audit events older than `before` (by `ts`), or beyond the
@@ -664,4 +792,19 @@ fn prefixed(columns: &str, alias: &str) -> String {
         .map(|c| format!("{alias}.{}", c.trim()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::widen_xid;
+
+    #[test]
+    fn a_32_bit_transaction_id_is_read_in_the_epoch_of_the_next_one() {
+        let e = 7_i64 << 32;
+        assert_eq!(widen_xid(100, e + 200), e + 100);
+        assert_eq!(widen_xid(200, e + 200), e + 200);
+        // just before a wrap: the holder is in the previous epoch
+        assert_eq!(widen_xid(0xffff_fff0, e + 5), e - 16);
+        assert_eq!(widen_xid(0, 1000), 0);
+    }
 }

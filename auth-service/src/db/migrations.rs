@@ -98,6 +98,7 @@ const SQLITE: &[&str] = &[
     // disabled tenant's cut-off). SQLite cannot change a CHECK constraint: the table
     // is rebuilt (event ids are kept: they come from feed_head). Tenants can be disabled.
     // Roles: those a key may grant, and those of a session. When a key was last used.
+    // The audit's tenant, and an order that paging can rely on.
     r#"
     CREATE TABLE revocation_events_3 (
         id             INTEGER PRIMARY KEY,
@@ -117,6 +118,12 @@ const SQLITE: &[&str] = &[
     ALTER TABLE api_keys ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';  -- JSON array: the roles it may grant
     ALTER TABLE sessions ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';  -- JSON array: the session's roles
     ALTER TABLE api_keys ADD COLUMN last_used_at INTEGER;  -- coarse: written in batches
+    ALTER TABLE audit_events ADD COLUMN tenant TEXT;
+    -- The audit's order: (tx, id). SQLite has one writer, so ids are in commit order: tx 0.
+    ALTER TABLE audit_events ADD COLUMN tx INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX audit_events_order ON audit_events(tx, id);
+    CREATE INDEX audit_events_tenant ON audit_events(tenant, tx, id);
+    CREATE INDEX audit_events_action ON audit_events(action, tx, id);
     "#,
 ];
 
@@ -213,6 +220,13 @@ const POSTGRES: &[&str] = &[
     ALTER TABLE api_keys ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE sessions ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE api_keys ADD COLUMN last_used_at BIGINT;
+    ALTER TABLE audit_events ADD COLUMN tenant TEXT;
+    -- The writing transaction's id: ids are not in commit order across transactions;
+    -- store::audit_horizon says up to which transaction the log is final.
+    ALTER TABLE audit_events ADD COLUMN tx BIGINT NOT NULL DEFAULT txid_current();
+    CREATE INDEX audit_events_order ON audit_events(tx, id);
+    CREATE INDEX audit_events_tenant ON audit_events(tenant, tx, id);
+    CREATE INDEX audit_events_action ON audit_events(action, tx, id);
     "#,
 ];
 

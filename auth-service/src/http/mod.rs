@@ -31,9 +31,10 @@ use crate::edge_context::EdgeContextConfig;
 use crate::error::{Credential, Error, Result};
 use crate::guard::Failure;
 use crate::service::{
-    KeyRequest, LogoutRequest, LookupRequest, RefreshRequest, RotateRequest, Service, SessionRequest, SubjectRequest,
-    TenantRequest, TenantUpdate,
+    AuditQuery, KeyRequest, LogoutRequest, LookupRequest, RefreshRequest, RotateRequest, Service, SessionRequest,
+    SubjectRequest, TenantRequest, TenantUpdate,
 };
+use crate::store::AuditFilter;
 
 /// The API version stated in every response.
 pub const API_VERSION_HEADER: &str = "edge-auth-api-version";
@@ -522,18 +523,39 @@ async fn rotate_signing_key(State(st): State<AppState>, client: Client, _: NoBod
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AuditQuery {
+struct AuditParams {
     limit: Option<u32>,
+    before: Option<String>,
+    after: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    tenant: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+    actor: Option<String>,
 }
 
 async fn audit_events(
     State(st): State<AppState>,
     client: Client,
-    q: std::result::Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    q: std::result::Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response> {
-    let limit = query(q)?.limit.unwrap_or(100).clamp(1, 1000);
-    let events = as_admin(&st, &client, move |svc, _| svc.audit_events(limit)).await?;
-    Ok(Json(json!({ "events": events })).into_response())
+    let p = query(q)?;
+    let q = AuditQuery {
+        limit: p.limit.unwrap_or(100),
+        before: p.before,
+        after: p.after,
+        filter: AuditFilter {
+            since: p.since,
+            until: p.until,
+            tenant: p.tenant,
+            action: p.action,
+            outcome: p.outcome,
+            actor: p.actor,
+        },
+    };
+    let page = as_admin(&st, &client, move |svc, _| svc.audit_page(&q)).await?;
+    Ok(Json(page).into_response())
 }
 
 // ------------------------------------------------------------------- router
