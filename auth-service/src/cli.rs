@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::guard::GuardConfig;
 use crate::http::{self, AppState, HttpConfig, Secret, MIN_TOKEN_LEN};
 use crate::logging;
+use crate::secrets::KeyRing;
 use crate::service::{
     AuditQuery, KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest, TenantUpdate,
     DEFAULT_GRACE_S,
@@ -287,6 +288,9 @@ pub enum SubjectCommand {
 pub enum SigningKeyCommand {
     /// Make a new current signing key; the old one stays in the JWKS for the token lifetime.
     Rotate,
+    /// Seal every signing key with EDGE_AUTH_SIGNING_KEK (keys in clear, and keys sealed
+    /// with EDGE_AUTH_SIGNING_KEK_PREVIOUS).
+    Encrypt,
 }
 
 /// A bearer token from the environment, and the previous one during a rollover.
@@ -466,14 +470,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     if cli.feed_leeway_s > 3600 {
         return Err("--feed-leeway-s must be at most 3600".into());
     }
-    let feed_leeway_s = i64::from(cli.feed_leeway_s);
-    if let Command::Serve(args) = cli.command {
-        return serve(db, *args, feed_leeway_s).map_err(Failure::Message);
-    }
     let options = Options {
-        feed_leeway_s,
+        feed_leeway_s: i64::from(cli.feed_leeway_s),
+        keks: KeyRing::from_env(|k| std::env::var(k).ok())?,
         ..Options::default()
     };
+    if let Command::Serve(args) = cli.command {
+        return serve(db, *args, options).map_err(Failure::Message);
+    }
     let svc = Service::open_with(&db, options, Arc::new(SystemClock))?;
     admin_command(&svc, cli.command)
 }
@@ -541,6 +545,7 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
         }
         Command::RevokeAll => print(&svc.revoke_all(&ctx)?),
         Command::SigningKey(SigningKeyCommand::Rotate) => print(&svc.rotate_signing_key(&ctx)?),
+        Command::SigningKey(SigningKeyCommand::Encrypt) => print(&svc.encrypt_signing_keys(&ctx)?),
         Command::Audit {
             limit,
             before,
@@ -574,7 +579,7 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn serve(db: DbConfig, args: ServeArgs, feed_leeway_s: i64) -> Result<(), String> {
+fn serve(db: DbConfig, args: ServeArgs, base: Options) -> Result<(), String> {
     let level = logging::parse_level(&args.log_level).ok_or_else(|| {
         format!(
             "unknown log level {:?}: use error, warn, info, debug, trace or off",
@@ -604,7 +609,7 @@ fn serve(db: DbConfig, args: ServeArgs, feed_leeway_s: i64) -> Result<(), String
             max_age_s: i64::from(args.audit_max_age_days) * 24 * 3600,
             max_rows: args.audit_max_rows,
         },
-        feed_leeway_s,
+        ..base
     };
     let svc = Arc::new(
         Service::open_with(&db, options, Arc::new(SystemClock))

@@ -51,6 +51,9 @@ pub enum Error {
         found: i64,
         known: i64,
     },
+    /// A signing key the service must use does not open: sealed with a key-encryption
+    /// key that is not configured, or altered (the kid).
+    SigningKeySealed(String),
     /// Anything else. The detail went to the log when the error was made.
     Internal,
 }
@@ -112,6 +115,7 @@ impl Error {
             Error::UnsupportedMediaType => "unsupported_media_type",
             Error::Unavailable(_) => "temporarily_unavailable",
             Error::SchemaTooNew { .. } => "schema_too_new",
+            Error::SigningKeySealed(_) => "signing_key_sealed",
             Error::Internal => "internal_error",
         }
     }
@@ -146,6 +150,10 @@ impl Error {
             Error::SchemaTooNew { found, known } => {
                 format!("the database has schema version {found}; this binary knows up to {known}")
             }
+            Error::SigningKeySealed(kid) => format!(
+                "signing key {kid} does not open: set the key-encryption key it was sealed with \
+                 (EDGE_AUTH_SIGNING_KEK, or EDGE_AUTH_SIGNING_KEK_PREVIOUS while rotating)"
+            ),
             Error::Internal => "internal error".to_owned(),
         }
     }

@@ -27,6 +27,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod revocation;
+pub mod secrets;
 pub mod service;
 pub mod store;
 pub mod tokens;

@@ -60,7 +60,10 @@ pub struct RefreshRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKeyRow {
     pub kid: String,
+    /// The P-256 scalar, in clear when `kek_id` is `None`, else sealed (see `secrets`).
     pub private_key: Vec<u8>,
+    /// The key-encryption key that sealed `private_key`, if any.
+    pub kek_id: Option<String>,
     pub created_at: i64,
     pub retired_at: Option<i64>,
 }

@@ -25,6 +25,7 @@ use crate::model::{
     ApiKeyRow, AuditEvent, NewAudit, NewRevocation, RevocationKind, RevokeOutcome, SessionRow, SigningKeyRow, Tenant,
 };
 use crate::revocation::{self, Feed};
+use crate::secrets::KeyRing;
 use crate::store::{self, AuditFilter, AuditPage};
 use crate::tokens::{self, TokenConfig, ACCESS_TTL_S, RETIRED_KEY_PUBLISHED_S, SESSION_TTL_S};
 use crate::usage::KeyUsage;
@@ -348,6 +349,8 @@ pub struct Options {
     pub retention: Retention,
     /// The edges' leeway: see [`DEFAULT_FEED_LEEWAY_S`].
     pub feed_leeway_s: i64,
+    /// The key-encryption keys that seal signing keys at rest (`secrets`).
+    pub keks: KeyRing,
 }
 
 impl Default for Options {
@@ -357,6 +360,7 @@ impl Default for Options {
             guard: GuardConfig::default(),
             retention: Retention::default(),
             feed_leeway_s: DEFAULT_FEED_LEEWAY_S,
+            keks: KeyRing::none(),
         }
     }
 }
@@ -374,6 +378,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     retention: Retention,
     feed_leeway_s: i64,
+    keks: KeyRing,
     pub guard: AuthGuard,
     pub metrics: Metrics,
     /// When keys were last used, waiting to be written.
@@ -429,6 +434,7 @@ impl Service {
             clock,
             retention: options.retention,
             feed_leeway_s: options.feed_leeway_s.max(0),
+            keks: options.keks,
             guard: AuthGuard::new(options.guard),
             metrics: Metrics::new(),
             usage: KeyUsage::new(),
@@ -436,9 +442,89 @@ impl Service {
             revocation_polls: AtomicU64::new(0),
         };
         svc.ensure_signing_key()?;
+        svc.check_signing_keys()?;
         let now = svc.now();
         svc.write(|c| store::prune_events(c, now))?;
         Ok(svc)
+    }
+
+    /// Refuses to start when a key the JWKS publishes cannot be opened (sealed with a KEK
+    /// that is not configured, or altered); warns when a KEK is configured and keys are
+    /// still in clear (`signing-key encrypt` seals them).
+    fn check_signing_keys(&self) -> Result<()> {
+        let now = self.now();
+        let published = self
+            .db
+            .read(|c| store::published_signing_keys(c, now - RETIRED_KEY_PUBLISHED_S))?;
+        for row in &published {
+            self.open_key(row)
+                .map_err(|_| Error::SigningKeySealed(row.kid.clone()))?;
+        }
+        if let Some(kek) = self.keks.current_id() {
+            let all = self.db.read(store::all_signing_keys)?;
+            let unsealed = all.iter().filter(|k| k.kek_id.as_deref() != Some(kek)).count();
+            if unsealed > 0 {
+                tracing::warn!(
+                    keys = unsealed,
+                    kek_id = kek,
+                    "signing keys not sealed with the current KEK: run `edge-auth-service signing-key encrypt`"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A stored signing key with its private key in clear (opened with the KEK that sealed it).
+    fn open_key(&self, row: &SigningKeyRow) -> Result<SigningKeyRow> {
+        Ok(SigningKeyRow {
+            private_key: self.keks.open(&row.kid, &row.private_key, row.kek_id.as_deref())?,
+            kek_id: None,
+            ..row.clone()
+        })
+    }
+
+    fn open_keys(&self, rows: &[SigningKeyRow]) -> Result<Vec<SigningKeyRow>> {
+        rows.iter().map(|r| self.open_key(r)).collect()
+    }
+
+    /// A new key as it is stored: sealed with the current KEK, if one is configured.
+    fn sealed(&self, key: &SigningKeyRow) -> Result<SigningKeyRow> {
+        let (private_key, kek_id) = self.keks.seal(&key.kid, &key.private_key)?;
+        Ok(SigningKeyRow {
+            private_key,
+            kek_id,
+            ..key.clone()
+        })
+    }
+
+    /// Seals every signing key with the current KEK: keys in clear, and keys sealed with
+    /// the previous KEK (rotation). Audited. Needs a KEK.
+    pub fn encrypt_signing_keys(&self, ctx: &Ctx) -> Result<Value> {
+        self.admin(ctx, "signing_key.encrypt", None, |now| {
+            let kek = self
+                .keks
+                .current_id()
+                .ok_or_else(|| Error::invalid_request(format!("no KEK configured: set {}", crate::secrets::KEK_ENV)))?
+                .to_owned();
+            self.audited(ctx, "signing_key.encrypt", None, now, |c| {
+                let (mut sealed, mut resealed) = (0, 0);
+                for row in store::all_signing_keys(c)? {
+                    if row.kek_id.as_deref() == Some(kek.as_str()) {
+                        continue;
+                    }
+                    let clear = self.open_key(&row)?;
+                    let stored = self.sealed(&clear)?;
+                    store::reseal_signing_key(c, &row.kid, &stored.private_key, stored.kek_id.as_deref())?;
+                    if row.kek_id.is_none() {
+                        sealed += 1;
+                    } else {
+                        resealed += 1;
+                    }
+                }
+                let out = json!({"kek_id": kek, "sealed": sealed, "resealed": resealed});
+                Ok((out.clone(), Some(out)))
+            })
+        })
     }
 
     pub fn now(&self) -> i64 {
@@ -930,7 +1016,7 @@ impl Service {
             return Ok(());
         }
         let now = self.now();
-        let key = tokens::generate_signing_key(now)?;
+        let key = self.sealed(&tokens::generate_signing_key(now)?)?;
         let ctx = Ctx::new("service", None, None);
         self.write(|c| {
             if store::install_signing_key(c, &key, false, now)? {
@@ -940,14 +1026,17 @@ impl Service {
         })
     }
 
+    /// The current signing key, opened.
     fn current_key(&self) -> Result<SigningKeyRow> {
         if let Some(k) = self.db.read(store::current_signing_key)? {
-            return Ok(k);
+            return self.open_key(&k);
         }
         self.ensure_signing_key()?;
-        self.db
+        let k = self
+            .db
             .read(store::current_signing_key)?
-            .ok_or_else(|| Error::internal("no signing key"))
+            .ok_or_else(|| Error::internal("no signing key"))?;
+        self.open_key(&k)
     }
 
     fn pair(access: String, refresh: String, session: &SessionRow, now: i64) -> TokenPair {
@@ -1147,6 +1236,7 @@ impl Service {
         let published = self
             .db
             .read(|c| store::published_signing_keys(c, now - RETIRED_KEY_PUBLISHED_S))?;
+        let published = self.open_keys(&published)?;
         let verified = tokens::verify_access_token(&published, cfg, token, now, LOGOUT_LEEWAY_S);
         self.metrics
             .token_validation_duration
@@ -1276,8 +1366,9 @@ impl Service {
     /// Makes a new current signing key; the old one stays in the JWKS for the token lifetime.
     pub fn rotate_signing_key(&self, ctx: &Ctx) -> Result<Value> {
         self.admin(ctx, "signing_key.rotate", None, |now| {
-            let key = tokens::generate_signing_key(now)?;
-            let jwk = tokens::public_jwk(&key)?;
+            let clear = tokens::generate_signing_key(now)?;
+            let jwk = tokens::public_jwk(&clear)?;
+            let key = self.sealed(&clear)?;
             self.audited(ctx, "signing_key.rotate", None, now, |c| {
                 let previous = store::current_signing_key(c)?.map(|k| k.kid);
                 store::install_signing_key(c, &key, true, now)?;
@@ -1293,7 +1384,7 @@ impl Service {
         let keys = self
             .db
             .read(|c| store::published_signing_keys(c, now - RETIRED_KEY_PUBLISHED_S))?;
-        tokens::jwks(&keys)
+        tokens::jwks(&self.open_keys(&keys)?)
     }
 
     // ------------------------------------------------------------ revocation

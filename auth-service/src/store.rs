@@ -518,7 +518,7 @@ pub fn prune_events(c: &mut dyn Conn, now: i64) -> Result<u64> {
 
 // -------------------------------------------------------------- signing keys
 
-const SIGNING_COLUMNS: &str = "kid, private_key, created_at, retired_at";
+const SIGNING_COLUMNS: &str = "kid, private_key, created_at, retired_at, kek_id";
 
 fn signing_key_from_row(r: &Row) -> Result<SigningKeyRow> {
     Ok(SigningKeyRow {
@@ -526,6 +526,7 @@ fn signing_key_from_row(r: &Row) -> Result<SigningKeyRow> {
         private_key: r.blob(1)?,
         created_at: r.int(2)?,
         retired_at: r.opt_int(3)?,
+        kek_id: r.opt_text(4)?,
     })
 }
 
@@ -569,10 +570,30 @@ pub fn install_signing_key(c: &mut dyn Conn, new: &SigningKeyRow, retire_current
         return Ok(false);
     }
     c.execute(
-        "INSERT INTO signing_keys (kid, private_key, created_at, retired_at) VALUES (?1, ?2, ?3, NULL)",
-        vals![&new.kid, new.private_key.as_slice(), new.created_at],
+        "INSERT INTO signing_keys (kid, private_key, created_at, retired_at, kek_id) VALUES (?1, ?2, ?3, NULL, ?4)",
+        vals![&new.kid, new.private_key.as_slice(), new.created_at, &new.kek_id],
     )?;
     Ok(true)
+}
+
+/// Every signing key, retired ones included (for sealing them all).
+pub fn all_signing_keys(c: &mut dyn Conn) -> Result<Vec<SigningKeyRow>> {
+    c.query(
+        &format!("SELECT {SIGNING_COLUMNS} FROM signing_keys ORDER BY created_at, kid"),
+        &[],
+    )?
+    .iter()
+    .map(signing_key_from_row)
+    .collect()
+}
+
+/// Replaces a key's stored private key (sealed again, or sealed for the first time).
+pub fn reseal_signing_key(c: &mut dyn Conn, kid: &str, private_key: &[u8], kek_id: Option<&str>) -> Result<()> {
+    c.execute(
+        "UPDATE signing_keys SET private_key = ?2, kek_id = ?3 WHERE kid = ?1",
+        vals![kid, private_key, kek_id],
+    )?;
+    Ok(())
 }
 
 // --------------------------------------------------------------------- audit

@@ -65,6 +65,7 @@ pub fn generate_signing_key(now: i64) -> Result<SigningKeyRow> {
             return Ok(SigningKeyRow {
                 kid,
                 private_key: scalar.to_vec(),
+                kek_id: None,
                 created_at: now,
                 retired_at: None,
             });

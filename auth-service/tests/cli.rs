@@ -168,13 +168,38 @@ fn admin_commands_work_on_the_database() {
     assert_eq!(keys["keys_revoked"], 1, "the rotated-out key was still live");
     assert!(!run(&db, &["key", "revoke-all", "--tenant", "nope"]).status.success());
     assert_eq!(json_out(&run(&db, &["key", "revoke-all"]))["keys_revoked"], 0);
-    let sk = json_out(&run(&db, &["signing-key", "rotate"]));
+    // signing keys sealed with a KEK from the environment
+    let kek = "11".repeat(32);
+    let with_kek = |args: &[&str], kek: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.arg("--db").arg(&db).args(args).stdin(Stdio::null());
+        c.env_remove("EDGE_AUTH_SIGNING_KEK");
+        if let Some(k) = kek {
+            c.env("EDGE_AUTH_SIGNING_KEK", k);
+        }
+        c.output().unwrap()
+    };
+    assert!(!with_kek(&["signing-key", "encrypt"], None).status.success(), "no KEK");
+    let bad = with_kek(&["signing-key", "encrypt"], Some("xyz"));
+    assert!(!bad.status.success());
+    assert!(!String::from_utf8_lossy(&bad.stderr).contains("xyz"), "never echoed");
+    let sealed = json_out(&with_kek(&["signing-key", "encrypt"], Some(&kek)));
+    assert_eq!(sealed["sealed"], 1);
+    let refused = with_kek(&["tenant", "list"], None);
+    assert!(
+        !refused.status.success(),
+        "the sealed key does not open without its KEK"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("signing_key_sealed"));
+    let sk = json_out(&with_kek(&["signing-key", "rotate"], Some(&kek)));
     assert!(
         sk["previous_kid"].is_string(),
         "a key was created at first open, then rotated"
     );
-    assert!(!run(&db, &["session", "revoke", "ses_missing"]).status.success());
-    let audit = run(&db, &["audit", "--limit", "50"]);
+    assert!(!with_kek(&["session", "revoke", "ses_missing"], Some(&kek))
+        .status
+        .success());
+    let audit = with_kek(&["audit", "--limit", "50"], Some(&kek));
     let text = String::from_utf8_lossy(&audit.stdout).into_owned();
     assert!(!text.contains(&raw));
     let events = json_out(&audit);
@@ -183,7 +208,7 @@ fn admin_commands_work_on_the_database() {
         .unwrap()
         .iter()
         .any(|e| e["action"] == "key.create" && e["actor"] == "cli"));
-    assert!(!run(&db, &["tenant", "list"]).stdout.is_empty());
+    assert!(!with_kek(&["tenant", "list"], Some(&kek)).stdout.is_empty());
     // No --db: a clear error.
     let out = Command::new(BIN)
         .args(["tenant", "list"])

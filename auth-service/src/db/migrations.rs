@@ -98,7 +98,7 @@ const SQLITE: &[&str] = &[
     // disabled tenant's cut-off). SQLite cannot change a CHECK constraint: the table
     // is rebuilt (event ids are kept: they come from feed_head). Tenants can be disabled.
     // Roles: those a key may grant, and those of a session. When a key was last used.
-    // The audit's tenant, and an order that paging can rely on.
+    // The audit's tenant, and an order that paging can rely on. Sealed signing keys.
     r#"
     CREATE TABLE revocation_events_3 (
         id             INTEGER PRIMARY KEY,
@@ -124,6 +124,7 @@ const SQLITE: &[&str] = &[
     CREATE INDEX audit_events_order ON audit_events(tx, id);
     CREATE INDEX audit_events_tenant ON audit_events(tenant, tx, id);
     CREATE INDEX audit_events_action ON audit_events(action, tx, id);
+    ALTER TABLE signing_keys ADD COLUMN kek_id TEXT;  -- NULL: private_key in clear; else sealed with that KEK
     "#,
 ];
 
@@ -227,6 +228,7 @@ const POSTGRES: &[&str] = &[
     CREATE INDEX audit_events_order ON audit_events(tx, id);
     CREATE INDEX audit_events_tenant ON audit_events(tenant, tx, id);
     CREATE INDEX audit_events_action ON audit_events(action, tx, id);
+    ALTER TABLE signing_keys ADD COLUMN kek_id TEXT;
     "#,
 ];
 

@@ -138,7 +138,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::SchemaTooNew { .. } | Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::SchemaTooNew { .. } | Error::SigningKeySealed(_) | Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
