@@ -386,3 +386,69 @@ fn session_roles_drive_the_edges_role_based_rules() {
     assert_eq!(r.status, 400, "{}", r.summary());
     assert!(envoy.stat("wasmcustom.edge_auth.denied.insufficient_scope") >= 2);
 }
+
+/// Issue 12, finding 5, end to end: the SDK routes behind an `api_key` rule with a signed
+/// context. The edge checks the tenant's allowlist against the client address it
+/// establishes (here the load balancer's X-Forwarded-For entry), removes the key and
+/// signs the key id; the service, sharing the context key, takes that word for the
+/// address. Reaching the service directly, the peer decides and X-Forwarded-For is
+/// never believed.
+#[test]
+fn the_service_takes_the_edges_signed_word_for_the_client_address() {
+    const CONTEXT_KEY: &str = "e2e-context-key-0123456789abcdef0123";
+    let svc = AuthService::start_with_env(&[("EDGE_AUTH_CONTEXT_KEY", CONTEXT_KEY)]);
+    svc.tenant("acme", &[], &["203.0.113.0/24"]);
+    let (key, _) = svc.key("acme", json!({"subject": "svc-web", "scopes": []}));
+    let config = json!({
+        "envoy_appends_xff": true,
+        "auth_service": {"cluster": "auth", "token_env": "E2E_SERVICE_TOKEN", "timeout_ms": 500},
+        "api_keys": {"trusted_hops": 1},
+        "context": {"signing_key_env": "E2E_CONTEXT_KEY"},
+        "rules": [{"name": "sdk", "match": {"prefix": "/v1/"}, "api_key": {}}]
+    });
+    let opts = EnvoyOptions::new(config, svc.port)
+        .cluster("auth", svc.port)
+        .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN)
+        .env("E2E_CONTEXT_KEY", CONTEXT_KEY);
+    let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
+    let through_edge = |client: &str| {
+        let headers = [
+            ("x-api-key", key.as_str()),
+            ("content-type", "application/json"),
+            ("x-forwarded-for", client),
+        ];
+        envoy.request(
+            "POST",
+            "/v1/sessions",
+            &headers,
+            json!({"subject": "user-1"}).to_string(),
+        )
+    };
+    let r = through_edge("203.0.113.9");
+    assert_eq!(r.status, 201, "the edge vouched for 203.0.113.9: {}", r.summary());
+    let r = through_edge("198.51.100.7");
+    assert_eq!(r.status, 403, "refused at the edge: {}", r.summary());
+
+    // straight to the service, from 127.0.0.1: the peer decides, whatever the headers say
+    let direct = |extra: &[(&str, &str)]| {
+        let mut headers = vec![("x-api-key", key.as_str()), ("content-type", "application/json")];
+        headers.extend_from_slice(extra);
+        edge_auth_e2e::http::request(
+            ("127.0.0.1", svc.port),
+            "POST",
+            "/v1/sessions",
+            &headers,
+            json!({"subject": "user-1"}).to_string(),
+        )
+    };
+    let r = direct(&[("x-forwarded-for", "203.0.113.9")]);
+    assert_eq!(r.status, 403, "{}", r.summary());
+    assert_eq!(r.json()["error"], "ip_not_allowed");
+    let r = direct(&[
+        ("x-edge-auth-method", "api_key"),
+        ("x-edge-auth-key-id", "key_aaaaaaaaaaaaaaaaaaaaaaaaaa"),
+        ("x-edge-auth-timestamp", "1"),
+        ("x-edge-auth-signature", &format!("v1={}", "0".repeat(64))),
+    ]);
+    assert_eq!(r.status, 401, "forged context: {}", r.summary());
+}
