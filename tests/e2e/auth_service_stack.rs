@@ -136,6 +136,43 @@ fn sessions_from_the_service_are_verified_at_the_edge() {
     assert!(envoy.stat("wasmcustom.edge_auth.jwks.fetch_ok") >= 2);
 }
 
+/// An edge whose user routes take the service's tokens, checked against its feed (polled
+/// every second, stale after 3 s); `/v1/` passes to the service.
+fn revoking_edge(svc: &AuthService) -> Envoy {
+    let config = json!({
+        "auth_service": {"cluster": "auth", "token_env": "E2E_SERVICE_TOKEN", "timeout_ms": 500,
+                         "revocation_poll_s": 1, "revocation_max_staleness_s": 3},
+        "providers": [{
+            "name": "svc", "issuer": format!("http://127.0.0.1:{}", svc.port), "audiences": ["e2e-app"],
+            "algorithms": ["ES256"], "check_revocation": true, "max_lifetime_s": 900,
+            "remote_jwks": {"cluster": "auth", "path": "/.well-known/jwks.json", "min_refetch_interval_s": 1}
+        }],
+        "rules": [
+            {"name": "sdk", "match": {"prefix": "/v1/"}, "public": true},
+            {"name": "user", "match": {"prefix": "/api/"}, "jwt": {"providers": ["svc"]}}
+        ]
+    });
+    let opts = EnvoyOptions::new(config, svc.port)
+        .cluster("auth", svc.port)
+        .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN);
+    Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A user route called with `token`.
+fn user_call(envoy: &Envoy, token: &str) -> Response {
+    envoy.get("/api/x", &[("authorization", &format!("Bearer {token}"))])
+}
+
+/// Each worker polls on its own, every second: waits until several answers in a row agree,
+/// then confirms after every worker has certainly polled again.
+fn settles(check: &dyn Fn() -> bool) -> bool {
+    let agree = || (0..4).all(|_| check());
+    wait_until(Duration::from_secs(10), agree) && {
+        std::thread::sleep(Duration::from_millis(1_500));
+        agree()
+    }
+}
+
 #[test]
 fn revocations_reach_the_edge_within_the_poll_interval_and_an_outage_fails_closed() {
     let svc = start_service();
@@ -151,23 +188,7 @@ fn revocations_reach_the_edge_within_the_poll_interval_and_an_outage_fails_close
         json!({"subject": "svc-web", "scopes": []}),
     );
     let api_key = key.json()["api_key"].as_str().unwrap_or_default().to_owned();
-    let config = json!({
-        "auth_service": {"cluster": "auth", "token_env": "E2E_SERVICE_TOKEN", "timeout_ms": 500,
-                         "revocation_poll_s": 1, "revocation_max_staleness_s": 3},
-        "providers": [{
-            "name": "svc", "issuer": format!("http://127.0.0.1:{}", svc.port), "audiences": ["e2e-app"],
-            "algorithms": ["ES256"], "check_revocation": true,
-            "remote_jwks": {"cluster": "auth", "path": "/.well-known/jwks.json", "min_refetch_interval_s": 1}
-        }],
-        "rules": [
-            {"name": "sdk", "match": {"prefix": "/v1/"}, "public": true},
-            {"name": "user", "match": {"prefix": "/api/"}, "jwt": {"providers": ["svc"]}}
-        ]
-    });
-    let opts = EnvoyOptions::new(config, svc.port)
-        .cluster("auth", svc.port)
-        .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN);
-    let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
+    let envoy = revoking_edge(&svc);
     let session = |subject: &str| {
         let r = post(&envoy, "/v1/sessions", &api_key, json!({"subject": subject}));
         assert_eq!(r.status, 201, "{}", r.summary());
@@ -175,17 +196,8 @@ fn revocations_reach_the_edge_within_the_poll_interval_and_an_outage_fails_close
         let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
         (text("access_token"), text("refresh_token"))
     };
-    let call = |token: &str| envoy.get("/api/x", &[("authorization", &format!("Bearer {token}"))]);
+    let call = |token: &str| user_call(&envoy, token);
     let status = |token: &str| call(token).status;
-    // Each worker polls on its own, every second: wait until several answers in a row agree, then
-    // confirm after every worker has certainly polled again.
-    let settles = |check: &dyn Fn() -> bool| {
-        let agree = || (0..4).all(|_| check());
-        wait_until(Duration::from_secs(10), agree) && {
-            std::thread::sleep(Duration::from_millis(1_500));
-            agree()
-        }
-    };
     let becomes = |token: &str, want: u16| settles(&|| status(token) == want);
 
     let (alice, alice_refresh) = session("alice");
@@ -254,41 +266,14 @@ fn a_tenants_logout_everywhere_spares_another_tenants_user_with_the_same_sub() {
         svc.key(tenant, json!({"subject": "svc-web", "scopes": []})).0
     };
     let (acme, globex) = (key_of("acme"), key_of("globex"));
-    let config = json!({
-        "auth_service": {"cluster": "auth", "token_env": "E2E_SERVICE_TOKEN", "timeout_ms": 500,
-                         "revocation_poll_s": 1, "revocation_max_staleness_s": 3},
-        "providers": [{
-            "name": "svc", "issuer": format!("http://127.0.0.1:{}", svc.port), "audiences": ["e2e-app"],
-            "algorithms": ["ES256"], "check_revocation": true, "max_lifetime_s": 900,
-            "remote_jwks": {"cluster": "auth", "path": "/.well-known/jwks.json", "min_refetch_interval_s": 1}
-        }],
-        "rules": [
-            {"name": "sdk", "match": {"prefix": "/v1/"}, "public": true},
-            {"name": "user", "match": {"prefix": "/api/"}, "jwt": {"providers": ["svc"]}}
-        ]
-    });
-    let opts = EnvoyOptions::new(config, svc.port)
-        .cluster("auth", svc.port)
-        .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN);
-    let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
+    let envoy = revoking_edge(&svc);
     let token_of = |key: &str| {
         let r = post(&envoy, "/v1/sessions", key, json!({"subject": "user-1"}));
         assert_eq!(r.status, 201, "{}", r.summary());
         r.json()["access_token"].as_str().unwrap_or_default().to_owned()
     };
     let (in_acme, in_globex) = (token_of(&acme), token_of(&globex));
-    let status = |token: &str| {
-        envoy
-            .get("/api/x", &[("authorization", &format!("Bearer {token}"))])
-            .status
-    };
-    let settles = |token: &str, want: u16| {
-        let agree = || (0..4).all(|_| status(token) == want);
-        wait_until(Duration::from_secs(10), agree) && {
-            std::thread::sleep(Duration::from_millis(1_500));
-            agree()
-        }
-    };
+    let settles = |token: &str, want: u16| settles(&|| user_call(&envoy, token).status == want);
     assert!(settles(&in_acme, 404) && settles(&in_globex, 404), "both pass first");
 
     let r = post(
