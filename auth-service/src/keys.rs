@@ -6,8 +6,9 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, Result};
-use crate::store::{ApiKeyRow, Tenant};
+use crate::error::Result;
+use crate::ids::{hex, is_base32, random_bytes};
+use crate::model::{ApiKeyRow, Tenant};
 
 /// The prefix of a raw API key.
 pub const API_KEY_PREFIX: &str = "sk_";
@@ -17,50 +18,6 @@ pub const KEY_ID_PREFIX: &str = "key_";
 pub const VALID_CACHE_TTL_S: i64 = 300;
 /// How long the edge may cache a negative answer (unknown, revoked, expired).
 pub const NEGATIVE_CACHE_TTL_S: i64 = 30;
-
-const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-
-/// Fills `N` bytes from the operating system's RNG.
-pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
-    let mut buf = [0u8; N];
-    getrandom::fill(&mut buf).map_err(|e| ApiError::internal(format_args!("OS RNG: {e}")))?;
-    Ok(buf)
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
-    s
-}
-
-/// Lower-case RFC 4648 base32 without padding: 16 bytes give 26 characters.
-pub fn base32(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
-    let mut buffer: u32 = 0;
-    let mut bits = 0u32;
-    for &b in bytes {
-        buffer = (buffer << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(BASE32[((buffer >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(BASE32[((buffer << (5 - bits)) & 31) as usize] as char);
-    }
-    out
-}
-
-/// A random identifier: `prefix` + 26 base32 characters (128 bits).
-pub fn new_id(prefix: &str) -> Result<String> {
-    Ok(format!("{prefix}{}", base32(&random_bytes::<16>()?)))
-}
 
 /// A new raw API key: `sk_` + 64 hex.
 pub fn generate_api_key() -> Result<String> {
@@ -95,7 +52,7 @@ pub fn is_api_key(s: &str) -> bool {
 /// Whether `s` looks like a key id (`key_` + 26 base32).
 pub fn is_key_id(s: &str) -> bool {
     s.strip_prefix(KEY_ID_PREFIX)
-        .is_some_and(|r| r.len() == 26 && r.bytes().all(|b| BASE32.contains(&b)))
+        .is_some_and(|r| r.len() == 26 && is_base32(r))
 }
 
 /// The status of a key at `now`.
@@ -154,6 +111,18 @@ pub enum LookupAnswer {
     },
 }
 
+impl LookupAnswer {
+    /// The answer's `status` value.
+    pub fn status(&self) -> &'static str {
+        match self {
+            LookupAnswer::Valid { .. } => "valid",
+            LookupAnswer::Unknown { .. } => "unknown",
+            LookupAnswer::Revoked { .. } => "revoked",
+            LookupAnswer::Expired { .. } => "expired",
+        }
+    }
+}
+
 /// Builds the lookup answer for a key found (or not) by its hash.
 pub fn lookup_answer(found: Option<(ApiKeyRow, Tenant)>, now: i64) -> LookupAnswer {
     let Some((key, tenant)) = found else {
@@ -161,7 +130,12 @@ pub fn lookup_answer(found: Option<(ApiKeyRow, Tenant)>, now: i64) -> LookupAnsw
             cache_ttl_s: NEGATIVE_CACHE_TTL_S,
         };
     };
-    match key_status(&key, now) {
+    // A disabled tenant's keys are refused as revoked (the contract's statuses are fixed).
+    let status = match key_status(&key, now) {
+        KeyStatus::Valid if tenant.disabled_at.is_some() => KeyStatus::Revoked,
+        s => s,
+    };
+    match status {
         KeyStatus::Revoked => LookupAnswer::Revoked {
             key_id: key.key_id,
             cache_ttl_s: NEGATIVE_CACHE_TTL_S,
@@ -208,10 +182,10 @@ mod tests {
 
     #[test]
     fn key_ids_are_26_base32() {
-        let id = new_id(KEY_ID_PREFIX).unwrap();
+        let id = crate::ids::new_id(KEY_ID_PREFIX).unwrap();
         assert!(is_key_id(&id), "{id}");
         assert_eq!(id.len(), 4 + 26);
-        assert_ne!(id, new_id(KEY_ID_PREFIX).unwrap());
+        assert_ne!(id, crate::ids::new_id(KEY_ID_PREFIX).unwrap());
     }
 
     #[test]
@@ -222,14 +196,6 @@ mod tests {
         );
         assert!(is_hex64(&hash_secret("x")));
         assert_eq!(fingerprint(&hash_secret("abc")), "ba7816bf");
-    }
-
-    #[test]
-    fn base32_known_vectors() {
-        assert_eq!(base32(b""), "");
-        assert_eq!(base32(b"f"), "my");
-        assert_eq!(base32(b"foobar"), "mzxw6ytboi");
-        assert_eq!(base32(&[0u8; 16]).len(), 26);
     }
 
     #[test]

@@ -4,9 +4,10 @@
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
-use crate::error::{ApiError, Result};
-use crate::keys::{hex, is_prefixed_hex64, new_id, random_bytes};
-use crate::store::{SessionRow, SigningKeyRow};
+use crate::error::{Error, Result};
+use crate::ids::{hex, new_id, random_bytes};
+use crate::keys::is_prefixed_hex64;
+use crate::model::{SessionRow, SigningKeyRow};
 
 /// Access-token lifetime (`exp - iat`).
 pub const ACCESS_TTL_S: i64 = 900;
@@ -32,6 +33,10 @@ pub struct AccessClaims {
     pub tenant: String,
     /// Space-separated scopes.
     pub scope: String,
+    /// The session's roles, for the edge's role hierarchy (`role_claim: "roles"`).
+    /// (Tokens issued before roles existed have none.)
+    #[serde(default)]
+    pub roles: Vec<String>,
     pub sid: String,
 }
 
@@ -60,19 +65,20 @@ pub fn generate_signing_key(now: i64) -> Result<SigningKeyRow> {
             return Ok(SigningKeyRow {
                 kid,
                 private_key: scalar.to_vec(),
+                kek_id: None,
                 created_at: now,
                 retired_at: None,
             });
         }
     }
-    Err(ApiError::internal("could not generate a P-256 key"))
+    Err(Error::internal("could not generate a P-256 key"))
 }
 
 /// The key pair of a stored signing key, tagged with its kid.
 pub fn key_pair(row: &SigningKeyRow) -> Result<ES256KeyPair> {
     ES256KeyPair::from_bytes(&row.private_key)
         .map(|kp| kp.with_key_id(&row.kid))
-        .map_err(|e| ApiError::internal(format_args!("stored signing key {} is invalid: {e}", row.kid)))
+        .map_err(|e| Error::internal(format_args!("stored signing key {} is invalid: {e}", row.kid)))
 }
 
 /// The public JWK of a stored signing key: `kty, crv, kid, alg, use, x, y`.
@@ -81,7 +87,7 @@ pub fn public_jwk(row: &SigningKeyRow) -> Result<Value> {
     let exported: Value = serde_json::from_str(&kp.public_key().to_jwk())?;
     let coord = |name: &str| exported.get(name).and_then(Value::as_str).map(str::to_owned);
     let (Some(x), Some(y)) = (coord("x"), coord("y")) else {
-        return Err(ApiError::internal("exported JWK lacks x or y"));
+        return Err(Error::internal("exported JWK lacks x or y"));
     };
     Ok(json!({"kty": "EC", "crv": "P-256", "kid": row.kid, "alg": "ES256", "use": "sig", "x": x, "y": y}))
 }
@@ -127,12 +133,13 @@ pub fn issue_access_token(
         custom: AccessClaims {
             tenant: session.tenant.clone(),
             scope: session.scopes.join(" "),
+            roles: session.roles.clone(),
             sid: session.sid.clone(),
         },
     };
     let token = kp
         .sign(claims)
-        .map_err(|e| ApiError::internal(format_args!("signing: {e}")))?;
+        .map_err(|e| Error::internal(format_args!("signing: {e}")))?;
     Ok(IssuedAccessToken {
         token,
         jti,
@@ -154,7 +161,7 @@ pub fn verify_access_token(
     now: i64,
     leeway_s: i64,
 ) -> Result<JWTClaims<AccessClaims>> {
-    let invalid = |d: &str| ApiError::new(401, "invalid_token", d.to_owned());
+    let invalid = Error::invalid_token;
     let meta = Token::decode_metadata(token).map_err(|_| invalid("malformed access token"))?;
     if meta.algorithm() != "ES256" {
         return Err(invalid("unexpected token algorithm"));
@@ -186,6 +193,7 @@ mod tests {
             tenant: "acme".into(),
             subject: "user-1".into(),
             scopes: vec!["a:read".into(), "b".into()],
+            roles: vec!["editor".into()],
             key_id: "key_x".into(),
             created_at: 0,
             expires_at: 1,
@@ -207,6 +215,7 @@ mod tests {
         let claims = verify_access_token(std::slice::from_ref(&key), &cfg, &t.token, now + 10, 0).unwrap();
         assert_eq!(claims.subject.as_deref(), Some("user-1"));
         assert_eq!(claims.custom.scope, "a:read b");
+        assert_eq!(claims.custom.roles, vec!["editor".to_string()]);
         assert_eq!(claims.jwt_id.as_deref(), Some(t.jti.as_str()));
         // Expired, wrong audience, unknown key: refused.
         assert!(verify_access_token(std::slice::from_ref(&key), &cfg, &t.token, now + 1000, 0).is_err());

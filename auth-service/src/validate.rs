@@ -6,7 +6,7 @@ use edge_auth_core::ip::IpList;
 use edge_auth_core::origin::OriginPattern;
 use edge_auth_core::scopes::valid_scope_token;
 
-use crate::error::{ApiError, Result};
+use crate::error::{Error, Result};
 
 /// The most entries in one list (scopes, origins, addresses).
 pub const MAX_LIST: usize = 100;
@@ -22,7 +22,7 @@ pub fn tenant_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::invalid_request(
+        Err(Error::invalid_request(
             "tenant name must be 1 to 63 characters of a-z, 0-9 and '-', not starting with '-'",
         ))
     }
@@ -34,7 +34,7 @@ pub fn subject(s: &str) -> Result<()> {
     {
         Ok(())
     } else {
-        Err(ApiError::invalid_request(
+        Err(Error::invalid_request(
             "subject must be 1 to 256 printable ASCII characters without space, '\"' or '\\'",
         ))
     }
@@ -42,14 +42,23 @@ pub fn subject(s: &str) -> Result<()> {
 
 /// Scopes: valid RFC 6749 scope tokens, at most [`MAX_LIST`]; duplicates removed, order kept.
 pub fn scopes(list: &[String]) -> Result<Vec<String>> {
+    tokens(list, "scope")
+}
+
+/// Role names: as scopes (what the edge accepts as a role name, and no `"` or `\`).
+pub fn roles(list: &[String]) -> Result<Vec<String>> {
+    tokens(list, "role")
+}
+
+fn tokens(list: &[String], what: &str) -> Result<Vec<String>> {
     if list.len() > MAX_LIST {
-        return Err(ApiError::invalid_request(format!("at most {MAX_LIST} scopes")));
+        return Err(Error::invalid_request(format!("at most {MAX_LIST} {what}s")));
     }
     let mut out: Vec<String> = Vec::with_capacity(list.len());
     for s in list {
         if !valid_scope_token(s) {
-            return Err(ApiError::invalid_request(format!(
-                "invalid scope {s:?}: a scope is 1 to 256 printable ASCII characters without space, '\"' or '\\'"
+            return Err(Error::invalid_request(format!(
+                "invalid {what} {s:?}: a {what} is 1 to 256 printable ASCII characters without space, '\"' or '\\'"
             )));
         }
         if !out.contains(s) {
@@ -62,11 +71,11 @@ pub fn scopes(list: &[String]) -> Result<Vec<String>> {
 /// Allowed origins, normalised as the edge normalises them.
 pub fn origins(list: &[String]) -> Result<Vec<String>> {
     if list.len() > MAX_LIST {
-        return Err(ApiError::invalid_request(format!("at most {MAX_LIST} allowed origins")));
+        return Err(Error::invalid_request(format!("at most {MAX_LIST} allowed origins")));
     }
     let mut out: Vec<String> = Vec::with_capacity(list.len());
     for o in list {
-        let p = OriginPattern::parse(o).map_err(|e| ApiError::invalid_request(format!("invalid origin {o:?}: {e}")))?;
+        let p = OriginPattern::parse(o).map_err(|e| Error::invalid_request(format!("invalid origin {o:?}: {e}")))?;
         let s = p.as_str().to_owned();
         if !out.contains(&s) {
             out.push(s);
@@ -78,11 +87,11 @@ pub fn origins(list: &[String]) -> Result<Vec<String>> {
 /// An IP allowlist: addresses and CIDR networks as the edge accepts them.
 pub fn ip_allowlist(list: &[String]) -> Result<Vec<String>> {
     if list.len() > MAX_LIST {
-        return Err(ApiError::invalid_request(format!(
+        return Err(Error::invalid_request(format!(
             "at most {MAX_LIST} IP allowlist entries"
         )));
     }
-    IpList::parse(list).map_err(|(_, e)| ApiError::invalid_request(format!("invalid IP allowlist entry: {e}")))?;
+    IpList::parse(list).map_err(|(_, e)| Error::invalid_request(format!("invalid IP allowlist entry: {e}")))?;
     let mut out: Vec<String> = Vec::with_capacity(list.len());
     for e in list {
         if !out.contains(e) {
@@ -117,6 +126,14 @@ mod tests {
         assert_eq!(scopes(&v(&["a:b", "a:b", "c"])).unwrap(), v(&["a:b", "c"]));
         assert!(scopes(&v(&["a b"])).is_err());
         assert!(scopes(&v(&[""])).is_err());
+        assert_eq!(
+            roles(&v(&["editor", "viewer", "editor"])).unwrap(),
+            v(&["editor", "viewer"])
+        );
+        for bad in ["", "a b", "a\"b", "a\\b", "caf\u{e9}", "tab\t"] {
+            assert!(roles(&v(&[bad])).is_err(), "{bad:?}");
+        }
+        assert!(roles(&vec!["r".to_string(); 101]).is_err());
         assert!(ip_allowlist(&v(&["203.0.113.0/24", "2001:db8::/32", "192.0.2.7"])).is_ok());
         assert!(ip_allowlist(&v(&["203.0.113.1/24"])).is_err());
         assert!(ip_allowlist(&v(&["not-an-ip"])).is_err());

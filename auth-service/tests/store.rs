@@ -6,7 +6,10 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::*;
-use edge_auth_service::store::{ApiKeyRow, Store, Tenant, SCHEMA_VERSION};
+use edge_auth_service::db::{Database, DbConfig, Location};
+use edge_auth_service::model::{ApiKeyRow, Tenant};
+use edge_auth_service::store::{self, SCHEMA_VERSION};
+use edge_auth_service::{Error, Service};
 use serde_json::json;
 
 fn tenant(name: &str) -> Tenant {
@@ -15,6 +18,7 @@ fn tenant(name: &str) -> Tenant {
         allowed_origins: vec!["https://a.example".into()],
         ip_allowlist: vec!["10.0.0.0/8".into()],
         created_at: 5,
+        disabled_at: None,
     }
 }
 
@@ -25,6 +29,7 @@ fn key(id: &str, tenant: &str, hash: &str) -> ApiKeyRow {
         subject: "svc".into(),
         key_hash: hash.into(),
         scopes: vec!["a".into(), "b:c".into()],
+        roles: vec!["viewer".into()],
         ip_allowlist: Some(vec!["192.0.2.7".into()]),
         created_at: 10,
         expires_at: Some(100),
@@ -32,51 +37,106 @@ fn key(id: &str, tenant: &str, hash: &str) -> ApiKeyRow {
         rotation_deadline: None,
         replaced_by: None,
         revoked_at: None,
+        last_used_at: None,
     }
 }
 
-#[test]
-fn rows_round_trip() {
-    let mut s = Store::open_in_memory().unwrap();
-    s.insert_tenant(&tenant("acme")).unwrap();
-    assert_eq!(s.tenant("acme").unwrap(), Some(tenant("acme")));
-    assert_eq!(s.tenant("nope").unwrap(), None);
-    let e = s.insert_tenant(&tenant("acme")).unwrap_err();
-    assert_eq!(e.status, 409);
+fn database(b: Backend, dir: &tempfile::TempDir) -> (Database, DbConfig) {
+    let config = DbConfig::new(location(b, dir));
+    (Database::open(&config).unwrap(), config)
+}
+
+async fn rows_round_trip(b: Backend) {
+    sync(|| rows_round_trip_sync(b));
+}
+
+fn rows_round_trip_sync(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = database(b, &dir);
+    db.write(|c| store::insert_tenant(c, &tenant("acme"))).unwrap();
+    assert_eq!(db.read(|c| store::tenant(c, "acme")).unwrap(), Some(tenant("acme")));
+    assert_eq!(db.read(|c| store::tenant(c, "nope")).unwrap(), None);
+    let e = db.write(|c| store::insert_tenant(c, &tenant("acme"))).unwrap_err();
+    assert!(matches!(e, Error::Conflict(_)), "{e}");
 
     let k = key("key_a", "acme", &"1".repeat(64));
-    s.insert_key(&k).unwrap();
-    assert_eq!(s.key_by_id("key_a").unwrap(), Some(k.clone()));
-    let (found, t) = s.key_by_hash(&"1".repeat(64)).unwrap().unwrap();
+    db.write(|c| store::insert_key(c, &k)).unwrap();
+    assert_eq!(db.read(|c| store::key_by_id(c, "key_a")).unwrap(), Some(k.clone()));
+    let (found, t) = db.read(|c| store::key_by_hash(c, &"1".repeat(64))).unwrap().unwrap();
     assert_eq!(found, k);
     assert_eq!(t, tenant("acme"));
-    assert!(s.key_by_hash(&"2".repeat(64)).unwrap().is_none());
+    assert!(db.read(|c| store::key_by_hash(c, &"2".repeat(64))).unwrap().is_none());
     // A key for a tenant that does not exist is refused by the foreign key.
-    assert!(s.insert_key(&key("key_b", "ghost", &"3".repeat(64))).is_err());
+    assert!(db
+        .write(|c| store::insert_key(c, &key("key_b", "ghost", &"3".repeat(64))))
+        .is_err());
     // Duplicate hash refused.
-    assert!(s.insert_key(&key("key_c", "acme", &"1".repeat(64))).is_err());
-    assert_eq!(s.keys_of_tenant("acme").unwrap().len(), 1);
+    assert!(db
+        .write(|c| store::insert_key(c, &key("key_c", "acme", &"1".repeat(64))))
+        .is_err());
+    assert_eq!(db.read(|c| store::keys_of_tenant(c, "acme")).unwrap().len(), 1);
+    // A failed write changes nothing: the tenant inserted before the failure is rolled back.
+    let e = db.write(|c| {
+        store::insert_tenant(c, &tenant("rolled-back"))?;
+        store::insert_key(c, &key("key_d", "ghost", &"4".repeat(64)))
+    });
+    assert!(e.is_err());
+    assert_eq!(db.read(|c| store::tenant(c, "rolled-back")).unwrap(), None);
 }
 
-#[test]
-fn migrations_are_idempotent() {
+async fn migrations_are_idempotent(b: Backend) {
+    sync(|| migrations_are_idempotent_sync(b));
+}
+
+fn migrations_are_idempotent_sync(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.db");
-    let mut s = Store::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-    let instance = s.instance_id().unwrap();
-    s.migrate().unwrap();
-    s.migrate().unwrap();
-    assert_eq!(s.migrations_applied().unwrap(), SCHEMA_VERSION);
-    s.insert_tenant(&tenant("acme")).unwrap();
-    drop(s);
+    let (db, config) = database(b, &dir);
+    assert_eq!(db.read(store::schema_version).unwrap(), SCHEMA_VERSION);
+    let instance = db.read(store::instance_id).unwrap();
+    db.write(|c| store::insert_tenant(c, &tenant("acme"))).unwrap();
+    drop(db);
     for _ in 0..3 {
-        let s = Store::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(s.migrations_applied().unwrap(), SCHEMA_VERSION);
-        assert_eq!(s.instance_id().unwrap(), instance, "the instance id is kept");
-        assert_eq!(s.tenants().unwrap().len(), 1);
+        let db = Database::open(&config).unwrap();
+        assert_eq!(db.read(store::schema_version).unwrap(), SCHEMA_VERSION);
+        assert_eq!(db.read(store::migrations_applied).unwrap(), SCHEMA_VERSION);
+        assert_eq!(
+            db.read(store::instance_id).unwrap(),
+            instance,
+            "the instance id is kept"
+        );
+        assert_eq!(db.read(store::tenants).unwrap().len(), 1);
     }
+}
+
+/// Replicas starting at once on a new database: each migration runs once, one
+/// instance id, one signing key.
+async fn replicas_migrate_once_when_started_together(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = DbConfig::new(location(b, &dir));
+    let clock = std::sync::Arc::new(edge_auth_service::ManualClock::new(T0));
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let (config, clock, barrier) = (config.clone(), clock.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let svc = Service::open(&config, None, clock).unwrap();
+                let instance = svc.db().read(store::instance_id).unwrap();
+                let jwks = svc.jwks().unwrap();
+                (instance, jwks)
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    sync(|| {
+        let db = Database::open(&config).unwrap();
+        assert_eq!(db.read(store::migrations_applied).unwrap(), SCHEMA_VERSION);
+        assert!(
+            results.iter().all(|r| r == &results[0]),
+            "one instance id and one signing key: {results:?}"
+        );
+        assert_eq!(db.read(|c| store::count(c, "signing_keys")).unwrap(), 1);
+    });
 }
 
 #[cfg(unix)]
@@ -85,14 +145,13 @@ fn database_file_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.db");
-    drop(Store::open(&path).unwrap());
+    drop(Database::open(&DbConfig::new(Location::Sqlite(path.clone()))).unwrap());
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
 
-#[tokio::test]
-async fn data_survives_a_restart() {
-    let (app, key_id, raw) = app_with_key().await;
+async fn data_survives_a_restart(b: Backend) {
+    let (app, key_id, raw) = app_with_key_on(b).await;
     let jwks_before = app.call(Method::GET, "/.well-known/jwks.json", None, None).await.body;
     let pair = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"}))).await;
     assert_eq!(pair.status, StatusCode::CREATED);
@@ -121,10 +180,9 @@ async fn data_survives_a_restart() {
     assert_eq!(refreshed.body["session_id"], sid.as_str());
 }
 
-#[tokio::test]
-async fn a_cursor_from_another_database_resets() {
-    let a = TestApp::new();
-    let b = TestApp::new();
+async fn a_cursor_from_another_database_resets(b: Backend) {
+    let a = TestApp::on(b);
+    let b = TestApp::on(b);
     a.admin(Method::POST, "/admin/v1/revoke-all", None).await;
     for _ in 0..3 {
         b.admin(Method::POST, "/admin/v1/revoke-all", None).await;
@@ -133,3 +191,11 @@ async fn a_cursor_from_another_database_resets() {
     let feed = b.feed(Some(&cursor)).await;
     assert_eq!(feed["reset"], true);
 }
+
+backends!(
+    rows_round_trip,
+    migrations_are_idempotent,
+    replicas_migrate_once_when_started_together,
+    data_survives_a_restart,
+    a_cursor_from_another_database_resets,
+);

@@ -166,6 +166,8 @@ struct RawAuthService {
     max_response_bytes: usize,
     #[serde(default = "defaults::max_revocation_entries")]
     max_revocation_entries: usize,
+    #[serde(default = "defaults::tenant_claim")]
+    tenant_claim: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -683,6 +685,8 @@ pub struct AuthService {
     pub revocation_max_staleness_ms: u64,
     pub max_response_bytes: usize,
     pub max_revocation_entries: usize,
+    /// The claim naming a token's tenant, matched with the feed's tenant-scoped cut-offs.
+    pub tenant_claim: String,
 }
 
 impl fmt::Debug for AuthService {
@@ -1191,6 +1195,9 @@ fn compile_auth_service(a: RawAuthService, env: &dyn Fn(&str) -> Option<String>)
             "must be between 1 and 1000000",
         ));
     }
+    if a.tenant_claim.is_empty() || a.tenant_claim.len() > 256 {
+        return Err(err(format!("{at}.tenant_claim"), "must be 1 to 256 bytes"));
+    }
     let authority = authority(a.authority, &a.cluster, at)?;
     Ok(AuthService {
         cluster: a.cluster,
@@ -1202,6 +1209,7 @@ fn compile_auth_service(a: RawAuthService, env: &dyn Fn(&str) -> Option<String>)
         revocation_max_staleness_ms: a.revocation_max_staleness_s * 1000,
         max_response_bytes: a.max_response_bytes,
         max_revocation_entries: a.max_revocation_entries,
+        tenant_claim: a.tenant_claim,
     })
 }
 

@@ -892,7 +892,10 @@ fn revocation_check<'c>(cfg: &Config, st: &State, token: &VerifiedToken, now_ms:
     if now_ms >= st.revocation_fresh_until_ms {
         return Some(Deny::RevocationUnavailable);
     }
-    st.revocation.is_revoked(&token.claims).then_some(Deny::Revoked)
+    let tenant_claim = cfg.auth_service.as_ref().map_or("tenant", |a| a.tenant_claim.as_str());
+    st.revocation
+        .is_revoked(&token.claims, tenant_claim)
+        .then_some(Deny::Revoked)
 }
 
 /// Checks that need the verified token: the tenant's origins and the scopes.

@@ -53,19 +53,48 @@ impl AuthService {
         AuthService::start_at(free_port(), dir)
     }
 
+    /// Starts the service on a free port with a fresh database and `env` set.
+    pub fn start_with_env(env: &[(&str, &str)]) -> AuthService {
+        let dir = std::env::temp_dir().join(format!("edge-auth-e2e-svc-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let port = free_port();
+        let mut cmd = Command::new(service_bin());
+        cmd.arg("--db").arg(dir.join("auth.db"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        AuthService::spawn(cmd, port, &format!("http://127.0.0.1:{port}"), dir)
+    }
+
     /// Starts the service on `port` with its database in `dir` (a restart keeps the data).
     pub fn start_at(port: u16, dir: PathBuf) -> AuthService {
+        let mut cmd = Command::new(service_bin());
+        cmd.arg("--db").arg(dir.join("auth.db"));
+        AuthService::spawn(cmd, port, &format!("http://127.0.0.1:{port}"), dir)
+    }
+
+    /// Starts a replica on a free port, on the PostgreSQL database `url` (schema
+    /// `schema`, created if missing), issuing tokens as `issuer`. Replicas of one
+    /// database share everything: keys, sessions, signing keys, feed cursors.
+    pub fn start_replica(url: &str, schema: &str, issuer: &str) -> AuthService {
+        let mut cmd = Command::new(service_bin());
+        cmd.env("EDGE_AUTH_DATABASE_URL", url)
+            .env("EDGE_AUTH_DATABASE_SCHEMA", schema)
+            .env_remove("EDGE_AUTH_DB");
+        AuthService::spawn(cmd, free_port(), issuer, std::env::temp_dir())
+    }
+
+    fn spawn(mut cmd: Command, port: u16, issuer: &str, dir: PathBuf) -> AuthService {
         let bin = service_bin();
         assert!(
             bin.exists(),
             "{} is missing: build it with `cargo build -p edge-auth-service`",
             bin.display()
         );
-        let child = Command::new(&bin)
-            .args(["serve", "--db"])
-            .arg(dir.join("auth.db"))
+        let child = cmd
+            .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--issuer", &format!("http://127.0.0.1:{port}"), "--audience", "e2e-app"])
+            .args(["--issuer", issuer, "--audience", "e2e-app"])
             .env("EDGE_AUTH_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("EDGE_AUTH_SERVICE_TOKEN", SERVICE_TOKEN)
             .stdout(Stdio::null())
@@ -129,4 +158,49 @@ impl AuthService {
     pub fn lookups(&self) -> u64 {
         self.stats()["api_key_lookups"].as_u64().unwrap_or(0)
     }
+
+    /// A request with the service token (the edge's calls).
+    pub fn internal(&self, method: &str, path: &str, body: &str) -> Response {
+        let bearer = format!("Bearer {SERVICE_TOKEN}");
+        let headers = [("authorization", bearer.as_str()), ("content-type", "application/json")];
+        http::request(("127.0.0.1", self.port), method, path, &headers, body)
+    }
+
+    /// One series of the service's `/metrics` (0 if absent).
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = http::request(("127.0.0.1", self.port), "GET", "/metrics", &[], "").text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// The test PostgreSQL server's connection string (`EDGE_AUTH_TEST_PG_URL`; `make
+/// test` starts one). Without it: `None` after a loud warning, or a failure when the
+/// run requires PostgreSQL (`EDGE_AUTH_TEST_PG_REQUIRED=1` or `CI`).
+pub fn test_pg_url() -> Option<String> {
+    if let Some(url) = std::env::var("EDGE_AUTH_TEST_PG_URL").ok().filter(|u| !u.is_empty()) {
+        return Some(url);
+    }
+    let required = std::env::var("EDGE_AUTH_TEST_PG_REQUIRED").is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| !v.is_empty());
+    assert!(
+        !required,
+        "EDGE_AUTH_TEST_PG_URL is not set but PostgreSQL tests are required: run them with `make test`"
+    );
+    eprintln!(
+        "\n*** WARNING: EDGE_AUTH_TEST_PG_URL is not set: this PostgreSQL test did NOT run. \
+         `make test` starts a PostgreSQL server and runs it. ***\n"
+    );
+    None
+}
+
+/// A schema name no other test uses.
+pub fn fresh_schema() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("e2e_{}_{nanos}", std::process::id())
 }
