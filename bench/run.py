@@ -406,16 +406,23 @@ def auth_cluster(ctx: "Context") -> list[dict]:
 def fake_auth_service(ctx: "Context"):
     """The auth service's two calls as docs/auth-service-api.md defines them,
     answered from memory on ctx.auth_port: every API-key lookup is a valid key
-    (cacheable 300 s), the revocation feed an empty snapshot. The bench measures
-    the filter, so the service only has to be correct and quick."""
+    (cacheable 300 s) bound to the key_hash asked about (contract v1.1), the
+    revocation feed an empty snapshot. The bench measures the filter, so the
+    service only has to be correct and quick."""
     import http.server
     import threading
 
-    lookup = json.dumps({
-        "status": "valid", "key_id": "key_benchbenchbenchbenchbenchbe", "tenant": "bench",
-        "subject": "svc-bench", "scopes": ["orders:read"], "ip_allowlist": [], "allowed_origins": [],
-        "expires_at": None, "cache_ttl_s": 300,
-    }).encode()
+    def lookup(request_body: bytes) -> bytes:
+        try:
+            key_hash = json.loads(request_body).get("key_hash")
+        except (ValueError, AttributeError):
+            key_hash = None
+        return json.dumps({
+            "key_hash": key_hash,
+            "status": "valid", "key_id": "key_benchbenchbenchbenchbenchbe", "tenant": "bench",
+            "subject": "svc-bench", "scopes": ["orders:read"], "ip_allowlist": [], "allowed_origins": [],
+            "expires_at": None, "cache_ttl_s": 300,
+        }).encode()
     feed = json.dumps({
         "cursor": "bench.1", "reset": True, "poll_interval_s": 5, "revoked_before": None,
         "subjects": [], "sessions": [], "jtis": [],
@@ -436,8 +443,7 @@ def fake_auth_service(ctx: "Context"):
             self.wfile.write(body)
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            self.rfile.read(int(self.headers.get("content-length") or 0))
-            self.answer(lookup)
+            self.answer(lookup(self.rfile.read(int(self.headers.get("content-length") or 0))))
 
         def do_GET(self) -> None:  # noqa: N802
             self.answer(feed)

@@ -8,7 +8,6 @@ use proxy_wasm::types::{Action, LogLevel};
 use edge_auth_core::decision::{self, Allow, Credential, Deny, KeyAnswer, KeyUse, Request, ResponseHeaders, Verdict};
 use edge_auth_core::header_map::HeaderMap;
 use edge_auth_core::response;
-use edge_auth_core::token_source::TokenSource;
 
 use crate::host;
 use crate::jwks_fetch;
@@ -49,6 +48,17 @@ impl HostRequest<'_> {
 impl Request for HostRequest<'_> {
     fn header(&mut self, name: &str) -> Option<String> {
         self.value(name).map(host::text_of)
+    }
+
+    fn each_header(&mut self, names: &[String], f: &mut dyn FnMut(usize, String)) {
+        for (name, value) in self.headers.iter() {
+            let Some(i) = names.iter().position(|n| name.eq_ignore_ascii_case(n.as_bytes())) else {
+                continue;
+            };
+            if !self.written.iter().any(|w| name.eq_ignore_ascii_case(w.as_bytes())) {
+                f(i, host::text_of(value));
+            }
+        }
     }
 
     fn forwarded_for(&mut self) -> Option<String> {
@@ -123,6 +133,11 @@ pub fn evaluate(
         let mut state = shared.state.borrow_mut();
         decision::decide(cfg, &mut state, &method, &path, &mut req, now_ms, may_await, answer)
     };
+    if let Some(notice) = outcome.notice {
+        if shared.first_notice(notice) {
+            host::log(LogLevel::Warn, notice);
+        }
+    }
     match outcome.cache {
         Some(true) => Metrics::inc(shared.metrics.cache_hit),
         Some(false) => Metrics::inc(shared.metrics.cache_miss),
@@ -202,16 +217,9 @@ fn allow(shared: &Shared, a: Allow<'_>) {
         Metrics::inc(shared.metrics.allowed_preflight);
         return;
     }
-    if let Some(h) = a.remove_header {
+    // every credential place the request has, not only the one used (the core chose)
+    for h in a.remove_headers.names() {
         let _ = host::remove_request_header(h);
-    }
-    if a.remove_key_headers {
-        // every key source, not only the one used: no key goes upstream
-        for s in shared.config.api_keys.iter().flat_map(|k| k.sources.iter()) {
-            if let TokenSource::Header { name, .. } = s {
-                let _ = host::remove_request_header(name);
-            }
-        }
     }
     if let Some(cookie) = &a.cookie {
         let _ = if cookie.is_empty() {

@@ -221,7 +221,7 @@ pub fn on_response(shared: &Shared, token: u32, body_size: usize, current_contex
         // Envoy's own 503/504: the service did not answer (timeout, connection failure)
         status = None;
     }
-    let result = match apikey::parse_lookup(status, body.as_deref(), keys.max_response_bytes, now) {
+    let result = match apikey::parse_lookup(status, body.as_deref(), keys.max_response_bytes, now, &pending.hash) {
         Ok(lookup) => {
             succeeded(shared, now_ms);
             let until = key_cache::cache_until(&lookup, now, keys.max_cache_ttl_s, keys.negative_cache_ttl_s);

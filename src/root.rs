@@ -84,9 +84,10 @@ impl RootContext for EdgeAuthRoot {
         host::log(
             LogLevel::Info,
             &format!(
-                "edge-auth: configured with {} providers and {} rules",
+                "edge-auth: configured with {} providers and {} rules (RS/PS/ES256 signatures verified by {})",
                 shared.config.providers.len(),
-                shared.config.routes.rules().len()
+                shared.config.routes.rules().len(),
+                edge_auth_core::keys::RSA_AND_P256_VERIFIERS
             ),
         );
         let polls = shared.config.providers.iter().any(|p| p.check_revocation);

@@ -43,6 +43,8 @@ pub struct Shared {
     pub breaker: RefCell<Breaker>,
     /// The root context's tick period as last set.
     pub tick_period: Cell<Duration>,
+    /// Configuration notices already logged by this worker (each once).
+    noticed: RefCell<Vec<&'static str>>,
 }
 
 /// Minimum time between two request-triggered warnings in the log.
@@ -71,7 +73,19 @@ impl Shared {
             lookups: RefCell::new(Vec::new()),
             breaker: RefCell::new(Breaker::new(breaker)),
             tick_period: Cell::new(Duration::ZERO),
+            noticed: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Whether `notice` is new on this worker; records it. A notice names a
+    /// configuration problem every request hits alike, so once is enough.
+    pub fn first_notice(&self, notice: &'static str) -> bool {
+        let mut seen = self.noticed.borrow_mut();
+        if seen.contains(&notice) {
+            return false;
+        }
+        seen.push(notice);
+        true
     }
 
     /// Whether a request-triggered warning may be logged now (at most one per

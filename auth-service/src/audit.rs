@@ -19,6 +19,9 @@ pub struct Ctx {
     pub peer: Option<String>,
     /// The `x-forwarded-for` header as received (the edge's view of the client), truncated.
     pub forwarded_for: Option<String>,
+    /// The tenant the actor acts in or on (an API key's; an admin action's), for the
+    /// audit's tenant filter.
+    pub tenant: Option<String>,
 }
 
 /// Longest `x-forwarded-for` kept in the audit trail.
@@ -46,6 +49,7 @@ impl Ctx {
             actor: actor.into(),
             peer,
             forwarded_for,
+            tenant: None,
         }
     }
 
@@ -62,6 +66,14 @@ impl Ctx {
         }
     }
 
+    /// The same, acting in or on `tenant`.
+    pub fn for_tenant(&self, tenant: Option<&str>) -> Ctx {
+        Ctx {
+            tenant: tenant.map(str::to_owned),
+            ..self.clone()
+        }
+    }
+
     /// The record of `action` by this actor at `now`.
     pub fn event(
         &self,
@@ -74,6 +86,7 @@ impl Ctx {
         NewAudit {
             ts: now,
             actor: self.actor.clone(),
+            tenant: self.tenant.clone(),
             action: action.to_owned(),
             target: target.map(str::to_owned),
             outcome: outcome.to_owned(),

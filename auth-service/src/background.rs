@@ -1,8 +1,8 @@
 //! Work done on a schedule while the server runs: writing the failed
-//! authentications counted so far (one row per kind, route and client per window),
-//! logging the requests refused because their client was limited (one line per
-//! client per window), and enforcing retention (audit age and row count, expired
-//! revocations).
+//! authentications counted so far (one row per kind, route and client per window)
+//! and when keys were last used, logging the requests refused because their client
+//! was limited (one line per client per window), and enforcing retention (audit age
+//! and row count, expired revocations, ended sessions).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,12 +66,26 @@ pub fn log_refused(svc: &Service, window: Duration) {
     }
 }
 
+fn key_usage(svc: &Service) -> crate::error::Result<u64> {
+    svc.flush_key_usage().map(|n| n as u64)
+}
+
 fn retention(svc: &Service) -> crate::error::Result<u64> {
     svc.enforce_retention()
 }
 
 /// Starts the background work; it runs until the runtime stops.
 pub fn spawn(svc: Arc<Service>, schedule: Schedule) {
+    let usage = svc.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(crate::usage::GRANULARITY_S.unsigned_abs()));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            run(&usage, "key_usage", key_usage).await;
+        }
+    });
     let flusher = svc.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(schedule.flush_every);
@@ -96,10 +110,11 @@ pub fn spawn(svc: Arc<Service>, schedule: Schedule) {
 /// Writes what is still counted (at shutdown), waiting at most `limit`.
 pub async fn final_flush(svc: Arc<Service>, limit: Duration, window: Duration) {
     log_refused(&svc, window);
-    if tokio::time::timeout(limit, run(&svc, "audit_flush", flush))
-        .await
-        .is_err()
-    {
+    let both = async {
+        run(&svc, "audit_flush", flush).await;
+        run(&svc, "key_usage", key_usage).await;
+    };
+    if tokio::time::timeout(limit, both).await.is_err() {
         tracing::warn!("the last failed-authentication counts could not be written in time");
     }
 }

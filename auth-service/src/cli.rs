@@ -20,14 +20,18 @@ use serde_json::json;
 use crate::audit::Ctx;
 use crate::background::{self, Schedule};
 use crate::db::{DbConfig, Location};
+use crate::edge_context::{self, EdgeContextConfig};
 use crate::error::Error;
 use crate::guard::GuardConfig;
 use crate::http::{self, Api, AppState, HttpConfig, Secret, MAX_TOKEN_LEN, MIN_TOKEN_LEN};
 use crate::logging;
 use crate::runtime::{self, Threads};
+use crate::secrets::KeyRing;
 use crate::service::{
-    KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest, DEFAULT_GRACE_S,
+    AuditQuery, KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest, TenantUpdate,
+    DEFAULT_GRACE_S,
 };
+use crate::store::AuditFilter;
 use crate::tokens::TokenConfig;
 
 /// The environment variable holding the admin token.
@@ -38,6 +42,13 @@ pub const SERVICE_TOKEN_ENV: &str = "EDGE_AUTH_SERVICE_TOKEN";
 pub const DATABASE_URL_ENV: &str = "EDGE_AUTH_DATABASE_URL";
 /// The environment variable naming the PostgreSQL schema to use (created if missing).
 pub const DATABASE_SCHEMA_ENV: &str = "EDGE_AUTH_DATABASE_SCHEMA";
+/// The edge's context signing key (`context.signing_key_env` at the edge), if the
+/// service is to believe the edge's signed context headers.
+pub const CONTEXT_KEY_ENV: &str = "EDGE_AUTH_CONTEXT_KEY";
+/// The previous context signing key, during a rotation.
+pub const CONTEXT_KEY_PREVIOUS_ENV: &str = "EDGE_AUTH_CONTEXT_KEY_PREVIOUS";
+/// The edge's context header prefix (`context.prefix`), if not `x-edge-auth-`.
+pub const CONTEXT_PREFIX_ENV: &str = "EDGE_AUTH_CONTEXT_PREFIX";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +63,10 @@ pub struct Cli {
     pub db: Option<PathBuf>,
     #[command(flatten)]
     pub pools: PoolArgs,
+    /// The edges' leeway, in seconds: a revocation stays in the feed until the tokens it
+    /// covers are past their expiry plus this (0 to 3600; the filter's default leeway is 60).
+    #[arg(long, global = true, env = "EDGE_AUTH_FEED_LEEWAY_S", default_value_t = 60)]
+    pub feed_leeway_s: u32,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -128,6 +143,9 @@ pub struct ServeArgs {
     /// value added to the process's, 0 to 19; 0 = the same priority).
     #[arg(long, env = "EDGE_AUTH_PUBLIC_NICE", default_value_t = 10)]
     pub public_nice: i32,
+    /// How old the edge's signed context may be, in seconds (with EDGE_AUTH_CONTEXT_KEY).
+    #[arg(long, env = "EDGE_AUTH_CONTEXT_MAX_AGE_S", default_value_t = edge_context::DEFAULT_MAX_AGE_S)]
+    pub context_max_age_s: u64,
     /// Log level: error, warn, info (one line per request), debug, trace or off.
     #[arg(long, env = "EDGE_AUTH_LOG", default_value = "info")]
     pub log_level: String,
@@ -154,10 +172,31 @@ pub enum Command {
     /// Access-token signing keys.
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
-    /// Show recent audit events, newest first.
+    /// Show audit events: newest first (--before to page back), or oldest first after a
+    /// cursor (--after, to follow the log); filtered by time, tenant, action, outcome, actor.
     Audit {
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// A `next` cursor of a previous newest-first page.
+        #[arg(long, conflicts_with = "after")]
+        before: Option<String>,
+        /// Events after this cursor, oldest first.
+        #[arg(long)]
+        after: Option<String>,
+        /// Events at or after this Unix time.
+        #[arg(long)]
+        since: Option<i64>,
+        /// Events before this Unix time.
+        #[arg(long)]
+        until: Option<i64>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
     },
     /// Apply the schema migrations and exit (replicas also migrate when they start).
     Migrate,
@@ -177,6 +216,26 @@ pub enum TenantCommand {
     },
     /// List tenants.
     List,
+    /// Replace a tenant's allowed origins and/or IP allowlist (the lists given).
+    Update {
+        name: String,
+        /// An allowed browser origin (repeatable): replaces the origins.
+        #[arg(long = "origin")]
+        origins: Vec<String>,
+        /// No allowed origin at all.
+        #[arg(long, conflicts_with = "origins")]
+        no_origins: bool,
+        /// An allowed client address or CIDR (repeatable): replaces the allowlist.
+        #[arg(long = "ip")]
+        ips: Vec<String>,
+        /// No IP allowlist (any address).
+        #[arg(long, conflicts_with = "ips")]
+        any_ip: bool,
+    },
+    /// Disable a tenant: its keys are refused, its sessions and tokens revoked.
+    Disable { name: String },
+    /// Enable a disabled tenant again.
+    Enable { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -190,6 +249,9 @@ pub enum KeyCommand {
         /// A scope (repeatable).
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// A role the key may grant to its sessions (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
         /// Lifetime in seconds; none = no expiry.
         #[arg(long)]
         expires_in_s: Option<i64>,
@@ -210,6 +272,12 @@ pub enum KeyCommand {
     },
     /// Revoke a key now.
     Revoke { key_id: String },
+    /// Emergency: revoke every API key now, of one tenant (--tenant) or of all.
+    RevokeAll {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,20 +288,42 @@ pub enum SessionCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SubjectCommand {
-    /// Revoke every token of a subject issued until now, in every tenant.
-    Revoke { subject: String },
+    /// Revoke every token of a subject issued until now, in every tenant (or in --tenant only).
+    Revoke {
+        subject: String,
+        /// Only in this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SigningKeyCommand {
     /// Make a new current signing key; the old one stays in the JWKS for the token lifetime.
     Rotate,
+    /// Seal every signing key with EDGE_AUTH_SIGNING_KEK (keys in clear, and keys sealed
+    /// with EDGE_AUTH_SIGNING_KEK_PREVIOUS).
+    Encrypt,
 }
 
-/// The admin and service tokens from the environment, checked.
-pub fn secrets_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(String, String), String> {
-    let read = |name: &str| -> Result<String, String> {
-        let v = get(name).ok_or_else(|| format!("{name} is not set: serve needs it from the environment"))?;
+/// A bearer token from the environment, and the previous one during a rollover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollingToken {
+    pub current: String,
+    pub previous: Option<String>,
+}
+
+impl RollingToken {
+    pub fn secret(&self) -> Secret {
+        Secret::rolling(&self.current, self.previous.as_deref())
+    }
+}
+
+/// The admin and service tokens from the environment (`EDGE_AUTH_ADMIN_TOKEN`,
+/// `EDGE_AUTH_SERVICE_TOKEN`, and their `_PREVIOUS` during a rollover), checked: each
+/// at least 32 characters, and no admin token equal to a service token.
+pub fn secrets_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(RollingToken, RollingToken), String> {
+    let check = |name: &str, v: String| -> Result<String, String> {
         if v.chars().count() < MIN_TOKEN_LEN {
             return Err(format!(
                 "{name} is shorter than {MIN_TOKEN_LEN} characters: use a long random token"
@@ -244,14 +334,57 @@ pub fn secrets_from_env(get: impl Fn(&str) -> Option<String>) -> Result<(String,
         }
         Ok(v)
     };
+    let read = |name: &str| -> Result<RollingToken, String> {
+        let v = get(name).ok_or_else(|| format!("{name} is not set: serve needs it from the environment"))?;
+        let current = check(name, v)?;
+        let previous_name = format!("{name}_PREVIOUS");
+        let previous = get(&previous_name)
+            .filter(|p| !p.is_empty())
+            .map(|p| check(&previous_name, p))
+            .transpose()?;
+        if previous.as_ref() == Some(&current) {
+            return Err(format!(
+                "{previous_name} equals {name}: give the token being replaced, or unset it"
+            ));
+        }
+        Ok(RollingToken { current, previous })
+    };
     let admin = read(ADMIN_TOKEN_ENV)?;
     let service = read(SERVICE_TOKEN_ENV)?;
-    if admin == service {
+    let all = |t: &RollingToken| {
+        [Some(t.current.clone()), t.previous.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+    };
+    if all(&admin).iter().any(|a| all(&service).contains(a)) {
         return Err(format!(
-            "{ADMIN_TOKEN_ENV} and {SERVICE_TOKEN_ENV} must differ: the edge holds the service token"
+            "{ADMIN_TOKEN_ENV} and {SERVICE_TOKEN_ENV} (and their _PREVIOUS) must differ: the edge holds the service token"
         ));
     }
     Ok((admin, service))
+}
+
+/// How to check the edge's signed context, from the environment: `None` without
+/// `EDGE_AUTH_CONTEXT_KEY` (the service then never believes those headers).
+pub fn edge_context_from_env(
+    get: impl Fn(&str) -> Option<String>,
+    max_age_s: u64,
+) -> Result<Option<EdgeContextConfig>, String> {
+    let Some(current) = get(CONTEXT_KEY_ENV).filter(|k| !k.is_empty()) else {
+        if get(CONTEXT_KEY_PREVIOUS_ENV).is_some_and(|k| !k.is_empty()) {
+            return Err(format!("{CONTEXT_KEY_PREVIOUS_ENV} is set without {CONTEXT_KEY_ENV}"));
+        }
+        return Ok(None);
+    };
+    let mut keys = vec![current.into_bytes()];
+    if let Some(previous) = get(CONTEXT_KEY_PREVIOUS_ENV).filter(|k| !k.is_empty()) {
+        keys.push(previous.into_bytes());
+    }
+    let prefix = get(CONTEXT_PREFIX_ENV).unwrap_or_else(|| edge_auth_core::context::DEFAULT_PREFIX.to_owned());
+    EdgeContextConfig::new(&prefix, keys, max_age_s)
+        .map(Some)
+        .map_err(|e| format!("the edge's context ({CONTEXT_KEY_ENV}, {CONTEXT_PREFIX_ENV}): {e}"))
 }
 
 /// Why a command ended without its result.
@@ -350,10 +483,18 @@ fn describe(db: &DbConfig) -> String {
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let db = db_config(cli.db, &cli.pools, |k| std::env::var(k).ok())?;
-    if let Command::Serve(args) = cli.command {
-        return serve(db, *args).map_err(Failure::Message);
+    if cli.feed_leeway_s > 3600 {
+        return Err("--feed-leeway-s must be at most 3600".into());
     }
-    let svc = Service::open(&db, None, Arc::new(SystemClock))?;
+    let options = Options {
+        feed_leeway_s: i64::from(cli.feed_leeway_s),
+        keks: KeyRing::from_env(|k| std::env::var(k).ok())?,
+        ..Options::default()
+    };
+    if let Command::Serve(args) = cli.command {
+        return serve(db, *args, options).map_err(Failure::Message);
+    }
+    let svc = Service::open_with(&db, options, Arc::new(SystemClock))?;
     admin_command(&svc, cli.command)
 }
 
@@ -371,10 +512,27 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
             },
         )?),
         Command::Tenant(TenantCommand::List) => print(&json!({ "tenants": svc.list_tenants()? })),
+        Command::Tenant(TenantCommand::Update {
+            name,
+            origins,
+            no_origins,
+            ips,
+            any_ip,
+        }) => {
+            let list = |v: Vec<String>, none: bool| (none || !v.is_empty()).then_some(v);
+            let req = TenantUpdate {
+                allowed_origins: list(origins, no_origins),
+                ip_allowlist: list(ips, any_ip),
+            };
+            print(&svc.update_tenant(&ctx, &name, req)?)
+        }
+        Command::Tenant(TenantCommand::Disable { name }) => print(&svc.disable_tenant(&ctx, &name)?),
+        Command::Tenant(TenantCommand::Enable { name }) => print(&svc.enable_tenant(&ctx, &name)?),
         Command::Key(KeyCommand::Create {
             tenant,
             subject,
             scopes,
+            roles,
             expires_in_s,
             ips,
         }) => {
@@ -385,6 +543,7 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
                 KeyRequest {
                     subject,
                     scopes,
+                    roles,
                     expires_in_s,
                     ip_allowlist,
                 },
@@ -395,11 +554,40 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
             print(&svc.rotate_key(&ctx, &key_id, RotateRequest { grace_s })?)
         }
         Command::Key(KeyCommand::Revoke { key_id }) => print(&svc.revoke_key(&ctx, &key_id)?),
+        Command::Key(KeyCommand::RevokeAll { tenant }) => print(&svc.revoke_all_keys(&ctx, tenant.as_deref())?),
         Command::Session(SessionCommand::Revoke { sid }) => print(&svc.admin_revoke_session(&ctx, &sid)?),
-        Command::Subject(SubjectCommand::Revoke { subject }) => print(&svc.admin_revoke_subject(&ctx, &subject)?),
+        Command::Subject(SubjectCommand::Revoke { subject, tenant }) => {
+            print(&svc.admin_revoke_subject(&ctx, &subject, tenant.as_deref())?)
+        }
         Command::RevokeAll => print(&svc.revoke_all(&ctx)?),
         Command::SigningKey(SigningKeyCommand::Rotate) => print(&svc.rotate_signing_key(&ctx)?),
-        Command::Audit { limit } => print(&json!({ "events": svc.audit_events(limit)? })),
+        Command::SigningKey(SigningKeyCommand::Encrypt) => print(&svc.encrypt_signing_keys(&ctx)?),
+        Command::Audit {
+            limit,
+            before,
+            after,
+            since,
+            until,
+            tenant,
+            action,
+            outcome,
+            actor,
+        } => {
+            let q = AuditQuery {
+                limit,
+                before,
+                after,
+                filter: AuditFilter {
+                    since,
+                    until,
+                    tenant,
+                    action,
+                    outcome,
+                    actor,
+                },
+            };
+            print(&svc.audit_page(&q)?)
+        }
     }
 }
 
@@ -407,7 +595,7 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn serve(db: DbConfig, args: ServeArgs) -> Result<(), String> {
+fn serve(db: DbConfig, args: ServeArgs, base: Options) -> Result<(), String> {
     let level = logging::parse_level(&args.log_level).ok_or_else(|| {
         format!(
             "unknown log level {:?}: use error, warn, info, debug, trace or off",
@@ -415,15 +603,16 @@ fn serve(db: DbConfig, args: ServeArgs) -> Result<(), String> {
         )
     })?;
     let sink = logging::init(level);
-    let out = run_server(db, args);
+    let out = run_server(db, args, base);
     if let Some(sink) = sink {
         sink.close(secs(2));
     }
     out
 }
 
-fn run_server(db: DbConfig, args: ServeArgs) -> Result<(), String> {
+fn run_server(db: DbConfig, args: ServeArgs, base: Options) -> Result<(), String> {
     let (admin, service_token) = secrets_from_env(|k| std::env::var(k).ok())?;
+    let edge_context = edge_context_from_env(|k| std::env::var(k).ok(), args.context_max_age_s)?;
     if args.issuer.trim().is_empty() || args.audience.trim().is_empty() {
         return Err("--issuer and --audience must not be empty".into());
     }
@@ -453,6 +642,7 @@ fn run_server(db: DbConfig, args: ServeArgs) -> Result<(), String> {
             max_age_s: i64::from(args.audit_max_age_days) * 24 * 3600,
             max_rows: args.audit_max_rows,
         },
+        ..base
     };
     let svc = Arc::new(
         Service::open_with(&db, options, Arc::new(SystemClock))
@@ -470,9 +660,10 @@ fn run_server(db: DbConfig, args: ServeArgs) -> Result<(), String> {
     let grace = http_config.shutdown_grace;
     let state = AppState {
         service: svc.clone(),
-        admin_token: Secret::new(&admin),
-        service_token: Secret::new(&service_token),
+        admin_token: admin.secret(),
+        service_token: service_token.secret(),
         http: Arc::new(http_config),
+        edge_context: edge_context.map(Arc::new),
     };
     drop(admin);
     drop(service_token);
@@ -596,28 +787,92 @@ async fn shutdown_signal() {
 mod tests {
     use super::*;
 
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k: &str| map.get(k).cloned()
+    }
+
     #[test]
     fn serve_refuses_missing_or_short_tokens() {
         let long = "x".repeat(32);
         let other = "y".repeat(40);
-        let env = |a: Option<&str>, s: Option<&str>| {
-            let (a, s) = (a.map(str::to_owned), s.map(str::to_owned));
-            move |k: &str| if k == ADMIN_TOKEN_ENV { a.clone() } else { s.clone() }
-        };
-        let e = secrets_from_env(env(None, Some(&other))).unwrap_err();
+        let (a, s) = (ADMIN_TOKEN_ENV, SERVICE_TOKEN_ENV);
+        let e = secrets_from_env(env_of(&[(s, &other)])).unwrap_err();
         assert!(e.contains(ADMIN_TOKEN_ENV), "{e}");
-        let e = secrets_from_env(env(Some(&long), None)).unwrap_err();
+        let e = secrets_from_env(env_of(&[(a, &long)])).unwrap_err();
         assert!(e.contains(SERVICE_TOKEN_ENV), "{e}");
-        let e = secrets_from_env(env(Some("short"), Some(&other))).unwrap_err();
+        let e = secrets_from_env(env_of(&[(a, "short"), (s, &other)])).unwrap_err();
         assert!(e.contains("shorter than 32"), "{e}");
         assert!(!e.contains("short\""), "the token itself is never echoed");
-        assert!(secrets_from_env(env(Some(&"x".repeat(31)), Some(&other))).is_err());
-        let e = secrets_from_env(env(Some(&long), Some(&"y".repeat(1025)))).unwrap_err();
+        assert!(secrets_from_env(env_of(&[(a, &"x".repeat(31)), (s, &other)])).is_err());
+        let e = secrets_from_env(env_of(&[(a, &long), (s, &"y".repeat(1025))])).unwrap_err();
         assert!(e.contains("longer than 1024"), "{e}");
-        assert!(secrets_from_env(env(Some(&long), Some(&"y".repeat(1024)))).is_ok());
-        let e = secrets_from_env(env(Some(&long), Some(&long))).unwrap_err();
+        assert!(secrets_from_env(env_of(&[(a, &long), (s, &"y".repeat(1024))])).is_ok());
+        let e = secrets_from_env(env_of(&[(a, &long), (s, &long)])).unwrap_err();
         assert!(e.contains("must differ"), "{e}");
-        assert_eq!(secrets_from_env(env(Some(&long), Some(&other))).unwrap(), (long, other));
+        let (admin, service) = secrets_from_env(env_of(&[(a, &long), (s, &other)])).unwrap();
+        assert_eq!((admin.current, admin.previous), (long.clone(), None));
+        assert_eq!(service.current, other);
+    }
+
+    #[test]
+    fn tokens_roll_over_with_a_previous_one() {
+        let (a, s) = (ADMIN_TOKEN_ENV, SERVICE_TOKEN_ENV);
+        let (a_prev, s_prev) = ("EDGE_AUTH_ADMIN_TOKEN_PREVIOUS", "EDGE_AUTH_SERVICE_TOKEN_PREVIOUS");
+        let (new_a, old_a, new_s, old_s) = ("a".repeat(32), "b".repeat(32), "c".repeat(32), "d".repeat(32));
+        let (admin, service) =
+            secrets_from_env(env_of(&[(a, &new_a), (a_prev, &old_a), (s, &new_s), (s_prev, &old_s)])).unwrap();
+        assert_eq!(admin.previous.as_deref(), Some(old_a.as_str()));
+        let secret = service.secret();
+        assert_eq!(secret.check(&new_s), crate::http::Matched::Current);
+        assert_eq!(secret.check(&old_s), crate::http::Matched::Previous);
+        assert_eq!(secret.check(&new_a), crate::http::Matched::Neither);
+        assert_eq!(secret.check(""), crate::http::Matched::Neither);
+        // refused: a short previous, a previous equal to the current, an admin token that
+        // is a service token in either role
+        for bad in [
+            vec![(a, new_a.as_str()), (a_prev, "short"), (s, new_s.as_str())],
+            vec![(a, new_a.as_str()), (a_prev, new_a.as_str()), (s, new_s.as_str())],
+            vec![(a, new_a.as_str()), (a_prev, new_s.as_str()), (s, new_s.as_str())],
+            vec![(a, new_a.as_str()), (s, new_s.as_str()), (s_prev, new_a.as_str())],
+            vec![
+                (a, new_a.as_str()),
+                (a_prev, old_s.as_str()),
+                (s, new_s.as_str()),
+                (s_prev, old_s.as_str()),
+            ],
+        ] {
+            assert!(secrets_from_env(env_of(&bad)).is_err(), "{bad:?}");
+        }
+        // an empty previous is no previous
+        let (admin, _) = secrets_from_env(env_of(&[(a, &new_a), (a_prev, ""), (s, &new_s)])).unwrap();
+        assert_eq!(admin.previous, None);
+    }
+
+    #[test]
+    fn the_edges_context_key_comes_from_the_environment() {
+        let key = "k".repeat(32);
+        let with = env_of;
+        assert!(
+            edge_context_from_env(with(&[]), 60).unwrap().is_none(),
+            "off by default"
+        );
+        assert!(edge_context_from_env(with(&[(CONTEXT_KEY_ENV, &key)]), 60)
+            .unwrap()
+            .is_some());
+        let both = [
+            (CONTEXT_KEY_ENV, key.as_str()),
+            (CONTEXT_KEY_PREVIOUS_ENV, "p".repeat(32).as_str()),
+        ]
+        .map(|(k, v)| (k, v.to_owned()));
+        let both: Vec<(&str, &str)> = both.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert!(edge_context_from_env(with(&both), 60).unwrap().is_some());
+        let e = edge_context_from_env(with(&[(CONTEXT_KEY_ENV, "short")]), 60).unwrap_err();
+        assert!(e.contains("at least 32 bytes") && !e.contains("short\""), "{e}");
+        assert!(edge_context_from_env(with(&[(CONTEXT_KEY_PREVIOUS_ENV, &key)]), 60).is_err());
+        assert!(edge_context_from_env(with(&[(CONTEXT_KEY_ENV, &key), (CONTEXT_PREFIX_ENV, "X Bad")]), 60).is_err());
+        assert!(edge_context_from_env(with(&[(CONTEXT_KEY_ENV, &key)]), 0).is_err());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum Error {
     InvalidToken(String),
     /// A missing or wrong credential.
     Unauthenticated(Credential),
+    /// A valid API key used from a client address outside its (or its tenant's) allowlist.
+    IpNotAllowed,
     /// Too many failed authentications from this client: try again after this many seconds.
     RateLimited {
         retry_after_s: u64,
@@ -49,6 +51,9 @@ pub enum Error {
         found: i64,
         known: i64,
     },
+    /// A signing key the service must use does not open: sealed with a key-encryption
+    /// key that is not configured, or altered (the kid).
+    SigningKeySealed(String),
     /// Anything else. The detail went to the log when the error was made.
     Internal,
 }
@@ -100,6 +105,7 @@ impl Error {
             Error::Unauthenticated(Credential::Admin) => "invalid_admin_token",
             Error::Unauthenticated(Credential::Service) => "invalid_service_token",
             Error::Unauthenticated(Credential::ApiKey) => "invalid_api_key",
+            Error::IpNotAllowed => "ip_not_allowed",
             Error::RateLimited { .. } => "too_many_requests",
             Error::NotFound(_) => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
@@ -109,6 +115,7 @@ impl Error {
             Error::UnsupportedMediaType => "unsupported_media_type",
             Error::Unavailable(_) => "temporarily_unavailable",
             Error::SchemaTooNew { .. } => "schema_too_new",
+            Error::SigningKeySealed(_) => "signing_key_sealed",
             Error::Internal => "internal_error",
         }
     }
@@ -132,6 +139,7 @@ impl Error {
             Error::Unauthenticated(Credential::ApiKey) => {
                 "a valid API key is required (x-api-key or Authorization: ApiKey)".to_owned()
             }
+            Error::IpNotAllowed => "this API key may not be used from this client address".to_owned(),
             Error::RateLimited { retry_after_s } => {
                 format!("too many failed authentications from this address: retry after {retry_after_s} s")
             }
@@ -142,6 +150,10 @@ impl Error {
             Error::SchemaTooNew { found, known } => {
                 format!("the database has schema version {found}; this binary knows up to {known}")
             }
+            Error::SigningKeySealed(kid) => format!(
+                "signing key {kid} does not open: set the key-encryption key it was sealed with \
+                 (EDGE_AUTH_SIGNING_KEK, or EDGE_AUTH_SIGNING_KEK_PREVIOUS while rotating)"
+            ),
             Error::Internal => "internal error".to_owned(),
         }
     }

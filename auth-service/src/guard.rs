@@ -147,6 +147,7 @@ impl Pending {
             .map(|((action, actor, route, who), t)| NewAudit {
                 ts: t.first,
                 actor: actor.clone().into_owned(),
+                tenant: None,
                 action: (*action).to_owned(),
                 target: Some(route.clone().into_owned()),
                 outcome: FAILURE.to_owned(),

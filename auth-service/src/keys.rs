@@ -130,7 +130,12 @@ pub fn lookup_answer(found: Option<(ApiKeyRow, Tenant)>, now: i64) -> LookupAnsw
             cache_ttl_s: NEGATIVE_CACHE_TTL_S,
         };
     };
-    match key_status(&key, now) {
+    // A disabled tenant's keys are refused as revoked (the contract's statuses are fixed).
+    let status = match key_status(&key, now) {
+        KeyStatus::Valid if tenant.disabled_at.is_some() => KeyStatus::Revoked,
+        s => s,
+    };
+    match status {
         KeyStatus::Revoked => LookupAnswer::Revoked {
             key_id: key.key_id,
             cache_ttl_s: NEGATIVE_CACHE_TTL_S,

@@ -217,6 +217,8 @@ pub struct Metrics {
     /// kind (admin, service, refresh, access) x result (valid, invalid, rate_limited).
     pub token_validations: Counters,
     pub token_validation_duration: Histograms,
+    /// kind (admin, service): valid tokens that were the previous one of a rollover.
+    pub previous_token_uses: Counters,
     /// result: valid, invalid, rate_limited.
     pub api_key_validations: Counters,
     /// result: created, refused.
@@ -264,6 +266,12 @@ impl Metrics {
                 "Time to check a token, by kind.",
                 &["kind"],
                 &refs(&kinds),
+            ),
+            previous_token_uses: Counters::new(
+                "auth_previous_token_uses_total",
+                "Admin and service tokens accepted as the previous token of a rollover, by kind.",
+                &["kind"],
+                &refs(&one(&["admin", "service"])),
             ),
             api_key_validations: Counters::new(
                 "auth_api_key_validations_total",
@@ -354,6 +362,7 @@ impl Metrics {
         let mut out = String::with_capacity(16 * 1024);
         self.token_validations.render(&mut out);
         self.token_validation_duration.render(&mut out);
+        self.previous_token_uses.render(&mut out);
         self.api_key_validations.render(&mut out);
         self.session_creations.render(&mut out);
         self.lookups.render(&mut out);

@@ -10,6 +10,8 @@ pub struct Tenant {
     pub allowed_origins: Vec<String>,
     pub ip_allowlist: Vec<String>,
     pub created_at: i64,
+    /// When it was disabled; `None`: enabled.
+    pub disabled_at: Option<i64>,
 }
 
 /// A stored API key. Holds the hash: never serialise it to a client (see `KeyView`).
@@ -20,6 +22,8 @@ pub struct ApiKeyRow {
     pub subject: String,
     pub key_hash: String,
     pub scopes: Vec<String>,
+    /// The roles the key may grant to the sessions it creates.
+    pub roles: Vec<String>,
     pub ip_allowlist: Option<Vec<String>>,
     pub created_at: i64,
     pub expires_at: Option<i64>,
@@ -27,6 +31,9 @@ pub struct ApiKeyRow {
     pub rotation_deadline: Option<i64>,
     pub replaced_by: Option<String>,
     pub revoked_at: Option<i64>,
+    /// When it was last presented (to the edge's lookups or the SDK endpoints), to
+    /// about a minute; written in batches.
+    pub last_used_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,6 +42,8 @@ pub struct SessionRow {
     pub tenant: String,
     pub subject: String,
     pub scopes: Vec<String>,
+    /// The roles its access tokens carry (`roles` claim).
+    pub roles: Vec<String>,
     pub key_id: String,
     pub created_at: i64,
     pub expires_at: i64,
@@ -51,7 +60,10 @@ pub struct RefreshRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKeyRow {
     pub kid: String,
+    /// The P-256 scalar, in clear when `kek_id` is `None`, else sealed (see `secrets`).
     pub private_key: Vec<u8>,
+    /// The key-encryption key that sealed `private_key`, if any.
+    pub kek_id: Option<String>,
     pub created_at: i64,
     pub retired_at: Option<i64>,
 }
@@ -62,6 +74,8 @@ pub enum RevocationKind {
     Session,
     Subject,
     Global,
+    /// Every token of a tenant (a disabled tenant).
+    Tenant,
 }
 
 impl RevocationKind {
@@ -71,6 +85,7 @@ impl RevocationKind {
             RevocationKind::Session => "session",
             RevocationKind::Subject => "subject",
             RevocationKind::Global => "global",
+            RevocationKind::Tenant => "tenant",
         }
     }
 
@@ -80,6 +95,7 @@ impl RevocationKind {
             "session" => RevocationKind::Session,
             "subject" => RevocationKind::Subject,
             "global" => RevocationKind::Global,
+            "tenant" => RevocationKind::Tenant,
             _ => return None,
         })
     }
@@ -90,6 +106,8 @@ impl RevocationKind {
 pub struct NewRevocation {
     pub kind: RevocationKind,
     pub value: Option<String>,
+    /// The tenant a subject cut-off is scoped to; `None`: every tenant.
+    pub tenant: Option<String>,
     pub revoked_before: Option<i64>,
     /// After this, no token the entry covers can be valid.
     pub expires_at: i64,
@@ -100,6 +118,7 @@ pub struct RevocationEvent {
     pub id: i64,
     pub kind: RevocationKind,
     pub value: Option<String>,
+    pub tenant: Option<String>,
     pub revoked_before: Option<i64>,
     pub expires_at: i64,
     pub created_at: i64,
@@ -110,6 +129,8 @@ pub struct RevocationEvent {
 pub struct NewAudit {
     pub ts: i64,
     pub actor: String,
+    /// The tenant the event concerns, if one.
+    pub tenant: Option<String>,
     pub action: String,
     pub target: Option<String>,
     pub outcome: String,
@@ -123,12 +144,17 @@ pub struct AuditEvent {
     pub id: i64,
     pub ts: i64,
     pub actor: String,
+    pub tenant: Option<String>,
     pub action: String,
     pub target: Option<String>,
     pub outcome: String,
     pub peer: Option<String>,
     pub forwarded_for: Option<String>,
     pub detail: Option<serde_json::Value>,
+    /// Its place in the audit's order (with `id`): the writing transaction on
+    /// PostgreSQL, 0 on SQLite. Not shown: cursors carry it.
+    #[serde(skip)]
+    pub tx: i64,
 }
 
 /// What revoking a session found.

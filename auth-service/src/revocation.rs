@@ -33,12 +33,21 @@ const MAX_CURSOR_LEN: usize = 128;
 pub struct SubjectEntry {
     pub subject: String,
     pub revoked_before: i64,
+    /// The tenant whose tokens of `subject` it covers; `null`: every tenant's.
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionEntry {
     pub sid: String,
     pub expires_at: i64,
+}
+
+/// A tenant's cut-off: every token of the tenant issued before `revoked_before`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantEntry {
+    pub tenant: String,
+    pub revoked_before: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,6 +66,8 @@ pub struct Feed {
     pub subjects: Vec<SubjectEntry>,
     pub sessions: Vec<SessionEntry>,
     pub jtis: Vec<JtiEntry>,
+    /// Since contract 1.2.
+    pub tenants: Vec<TenantEntry>,
 }
 
 pub fn encode_cursor(instance: &str, last_id: i64) -> String {
@@ -77,11 +88,22 @@ pub fn parse_cursor(cursor: &str, instance: &str, max_id: i64) -> Option<i64> {
     (0..=max_id).contains(&id).then_some(id)
 }
 
-/// Folds events into feed entries: one entry per sid/jti/subject, the latest
-/// `revoked_before` per subject and globally.
-pub fn fold(events: &[RevocationEvent]) -> (Option<i64>, Vec<SubjectEntry>, Vec<SessionEntry>, Vec<JtiEntry>) {
+/// The entries of a feed answer, folded from its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entries {
+    pub revoked_before: Option<i64>,
+    pub subjects: Vec<SubjectEntry>,
+    pub sessions: Vec<SessionEntry>,
+    pub jtis: Vec<JtiEntry>,
+    pub tenants: Vec<TenantEntry>,
+}
+
+/// Folds events into feed entries: one entry per sid, jti, (subject, tenant) and
+/// tenant, with the latest `revoked_before` per subject, tenant and globally.
+pub fn fold(events: &[RevocationEvent]) -> Entries {
     let mut global: Option<i64> = None;
-    let mut subjects: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut tenants: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut subjects: BTreeMap<(&str, Option<&str>), i64> = BTreeMap::new();
     let mut sessions: BTreeMap<&str, i64> = BTreeMap::new();
     let mut jtis: BTreeMap<&str, i64> = BTreeMap::new();
     for e in events {
@@ -94,7 +116,7 @@ pub fn fold(events: &[RevocationEvent]) -> (Option<i64>, Vec<SubjectEntry>, Vec<
             }
             RevocationKind::Subject => {
                 if let Some(rb) = e.revoked_before {
-                    let slot = subjects.entry(value).or_insert(rb);
+                    let slot = subjects.entry((value, e.tenant.as_deref())).or_insert(rb);
                     *slot = (*slot).max(rb);
                 }
             }
@@ -106,31 +128,46 @@ pub fn fold(events: &[RevocationEvent]) -> (Option<i64>, Vec<SubjectEntry>, Vec<
                 let slot = jtis.entry(value).or_insert(e.expires_at);
                 *slot = (*slot).max(e.expires_at);
             }
+            RevocationKind::Tenant => {
+                if let Some(rb) = e.revoked_before {
+                    let slot = tenants.entry(value).or_insert(rb);
+                    *slot = (*slot).max(rb);
+                }
+            }
         }
     }
-    (
-        global,
-        subjects
+    Entries {
+        revoked_before: global,
+        subjects: subjects
             .into_iter()
-            .map(|(s, rb)| SubjectEntry {
+            .map(|((s, tenant), rb)| SubjectEntry {
                 subject: s.to_owned(),
                 revoked_before: rb,
+                tenant: tenant.map(str::to_owned),
             })
             .collect(),
-        sessions
+        sessions: sessions
             .into_iter()
             .map(|(s, exp)| SessionEntry {
                 sid: s.to_owned(),
                 expires_at: exp,
             })
             .collect(),
-        jtis.into_iter()
+        jtis: jtis
+            .into_iter()
             .map(|(j, exp)| JtiEntry {
                 jti: j.to_owned(),
                 expires_at: exp,
             })
             .collect(),
-    )
+        tenants: tenants
+            .into_iter()
+            .map(|(t, rb)| TenantEntry {
+                tenant: t.to_owned(),
+                revoked_before: rb,
+            })
+            .collect(),
+    }
 }
 
 /// Builds the feed for `since` at `now`, from one snapshot of the database
@@ -140,15 +177,16 @@ pub fn feed(db: &Database, instance: &str, since: Option<&str>, now: i64) -> Res
         let head = store::feed_head(c)?;
         let after = since.and_then(|s| parse_cursor(s, instance, head));
         let events = store::events_between(c, after.unwrap_or(0), head, now)?;
-        let (revoked_before, subjects, sessions, jtis) = fold(&events);
+        let e = fold(&events);
         Ok(Feed {
             cursor: encode_cursor(instance, head),
             reset: after.is_none(),
             poll_interval_s: POLL_INTERVAL_S,
-            revoked_before,
-            subjects,
-            sessions,
-            jtis,
+            revoked_before: e.revoked_before,
+            subjects: e.subjects,
+            sessions: e.sessions,
+            jtis: e.jtis,
+            tenants: e.tenants,
         })
     })
 }
@@ -174,6 +212,7 @@ mod tests {
             id,
             kind,
             value: value.map(str::to_owned),
+            tenant: None,
             revoked_before: rb,
             expires_at: exp,
             created_at: 0,
@@ -186,13 +225,21 @@ mod tests {
             ev(5, RevocationKind::Session, Some("ses_a"), None, 50),
             ev(6, RevocationKind::Jti, Some("j"), None, 60),
         ];
-        let (g, subjects, sessions, jtis) = fold(&events);
+        let Entries {
+            revoked_before: g,
+            subjects,
+            sessions,
+            jtis,
+            tenants,
+        } = fold(&events);
         assert_eq!(g, Some(5));
+        assert_eq!(tenants, vec![]);
         assert_eq!(
             subjects,
             vec![SubjectEntry {
                 subject: "u".into(),
-                revoked_before: 20
+                revoked_before: 20,
+                tenant: None,
             }]
         );
         assert_eq!(
@@ -207,6 +254,44 @@ mod tests {
             vec![JtiEntry {
                 jti: "j".into(),
                 expires_at: 60
+            }]
+        );
+    }
+
+    #[test]
+    fn folding_keeps_tenants_apart() {
+        let ev = |id, kind, value: &str, tenant: Option<&str>, rb| RevocationEvent {
+            id,
+            kind,
+            value: Some(value.to_owned()),
+            tenant: tenant.map(str::to_owned),
+            revoked_before: Some(rb),
+            expires_at: 1000,
+            created_at: 0,
+        };
+        let events = vec![
+            ev(1, RevocationKind::Subject, "u", Some("acme"), 10),
+            ev(2, RevocationKind::Subject, "u", Some("globex"), 20),
+            ev(3, RevocationKind::Subject, "u", None, 5),
+            ev(4, RevocationKind::Subject, "u", Some("acme"), 30),
+            ev(5, RevocationKind::Tenant, "acme", None, 7),
+            ev(6, RevocationKind::Tenant, "acme", None, 3),
+        ];
+        let e = fold(&events);
+        let subject = |tenant: Option<&str>, rb| SubjectEntry {
+            subject: "u".into(),
+            revoked_before: rb,
+            tenant: tenant.map(str::to_owned),
+        };
+        assert_eq!(
+            e.subjects,
+            vec![subject(None, 5), subject(Some("acme"), 30), subject(Some("globex"), 20)]
+        );
+        assert_eq!(
+            e.tenants,
+            vec![TenantEntry {
+                tenant: "acme".into(),
+                revoked_before: 7
             }]
         );
     }

@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use edge_auth_core::ip::IpList;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::audit::{Ctx, FAILURE, SUCCESS};
 use crate::db::{Conn, Database, DbConfig};
+use crate::edge_context::EdgeContext;
 use crate::error::{Credential, Error, Result};
 use crate::guard::{AuthGuard, Failure, GuardConfig};
 use crate::keys::{self, KeyStatus, LookupAnswer};
@@ -23,8 +25,10 @@ use crate::model::{
     ApiKeyRow, AuditEvent, NewAudit, NewRevocation, RevocationKind, RevokeOutcome, SessionRow, SigningKeyRow, Tenant,
 };
 use crate::revocation::{self, Feed};
-use crate::store;
+use crate::secrets::KeyRing;
+use crate::store::{self, AuditFilter, AuditPage};
 use crate::tokens::{self, TokenConfig, ACCESS_TTL_S, RETIRED_KEY_PUBLISHED_S, SESSION_TTL_S};
+use crate::usage::KeyUsage;
 use crate::validate;
 
 /// The longest API-key lifetime accepted at creation (10 years).
@@ -94,12 +98,25 @@ pub struct TenantRequest {
     pub ip_allowlist: Vec<String>,
 }
 
+/// A change of a tenant's lists: a field given replaces the list, one left out keeps it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantUpdate {
+    #[serde(default)]
+    pub allowed_origins: Option<Vec<String>>,
+    #[serde(default)]
+    pub ip_allowlist: Option<Vec<String>>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRequest {
     pub subject: String,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The roles the key may grant to the sessions it creates.
+    #[serde(default)]
+    pub roles: Vec<String>,
     #[serde(default)]
     pub expires_in_s: Option<i64>,
     #[serde(default)]
@@ -137,6 +154,9 @@ pub struct SessionRequest {
     pub subject: String,
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// Roles for the user, among those the key may grant; none when left out.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +187,8 @@ pub struct KeyView {
     pub tenant: String,
     pub subject: String,
     pub scopes: Vec<String>,
+    /// The roles the key may grant.
+    pub roles: Vec<String>,
     /// The key's own allowlist; null = the tenant's.
     pub ip_allowlist: Option<Vec<String>>,
     pub status: KeyStatus,
@@ -175,6 +197,8 @@ pub struct KeyView {
     pub rotation_deadline: Option<i64>,
     pub replaced_by: Option<String>,
     pub revoked_at: Option<i64>,
+    /// When it was last used, to about a minute (see `usage`); `null`: never (or not yet written).
+    pub last_used_at: Option<i64>,
     /// The first 8 hex of the key's SHA-256.
     pub fingerprint: String,
 }
@@ -186,6 +210,7 @@ impl KeyView {
             tenant: k.tenant.clone(),
             subject: k.subject.clone(),
             scopes: k.scopes.clone(),
+            roles: k.roles.clone(),
             ip_allowlist: k.ip_allowlist.clone(),
             status: keys::key_status(k, now),
             created_at: k.created_at,
@@ -193,6 +218,7 @@ impl KeyView {
             rotation_deadline: k.rotation_deadline,
             replaced_by: k.replaced_by.clone(),
             revoked_at: k.revoked_at,
+            last_used_at: k.last_used_at,
             fingerprint: keys::fingerprint(&k.key_hash),
         }
     }
@@ -240,6 +266,58 @@ impl AuthedKey {
     }
 }
 
+/// What to list from the audit log ([`Service::audit_page`]).
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// 1 to 1000 (clamped).
+    pub limit: u32,
+    /// A `next` cursor of a newest-first page: continue with older events.
+    pub before: Option<String>,
+    /// A cursor to follow the log from: events after it, oldest first.
+    pub after: Option<String>,
+    pub filter: AuditFilter,
+}
+
+/// A page of the audit log, and the cursor to continue with (`null`: a newest-first
+/// listing has no more).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditPageOut {
+    pub events: Vec<AuditEvent>,
+    pub next: Option<String>,
+}
+
+/// An audit cursor: `a.<tx>.<id>`, a position in the audit's order.
+fn audit_cursor(tx: i64, id: i64) -> String {
+    format!("a.{tx}.{id}")
+}
+
+fn parse_audit_cursor(s: &str) -> Result<(i64, i64)> {
+    let bad = || Error::invalid_request("invalid audit cursor: use a `next` value from a previous page");
+    let rest = s.strip_prefix("a.").ok_or_else(bad)?;
+    let (tx, id) = rest.split_once('.').ok_or_else(bad)?;
+    let num = |v: &str| -> Result<i64> {
+        if v.is_empty() || v.len() > 19 || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        v.parse().map_err(|_| bad())
+    };
+    Ok((num(tx)?, num(id)?))
+}
+
+/// Whether `peer` may use `key`: its own allowlist, or its tenant's when it has none;
+/// an empty list admits any address, an unknown or unparsable peer none.
+fn address_allowed(key: &ApiKeyRow, tenant: &Tenant, peer: Option<&str>) -> bool {
+    let list = key.ip_allowlist.as_deref().unwrap_or(&tenant.ip_allowlist);
+    if list.is_empty() {
+        return true;
+    }
+    let Some(addr) = peer.and_then(|p| p.parse::<std::net::IpAddr>().ok()) else {
+        return false;
+    };
+    // Lists were validated on write with the same parser: a failure here admits nobody.
+    IpList::parse(list).is_ok_and(|l| l.contains(addr))
+}
+
 /// How long audit events are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -258,13 +336,33 @@ impl Default for Retention {
     }
 }
 
+/// How long after the `exp` of a token the edges may still accept it (their leeway): a
+/// feed entry lasts the access-token lifetime plus this, and no longer.
+pub const DEFAULT_FEED_LEEWAY_S: i64 = 60;
+
 /// Everything but the database a service is made with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Issuer and audience of access tokens (not needed by the command line).
     pub tokens: Option<TokenConfig>,
     pub guard: GuardConfig,
     pub retention: Retention,
+    /// The edges' leeway: see [`DEFAULT_FEED_LEEWAY_S`].
+    pub feed_leeway_s: i64,
+    /// The key-encryption keys that seal signing keys at rest (`secrets`).
+    pub keks: KeyRing,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tokens: None,
+            guard: GuardConfig::default(),
+            retention: Retention::default(),
+            feed_leeway_s: DEFAULT_FEED_LEEWAY_S,
+            keks: KeyRing::none(),
+        }
+    }
 }
 
 /// Rows deleted per retention transaction (keeps each write short).
@@ -279,8 +377,12 @@ pub struct Service {
     tokens: Option<TokenConfig>,
     clock: Arc<dyn Clock>,
     retention: Retention,
+    feed_leeway_s: i64,
+    keks: KeyRing,
     pub guard: AuthGuard,
     pub metrics: Metrics,
+    /// When keys were last used, waiting to be written.
+    pub usage: KeyUsage,
     api_key_lookups: AtomicU64,
     revocation_polls: AtomicU64,
 }
@@ -331,15 +433,98 @@ impl Service {
             tokens: options.tokens,
             clock,
             retention: options.retention,
+            feed_leeway_s: options.feed_leeway_s.max(0),
+            keks: options.keks,
             guard: AuthGuard::new(options.guard),
             metrics: Metrics::new(),
+            usage: KeyUsage::new(),
             api_key_lookups: AtomicU64::new(0),
             revocation_polls: AtomicU64::new(0),
         };
         svc.ensure_signing_key()?;
+        svc.check_signing_keys()?;
         let now = svc.now();
         svc.write(|c| store::prune_events(c, now))?;
         Ok(svc)
+    }
+
+    /// Refuses to start when a key the JWKS publishes cannot be opened (sealed with a KEK
+    /// that is not configured, or altered); warns when a KEK is configured and keys are
+    /// still in clear (`signing-key encrypt` seals them).
+    fn check_signing_keys(&self) -> Result<()> {
+        let now = self.now();
+        let published = self
+            .db
+            .read(|c| store::published_signing_keys(c, now - RETIRED_KEY_PUBLISHED_S))?;
+        for row in &published {
+            self.open_key(row)
+                .map_err(|_| Error::SigningKeySealed(row.kid.clone()))?;
+        }
+        if let Some(kek) = self.keks.current_id() {
+            let all = self.db.read(store::all_signing_keys)?;
+            let unsealed = all.iter().filter(|k| k.kek_id.as_deref() != Some(kek)).count();
+            if unsealed > 0 {
+                tracing::warn!(
+                    keys = unsealed,
+                    kek_id = kek,
+                    "signing keys not sealed with the current KEK: run `edge-auth-service signing-key encrypt`"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A stored signing key with its private key in clear (opened with the KEK that sealed it).
+    fn open_key(&self, row: &SigningKeyRow) -> Result<SigningKeyRow> {
+        Ok(SigningKeyRow {
+            private_key: self.keks.open(&row.kid, &row.private_key, row.kek_id.as_deref())?,
+            kek_id: None,
+            ..row.clone()
+        })
+    }
+
+    fn open_keys(&self, rows: &[SigningKeyRow]) -> Result<Vec<SigningKeyRow>> {
+        rows.iter().map(|r| self.open_key(r)).collect()
+    }
+
+    /// A new key as it is stored: sealed with the current KEK, if one is configured.
+    fn sealed(&self, key: &SigningKeyRow) -> Result<SigningKeyRow> {
+        let (private_key, kek_id) = self.keks.seal(&key.kid, &key.private_key)?;
+        Ok(SigningKeyRow {
+            private_key,
+            kek_id,
+            ..key.clone()
+        })
+    }
+
+    /// Seals every signing key with the current KEK: keys in clear, and keys sealed with
+    /// the previous KEK (rotation). Audited. Needs a KEK.
+    pub fn encrypt_signing_keys(&self, ctx: &Ctx) -> Result<Value> {
+        self.admin(ctx, "signing_key.encrypt", None, |now| {
+            let kek = self
+                .keks
+                .current_id()
+                .ok_or_else(|| Error::invalid_request(format!("no KEK configured: set {}", crate::secrets::KEK_ENV)))?
+                .to_owned();
+            self.audited(ctx, "signing_key.encrypt", None, now, |c| {
+                let (mut sealed, mut resealed) = (0, 0);
+                for row in store::all_signing_keys(c)? {
+                    if row.kek_id.as_deref() == Some(kek.as_str()) {
+                        continue;
+                    }
+                    let clear = self.open_key(&row)?;
+                    let stored = self.sealed(&clear)?;
+                    store::reseal_signing_key(c, &row.kid, &stored.private_key, stored.kek_id.as_deref())?;
+                    if row.kek_id.is_none() {
+                        sealed += 1;
+                    } else {
+                        resealed += 1;
+                    }
+                }
+                let out = json!({"kek_id": kek, "sealed": sealed, "resealed": resealed});
+                Ok((out.clone(), Some(out)))
+            })
+        })
     }
 
     pub fn now(&self) -> i64 {
@@ -352,9 +537,13 @@ impl Service {
     }
 
     /// A write transaction, counted in `auth_db_writes_in_flight`.
-    fn write<T>(&self, f: impl FnMut(&mut dyn Conn) -> Result<T>) -> Result<T> {
+    fn write<T>(&self, mut f: impl FnMut(&mut dyn Conn) -> Result<T>) -> Result<T> {
         self.metrics.db_writes_in_flight.add(1);
-        let out = self.db.write(f);
+        // Every write may add audit events: say so first (see `store::audit_horizon`).
+        let out = self.db.write(|c| {
+            store::lock_for_audit(c)?;
+            f(c)
+        });
         self.metrics.db_writes_in_flight.add(-1);
         if out.is_err() {
             self.metrics.db_write_errors.inc(&[]);
@@ -366,6 +555,42 @@ impl Service {
         self.tokens
             .as_ref()
             .ok_or_else(|| Error::internal("no issuer/audience configured"))
+    }
+
+    /// Until when a revoked session must stay in the feed: the last access token it
+    /// issued (no later than its revocation `now`, nor its own end) lives until `exp` +
+    /// the edges' leeway. A session that ended long ago needs no entry (the time passed).
+    fn session_feed_expiry(&self, session: &SessionRow, now: i64) -> i64 {
+        session.expires_at.min(now) + ACCESS_TTL_S + self.feed_leeway_s
+    }
+
+    /// A cut-off (`revoked_before = now + 1`) for `kind`: it lasts as long as a token
+    /// issued before it can be accepted at an edge.
+    fn cut_off(&self, kind: RevocationKind, value: Option<&str>, tenant: Option<&str>, now: i64) -> NewRevocation {
+        let rb = revoked_before(now);
+        NewRevocation {
+            kind,
+            value: value.map(str::to_owned),
+            tenant: tenant.map(str::to_owned),
+            revoked_before: Some(rb),
+            expires_at: rb + ACCESS_TTL_S + self.feed_leeway_s,
+        }
+    }
+
+    /// Revokes every live session of `subject` in `tenant` (`None`: in every tenant) and
+    /// publishes its cut-off, scoped to that tenant: at the edge it applies to the tokens
+    /// whose `sub` and tenant claim both match (docs/auth-service-api.md, 5.4). The cut-off
+    /// covers the sessions' tokens: they are not published one by one.
+    fn revoke_subject(
+        &self,
+        c: &mut dyn Conn,
+        subject: &str,
+        tenant: Option<&str>,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64> {
+        let cut_off = self.cut_off(RevocationKind::Subject, Some(subject), tenant, now);
+        store::revoke_live_sessions(c, Some(subject), tenant, reason, cut_off, now)
     }
 
     pub fn stats(&self) -> Stats {
@@ -411,6 +636,7 @@ impl Service {
     // --------------------------------------------------------------- tenants
 
     pub fn create_tenant(&self, ctx: &Ctx, req: TenantRequest) -> Result<Tenant> {
+        let ctx = &ctx.for_tenant(Some(&req.name));
         let target: String = req.name.chars().take(64).collect();
         self.admin(ctx, "tenant.create", Some(&target), |now| {
             validate::tenant_name(&req.name)?;
@@ -419,6 +645,7 @@ impl Service {
                 ip_allowlist: validate::ip_allowlist(&req.ip_allowlist)?,
                 name: req.name,
                 created_at: now,
+                disabled_at: None,
             };
             let detail = json!({"allowed_origins": tenant.allowed_origins, "ip_allowlist": tenant.ip_allowlist});
             self.audited(ctx, "tenant.create", Some(&target), now, |c| {
@@ -429,8 +656,87 @@ impl Service {
         })
     }
 
+    /// A key's tenant (it never changes), for an admin action's audit record.
+    fn tenant_of_key(&self, key_id: &str) -> Option<String> {
+        self.db
+            .read(|c| store::key_by_id(c, key_id))
+            .ok()
+            .flatten()
+            .map(|k| k.tenant)
+    }
+
     pub fn list_tenants(&self) -> Result<Vec<Tenant>> {
         self.db.read(store::tenants)
+    }
+
+    pub fn get_tenant(&self, name: &str) -> Result<Tenant> {
+        self.db
+            .read(|c| store::tenant(c, name))?
+            .ok_or_else(|| Error::not_found(format!("no tenant {name:?}")))
+    }
+
+    /// Replaces a tenant's allowed origins and/or IP allowlist (validated as at creation).
+    /// Edges see the change as their cached lookup answers expire.
+    pub fn update_tenant(&self, ctx: &Ctx, name: &str, req: TenantUpdate) -> Result<Tenant> {
+        let ctx = &ctx.for_tenant(Some(name));
+        self.admin(ctx, "tenant.update", Some(name), |now| {
+            if req.allowed_origins.is_none() && req.ip_allowlist.is_none() {
+                return Err(Error::invalid_request("give allowed_origins, ip_allowlist or both"));
+            }
+            let origins = req.allowed_origins.as_deref().map(validate::origins).transpose()?;
+            let ips = req.ip_allowlist.as_deref().map(validate::ip_allowlist).transpose()?;
+            let detail = json!({"allowed_origins": origins, "ip_allowlist": ips});
+            self.audited(ctx, "tenant.update", Some(name), now, |c| {
+                if !store::update_tenant(c, name, origins.as_deref(), ips.as_deref())? {
+                    return Err(Error::not_found(format!("no tenant {name:?}")));
+                }
+                let t = store::tenant(c, name)?.ok_or_else(|| Error::not_found(format!("no tenant {name:?}")))?;
+                Ok((t, Some(detail.clone())))
+            })
+        })
+    }
+
+    /// Disables a tenant: its keys are refused (lookups answer `revoked`), its live
+    /// sessions are revoked, and a tenant cut-off in the feed makes the edges refuse
+    /// every access token of the tenant issued until now. Already disabled: unchanged.
+    pub fn disable_tenant(&self, ctx: &Ctx, name: &str) -> Result<Value> {
+        let ctx = &ctx.for_tenant(Some(name));
+        self.admin(ctx, "tenant.disable", Some(name), |now| {
+            self.audited(ctx, "tenant.disable", Some(name), now, |c| {
+                let newly = store::set_tenant_disabled(c, name, Some(now))?;
+                let t = store::tenant(c, name)?.ok_or_else(|| Error::not_found(format!("no tenant {name:?}")))?;
+                let (sessions, rb) = if newly {
+                    let cut_off = self.cut_off(RevocationKind::Tenant, Some(name), Some(name), now);
+                    let rb = cut_off.revoked_before;
+                    (
+                        store::revoke_live_sessions(c, None, Some(name), "tenant_disabled", cut_off, now)?,
+                        rb,
+                    )
+                } else {
+                    (0, None)
+                };
+                let detail = json!({"already_disabled": !newly, "sessions_revoked": sessions, "revoked_before": rb});
+                let mut out = serde_json::to_value(&t)?;
+                if let Some(o) = out.as_object_mut() {
+                    o.insert("sessions_revoked".into(), json!(sessions));
+                    o.insert("revoked_before".into(), json!(rb));
+                }
+                Ok((out, Some(detail)))
+            })
+        })
+    }
+
+    /// Enables a disabled tenant: its keys work again. Sessions and tokens ended by the
+    /// disabling stay ended. Already enabled: unchanged.
+    pub fn enable_tenant(&self, ctx: &Ctx, name: &str) -> Result<Tenant> {
+        let ctx = &ctx.for_tenant(Some(name));
+        self.admin(ctx, "tenant.enable", Some(name), |now| {
+            self.audited(ctx, "tenant.enable", Some(name), now, |c| {
+                let newly = store::set_tenant_disabled(c, name, None)?;
+                let t = store::tenant(c, name)?.ok_or_else(|| Error::not_found(format!("no tenant {name:?}")))?;
+                Ok((t, Some(json!({"already_enabled": !newly}))))
+            })
+        })
     }
 
     // ------------------------------------------------------------------ keys
@@ -445,6 +751,7 @@ impl Service {
             rotation_deadline: None,
             replaced_by: None,
             revoked_at: None,
+            last_used_at: None,
             ..template.clone()
         };
         Ok((raw, row))
@@ -459,6 +766,7 @@ impl Service {
     }
 
     pub fn create_key(&self, ctx: &Ctx, tenant: &str, req: KeyRequest) -> Result<CreatedKey> {
+        let ctx = &ctx.for_tenant(Some(tenant));
         self.admin(ctx, "key.create", Some(tenant), |now| {
             validate::subject(&req.subject)?;
             let template = ApiKeyRow {
@@ -467,6 +775,7 @@ impl Service {
                 subject: req.subject,
                 key_hash: String::new(),
                 scopes: validate::scopes(&req.scopes)?,
+                roles: validate::roles(&req.roles)?,
                 ip_allowlist: req.ip_allowlist.as_deref().map(validate::ip_allowlist).transpose()?,
                 created_at: now,
                 expires_at: with_expiry(req.expires_in_s, now)?,
@@ -474,9 +783,10 @@ impl Service {
                 rotation_deadline: None,
                 replaced_by: None,
                 revoked_at: None,
+                last_used_at: None,
             };
             let (raw, row) = Service::new_key_row(&template, now)?;
-            let detail = json!({"key_id": row.key_id, "fingerprint": keys::fingerprint(&row.key_hash), "subject": row.subject, "scopes": row.scopes});
+            let detail = json!({"key_id": row.key_id, "fingerprint": keys::fingerprint(&row.key_hash), "subject": row.subject, "scopes": row.scopes, "roles": row.roles});
             self.audited(ctx, "key.create", Some(tenant), now, |c| {
                 if store::tenant(c, tenant)?.is_none() {
                     return Err(Error::not_found(format!("no tenant {tenant:?}")));
@@ -500,6 +810,7 @@ impl Service {
     }
 
     pub fn rotate_key(&self, ctx: &Ctx, key_id: &str, req: RotateRequest) -> Result<CreatedKey> {
+        let ctx = &ctx.for_tenant(self.tenant_of_key(key_id).as_deref());
         self.admin(ctx, "key.rotate", Some(key_id), |now| {
             if !(0..=MAX_GRACE_S).contains(&req.grace_s) {
                 return Err(Error::invalid_request(format!("grace_s must be between 0 and {MAX_GRACE_S}")));
@@ -523,6 +834,7 @@ impl Service {
     }
 
     pub fn revoke_key(&self, ctx: &Ctx, key_id: &str) -> Result<KeyView> {
+        let ctx = &ctx.for_tenant(self.tenant_of_key(key_id).as_deref());
         self.admin(ctx, "key.revoke", Some(key_id), |now| {
             let row = self.audited(ctx, "key.revoke", Some(key_id), now, |c| {
                 if store::key_by_id(c, key_id)?.is_none() {
@@ -533,6 +845,24 @@ impl Service {
                 Ok((row, Some(json!({"already_revoked": !newly}))))
             })?;
             Ok(KeyView::new(&row, now))
+        })
+    }
+
+    /// Emergency: revokes every API key, of `tenant` or of every tenant. Their lookups
+    /// answer `revoked` at once; edges drop cached answers within their cache time.
+    pub fn revoke_all_keys(&self, ctx: &Ctx, tenant: Option<&str>) -> Result<Value> {
+        let ctx = &ctx.for_tenant(tenant);
+        self.admin(ctx, "key.revoke_all", tenant, |now| {
+            self.audited(ctx, "key.revoke_all", tenant, now, |c| {
+                if let Some(t) = tenant {
+                    if store::tenant(c, t)?.is_none() {
+                        return Err(Error::not_found(format!("no tenant {t:?}")));
+                    }
+                }
+                let n = store::revoke_all_keys(c, tenant, now)?;
+                let out = json!({"tenant": tenant, "keys_revoked": n, "revoked_at": now});
+                Ok((out.clone(), Some(out)))
+            })
         })
     }
 
@@ -548,9 +878,12 @@ impl Service {
         let now = self.now();
         let found = self.db.read(|c| store::key_by_hash(c, key_hash));
         self.metrics.lookup_duration.observe(&[], started.elapsed());
-        let answer = found
-            .inspect_err(|_| self.metrics.lookups.inc(&["error"]))
-            .map(|found| keys::lookup_answer(found, now))?;
+        let found = found.inspect_err(|_| self.metrics.lookups.inc(&["error"]))?;
+        let used = found.as_ref().map(|(k, _)| (k.key_id.clone(), k.last_used_at));
+        let answer = keys::lookup_answer(found, now);
+        if let (LookupAnswer::Valid { .. }, Some((key_id, stored))) = (&answer, used) {
+            self.usage.note(&key_id, stored, now);
+        }
         self.metrics.lookups.inc(&[answer.status()]);
         Ok(answer)
     }
@@ -567,20 +900,33 @@ impl Service {
         }
     }
 
-    /// Verifies a raw API key presented on `route` (a template): known, not revoked,
-    /// not expired. A client limited by `guard` is refused before the database is asked.
-    pub fn authenticate_api_key(&self, ctx: &Ctx, route: &str, raw: Option<&str>) -> Result<AuthedKey> {
+    /// Authenticates an SDK request on `route` (a template): by the raw API key it
+    /// presents, or, when the edge removed the key, by the key id in the edge's signed
+    /// context (`edge`, see `edge_context`). The key must be known, not revoked and not
+    /// expired, and the request must come from an address its allowlist (or its tenant's)
+    /// admits: the TCP peer's, or the edge's word for it when the edge's signed context
+    /// attests this very key (the edge applied the allowlist to the client address it
+    /// established). Never a header a client can write. A client limited by `guard` is
+    /// refused before the database is asked.
+    pub fn authenticate_api_key(
+        &self,
+        ctx: &Ctx,
+        route: &str,
+        raw: Option<&str>,
+        edge: &EdgeContext,
+    ) -> Result<AuthedKey> {
         let now = self.now();
-        let fail = |reason: &'static str| {
+        let fail = |actor: &str, reason: &'static str, e: Error| {
             self.metrics.api_key_validations.inc(&["invalid"]);
             let f = Failure {
                 action: "api_key.auth",
-                actor: "anonymous",
+                actor,
                 route,
                 reason,
             };
-            Err(self.auth_failure(f, ctx, Error::Unauthenticated(Credential::ApiKey)))
+            Err(self.auth_failure(f, ctx, e))
         };
+        let unauthenticated = || Error::Unauthenticated(Credential::ApiKey);
         if let Some(retry_after_s) = self.guard.limited(ctx.peer.as_deref(), now) {
             self.metrics.api_key_validations.inc(&["rate_limited"]);
             let f = Failure {
@@ -592,23 +938,45 @@ impl Service {
             self.guard.fail(f, ctx.peer.as_deref(), now);
             return Err(Error::RateLimited { retry_after_s });
         }
-        let Some(raw) = raw else {
-            return fail("missing");
+        let attested = match edge {
+            EdgeContext::ApiKey(a) => Some(a),
+            EdgeContext::Absent | EdgeContext::Other => None,
+            // Present but not the edge's: forged, replayed, unsigned. Refused, not ignored.
+            EdgeContext::Invalid(reason) => return fail("anonymous", reason, unauthenticated()),
         };
-        if !keys::is_api_key(raw) {
-            return fail("malformed");
+        let found = match (raw, attested) {
+            (Some(raw), _) if !keys::is_api_key(raw) => return fail("anonymous", "malformed", unauthenticated()),
+            (Some(raw), _) => {
+                let hash = keys::hash_secret(raw);
+                self.db.read(|c| store::key_by_hash(c, &hash))?
+            }
+            (None, Some(a)) => self.db.read(|c| store::key_and_tenant_by_id(c, &a.key_id))?,
+            (None, None) => return fail("anonymous", "missing", unauthenticated()),
+        };
+        let Some((key, tenant)) = found else {
+            return fail("anonymous", "unknown", unauthenticated());
+        };
+        // The edge's word holds for the key it names, in its tenant, and no other.
+        let vouched =
+            attested.filter(|a| a.key_id == key.key_id && a.tenant.as_deref().is_none_or(|t| t == key.tenant));
+        if attested.is_some() && vouched.is_none() {
+            return fail("anonymous", "context_mismatch", unauthenticated());
         }
-        let hash = keys::hash_secret(raw);
-        let Some((key, _tenant)) = self.db.read(|c| store::key_by_hash(c, &hash))? else {
-            return fail("unknown");
-        };
         match keys::key_status(&key, now) {
             KeyStatus::Valid => {}
-            KeyStatus::Revoked => return fail("revoked"),
-            KeyStatus::Expired => return fail("expired"),
+            KeyStatus::Revoked => return fail("anonymous", "revoked", unauthenticated()),
+            KeyStatus::Expired => return fail("anonymous", "expired", unauthenticated()),
+        }
+        if tenant.disabled_at.is_some() {
+            return fail("anonymous", "tenant_disabled", unauthenticated());
+        }
+        let actor = format!("api_key:{}", key.key_id);
+        if vouched.is_none() && !address_allowed(&key, &tenant, ctx.peer.as_deref()) {
+            return fail(&actor, "ip_not_allowed", Error::IpNotAllowed);
         }
         self.metrics.api_key_validations.inc(&["valid"]);
-        let ctx = ctx.as_actor(format!("api_key:{}", key.key_id));
+        self.usage.note(&key.key_id, key.last_used_at, now);
+        let ctx = ctx.as_actor(actor).for_tenant(Some(&key.tenant));
         Ok(AuthedKey {
             key,
             ctx,
@@ -648,7 +1016,7 @@ impl Service {
             return Ok(());
         }
         let now = self.now();
-        let key = tokens::generate_signing_key(now)?;
+        let key = self.sealed(&tokens::generate_signing_key(now)?)?;
         let ctx = Ctx::new("service", None, None);
         self.write(|c| {
             if store::install_signing_key(c, &key, false, now)? {
@@ -658,14 +1026,17 @@ impl Service {
         })
     }
 
+    /// The current signing key, opened.
     fn current_key(&self) -> Result<SigningKeyRow> {
         if let Some(k) = self.db.read(store::current_signing_key)? {
-            return Ok(k);
+            return self.open_key(&k);
         }
         self.ensure_signing_key()?;
-        self.db
+        let k = self
+            .db
             .read(store::current_signing_key)?
-            .ok_or_else(|| Error::internal("no signing key"))
+            .ok_or_else(|| Error::internal("no signing key"))?;
+        self.open_key(&k)
     }
 
     fn pair(access: String, refresh: String, session: &SessionRow, now: i64) -> TokenPair {
@@ -691,16 +1062,24 @@ impl Service {
     fn try_create_session(&self, authed: &AuthedKey, req: SessionRequest, now: i64) -> Result<TokenPair> {
         let cfg = self.token_config()?;
         let key = &authed.key;
-        let checked = validate::subject(&req.subject).and_then(|()| match &req.scopes {
-            None => Ok(key.scopes.clone()),
-            Some(s) => validate::scopes(s),
+        let checked = validate::subject(&req.subject).and_then(|()| {
+            let scopes = match &req.scopes {
+                None => key.scopes.clone(),
+                Some(s) => validate::scopes(s)?,
+            };
+            let roles = validate::roles(req.roles.as_deref().unwrap_or_default())?;
+            Ok((scopes, roles))
         });
-        let scopes = match checked {
+        let (scopes, roles) = match checked {
             Ok(s) => s,
             Err(e) => return self.refused(authed, now, e),
         };
         if let Some(extra) = scopes.iter().find(|s| !key.scopes.contains(s)) {
             let e = Error::invalid_scope(format!("scope {extra:?} is not granted to this API key"));
+            return self.refused(authed, now, e);
+        }
+        if let Some(extra) = roles.iter().find(|r| !key.roles.contains(r)) {
+            let e = Error::invalid_scope(format!("role {extra:?} may not be granted with this API key"));
             return self.refused(authed, now, e);
         }
         let signing = self.current_key()?;
@@ -709,6 +1088,7 @@ impl Service {
             tenant: key.tenant.clone(),
             subject: req.subject,
             scopes,
+            roles,
             key_id: key.key_id.clone(),
             created_at: now,
             expires_at: now + SESSION_TTL_S,
@@ -716,8 +1096,7 @@ impl Service {
         };
         let access = tokens::issue_access_token(&signing, cfg, &session, now)?;
         let refresh = tokens::generate_refresh_token()?;
-        let detail =
-            json!({"subject": session.subject, "scopes": session.scopes, "jti": access.jti, "kid": signing.kid});
+        let detail = json!({"subject": session.subject, "scopes": session.scopes, "roles": session.roles, "jti": access.jti, "kid": signing.kid});
         self.write(|c| {
             store::insert_audit(c, &authed.auth_event(now))?;
             store::insert_session(c, &session, &keys::hash_secret(&refresh))?;
@@ -753,14 +1132,8 @@ impl Service {
                 return Ok(Refreshed::Refused { reason: "other_tenant" });
             }
             if rt.spent_at.is_some() {
-                let outcome = store::revoke_session(
-                    c,
-                    &session.sid,
-                    "refresh_reuse",
-                    None,
-                    session.expires_at + ACCESS_TTL_S,
-                    now,
-                )?;
+                let until = self.session_feed_expiry(&session, now);
+                let outcome = store::revoke_session(c, &session.sid, "refresh_reuse", None, until, now)?;
                 if outcome != RevokeOutcome::Revoked {
                     // Already revoked: nothing new happened; counted as a failure, not a record.
                     return Ok(Refreshed::Refused {
@@ -837,8 +1210,8 @@ impl Service {
                 Some(_) => return Ok(LoggedOut::Refused { reason: "other_tenant" }),
                 None => return Ok(LoggedOut::Refused { reason: "unknown" }),
             };
-            let outcome =
-                store::revoke_session(c, &session.sid, "logout", None, session.expires_at + ACCESS_TTL_S, now)?;
+            let until = self.session_feed_expiry(&session, now);
+            let outcome = store::revoke_session(c, &session.sid, "logout", None, until, now)?;
             let detail = json!({"via": "refresh_token", "already_revoked": outcome == RevokeOutcome::AlreadyRevoked});
             let event = authed
                 .ctx
@@ -863,6 +1236,7 @@ impl Service {
         let published = self
             .db
             .read(|c| store::published_signing_keys(c, now - RETIRED_KEY_PUBLISHED_S))?;
+        let published = self.open_keys(&published)?;
         let verified = tokens::verify_access_token(&published, cfg, token, now, LOGOUT_LEEWAY_S);
         self.metrics
             .token_validation_duration
@@ -885,13 +1259,15 @@ impl Service {
             .expires_at
             .map(|e| i64::try_from(e.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or(now);
-        let jti = claims.jwt_id.as_deref().map(|j| (j, exp));
+        // The token's entry lasts as long as an edge may accept it.
+        let jti = claims.jwt_id.as_deref().map(|j| (j, exp + self.feed_leeway_s));
         let outcome = self.write(|c| {
             store::insert_audit(c, &authed.auth_event(now))?;
             let Some(session) = store::session(c, &sid)? else {
                 return Ok(LoggedOut::Refused { reason: "unknown_session" });
             };
-            let outcome = store::revoke_session(c, &sid, "logout", jti, session.expires_at + ACCESS_TTL_S, now)?;
+            let until = self.session_feed_expiry(&session, now);
+            let outcome = store::revoke_session(c, &sid, "logout", jti, until, now)?;
             let detail = json!({"via": "access_token", "jti": claims.jwt_id, "already_revoked": outcome == RevokeOutcome::AlreadyRevoked});
             store::insert_audit(c, &authed.ctx.event("session.logout", Some(&sid), SUCCESS, Some(detail), now))?;
             Ok(LoggedOut::Done)
@@ -907,7 +1283,7 @@ impl Service {
 
     /// `POST /v1/subjects/logout-everywhere`: every session of the subject in the key's tenant,
     /// and `revoked_before = now + 1` for the subject.
-    pub fn logout_everywhere(&self, authed: &AuthedKey, req: SubjectRequest) -> Result<usize> {
+    pub fn logout_everywhere(&self, authed: &AuthedKey, req: SubjectRequest) -> Result<u64> {
         let now = self.now();
         if let Err(e) = validate::subject(&req.subject) {
             return self.refused(authed, now, e);
@@ -915,7 +1291,7 @@ impl Service {
         let rb = revoked_before(now);
         self.write(|c| {
             store::insert_audit(c, &authed.auth_event(now))?;
-            let n = revoke_subject(c, &req.subject, Some(&authed.key.tenant), "logout_everywhere", now)?;
+            let n = self.revoke_subject(c, &req.subject, Some(&authed.key.tenant), "logout_everywhere", now)?;
             let detail = json!({"sessions_revoked": n, "revoked_before": rb});
             let event = authed.ctx.event(
                 "subject.logout_everywhere",
@@ -932,10 +1308,19 @@ impl Service {
     // -------------------------------------------------------- admin revokes
 
     pub fn admin_revoke_session(&self, ctx: &Ctx, sid: &str) -> Result<Value> {
+        // A session's tenant never changes: read before the action's transaction.
+        let tenant = self
+            .db
+            .read(|c| store::session(c, sid))
+            .ok()
+            .flatten()
+            .map(|s| s.tenant);
+        let ctx = &ctx.for_tenant(tenant.as_deref());
         self.admin(ctx, "session.revoke", Some(sid), |now| {
             self.audited(ctx, "session.revoke", Some(sid), now, |c| {
                 let session = store::session(c, sid)?.ok_or_else(|| Error::not_found(format!("no session {sid}")))?;
-                let outcome = store::revoke_session(c, sid, "admin", None, session.expires_at + ACCESS_TTL_S, now)?;
+                let until = self.session_feed_expiry(&session, now);
+                let outcome = store::revoke_session(c, sid, "admin", None, until, now)?;
                 let already = outcome == RevokeOutcome::AlreadyRevoked;
                 Ok((
                     json!({"sid": sid, "revoked": true, "already_revoked": already}),
@@ -945,12 +1330,20 @@ impl Service {
         })
     }
 
-    pub fn admin_revoke_subject(&self, ctx: &Ctx, subject: &str) -> Result<Value> {
+    /// Revokes every session and token of `subject`: in `tenant` only, or, without one,
+    /// in every tenant (an operator-wide cut-off: the feed entry has no tenant).
+    pub fn admin_revoke_subject(&self, ctx: &Ctx, subject: &str, tenant: Option<&str>) -> Result<Value> {
+        let ctx = &ctx.for_tenant(tenant);
         self.admin(ctx, "subject.revoke", Some(subject), |now| {
             validate::subject(subject)?;
             self.audited(ctx, "subject.revoke", Some(subject), now, |c| {
-                let n = revoke_subject(c, subject, None, "admin", now)?;
-                let out = json!({"subject": subject, "revoked_before": revoked_before(now), "sessions_revoked": n});
+                if let Some(t) = tenant {
+                    if store::tenant(c, t)?.is_none() {
+                        return Err(Error::not_found(format!("no tenant {t:?}")));
+                    }
+                }
+                let n = self.revoke_subject(c, subject, tenant, "admin", now)?;
+                let out = json!({"subject": subject, "tenant": tenant, "revoked_before": revoked_before(now), "sessions_revoked": n});
                 Ok((out.clone(), Some(out)))
             })
         })
@@ -960,13 +1353,8 @@ impl Service {
         self.admin(ctx, "revoke_all", None, |now| {
             self.audited(ctx, "revoke_all", None, now, |c| {
                 let rb = revoked_before(now);
-                let global = NewRevocation {
-                    kind: RevocationKind::Global,
-                    value: None,
-                    revoked_before: Some(rb),
-                    expires_at: rb + ACCESS_TTL_S,
-                };
-                let n = store::revoke_live_sessions(c, None, None, "revoke_all", ACCESS_TTL_S, global, now)?;
+                let global = self.cut_off(RevocationKind::Global, None, None, now);
+                let n = store::revoke_live_sessions(c, None, None, "revoke_all", global, now)?;
                 let out = json!({"revoked_before": rb, "sessions_revoked": n});
                 Ok((out.clone(), Some(out)))
             })
@@ -978,8 +1366,9 @@ impl Service {
     /// Makes a new current signing key; the old one stays in the JWKS for the token lifetime.
     pub fn rotate_signing_key(&self, ctx: &Ctx) -> Result<Value> {
         self.admin(ctx, "signing_key.rotate", None, |now| {
-            let key = tokens::generate_signing_key(now)?;
-            let jwk = tokens::public_jwk(&key)?;
+            let clear = tokens::generate_signing_key(now)?;
+            let jwk = tokens::public_jwk(&clear)?;
+            let key = self.sealed(&clear)?;
             self.audited(ctx, "signing_key.rotate", None, now, |c| {
                 let previous = store::current_signing_key(c)?.map(|k| k.kid);
                 store::install_signing_key(c, &key, true, now)?;
@@ -995,7 +1384,7 @@ impl Service {
         let keys = self
             .db
             .read(|c| store::published_signing_keys(c, now - RETIRED_KEY_PUBLISHED_S))?;
-        tokens::jwks(&keys)
+        tokens::jwks(&self.open_keys(&keys)?)
     }
 
     // ------------------------------------------------------------ revocation
@@ -1018,8 +1407,38 @@ impl Service {
 
     /// The newest audit events (failed authentications counted so far included).
     pub fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>> {
+        Ok(self
+            .audit_page(&AuditQuery {
+                limit,
+                ..AuditQuery::default()
+            })?
+            .events)
+    }
+
+    /// A page of the audit log (failed authentications counted so far included): newest
+    /// first, before a cursor; or oldest first, after one (to follow the log without
+    /// missing an event, even one committed late on another replica). See `store::audit_page`.
+    pub fn audit_page(&self, q: &AuditQuery) -> Result<AuditPageOut> {
+        let page = match (q.before.as_deref(), q.after.as_deref()) {
+            (Some(_), Some(_)) => return Err(Error::invalid_request("give before or after, not both")),
+            (Some(c), None) => AuditPage::Before(Some(parse_audit_cursor(c)?)),
+            (None, Some(c)) => AuditPage::After(parse_audit_cursor(c)?),
+            (None, None) => AuditPage::Before(None),
+        };
+        let limit = q.limit.clamp(1, 1000);
         self.flush_auth_failures()?;
-        self.db.read(|c| store::audit_events(c, limit.clamp(1, 1000)))
+        // Two statements, each on the latest committed state: the horizon first, then
+        // the page (whatever commits in between is below the horizon only if final).
+        let events = self.db.read(|c| {
+            let horizon = store::audit_horizon(c)?;
+            store::audit_page(c, &q.filter, page, limit, horizon)
+        })?;
+        let last = events.last().map(|e| audit_cursor(e.tx, e.id));
+        let next = match page {
+            AuditPage::Before(_) => last.filter(|_| events.len() == limit as usize),
+            AuditPage::After(_) => last.or_else(|| q.after.clone()),
+        };
+        Ok(AuditPageOut { events, next })
     }
 
     /// Writes the failed authentications counted so far, one row per (action, actor,
@@ -1047,23 +1466,47 @@ impl Service {
         }
     }
 
-    /// Retention: deletes revocation events no longer in force and audit events older
+    /// Writes when keys were last used (noted by lookups and SDK requests), in one
+    /// transaction. Kept in memory for the next try if the write fails.
+    pub fn flush_key_usage(&self) -> Result<usize> {
+        let notes = self.usage.take();
+        if notes.is_empty() {
+            return Ok(0);
+        }
+        match self.write(|c| store::record_key_use(c, &notes)) {
+            Ok(()) => Ok(notes.len()),
+            Err(e) => {
+                self.usage.restore(notes);
+                Err(e)
+            }
+        }
+    }
+
+    /// Retention: deletes revocation events no longer in force, sessions (and their
+    /// refresh tokens) no token of which can still be accepted, and audit events older
     /// than the retention age or beyond its row count, in short transactions.
     /// Returns the audit rows deleted.
     pub fn enforce_retention(&self) -> Result<u64> {
         let now = self.now();
         self.write(|c| store::prune_events(c, now))?;
+        let ended = now - ACCESS_TTL_S - self.feed_leeway_s;
+        self.in_batches(|c| store::prune_sessions(c, ended, PRUNE_BATCH))?;
         let before = now.saturating_sub(self.retention.max_age_s);
-        let mut total = 0;
-        loop {
-            let n = self.write(|c| store::prune_audit(c, before, self.retention.max_rows, PRUNE_BATCH))?;
-            total += n;
-            if n < u64::from(PRUNE_BATCH) {
-                break;
-            }
-        }
+        let total = self.in_batches(|c| store::prune_audit(c, before, self.retention.max_rows, PRUNE_BATCH))?;
         self.metrics.audit_rows_pruned.add(&[], total);
         Ok(total)
+    }
+
+    /// Runs `f` in transactions until it deletes fewer than [`PRUNE_BATCH`] rows.
+    fn in_batches(&self, mut f: impl FnMut(&mut dyn Conn) -> Result<u64>) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.write(&mut f)?;
+            total += n;
+            if n < u64::from(PRUNE_BATCH) {
+                return Ok(total);
+            }
+        }
     }
 
     /// Whether the database answers (readiness).
@@ -1075,16 +1518,4 @@ impl Service {
     pub fn flush_interval(&self) -> Duration {
         Duration::from_secs(10)
     }
-}
-
-/// Revokes every live session of `subject` (in `tenant`) and publishes its cut-off.
-fn revoke_subject(c: &mut dyn Conn, subject: &str, tenant: Option<&str>, reason: &str, now: i64) -> Result<usize> {
-    let rb = revoked_before(now);
-    let cut_off = NewRevocation {
-        kind: RevocationKind::Subject,
-        value: Some(subject.to_owned()),
-        revoked_before: Some(rb),
-        expires_at: rb + ACCESS_TTL_S,
-    };
-    store::revoke_live_sessions(c, Some(subject), tenant, reason, ACCESS_TTL_S, cut_off, now)
 }

@@ -2,7 +2,7 @@
 //! Each function runs on the connection or transaction it is given; the caller
 //! decides what goes into one transaction.
 
-use crate::db::{Conn, Lock, Row};
+use crate::db::{Conn, Dialect, Lock, Row, Val};
 use crate::error::{Error, Result};
 use crate::model::{
     ApiKeyRow, AuditEvent, NewAudit, NewRevocation, RefreshRow, RevocationEvent, RevocationKind, RevokeOutcome,
@@ -41,7 +41,7 @@ pub fn instance_id(c: &mut dyn Conn) -> Result<String> {
 
 // ------------------------------------------------------------------- tenants
 
-const TENANT_COLUMNS: &str = "name, allowed_origins, ip_allowlist, created_at";
+const TENANT_COLUMNS: &str = "name, allowed_origins, ip_allowlist, created_at, disabled_at";
 
 fn tenant_from_row(r: &Row, at: usize) -> Result<Tenant> {
     Ok(Tenant {
@@ -49,25 +49,62 @@ fn tenant_from_row(r: &Row, at: usize) -> Result<Tenant> {
         allowed_origins: parse_list(&r.text(at + 1)?)?,
         ip_allowlist: parse_list(&r.text(at + 2)?)?,
         created_at: r.int(at + 3)?,
+        disabled_at: r.opt_int(at + 4)?,
     })
 }
 
 /// Inserts a tenant; `Conflict` if the name exists.
 pub fn insert_tenant(c: &mut dyn Conn, t: &Tenant) -> Result<()> {
     let n = c.execute(
-        "INSERT INTO tenants (name, allowed_origins, ip_allowlist, created_at) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO tenants (name, allowed_origins, ip_allowlist, created_at, disabled_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING",
         vals![
             &t.name,
             json_list(&t.allowed_origins)?,
             json_list(&t.ip_allowlist)?,
-            t.created_at
+            t.created_at,
+            t.disabled_at
         ],
     )?;
     if n == 0 {
         return Err(Error::conflict(format!("tenant {:?} already exists", t.name)));
     }
     Ok(())
+}
+
+/// Replaces a tenant's lists (those given). False if there is no such tenant.
+pub fn update_tenant(
+    c: &mut dyn Conn,
+    name: &str,
+    allowed_origins: Option<&[String]>,
+    ip_allowlist: Option<&[String]>,
+) -> Result<bool> {
+    let n = c.execute(
+        "UPDATE tenants SET allowed_origins = COALESCE(?2, allowed_origins), \
+         ip_allowlist = COALESCE(?3, ip_allowlist) WHERE name = ?1",
+        vals![
+            name,
+            allowed_origins.map(json_list).transpose()?,
+            ip_allowlist.map(json_list).transpose()?
+        ],
+    )?;
+    Ok(n > 0)
+}
+
+/// Disables (`Some(now)`) or enables (`None`) a tenant. False if it already was so
+/// (or does not exist).
+pub fn set_tenant_disabled(c: &mut dyn Conn, name: &str, disabled_at: Option<i64>) -> Result<bool> {
+    let n = match disabled_at {
+        Some(t) => c.execute(
+            "UPDATE tenants SET disabled_at = ?2 WHERE name = ?1 AND disabled_at IS NULL",
+            vals![name, t],
+        )?,
+        None => c.execute(
+            "UPDATE tenants SET disabled_at = NULL WHERE name = ?1 AND disabled_at IS NOT NULL",
+            vals![name],
+        )?,
+    };
+    Ok(n > 0)
 }
 
 pub fn tenant(c: &mut dyn Conn, name: &str) -> Result<Option<Tenant>> {
@@ -89,7 +126,7 @@ pub fn tenants(c: &mut dyn Conn) -> Result<Vec<Tenant>> {
 // ------------------------------------------------------------------ API keys
 
 const KEY_COLUMNS: &str = "key_id, tenant, subject, key_hash, scopes, ip_allowlist, created_at, expires_at, \
-                           rotated_at, rotation_deadline, replaced_by, revoked_at";
+                           rotated_at, rotation_deadline, replaced_by, revoked_at, roles, last_used_at";
 
 fn key_from_row(r: &Row) -> Result<ApiKeyRow> {
     Ok(ApiKeyRow {
@@ -105,13 +142,17 @@ fn key_from_row(r: &Row) -> Result<ApiKeyRow> {
         rotation_deadline: r.opt_int(9)?,
         replaced_by: r.opt_text(10)?,
         revoked_at: r.opt_int(11)?,
+        roles: parse_list(&r.text(12)?)?,
+        last_used_at: r.opt_int(13)?,
     })
 }
 
 pub fn insert_key(c: &mut dyn Conn, k: &ApiKeyRow) -> Result<()> {
     let ip = k.ip_allowlist.as_deref().map(json_list).transpose()?;
     c.execute(
-        &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+        &format!(
+            "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+        ),
         vals![
             &k.key_id,
             &k.tenant,
@@ -124,7 +165,9 @@ pub fn insert_key(c: &mut dyn Conn, k: &ApiKeyRow) -> Result<()> {
             k.rotated_at,
             k.rotation_deadline,
             &k.replaced_by,
-            k.revoked_at
+            k.revoked_at,
+            json_list(&k.roles)?,
+            k.last_used_at
         ],
     )?;
     Ok(())
@@ -140,18 +183,33 @@ pub fn key_by_id(c: &mut dyn Conn, key_id: &str) -> Result<Option<ApiKeyRow>> {
 }
 
 /// The key with this hash and its tenant: the edge's lookup, one indexed read.
-/// The edge's lookup, built once rather than on every call.
-pub(crate) static KEY_BY_HASH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "SELECT {}, t.name, t.allowed_origins, t.ip_allowlist, t.created_at \
-         FROM api_keys k JOIN tenants t ON t.name = k.tenant WHERE k.key_hash = ?1",
-        prefixed(KEY_COLUMNS, "k")
-    )
-});
+/// Built once rather than on every call.
+pub(crate) static KEY_BY_HASH_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| key_and_tenant_sql("key_hash"));
+static KEY_AND_TENANT_BY_ID_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| key_and_tenant_sql("key_id"));
 
 pub fn key_by_hash(c: &mut dyn Conn, key_hash: &str) -> Result<Option<(ApiKeyRow, Tenant)>> {
-    c.query_opt(&KEY_BY_HASH_SQL, vals![key_hash])?
-        .map(|r| Ok((key_from_row(&r)?, tenant_from_row(&r, 12)?)))
+    key_and_tenant(c, &KEY_BY_HASH_SQL, key_hash)
+}
+
+/// The key with this id and its tenant.
+pub fn key_and_tenant_by_id(c: &mut dyn Conn, key_id: &str) -> Result<Option<(ApiKeyRow, Tenant)>> {
+    key_and_tenant(c, &KEY_AND_TENANT_BY_ID_SQL, key_id)
+}
+
+/// `column` is `key_hash` or `key_id` (both unique and indexed).
+fn key_and_tenant_sql(column: &str) -> String {
+    format!(
+        "SELECT {}, {} FROM api_keys k JOIN tenants t ON t.name = k.tenant WHERE k.{column} = ?1",
+        prefixed(KEY_COLUMNS, "k"),
+        prefixed(TENANT_COLUMNS, "t")
+    )
+}
+
+fn key_and_tenant(c: &mut dyn Conn, sql: &str, value: &str) -> Result<Option<(ApiKeyRow, Tenant)>> {
+    c.query_opt(sql, vals![value])?
+        .map(|r| Ok((key_from_row(&r)?, tenant_from_row(&r, KEY_COLUMNS.split(", ").count())?)))
         .transpose()
 }
 
@@ -188,9 +246,35 @@ pub fn revoke_key(c: &mut dyn Conn, key_id: &str, now: i64) -> Result<bool> {
     Ok(n > 0)
 }
 
+/// Revokes every key not yet revoked, of `tenant` or of every tenant. Returns how many.
+pub fn revoke_all_keys(c: &mut dyn Conn, tenant: Option<&str>, now: i64) -> Result<u64> {
+    match tenant {
+        Some(t) => c.execute(
+            "UPDATE api_keys SET revoked_at = ?1 WHERE revoked_at IS NULL AND tenant = ?2",
+            vals![now, t],
+        ),
+        None => c.execute(
+            "UPDATE api_keys SET revoked_at = ?1 WHERE revoked_at IS NULL",
+            vals![now],
+        ),
+    }
+}
+
+/// Records when keys were last used: each `(key_id, at)` moves `last_used_at` forward,
+/// never back (several replicas write their own batches).
+pub fn record_key_use(c: &mut dyn Conn, uses: &[(String, i64)]) -> Result<()> {
+    for (key_id, at) in uses {
+        c.execute(
+            "UPDATE api_keys SET last_used_at = ?2 WHERE key_id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+            vals![key_id, *at],
+        )?;
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------ sessions
 
-const SESSION_COLUMNS: &str = "sid, tenant, subject, scopes, key_id, created_at, expires_at, revoked_at";
+const SESSION_COLUMNS: &str = "sid, tenant, subject, scopes, key_id, created_at, expires_at, revoked_at, roles";
 
 fn session_from_row(r: &Row, at: usize) -> Result<SessionRow> {
     Ok(SessionRow {
@@ -202,13 +286,14 @@ fn session_from_row(r: &Row, at: usize) -> Result<SessionRow> {
         created_at: r.int(at + 5)?,
         expires_at: r.int(at + 6)?,
         revoked_at: r.opt_int(at + 7)?,
+        roles: parse_list(&r.text(at + 8)?)?,
     })
 }
 
 /// Inserts a session and its first refresh token.
 pub fn insert_session(c: &mut dyn Conn, s: &SessionRow, refresh_hash: &str) -> Result<()> {
     c.execute(
-        &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+        &format!("INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
         vals![
             &s.sid,
             &s.tenant,
@@ -217,7 +302,8 @@ pub fn insert_session(c: &mut dyn Conn, s: &SessionRow, refresh_hash: &str) -> R
             &s.key_id,
             s.created_at,
             s.expires_at,
-            s.revoked_at
+            s.revoked_at,
+            json_list(&s.roles)?
         ],
     )?;
     c.execute(
@@ -278,8 +364,9 @@ pub fn rotate_refresh(c: &mut dyn Conn, old_hash: &str, new_hash: &str, sid: &st
     Ok(true)
 }
 
-/// Revokes a session and publishes it in the revocation feed (until `feed_expires_at`);
-/// with `jti`, also that access token (until its expiry).
+/// Revokes a session and publishes it in the revocation feed until `feed_expires_at`
+/// (nothing is published when that has passed: no token of the session is left); with
+/// `jti`, also that access token, until the time given with it.
 pub fn revoke_session(
     c: &mut dyn Conn,
     sid: &str,
@@ -294,25 +381,29 @@ pub fn revoke_session(
     )?;
     let mut events = Vec::new();
     let outcome = if n > 0 {
-        events.push(NewRevocation {
-            kind: RevocationKind::Session,
-            value: Some(sid.to_owned()),
-            revoked_before: None,
-            expires_at: feed_expires_at,
-        });
+        if feed_expires_at > now {
+            events.push(NewRevocation {
+                kind: RevocationKind::Session,
+                value: Some(sid.to_owned()),
+                tenant: None,
+                revoked_before: None,
+                expires_at: feed_expires_at,
+            });
+        }
         RevokeOutcome::Revoked
     } else if session(c, sid)?.is_some() {
         RevokeOutcome::AlreadyRevoked
     } else {
         return Ok(RevokeOutcome::NotFound);
     };
-    if let Some((jti, exp)) = jti {
-        if exp > now {
+    if let Some((jti, until)) = jti {
+        if until > now {
             events.push(NewRevocation {
                 kind: RevocationKind::Jti,
                 value: Some(jti.to_owned()),
+                tenant: None,
                 revoked_before: None,
-                expires_at: exp,
+                expires_at: until,
             });
         }
     }
@@ -320,41 +411,47 @@ pub fn revoke_session(
     Ok(outcome)
 }
 
-/// Revokes the live sessions of `subject` (in `tenant`), or all of them, and
-/// publishes each until its expiry plus `access_ttl`, then `extra` (a subject or
-/// global cut-off). Returns how many sessions were revoked.
+/// Revokes the live sessions of `subject` (in `tenant`), or all of them, and publishes
+/// `cut_off` (a subject, tenant or global cut-off), which covers every access token
+/// of those sessions: their ids are not published one by one (the feed stays small
+/// whatever their number). Returns how many sessions were revoked.
 pub fn revoke_live_sessions(
     c: &mut dyn Conn,
     subject: Option<&str>,
     tenant: Option<&str>,
     reason: &str,
-    access_ttl: i64,
-    extra: NewRevocation,
+    cut_off: NewRevocation,
     now: i64,
-) -> Result<usize> {
-    let mut revoked: Vec<(String, i64)> = c
-        .query(
-            "UPDATE sessions SET revoked_at = ?1, revoke_reason = ?2 \
-             WHERE revoked_at IS NULL AND expires_at > ?1 AND (CAST(?3 AS TEXT) IS NULL OR subject = ?3) \
-             AND (CAST(?4 AS TEXT) IS NULL OR tenant = ?4) RETURNING sid, expires_at",
-            vals![now, reason, subject, tenant],
-        )?
-        .iter()
-        .map(|r| Ok((r.text(0)?, r.int(1)?)))
-        .collect::<Result<_>>()?;
-    revoked.sort();
-    let mut events: Vec<NewRevocation> = revoked
-        .iter()
-        .map(|(sid, expires_at)| NewRevocation {
-            kind: RevocationKind::Session,
-            value: Some(sid.clone()),
-            revoked_before: None,
-            expires_at: expires_at + access_ttl,
-        })
-        .collect();
-    events.push(extra);
-    insert_events(c, &events, now)?;
-    Ok(revoked.len())
+) -> Result<u64> {
+    // One statement per shape, so that the subject's (or tenant's) index is used.
+    let mut sql = "UPDATE sessions SET revoked_at = ?1, revoke_reason = ?2 \
+                   WHERE revoked_at IS NULL AND expires_at > ?1"
+        .to_owned();
+    let mut params = vals![now, reason].to_vec();
+    for (column, value) in [("subject", subject), ("tenant", tenant)] {
+        if let Some(v) = value {
+            params.push(v.into());
+            sql.push_str(&format!(" AND {column} = ?{}", params.len()));
+        }
+    }
+    let n = c.execute(&sql, &params)?;
+    insert_events(c, &[cut_off], now)?;
+    Ok(n)
+}
+
+/// Deletes at most `batch` sessions that ended before `before`, with their refresh
+/// tokens. Returns how many sessions were deleted; call again while it is `batch`.
+pub fn prune_sessions(c: &mut dyn Conn, before: i64, batch: u32) -> Result<u64> {
+    // The same sessions in both statements: a total order, in one transaction.
+    const OLDEST: &str = "SELECT sid FROM sessions WHERE expires_at < ?1 ORDER BY expires_at, sid LIMIT ?2";
+    c.execute(
+        &format!("DELETE FROM refresh_tokens WHERE sid IN ({OLDEST})"),
+        vals![before, i64::from(batch)],
+    )?;
+    c.execute(
+        &format!("DELETE FROM sessions WHERE sid IN ({OLDEST})"),
+        vals![before, i64::from(batch)],
+    )
 }
 
 // ------------------------------------------------------- revocation events
@@ -376,9 +473,17 @@ pub fn insert_events(c: &mut dyn Conn, events: &[NewRevocation], now: i64) -> Re
         .int(0)?;
     for (id, e) in (last - count + 1..).zip(events) {
         c.execute(
-            "INSERT INTO revocation_events (id, kind, value, revoked_before, expires_at, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            vals![id, e.kind.as_str(), &e.value, e.revoked_before, e.expires_at, now],
+            "INSERT INTO revocation_events (id, kind, value, tenant, revoked_before, expires_at, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            vals![
+                id,
+                e.kind.as_str(),
+                &e.value,
+                &e.tenant,
+                e.revoked_before,
+                e.expires_at,
+                now
+            ],
         )?;
     }
     Ok(())
@@ -396,16 +501,17 @@ fn event_from_row(r: &Row) -> Result<RevocationEvent> {
         kind: RevocationKind::parse(&kind)
             .ok_or_else(|| Error::internal(format_args!("unknown revocation kind {kind:?}")))?,
         value: r.opt_text(2)?,
-        revoked_before: r.opt_int(3)?,
-        expires_at: r.int(4)?,
-        created_at: r.int(5)?,
+        tenant: r.opt_text(3)?,
+        revoked_before: r.opt_int(4)?,
+        expires_at: r.int(5)?,
+        created_at: r.int(6)?,
     })
 }
 
 /// Events with `after < id <= upto` still in force at `now` (`expires_at > now`), in id order.
 pub fn events_between(c: &mut dyn Conn, after: i64, upto: i64, now: i64) -> Result<Vec<RevocationEvent>> {
     c.query(
-        "SELECT id, kind, value, revoked_before, expires_at, created_at FROM revocation_events \
+        "SELECT id, kind, value, tenant, revoked_before, expires_at, created_at FROM revocation_events \
          WHERE id > ?1 AND id <= ?2 AND expires_at > ?3 ORDER BY id",
         vals![after, upto, now],
     )?
@@ -421,7 +527,7 @@ pub fn prune_events(c: &mut dyn Conn, now: i64) -> Result<u64> {
 
 // -------------------------------------------------------------- signing keys
 
-const SIGNING_COLUMNS: &str = "kid, private_key, created_at, retired_at";
+const SIGNING_COLUMNS: &str = "kid, private_key, created_at, retired_at, kek_id";
 
 fn signing_key_from_row(r: &Row) -> Result<SigningKeyRow> {
     Ok(SigningKeyRow {
@@ -429,6 +535,7 @@ fn signing_key_from_row(r: &Row) -> Result<SigningKeyRow> {
         private_key: r.blob(1)?,
         created_at: r.int(2)?,
         retired_at: r.opt_int(3)?,
+        kek_id: r.opt_text(4)?,
     })
 }
 
@@ -472,10 +579,30 @@ pub fn install_signing_key(c: &mut dyn Conn, new: &SigningKeyRow, retire_current
         return Ok(false);
     }
     c.execute(
-        "INSERT INTO signing_keys (kid, private_key, created_at, retired_at) VALUES (?1, ?2, ?3, NULL)",
-        vals![&new.kid, new.private_key.as_slice(), new.created_at],
+        "INSERT INTO signing_keys (kid, private_key, created_at, retired_at, kek_id) VALUES (?1, ?2, ?3, NULL, ?4)",
+        vals![&new.kid, new.private_key.as_slice(), new.created_at, &new.kek_id],
     )?;
     Ok(true)
+}
+
+/// Every signing key, retired ones included (for sealing them all).
+pub fn all_signing_keys(c: &mut dyn Conn) -> Result<Vec<SigningKeyRow>> {
+    c.query(
+        &format!("SELECT {SIGNING_COLUMNS} FROM signing_keys ORDER BY created_at, kid"),
+        &[],
+    )?
+    .iter()
+    .map(signing_key_from_row)
+    .collect()
+}
+
+/// Replaces a key's stored private key (sealed again, or sealed for the first time).
+pub fn reseal_signing_key(c: &mut dyn Conn, kid: &str, private_key: &[u8], kek_id: Option<&str>) -> Result<()> {
+    c.execute(
+        "UPDATE signing_keys SET private_key = ?2, kek_id = ?3 WHERE kid = ?1",
+        vals![kid, private_key, kek_id],
+    )?;
+    Ok(())
 }
 
 // --------------------------------------------------------------------- audit
@@ -483,8 +610,8 @@ pub fn install_signing_key(c: &mut dyn Conn, new: &SigningKeyRow, retire_current
 pub fn insert_audit(c: &mut dyn Conn, e: &NewAudit) -> Result<()> {
     let detail = e.detail.as_ref().map(serde_json::to_string).transpose()?;
     c.execute(
-        "INSERT INTO audit_events (ts, actor, action, target, outcome, peer, forwarded_for, detail) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO audit_events (ts, actor, action, target, outcome, peer, forwarded_for, detail, tenant) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         vals![
             e.ts,
             &e.actor,
@@ -493,34 +620,162 @@ pub fn insert_audit(c: &mut dyn Conn, e: &NewAudit) -> Result<()> {
             &e.outcome,
             &e.peer,
             &e.forwarded_for,
-            detail
+            detail,
+            &e.tenant
         ],
     )?;
     Ok(())
 }
 
+/// Declares, first thing in a write transaction, that it may write audit events. On
+/// PostgreSQL it takes `ROW EXCLUSIVE` on `audit_events` (writers do not conflict with
+/// one another) before the transaction has an id, so that [`audit_horizon`] sees every
+/// transaction that may still add audit rows. Every transaction that writes audit rows
+/// calls it (the service's writes all do). SQLite has one writer: nothing to do.
+pub fn lock_for_audit(c: &mut dyn Conn) -> Result<()> {
+    match c.dialect() {
+        Dialect::Sqlite => Ok(()),
+        Dialect::Postgres => c.batch("LOCK TABLE audit_events IN ROW EXCLUSIVE MODE"),
+    }
+}
+
+/// The transaction id below which the audit log is final, read before the page (in a
+/// statement of its own): no transaction with a lower id can still add a row. `None` on
+/// SQLite (one writer: every committed row is final, ids in commit order).
+///
+/// On PostgreSQL ids are handed out before commit, so a writer that took a lower id may
+/// commit after a later one. The horizon is the lowest id among the transactions that
+/// hold [`lock_for_audit`]'s lock now, and at most the next id to be handed out (a
+/// transaction that has none yet will get a higher one). Other transactions on the
+/// server (another schema, another database) do not hold it back.
+pub fn audit_horizon(c: &mut dyn Conn) -> Result<Option<i64>> {
+    if c.dialect() == Dialect::Sqlite {
+        return Ok(None);
+    }
+    // Row 0: the next transaction id (64 bits); then the 32-bit ids of the holders.
+    let rows = c.query(
+        "SELECT 0, txid_snapshot_xmax(txid_current_snapshot()) \
+         UNION ALL \
+         SELECT 1, t.transactionid::text::bigint FROM pg_locks r JOIN pg_locks t \
+           ON t.virtualtransaction = r.virtualtransaction AND t.locktype = 'transactionid' \
+           AND t.mode = 'ExclusiveLock' AND t.granted \
+         WHERE r.locktype = 'relation' AND r.relation = 'audit_events'::regclass \
+           AND r.mode = 'RowExclusiveLock' AND r.granted",
+        &[],
+    )?;
+    let mut next = None;
+    let mut holders = Vec::new();
+    for r in &rows {
+        match r.int(0)? {
+            0 => next = Some(r.int(1)?),
+            _ => holders.push(r.int(1)?),
+        }
+    }
+    let next = next.ok_or_else(|| Error::internal("no transaction horizon"))?;
+    Ok(Some(
+        holders.into_iter().map(|x| widen_xid(x, next)).fold(next, i64::min),
+    ))
+}
+
+/// The 64-bit transaction id whose low 32 bits are `x32`, just below `next` (ids in use
+/// are within 2^31 of the next one).
+fn widen_xid(x32: i64, next: i64) -> i64 {
+    let candidate = (next & !0xffff_ffff) | (x32 & 0xffff_ffff);
+    if candidate > next {
+        candidate - (1 << 32)
+    } else {
+        candidate
+    }
+}
+
+/// Which audit events to list (all conditions together).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// `ts >= since`.
+    pub since: Option<i64>,
+    /// `ts < until`.
+    pub until: Option<i64>,
+    pub tenant: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub actor: Option<String>,
+}
+
+/// The direction of a page, from a position `(tx, id)` in the audit's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditPage {
+    /// Newest first, before the position (from the newest without one).
+    Before(Option<(i64, i64)>),
+    /// Oldest first, after the position: for following the log.
+    After((i64, i64)),
+}
+
+/// A page of at most `limit` audit events matching `filter`, in the audit's order
+/// `(tx, id)`, among the rows below `horizon` ([`audit_horizon`], read in an earlier
+/// statement): a row committed after a page was read always sorts after every row that
+/// page could have shown, so following `After` cursors never skips one.
+pub fn audit_page(
+    c: &mut dyn Conn,
+    filter: &AuditFilter,
+    page: AuditPage,
+    limit: u32,
+    horizon: Option<i64>,
+) -> Result<Vec<AuditEvent>> {
+    let mut sql = "SELECT id, ts, actor, action, target, outcome, peer, forwarded_for, detail, tenant, tx \
+                   FROM audit_events WHERE 1 = 1"
+        .to_owned();
+    let mut params: Vec<Val> = Vec::new();
+    let f = filter;
+    for (cond, v) in [
+        ("tx <", horizon.map(Val::Int)),
+        ("ts >=", f.since.map(Val::Int)),
+        ("ts <", f.until.map(Val::Int)),
+        ("tenant =", f.tenant.clone().map(Val::Text)),
+        ("action =", f.action.clone().map(Val::Text)),
+        ("outcome =", f.outcome.clone().map(Val::Text)),
+        ("actor =", f.actor.clone().map(Val::Text)),
+    ] {
+        if let Some(v) = v {
+            params.push(v);
+            sql.push_str(&format!(" AND {cond} ?{}", params.len()));
+        }
+    }
+    let (position, comparison, order) = match page {
+        AuditPage::Before(p) => (p, "<", "DESC"),
+        AuditPage::After(p) => (Some(p), ">", "ASC"),
+    };
+    if let Some((tx, id)) = position {
+        params.push(Val::Int(tx));
+        params.push(Val::Int(id));
+        let n = params.len();
+        sql.push_str(&format!(" AND (tx, id) {comparison} (?{}, ?{n})", n - 1));
+    }
+    params.push(Val::Int(i64::from(limit)));
+    sql.push_str(&format!(" ORDER BY tx {order}, id {order} LIMIT ?{}", params.len()));
+    c.query(&sql, &params)?
+        .iter()
+        .map(|r| {
+            Ok(AuditEvent {
+                id: r.int(0)?,
+                ts: r.int(1)?,
+                actor: r.text(2)?,
+                action: r.text(3)?,
+                target: r.opt_text(4)?,
+                outcome: r.text(5)?,
+                peer: r.opt_text(6)?,
+                forwarded_for: r.opt_text(7)?,
+                detail: r.opt_text(8)?.and_then(|d| serde_json::from_str(&d).ok()),
+                tenant: r.opt_text(9)?,
+                tx: r.int(10)?,
+            })
+        })
+        .collect()
+}
+
 /// The most recent `limit` audit events, newest first.
 pub fn audit_events(c: &mut dyn Conn, limit: u32) -> Result<Vec<AuditEvent>> {
-    c.query(
-        "SELECT id, ts, actor, action, target, outcome, peer, forwarded_for, detail FROM audit_events \
-         ORDER BY id DESC LIMIT ?1",
-        vals![i64::from(limit)],
-    )?
-    .iter()
-    .map(|r| {
-        Ok(AuditEvent {
-            id: r.int(0)?,
-            ts: r.int(1)?,
-            actor: r.text(2)?,
-            action: r.text(3)?,
-            target: r.opt_text(4)?,
-            outcome: r.text(5)?,
-            peer: r.opt_text(6)?,
-            forwarded_for: r.opt_text(7)?,
-            detail: r.opt_text(8)?.and_then(|d| serde_json::from_str(&d).ok()),
-        })
-    })
-    .collect()
+    let horizon = audit_horizon(c)?;
+    audit_page(c, &AuditFilter::default(), AuditPage::Before(None), limit, horizon)
 }
 
 /// Deletes at most `batch` audit events older than `before` (by `ts`), or beyond the
@@ -567,4 +822,19 @@ fn prefixed(columns: &str, alias: &str) -> String {
         .map(|c| format!("{alias}.{}", c.trim()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::widen_xid;
+
+    #[test]
+    fn a_32_bit_transaction_id_is_read_in_the_epoch_of_the_next_one() {
+        let e = 7_i64 << 32;
+        assert_eq!(widen_xid(100, e + 200), e + 100);
+        assert_eq!(widen_xid(200, e + 200), e + 200);
+        // just before a wrap: the holder is in the previous epoch
+        assert_eq!(widen_xid(0xffff_fff0, e + 5), e - 16);
+        assert_eq!(widen_xid(0, 1000), 0);
+    }
 }

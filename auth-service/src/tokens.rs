@@ -33,6 +33,10 @@ pub struct AccessClaims {
     pub tenant: String,
     /// Space-separated scopes.
     pub scope: String,
+    /// The session's roles, for the edge's role hierarchy (`role_claim: "roles"`).
+    /// (Tokens issued before roles existed have none.)
+    #[serde(default)]
+    pub roles: Vec<String>,
     pub sid: String,
 }
 
@@ -61,6 +65,7 @@ pub fn generate_signing_key(now: i64) -> Result<SigningKeyRow> {
             return Ok(SigningKeyRow {
                 kid,
                 private_key: scalar.to_vec(),
+                kek_id: None,
                 created_at: now,
                 retired_at: None,
             });
@@ -128,6 +133,7 @@ pub fn issue_access_token(
         custom: AccessClaims {
             tenant: session.tenant.clone(),
             scope: session.scopes.join(" "),
+            roles: session.roles.clone(),
             sid: session.sid.clone(),
         },
     };
@@ -187,6 +193,7 @@ mod tests {
             tenant: "acme".into(),
             subject: "user-1".into(),
             scopes: vec!["a:read".into(), "b".into()],
+            roles: vec!["editor".into()],
             key_id: "key_x".into(),
             created_at: 0,
             expires_at: 1,
@@ -208,6 +215,7 @@ mod tests {
         let claims = verify_access_token(std::slice::from_ref(&key), &cfg, &t.token, now + 10, 0).unwrap();
         assert_eq!(claims.subject.as_deref(), Some("user-1"));
         assert_eq!(claims.custom.scope, "a:read b");
+        assert_eq!(claims.custom.roles, vec!["editor".to_string()]);
         assert_eq!(claims.jwt_id.as_deref(), Some(t.jti.as_str()));
         // Expired, wrong audience, unknown key: refused.
         assert!(verify_access_token(std::slice::from_ref(&key), &cfg, &t.token, now + 1000, 0).is_err());

@@ -42,14 +42,23 @@ pub fn subject(s: &str) -> Result<()> {
 
 /// Scopes: valid RFC 6749 scope tokens, at most [`MAX_LIST`]; duplicates removed, order kept.
 pub fn scopes(list: &[String]) -> Result<Vec<String>> {
+    tokens(list, "scope")
+}
+
+/// Role names: as scopes (what the edge accepts as a role name, and no `"` or `\`).
+pub fn roles(list: &[String]) -> Result<Vec<String>> {
+    tokens(list, "role")
+}
+
+fn tokens(list: &[String], what: &str) -> Result<Vec<String>> {
     if list.len() > MAX_LIST {
-        return Err(Error::invalid_request(format!("at most {MAX_LIST} scopes")));
+        return Err(Error::invalid_request(format!("at most {MAX_LIST} {what}s")));
     }
     let mut out: Vec<String> = Vec::with_capacity(list.len());
     for s in list {
         if !valid_scope_token(s) {
             return Err(Error::invalid_request(format!(
-                "invalid scope {s:?}: a scope is 1 to 256 printable ASCII characters without space, '\"' or '\\'"
+                "invalid {what} {s:?}: a {what} is 1 to 256 printable ASCII characters without space, '\"' or '\\'"
             )));
         }
         if !out.contains(s) {
@@ -117,6 +126,14 @@ mod tests {
         assert_eq!(scopes(&v(&["a:b", "a:b", "c"])).unwrap(), v(&["a:b", "c"]));
         assert!(scopes(&v(&["a b"])).is_err());
         assert!(scopes(&v(&[""])).is_err());
+        assert_eq!(
+            roles(&v(&["editor", "viewer", "editor"])).unwrap(),
+            v(&["editor", "viewer"])
+        );
+        for bad in ["", "a b", "a\"b", "a\\b", "caf\u{e9}", "tab\t"] {
+            assert!(roles(&v(&[bad])).is_err(), "{bad:?}");
+        }
+        assert!(roles(&vec!["r".to_string(); 101]).is_err());
         assert!(ip_allowlist(&v(&["203.0.113.0/24", "2001:db8::/32", "192.0.2.7"])).is_ok());
         assert!(ip_allowlist(&v(&["203.0.113.1/24"])).is_err());
         assert!(ip_allowlist(&v(&["not-an-ip"])).is_err());

@@ -79,6 +79,56 @@ fn secrets_compare_whole_values() {
     assert!(!format!("{s:?}").contains(ADMIN_TOKEN));
 }
 
+/// A rollover: the previous admin and service tokens are accepted next to the new ones
+/// (and counted, so the operator sees when the old ones are no longer used); nothing else is.
+async fn previous_tokens_are_accepted_during_a_rollover(b: Backend) {
+    let app = TestApp::on(b);
+    const NEW_ADMIN: &str = "new-admin-token-0123456789abcdef0123456789";
+    const NEW_SERVICE: &str = "new-service-token-0123456789abcdef0123456";
+    let router = app.router_with(|st| {
+        st.admin_token = Secret::rolling(NEW_ADMIN, Some(ADMIN_TOKEN));
+        st.service_token = Secret::rolling(NEW_SERVICE, Some(SERVICE_TOKEN));
+    });
+    let get = |path: &str, token: &str| {
+        let req = request(
+            Method::GET,
+            path,
+            Some(("authorization", &format!("Bearer {token}"))),
+            None,
+            None,
+        );
+        let router = router.clone();
+        async move { send_to(&router, req).await.status }
+    };
+    for (path, new, old, other) in [
+        ("/admin/v1/tenants", NEW_ADMIN, ADMIN_TOKEN, NEW_SERVICE),
+        ("/internal/v1/revocations", NEW_SERVICE, SERVICE_TOKEN, NEW_ADMIN),
+    ] {
+        assert_eq!(get(path, new).await, StatusCode::OK, "{path}");
+        assert_eq!(get(path, old).await, StatusCode::OK, "{path}: the previous one");
+        assert_eq!(
+            get(path, other).await,
+            StatusCode::UNAUTHORIZED,
+            "{path}: the other kind's"
+        );
+        assert_eq!(get(path, &format!("{new}x")).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(get(path, "").await, StatusCode::UNAUTHORIZED);
+    }
+    let m = &app.svc.metrics;
+    assert_eq!(m.previous_token_uses.get(&["admin"]), 1);
+    assert_eq!(m.previous_token_uses.get(&["service"]), 1);
+    // without a previous token, the old one is refused
+    let router = app.router_with(|st| st.admin_token = Secret::new(NEW_ADMIN));
+    let req = request(
+        Method::GET,
+        "/admin/v1/tenants",
+        Some(("authorization", &format!("Bearer {ADMIN_TOKEN}"))),
+        None,
+        None,
+    );
+    assert_eq!(send_to(&router, req).await.status, StatusCode::UNAUTHORIZED);
+}
+
 async fn internal_needs_the_service_token(b: Backend) {
     let (app, _, raw) = app_with_key_on(b).await;
     let hash = edge_auth_service::keys::hash_secret(&raw);
@@ -379,6 +429,9 @@ async fn audit_trail_records_actions_without_secrets(b: Backend) {
 }
 
 backends!(
+    previous_tokens_are_accepted_during_a_rollover,
+    tenants_are_updated,
+    a_disabled_tenant_is_refused_everywhere,
     admin_needs_the_admin_token,
     internal_needs_the_service_token,
     public_endpoints,
@@ -387,3 +440,137 @@ backends!(
     tenants_are_created_normalised_and_listed,
     audit_trail_records_actions_without_secrets,
 );
+
+/// Tenants can be updated: the lists are validated as at creation and lookups answer
+/// with the new ones at once.
+async fn tenants_are_updated(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
+    let patch = |path: &str, body: serde_json::Value| {
+        let req = request(
+            Method::PATCH,
+            path,
+            Some(("authorization", &format!("Bearer {ADMIN_TOKEN}"))),
+            Some(body),
+            None,
+        );
+        let router = app.router.clone();
+        async move { send_to(&router, req).await }
+    };
+    let r = patch(
+        "/admin/v1/tenants/acme",
+        json!({"ip_allowlist": ["198.51.100.0/24", "203.0.113.0/24"]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["ip_allowlist"], json!(["198.51.100.0/24", "203.0.113.0/24"]));
+    assert_eq!(r.body["allowed_origins"], json!(["https://app.acme.example"]), "kept");
+    let r = patch(
+        "/admin/v1/tenants/acme",
+        json!({"allowed_origins": ["https://NEW.acme.example"]}),
+    )
+    .await;
+    assert_eq!(
+        r.body["allowed_origins"],
+        json!(["https://new.acme.example"]),
+        "normalised"
+    );
+    let answer = app.lookup_raw(&raw).await;
+    assert_eq!(answer["allowed_origins"], json!(["https://new.acme.example"]));
+    assert_eq!(answer["ip_allowlist"], json!(["198.51.100.0/24", "203.0.113.0/24"]));
+    for bad in [
+        json!({}),
+        json!({"ip_allowlist": ["203.0.113.1/24"]}),
+        json!({"allowed_origins": ["*"]}),
+        json!({"allowed_origins": null, "ip_allowlist": null}),
+        json!({"name": "other"}),
+        json!({"ip_allowlist": "10.0.0.0/8"}),
+    ] {
+        let r = patch("/admin/v1/tenants/acme", bad.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(
+        patch("/admin/v1/tenants/nope", json!({"ip_allowlist": []}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let got = app.admin(Method::GET, "/admin/v1/tenants/acme", None).await;
+    assert_eq!(got.body["allowed_origins"], json!(["https://new.acme.example"]));
+    assert_eq!(got.body["disabled_at"], serde_json::Value::Null);
+    let events = app.audit().await;
+    let updates: Vec<_> = events.iter().filter(|e| e["action"] == "tenant.update").collect();
+    assert_eq!(updates.iter().filter(|e| e["outcome"] == "success").count(), 2);
+    assert!(updates.iter().any(|e| e["outcome"] == "failure"));
+}
+
+/// A disabled tenant: its keys answer `revoked` and are refused, its sessions cannot be
+/// created or refreshed, and the feed cuts off its live access tokens (one entry, not
+/// one per session). Another tenant is untouched. Enabling it again lets its keys work.
+async fn a_disabled_tenant_is_refused_everywhere(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
+    app.create_tenant("globex").await;
+    let (_, other) = app.create_key("globex", "svc", &[], None).await;
+    let s1 = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u1"}))).await.body;
+    let s2 = app
+        .sdk("/v1/sessions", &other, Some(json!({"subject": "u1"})))
+        .await
+        .body;
+    let cursor = app.feed(None).await["cursor"].as_str().unwrap().to_owned();
+    app.clock.advance(7);
+
+    let r = app.admin(Method::POST, "/admin/v1/tenants/acme/disable", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["disabled_at"], T0 + 7);
+    assert_eq!(r.body["sessions_revoked"], 1);
+    assert_eq!(app.lookup_raw(&raw).await["status"], "revoked");
+    assert_eq!(app.lookup_raw(&other).await["status"], "valid");
+    let r = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u2"}))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let refresh = |key: String, s: &serde_json::Value| {
+        let body = json!({"refresh_token": s["refresh_token"]});
+        let app = &app;
+        async move { app.sdk("/v1/sessions/refresh", &key, Some(body)).await.status }
+    };
+    assert_eq!(refresh(raw.clone(), &s1).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(refresh(other.clone(), &s2).await, StatusCode::OK);
+    let inc = app.feed(Some(&cursor)).await;
+    assert_eq!(inc["tenants"], json!([{"tenant": "acme", "revoked_before": T0 + 8}]));
+    assert_eq!(inc["sessions"], json!([]), "the cut-off covers the tenant's sessions");
+    assert_eq!(app.feed(None).await["tenants"], inc["tenants"]);
+
+    // again: nothing new
+    let head = app.feed(None).await["cursor"].clone();
+    let r = app.admin(Method::POST, "/admin/v1/tenants/acme/disable", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["disabled_at"], T0 + 7, "the first disabling holds");
+    assert_eq!(app.feed(None).await["cursor"], head);
+    assert_eq!(
+        app.admin(Method::POST, "/admin/v1/tenants/nope/disable", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // enabled again: the keys work, what the disabling ended stays ended
+    app.clock.advance(1);
+    let r = app.admin(Method::POST, "/admin/v1/tenants/acme/enable", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["disabled_at"], serde_json::Value::Null);
+    assert_eq!(app.lookup_raw(&raw).await["status"], "valid");
+    assert_eq!(refresh(raw.clone(), &s1).await, StatusCode::UNAUTHORIZED);
+    let r = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u2"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let actions: Vec<_> = app
+        .audit()
+        .await
+        .iter()
+        .map(|e| format!("{}:{}", e["action"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    for want in [
+        "tenant.disable:success",
+        "tenant.disable:failure",
+        "tenant.enable:success",
+    ] {
+        assert!(actions.iter().any(|a| a == want), "{want}");
+    }
+}

@@ -7,6 +7,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::*;
 use edge_auth_service::keys::{hash_secret, is_api_key, is_key_id};
+use edge_auth_service::store;
 use serde_json::json;
 
 async fn created_key_is_shown_once_and_listing_has_no_secret(b: Backend) {
@@ -259,7 +260,134 @@ async fn sdk_accepts_both_key_headers_and_refuses_bad_keys(b: Backend) {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Contract v1.1: every lookup answer names the `key_hash` it answers, whatever its status,
+/// so that the edge can refuse an answer meant for another key. (`lookup_raw` asserts the
+/// answer's `key_hash` is the one asked about, then takes it out.)
+async fn every_lookup_answer_names_the_key_hash_it_answers(b: Backend) {
+    let (app, key_id, raw) = app_with_key_on(b).await;
+    assert_eq!(app.lookup_raw(&raw).await["status"], "valid");
+    let unknown = "sk_0000000000000000000000000000000000000000000000000000000000000000";
+    assert_eq!(app.lookup_raw(unknown).await["status"], "unknown");
+    let r = app
+        .admin(Method::POST, &format!("/admin/v1/keys/{key_id}/revoke"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(app.lookup_raw(&raw).await["status"], "revoked");
+}
+
+/// The emergency switch for API keys: every key of a tenant, then every key, answers
+/// `revoked` to the edge's lookups and is refused by the SDK endpoints; audited.
+async fn revoke_all_keys_per_tenant_and_globally(b: Backend) {
+    let app = TestApp::on(b);
+    app.create_tenant("acme").await;
+    app.create_tenant("globex").await;
+    let (_, a1) = app.create_key("acme", "svc-a", &[], None).await;
+    let (a2_id, a2) = app.create_key("acme", "svc-b", &[], None).await;
+    let (_, g1) = app.create_key("globex", "svc-g", &[], None).await;
+    app.admin(Method::POST, &format!("/admin/v1/keys/{a2_id}/revoke"), None)
+        .await;
+    let status = |raw: String| {
+        let app = &app;
+        async move { app.lookup_raw(&raw).await["status"].clone() }
+    };
+
+    let r = app
+        .admin(Method::POST, "/admin/v1/tenants/acme/keys/revoke-all", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["keys_revoked"], 1, "a2 was revoked already");
+    assert_eq!(r.body["tenant"], "acme");
+    assert_eq!(status(a1.clone()).await, "revoked");
+    assert_eq!(status(a2.clone()).await, "revoked");
+    assert_eq!(status(g1.clone()).await, "valid", "another tenant's keys are untouched");
+    let r = app.sdk("/v1/sessions", &a1, Some(json!({"subject": "u"}))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.sdk("/v1/sessions", &g1, Some(json!({"subject": "u"}))).await.status,
+        StatusCode::CREATED
+    );
+    let r = app
+        .admin(Method::POST, "/admin/v1/tenants/nope/keys/revoke-all", None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let r = app.admin(Method::POST, "/admin/v1/keys/revoke-all", None).await;
+    assert_eq!(r.body["keys_revoked"], 1);
+    assert_eq!(r.body["tenant"], serde_json::Value::Null);
+    assert_eq!(status(g1.clone()).await, "revoked");
+    // not a standing ban: a key made afterwards works
+    let (_, fresh) = app.create_key("globex", "svc-g", &[], None).await;
+    assert_eq!(status(fresh).await, "valid");
+    // only the admin token may do it
+    let r = app
+        .call(
+            Method::POST,
+            "/admin/v1/keys/revoke-all",
+            Some(("authorization", "Bearer x")),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let events = app.audit().await;
+    let done: Vec<_> = events.iter().filter(|e| e["action"] == "key.revoke_all").collect();
+    assert_eq!(done.len(), 3, "two successes and the unknown tenant's failure");
+    assert!(done.iter().any(|e| e["outcome"] == "failure" && e["target"] == "nope"));
+    assert!(done
+        .iter()
+        .any(|e| e["outcome"] == "success" && e["target"] == "acme" && e["detail"]["keys_revoked"] == 1));
+}
+
+/// Keys record when they were last used: lookups and SDK requests only note it in
+/// memory; a batch writes it (coarsely: once a minute per key at most), never backwards.
+async fn keys_record_when_they_were_last_used(b: Backend) {
+    let (app, key_id, raw) = app_with_key_on(b).await;
+    let last_used = || {
+        let app = &app;
+        async move {
+            app.admin(Method::GET, "/admin/v1/tenants/acme/keys", None).await.body["keys"][0]["last_used_at"].clone()
+        }
+    };
+    let flush = || sync(|| app.svc.flush_key_usage()).unwrap();
+    assert_eq!(last_used().await, serde_json::Value::Null);
+    assert_eq!(app.lookup_raw(&raw).await["status"], "valid");
+    assert_eq!(last_used().await, serde_json::Value::Null, "the lookup wrote nothing");
+    assert_eq!(flush(), 1);
+    assert_eq!(last_used().await, T0);
+    app.clock.advance(30);
+    app.lookup_raw(&raw).await;
+    assert_eq!(flush(), 0, "used within the last minute: not noted again");
+    app.clock.advance(31);
+    app.lookup_raw(&raw).await;
+    assert_eq!(flush(), 1);
+    assert_eq!(last_used().await, T0 + 61);
+    // the SDK endpoints count too
+    app.clock.advance(200);
+    let r = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    flush();
+    assert_eq!(last_used().await, T0 + 261);
+    // another replica's older note does not move it back
+    sync(|| {
+        app.svc
+            .db()
+            .write(|c| store::record_key_use(c, &[(key_id.clone(), T0 + 5)]))
+    })
+    .unwrap();
+    assert_eq!(last_used().await, T0 + 261);
+    // unknown and revoked keys note nothing
+    app.admin(Method::POST, &format!("/admin/v1/keys/{key_id}/revoke"), None)
+        .await;
+    app.clock.advance(100);
+    app.lookup_raw(&raw).await;
+    app.lookup_raw(&format!("sk_{}", "0".repeat(64))).await;
+    assert_eq!(flush(), 0);
+}
+
 backends!(
+    every_lookup_answer_names_the_key_hash_it_answers,
+    keys_record_when_they_were_last_used,
+    revoke_all_keys_per_tenant_and_globally,
     created_key_is_shown_once_and_listing_has_no_secret,
     lookup_valid_key,
     lookup_uses_the_keys_own_allowlist_and_expiry,

@@ -116,6 +116,25 @@ fn admin_commands_work_on_the_database() {
         ],
     ));
     assert_eq!(t["name"], "acme");
+    let u = json_out(&run(&db, &["tenant", "update", "acme", "--ip", "198.51.100.0/24"]));
+    assert_eq!(u["ip_allowlist"], json!(["198.51.100.0/24"]));
+    assert_eq!(u["allowed_origins"], json!(["https://app.acme.example"]), "kept");
+    let u = json_out(&run(&db, &["tenant", "update", "acme", "--no-origins", "--any-ip"]));
+    assert_eq!(
+        (u["allowed_origins"].clone(), u["ip_allowlist"].clone()),
+        (json!([]), json!([]))
+    );
+    assert!(
+        !run(&db, &["tenant", "update", "acme"]).status.success(),
+        "nothing to change"
+    );
+    assert!(!run(&db, &["tenant", "update", "acme", "--ip", "10.0.0.1/8"])
+        .status
+        .success());
+    let d = json_out(&run(&db, &["tenant", "disable", "acme"]));
+    assert!(d["disabled_at"].is_i64());
+    let e = json_out(&run(&db, &["tenant", "enable", "acme"]));
+    assert!(e["disabled_at"].is_null());
     let bad = run(&db, &["tenant", "create", "Bad Name"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid_request"));
@@ -142,14 +161,45 @@ fn admin_commands_work_on_the_database() {
     let revoked = json_out(&run(&db, &["key", "revoke", rotated["key_id"].as_str().unwrap()]));
     assert_eq!(revoked["status"], "revoked");
     json_out(&run(&db, &["subject", "revoke", "user-1"]));
+    let scoped = json_out(&run(&db, &["subject", "revoke", "user-1", "--tenant", "acme"]));
+    assert_eq!(scoped["tenant"], "acme");
     json_out(&run(&db, &["revoke-all"]));
-    let sk = json_out(&run(&db, &["signing-key", "rotate"]));
+    let keys = json_out(&run(&db, &["key", "revoke-all", "--tenant", "acme"]));
+    assert_eq!(keys["keys_revoked"], 1, "the rotated-out key was still live");
+    assert!(!run(&db, &["key", "revoke-all", "--tenant", "nope"]).status.success());
+    assert_eq!(json_out(&run(&db, &["key", "revoke-all"]))["keys_revoked"], 0);
+    // signing keys sealed with a KEK from the environment
+    let kek = "11".repeat(32);
+    let with_kek = |args: &[&str], kek: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.arg("--db").arg(&db).args(args).stdin(Stdio::null());
+        c.env_remove("EDGE_AUTH_SIGNING_KEK");
+        if let Some(k) = kek {
+            c.env("EDGE_AUTH_SIGNING_KEK", k);
+        }
+        c.output().unwrap()
+    };
+    assert!(!with_kek(&["signing-key", "encrypt"], None).status.success(), "no KEK");
+    let bad = with_kek(&["signing-key", "encrypt"], Some("xyz"));
+    assert!(!bad.status.success());
+    assert!(!String::from_utf8_lossy(&bad.stderr).contains("xyz"), "never echoed");
+    let sealed = json_out(&with_kek(&["signing-key", "encrypt"], Some(&kek)));
+    assert_eq!(sealed["sealed"], 1);
+    let refused = with_kek(&["tenant", "list"], None);
+    assert!(
+        !refused.status.success(),
+        "the sealed key does not open without its KEK"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("signing_key_sealed"));
+    let sk = json_out(&with_kek(&["signing-key", "rotate"], Some(&kek)));
     assert!(
         sk["previous_kid"].is_string(),
         "a key was created at first open, then rotated"
     );
-    assert!(!run(&db, &["session", "revoke", "ses_missing"]).status.success());
-    let audit = run(&db, &["audit", "--limit", "50"]);
+    assert!(!with_kek(&["session", "revoke", "ses_missing"], Some(&kek))
+        .status
+        .success());
+    let audit = with_kek(&["audit", "--limit", "50"], Some(&kek));
     let text = String::from_utf8_lossy(&audit.stdout).into_owned();
     assert!(!text.contains(&raw));
     let events = json_out(&audit);
@@ -158,7 +208,7 @@ fn admin_commands_work_on_the_database() {
         .unwrap()
         .iter()
         .any(|e| e["action"] == "key.create" && e["actor"] == "cli"));
-    assert!(!run(&db, &["tenant", "list"]).stdout.is_empty());
+    assert!(!with_kek(&["tenant", "list"], Some(&kek)).stdout.is_empty());
     // No --db: a clear error.
     let out = Command::new(BIN)
         .args(["tenant", "list"])

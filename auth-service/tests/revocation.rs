@@ -17,6 +17,7 @@ async fn empty_snapshot(b: Backend) {
     assert_eq!(f["subjects"], json!([]));
     assert_eq!(f["sessions"], json!([]));
     assert_eq!(f["jtis"], json!([]));
+    assert_eq!(f["tenants"], json!([]));
     assert!(f["cursor"].as_str().is_some_and(|c| !c.is_empty()));
     // The same cursor again: nothing new, no reset.
     let g = app.feed(f["cursor"].as_str()).await;
@@ -42,7 +43,8 @@ async fn snapshot_then_incremental(b: Backend) {
     assert_eq!(snap["reset"], true);
     assert_eq!(
         snap["sessions"],
-        json!([{"sid": sid1, "expires_at": T0 + 604_800 + 900}])
+        json!([{"sid": sid1, "expires_at": T0 + 900 + 60}]),
+        "until its last token's exp plus the edges' leeway, not the session's end"
     );
     let c1 = snap["cursor"].as_str().unwrap().to_owned();
 
@@ -59,13 +61,11 @@ async fn snapshot_then_incremental(b: Backend) {
     app.admin(Method::POST, "/admin/v1/subjects/user-7/revoke", None).await;
     let inc = app.feed(Some(&c1)).await;
     assert_eq!(inc["reset"], false);
-    assert_eq!(
-        inc["sessions"],
-        json!([{"sid": sid2, "expires_at": T0 + 604_800 + 900}])
-    );
+    assert_eq!(inc["sessions"], json!([{"sid": sid2, "expires_at": T0 + 3 + 900 + 60}]));
     assert_eq!(
         inc["subjects"],
-        json!([{"subject": "user-7", "revoked_before": T0 + 4}])
+        json!([{"subject": "user-7", "revoked_before": T0 + 4, "tenant": null}]),
+        "an operator's cut-off covers every tenant"
     );
     assert_eq!(inc["revoked_before"], json!(null));
     let c2 = inc["cursor"].as_str().unwrap().to_owned();
@@ -130,26 +130,125 @@ async fn entries_leave_the_snapshot_when_they_expire(b: Backend) {
     assert_eq!(f["jtis"].as_array().unwrap().len(), 1);
     assert_eq!(f["subjects"].as_array().unwrap().len(), 1);
     assert_eq!(f["revoked_before"], T0 + 1, "the current second plus one");
-    // After the access-token lifetime, the jti, subject and global entries can no longer matter.
-    app.clock.advance(900);
+    // Entries last while a token they cover can be accepted at an edge: its exp (at most
+    // T0 + 900 for tokens issued until T0) plus the edges' leeway (60 s by default).
+    app.clock.advance(959);
     let f = app.feed(None).await;
-    assert_eq!(f["jtis"], json!([]), "the jti's token expired");
+    assert_eq!(f["jtis"].as_array().unwrap().len(), 1);
+    assert_eq!(f["sessions"].as_array().unwrap().len(), 1);
+    app.clock.advance(1);
+    let f = app.feed(None).await;
+    assert_eq!(f["jtis"], json!([]), "the jti's token is past exp + leeway");
+    assert_eq!(f["sessions"], json!([]), "so is the session's last token");
     assert_eq!(
         f["subjects"].as_array().unwrap().len(),
         1,
-        "iat < T0 + 1 tokens live until T0 + 901"
+        "iat < T0 + 1 tokens live until T0 + 900, accepted until T0 + 960"
     );
     app.clock.advance(1);
     let f = app.feed(None).await;
     assert_eq!(f["subjects"], json!([]));
     assert_eq!(f["revoked_before"], json!(null));
-    assert_eq!(
-        f["sessions"].as_array().unwrap().len(),
-        1,
-        "the session entry lasts until the session's end"
-    );
-    app.clock.advance(604_800);
-    assert_eq!(app.feed(None).await["sessions"], json!([]));
+}
+
+/// Issue 12, finding 6: the edge's defaults (max_response_bytes, max_revocation_entries)
+/// as the core's configuration gives them when nothing is set.
+fn edge_defaults() -> (usize, usize) {
+    let doc = json!({"auth_service": {"cluster": "auth", "token_env": "T"}, "rules": []});
+    let token = "t".repeat(32);
+    let cfg = edge_auth_core::config::parse(doc.to_string().as_bytes(), &|_| Some(token.clone())).unwrap();
+    let svc = cfg.auth_service.unwrap();
+    (svc.max_response_bytes, svc.max_revocation_entries)
+}
+
+/// Issue 12, finding 6: after 100,000 live sessions are revoked (all at once, or by
+/// their subjects' logout everywhere), the snapshot a new edge gets fits its defaults:
+/// the cut-offs cover the sessions, which are not listed one by one.
+async fn the_snapshot_after_revoking_100000_sessions_fits_the_edges_defaults(b: Backend) {
+    let (app, key_id, _) = app_with_key_on(b).await;
+    const N: i64 = 100_000;
+    // 100,000 sessions of 1,000 subjects, written in one statement (the API would take minutes).
+    sync(|| {
+        app.svc.db().write(|c| {
+            c.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+                 INSERT INTO sessions (sid, tenant, subject, scopes, key_id, created_at, expires_at) \
+                 SELECT 'ses_zzzzzzzzzzzzzzzzzzz' || CAST(1000000 + i AS TEXT), 'acme', \
+                        'user-' || CAST(i % 1000 AS TEXT), '[]', ?2, ?3, ?4 FROM n",
+                edge_auth_service::vals![N, &key_id, T0, T0 + 604_800],
+            )
+        })
+    })
+    .unwrap();
+    assert_eq!(app.count("sessions"), N);
+    let (max_bytes, max_entries) = edge_defaults();
+
+    // Half of the subjects log out everywhere, then the operator revokes everything.
+    for i in 0..500 {
+        let r = app
+            .admin(
+                Method::POST,
+                &format!("/admin/v1/tenants/acme/subjects/user-{i}/revoke"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let r = app.admin(Method::POST, "/admin/v1/revoke-all", None).await;
+    assert_eq!(r.body["sessions_revoked"], N / 2);
+    let snap = app.feed(None).await;
+    let bytes = serde_json::to_vec(&snap).unwrap().len();
+    let entries = ["subjects", "sessions", "jtis", "tenants"]
+        .iter()
+        .map(|k| snap[k].as_array().unwrap().len())
+        .sum::<usize>();
+    assert!(bytes <= max_bytes, "{bytes} bytes > the edge's {max_bytes}");
+    assert!(entries <= max_entries, "{entries} entries > the edge's {max_entries}");
+    assert_eq!(snap["sessions"], json!([]), "the cut-offs cover every session");
+    assert_eq!(entries, 500, "one entry per subject");
+    assert_eq!(snap["revoked_before"], T0 + 1);
+    // the sessions are revoked all the same: none can be refreshed (checked in the sessions tests)
+    let live: i64 = sync(|| {
+        app.svc.db().read(|c| {
+            c.query_one("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL", &[])?
+                .int(0)
+        })
+    })
+    .unwrap();
+    assert_eq!(live, 0);
+}
+
+/// Sessions and refresh tokens are deleted once no token of theirs can be accepted
+/// (the table's growth is bounded by the session lifetime); live ones stay.
+async fn retention_deletes_ended_sessions_and_their_refresh_tokens(b: Backend) {
+    let (app, _, raw) = app_with_key_on(b).await;
+    let old = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await.body;
+    let r = app
+        .sdk(
+            "/v1/sessions/refresh",
+            &raw,
+            Some(json!({"refresh_token": old["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    app.clock.advance(604_000);
+    let young = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await.body;
+    assert_eq!((app.count("sessions"), app.count("refresh_tokens")), (2, 3));
+    // the old session ends at T0 + 604800; its last token is accepted until + 960
+    app.clock.set(T0 + 604_800 + 960);
+    sync(|| app.svc.enforce_retention()).unwrap();
+    assert_eq!((app.count("sessions"), app.count("refresh_tokens")), (2, 3), "not yet");
+    app.clock.advance(1);
+    sync(|| app.svc.enforce_retention()).unwrap();
+    assert_eq!((app.count("sessions"), app.count("refresh_tokens")), (1, 1));
+    let r = app
+        .sdk(
+            "/v1/sessions/refresh",
+            &raw,
+            Some(json!({"refresh_token": young["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "the live session is kept");
 }
 
 backends!(
@@ -157,4 +256,6 @@ backends!(
     snapshot_then_incremental,
     unknown_cursors_reset,
     entries_leave_the_snapshot_when_they_expire,
+    the_snapshot_after_revoking_100000_sessions_fits_the_edges_defaults,
+    retention_deletes_ended_sessions_and_their_refresh_tokens,
 );

@@ -8,6 +8,7 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::*;
 use edge_auth_service::tokens::{is_refresh_token, AccessClaims};
+use edge_auth_service::Clock;
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
@@ -79,8 +80,9 @@ async fn session_tokens_carry_the_contract_claims(b: Backend) {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["aud", "exp", "iat", "iss", "jti", "scope", "sid", "sub", "tenant"]
+        ["aud", "exp", "iat", "iss", "jti", "roles", "scope", "sid", "sub", "tenant"]
     );
+    assert_eq!(payload["roles"], json!([]), "none asked for, none given");
     assert_eq!(payload["aud"], AUDIENCE);
 
     // Expired after 900 s.
@@ -92,6 +94,98 @@ async fn session_tokens_carry_the_contract_claims(b: Backend) {
         .await;
     let claims = verify(&jwks(&app).await, r.body["access_token"].as_str().unwrap(), T0).unwrap();
     assert_eq!(claims.custom.scope, "orders:read orders:write");
+}
+
+/// Roles: a key grants at most the roles it was given; the session's roles are in every
+/// access token of the session (`roles` claim, refresh included).
+async fn sessions_carry_the_roles_their_key_may_grant(b: Backend) {
+    let app = TestApp::on(b);
+    app.create_tenant("acme").await;
+    let r = app
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants/acme/keys",
+            Some(json!({"subject": "svc", "scopes": ["docs:read"], "roles": ["viewer", "editor", "viewer"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["roles"], json!(["viewer", "editor"]), "deduplicated, order kept");
+    let raw = r.body["api_key"].as_str().unwrap().to_owned();
+    for bad in [json!(["has space"]), json!([""]), json!("viewer"), json!(["a\"b"])] {
+        let r = app
+            .admin(
+                Method::POST,
+                "/admin/v1/tenants/acme/keys",
+                Some(json!({"subject": "svc", "roles": bad})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    let r = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "u", "roles": ["editor"]})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let claims = verify(&jwks(&app).await, r.body["access_token"].as_str().unwrap(), T0).unwrap();
+    assert_eq!(claims.custom.roles, vec!["editor".to_string()]);
+    let refreshed = app
+        .sdk(
+            "/v1/sessions/refresh",
+            &raw,
+            Some(json!({"refresh_token": r.body["refresh_token"]})),
+        )
+        .await;
+    let claims = verify(&jwks(&app).await, refreshed.body["access_token"].as_str().unwrap(), T0).unwrap();
+    assert_eq!(claims.custom.roles, vec!["editor".to_string()], "kept on refresh");
+
+    let before = app.snapshot();
+    for (roles, status) in [
+        (json!(["admin"]), StatusCode::BAD_REQUEST),
+        (json!(["viewer", "admin"]), StatusCode::BAD_REQUEST),
+        (json!(["Viewer"]), StatusCode::BAD_REQUEST),
+        (json!(["view er"]), StatusCode::BAD_REQUEST),
+        (json!("viewer"), StatusCode::BAD_REQUEST),
+    ] {
+        let r = app
+            .sdk("/v1/sessions", &raw, Some(json!({"subject": "u", "roles": roles})))
+            .await;
+        assert_eq!(r.status, status, "{roles}");
+    }
+    let r = app
+        .sdk("/v1/sessions", &raw, Some(json!({"subject": "u", "roles": ["admin"]})))
+        .await;
+    assert_eq!(r.body["error"], "invalid_scope");
+    assert_eq!(app.snapshot(), before, "nothing was created");
+    // a key without grantable roles grants none
+    let (_, plain) = app.create_key("acme", "svc", &[], None).await;
+    let r = app
+        .sdk(
+            "/v1/sessions",
+            &plain,
+            Some(json!({"subject": "u", "roles": ["viewer"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // rotation keeps what the key may grant
+    let listed = app.admin(Method::GET, "/admin/v1/tenants/acme/keys", None).await.body;
+    let with_roles = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["roles"] != json!([]))
+        .unwrap();
+    let key_id = with_roles["key_id"].as_str().unwrap().to_owned();
+    let rotated = app
+        .admin(Method::POST, &format!("/admin/v1/keys/{key_id}/rotate"), None)
+        .await;
+    assert_eq!(rotated.body["roles"], json!(["viewer", "editor"]));
+    let created = app
+        .audit()
+        .await
+        .into_iter()
+        .find(|e| e["action"] == "session.create")
+        .unwrap();
+    assert_eq!(created["detail"]["roles"], json!(["editor"]));
 }
 
 async fn scopes_beyond_the_key_are_refused(b: Backend) {
@@ -173,7 +267,8 @@ async fn refresh_rotates_and_reuse_revokes_the_session(b: Backend) {
     assert_eq!(feed["reset"], false);
     assert_eq!(
         feed["sessions"],
-        json!([{"sid": sid, "expires_at": T0 + 604_800 + 900}])
+        json!([{"sid": sid, "expires_at": app.clock.now() + 900 + 60}]),
+        "until its last token's exp plus the edges' leeway"
     );
 
     let events = app.audit().await;
@@ -290,7 +385,8 @@ async fn logout_with_refresh_token_or_access_token(b: Backend) {
     let claims = verify(&jwks(&app).await, b["access_token"].as_str().unwrap(), T0).unwrap();
     assert_eq!(
         feed["jtis"],
-        json!([{"jti": claims.jwt_id.unwrap(), "expires_at": T0 + 900}])
+        json!([{"jti": claims.jwt_id.unwrap(), "expires_at": T0 + 900 + 60}]),
+        "until the token's exp plus the edges' leeway"
     );
 
     // Neither: 400. A forged bearer token: 401.
@@ -348,9 +444,14 @@ async fn logout_everywhere_revokes_the_subject_in_the_keys_tenant(b: Backend) {
     let feed = app.feed(None).await;
     assert_eq!(
         feed["subjects"],
-        json!([{"subject": "user-1", "revoked_before": T0 + 6}])
+        json!([{"subject": "user-1", "revoked_before": T0 + 6, "tenant": "acme"}]),
+        "scoped to the key's tenant"
     );
-    assert_eq!(feed["sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        feed["sessions"],
+        json!([]),
+        "the subject's cut-off covers its sessions' tokens"
+    );
     // A new session afterwards works.
     app.clock.advance(1);
     let d = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"}))).await;
@@ -360,6 +461,92 @@ async fn logout_everywhere_revokes_the_subject_in_the_keys_tenant(b: Backend) {
         claims.issued_at.unwrap().as_secs() >= (T0 + 6) as u64,
         "not covered by revoked_before"
     );
+}
+
+/// Finding 4: tenant A's logout-everywhere for a subject leaves tenant B's user with the
+/// same subject alone, in the service and in what the feed tells the edge.
+async fn logout_everywhere_leaves_another_tenants_same_subject_alone(b: Backend) {
+    let (app, _, acme) = app_with_key_on(b).await;
+    app.create_tenant("globex").await;
+    let (_, globex) = app.create_key("globex", "svc-web", &[], None).await;
+    let session = |key: String| {
+        let app = &app;
+        async move {
+            let r = app.sdk("/v1/sessions", &key, Some(json!({"subject": "user-1"}))).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+            r.body
+        }
+    };
+    let in_acme = session(acme.clone()).await;
+    let in_globex = session(globex.clone()).await;
+    let cursor = app.feed(None).await["cursor"].as_str().unwrap().to_owned();
+    app.clock.advance(5);
+    let r = app
+        .sdk(
+            "/v1/subjects/logout-everywhere",
+            &acme,
+            Some(json!({"subject": "user-1"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+
+    let refresh = |key: String, s: &serde_json::Value| {
+        let body = json!({"refresh_token": s["refresh_token"]});
+        let app = &app;
+        async move { app.sdk("/v1/sessions/refresh", &key, Some(body)).await.status }
+    };
+    assert_eq!(refresh(acme.clone(), &in_acme).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refresh(globex.clone(), &in_globex).await,
+        StatusCode::OK,
+        "globex's user-1 keeps its session"
+    );
+    let want = json!([{"subject": "user-1", "revoked_before": T0 + 6, "tenant": "acme"}]);
+    assert_eq!(app.feed(None).await["subjects"], want);
+    let inc = app.feed(Some(&cursor)).await;
+    assert_eq!(inc["subjects"], want, "the increment is scoped too");
+
+    // globex does the same: a second entry, for globex only
+    let r = app
+        .sdk(
+            "/v1/subjects/logout-everywhere",
+            &globex,
+            Some(json!({"subject": "user-1"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let subjects = app.feed(None).await["subjects"].clone();
+    assert_eq!(
+        subjects,
+        json!([{"subject": "user-1", "revoked_before": T0 + 6, "tenant": "acme"},
+               {"subject": "user-1", "revoked_before": T0 + 6, "tenant": "globex"}])
+    );
+
+    // the operator's revocations: every tenant (no tenant), or one tenant
+    app.clock.advance(10);
+    let r = app.admin(Method::POST, "/admin/v1/subjects/user-2/revoke", None).await;
+    assert_eq!(r.body["tenant"], serde_json::Value::Null);
+    let r = app
+        .admin(Method::POST, "/admin/v1/tenants/globex/subjects/user-3/revoke", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["tenant"], "globex");
+    let r = app
+        .admin(Method::POST, "/admin/v1/tenants/nope/subjects/user-3/revoke", None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let subjects = app.feed(None).await["subjects"].clone();
+    let of = |name: &str| -> Vec<serde_json::Value> {
+        subjects
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["subject"] == name)
+            .map(|e| e["tenant"].clone())
+            .collect()
+    };
+    assert_eq!(of("user-2"), vec![serde_json::Value::Null]);
+    assert_eq!(of("user-3"), vec![json!("globex")]);
 }
 
 async fn admin_revocations_and_revoke_all(b: Backend) {
@@ -410,7 +597,11 @@ async fn admin_revocations_and_revoke_all(b: Backend) {
     }
     let feed = app.feed(None).await;
     assert_eq!(feed["revoked_before"], T0 + 11);
-    assert_eq!(feed["sessions"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        feed["sessions"],
+        json!([{"sid": sid, "expires_at": T0 + 960}]),
+        "only the session revoked on its own: the cut-offs cover the others"
+    );
 }
 
 async fn signing_key_rotation_keeps_the_old_key_for_the_token_lifetime(b: Backend) {
@@ -473,8 +664,13 @@ async fn concurrent_refreshes_of_one_token_let_exactly_one_through(b: Backend) {
         .await
         .body;
     let rt = pair["refresh_token"].as_str().unwrap().to_owned();
-    let ctx = edge_auth_service::audit::Ctx::new("test", None, None);
-    let key = sync(|| app.svc.authenticate_api_key(&ctx, "/v1/sessions/refresh", Some(&raw))).unwrap();
+    let ctx = edge_auth_service::audit::Ctx::new("test", Some(DEFAULT_PEER.into()), None);
+    let absent = edge_auth_service::edge_context::EdgeContext::Absent;
+    let key = sync(|| {
+        app.svc
+            .authenticate_api_key(&ctx, "/v1/sessions/refresh", Some(&raw), &absent)
+    })
+    .unwrap();
     // Half the refreshes on another replica of the same database.
     let (replica, _) = app.replica();
     let handles: Vec<_> = (0..8)
@@ -560,7 +756,9 @@ backends!(
     refresh_rotates_and_reuse_revokes_the_session,
     refresh_failures,
     logout_with_refresh_token_or_access_token,
+    sessions_carry_the_roles_their_key_may_grant,
     logout_everywhere_revokes_the_subject_in_the_keys_tenant,
+    logout_everywhere_leaves_another_tenants_same_subject_alone,
     admin_revocations_and_revoke_all,
     signing_key_rotation_keeps_the_old_key_for_the_token_lifetime,
     concurrent_refreshes_of_one_token_let_exactly_one_through,

@@ -18,6 +18,7 @@ fn tenant(name: &str) -> Tenant {
         allowed_origins: vec!["https://a.example".into()],
         ip_allowlist: vec!["10.0.0.0/8".into()],
         created_at: 5,
+        disabled_at: None,
     }
 }
 
@@ -28,6 +29,7 @@ fn key(id: &str, tenant: &str, hash: &str) -> ApiKeyRow {
         subject: "svc".into(),
         key_hash: hash.into(),
         scopes: vec!["a".into(), "b:c".into()],
+        roles: vec!["viewer".into()],
         ip_allowlist: Some(vec!["192.0.2.7".into()]),
         created_at: 10,
         expires_at: Some(100),
@@ -35,6 +37,7 @@ fn key(id: &str, tenant: &str, hash: &str) -> ApiKeyRow {
         rotation_deadline: None,
         replaced_by: None,
         revoked_at: None,
+        last_used_at: None,
     }
 }
 

@@ -183,7 +183,7 @@ async fn bad_refresh_tokens_are_counted_and_limited(b: Backend) {
     let app = strict(b);
     app.create_tenant("acme").await;
     let (key_id, raw) = app.create_key("acme", "svc", &[], None).await;
-    let peer = "198.51.100.20";
+    let peer = "203.0.113.20"; // inside the tenant's allowlist
     let mut statuses = Vec::new();
     for i in 0..5 {
         let rt = format!("rt_{:064x}", i);

@@ -224,6 +224,11 @@ pub enum LookupFailure {
     TooLarge,
     /// The body is missing, not JSON, or breaks the contract.
     Malformed,
+    /// A well-formed answer whose `key_hash` is missing (a contract v1
+    /// service) or is not the hash asked about (an answer for another key,
+    /// from the service or anything between it and the edge). Counted as
+    /// `malformed`.
+    Unbound,
     /// Not asked: the circuit breaker is open after repeated failures.
     CircuitOpen,
     /// Not asked: too many distinct keys are already waiting for lookups.
@@ -240,7 +245,7 @@ impl LookupFailure {
             LookupFailure::NoResponse => "timeout",
             LookupFailure::Status(_) => "status",
             LookupFailure::TooLarge => "too_large",
-            LookupFailure::Malformed => "malformed",
+            LookupFailure::Malformed | LookupFailure::Unbound => "malformed",
             LookupFailure::CircuitOpen => "circuit_open",
             LookupFailure::Busy => "busy",
         }
@@ -254,6 +259,10 @@ impl std::fmt::Display for LookupFailure {
             LookupFailure::Status(s) => write!(f, "the auth service answered with status {s}"),
             LookupFailure::TooLarge => f.write_str("the auth service's answer is too large"),
             LookupFailure::Malformed => f.write_str("the auth service's answer is malformed"),
+            LookupFailure::Unbound => f.write_str(
+                "the auth service's answer does not name the key_hash asked about (a contract v1 \
+                 service, which must be upgraded to v1.1, or an answer for another key)",
+            ),
             LookupFailure::CircuitOpen => f.write_str("the auth service is failing (circuit open)"),
             LookupFailure::Busy => f.write_str("too many key lookups are under way"),
         }
@@ -268,6 +277,11 @@ impl std::error::Error for LookupFailure {}
 /// wrong types and duplicate fields are refused by serde.
 #[derive(Debug, Serialize, Deserialize)]
 struct Wire {
+    /// The hash the answer is for (contract v1.1). Checked by
+    /// [`parse_lookup`] against the hash asked about; not kept in the
+    /// shared cache, whose entries carry the hash in front.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_hash: Option<String>,
     status: String,
     cache_ttl_s: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -318,6 +332,7 @@ impl Wire {
 
     fn from_lookup(lookup: &Lookup) -> Wire {
         let mut w = Wire {
+            key_hash: None,
             status: lookup.answer.status().to_owned(),
             cache_ttl_s: lookup.cache_ttl_s,
             key_id: None,
@@ -351,11 +366,11 @@ fn starts_object(bytes: &[u8]) -> bool {
     bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) == Some(&b'{')
 }
 
-/// Parses the service's answer to a lookup.
+/// Parses the service's answer to the lookup of `key_hash`.
 ///
 /// `status` is the HTTP status (`None`: no response), `body` the response
 /// body (`None`: none), `max_bytes` the largest body accepted, `now` the
-/// edge's clock (unix seconds).
+/// edge's clock (unix seconds), `key_hash` the hash the edge asked about.
 ///
 /// Strict, as the contract's section 7 requires: no response is
 /// [`LookupFailure::NoResponse`], any status but 200 is
@@ -369,6 +384,12 @@ fn starts_object(bytes: &[u8]) -> bool {
 /// control characters, a scope that is not a valid scope token, or a list
 /// entry the edge cannot parse. Unknown extra fields are ignored.
 ///
+/// An answer that is well-formed but does not carry `key_hash` exactly as
+/// asked (contract v1.1: a v1 service sends none) is
+/// [`LookupFailure::Unbound`]: nothing ties it to the key asked about, so it
+/// is never used, whatever its status. That check comes last, so every other
+/// defect is reported as [`LookupFailure::Malformed`].
+///
 /// A valid answer is never cached past its `expires_at`: the returned
 /// `cache_ttl_s` is `min(cache_ttl_s, expires_at - now)`. A valid answer with
 /// `expires_at <= now` (the edge's clock is ahead of the service's) is
@@ -380,6 +401,7 @@ pub fn parse_lookup(
     body: Option<&[u8]>,
     max_bytes: usize,
     now: u64,
+    key_hash: &str,
 ) -> Result<Lookup, LookupFailure> {
     match status {
         None => return Err(LookupFailure::NoResponse),
@@ -396,9 +418,13 @@ pub fn parse_lookup(
     if !starts_object(body.as_bytes()) {
         return Err(LookupFailure::Malformed);
     }
-    let wire: Wire = serde_json::from_str(body).map_err(|_| LookupFailure::Malformed)?;
+    let mut wire: Wire = serde_json::from_str(body).map_err(|_| LookupFailure::Malformed)?;
     let cache_ttl_s = wire.cache_ttl_s;
+    let bound = wire.key_hash.take();
     let answer = wire.validate().ok_or(LookupFailure::Malformed)?;
+    if bound.as_deref() != Some(key_hash) {
+        return Err(LookupFailure::Unbound);
+    }
     Ok(match answer {
         Answer::Valid(r) => match r.expires_at {
             Some(exp) if exp <= now => Lookup {
@@ -502,6 +528,7 @@ mod tests {
 
     fn valid_json() -> Value {
         json!({
+            "key_hash": KEY_HASH,
             "status": "valid",
             "key_id": "key_mepybc6vdnwbtgbcqqchcvqb6w",
             "tenant": "acme",
@@ -515,11 +542,23 @@ mod tests {
     }
 
     fn parse_value(v: &Value) -> Result<Lookup, LookupFailure> {
-        parse_lookup(Some(200), Some(v.to_string().as_bytes()), MAX, NOW)
+        parse_lookup(Some(200), Some(v.to_string().as_bytes()), MAX, NOW, KEY_HASH)
     }
 
+    /// `s` as sent, for bodies that are refused before their `key_hash` matters.
     fn parse_str(s: &str) -> Result<Lookup, LookupFailure> {
-        parse_lookup(Some(200), Some(s.as_bytes()), MAX, NOW)
+        parse_lookup(Some(200), Some(s.as_bytes()), MAX, NOW, KEY_HASH)
+    }
+
+    /// `s` with `"key_hash":"<KEY_HASH>",` put first in its object, as a
+    /// contract v1.1 service answers.
+    fn bound(s: &str) -> String {
+        s.replacen('{', &format!("{{\"key_hash\":\"{KEY_HASH}\","), 1)
+    }
+
+    /// A well-formed answer body, bound to KEY_HASH.
+    fn parse_bound(s: &str) -> Result<Lookup, LookupFailure> {
+        parse_str(&bound(s))
     }
 
     fn strings(v: &[&str]) -> Vec<String> {
@@ -695,7 +734,7 @@ mod tests {
 
     #[test]
     fn parses_negative_contract_examples() {
-        let l = parse_str(r#"{"status": "unknown", "cache_ttl_s": 30}"#).unwrap();
+        let l = parse_bound(r#"{"status": "unknown", "cache_ttl_s": 30}"#).unwrap();
         assert_eq!(
             l,
             Lookup {
@@ -703,7 +742,7 @@ mod tests {
                 cache_ttl_s: 30
             }
         );
-        let l = parse_str(r#"{"status": "revoked", "key_id": "key_mepybc6vdnwbtgbcqqchcvqb6w", "cache_ttl_s": 30}"#)
+        let l = parse_bound(r#"{"status": "revoked", "key_id": "key_mepybc6vdnwbtgbcqqchcvqb6w", "cache_ttl_s": 30}"#)
             .unwrap();
         assert_eq!(
             l,
@@ -714,7 +753,7 @@ mod tests {
                 cache_ttl_s: 30
             }
         );
-        let l = parse_str(r#"{"status": "expired", "key_id": "key_mepybc6vdnwbtgbcqqchcvqb6w", "cache_ttl_s": 30}"#)
+        let l = parse_bound(r#"{"status": "expired", "key_id": "key_mepybc6vdnwbtgbcqqchcvqb6w", "cache_ttl_s": 30}"#)
             .unwrap();
         assert_eq!(
             l,
@@ -735,19 +774,89 @@ mod tests {
         v["another"] = Value::Null;
         assert_eq!(parse_value(&v).unwrap().answer, Answer::Valid(example_record()));
         let l =
-            parse_str("\n  {\"status\":\"unknown\",\"cache_ttl_s\":30,\"key_id\":null,\"hint\":\"x\"}  \n").unwrap();
+            parse_bound("\n  {\"status\":\"unknown\",\"cache_ttl_s\":30,\"key_id\":null,\"hint\":\"x\"}  \n").unwrap();
         assert_eq!(l.answer, Answer::Unknown);
         // Fields a status does not need are not required, but are type-checked.
-        assert!(parse_str(r#"{"status":"unknown","cache_ttl_s":30,"tenant":"acme"}"#).is_ok());
+        assert!(parse_bound(r#"{"status":"unknown","cache_ttl_s":30,"tenant":"acme"}"#).is_ok());
         assert_eq!(
             parse_str(r#"{"status":"unknown","cache_ttl_s":30,"tenant":5}"#),
             Err(LookupFailure::Malformed)
         );
     }
 
+    /// Issue 11, item 2: an answer is used only for the key it names. A v1
+    /// answer (no `key_hash`) or one for another key, of any status, is
+    /// refused as [`LookupFailure::Unbound`], counted as `malformed`.
+    #[test]
+    fn answers_are_bound_to_the_key_hash_asked_about() {
+        let other = key_hash("sk_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+        let answers = [
+            valid_json(),
+            json!({"key_hash": KEY_HASH, "status": "unknown", "cache_ttl_s": 30}),
+            json!({"key_hash": KEY_HASH, "status": "revoked", "key_id": "key_mepybc6vdnwbtgbcqqchcvqb6w", "cache_ttl_s": 30}),
+            json!({"key_hash": KEY_HASH, "status": "expired", "key_id": "key_mepybc6vdnwbtgbcqqchcvqb6w", "cache_ttl_s": 30}),
+        ];
+        for answer in answers {
+            let status = answer["status"].clone();
+            assert!(parse_value(&answer).is_ok(), "{status}: control");
+            let unbound = |key_hash: Option<Value>| {
+                let mut v = answer.clone();
+                match key_hash {
+                    Some(h) => v["key_hash"] = h,
+                    None => {
+                        v.as_object_mut().unwrap().remove("key_hash");
+                    }
+                }
+                parse_value(&v)
+            };
+            for (wrong, what) in [
+                (None, "a v1 answer"),
+                (Some(json!(other)), "another key's hash"),
+                (Some(Value::Null), "null"),
+                (Some(json!(KEY_HASH.to_ascii_uppercase())), "upper case"),
+                (Some(json!(format!(" {KEY_HASH}"))), "a space"),
+                (Some(json!(&KEY_HASH[..63])), "one digit short"),
+                (Some(json!(format!("{KEY_HASH}0"))), "one digit long"),
+                (Some(json!(KEY)), "the raw key"),
+                (Some(json!("")), "empty"),
+            ] {
+                assert_eq!(unbound(wrong), Err(LookupFailure::Unbound), "{status}: {what}");
+            }
+            for wrong in [json!(5), json!([KEY_HASH]), json!({"h": KEY_HASH})] {
+                assert_eq!(
+                    unbound(Some(wrong.clone())),
+                    Err(LookupFailure::Malformed),
+                    "{status}: {wrong}"
+                );
+            }
+            // the same answer asked about for another key
+            let body = answer.to_string();
+            assert_eq!(
+                parse_lookup(Some(200), Some(body.as_bytes()), MAX, NOW, &other),
+                Err(LookupFailure::Unbound),
+                "{status}"
+            );
+        }
+        // two key_hash fields (the right one and another): malformed, never the first or the last
+        for body in [
+            format!(r#"{{"key_hash":"{KEY_HASH}","key_hash":"{other}","status":"unknown","cache_ttl_s":30}}"#),
+            format!(r#"{{"key_hash":"{other}","key_hash":"{KEY_HASH}","status":"unknown","cache_ttl_s":30}}"#),
+            format!(r#"{{"key_hash":"{KEY_HASH}","key_hash":"{KEY_HASH}","status":"unknown","cache_ttl_s":30}}"#),
+        ] {
+            assert_eq!(parse_str(&body), Err(LookupFailure::Malformed), "{body}");
+        }
+        // a malformed answer stays malformed, bound or not
+        assert_eq!(
+            parse_str(r#"{"status":"suspended","cache_ttl_s":30}"#),
+            Err(LookupFailure::Malformed)
+        );
+        assert_eq!(LookupFailure::Unbound.name(), "malformed");
+        assert!(LookupFailure::Unbound.to_string().contains("v1.1"));
+    }
+
     #[test]
     fn cache_ttl_zero_is_accepted() {
-        let l = parse_str(r#"{"status":"unknown","cache_ttl_s":0}"#).unwrap();
+        let l = parse_bound(r#"{"status":"unknown","cache_ttl_s":0}"#).unwrap();
         assert_eq!(l.cache_ttl_s, 0);
     }
 
@@ -759,7 +868,7 @@ mod tests {
         let mut v = valid_json();
         v["expires_at"] = json!(1_795_086_400u64);
         v["cache_ttl_s"] = json!(300);
-        let at = |v: &Value, now| parse_lookup(Some(200), Some(v.to_string().as_bytes()), MAX, now).unwrap();
+        let at = |v: &Value, now| parse_lookup(Some(200), Some(v.to_string().as_bytes()), MAX, now, KEY_HASH).unwrap();
         assert_eq!(at(&v, 1_795_000_000).cache_ttl_s, 300);
         assert_eq!(at(&v, 1_795_086_300).cache_ttl_s, 100);
         assert_eq!(at(&v, 1_795_086_399).cache_ttl_s, 1);
@@ -782,13 +891,8 @@ mod tests {
 
     #[test]
     fn expiry_does_not_apply_to_negative_answers() {
-        let l = parse_lookup(
-            Some(200),
-            Some(br#"{"status":"unknown","cache_ttl_s":30}"#),
-            MAX,
-            u64::MAX,
-        )
-        .unwrap();
+        let body = bound(r#"{"status":"unknown","cache_ttl_s":30}"#);
+        let l = parse_lookup(Some(200), Some(body.as_bytes()), MAX, u64::MAX, KEY_HASH).unwrap();
         assert_eq!(l.cache_ttl_s, 30);
     }
 
@@ -796,39 +900,52 @@ mod tests {
 
     #[test]
     fn failures_by_status_and_body() {
-        let ok = br#"{"status":"unknown","cache_ttl_s":30}"#;
-        assert_eq!(parse_lookup(None, Some(ok), MAX, NOW), Err(LookupFailure::NoResponse));
-        assert_eq!(parse_lookup(None, None, MAX, NOW), Err(LookupFailure::NoResponse));
+        let ok = bound(r#"{"status":"unknown","cache_ttl_s":30}"#);
+        let ok = ok.as_bytes();
+        assert_eq!(
+            parse_lookup(None, Some(ok), MAX, NOW, KEY_HASH),
+            Err(LookupFailure::NoResponse)
+        );
+        assert_eq!(
+            parse_lookup(None, None, MAX, NOW, KEY_HASH),
+            Err(LookupFailure::NoResponse)
+        );
         let err401 =
             br#"{"error": "invalid_service_token", "error_description": "the service token is missing or wrong"}"#;
         assert_eq!(
-            parse_lookup(Some(401), Some(err401), MAX, NOW),
+            parse_lookup(Some(401), Some(err401), MAX, NOW, KEY_HASH),
             Err(LookupFailure::Status(401))
         );
         for s in [100, 201, 204, 301, 304, 400, 403, 404, 500, 502, 503, 504] {
-            assert_eq!(parse_lookup(Some(s), Some(ok), MAX, NOW), Err(LookupFailure::Status(s)));
+            assert_eq!(
+                parse_lookup(Some(s), Some(ok), MAX, NOW, KEY_HASH),
+                Err(LookupFailure::Status(s))
+            );
         }
-        assert_eq!(parse_lookup(Some(200), None, MAX, NOW), Err(LookupFailure::Malformed));
         assert_eq!(
-            parse_lookup(Some(200), Some(b""), MAX, NOW),
+            parse_lookup(Some(200), None, MAX, NOW, KEY_HASH),
             Err(LookupFailure::Malformed)
         );
         assert_eq!(
-            parse_lookup(Some(200), Some(ok), ok.len(), NOW).map(|l| l.answer),
+            parse_lookup(Some(200), Some(b""), MAX, NOW, KEY_HASH),
+            Err(LookupFailure::Malformed)
+        );
+        assert_eq!(
+            parse_lookup(Some(200), Some(ok), ok.len(), NOW, KEY_HASH).map(|l| l.answer),
             Ok(Answer::Unknown)
         );
         assert_eq!(
-            parse_lookup(Some(200), Some(ok), ok.len() - 1, NOW),
+            parse_lookup(Some(200), Some(ok), ok.len() - 1, NOW, KEY_HASH),
             Err(LookupFailure::TooLarge)
         );
         let big = format!(r#"{{"status":"unknown","cache_ttl_s":30,"pad":"{}"}}"#, "x".repeat(MAX));
         assert_eq!(
-            parse_lookup(Some(200), Some(big.as_bytes()), MAX, NOW),
+            parse_lookup(Some(200), Some(big.as_bytes()), MAX, NOW, KEY_HASH),
             Err(LookupFailure::TooLarge)
         );
         // Oversized garbage is too large, not malformed: the size is checked first.
         assert_eq!(
-            parse_lookup(Some(200), Some(&vec![0xff; MAX + 1]), MAX, NOW),
+            parse_lookup(Some(200), Some(&vec![0xff; MAX + 1]), MAX, NOW, KEY_HASH),
             Err(LookupFailure::TooLarge)
         );
     }
@@ -867,7 +984,7 @@ mod tests {
         }
         let invalid_utf8 = b"{\"status\":\"unknown\",\"cache_ttl_s\":30,\"x\":\"\xff\"}";
         assert_eq!(
-            parse_lookup(Some(200), Some(invalid_utf8), MAX, NOW),
+            parse_lookup(Some(200), Some(invalid_utf8), MAX, NOW, KEY_HASH),
             Err(LookupFailure::Malformed)
         );
     }
@@ -1130,6 +1247,8 @@ mod tests {
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         let mut lookup = valid_json();
         lookup["cache_ttl_s"] = json!(300);
+        // the slot's first line carries the hash (key_cache): the entry does not repeat it
+        lookup.as_object_mut().unwrap().remove("key_hash");
         assert_eq!(v, json!({"v": 1, "until": NOW + 300, "lookup": lookup}));
     }
 

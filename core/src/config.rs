@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::apikey::KeyFormat;
 use crate::breaker::BreakerPolicy;
 use crate::context::ContextHeaders;
+use crate::credentials::Places;
 use crate::ip::{IpList, IpPolicy};
 use crate::keys::{parse_jwks, Algorithm, BoundKey, KeyFamily, KeySet};
 use crate::origin::{Cors, OriginList};
@@ -165,6 +166,8 @@ struct RawAuthService {
     max_response_bytes: usize,
     #[serde(default = "defaults::max_revocation_entries")]
     max_revocation_entries: usize,
+    #[serde(default = "defaults::tenant_claim")]
+    tenant_claim: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -607,10 +610,15 @@ pub struct Config {
     /// Things the operator should hear about loudly at configure time
     /// (checks switched off).
     pub warnings: Vec<String>,
-    /// Headers that can carry a credential: `authorization`,
-    /// `proxy-authorization`, `cookie` and every provider's header source.
-    /// A CORS preflight passed upstream loses all of them.
+    /// Headers that can carry a credential: `proxy-authorization`, `cookie`
+    /// and every header of [`Config::credential_places`]. A CORS preflight
+    /// passed upstream loses all of them.
     pub credential_headers: Vec<String>,
+    /// Every place a request may carry a credential in (every source of
+    /// every provider and of `api_keys`, the default `authorization` and
+    /// `x-api-key`, and key- or JWT-shaped query values): an authenticating
+    /// rule refuses a request with two, and empties them all upstream.
+    pub credential_places: Places,
     /// The auth service the filter polls for revocations.
     pub auth_service: Option<AuthService>,
     /// Identity headers for the upstream (docs/upstream-context.md).
@@ -677,6 +685,8 @@ pub struct AuthService {
     pub revocation_max_staleness_ms: u64,
     pub max_response_bytes: usize,
     pub max_revocation_entries: usize,
+    /// The claim naming a token's tenant, matched with the feed's tenant-scoped cut-offs.
+    pub tenant_claim: String,
 }
 
 impl fmt::Debug for AuthService {
@@ -1059,7 +1069,12 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
             }
         }
     }
-    let credential_headers = credential_headers(&providers, api_keys.as_ref());
+    let key_sources = api_keys.iter().flat_map(|k| k.sources.iter());
+    let credential_places = Places::new(
+        providers.iter().flat_map(|p| p.sources.iter()).chain(key_sources),
+        api_keys.as_ref().map(|k| k.format.clone()).unwrap_or_default(),
+    );
+    let credential_headers = credential_headers(&credential_places);
     let auth_service = match raw.auth_service {
         None => None,
         Some(a) => Some(compile_auth_service(a, env)?),
@@ -1080,6 +1095,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
         realm: raw.realm,
         written_headers: written,
         credential_headers,
+        credential_places,
         auth_service,
         context,
         api_keys,
@@ -1179,6 +1195,9 @@ fn compile_auth_service(a: RawAuthService, env: &dyn Fn(&str) -> Option<String>)
             "must be between 1 and 1000000",
         ));
     }
+    if a.tenant_claim.is_empty() || a.tenant_claim.len() > 256 {
+        return Err(err(format!("{at}.tenant_claim"), "must be 1 to 256 bytes"));
+    }
     let authority = authority(a.authority, &a.cluster, at)?;
     Ok(AuthService {
         cluster: a.cluster,
@@ -1190,21 +1209,13 @@ fn compile_auth_service(a: RawAuthService, env: &dyn Fn(&str) -> Option<String>)
         revocation_max_staleness_ms: a.revocation_max_staleness_s * 1000,
         max_response_bytes: a.max_response_bytes,
         max_revocation_entries: a.max_revocation_entries,
+        tenant_claim: a.tenant_claim,
     })
 }
 
-fn credential_headers(providers: &[Provider], api_keys: Option<&ApiKeys>) -> Vec<String> {
-    let mut out: Vec<String> = ["authorization", "proxy-authorization", "cookie"]
-        .map(String::from)
-        .to_vec();
-    let key_sources = api_keys.iter().flat_map(|k| k.sources.iter());
-    for s in providers.iter().flat_map(|p| p.sources.iter()).chain(key_sources) {
-        if let TokenSource::Header { name, .. } = s {
-            if !out.contains(name) {
-                out.push(name.clone());
-            }
-        }
-    }
+fn credential_headers(places: &Places) -> Vec<String> {
+    let mut out: Vec<String> = ["proxy-authorization", "cookie"].map(String::from).to_vec();
+    out.extend(places.header_names().map(String::from));
     out
 }
 

@@ -17,6 +17,7 @@ use std::hash::BuildHasher;
 use crate::cache::{token_key, BoundedCache, CacheKey, QuickHash};
 use crate::config::{ApiKeys, Config, Context, Provider};
 use crate::context::{self, Identity};
+use crate::credentials::{self, Census, Kept};
 use crate::ip;
 use crate::jwks_refresh::{OnDemand, RemoteKeys};
 use crate::jwt::{self, Claims, JwtError};
@@ -167,6 +168,20 @@ impl State {
 pub trait Request {
     /// The first value of a request header (lower-case name).
     fn header(&mut self, name: &str) -> Option<String>;
+    /// Every value of a request header (lower-case name), in order: the
+    /// host's separate entries for repeated header lines.
+    fn header_all(&mut self, name: &str) -> Vec<String> {
+        self.header(name).into_iter().collect()
+    }
+    /// Calls `f(i, value)` for every value of every header `names[i]`
+    /// (lower-case), in the request's order: one pass over the request.
+    fn each_header(&mut self, names: &[String], f: &mut dyn FnMut(usize, String)) {
+        for (i, name) in names.iter().enumerate() {
+            for v in self.header_all(name) {
+                f(i, v);
+            }
+        }
+    }
     /// Every `x-forwarded-for` value, joined with `,` in order.
     fn forwarded_for(&mut self) -> Option<String>;
     /// The downstream peer address, as `ip:port` or `[ip6]:port`.
@@ -320,13 +335,13 @@ pub struct Allow<'c> {
     pub token: Option<Rc<VerifiedToken>>,
     /// The API key's answer, when an API key was the credential.
     pub key: Option<Rc<CachedKey>>,
-    /// Remove every `api_keys.sources` header: the key never goes upstream.
-    pub remove_key_headers: bool,
-    /// A credential header to remove (`forward_token: false`).
-    pub remove_header: Option<&'c str>,
-    /// A new `cookie` header without the credential cookie (`forward_token: false`).
+    /// Credential headers to remove (every credential place the request
+    /// has, except, with `forward_token: true`, those the rule reads): see
+    /// [`credentials::ByPlace::names`].
+    pub remove_headers: credentials::ByPlace<Option<&'c str>>,
+    /// A new `cookie` header without the credential cookies (empty: remove it).
     pub cookie: Option<String>,
-    /// A new `:path` without the credential query parameter.
+    /// A new `:path` without the credential query parameters.
     pub path: Option<String>,
     /// A CORS preflight passed upstream: it carries no credential, so every
     /// credential header is removed (`Config::credential_headers`).
@@ -347,6 +362,9 @@ pub struct Outcome<'c> {
     pub cors: Option<ResponseHeaders>,
     /// Where an API key's answer came from.
     pub key: Option<KeyUse>,
+    /// A refusal the HTTP connection manager's settings cause (not the
+    /// client): what the operator should change, to be logged once.
+    pub notice: Option<&'static str>,
 }
 
 impl<'c> Outcome<'c> {
@@ -361,6 +379,7 @@ impl<'c> Outcome<'c> {
             credential: None,
             cors: None,
             key: None,
+            notice: None,
         }
     }
 }
@@ -408,8 +427,6 @@ impl PartialEq for Credential {
 struct Found<'c> {
     token: String,
     source: &'c TokenSource,
-    path: Option<String>,
-    cookie_header: Option<String>,
 }
 
 /// What the Origin check leaves for after authentication.
@@ -444,8 +461,11 @@ pub fn decide<'c>(
         return Outcome::deny(Deny::NoRule);
     };
     if let Some(ip) = &policy.ip {
-        if !client_permitted(ip, req) {
-            return Outcome::deny(Deny::IpNotAllowed);
+        if let Err(notice) = client_permitted(ip, req) {
+            return Outcome {
+                notice,
+                ..Outcome::deny(Deny::IpNotAllowed)
+            };
         }
     }
     let origin = match &policy.origin {
@@ -532,7 +552,10 @@ fn authorize<'c>(
         .iter()
         .filter_map(|&i| cfg.providers.get(i))
         .flat_map(|p| p.sources.iter());
-    let found = match find_credential(sources, raw_path, req) {
+    let Ok(census) = census(cfg, raw_path, req) else {
+        return Outcome::deny(Deny::AmbiguousCredential);
+    };
+    let found = match find_credential(sources, &census, cfg, raw_path) {
         Ok(Some(f)) => f,
         Ok(None) => return Outcome::deny(Deny::MissingToken),
         Err(d) => return Outcome::deny(d),
@@ -555,7 +578,7 @@ fn authorize<'c>(
             ..Outcome::deny(d)
         };
     }
-    let mut allowed = allow(cfg, rule, token, found);
+    let mut allowed = allow(cfg, rule, providers, token, &census, raw_path);
     if let (Some(ctx), Some(t)) = (&cfg.context, &allowed.token) {
         let upstream_path = allowed.path.as_deref().unwrap_or(raw_path);
         allowed.context = context_headers(ctx, t, method, upstream_path, now_ms / 1000);
@@ -567,15 +590,24 @@ fn authorize<'c>(
 }
 
 /// The client address check; an address that cannot be established fails.
-fn client_permitted(policy: &ip::IpPolicy, req: &mut dyn Request) -> bool {
-    client_address(req, policy.trusted_hops, policy.envoy_appends).is_some_and(|addr| policy.permits(addr))
+/// `Err` carries the operator's notice when the HCM's settings are the cause.
+fn client_permitted(policy: &ip::IpPolicy, req: &mut dyn Request) -> Result<(), Option<&'static str>> {
+    match client_address(req, policy.trusted_hops, policy.envoy_appends) {
+        Ok(addr) if policy.permits(addr) => Ok(()),
+        Ok(_) => Err(None),
+        Err(e) => Err(e.operator_hint()),
+    }
 }
 
 /// The client address by the configured X-Forwarded-For rules, if it can be established.
-fn client_address(req: &mut dyn Request, trusted_hops: u8, envoy_appends: bool) -> Option<std::net::IpAddr> {
+fn client_address(
+    req: &mut dyn Request,
+    trusted_hops: u8,
+    envoy_appends: bool,
+) -> Result<std::net::IpAddr, ip::ClientAddrError> {
     let peer = req.peer();
     let xff = if trusted_hops == 0 { None } else { req.forwarded_for() };
-    ip::client_address(peer.as_deref(), xff.as_deref(), trusted_hops, envoy_appends).ok()
+    ip::client_address(peer.as_deref(), xff.as_deref(), trusted_hops, envoy_appends)
 }
 
 /// What an API-key decision needs from the configuration and the request line.
@@ -601,31 +633,26 @@ fn authorize_key<'c>(
     answer: Option<&KeyAnswer>,
     pending_origin: Option<&Origin>,
 ) -> Outcome<'c> {
-    let found = match find_credential(call.keys.sources.iter(), call.raw_path, req) {
+    let Ok(census) = census(call.cfg, call.raw_path, req) else {
+        return Outcome::deny(Deny::AmbiguousCredential);
+    };
+    let found = match find_credential(call.keys.sources.iter(), &census, call.cfg, call.raw_path) {
         Ok(Some(f)) => f,
         Ok(None) => return Outcome::deny(Deny::MissingApiKey),
         Err(d) => return Outcome::deny(d),
     };
-    // A second copy of the key in a query source goes neither upstream nor unnoticed.
-    let mut upstream_path = found.path.clone();
-    for source in &call.keys.sources {
-        if let TokenSource::Query { name } = source {
-            let base = upstream_path.as_deref().unwrap_or(call.raw_path);
-            match token_source::from_query(base, name) {
-                QueryToken::Absent => {}
-                QueryToken::Found { path_without, .. } => upstream_path = Some(path_without),
-                QueryToken::Duplicate | QueryToken::Malformed => return Outcome::deny(Deny::AmbiguousCredential),
-            }
-        }
-    }
+    // No credential place goes upstream: the key's, and any copy of it.
+    let strip = census.strip(&call.cfg.credential_places, call.raw_path, |_| false);
     // A request not allowed carries its credential, for the log's fingerprint.
-    let outcome = |verdict: Verdict<'c>, key| Outcome {
+    let mut notice = None;
+    let outcome = |verdict: Verdict<'c>, key, notice| Outcome {
         credential: (!matches!(verdict, Verdict::Allow(_))).then(|| Credential::text(found.token.clone())),
         key,
+        notice,
         ..Outcome::with(verdict)
     };
     if !call.keys.format.accepts(&found.token) {
-        return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::Malformed)), None);
+        return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::Malformed)), None, None);
     }
     let now = call.now_ms / 1000;
     // The key's hash is only computed off the hot path (for a woken request,
@@ -656,7 +683,7 @@ fn authorize_key<'c>(
             }
             stale => {
                 if delivered.is_none() && call.may_await {
-                    return outcome(Verdict::AwaitLookup { hash }, Some(KeyUse::Miss));
+                    return outcome(Verdict::AwaitLookup { hash }, Some(KeyUse::Miss), None);
                 }
                 // The lookup failed (or cannot be made): only a valid answer
                 // within the route's stale-if-error window may stand in.
@@ -666,42 +693,45 @@ fn authorize_key<'c>(
                 });
                 match usable {
                     Some((lookup, until)) => (Rc::new(CachedKey::new(lookup, until)), KeyUse::Stale),
-                    None => return outcome(Verdict::Deny(Deny::KeyServiceUnavailable), None),
+                    None => return outcome(Verdict::Deny(Deny::KeyServiceUnavailable), None, None),
                 }
             }
         }
     };
-    let verdict = match key_verdict(call, &entry, req, pending_origin, now) {
+    let verdict = match key_verdict(call, &entry, req, pending_origin, now, &mut notice) {
         Some(d) => Verdict::Deny(d),
         None => {
             let context = match (&call.cfg.context, &entry.lookup.answer) {
                 (Some(ctx), Answer::Valid(record)) => {
-                    let path = upstream_path.as_deref().unwrap_or(call.raw_path);
+                    let path = strip.path.as_deref().unwrap_or(call.raw_path);
                     key_context_headers(ctx, record, &entry.grants, call.method, path, now)
                 }
                 _ => Vec::new(),
             };
             Verdict::Allow(Allow {
                 rule: call.rule,
-                path: upstream_path,
+                remove_headers: strip.headers,
+                cookie: strip.cookie,
+                path: strip.path,
                 key: Some(entry),
-                remove_key_headers: true,
                 context,
                 ..Allow::default()
             })
         }
     };
-    outcome(verdict, Some(used))
+    outcome(verdict, Some(used), notice)
 }
 
 /// Applies a key's answer: refuses a key that is not valid, and applies a
-/// valid key's expiry, IP allowlist, origins and scopes.
+/// valid key's expiry, IP allowlist, origins and scopes. `notice`: see
+/// [`Outcome::notice`].
 fn key_verdict<'c>(
     call: &KeyCall<'c, '_>,
     entry: &CachedKey,
     req: &mut dyn Request,
     pending_origin: Option<&Origin>,
     now: u64,
+    notice: &mut Option<&'static str>,
 ) -> Option<Deny<'c>> {
     let record: &KeyRecord = match &entry.lookup.answer {
         Answer::Valid(r) => r,
@@ -721,8 +751,13 @@ fn key_verdict<'c>(
             .map_or((call.keys.trusted_hops, call.keys.envoy_appends), |p| {
                 (p.trusted_hops, p.envoy_appends)
             });
-        if !client_address(req, hops, appends).is_some_and(|a| record.ip_allowlist.contains(a)) {
-            return Some(Deny::IpNotAllowed);
+        match client_address(req, hops, appends) {
+            Ok(a) if record.ip_allowlist.contains(a) => {}
+            Ok(_) => return Some(Deny::IpNotAllowed),
+            Err(e) => {
+                *notice = e.operator_hint();
+                return Some(Deny::IpNotAllowed);
+            }
         }
     }
     if pending_origin.is_some_and(|o| !record.allowed_origins.matches(o)) {
@@ -857,7 +892,10 @@ fn revocation_check<'c>(cfg: &Config, st: &State, token: &VerifiedToken, now_ms:
     if now_ms >= st.revocation_fresh_until_ms {
         return Some(Deny::RevocationUnavailable);
     }
-    st.revocation.is_revoked(&token.claims).then_some(Deny::Revoked)
+    let tenant_claim = cfg.auth_service.as_ref().map_or("tenant", |a| a.tenant_claim.as_str());
+    st.revocation
+        .is_revoked(&token.claims, tenant_claim)
+        .then_some(Deny::Revoked)
 }
 
 /// Checks that need the verified token: the tenant's origins and the scopes.
@@ -924,13 +962,13 @@ fn authenticate<'c>(
     let remote = p.remote.as_ref().zip(st.remote.get_mut(pi));
     let result = match &remote {
         Some((_, r)) => match r.keys() {
-            Some(keys) => jwt::verify_signature(&t, p, &[&p.static_keys, keys], now, cfg.max_token_bytes),
-            None => match jwt::verify_signature(&t, p, &[&p.static_keys], now, cfg.max_token_bytes) {
+            Some(keys) => jwt::verify_signature(&t, p, &[&p.static_keys, keys]),
+            None => match jwt::verify_signature(&t, p, &[&p.static_keys]) {
                 Err(JwtError::UnknownKid | JwtError::NoKey) => Err(JwtError::KeysUnavailable),
                 other => other,
             },
         },
-        None => jwt::verify_signature(&t, p, &[&p.static_keys], now, cfg.max_token_bytes),
+        None => jwt::verify_signature(&t, p, &[&p.static_keys]),
     };
     match result {
         Ok(()) => {}
@@ -987,83 +1025,80 @@ fn authenticate<'c>(
     Ok((verified, false))
 }
 
-fn allow<'c>(cfg: &'c Config, rule: &'c str, token: Rc<VerifiedToken>, found: Found<'c>) -> Allow<'c> {
+/// An allowed JWT request: every credential place is emptied before it goes
+/// upstream, except, with the provider's `forward_token: true`, the header
+/// and cookie places the rule reads. A query-parameter credential always goes.
+fn allow<'c>(
+    cfg: &'c Config,
+    rule: &'c str,
+    providers: &[usize],
+    token: Rc<VerifiedToken>,
+    census: &Census,
+    raw_path: &str,
+) -> Allow<'c> {
     let forward = cfg.providers.get(token.provider).is_some_and(|p| p.forward_token);
-    let mut a = Allow {
-        rule,
-        path: found.path,
-        ..Allow::default()
+    let reads = |kept: Kept<'_>| {
+        providers
+            .iter()
+            .filter_map(|&i| cfg.providers.get(i))
+            .flat_map(|p| p.sources.iter())
+            .any(|s| match (s, kept) {
+                (TokenSource::Header { name, .. }, Kept::Header(h)) => name.eq_ignore_ascii_case(h),
+                (TokenSource::Cookie { name }, Kept::Cookie(c)) => name.eq_ignore_ascii_case(c),
+                _ => false,
+            })
     };
-    if !forward {
-        match found.source {
-            TokenSource::Header { name, .. } => a.remove_header = Some(name.as_str()),
-            TokenSource::Cookie { name } => {
-                a.cookie = found.cookie_header.map(|c| token_source::cookie_without(&c, name));
-            }
-            TokenSource::Query { .. } => {}
-        }
+    let strip = census.strip(&cfg.credential_places, raw_path, |k| forward && reads(k));
+    Allow {
+        rule,
+        token: Some(token),
+        remove_headers: strip.headers,
+        cookie: strip.cookie,
+        path: strip.path,
+        ..Allow::default()
     }
-    a.token = Some(token);
-    a
+}
+
+/// Every credential place of the configuration in the request, at most one
+/// credential among them ([`credentials::census`]).
+fn census(cfg: &Config, raw_path: &str, req: &mut dyn Request) -> Result<Census, credentials::Ambiguous> {
+    credentials::census(&cfg.credential_places, raw_path, &mut |names, f| {
+        req.each_header(names, f)
+    })
 }
 
 /// Looks for a credential in `sources`, in order (for a JWT: providers in
 /// the rule's order, each provider's sources in its order); the first one
-/// present wins.
+/// present wins. The request's places were read by [`census`].
 fn find_credential<'c>(
     sources: impl Iterator<Item = &'c TokenSource> + Clone,
+    census: &Census,
+    cfg: &Config,
     raw_path: &str,
-    req: &mut dyn Request,
 ) -> Result<Option<Found<'c>>, Deny<'c>> {
-    let mut cookie_header: Option<Option<String>> = None;
     for (i, source) in sources.clone().enumerate() {
         // a source two providers share is read once (no allocation: the list is short)
         if sources.clone().take(i).any(|earlier| earlier == source) {
             continue;
         }
-        match source {
-            TokenSource::Header { name, scheme } => {
-                if let Some(value) = req.header(name) {
-                    if let Some(t) = token_source::from_header_value(&value, scheme.as_deref()) {
-                        return Ok(Some(Found {
-                            token: t.to_owned(),
-                            source,
-                            path: None,
-                            cookie_header: None,
-                        }));
-                    }
-                }
-            }
-            TokenSource::Cookie { name } => {
-                let cookies = cookie_header.get_or_insert_with(|| req.header("cookie"));
-                if let Some(c) = cookies.as_deref() {
-                    if token_source::cookie_is_repeated(c, name) {
-                        // which copy a backend reads differs between frameworks
-                        return Err(Deny::AmbiguousCredential);
-                    }
-                    if let Some(t) = token_source::from_cookie_header(c, name) {
-                        let token = t.to_owned();
-                        return Ok(Some(Found {
-                            token,
-                            source,
-                            path: None,
-                            cookie_header: cookies.clone(),
-                        }));
-                    }
-                }
-            }
+        let token = match source {
+            TokenSource::Header { name, scheme } => census
+                .header(&cfg.credential_places, name)
+                .and_then(|v| token_source::from_header_value(v, scheme.as_deref()))
+                .map(str::to_owned),
+            TokenSource::Cookie { name } => census
+                .cookie_header()
+                .and_then(|c| token_source::from_cookie_header(c, name))
+                .map(str::to_owned),
             TokenSource::Query { name } => match token_source::from_query(raw_path, name) {
-                QueryToken::Absent => {}
-                QueryToken::Found { token, path_without } => {
-                    return Ok(Some(Found {
-                        token: token.into_owned(),
-                        source,
-                        path: Some(path_without),
-                        cookie_header: None,
-                    }));
-                }
+                QueryToken::Absent => None,
+                QueryToken::Found { token, .. } => Some(token.into_owned()),
+                // the census refused these already
                 QueryToken::Duplicate | QueryToken::Malformed => return Err(Deny::AmbiguousCredential),
             },
+        };
+        if let Some(token) = token {
+            return Ok(Some(Found { token, source }));
         }
     }
     Ok(None)

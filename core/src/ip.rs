@@ -159,6 +159,15 @@ pub enum ClientAddrError {
     /// The rightmost entry is not the peer, so Envoy did not append it (the
     /// HCM is not configured as `envoy_appends_xff` says).
     NotAppendedByEnvoy,
+    /// `source.address` has port 0: Envoy took it from a request header
+    /// (X-Forwarded-For), not from the connection, and the rule
+    /// (`trusted_hops: 0`) would check an address the client may have written.
+    PeerFromHeader,
+    /// `source.address` came from a request header (port 0), so Envoy did not
+    /// take the peer from the connection, while `envoy_appends_xff: true`
+    /// says it appended the connection's address: the HCM is not configured
+    /// as the filter is told.
+    AppendsButPeerFromHeader,
 }
 
 impl ClientAddrError {
@@ -171,6 +180,49 @@ impl ClientAddrError {
             ClientAddrError::TooFewHops => "fewer X-Forwarded-For entries than trusted hops",
             ClientAddrError::MalformedEntry => "malformed X-Forwarded-For entry",
             ClientAddrError::NotAppendedByEnvoy => "the last X-Forwarded-For entry was not appended by Envoy",
+            ClientAddrError::PeerFromHeader => "the peer address came from X-Forwarded-For, not from the connection",
+            ClientAddrError::AppendsButPeerFromHeader => {
+                "the peer address came from X-Forwarded-For, but envoy_appends_xff says Envoy appended it"
+            }
+        }
+    }
+
+    /// For a refusal that only a mis-set HTTP connection manager (or a
+    /// wrong `envoy_appends_xff`) causes, what the operator should change:
+    /// logged once, since every request is refused the same way until the
+    /// configuration changes. `None` for what a client's request causes.
+    pub fn operator_hint(&self) -> Option<&'static str> {
+        match self {
+            ClientAddrError::PeerFromHeader => Some(
+                "edge-auth: a client address check refused a request because Envoy took source.address from \
+                 X-Forwarded-For instead of the connection (the HTTP connection manager has use_remote_address: \
+                 false, xff_num_trusted_hops above 0, or an original_ip_detection_extensions entry), and a rule \
+                 with trusted_hops 0 would check an address the client may have written. Set use_remote_address: \
+                 true with xff_num_trusted_hops 0 and no original IP detection extension, or count the proxies in \
+                 front of Envoy with the rule's trusted_hops (and envoy_appends_xff: false when use_remote_address \
+                 is false). Until then such requests get 403 ip_not_allowed (logged once per worker).",
+            ),
+            ClientAddrError::AppendsButPeerFromHeader => Some(
+                "edge-auth: a client address check refused a request because envoy_appends_xff is true but Envoy \
+                 took source.address from X-Forwarded-For instead of the connection (the HTTP connection manager \
+                 has use_remote_address: false, xff_num_trusted_hops above 0, or an original_ip_detection_extensions \
+                 entry), so the last X-Forwarded-For entry is not one Envoy appended. With use_remote_address: false \
+                 set envoy_appends_xff: false; with use_remote_address: true leave xff_num_trusted_hops at 0 and add \
+                 no original IP detection extension. Until then such requests get 403 ip_not_allowed (logged once \
+                 per worker).",
+            ),
+            ClientAddrError::NotAppendedByEnvoy => Some(
+                "edge-auth: a client address check refused a request because envoy_appends_xff is true but the last \
+                 X-Forwarded-For entry is not the peer address, so Envoy did not append it (the HTTP connection \
+                 manager has skip_xff_append: true or use_remote_address: false). Set envoy_appends_xff: false for \
+                 such a connection manager. Until then such requests get 403 ip_not_allowed (logged once per \
+                 worker).",
+            ),
+            ClientAddrError::NoPeer
+            | ClientAddrError::BadPeer
+            | ClientAddrError::MissingForwardedFor
+            | ClientAddrError::TooFewHops
+            | ClientAddrError::MalformedEntry => None,
         }
     }
 }
@@ -187,8 +239,14 @@ impl std::error::Error for ClientAddrError {}
 /// front of Envoy, canonicalised (IPv4-mapped IPv6 becomes IPv4).
 ///
 /// `peer` is Envoy's `source.address` (`127.0.0.1:54321`, `[::1]:54321`, or
-/// a bare address). With no trusted hops the client is the peer and `xff` is
-/// never read. Otherwise `xff` is the X-Forwarded-For value as the filter
+/// a bare address). Port 0 there means Envoy did not take the address from
+/// the connection (no TCP peer has port 0) but from a request header:
+/// X-Forwarded-For under `use_remote_address: false`, `xff_num_trusted_hops`
+/// or an original IP detection extension. Such a peer is never the client of
+/// a rule without trusted hops ([`ClientAddrError::PeerFromHeader`]), nor
+/// compatible with `envoy_appends`
+/// ([`ClientAddrError::AppendsButPeerFromHeader`]). With no trusted hops the
+/// client is the peer and `xff` is never read. Otherwise `xff` is the X-Forwarded-For value as the filter
 /// sees it (several headers joined with `,`). With `envoy_appends` (the HCM
 /// has `use_remote_address: true`), Envoy has appended exactly one entry: the
 /// peer, or its own local address when the peer is a loopback address. That
@@ -205,11 +263,18 @@ pub fn client_address(
     trusted_hops: u8,
     envoy_appends: bool,
 ) -> Result<IpAddr, ClientAddrError> {
-    let peer = parse_host(peer.ok_or(ClientAddrError::NoPeer)?)
-        .ok_or(ClientAddrError::BadPeer)?
-        .to_canonical();
+    let peer = peer.ok_or(ClientAddrError::NoPeer)?;
+    let from_header = peer_port(peer) == Some(0);
+    let peer = parse_host(peer).ok_or(ClientAddrError::BadPeer)?.to_canonical();
     if trusted_hops == 0 {
-        return Ok(peer);
+        return if from_header {
+            Err(ClientAddrError::PeerFromHeader)
+        } else {
+            Ok(peer)
+        };
+    }
+    if envoy_appends && from_header {
+        return Err(ClientAddrError::AppendsButPeerFromHeader);
     }
     let xff = xff.ok_or(ClientAddrError::MissingForwardedFor)?;
     if xff.len() > MAX_XFF_BYTES {
@@ -267,6 +332,19 @@ fn parse_host(s: &str) -> Option<IpAddr> {
         }
         _ => s.parse().ok(),
     }
+}
+
+/// The port of a peer address [`parse_host`] accepts (`1.2.3.4:80`,
+/// `[::1]:80`), if it has one.
+fn peer_port(s: &str) -> Option<u16> {
+    let port = match s.strip_prefix('[') {
+        Some(rest) => rest.split_once("]:")?.1,
+        None => match s.split_once(':') {
+            Some((_, port)) if !port.contains(':') => port,
+            _ => return None,
+        },
+    };
+    valid_port(port).then(|| port.parse().ok()).flatten()
 }
 
 /// A decimal port: 1 to 5 ASCII digits, at most 65535.
@@ -469,6 +547,9 @@ mod tests {
             ClientAddrError::MissingForwardedFor,
             ClientAddrError::TooFewHops,
             ClientAddrError::MalformedEntry,
+            ClientAddrError::NotAppendedByEnvoy,
+            ClientAddrError::PeerFromHeader,
+            ClientAddrError::AppendsButPeerFromHeader,
         ] {
             let s = e.as_str();
             assert!(!s.is_empty());
@@ -737,6 +818,69 @@ mod tests {
         assert_eq!(ok("198.51.100.2:1", "::ffff:10.1.2.3, 198.51.100.2", 1), "10.1.2.3");
         let mapped = client("198.51.100.2:1", "::ffff:10.1.2.3, 198.51.100.2", 1).unwrap();
         assert!(list(&["10.0.0.0/8"]).contains(mapped));
+    }
+
+    /// Issue 11, item 3: under Envoy's default HCM (`use_remote_address: false`), with
+    /// `xff_num_trusted_hops` or an original IP detection extension, Envoy replaces
+    /// `source.address` with an X-Forwarded-For entry, written `ip:0` (no TCP peer has port 0).
+    /// A rule without trusted hops would check that client-written address: refused, as is
+    /// `envoy_appends` with such a peer. Rules that count hops without Envoy's append read
+    /// X-Forwarded-For as ever.
+    #[test]
+    fn a_peer_envoy_took_from_a_header_is_never_the_client() {
+        for peer in ["6.6.6.6:0", "[2001:db8::1]:0", "[::ffff:10.1.2.3]:0", "127.0.0.1:0"] {
+            for xff in [None, Some("6.6.6.6"), Some("203.0.113.9, 6.6.6.6")] {
+                for appends in [true, false] {
+                    assert_eq!(
+                        client_address(Some(peer), xff, 0, appends),
+                        Err(ClientAddrError::PeerFromHeader),
+                        "{peer} {xff:?}"
+                    );
+                }
+            }
+            assert_eq!(
+                client_address(Some(peer), Some("203.0.113.9, 6.6.6.6"), 1, true),
+                Err(ClientAddrError::AppendsButPeerFromHeader),
+                "{peer}"
+            );
+        }
+        // use_remote_address: false with the proxies counted in the rule: the nearest proxy's entry
+        let plain = |xff: &str, hops| client_address(Some("6.6.6.6:0"), Some(xff), hops, false);
+        assert_eq!(plain("203.0.113.9, 6.6.6.6", 1), Ok(ip("6.6.6.6")));
+        assert_eq!(plain("203.0.113.9, 6.6.6.6", 2), Ok(ip("203.0.113.9")));
+        // a real connection's port, whatever it is, and a bare address (no port to tell by)
+        for peer in ["192.0.2.10:1", "192.0.2.10:65535", "[::1]:80", "192.0.2.10", "::1"] {
+            assert!(client_address(Some(peer), None, 0, true).is_ok(), "{peer}");
+        }
+        assert_eq!(peer_port("1.2.3.4:0"), Some(0));
+        assert_eq!(peer_port("[::1]:0"), Some(0));
+        assert_eq!(peer_port("[::1]:8080"), Some(8080));
+        assert_eq!(peer_port("1.2.3.4"), None);
+        assert_eq!(peer_port("2001:db8::1"), None);
+        assert_eq!(peer_port("[::1]"), None);
+        assert_eq!(peer_port("1.2.3.4:99999"), None);
+    }
+
+    #[test]
+    fn only_configuration_problems_have_an_operator_hint() {
+        use ClientAddrError as E;
+        for e in [E::PeerFromHeader, E::AppendsButPeerFromHeader, E::NotAppendedByEnvoy] {
+            let hint = e.operator_hint().unwrap_or_default();
+            assert!(hint.starts_with("edge-auth: "), "{e:?}");
+            assert!(
+                hint.contains("envoy_appends_xff") || hint.contains("trusted_hops"),
+                "{e:?}"
+            );
+        }
+        for e in [
+            E::NoPeer,
+            E::BadPeer,
+            E::MissingForwardedFor,
+            E::TooFewHops,
+            E::MalformedEntry,
+        ] {
+            assert_eq!(e.operator_hint(), None, "a client causes {e:?}");
+        }
     }
 
     #[test]

@@ -3,13 +3,12 @@
 //! The order is deliberate: the token's shape, header and claims are checked
 //! first (cheap, and enough to refuse garbage, `alg: none`, foreign issuers and
 //! expired tokens), and signature work comes last, with only the keys bound to
-//! the token's algorithm and `kid`. jwt-simple does the signature check, with
-//! every one of its loose defaults replaced by the provider's settings and the
-//! host's clock.
+//! the token's algorithm and `kid`. Each key checks the signature over the
+//! token's bytes as sent ([`crate::keys::BoundKey::verify_token`]); no
+//! library re-parses the token.
 
 use std::fmt;
 
-use jwt_simple::prelude::{Duration, UnixTimeStamp, VerificationOptions};
 use serde_json::{Map, Value};
 
 use crate::b64;
@@ -189,6 +188,12 @@ pub struct Inspected<'a> {
 /// Largest header segment accepted; real JOSE headers are well under 1 KiB.
 const MAX_HEADER_B64: usize = 2048;
 
+/// Header parameters that carry a key or a key's location (RFC 7515
+/// 4.1.2 to 4.1.6): a token with any of them, whatever the value, is
+/// malformed. Thumbprints (`x5t`, `x5t#S256`) name a key like `kid` and are
+/// ignored.
+pub const EMBEDDED_KEY_HEADERS: [&str; 4] = ["jwk", "jku", "x5c", "x5u"];
+
 fn is_b64url(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
@@ -215,6 +220,13 @@ pub fn inspect(token: &str, max_bytes: usize) -> Result<Inspected<'_>, JwtError>
     };
     if header.contains_key("crit") {
         return Err(JwtError::CritHeader);
+    }
+    // RFC 7515 4.1.2 to 4.1.6: a key, or where to fetch one, named by the token itself. The
+    // filter verifies only with the provider's keys, so such a header is never needed; it is
+    // what embedded-key forgeries carry (a token signed with the key it brings), and an
+    // upstream library that honours it must not be handed the token.
+    if EMBEDDED_KEY_HEADERS.iter().any(|h| header.contains_key(*h)) {
+        return Err(JwtError::Malformed);
     }
     // RFC 7519 5.1: when present, `typ` says JWT (or an explicit `+jwt` type such as `at+jwt`).
     match header.get("typ") {
@@ -290,23 +302,13 @@ pub fn check_claims(claims: &Claims, p: &Provider, now: u64) -> Result<(), JwtEr
     Ok(())
 }
 
-/// The latest time handed to jwt-simple (year 2096): its clock type
-/// overflows a little after 2106, and a broken host clock reads as the end of time.
-const MAX_SIGNATURE_CLOCK_S: u64 = 4_000_000_000;
-
 /// At most this many keys are tried for a token without `kid`: a JWKS with
 /// many keys must not turn one request into many signature checks.
 pub const MAX_KEYS_TRIED: usize = 4;
 
 /// Verifies the signature with the keys bound to the token's algorithm (and
 /// `kid`, when it names one). `keysets` are the provider's static and remote keys.
-pub fn verify_signature(
-    t: &Inspected<'_>,
-    p: &Provider,
-    keysets: &[&KeySet],
-    now: u64,
-    max_bytes: usize,
-) -> Result<(), JwtError> {
+pub fn verify_signature(t: &Inspected<'_>, p: &Provider, keysets: &[&KeySet]) -> Result<(), JwtError> {
     if !p.algorithms.contains(&t.alg) {
         return Err(JwtError::AlgNotAllowed);
     }
@@ -321,27 +323,8 @@ pub fn verify_signature(
             break;
         }
         tried += 1;
-        let options = VerificationOptions {
-            time_tolerance: Some(Duration::from_secs(p.leeway_s)),
-            // coarsetime overflows past ~2106; claims were already checked with the real `now`
-            artificial_time: Some(UnixTimeStamp::from_secs(now.min(MAX_SIGNATURE_CLOCK_S))),
-            max_token_length: Some(max_bytes),
-            accept_future: false,
-            ..VerificationOptions::default()
-        };
-        if let Some(valid) = key.verify_fast(t.token) {
-            if valid {
-                return Ok(());
-            }
-            continue;
-        }
-        match key.verify(t.token, options) {
-            Ok(()) => return Ok(()),
-            Err(e) if is_signature_failure(&e) => {}
-            // jwt-simple refused the token's structure (say a non-string
-            // `sub`): that is the token's shape, not its signature, and the
-            // next key would refuse it too.
-            Err(_) => return Err(JwtError::Malformed),
+        if key.verify_token(t.token) {
+            return Ok(());
         }
     }
     if tried == 0 {
@@ -349,13 +332,6 @@ pub fn verify_signature(
     } else {
         Err(JwtError::BadSignature)
     }
-}
-
-fn is_signature_failure(e: &jwt_simple::Error) -> bool {
-    matches!(
-        e.downcast_ref::<jwt_simple::JWTError>(),
-        Some(jwt_simple::JWTError::InvalidSignature | jwt_simple::JWTError::InvalidAuthenticationTag)
-    )
 }
 
 /// Renders a claim as a header value: strings as they are, numbers and
@@ -453,7 +429,7 @@ mod tests {
     fn check(token: &str, p: &config::Provider) -> Result<(), JwtError> {
         let t = inspect(token, 8192)?;
         check_claims(&t.claims, p, NOW)?;
-        verify_signature(&t, p, &[&p.static_keys], NOW, 8192)
+        verify_signature(&t, p, &[&p.static_keys])
     }
 
     fn forge(header: Value, claims: Value, sig: &str) -> String {
@@ -634,18 +610,66 @@ mod tests {
             let t = forge(json!({"alg": "ES256", "kid": "e1", "typ": typ}), good_claims(), "AAAA");
             assert_eq!(check(&t, &p), Err(JwtError::Malformed), "{typ}");
         }
-        // a header field changed after signing (here `jwk`, which jwt-simple would read with a
+        // a header field changed after signing (here `x5t`, which jwt-simple would read with a
         // fixed type): the edge's own ES256 verifier checks the signature over the bytes as
         // sent, so it is a bad signature
         let odd = {
             let (h, rest) = es.split_once('.').unwrap();
             let mut header: Value = serde_json::from_slice(&b64::decode_url(h).unwrap()).unwrap();
-            header["jwk"] = json!({"kty": "EC"});
+            header["x5t"] = json!({"kty": "EC"});
             format!("{}.{rest}", b64::encode_url(header.to_string().as_bytes()))
         };
         assert_eq!(check(&odd, &p), Err(JwtError::BadSignature));
         let unknown = forge(json!({"alg": "ES256", "kid": "e2"}), good_claims(), "AAAA");
         assert_eq!(check(&unknown, &p), Err(JwtError::UnknownKid));
+    }
+
+    /// A token signed with the provider's own secret, with `extra` in its header.
+    fn hs_with_header(extra: Value) -> String {
+        use hmac::{Mac, SimpleHmac};
+        let mut header = json!({"alg": "HS256", "typ": "JWT", "kid": "h1"});
+        for (k, v) in extra.as_object().unwrap() {
+            header[k] = v.clone();
+        }
+        let signing_input = format!(
+            "{}.{}",
+            b64::encode_url(header.to_string().as_bytes()),
+            b64::encode_url(good_claims().to_string().as_bytes())
+        );
+        let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+        mac.update(signing_input.as_bytes());
+        format!("{signing_input}.{}", b64::encode_url(&mac.finalize().into_bytes()))
+    }
+
+    /// Issue 11, item 7: the docs said a `jwk` object made a token malformed, but a
+    /// token signed with the right key was accepted with the header ignored. A key
+    /// (or key location) in the header is refused before any signature work, whatever
+    /// its value, even on a token whose signature is valid.
+    #[test]
+    fn headers_that_bring_their_own_key_are_malformed() {
+        let p = provider(json!({}), None);
+        assert_eq!(check(&hs_with_header(json!({})), &p), Ok(()), "control");
+        let thumb = json!({"x5t": "dGh1bWI", "x5t#S256": "dGh1bWI"});
+        assert_eq!(check(&hs_with_header(thumb), &p), Ok(()), "thumbprints are ignored");
+        let jwk = json!({"kty": "oct", "k": b64::encode_url(SECRET)});
+        for (name, value) in [
+            ("jwk", jwk),
+            ("jwk", json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"})),
+            ("jwk", json!("not an object")),
+            ("jwk", Value::Null),
+            ("jku", json!("https://attacker.example/jwks.json")),
+            ("x5u", json!("https://attacker.example/cert.pem")),
+            ("x5c", json!(["MIIB"])),
+            ("x5c", json!([])),
+        ] {
+            let t = hs_with_header(json!({ name: value }));
+            assert_eq!(
+                inspect(&t, 8192).map(|_| ()),
+                Err(JwtError::Malformed),
+                "{name}: {value}"
+            );
+            assert_eq!(check(&t, &p), Err(JwtError::Malformed), "{name}: {value}");
+        }
     }
 
     #[test]

@@ -226,12 +226,12 @@ mod tests {
     fn oversized_answers_are_not_cached() {
         let many: Vec<String> = (0..400).map(|i| format!("scope{i}:read")).collect();
         let body = serde_json::json!({
-            "status": "valid", "key_id": "key_x", "tenant": "t", "subject": "s",
+            "key_hash": H, "status": "valid", "key_id": "key_x", "tenant": "t", "subject": "s",
             "scopes": many, "ip_allowlist": [], "allowed_origins": [], "expires_at": null,
             "cache_ttl_s": 300
         })
         .to_string();
-        let lookup = parse_lookup(Some(200), Some(body.as_bytes()), 1 << 20, NOW).unwrap();
+        let lookup = parse_lookup(Some(200), Some(body.as_bytes()), 1 << 20, NOW, H).unwrap();
         assert_eq!(encode_entry(H, &lookup, NOW + 300), None);
     }
 

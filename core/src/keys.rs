@@ -11,8 +11,9 @@ use jwt_simple::prelude::*;
 use serde_json::Value;
 
 use crate::b64;
-use crate::p256_verify::P256Public;
-use crate::rsa_verify::{Hash, Padding, RsaPublic};
+use crate::verify::{Hash, Padding, Verifier};
+
+pub use crate::verify::RSA_AND_P256_VERIFIERS;
 
 /// The JWS algorithms edge-auth verifies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,31 +112,12 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// Decoded key material, one variant per algorithm.
-enum Material {
-    HS256(HS256Key),
-    HS384(HS384Key),
-    HS512(HS512Key),
-    RS256(RS256PublicKey),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
-    PS256(PS256PublicKey),
-    PS384(PS384PublicKey),
-    PS512(PS512PublicKey),
-    ES256(ES256PublicKey),
-    ES384(ES384PublicKey),
-    EdDSA(Ed25519PublicKey),
-}
-
 /// A verification key bound to one algorithm, with an optional key id.
 pub struct BoundKey {
     kid: Option<String>,
     alg: Algorithm,
-    material: Material,
-    /// RS/PS keys, prepared once for the edge's own verifier ([`crate::rsa_verify`]).
-    rsa: Option<RsaPublic>,
-    /// ES256 keys, prepared once for the edge's own verifier ([`crate::p256_verify`]).
-    p256: Option<P256Public>,
+    /// The key, prepared once for its algorithm's verifier ([`crate::verify`]).
+    verifier: Verifier,
 }
 
 impl fmt::Debug for BoundKey {
@@ -162,60 +144,36 @@ fn key_err(msg: impl Into<String>) -> KeyError {
     KeyError(msg.into())
 }
 
+/// The RSA public exponent edge-auth accepts (docs/configuration.md 3.2).
+const RSA_EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
+
+/// The RSA modulus sizes edge-auth accepts, in bits.
+const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
+
 impl BoundKey {
-    fn new(kid: Option<String>, alg: Algorithm, material: Material) -> BoundKey {
-        let components = match &material {
-            Material::RS256(k) => Some(k.to_components()),
-            Material::RS384(k) => Some(k.to_components()),
-            Material::RS512(k) => Some(k.to_components()),
-            Material::PS256(k) => Some(k.to_components()),
-            Material::PS384(k) => Some(k.to_components()),
-            Material::PS512(k) => Some(k.to_components()),
-            _ => None,
+    /// Whether `signature` is this key's signature of `signing_input` (the
+    /// token's `header.payload`, as sent).
+    pub(crate) fn verify_signing_input(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        self.verifier.verify(signing_input, signature)
+    }
+
+    /// Verifies a token's signature: the bytes before the last `.` are the
+    /// signing input, the base64url after it the signature. The caller has
+    /// already checked the token's shape, its `alg` and its claims.
+    pub(crate) fn verify_token(&self, token: &str) -> bool {
+        let Some((input, signature)) = token.rsplit_once('.') else {
+            return false;
         };
-        let rsa = components.and_then(|c| RsaPublic::new(&c.n, &c.e));
-        let p256 = match &material {
-            Material::ES256(k) => P256Public::from_uncompressed(&k.public_key().to_bytes_uncompressed()),
-            _ => None,
-        };
-        BoundKey {
-            kid,
-            alg,
-            material,
-            rsa,
-            p256,
+        // 1024 bytes: the largest RSA modulus the RSA verifiers accept (8192 bits)
+        if self.verifier.max_signature_len() > 96 {
+            let mut buf = [0u8; 1024];
+            b64::decode_url_into(signature, &mut buf).is_some_and(|s| self.verify_signing_input(input.as_bytes(), s))
+        } else {
+            let mut buf = [0u8; 96];
+            b64::decode_url_into(signature, &mut buf).is_some_and(|s| self.verify_signing_input(input.as_bytes(), s))
         }
     }
 
-    /// Verifies an RS/PS/ES256 token's signature with the edge's own verifier:
-    /// `Some(valid)`, or `None` for other keys (verified by jwt-simple). The
-    /// caller has already checked `alg`, the structure and the claims.
-    pub(crate) fn verify_fast(&self, token: &str) -> Option<bool> {
-        if let Some(key) = &self.p256 {
-            let (input, signature) = token.rsplit_once('.')?;
-            let mut buf = [0u8; 64];
-            return Some(b64::decode_url_into(signature, &mut buf).is_some_and(|s| key.verify(input.as_bytes(), s)));
-        }
-        let key = self.rsa.as_ref()?;
-        let (padding, hash) = match self.alg {
-            Algorithm::RS256 => (Padding::Pkcs1v15, Hash::Sha256),
-            Algorithm::RS384 => (Padding::Pkcs1v15, Hash::Sha384),
-            Algorithm::RS512 => (Padding::Pkcs1v15, Hash::Sha512),
-            Algorithm::PS256 => (Padding::Pss, Hash::Sha256),
-            Algorithm::PS384 => (Padding::Pss, Hash::Sha384),
-            Algorithm::PS512 => (Padding::Pss, Hash::Sha512),
-            _ => return None,
-        };
-        let Some((input, signature)) = token.rsplit_once('.') else {
-            return Some(false);
-        };
-        // 1024 bytes: the largest modulus RsaPublic accepts (8192 bits)
-        let mut buf = [0u8; 1024];
-        let Some(signature) = b64::decode_url_into(signature, &mut buf) else {
-            return Some(false);
-        };
-        Some(key.verify(padding, hash, input.as_bytes(), signature))
-    }
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
     }
@@ -224,11 +182,20 @@ impl BoundKey {
         self.alg
     }
 
+    /// Which implementation checks this key's signatures (for tests).
+    #[cfg(test)]
+    pub(crate) fn implementation(&self) -> &'static str {
+        self.verifier.implementation()
+    }
+
     /// An HMAC key from secret bytes. Refuses secrets shorter than the hash.
     pub fn hmac(alg: Algorithm, secret: &[u8], kid: Option<String>) -> Result<BoundKey, KeyError> {
-        if alg.family() != KeyFamily::Hmac {
-            return Err(key_err(format!("{alg} is not an HMAC algorithm")));
-        }
+        let hash = match alg {
+            Algorithm::HS256 => Hash::Sha256,
+            Algorithm::HS384 => Hash::Sha384,
+            Algorithm::HS512 => Hash::Sha512,
+            _ => return Err(key_err(format!("{alg} is not an HMAC algorithm"))),
+        };
         if secret.len() < alg.min_secret_len() {
             return Err(key_err(format!(
                 "{alg} needs a secret of at least {} bytes, got {}",
@@ -236,72 +203,85 @@ impl BoundKey {
                 secret.len()
             )));
         }
-        let material = match alg {
-            Algorithm::HS384 => Material::HS384(HS384Key::from_bytes(secret)),
-            Algorithm::HS512 => Material::HS512(HS512Key::from_bytes(secret)),
-            _ => Material::HS256(HS256Key::from_bytes(secret)),
-        };
-        Ok(BoundKey::new(kid, alg, material))
+        let verifier = Verifier::hmac(hash, secret).ok_or_else(|| key_err(format!("invalid {alg} secret")))?;
+        Ok(BoundKey { kid, alg, verifier })
     }
 
     /// A public key from PEM (SubjectPublicKeyInfo, `-----BEGIN PUBLIC KEY-----`).
     pub fn from_pem(alg: Algorithm, pem: &str, kid: Option<String>) -> Result<BoundKey, KeyError> {
         let bad = |e: jwt_simple::Error| key_err(format!("not a valid {alg} public key PEM: {e}"));
-        let material = match alg {
-            Algorithm::RS256 => Material::RS256(RS256PublicKey::from_pem(pem).map_err(bad)?),
-            Algorithm::RS384 => Material::RS384(RS384PublicKey::from_pem(pem).map_err(bad)?),
-            Algorithm::RS512 => Material::RS512(RS512PublicKey::from_pem(pem).map_err(bad)?),
-            Algorithm::PS256 => Material::PS256(PS256PublicKey::from_pem(pem).map_err(bad)?),
-            Algorithm::PS384 => Material::PS384(PS384PublicKey::from_pem(pem).map_err(bad)?),
-            Algorithm::PS512 => Material::PS512(PS512PublicKey::from_pem(pem).map_err(bad)?),
-            Algorithm::ES256 => Material::ES256(ES256PublicKey::from_pem(pem).map_err(bad)?),
-            Algorithm::ES384 => Material::ES384(ES384PublicKey::from_pem(pem).map_err(bad)?),
-            Algorithm::EdDSA => Material::EdDSA(Ed25519PublicKey::from_pem(pem).map_err(bad)?),
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-                return Err(key_err(format!(
-                    "{alg} is an HMAC algorithm: its secret comes from hmac_secrets (an environment variable), never from a PEM"
-                )))
+        match alg.family() {
+            KeyFamily::Rsa => {
+                let c = RS256PublicKey::from_pem(pem).map_err(bad)?.to_components();
+                BoundKey::rsa(alg, &c.n, &c.e, kid)
             }
-        };
-        Ok(BoundKey::new(kid, alg, material))
+            KeyFamily::P256 => {
+                let k = ES256PublicKey::from_pem(pem).map_err(bad)?;
+                BoundKey::ec(alg, &k.public_key().to_bytes_uncompressed(), kid)
+            }
+            KeyFamily::P384 => {
+                let k = ES384PublicKey::from_pem(pem).map_err(bad)?;
+                BoundKey::ec(alg, &k.public_key().to_bytes_uncompressed(), kid)
+            }
+            KeyFamily::Ed25519 => {
+                let k = Ed25519PublicKey::from_pem(pem).map_err(bad)?;
+                BoundKey::ed25519(&k.to_bytes(), kid)
+            }
+            KeyFamily::Hmac => Err(key_err(format!(
+                "{alg} is an HMAC algorithm: its secret comes from hmac_secrets (an environment variable), never from a PEM"
+            ))),
+        }
     }
 
+    /// An RSA key: a modulus of 2048 to 4096 bits and the exponent 65537.
     fn rsa(alg: Algorithm, n: &[u8], e: &[u8], kid: Option<String>) -> Result<BoundKey, KeyError> {
-        let bits = n.iter().position(|b| *b != 0).map_or(0, |i| (n.len() - i) * 8);
-        if !(2048..=4096).contains(&bits) {
+        let n = n
+            .get(n.iter().position(|b| *b != 0).unwrap_or(n.len())..)
+            .unwrap_or_default();
+        let bits = n.first().map_or(0, |top| n.len() * 8 - top.leading_zeros() as usize);
+        if !RSA_BITS.contains(&bits) {
             return Err(key_err(format!("RSA modulus of {bits} bits (2048 to 4096 accepted)")));
         }
-        let bad = |e: jwt_simple::Error| key_err(format!("invalid RSA key: {e}"));
-        let material = match alg {
-            Algorithm::RS256 => Material::RS256(RS256PublicKey::from_components(n, e).map_err(bad)?),
-            Algorithm::RS384 => Material::RS384(RS384PublicKey::from_components(n, e).map_err(bad)?),
-            Algorithm::RS512 => Material::RS512(RS512PublicKey::from_components(n, e).map_err(bad)?),
-            Algorithm::PS256 => Material::PS256(PS256PublicKey::from_components(n, e).map_err(bad)?),
-            Algorithm::PS384 => Material::PS384(PS384PublicKey::from_components(n, e).map_err(bad)?),
-            Algorithm::PS512 => Material::PS512(PS512PublicKey::from_components(n, e).map_err(bad)?),
+        let e = e
+            .get(e.iter().position(|b| *b != 0).unwrap_or(e.len())..)
+            .unwrap_or_default();
+        if e != RSA_EXPONENT {
+            return Err(key_err("RSA public exponent other than 65537"));
+        }
+        let (padding, hash) = match alg {
+            Algorithm::RS256 => (Padding::Pkcs1v15, Hash::Sha256),
+            Algorithm::RS384 => (Padding::Pkcs1v15, Hash::Sha384),
+            Algorithm::RS512 => (Padding::Pkcs1v15, Hash::Sha512),
+            Algorithm::PS256 => (Padding::Pss, Hash::Sha256),
+            Algorithm::PS384 => (Padding::Pss, Hash::Sha384),
+            Algorithm::PS512 => (Padding::Pss, Hash::Sha512),
             _ => return Err(key_err(format!("{alg} cannot use an RSA key"))),
         };
-        Ok(BoundKey::new(kid, alg, material))
+        let verifier = Verifier::rsa(n, e, padding, hash).ok_or_else(|| key_err("invalid RSA key (even modulus)"))?;
+        Ok(BoundKey { kid, alg, verifier })
     }
 
-    /// Verifies the token's signature (and, redundantly, its time claims) with
-    /// jwt-simple. The caller has already checked `alg` and the claims.
-    pub(crate) fn verify(&self, token: &str, options: VerificationOptions) -> Result<(), jwt_simple::Error> {
-        let o = Some(options);
-        match &self.material {
-            Material::HS256(k) => k.verify_token::<NoCustomClaims>(token, o).map(drop),
-            Material::HS384(k) => k.verify_token::<NoCustomClaims>(token, o).map(drop),
-            Material::HS512(k) => k.verify_token::<NoCustomClaims>(token, o).map(drop),
-            Material::RS256(k) => k.verify_token::<NoCustomClaims>(token, o).map(drop),
-            Material::RS384(k) => k.verify_token::<NoCustomClaims>(token, o).map(drop),
-            Material::RS512(k) => k.verify_token::<NoCustomClaims>(token, o).map(drop),
-            Material::PS256(k) => k.verify_token::<NoCustomClaims>(token, o).map(drop),
-            Material::PS384(k) => k.verify_token::<NoCustomClaims>(token, o).map(drop),
-            Material::PS512(k) => k.verify_token::<NoCustomClaims>(token, o).map(drop),
-            Material::ES256(k) => k.verify_token::<NoCustomClaims>(token, o).map(drop),
-            Material::ES384(k) => k.verify_token::<NoCustomClaims>(token, o).map(drop),
-            Material::EdDSA(k) => k.verify_token::<NoCustomClaims>(token, o).map(drop),
+    /// An ES256 or ES384 key from its uncompressed SEC1 encoding.
+    fn ec(alg: Algorithm, sec1: &[u8], kid: Option<String>) -> Result<BoundKey, KeyError> {
+        let verifier = match alg {
+            Algorithm::ES256 => Verifier::p256(sec1).ok_or_else(|| key_err("invalid P-256 point"))?,
+            Algorithm::ES384 => Verifier::p384(sec1).ok_or_else(|| key_err("invalid P-384 point"))?,
+            _ => return Err(key_err(format!("{alg} cannot use an EC key"))),
+        };
+        Ok(BoundKey { kid, alg, verifier })
+    }
+
+    /// An EdDSA (Ed25519) key from its 32 bytes.
+    fn ed25519(x: &[u8], kid: Option<String>) -> Result<BoundKey, KeyError> {
+        if x.len() != 32 {
+            return Err(key_err("Ed25519 \"x\" must be 32 bytes"));
         }
+        let verifier = Verifier::ed25519(x).ok_or_else(|| key_err("invalid Ed25519 key"))?;
+        Ok(BoundKey {
+            kid,
+            alg: Algorithm::EdDSA,
+            verifier,
+        })
     }
 }
 
@@ -476,25 +456,9 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<Vec<BoundKey>, KeyErr
             sec1.push(4);
             sec1.extend_from_slice(&x);
             sec1.extend_from_slice(&y);
-            let material = if family == KeyFamily::P256 {
-                Material::ES256(
-                    ES256PublicKey::from_bytes(&sec1).map_err(|e| key_err(format!("invalid P-256 point: {e}")))?,
-                )
-            } else {
-                Material::ES384(
-                    ES384PublicKey::from_bytes(&sec1).map_err(|e| key_err(format!("invalid P-384 point: {e}")))?,
-                )
-            };
-            out.push(BoundKey::new(kid, algs[0], material));
+            out.push(BoundKey::ec(algs[0], &sec1, kid)?);
         }
-        KeyFamily::Ed25519 => {
-            let x = jwk_bytes(jwk, "x")?;
-            if x.len() != 32 {
-                return Err(key_err("Ed25519 \"x\" must be 32 bytes"));
-            }
-            let key = Ed25519PublicKey::from_bytes(&x).map_err(|e| key_err(format!("invalid Ed25519 key: {e}")))?;
-            out.push(BoundKey::new(kid, Algorithm::EdDSA, Material::EdDSA(key)));
-        }
+        KeyFamily::Ed25519 => out.push(BoundKey::ed25519(&jwk_bytes(jwk, "x")?, kid)?),
         KeyFamily::Hmac => return Err(key_err("symmetric keys are not accepted in a JWKS")),
     }
     Ok(out)
@@ -542,7 +506,7 @@ mod tests {
         assert_eq!(set.candidates(Algorithm::HS256, Some("ec1")).count(), 0);
         let token = kp.sign(Claims::create(Duration::from_secs(60))).unwrap();
         let key = set.candidates(Algorithm::ES256, None).next().unwrap();
-        assert!(key.verify(&token, VerificationOptions::default()).is_ok());
+        assert!(key.verify_token(&token));
     }
 
     #[test]
@@ -594,6 +558,90 @@ mod tests {
         assert_eq!(set.candidates(Algorithm::RS256, Some("r")).count(), 1);
         assert_eq!(set.candidates(Algorithm::PS256, Some("r")).count(), 1);
         assert_eq!(set.candidates(Algorithm::RS512, Some("r")).count(), 0);
+    }
+
+    fn rsa_jwk(n: &[u8], e: &[u8]) -> Value {
+        json!({"keys": [{"kty": "RSA", "alg": "RS256", "n": b64u(n), "e": b64u(e)}]})
+    }
+
+    #[test]
+    fn rsa_keys_need_the_exponent_65537_and_2048_to_4096_bits() {
+        let c = RS256KeyPair::generate(2048).unwrap().public_key().to_components();
+        let rs = [Algorithm::RS256];
+        assert!(parse_jwks(&rsa_jwk(&c.n, &c.e), &rs, true).is_ok());
+        // leading zero bytes count for nothing
+        assert!(parse_jwks(&rsa_jwk(&[&[0, 0][..], &c.n].concat(), &[0, 1, 0, 1]), &rs, true).is_ok());
+        for e in [&[3u8][..], &[1, 0, 0, 0, 1], &[0x01, 0x00, 0x03], &[2], &[1]] {
+            let err = parse_jwks(&rsa_jwk(&c.n, e), &rs, true).unwrap_err();
+            assert!(err.0.contains("65537"), "e {e:?}: {err}");
+        }
+        // 2047 bits: 256 bytes, the top bit clear
+        let mut short = c.n.clone();
+        short[0] = (short[0] & 0x7f) | 0x40;
+        let err = parse_jwks(&rsa_jwk(&short, &c.e), &rs, true).unwrap_err();
+        assert!(err.0.contains("2047 bits"), "{err}");
+        let long = [&[1u8][..], &c.n, &c.n].concat();
+        assert!(parse_jwks(&rsa_jwk(&long, &c.e), &rs, true)
+            .unwrap_err()
+            .0
+            .contains("4097 bits"));
+        let mut even = c.n.clone();
+        *even.last_mut().unwrap() &= 0xfe;
+        assert!(parse_jwks(&rsa_jwk(&even, &c.e), &rs, true).is_err(), "an even modulus");
+        // the same rules for PEM keys
+        let pem = |n: &[u8], e: u32| {
+            use rsa::pkcs8::EncodePublicKey;
+            let key = rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(n), rsa::BigUint::from(e)).unwrap();
+            key.to_public_key_pem(Default::default()).unwrap()
+        };
+        let mut n1024 = c.n[..128].to_vec();
+        n1024[0] |= 0x80;
+        n1024[127] |= 1;
+        assert!(BoundKey::from_pem(Algorithm::RS256, &pem(&n1024, 65537), None).is_err());
+        assert!(BoundKey::from_pem(Algorithm::RS256, &pem(&c.n, 65537), None).is_ok());
+        assert!(BoundKey::from_pem(Algorithm::PS256, &pem(&c.n, 3), None).is_err());
+    }
+
+    #[test]
+    fn rsa_and_p256_keys_get_the_verifiers_of_this_build() {
+        let built = if cfg!(feature = "rustcrypto-verify") {
+            "RustCrypto"
+        } else {
+            "edge-auth"
+        };
+        assert_eq!(RSA_AND_P256_VERIFIERS, built);
+        let c = RS256KeyPair::generate(2048).unwrap().public_key().to_components();
+        let jwks = json!({"keys": [
+            {"kty": "RSA", "n": b64u(&c.n), "e": b64u(&c.e)},
+            ec_jwk().1,
+            {"kty": "EC", "crv": "P-384", "x": b64u(&[0; 48]), "y": b64u(&[0; 48])},
+        ]});
+        let (set, skipped) = parse_jwks(&jwks, &Algorithm::ALL, false).unwrap();
+        assert_eq!(skipped.len(), 1, "(0, 0) is not a P-384 point");
+        assert_eq!(set.len(), 7, "six RSA algorithms and ES256");
+        for key in set.iter() {
+            assert_eq!(key.implementation(), built, "{:?}", key.alg());
+        }
+        let es384 = ES384KeyPair::generate().public_key().to_pem().unwrap();
+        let ed = Ed25519KeyPair::generate().public_key().to_pem();
+        assert_eq!(
+            BoundKey::from_pem(Algorithm::ES384, &es384, None)
+                .unwrap()
+                .implementation(),
+            "p384"
+        );
+        assert_eq!(
+            BoundKey::from_pem(Algorithm::EdDSA, &ed, None)
+                .unwrap()
+                .implementation(),
+            "ed25519-compact"
+        );
+        assert_eq!(
+            BoundKey::hmac(Algorithm::HS256, &[7; 32], None)
+                .unwrap()
+                .implementation(),
+            "hmac"
+        );
     }
 
     #[test]

@@ -6,6 +6,15 @@
 //! could read differently (encoded separators, NUL, bad escapes, backslashes,
 //! control or non-ASCII bytes, parameters on dot segments) is refused rather
 //! than guessed at.
+//!
+//! That includes what a *second* decoder would read differently: the path is
+//! forwarded as sent, and a backend, framework or proxy behind Envoy may
+//! percent-decode it again. An escaped `%` (`%25`) is the only way a path can
+//! change under a second decoding, so every `%25` is refused: what is left,
+//! decoded once, holds no `%`, and decoding it again changes nothing. Escapes
+//! of control characters, and escapes that do not form UTF-8 (overlong forms
+//! such as `%C0%AE`, which lenient decoders read as `.`), are refused for the
+//! same reason: decoders disagree on them.
 
 use std::borrow::Cow;
 
@@ -32,9 +41,14 @@ pub enum PathError {
     TooLong,
     /// `%2F` or `%5C`: a separator hidden in an escape.
     EncodedSeparator,
-    /// A `%` not followed by two hex digits.
+    /// A `%` not followed by two hex digits, or escapes of bytes above 0x7F
+    /// that do not form UTF-8 (`%C0%AE`, `%FF`, a truncated sequence).
     BadEscape,
-    /// A byte not allowed in a path: control, space, `#`, `\`, non-ASCII or `%00`.
+    /// `%25`: an escaped `%`, which a second decoder would decode again
+    /// (`%252e` is `%2e` once, `.` twice).
+    EncodedPercent,
+    /// A byte not allowed in a path: control, space, `#`, `\`, non-ASCII, or
+    /// an escape of a control character (`%00` to `%1F`, `%7F`).
     ForbiddenChar,
     /// A segment that is empty, `.` or `..` before a `;` parameter (`/..;/`),
     /// which some servers resolve as a dot segment.
@@ -50,6 +64,7 @@ impl PathError {
             PathError::TooLong => "path too long",
             PathError::EncodedSeparator => "encoded / or \\ in path",
             PathError::BadEscape => "invalid percent escape in path",
+            PathError::EncodedPercent => "encoded % in path (a second decoding would change it)",
             PathError::ForbiddenChar => "forbidden character in path",
             PathError::AmbiguousSegment => "ambiguous path segment (a ; parameter, a trailing dot, or .. after //)",
         }
@@ -142,7 +157,10 @@ fn scan_segment(b: &[u8], start: usize) -> Result<usize, PathError> {
                 let v = escape_at(b, k).ok_or(PathError::BadEscape)?;
                 match v {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
-                    0 => return Err(PathError::ForbiddenChar),
+                    // `%25xx` is `%xx` to a second decoder: `%252e%252e` would be `..`
+                    b'%' => return Err(PathError::EncodedPercent),
+                    0..=0x1f | 0x7f => return Err(PathError::ForbiddenChar),
+                    0x80.. => k = utf8_escapes(b, k, v)?,
                     _ => k += 3,
                 }
             }
@@ -154,6 +172,32 @@ fn scan_segment(b: &[u8], start: usize) -> Result<usize, PathError> {
         }
     }
     Ok(k)
+}
+
+/// Checks that the escape at `b[k]`, of the byte `lead` (0x80 or above),
+/// starts escapes that together form one UTF-8 character; returns the index
+/// after them. Overlong forms (`%C0%AE` for `.`), surrogates, code points
+/// past U+10FFFF, stray continuation bytes and truncated sequences are
+/// refused: lenient decoders read some of them as ASCII (`.`, `/`).
+fn utf8_escapes(b: &[u8], k: usize, lead: u8) -> Result<usize, PathError> {
+    let width = match lead {
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        _ => return Err(PathError::BadEscape),
+    };
+    let mut buf = [lead, 0, 0, 0];
+    for (i, slot) in buf.iter_mut().enumerate().take(width).skip(1) {
+        let at = k + 3 * i;
+        if b.get(at) != Some(&b'%') {
+            return Err(PathError::BadEscape);
+        }
+        *slot = escape_at(b, at).ok_or(PathError::BadEscape)?;
+    }
+    match std::str::from_utf8(buf.get(..width).unwrap_or_default()) {
+        Ok(_) => Ok(k + 3 * width),
+        Err(_) => Err(PathError::BadEscape),
+    }
 }
 
 fn forbidden(c: u8) -> bool {
@@ -354,10 +398,190 @@ mod tests {
         assert_eq!(norm("/a%20b"), "/a%20b");
         assert_eq!(norm("/a%3fb%3F"), "/a%3fb%3F");
         assert_eq!(norm("/%e2%82%ac/%E2%82%AC"), "/%e2%82%ac/%E2%82%AC");
-        // Double encoding is decoded once at most: %25 is not unreserved.
-        assert_eq!(norm("/%252e%252e/admin"), "/%252e%252e/admin");
-        assert_eq!(norm("/a/%252e%252e/b"), "/a/%252e%252e/b");
-        assert_eq!(norm("/%2561dmin"), "/%2561dmin");
+        assert_eq!(norm("/%F0%9F%98%80/%c3%a9"), "/%F0%9F%98%80/%c3%a9");
+        assert_eq!(norm("/a%3b/%40%3A"), "/a%3b/%40%3A");
+    }
+
+    /// The tricks the other tests cover, written as the bytes a second
+    /// decoder would see after one decoding (`..`, `.`, `/`, `\\`, `%`, `;`,
+    /// NUL, controls), each under one more layer of `%25` (double encoding)
+    /// and two (triple), in every spelling: `%252e`, `%252E`, and with the
+    /// escape's hex digits themselves escaped, `%25%32%65` and `%25%32%45`.
+    fn second_decoder_tricks() -> Vec<String> {
+        let targets: [&[u8]; 12] = [
+            b"..", b".", b"/", b"\\", b"%", b";", b"\0", b"\n", b"\r", b"\t", b"\x7f", b"..;",
+        ];
+        let spell = |c: u8, style: usize| -> String {
+            let hex = format!("{c:02x}");
+            match style {
+                0 => format!("%25{hex}"),
+                1 => format!("%25{}", hex.to_ascii_uppercase()),
+                2 => format!("%25{}", hex.bytes().map(|d| format!("%{d:02x}")).collect::<String>()),
+                _ => format!(
+                    "%25{}",
+                    hex.to_ascii_uppercase()
+                        .bytes()
+                        .map(|d| format!("%{d:02X}"))
+                        .collect::<String>()
+                ),
+            }
+        };
+        let mut out = Vec::new();
+        for target in targets {
+            for style in 0..4 {
+                let double: String = target.iter().map(|&c| spell(c, style)).collect();
+                out.push(double.replace("%25", "%2525"));
+                out.push(double);
+            }
+        }
+        out
+    }
+
+    /// Issue 11, item 1: `GET /public/%252e%252e/admin/x` reached the
+    /// upstream as the public `/public/` rule, and any backend that decodes
+    /// once more reads `/admin/x`. Every double and triple encoding, in every
+    /// spelling and every position, is refused.
+    #[test]
+    fn what_a_second_decoder_would_read_differently_is_refused() {
+        assert_eq!(err("/public/%252e%252e/admin/x"), PathError::EncodedPercent);
+        assert_eq!(err("/public/%252E%252E/admin/x"), PathError::EncodedPercent);
+        assert_eq!(err("/public/%25%32%65%25%32%65/admin/x"), PathError::EncodedPercent);
+        assert_eq!(err("/public/%25252e%25252e/admin/x"), PathError::EncodedPercent);
+        assert_eq!(err("/public/..%252fadmin"), PathError::EncodedPercent);
+        assert_eq!(err("/public/%255cadmin"), PathError::EncodedPercent);
+        assert_eq!(err("/admin/%252e%252e/public"), PathError::EncodedPercent);
+        assert_eq!(err("/%2561dmin"), PathError::EncodedPercent);
+        assert_eq!(err("/100%25"), PathError::EncodedPercent);
+        let tricks = second_decoder_tricks();
+        assert!(tricks.len() >= 90, "{}", tricks.len());
+        for t in &tricks {
+            for raw in [
+                format!("/public/{t}/admin/x"),
+                format!("/public/{t}"),
+                format!("/admin/x/{t}/y"),
+                format!("/public/a{t}b/admin"),
+                format!("/public/{t}{t}/admin"),
+                format!("//public/./{t}/../x?next={t}"),
+                format!("/public/%2e%2e/{t}"),
+            ] {
+                assert!(normalize(&raw).is_err(), "{raw:?} accepted");
+            }
+        }
+    }
+
+    /// The property behind the rule: every `%` left in an accepted path is an
+    /// escape of a byte other than `%`, so the path decoded once holds no `%`
+    /// and every further decoding reads exactly what the first one read.
+    #[test]
+    fn an_accepted_path_reads_the_same_to_every_later_decoder() {
+        let alphabet: &[&str] = &[
+            "/",
+            "%",
+            "2",
+            "5",
+            "e",
+            "E",
+            "f",
+            "F",
+            "c",
+            "C",
+            "0",
+            "a",
+            ".",
+            "..",
+            "%2e",
+            "%25",
+            "%2",
+            "%c0%ae",
+            "%e2%82%ac",
+            "x",
+            ";",
+            "%3b",
+            "%20",
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut accepted = 0;
+        for _ in 0..40_000 {
+            let mut raw = String::from("/");
+            for _ in 0..(x % 12) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                raw.push_str(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            let Ok(n) = normalize(&raw) else { continue };
+            accepted += 1;
+            let once = decode_all(raw.as_bytes());
+            assert!(!once.contains(&b'%'), "{raw:?} decodes to {once:?}");
+            assert_eq!(decode_all(&once), once, "{raw:?}");
+            // and the normalised path itself is stable
+            assert_eq!(norm(&n.path), n.path, "{raw:?}");
+        }
+        assert!(accepted > 1_000, "{accepted}");
+    }
+
+    /// A plain percent-decoder, as a backend would run it.
+    fn decode_all(b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(b.len());
+        let mut k = 0;
+        while let Some(&c) = b.get(k) {
+            match escape_at(b, k) {
+                Some(v) if c == b'%' => {
+                    out.push(v);
+                    k += 3;
+                }
+                _ => {
+                    out.push(c);
+                    k += 1;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn escapes_that_are_not_utf8_are_refused() {
+        for p in [
+            // overlong `.` and `/` (lenient decoders: `..`, `/`), and `\`
+            "/public/%c0%ae%c0%ae/admin",
+            "/public/%C0%AE%C0%AE/admin",
+            "/public/%e0%80%ae%e0%80%ae/admin",
+            "/public/%f0%80%80%ae/admin",
+            "/public/..%c0%afadmin",
+            "/public/..%c1%9cadmin",
+            // stray continuation bytes, invalid leads, truncated sequences
+            "/%80",
+            "/%bf",
+            "/%ff",
+            "/%fe%ff",
+            "/caf%e9",
+            "/%c3",
+            "/%c3/",
+            "/%e2%82",
+            "/%e2%82x",
+            "/%c3%28",
+            // surrogates and code points past U+10FFFF
+            "/%ed%a0%80",
+            "/%f4%90%80%80",
+            "/%f5%80%80%80",
+        ] {
+            assert_eq!(err(p), PathError::BadEscape, "{p}");
+        }
+        assert_eq!(norm("/caf%C3%A9/%F4%8F%BF%BF"), "/caf%C3%A9/%F4%8F%BF%BF");
+    }
+
+    #[test]
+    fn escapes_of_control_characters_are_refused() {
+        for c in (0u8..0x20).chain([0x7f]) {
+            for p in [
+                format!("/a%{c:02x}b"),
+                format!("/a%{c:02X}"),
+                format!("/admin%{c:02x}/x"),
+            ] {
+                assert_eq!(err(&p), PathError::ForbiddenChar, "{p}");
+            }
+        }
+        assert_eq!(norm("/a%20b%7e"), "/a%20b~");
     }
 
     #[test]
@@ -564,6 +788,7 @@ mod tests {
             PathError::TooLong,
             PathError::EncodedSeparator,
             PathError::BadEscape,
+            PathError::EncodedPercent,
             PathError::ForbiddenChar,
             PathError::AmbiguousSegment,
         ] {

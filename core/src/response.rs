@@ -25,7 +25,7 @@ pub fn error_of(d: Deny<'_>) -> (u32, &'static str, &'static str) {
         Deny::AmbiguousCredential => (
             400,
             "invalid_request",
-            "the credential parameter is repeated or cannot be decoded",
+            "the request carries more than one credential, or one that cannot be read one way",
         ),
         Deny::NoRule => (403, "access_denied", "no rule allows this request"),
         Deny::IpNotAllowed => (403, "ip_not_allowed", "the client address is not allowed"),

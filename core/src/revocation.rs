@@ -6,6 +6,15 @@
 //! merges into it. Every access token from that service is then checked with
 //! [`RevocationState::is_revoked`], which only does hash lookups.
 //!
+//! Subject cut-offs may name a tenant (since contract 1.2): such an entry
+//! applies to the tokens whose tenant claim and `sub` both match it, so one
+//! tenant's "logout everywhere" never touches another tenant's user with the
+//! same `sub`. An entry without a tenant (an operator's, or from a service
+//! older than 1.2) applies to that `sub` in every tenant. Tenant cut-offs
+//! (`tenants`, a disabled tenant) apply to every token of the tenant. A token
+//! whose tenant claim is missing or not a string cannot show which tenant it
+//! belongs to, so every tenant's cut-offs apply to it (fail closed).
+//!
 //! Answers are parsed strictly: anything but a `200` with a well-formed body is
 //! a failure, and a failure leaves both the state and the cursor as they were
 //! (section 7). Fields the edge does not know are ignored (section 2.3).
@@ -21,7 +30,8 @@ use crate::jwt::Claims;
 /// Bounds on the state's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Most entries held: revoked jtis + revoked sessions + subject cut-offs.
+    /// Most entries held: revoked jtis + revoked sessions + subject cut-offs
+    /// (one per subject and tenant) + tenant cut-offs.
     /// An answer that would take the state past it is refused
     /// ([`FeedFailure::TooManyEntries`]) and the state is left as it was.
     pub max_entries: usize,
@@ -94,8 +104,10 @@ pub struct RevocationState {
     jtis: HashMap<String, u64>,
     /// Revoked `sid` → `expires_at`.
     sessions: HashMap<String, u64>,
-    /// `sub` → `revoked_before`.
-    subjects: HashMap<String, u64>,
+    /// `sub` → its cut-offs, for every tenant and per tenant.
+    subjects: Subjects,
+    /// Tenant → `revoked_before` (a disabled tenant).
+    tenants: Tenants,
     /// The global cut-off ("revoke all").
     revoked_before: Option<u64>,
     /// The cursor of the last answer applied.
@@ -115,11 +127,23 @@ struct Feed {
     subjects: Vec<SubjectEntry>,
     sessions: Vec<SessionEntry>,
     jtis: Vec<JtiEntry>,
+    /// Since 1.2; a service older than that sends none.
+    #[serde(default)]
+    tenants: Vec<TenantEntry>,
 }
 
 #[derive(Deserialize)]
 struct SubjectEntry {
     subject: String,
+    revoked_before: u64,
+    /// Absent or `null`: the cut-off applies in every tenant.
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TenantEntry {
+    tenant: String,
     revoked_before: u64,
 }
 
@@ -159,17 +183,110 @@ fn raise(map: &mut HashMap<String, u64>, key: String, value: u64) -> bool {
     }
 }
 
+/// One subject's cut-offs: one that applies in every tenant, and one per tenant.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Cutoffs {
+    every_tenant: Option<u64>,
+    per_tenant: HashMap<String, u64>,
+    /// The latest of `per_tenant` (what applies to a token without a tenant).
+    latest_per_tenant: Option<u64>,
+}
+
+/// Subject cut-offs, keyed by `sub`, each entry (subject, tenant or none) counted once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Subjects {
+    by_subject: HashMap<String, Cutoffs>,
+    entries: usize,
+}
+
+impl Subjects {
+    fn len(&self) -> usize {
+        self.entries
+    }
+
+    fn contains(&self, subject: &str, tenant: Option<&str>) -> bool {
+        self.by_subject.get(subject).is_some_and(|c| match tenant {
+            None => c.every_tenant.is_some(),
+            Some(t) => c.per_tenant.contains_key(t),
+        })
+    }
+
+    /// Keeps the later of the value held and `value`; returns whether it changed.
+    fn raise(&mut self, subject: String, tenant: Option<String>, value: u64) -> bool {
+        let c = self.by_subject.entry(subject).or_default();
+        match tenant {
+            None => {
+                let new = c.every_tenant.is_none();
+                let raised = c.every_tenant.is_none_or(|held| value > held);
+                if raised {
+                    c.every_tenant = Some(value);
+                }
+                self.entries += usize::from(new);
+                raised
+            }
+            Some(t) => {
+                let new = !c.per_tenant.contains_key(&t);
+                let raised = raise(&mut c.per_tenant, t, value);
+                if raised {
+                    c.latest_per_tenant = Some(c.latest_per_tenant.map_or(value, |l| l.max(value)));
+                }
+                self.entries += usize::from(new);
+                raised
+            }
+        }
+    }
+
+    /// The latest cut-off that applies to `subject` in `tenant` (`None`: a
+    /// token without a tenant claim, to which every tenant's cut-off applies).
+    fn cutoff(&self, subject: &str, tenant: Option<&str>) -> Option<u64> {
+        let c = self.by_subject.get(subject)?;
+        let scoped = match tenant {
+            Some(t) => c.per_tenant.get(t).copied(),
+            None => c.latest_per_tenant,
+        };
+        match (c.every_tenant, scoped) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Tenant cut-offs, and the latest of them (what applies to a token without a tenant).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Tenants {
+    by_tenant: HashMap<String, u64>,
+    latest: Option<u64>,
+}
+
+impl Tenants {
+    fn raise(&mut self, tenant: String, value: u64) -> bool {
+        let raised = raise(&mut self.by_tenant, tenant, value);
+        if raised {
+            self.latest = Some(self.latest.map_or(value, |l| l.max(value)));
+        }
+        raised
+    }
+
+    fn cutoff(&self, tenant: Option<&str>) -> Option<u64> {
+        match tenant {
+            Some(t) => self.by_tenant.get(t).copied(),
+            None => self.latest,
+        }
+    }
+}
+
 /// The answer's entries, deduplicated (the later value wins), expired ones dropped.
 #[derive(Default)]
 struct Tables {
     jtis: HashMap<String, u64>,
     sessions: HashMap<String, u64>,
-    subjects: HashMap<String, u64>,
+    subjects: Subjects,
+    tenants: Tenants,
 }
 
 impl Tables {
     fn len(&self) -> usize {
-        self.jtis.len() + self.sessions.len() + self.subjects.len()
+        self.jtis.len() + self.sessions.len() + self.subjects.len() + self.tenants.by_tenant.len()
     }
 
     fn from_feed(feed: Feed, max_entries: usize, now: u64) -> Result<Tables, FeedFailure> {
@@ -185,7 +302,17 @@ impl Tables {
             }
         }
         for e in feed.subjects {
-            raise(&mut t.subjects, e.subject, e.revoked_before);
+            // An empty tenant would read as "no tenant" to some: refuse it.
+            if e.tenant.as_deref() == Some("") {
+                return Err(FeedFailure::Malformed);
+            }
+            t.subjects.raise(e.subject, e.tenant, e.revoked_before);
+        }
+        for e in feed.tenants {
+            if e.tenant.is_empty() {
+                return Err(FeedFailure::Malformed);
+            }
+            t.tenants.raise(e.tenant, e.revoked_before);
         }
         // No merge can hold fewer entries than the answer brings.
         if t.len() > max_entries {
@@ -322,6 +449,7 @@ impl RevocationState {
         self.jtis = tables.jtis;
         self.sessions = tables.sessions;
         self.subjects = tables.subjects;
+        self.tenants = tables.tenants;
         self.revoked_before = global;
         changes
     }
@@ -332,12 +460,27 @@ impl RevocationState {
         let live = |map: &HashMap<String, u64>, key: &str| map.get(key).is_some_and(|&exp| exp > now);
         let held = self.jtis.values().filter(|&&e| e > now).count()
             + self.sessions.values().filter(|&&e| e > now).count()
-            + self.subjects.len();
+            + self.subjects.len()
+            + self.tenants.by_tenant.len();
+        let new_subjects: usize = t
+            .subjects
+            .by_subject
+            .iter()
+            .map(|(subject, c)| {
+                usize::from(c.every_tenant.is_some() && !self.subjects.contains(subject, None))
+                    + c.per_tenant
+                        .keys()
+                        .filter(|tenant| !self.subjects.contains(subject, Some(tenant)))
+                        .count()
+            })
+            .sum();
         let new = t.jtis.keys().filter(|k| !live(&self.jtis, k)).count()
             + t.sessions.keys().filter(|k| !live(&self.sessions, k)).count()
-            + t.subjects
+            + new_subjects
+            + t.tenants
+                .by_tenant
                 .keys()
-                .filter(|k| !self.subjects.contains_key(k.as_str()))
+                .filter(|k| !self.tenants.by_tenant.contains_key(k.as_str()))
                 .count();
         if held.saturating_add(new) > limits.max_entries {
             return Err(FeedFailure::TooManyEntries);
@@ -350,8 +493,16 @@ impl RevocationState {
         for (k, v) in t.sessions {
             changes += usize::from(raise(&mut self.sessions, k, v));
         }
-        for (k, v) in t.subjects {
-            changes += usize::from(raise(&mut self.subjects, k, v));
+        for (subject, c) in t.subjects.by_subject {
+            if let Some(v) = c.every_tenant {
+                changes += usize::from(self.subjects.raise(subject.clone(), None, v));
+            }
+            for (tenant, v) in c.per_tenant {
+                changes += usize::from(self.subjects.raise(subject.clone(), Some(tenant), v));
+            }
+        }
+        for (tenant, v) in t.tenants.by_tenant {
+            changes += usize::from(self.tenants.raise(tenant, v));
         }
         if let Some(g) = global {
             if self.revoked_before.is_none_or(|held| g > held) {
@@ -363,8 +514,8 @@ impl RevocationState {
     }
 
     /// Drops the `jti` and `sid` entries whose `expires_at <= now`: no token
-    /// they could match is still valid. Subject and global cut-offs carry no
-    /// expiry; they stay until a snapshot no longer lists them.
+    /// they could match is still valid. Subject, tenant and global cut-offs
+    /// carry no expiry; they stay until a snapshot no longer lists them.
     pub fn prune(&mut self, now: u64) {
         self.jtis.retain(|_, exp| *exp > now);
         self.sessions.retain(|_, exp| *exp > now);
@@ -372,10 +523,13 @@ impl RevocationState {
 
     /// Whether a verified token is revoked (section 5.4): its `jti` is listed;
     /// its `sid` is listed; its `iat` is before the `revoked_before` of its
-    /// `sub`; or its `iat` is before the global `revoked_before`. A token
-    /// without `iat` is revoked whenever its subject has a cut-off or the
-    /// global one is set (fail closed). Hash lookups only, no allocation.
-    pub fn is_revoked(&self, claims: &Claims) -> bool {
+    /// `sub` (an entry without a tenant, or one for the token's tenant, read
+    /// from its `tenant_claim`); its `iat` is before its tenant's cut-off; or
+    /// its `iat` is before the global `revoked_before`. Tenants compare
+    /// exactly. A token whose tenant claim is missing or not a string gets
+    /// every tenant's cut-offs. A token without `iat` is revoked whenever a
+    /// cut-off applies to it (fail closed). Hash lookups only, no allocation.
+    pub fn is_revoked(&self, claims: &Claims, tenant_claim: &str) -> bool {
         if claims.str("jti").is_some_and(|j| self.jtis.contains_key(j)) {
             return true;
         }
@@ -383,17 +537,17 @@ impl RevocationState {
             return true;
         }
         let before = |cutoff: u64| claims.iat.is_none_or(|iat| iat < cutoff);
-        if let Some(&cutoff) = claims.str("sub").and_then(|s| self.subjects.get(s)) {
-            if before(cutoff) {
-                return true;
-            }
-        }
-        self.revoked_before.is_some_and(before)
+        let tenant = claims.str(tenant_claim);
+        let subject = claims.str("sub").and_then(|s| self.subjects.cutoff(s, tenant));
+        subject.is_some_and(before)
+            || self.tenants.cutoff(tenant).is_some_and(before)
+            || self.revoked_before.is_some_and(before)
     }
 
-    /// The entries held: revoked jtis + sessions + subject cut-offs.
+    /// The entries held: revoked jtis + sessions + subject cut-offs (one per
+    /// subject and tenant) + tenant cut-offs.
     pub fn len(&self) -> usize {
-        self.jtis.len() + self.sessions.len() + self.subjects.len()
+        self.jtis.len() + self.sessions.len() + self.subjects.len() + self.tenants.by_tenant.len()
     }
 
     /// Whether no entry is held (a global cut-off is not an entry).
@@ -433,6 +587,8 @@ mod tests {
     const NOW: u64 = 1_795_000_000;
     const MAX: usize = 64 * 1024;
     const LIMITS: Limits = Limits { max_entries: 100 };
+    /// The tenant claim the reference service issues.
+    const TC: &str = "tenant";
 
     fn claims(v: Value) -> Claims {
         test_claims(&v)
@@ -474,13 +630,27 @@ mod tests {
     fn observe(s: &RevocationState) -> String {
         let mut jtis: Vec<_> = s.jtis.iter().collect();
         let mut sessions: Vec<_> = s.sessions.iter().collect();
-        let mut subjects: Vec<_> = s.subjects.iter().collect();
+        let mut subjects: Vec<_> = s
+            .subjects
+            .by_subject
+            .iter()
+            .map(|(sub, c)| {
+                let mut scoped: Vec<_> = c.per_tenant.iter().collect();
+                scoped.sort();
+                format!("{sub}:{:?}:{scoped:?}", c.every_tenant)
+            })
+            .collect();
+        let mut tenants: Vec<_> = s.tenants.by_tenant.iter().collect();
         jtis.sort();
         sessions.sort();
         subjects.sort();
+        tenants.sort();
         format!(
-            "{jtis:?} {sessions:?} {subjects:?} {:?} {:?} {}",
-            s.revoked_before, s.cursor, s.synced
+            "{jtis:?} {sessions:?} {subjects:?} {tenants:?} {} {:?} {:?} {}",
+            s.subjects.len(),
+            s.revoked_before,
+            s.cursor,
+            s.synced
         )
     }
 
@@ -492,8 +662,8 @@ mod tests {
         assert_eq!(s.len(), 0);
         assert!(s.is_empty());
         assert_eq!(s.poll_path("/internal/v1/revocations"), "/internal/v1/revocations");
-        assert!(!s.is_revoked(&claims(json!({"sub": "user-123", "jti": "jti_a", "iat": 1}))));
-        assert!(!s.is_revoked(&claims(json!({}))));
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-123", "jti": "jti_a", "iat": 1})), TC));
+        assert!(!s.is_revoked(&claims(json!({})), TC));
     }
 
     #[test]
@@ -539,7 +709,7 @@ mod tests {
         assert_eq!(s.cursor(), Some("v1.k3vq7xw2.50"));
         assert_eq!(s.len(), 8);
         // the merge never lowers what is held
-        assert_eq!(s.subjects["user-123"], 1_795_000_801);
+        assert_eq!(s.subjects.cutoff("user-123", None).unwrap(), 1_795_000_801);
         assert_eq!(s.sessions["ses_a"], 1_795_001_500);
         for c in [
             json!({"jti": "jti_a"}),
@@ -549,11 +719,12 @@ mod tests {
             json!({"sub": "user-456", "iat": NOW}),
             json!({"sub": "user-123", "iat": 1_795_000_800u64}),
         ] {
-            assert!(s.is_revoked(&claims(c.clone())), "{c}");
+            assert!(s.is_revoked(&claims(c.clone()), TC), "{c}");
         }
-        assert!(!s.is_revoked(&claims(
-            json!({"sub": "user-456", "iat": NOW + 10, "jti": "x", "sid": "y"})
-        )));
+        assert!(!s.is_revoked(
+            &claims(json!({"sub": "user-456", "iat": NOW + 10, "jti": "x", "sid": "y"})),
+            TC
+        ));
 
         // an empty increment, repeating the cursor
         let empty = feed(false, "v1.k3vq7xw2.50", Value::Null, json!([]), json!([]), json!([]));
@@ -575,7 +746,7 @@ mod tests {
             json!([]),
         );
         assert_eq!(apply(&mut s, &inc).unwrap().changes, 2);
-        assert_eq!(s.subjects["user-123"], 1_795_000_900);
+        assert_eq!(s.subjects.cutoff("user-123", None).unwrap(), 1_795_000_900);
         assert_eq!(s.sessions["ses_a"], 1_795_009_000);
         assert_eq!(s.len(), 4);
     }
@@ -593,7 +764,7 @@ mod tests {
             json!([{"jti": "j", "expires_at": NOW + 50}, {"jti": "j", "expires_at": NOW + 5}]),
         );
         assert_eq!(apply(&mut s, &body).unwrap().changes, 3);
-        assert_eq!(s.subjects["u"], 30);
+        assert_eq!(s.subjects.cutoff("u", None).unwrap(), 30);
         assert_eq!(s.sessions["s"], NOW + 50);
         assert_eq!(s.jtis["j"], NOW + 50);
     }
@@ -620,11 +791,12 @@ mod tests {
         assert_eq!(s.cursor(), Some("v2.other.1"));
         // a snapshot's null global means none: the old cut-off is gone
         assert_eq!(s.global_revoked_before(), None);
-        assert!(!s.is_revoked(&claims(
-            json!({"jti": "jti_a", "sid": "ses_a", "sub": "user-123", "iat": 1})
-        )));
-        assert!(s.is_revoked(&claims(json!({"jti": "jti_z"}))));
-        assert!(s.is_revoked(&claims(json!({"sub": "user-9", "iat": NOW - 1}))));
+        assert!(!s.is_revoked(
+            &claims(json!({"jti": "jti_a", "sid": "ses_a", "sub": "user-123", "iat": 1})),
+            TC
+        ));
+        assert!(s.is_revoked(&claims(json!({"jti": "jti_z"})), TC));
+        assert!(s.is_revoked(&claims(json!({"sub": "user-9", "iat": NOW - 1})), TC));
 
         // a snapshot with a global cut-off counts it as a change
         let snap = feed(true, "v2.other.2", json!(NOW), json!([]), json!([]), json!([]));
@@ -695,54 +867,263 @@ mod tests {
     #[test]
     fn jti_and_sid() {
         let s = synced();
-        assert!(s.is_revoked(&claims(json!({"jti": "jti_a", "sub": "other", "iat": NOW}))));
-        assert!(s.is_revoked(&claims(json!({"sid": "ses_b", "sub": "other", "iat": NOW}))));
-        assert!(!s.is_revoked(&claims(
-            json!({"jti": "jti_b", "sid": "ses_c", "sub": "other", "iat": NOW})
-        )));
+        assert!(s.is_revoked(&claims(json!({"jti": "jti_a", "sub": "other", "iat": NOW})), TC));
+        assert!(s.is_revoked(&claims(json!({"sid": "ses_b", "sub": "other", "iat": NOW})), TC));
+        assert!(!s.is_revoked(
+            &claims(json!({"jti": "jti_b", "sid": "ses_c", "sub": "other", "iat": NOW})),
+            TC
+        ));
         // a jti value is not a sid and vice versa
-        assert!(!s.is_revoked(&claims(json!({"sid": "jti_a", "jti": "ses_a"}))));
+        assert!(!s.is_revoked(&claims(json!({"sid": "jti_a", "jti": "ses_a"})), TC));
         // a non-string sid matches nothing
-        assert!(!s.is_revoked(&claims(json!({"sid": 1}))));
+        assert!(!s.is_revoked(&claims(json!({"sid": 1})), TC));
     }
 
     #[test]
     fn subject_revoked_before_is_strict() {
         let s = synced(); // user-123 revoked before 1_795_000_801
         let rb = 1_795_000_801u64;
-        assert!(s.is_revoked(&claims(json!({"sub": "user-123", "iat": rb - 1}))));
-        assert!(!s.is_revoked(&claims(json!({"sub": "user-123", "iat": rb}))));
-        assert!(!s.is_revoked(&claims(json!({"sub": "user-123", "iat": rb + 1}))));
+        assert!(s.is_revoked(&claims(json!({"sub": "user-123", "iat": rb - 1})), TC));
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-123", "iat": rb})), TC));
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-123", "iat": rb + 1})), TC));
         // another subject is not affected
-        assert!(!s.is_revoked(&claims(json!({"sub": "user-124", "iat": 1}))));
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-124", "iat": 1})), TC));
         // fractional iat is truncated to whole seconds
-        assert!(s.is_revoked(&claims(json!({"sub": "user-123", "iat": 1_795_000_800.9}))));
+        assert!(s.is_revoked(&claims(json!({"sub": "user-123", "iat": 1_795_000_800.9})), TC));
+    }
+
+    /// A snapshot whose only entries are `subjects` and `tenants`.
+    fn cutoffs(subjects: Value, tenants: Value) -> RevocationState {
+        let mut v: Value =
+            serde_json::from_slice(&feed(true, "c", Value::Null, subjects, json!([]), json!([]))).unwrap();
+        v["tenants"] = tenants;
+        let mut s = RevocationState::new();
+        apply(&mut s, v.to_string().as_bytes()).unwrap();
+        s
+    }
+
+    #[test]
+    fn a_tenants_subject_cutoff_spares_the_same_sub_in_another_tenant() {
+        let s = cutoffs(
+            json!([{"subject": "user-1", "tenant": "acme", "revoked_before": NOW},
+                   {"subject": "user-1", "tenant": "globex", "revoked_before": NOW - 100}]),
+            json!([]),
+        );
+        assert_eq!(s.len(), 2, "one entry per subject and tenant");
+        let token = |tenant: Value, iat: u64| claims(json!({"sub": "user-1", "tenant": tenant, "iat": iat}));
+        assert!(s.is_revoked(&token(json!("acme"), NOW - 50), TC));
+        assert!(!s.is_revoked(&token(json!("acme"), NOW), TC), "strict");
+        assert!(
+            !s.is_revoked(&token(json!("globex"), NOW - 50), TC),
+            "globex's own cut-off is earlier"
+        );
+        assert!(s.is_revoked(&token(json!("globex"), NOW - 101), TC));
+        assert!(
+            !s.is_revoked(&token(json!("initech"), 1), TC),
+            "a tenant without an entry"
+        );
+        // tenants compare exactly: another spelling is another tenant
+        for other in ["ACME", "Acme", "acme ", " acme", "acme\u{0}", "acm"] {
+            assert!(!s.is_revoked(&token(json!(other), NOW - 50), TC), "{other:?}");
+        }
+        // another sub in acme is untouched
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-2", "tenant": "acme", "iat": 1})), TC));
+    }
+
+    #[test]
+    fn a_token_that_cannot_show_its_tenant_gets_every_tenants_cutoffs() {
+        let s = cutoffs(
+            json!([{"subject": "user-1", "tenant": "acme", "revoked_before": NOW},
+                   {"subject": "user-1", "tenant": "globex", "revoked_before": NOW - 100}]),
+            json!([]),
+        );
+        let mut missing = json!({"sub": "user-1", "iat": NOW - 50});
+        assert!(s.is_revoked(&claims(missing.clone()), TC), "no tenant claim");
+        for not_a_string in [
+            json!(null),
+            json!(1),
+            json!(["acme"]),
+            json!({"acme": true}),
+            json!(true),
+        ] {
+            missing["tenant"] = not_a_string.clone();
+            assert!(s.is_revoked(&claims(missing.clone()), TC), "{not_a_string}");
+        }
+        // the latest of them applies
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-1", "iat": NOW})), TC));
+        // without iat, any cut-off revokes
+        assert!(s.is_revoked(&claims(json!({"sub": "user-1", "tenant": "acme"})), TC));
+        assert!(s.is_revoked(&claims(json!({"sub": "user-1"})), TC));
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-1", "tenant": "initech"})), TC));
+    }
+
+    #[test]
+    fn the_tenant_claim_is_the_configured_one() {
+        let s = cutoffs(
+            json!([{"subject": "user-1", "tenant": "acme", "revoked_before": NOW}]),
+            json!([]),
+        );
+        let c = claims(json!({"sub": "user-1", "org": "globex", "tenant": "acme", "iat": 1}));
+        assert!(!s.is_revoked(&c, "org"), "read from org, not tenant");
+        assert!(s.is_revoked(&c, TC));
+        let c = claims(json!({"sub": "user-1", "org": "acme", "iat": 1}));
+        assert!(s.is_revoked(&c, "org"));
+    }
+
+    #[test]
+    fn an_entry_without_a_tenant_applies_in_every_tenant() {
+        // an operator's cut-off (null), or a service older than 1.2 (absent)
+        for entry in [
+            json!({"subject": "user-1", "revoked_before": NOW}),
+            json!({"subject": "user-1", "revoked_before": NOW, "tenant": null}),
+        ] {
+            let s = cutoffs(json!([entry]), json!([]));
+            for tenant in [json!("acme"), json!("globex"), json!(null)] {
+                let c = claims(json!({"sub": "user-1", "tenant": tenant, "iat": NOW - 1}));
+                assert!(s.is_revoked(&c, TC), "{tenant}");
+            }
+            assert!(!s.is_revoked(&claims(json!({"sub": "user-1", "tenant": "acme", "iat": NOW})), TC));
+        }
+        // both kinds for one subject: the later applies
+        let s = cutoffs(
+            json!([{"subject": "u", "revoked_before": NOW - 100}, {"subject": "u", "tenant": "acme", "revoked_before": NOW}]),
+            json!([]),
+        );
+        assert_eq!(s.len(), 2);
+        assert!(s.is_revoked(&claims(json!({"sub": "u", "tenant": "acme", "iat": NOW - 50})), TC));
+        assert!(!s.is_revoked(&claims(json!({"sub": "u", "tenant": "globex", "iat": NOW - 50})), TC));
+        assert!(s.is_revoked(&claims(json!({"sub": "u", "tenant": "globex", "iat": NOW - 101})), TC));
+    }
+
+    #[test]
+    fn tenant_cutoffs_cover_every_token_of_the_tenant() {
+        let mut s = cutoffs(json!([]), json!([{"tenant": "acme", "revoked_before": NOW}]));
+        assert_eq!(s.len(), 1);
+        assert!(s.is_revoked(&claims(json!({"sub": "anyone", "tenant": "acme", "iat": NOW - 1})), TC));
+        assert!(!s.is_revoked(&claims(json!({"sub": "anyone", "tenant": "acme", "iat": NOW})), TC));
+        assert!(!s.is_revoked(&claims(json!({"sub": "anyone", "tenant": "ACME", "iat": 1})), TC));
+        assert!(!s.is_revoked(&claims(json!({"sub": "anyone", "tenant": "globex", "iat": 1})), TC));
+        assert!(
+            s.is_revoked(&claims(json!({"sub": "anyone", "iat": NOW - 1})), TC),
+            "no tenant: fail closed"
+        );
+        assert!(s.is_revoked(&claims(json!({"tenant": "acme"})), TC), "no iat");
+        // an increment raises it (never lowers it) and adds others
+        let mut inc: Value =
+            serde_json::from_slice(&feed(false, "c2", Value::Null, json!([]), json!([]), json!([]))).unwrap();
+        inc["tenants"] = json!([{"tenant": "acme", "revoked_before": NOW - 10}, {"tenant": "globex", "revoked_before": NOW + 10},
+                                {"tenant": "globex", "revoked_before": NOW + 5}]);
+        assert_eq!(apply(&mut s, inc.to_string().as_bytes()).unwrap().changes, 1);
+        assert!(s.is_revoked(&claims(json!({"tenant": "acme", "iat": NOW - 1})), TC));
+        assert!(s.is_revoked(&claims(json!({"tenant": "globex", "iat": NOW + 9})), TC));
+        assert_eq!(s.len(), 2);
+        // a snapshot without them drops them
+        apply(&mut s, &feed(true, "c3", Value::Null, json!([]), json!([]), json!([]))).unwrap();
+        assert!(!s.is_revoked(&claims(json!({"tenant": "acme", "iat": 1})), TC));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn tenant_scoped_entries_count_towards_the_limit() {
+        let limits = Limits { max_entries: 3 };
+        let mut s = RevocationState::new();
+        let mut snap: Value = serde_json::from_slice(&feed(
+            true,
+            "c",
+            Value::Null,
+            json!([{"subject": "u", "revoked_before": NOW}, {"subject": "u", "tenant": "a", "revoked_before": NOW}]),
+            json!([]),
+            json!([]),
+        ))
+        .unwrap();
+        snap["tenants"] = json!([{"tenant": "a", "revoked_before": NOW}]);
+        s.apply(Some(200), Some(snap.to_string().as_bytes()), MAX, &limits, NOW)
+            .unwrap();
+        assert_eq!(s.len(), 3);
+        // the same subject in another tenant is a new entry: over the limit
+        let before = observe(&s);
+        let inc = feed(
+            false,
+            "c2",
+            Value::Null,
+            json!([{"subject": "u", "tenant": "b", "revoked_before": NOW}]),
+            json!([]),
+            json!([]),
+        );
+        assert_eq!(
+            s.apply(Some(200), Some(&inc), MAX, &limits, NOW),
+            Err(FeedFailure::TooManyEntries)
+        );
+        assert_eq!(observe(&s), before);
+        // entries already held are not new
+        let inc = feed(
+            false,
+            "c2",
+            Value::Null,
+            json!([{"subject": "u", "tenant": "a", "revoked_before": NOW + 1},
+                                                          {"subject": "u", "revoked_before": NOW + 1}]),
+            json!([]),
+            json!([]),
+        );
+        assert_eq!(s.apply(Some(200), Some(&inc), MAX, &limits, NOW).unwrap().changes, 2);
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn malformed_tenants_fail_the_poll() {
+        let mut s = synced();
+        let before = observe(&s);
+        let with = |subjects: Value, tenants: Option<Value>| {
+            let mut v: Value =
+                serde_json::from_slice(&feed(false, "c9", Value::Null, subjects, json!([]), json!([]))).unwrap();
+            if let Some(t) = tenants {
+                v["tenants"] = t;
+            }
+            v.to_string()
+        };
+        for body in [
+            with(json!([{"subject": "u", "tenant": "", "revoked_before": 1}]), None),
+            with(json!([{"subject": "u", "tenant": 1, "revoked_before": 1}]), None),
+            with(json!([{"subject": "u", "tenant": ["a"], "revoked_before": 1}]), None),
+            with(json!([]), Some(json!(null))),
+            with(json!([]), Some(json!({"tenant": "a", "revoked_before": 1}))),
+            with(json!([]), Some(json!([{"tenant": "", "revoked_before": 1}]))),
+            with(json!([]), Some(json!([{"tenant": null, "revoked_before": 1}]))),
+            with(json!([]), Some(json!([{"tenant": "a"}]))),
+            with(json!([]), Some(json!([{"tenant": "a", "revoked_before": -1}]))),
+            with(json!([]), Some(json!([{"tenant": "a", "revoked_before": "1"}]))),
+            with(json!([]), Some(json!(["a"]))),
+            r#"{"cursor":"c9","reset":false,"poll_interval_s":5,"revoked_before":null,"subjects":[{"subject":"u","tenant":"a","tenant":"b","revoked_before":1}],"sessions":[],"jtis":[]}"#.into(),
+        ] {
+            assert_eq!(apply(&mut s, body.as_bytes()), Err(FeedFailure::Malformed), "{body}");
+            assert_eq!(observe(&s), before, "{body}");
+        }
     }
 
     #[test]
     fn global_revoked_before_is_strict() {
         let mut s = synced();
         apply(&mut s, &feed(false, "c2", json!(NOW), json!([]), json!([]), json!([]))).unwrap();
-        assert!(s.is_revoked(&claims(json!({"sub": "anyone", "iat": NOW - 1}))));
-        assert!(!s.is_revoked(&claims(json!({"sub": "anyone", "iat": NOW}))));
-        assert!(!s.is_revoked(&claims(json!({"iat": NOW + 1}))));
+        assert!(s.is_revoked(&claims(json!({"sub": "anyone", "iat": NOW - 1})), TC));
+        assert!(!s.is_revoked(&claims(json!({"sub": "anyone", "iat": NOW})), TC));
+        assert!(!s.is_revoked(&claims(json!({"iat": NOW + 1})), TC));
     }
 
     #[test]
     fn token_without_iat_fails_closed() {
         let s = synced();
         // a cut-off for its subject: revoked
-        assert!(s.is_revoked(&claims(json!({"sub": "user-123"}))));
+        assert!(s.is_revoked(&claims(json!({"sub": "user-123"})), TC));
         // no cut-off applies to it: not revoked
-        assert!(!s.is_revoked(&claims(json!({"sub": "user-999"}))));
-        assert!(!s.is_revoked(&claims(json!({}))));
+        assert!(!s.is_revoked(&claims(json!({"sub": "user-999"})), TC));
+        assert!(!s.is_revoked(&claims(json!({})), TC));
 
         let mut s = synced();
         apply(&mut s, &feed(false, "c2", json!(1), json!([]), json!([]), json!([]))).unwrap();
         // any global cut-off, however old: revoked
-        assert!(s.is_revoked(&claims(json!({"sub": "user-999"}))));
-        assert!(s.is_revoked(&claims(json!({}))));
-        assert!(!s.is_revoked(&claims(json!({"iat": 1}))));
+        assert!(s.is_revoked(&claims(json!({"sub": "user-999"})), TC));
+        assert!(s.is_revoked(&claims(json!({})), TC));
+        assert!(!s.is_revoked(&claims(json!({"iat": 1})), TC));
     }
 
     #[test]
@@ -757,13 +1138,13 @@ mod tests {
         // an earlier value does not lower it
         assert_eq!(apply(&mut s, &g(json!(NOW - 100))).unwrap().changes, 0);
         assert_eq!(s.global_revoked_before(), Some(NOW));
-        assert!(s.is_revoked(&claims(json!({"iat": NOW - 50}))));
+        assert!(s.is_revoked(&claims(json!({"iat": NOW - 50})), TC));
         // the same value changes nothing
         assert_eq!(apply(&mut s, &g(json!(NOW))).unwrap().changes, 0);
         // a later value replaces it
         assert_eq!(apply(&mut s, &g(json!(NOW + 100))).unwrap().changes, 1);
         assert_eq!(s.global_revoked_before(), Some(NOW + 100));
-        assert!(s.is_revoked(&claims(json!({"iat": NOW + 99}))));
+        assert!(s.is_revoked(&claims(json!({"iat": NOW + 99})), TC));
     }
 
     #[test]
@@ -782,22 +1163,22 @@ mod tests {
         // expires_at <= now is not kept
         assert_eq!(a.changes, 2);
         assert_eq!(s.len(), 2);
-        assert!(!s.is_revoked(&claims(json!({"sid": "s_now"}))));
-        assert!(!s.is_revoked(&claims(json!({"jti": "j_now"}))));
-        assert!(s.is_revoked(&claims(json!({"sid": "s_next"}))));
-        assert!(s.is_revoked(&claims(json!({"jti": "j_next"}))));
+        assert!(!s.is_revoked(&claims(json!({"sid": "s_now"})), TC));
+        assert!(!s.is_revoked(&claims(json!({"jti": "j_now"})), TC));
+        assert!(s.is_revoked(&claims(json!({"sid": "s_next"})), TC));
+        assert!(s.is_revoked(&claims(json!({"jti": "j_next"})), TC));
 
         s.prune(NOW);
         assert_eq!(s.len(), 2);
         s.prune(NOW + 1);
         assert_eq!(s.len(), 0);
-        assert!(!s.is_revoked(&claims(json!({"sid": "s_next"}))));
+        assert!(!s.is_revoked(&claims(json!({"sid": "s_next"})), TC));
 
         // subject cut-offs carry no expiry and stay
         let mut s = synced();
         s.prune(u64::MAX);
         assert_eq!(s.len(), 1);
-        assert!(s.is_revoked(&claims(json!({"sub": "user-123", "iat": 1}))));
+        assert!(s.is_revoked(&claims(json!({"sub": "user-123", "iat": 1})), TC));
     }
 
     #[test]
@@ -1116,8 +1497,8 @@ mod tests {
         let hit = claims(json!({"jti": "j4999", "sub": "u", "iat": NOW}));
         let miss = claims(json!({"jti": "j5000", "sid": "s5000", "sub": "u", "iat": NOW}));
         for _ in 0..10_000 {
-            assert!(s.is_revoked(&hit));
-            assert!(!s.is_revoked(&miss));
+            assert!(s.is_revoked(&hit, TC));
+            assert!(!s.is_revoked(&miss, TC));
         }
     }
 }

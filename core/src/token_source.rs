@@ -80,7 +80,7 @@ fn cookie_octet(c: u8) -> bool {
 
 /// The `(name, value)` pairs of a `cookie` header, whitespace-trimmed, in order;
 /// pairs without `=` are skipped.
-fn cookie_pairs(cookie: &str) -> impl Iterator<Item = (&str, &str)> {
+pub(crate) fn cookie_pairs(cookie: &str) -> impl Iterator<Item = (&str, &str)> {
     cookie.split(';').filter_map(|pair| {
         let (name, value) = pair.split_once('=')?;
         Some((name.trim_matches(is_space), value.trim_matches(is_space)))
@@ -99,14 +99,10 @@ pub fn from_cookie_header<'a>(cookie: &'a str, name: &str) -> Option<&'a str> {
     (!value.is_empty() && value.bytes().all(cookie_octet)).then_some(value)
 }
 
-/// Whether cookie `name` appears more than once in a `cookie` header.
-pub fn cookie_is_repeated(cookie: &str, name: &str) -> bool {
-    cookie_pairs(cookie).filter(|&(n, _)| n == name).nth(1).is_some()
-}
-
-/// The `cookie` header without any cookie named `name`; the others are kept in
-/// order, joined by `"; "`. Empty when none remains (remove the header then).
-pub fn cookie_without(cookie: &str, name: &str) -> String {
+/// The `cookie` header without the cookies whose name `drop` selects; the
+/// others are kept in order, joined by `"; "`. Empty when none remains
+/// (remove the header then).
+pub fn cookie_without(cookie: &str, drop: impl Fn(&str) -> bool) -> String {
     let mut out = String::with_capacity(cookie.len());
     for pair in cookie.split(';') {
         let pair = pair.trim_matches(is_space);
@@ -115,7 +111,7 @@ pub fn cookie_without(cookie: &str, name: &str) -> String {
         }
         if pair
             .split_once('=')
-            .is_some_and(|(n, _)| n.trim_matches(is_space) == name)
+            .is_some_and(|(n, _)| drop(n.trim_matches(is_space)))
         {
             continue;
         }
@@ -153,10 +149,9 @@ pub enum QueryToken<'a> {
 /// percent-decoding; a name with an invalid escape cannot equal a configured
 /// name and is skipped.
 pub fn from_query<'a>(path: &'a str, name: &str) -> QueryToken<'a> {
-    let Some((before, after)) = path.split_once('?').filter(|(b, _)| !b.contains('#')) else {
+    let Some((_, query, _)) = query_parts(path) else {
         return QueryToken::Absent;
     };
-    let query = after.split_once('#').map_or(after, |(q, _)| q);
 
     let mut found: Option<&str> = None;
     for param in query.split('&') {
@@ -178,33 +173,77 @@ pub fn from_query<'a>(path: &'a str, name: &str) -> QueryToken<'a> {
     let Some(token) = percent_decode(raw) else {
         return QueryToken::Malformed;
     };
+    let path_without = query_without(path, |_, n| decoded_eq(n, name));
+    QueryToken::Found { token, path_without }
+}
 
-    // Rebuild the path without every `name` parameter.
-    let mut path_without = String::with_capacity(path.len());
-    path_without.push_str(before);
+/// The path part, the query and what follows it (a fragment, with its `#`)
+/// of a `:path`: the query is the text after the first `?`, up to a `#`;
+/// `None` without a `?`, or when a `#` comes first.
+pub(crate) fn query_parts(path: &str) -> Option<(&str, &str, &str)> {
+    // byte scans: cheaper than str patterns on the short paths of most requests
+    let b = path.as_bytes();
+    let q = b.iter().position(|&c| c == b'?' || c == b'#')?;
+    if b.get(q) != Some(&b'?') {
+        return None;
+    }
+    let end = b
+        .iter()
+        .skip(q + 1)
+        .position(|&c| c == b'#')
+        .map_or(b.len(), |h| q + 1 + h);
+    Some((path.get(..q)?, path.get(q + 1..end)?, path.get(end..)?))
+}
+
+/// The `(index, name, value)` of every `&`-separated parameter of a query,
+/// as sent (`value` is empty for a parameter without `=`).
+pub(crate) fn query_params(query: &str) -> impl Iterator<Item = (usize, &str, &str)> {
+    query.split('&').enumerate().map(|(i, param)| {
+        let (n, v) = param.split_once('=').unwrap_or((param, ""));
+        (i, n, v)
+    })
+}
+
+/// `path` without the query parameters `drop` selects (by index and raw
+/// name); the others are kept byte for byte, a query left empty loses its
+/// `?`, and a fragment is kept.
+pub fn query_without(path: &str, drop: impl Fn(usize, &str) -> bool) -> String {
+    let Some((before, query, fragment)) = query_parts(path) else {
+        return path.to_owned();
+    };
+    let mut out = String::with_capacity(path.len());
+    out.push_str(before);
     let mut first = true;
-    for param in query.split('&') {
+    for (i, param) in query.split('&').enumerate() {
         let n = param.split_once('=').map_or(param, |(n, _)| n);
-        if decoded_eq(n, name) {
+        if drop(i, n) {
             continue;
         }
-        path_without.push(if first { '?' } else { '&' });
-        path_without.push_str(param);
+        out.push(if first { '?' } else { '&' });
+        out.push_str(param);
         first = false;
     }
-    if path_without.len() == before.len() + 1 {
+    if out.len() == before.len() + 1 {
         // Only an empty parameter is left: drop the bare `?`.
-        path_without.truncate(before.len());
+        out.truncate(before.len());
     }
-    if let Some(fragment) = after.get(query.len()..) {
-        path_without.push_str(fragment);
-    }
-    QueryToken::Found { token, path_without }
+    out.push_str(fragment);
+    out
 }
 
 /// Whether `encoded` percent-decodes to exactly `name`, without allocating.
 /// An invalid escape never matches.
 fn decoded_eq(encoded: &str, name: &str) -> bool {
+    decoded_eq_by(encoded, name, |a, b| a == b)
+}
+
+/// Whether `encoded` percent-decodes to `name` in any ASCII letter case
+/// (`ACCESS_TOKEN`, `Access%5FToken` for `access_token`).
+pub(crate) fn decoded_eq_ignore_case(encoded: &str, name: &str) -> bool {
+    decoded_eq_by(encoded, name, |a, b| a.eq_ignore_ascii_case(&b))
+}
+
+fn decoded_eq_by(encoded: &str, name: &str, same: impl Fn(u8, u8) -> bool) -> bool {
     let (e, n) = (encoded.as_bytes(), name.as_bytes());
     let (mut i, mut j) = (0, 0);
     while let Some(&c) = e.get(i) {
@@ -216,7 +255,7 @@ fn decoded_eq(encoded: &str, name: &str) -> bool {
         } else {
             (c, 1)
         };
-        if n.get(j) != Some(&byte) {
+        if !n.get(j).is_some_and(|&b| same(byte, b)) {
             return false;
         }
         i += step;
@@ -227,7 +266,7 @@ fn decoded_eq(encoded: &str, name: &str) -> bool {
 
 /// Percent-decodes `s`; `None` on an invalid escape or a non-UTF-8 result.
 /// Borrows when there is nothing to decode.
-fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
     if !s.contains('%') {
         return Some(Cow::Borrowed(s));
     }
@@ -408,23 +447,23 @@ mod tests {
         h.push_str("token=t");
         assert_eq!(from_cookie_header(&h, "token"), Some("t"));
         assert_eq!(
-            cookie_without(&h, "token"),
+            cookie_without(&h, |n| n == "token"),
             "a=b; ".repeat(10_000).trim_end_matches("; ")
         );
     }
 
     #[test]
     fn cookie_removal() {
-        assert_eq!(cookie_without("a=1; token=abc; b=2", "token"), "a=1; b=2");
-        assert_eq!(cookie_without("token=abc", "token"), "");
-        assert_eq!(cookie_without("token=abc; token=def", "token"), "");
+        assert_eq!(cookie_without("a=1; token=abc; b=2", |n| n == "token"), "a=1; b=2");
+        assert_eq!(cookie_without("token=abc", |n| n == "token"), "");
+        assert_eq!(cookie_without("token=abc; token=def", |n| n == "token"), "");
         assert_eq!(
-            cookie_without("token=x;a=1;;  b=2 ; tokenx=3", "token"),
+            cookie_without("token=x;a=1;;  b=2 ; tokenx=3", |n| n == "token"),
             "a=1; b=2; tokenx=3"
         );
-        assert_eq!(cookie_without("tok=1; token=2", "tok"), "token=2");
-        assert_eq!(cookie_without("flag; token=1", "token"), "flag");
-        assert_eq!(cookie_without("", "token"), "");
+        assert_eq!(cookie_without("tok=1; token=2", |n| n == "tok"), "token=2");
+        assert_eq!(cookie_without("flag; token=1", |n| n == "token"), "flag");
+        assert_eq!(cookie_without("", |n| n == "token"), "");
     }
 
     fn found(path: &str, name: &str) -> (String, String) {

@@ -133,9 +133,12 @@ fn valid_with(f: impl FnOnce(&mut Value)) -> Value {
     v
 }
 
-/// A lookup answer parsed as the shell parses the service's body.
+/// A lookup answer parsed as the shell parses the service's body (bound to
+/// KEY_HASH, as a contract v1.1 service answers a lookup of KEY).
 fn lookup_at(v: &Value, now_s: u64) -> Lookup {
-    parse_lookup(Some(200), Some(v.to_string().as_bytes()), MAX_BODY, now_s).unwrap()
+    let mut v = v.clone();
+    v["key_hash"] = json!(KEY_HASH);
+    parse_lookup(Some(200), Some(v.to_string().as_bytes()), MAX_BODY, now_s, KEY_HASH).unwrap()
 }
 
 fn lookup(v: &Value) -> Lookup {
@@ -211,8 +214,16 @@ impl Req {
 
 impl Request for Req {
     fn header(&mut self, name: &str) -> Option<String> {
+        self.header_all(name).into_iter().next()
+    }
+
+    fn header_all(&mut self, name: &str) -> Vec<String> {
         self.headers_read.push(name.to_owned());
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     fn forwarded_for(&mut self) -> Option<String> {
@@ -524,6 +535,20 @@ fn config_api_keys_need_an_auth_service_with_a_good_token() {
 }
 
 #[test]
+fn config_auth_service_tenant_claim_defaults_to_the_reference_services() {
+    let svc = |d: &Value| parse(d).unwrap().auth_service.unwrap();
+    assert_eq!(svc(&minimal()).tenant_claim, "tenant");
+    let d = minimal_with(|d| d["auth_service"]["tenant_claim"] = json!("org_id"));
+    assert_eq!(svc(&d).tenant_claim, "org_id");
+    for bad in [json!(""), json!("x".repeat(257))] {
+        let d = minimal_with(|d| d["auth_service"]["tenant_claim"] = bad.clone());
+        assert_eq!(refused_field(&d), "auth_service.tenant_claim", "{bad}");
+    }
+    let d = minimal_with(|d| d["auth_service"]["tenant_claim"] = json!(1));
+    assert!(refused_field(&d).starts_with("auth_service"));
+}
+
+#[test]
 fn config_key_source_cannot_be_a_header_the_filter_writes() {
     let d = minimal_with(|d| {
         d["context"] = json!({});
@@ -591,9 +616,17 @@ fn authorization_api_key_scheme_is_case_insensitive() {
         assert_eq!(awaited(&o), KEY_HASH, "{value}");
         assert_eq!(o.key, Some(KeyUse::Miss));
     }
-    // x-api-key comes first in the sources: it wins over Authorization
+    // two keys, in x-api-key and in Authorization: ambiguous (issue 11, item 4), never the first
     let mut st = State::new(&cfg);
     let auth = format!("ApiKey {KEY2}");
+    let mut req = Req::new(&[("x-api-key", KEY), ("authorization", auth.as_str())]);
+    assert_eq!(
+        denied(&first(&cfg, &mut st, &mut req, "/v1/")),
+        Deny::AmbiguousCredential
+    );
+    assert!(req.shared_read.is_empty());
+    // the same key in both: one credential
+    let auth = format!("apikey {KEY}");
     let mut req = Req::new(&[("x-api-key", KEY), ("authorization", auth.as_str())]);
     assert_eq!(awaited(&first(&cfg, &mut st, &mut req, "/v1/")), KEY_HASH);
 }
@@ -690,16 +723,24 @@ fn unreadable_header_values_are_not_keys() {
         let mut st = State::new(&cfg);
         let mut req = Req::key(&value);
         let o = first(&cfg, &mut st, &mut req, "/v1/items");
-        assert_eq!(denied(&o), Deny::MissingApiKey, "{value:?}");
+        // a comma is two credentials in one header
+        let alone = if value.contains(',') {
+            Deny::AmbiguousCredential
+        } else {
+            Deny::MissingApiKey
+        };
+        assert_eq!(denied(&o), alone, "{value:?}");
         assert!(req.shared_read.is_empty());
-        // ... and the next source is tried
+        // ... and next to a key in another place, anything but a blank value is a second
+        // credential (an upstream may read either): refused, not passed over
         let auth = format!("ApiKey {KEY}");
         let mut req = Req::new(&[("x-api-key", value.as_str()), ("authorization", auth.as_str())]);
-        assert_eq!(
-            awaited(&first(&cfg, &mut st, &mut req, "/v1/items")),
-            KEY_HASH,
-            "{value:?}"
-        );
+        let o = first(&cfg, &mut st, &mut req, "/v1/items");
+        if value.trim().is_empty() {
+            assert_eq!(awaited(&o), KEY_HASH, "{value:?}");
+        } else {
+            assert_eq!(denied(&o), Deny::AmbiguousCredential, "{value:?}");
+        }
     }
     // Spaces and tabs around a header value are HTTP's optional whitespace, not part of the value.
     let mut st = State::new(&cfg);
@@ -783,7 +824,7 @@ fn a_query_key_is_removed_from_the_upstream_path() {
         let o = with_answer(&cfg, &mut st, &mut req, &path, &answer_for(KEY, &v));
         let a = allowed(&o);
         assert_eq!(a.path.as_deref(), Some(want), "{path}");
-        assert!(a.remove_key_headers);
+        assert!(a.remove_headers.names().next().is_none(), "no key header to remove");
     }
     // a header key leaves the path alone
     let mut st = State::new(&cfg);
@@ -824,7 +865,7 @@ fn a_delivered_valid_answer_allows_and_is_then_a_local_hit() {
     assert!(o.credential.is_none(), "an allowed request's key is not kept for a log");
     let allow = allowed(&o);
     assert_eq!(allow.rule, "keys");
-    assert!(allow.remove_key_headers);
+    assert_eq!(allow.remove_headers.names().collect::<Vec<_>>(), ["x-api-key"]);
     assert!(allow.token.is_none());
     assert!(allow.context.is_empty(), "no context block configured");
     let entry = allow.key.as_ref().unwrap();
@@ -923,12 +964,30 @@ fn a_configured_key_format_and_sources_are_applied() {
         Deny::ApiKey(KeyRefusal::Malformed)
     );
     assert!(req.shared_read.is_empty());
-    // sources no longer configured are not read
+    // sources no longer configured are not read: a key found only there is refused (and
+    // never goes upstream), and the default places are still credential places
     let auth = format!("ApiKey {live}");
     let q = format!("/v1/items?api_key={live}");
     let mut req = Req::new(&[("x-api-key", live.as_str()), ("authorization", auth.as_str())]);
     assert_eq!(denied(&first(&cfg, &mut st, &mut req, &q)), Deny::MissingApiKey);
-    assert_eq!(req.headers_read, vec!["x-key".to_string()]);
+    assert_eq!(req.headers_read, ["authorization", "x-api-key", "x-key"]);
+    assert!(req.shared_read.is_empty());
+    // ... and next to the key where the rule reads it, they are a second credential
+    let other = format!("live_{}", &KEY2[3..35]);
+    for (name, value) in [
+        ("x-api-key", other.clone()),
+        ("authorization", format!("ApiKey {other}")),
+    ] {
+        let mut req = Req::new(&[("x-key", live.as_str()), (name, value.as_str())]);
+        assert_eq!(
+            denied(&first(&cfg, &mut st, &mut req, "/v1/items")),
+            Deny::AmbiguousCredential,
+            "{name}"
+        );
+    }
+    let mut req = Req::new(&[("x-key", live.as_str())]);
+    let o = first(&cfg, &mut st, &mut req, &format!("/v1/items?api_key={other}"));
+    assert_eq!(denied(&o), Deny::AmbiguousCredential, "a key-shaped query value");
 }
 
 #[test]
@@ -1203,12 +1262,13 @@ fn valid_answers_are_never_used_past_the_keys_expiry() {
 // Failures and stale-if-error
 // =============================================================================
 
-const FAILURES: [LookupFailure; 6] = [
+const FAILURES: [LookupFailure; 7] = [
     LookupFailure::NoResponse,
     LookupFailure::Status(500),
     LookupFailure::Status(401),
     LookupFailure::TooLarge,
     LookupFailure::Malformed,
+    LookupFailure::Unbound,
     LookupFailure::CircuitOpen,
 ];
 
@@ -1270,7 +1330,7 @@ fn a_failure_serves_a_stale_valid_answer_within_the_window_only() {
         assert_eq!(o.key, Some(KeyUse::Stale), "{f:?}");
         let a = allowed(&o);
         assert_eq!(a.rule, "stale");
-        assert!(a.remove_key_headers);
+        assert_eq!(a.remove_headers.names().collect::<Vec<_>>(), ["x-api-key"]);
         // the same answer on a route without a window: 503
         let o = with_answer(&cfg, &mut st, &mut req, "/v1/x", &failure_for(KEY, f));
         assert_eq!(denied(&o), Deny::KeyServiceUnavailable, "{f:?}");
@@ -1358,6 +1418,9 @@ fn the_keys_ip_allowlist_applies_to_the_peer() {
         (Some("not-an-address"), false),
         (Some(""), false),
         (None, false),
+        // Envoy took the address from X-Forwarded-For (issue 11, item 3): never the peer
+        (Some("203.0.113.5:0"), false),
+        (Some("[2001:db8::7]:0"), false),
     ] {
         let mut st = State::new(&cfg);
         let mut req = Req::key(KEY).peer(peer);
@@ -1368,6 +1431,12 @@ fn the_keys_ip_allowlist_applies_to_the_peer() {
             assert_eq!(denied(&o), Deny::IpNotAllowed, "{peer:?}");
             assert_eq!(reply(denied(&o), &cfg.realm).status, 403);
         }
+        let from_header = peer.is_some_and(|p| p.ends_with(":0"));
+        assert_eq!(
+            o.notice.is_some(),
+            from_header,
+            "{peer:?}: a notice only for the HCM's doing"
+        );
         // and the same from the cache
         let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 1_000, true, None);
         assert_eq!(o.key, Some(KeyUse::LocalHit));
@@ -1643,7 +1712,7 @@ fn public_routes_and_unmatched_paths_do_not_read_api_keys() {
     let o = first(&cfg, &mut st, &mut req, "/health");
     let a = allowed(&o);
     assert!(a.key.is_none());
-    assert!(!a.remove_key_headers);
+    assert!(a.remove_headers.names().next().is_none());
     assert!(req.headers_read.is_empty());
     assert!(req.shared_read.is_empty());
     assert_eq!(o.key, None);
@@ -1668,4 +1737,78 @@ fn a_key_copy_in_the_query_is_removed_even_when_a_header_carries_the_key() {
     let a = allowed(&o);
     let upstream = a.path.as_deref().unwrap_or(&path);
     assert!(!upstream.contains(&KEY[3..]), "the key goes upstream in {upstream}");
+}
+
+/// Issue 11, item 4: two `x-api-key` headers were accepted (the first used), and a
+/// key-shaped value in a query parameter that is no source went upstream unchecked. On an
+/// API-key rule, every credential place counts: a second copy of a place, or a second
+/// credential anywhere (a JWT in `Authorization: Bearer`, a key in any query parameter),
+/// is `400 ambiguous_credential`, decided before any cache or lookup.
+#[test]
+fn a_second_key_or_copy_is_ambiguous_on_api_key_rules() {
+    let cfg = config();
+    let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+    let cases: Vec<(String, Vec<(&str, String)>)> = vec![
+        (
+            "/v1/x".into(),
+            vec![("x-api-key", KEY.into()), ("x-api-key", KEY2.into())],
+        ),
+        (
+            "/v1/x".into(),
+            vec![("x-api-key", KEY.into()), ("x-api-key", KEY.into())],
+        ),
+        (
+            "/v1/x".into(),
+            vec![("x-api-key", KEY.into()), ("X-API-KEY", "".into())],
+        ),
+        ("/v1/x".into(), vec![("x-api-key", format!("{KEY}, {KEY2}"))]),
+        (
+            "/v1/x".into(),
+            vec![
+                ("authorization", format!("ApiKey {KEY}")),
+                ("authorization", format!("ApiKey {KEY}")),
+            ],
+        ),
+        (
+            "/v1/x".into(),
+            vec![("x-api-key", KEY.into()), ("authorization", format!("ApiKey {KEY2}"))],
+        ),
+        (
+            "/v1/x".into(),
+            vec![("x-api-key", KEY.into()), ("authorization", format!("Bearer {jwt}"))],
+        ),
+        (
+            "/v1/x".into(),
+            vec![
+                ("x-api-key", KEY.into()),
+                ("authorization", "Basic dXNlcjpwYXNz".into()),
+            ],
+        ),
+        (format!("/v1/x?api_key={KEY2}"), vec![("x-api-key", KEY.into())]),
+        (format!("/v1/x?API_KEY={KEY}&api_key={KEY}"), vec![]),
+        (format!("/v1/x?key={KEY2}"), vec![("x-api-key", KEY.into())]),
+        (format!("/v1/x?k=%73k_{}", &KEY2[3..]), vec![("x-api-key", KEY.into())]),
+        (format!("/v1/x?token={jwt}"), vec![("x-api-key", KEY.into())]),
+    ];
+    for (path, headers) in cases {
+        let mut st = State::new(&cfg);
+        let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let mut req = Req::new(&h);
+        let o = first(&cfg, &mut st, &mut req, &path);
+        assert_eq!(denied(&o), Deny::AmbiguousCredential, "{path} {headers:?}");
+        assert!(req.shared_read.is_empty(), "no cache read: {path}");
+        assert_eq!(reply(denied(&o), &cfg.realm).status, 400);
+    }
+    // the same key in a header and a query parameter of another name: one key, and the copy
+    // leaves the path
+    let mut st = State::new(&cfg);
+    let path = format!("/v1/x?a=1&key={KEY}");
+    let mut req = Req::new(&[("x-api-key", KEY)]);
+    let o = with_answer(&cfg, &mut st, &mut req, &path, &answer_for(KEY, &valid_json()));
+    let a = allowed(&o);
+    assert_eq!(a.path.as_deref(), Some("/v1/x?a=1"));
+    assert_eq!(a.remove_headers.names().collect::<Vec<_>>(), ["x-api-key"]);
+    // a JWT-rule credential alone on an API-key rule: not a key, refused
+    let mut req = Req::new(&[("authorization", &format!("Bearer {jwt}"))]);
+    assert_eq!(denied(&first(&cfg, &mut st, &mut req, "/v1/x")), Deny::MissingApiKey);
 }

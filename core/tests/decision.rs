@@ -74,7 +74,8 @@ fn claims(iss: &str, aud: &str) -> Value {
 
 /// Runs a decision with the given headers, recording which facts were read.
 struct Req {
-    headers: HashMap<&'static str, String>,
+    /// In order; a name may repeat (two header lines).
+    headers: Vec<(&'static str, String)>,
     peer: Option<String>,
     read: RefCell<Vec<String>>,
 }
@@ -105,13 +106,29 @@ struct Facts<'a>(&'a Req);
 
 impl Request for Facts<'_> {
     fn header(&mut self, name: &str) -> Option<String> {
+        self.header_all(name).into_iter().next()
+    }
+
+    fn header_all(&mut self, name: &str) -> Vec<String> {
         self.0.read.borrow_mut().push(name.to_owned());
-        self.0.headers.get(name).cloned()
+        self.0
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     fn forwarded_for(&mut self) -> Option<String> {
         self.0.read.borrow_mut().push("x-forwarded-for".to_owned());
-        self.0.headers.get("x-forwarded-for").cloned()
+        let all: Vec<&str> = self
+            .0
+            .headers
+            .iter()
+            .filter(|(n, _)| *n == "x-forwarded-for")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        (!all.is_empty()).then(|| all.join(","))
     }
 
     fn peer(&mut self) -> Option<String> {
@@ -150,8 +167,8 @@ fn bearer_token_allowed_forwarded_and_cached() {
     };
     assert_eq!(a.rule, "api");
     assert_eq!(
-        a.remove_header,
-        Some("authorization"),
+        a.remove_headers.names().collect::<Vec<_>>(),
+        ["authorization"],
         "forward_token defaults to false"
     );
     let t = a.token.unwrap();
@@ -161,8 +178,8 @@ fn bearer_token_allowed_forwarded_and_cached() {
     assert_eq!(h["x-auth-payload"], token.split('.').nth(1).unwrap());
     assert_eq!(
         r.read.borrow().as_slice(),
-        ["authorization"],
-        "only the token's header is read"
+        ["authorization", "x-api-key", "cf-access-jwt-assertion", "cookie"],
+        "the credential places are read, no other header"
     );
 
     let again = r.run(&cfg, &mut st, "GET", "/api/y", NOW + 1000, true);
@@ -199,7 +216,10 @@ fn tokens_are_bound_to_their_provider_and_source() {
     let Verdict::Allow(a) = r.run(&cfg, &mut st, "GET", "/cf/app", NOW, true).verdict else {
         panic!()
     };
-    assert_eq!(a.remove_header, None, "forward_token: true keeps the header");
+    assert!(
+        a.remove_headers.names().next().is_none(),
+        "forward_token: true keeps the header"
+    );
     // the same token in Authorization: the cf provider does not read Authorization
     let r = Req::new(&[("authorization", &format!("Bearer {cf}"))]);
     assert_eq!(
@@ -264,10 +284,13 @@ fn cookie_and_query_sources() {
         denied(&r.run(&cfg, &mut st, "GET", &dup, NOW, true)),
         Deny::AmbiguousCredential
     );
-    // Authorization comes first in the configured order
-    let r = Req::new(&[("authorization", "Bearer not.a.jwt")]);
-    let o = r.run(&cfg, &mut st, "GET", &format!("/api/ws?access_token={t}"), NOW, true);
+    // Authorization comes first in the configured order (when nothing else carries a credential)
+    let r = Req::new(&[("authorization", "Bearer not.a.jwt"), ("cookie", "tok=")]);
+    let o = r.run(&cfg, &mut st, "GET", "/api/ws?access_token=", NOW, true);
     assert_eq!(denied(&o), Deny::Token(JwtError::Malformed));
+    // a second credential in another source is ambiguous, not passed over (issue 11, item 4)
+    let o = r.run(&cfg, &mut st, "GET", &format!("/api/ws?access_token={t}"), NOW, true);
+    assert_eq!(denied(&o), Deny::AmbiguousCredential);
 }
 
 #[test]
@@ -296,17 +319,20 @@ fn hostile_requests() {
     assert!(matches!(o.verdict, Verdict::Allow(ref a) if a.rule == "health"));
     let o = r.run(&cfg, &mut st, "GET", "/health/../api/x", NOW, true);
     assert_eq!(denied(&o), Deny::MissingToken);
-    for bad in [
-        "Bearer",
-        "Bearer ",
-        "Bearer a b",
-        "Basic YWxhZGRpbjpvcGVu",
-        "Bearer a,b",
-    ] {
+    for bad in ["Bearer", "Bearer ", "Bearer a b", "Basic YWxhZGRpbjpvcGVu"] {
         let r = Req::new(&[("authorization", bad)]);
         assert_eq!(
             denied(&r.run(&cfg, &mut st, "GET", "/api/x", NOW, true)),
             Deny::MissingToken,
+            "{bad}"
+        );
+    }
+    // a comma is two credentials (it is how Envoy joins two Authorization lines)
+    for bad in ["Bearer a,b", "Bearer a, Bearer b", "Basic x, Bearer y"] {
+        let r = Req::new(&[("authorization", bad)]);
+        assert_eq!(
+            denied(&r.run(&cfg, &mut st, "GET", "/api/x", NOW, true)),
+            Deny::AmbiguousCredential,
             "{bad}"
         );
     }
@@ -316,6 +342,152 @@ fn hostile_requests() {
         denied(&r.run(&cfg, &mut st, "GET", "/api/x", NOW, true)),
         Deny::Token(JwtError::TooLarge)
     );
+}
+
+/// Issue 11, item 4: one credential, read one way, on a JWT rule. Every place the
+/// configuration names (any provider's source, `x-api-key`, `authorization`) and any
+/// credential-shaped query value counts, whether this rule reads it or not.
+#[test]
+fn a_second_credential_or_copy_is_ambiguous_on_jwt_rules() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let t = hs(claims("https://hs", "api"));
+    let u = hs(json!({"iss": "https://hs", "aud": "api", "sub": "mallory", "iat": NOW_S - 5, "exp": NOW_S + 60}));
+    let cf = hs(claims("https://team.cloudflareaccess.com", "aud-tag"));
+    let key = format!("sk_{}", "ab".repeat(32));
+    let bearer = format!("Bearer {t}");
+    let cases: Vec<(String, Vec<(&'static str, String)>)> = vec![
+        // twice in one place
+        (
+            "/api/x".into(),
+            vec![("authorization", bearer.clone()), ("authorization", bearer.clone())],
+        ),
+        (
+            "/api/x".into(),
+            vec![
+                ("authorization", bearer.clone()),
+                ("Authorization", format!("Bearer {u}")),
+            ],
+        ),
+        (
+            "/api/x".into(),
+            vec![("authorization", format!("Bearer {t}, Bearer {u}"))],
+        ),
+        ("/api/x".into(), vec![("cookie", format!("tok={t}; tok={u}"))]),
+        ("/api/x".into(), vec![("cookie", format!("tok={t}; TOK={t}"))]),
+        (
+            "/api/x".into(),
+            vec![("cookie", format!("tok={t}")), ("cookie", "tok=".into())],
+        ),
+        (format!("/api/x?access_token={t}&Access_Token={u}"), vec![]),
+        // two places, read by the rule or not
+        (
+            "/api/x".into(),
+            vec![("authorization", bearer.clone()), ("cookie", format!("tok={u}"))],
+        ),
+        (
+            format!("/api/x?access_token={u}"),
+            vec![("authorization", bearer.clone())],
+        ),
+        (
+            "/api/x".into(),
+            vec![("authorization", bearer.clone()), ("x-api-key", key.clone())],
+        ),
+        (
+            "/api/x".into(),
+            vec![
+                ("authorization", bearer.clone()),
+                ("cf-access-jwt-assertion", cf.clone()),
+            ],
+        ),
+        (
+            "/cf/x".into(),
+            vec![
+                ("cf-access-jwt-assertion", cf.clone()),
+                ("authorization", bearer.clone()),
+            ],
+        ),
+        (
+            "/cf/x".into(),
+            vec![
+                ("cf-access-jwt-assertion", cf.clone()),
+                ("x-api-key", "anything".into()),
+            ],
+        ),
+        (format!("/api/x?state={u}"), vec![("authorization", bearer.clone())]),
+        (format!("/api/x?api_key={key}"), vec![("authorization", bearer.clone())]),
+    ];
+    for (path, headers) in cases {
+        let h: Vec<(&'static str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let r = Req::new(&h);
+        let o = r.run(&cfg, &mut st, "GET", &path, NOW, true);
+        assert_eq!(denied(&o), Deny::AmbiguousCredential, "{path} {headers:?}");
+        assert_eq!(o.cache, None, "refused before any token work: {path}");
+    }
+    // a credential only in a place the rule does not read: refused, never upstream
+    let r = Req::new(&[("x-api-key", key.as_str())]);
+    assert_eq!(
+        denied(&r.run(&cfg, &mut st, "GET", "/api/x", NOW, true)),
+        Deny::MissingToken
+    );
+    let r = Req::new(&[("cookie", &format!("TOK={t}"))]);
+    assert_eq!(
+        denied(&r.run(&cfg, &mut st, "GET", "/api/x", NOW, true)),
+        Deny::MissingToken
+    );
+    // the same token in two places is one credential; every copy is removed upstream
+    let r = Req::new(&[
+        ("authorization", bearer.as_str()),
+        ("cookie", &format!("a=1; tok={t}")),
+        ("x-api-key", ""),
+    ]);
+    let path = format!("/api/x?v=1&access_token={t}&state={t}");
+    let Verdict::Allow(a) = r.run(&cfg, &mut st, "GET", &path, NOW, true).verdict else {
+        panic!("the same token twice is allowed")
+    };
+    assert_eq!(
+        a.remove_headers.names().collect::<Vec<_>>(),
+        ["authorization", "x-api-key"]
+    );
+    assert_eq!(a.cookie.as_deref(), Some("a=1"));
+    assert_eq!(a.path.as_deref(), Some("/api/x?v=1"));
+    // forward_token: true keeps what the rule reads, and only that
+    let r = Req::new(&[("cf-access-jwt-assertion", cf.as_str()), ("x-api-key", "")]);
+    let Verdict::Allow(a) = r.run(&cfg, &mut st, "GET", &format!("/cf/x?t={cf}"), NOW, true).verdict else {
+        panic!()
+    };
+    assert_eq!(a.remove_headers.names().collect::<Vec<_>>(), ["x-api-key"]);
+    assert_eq!(a.path.as_deref(), Some("/cf/x"));
+}
+
+/// Issue 11, item 1: paths a second decoder reads differently are refused
+/// before any rule is chosen, so a public rule cannot admit them and a
+/// protected one cannot be reached through them, with or without a token.
+#[test]
+fn paths_a_second_decoder_reads_differently_are_refused_on_every_rule() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let token = hs(claims("https://hs", "api"));
+    let bearer = format!("Bearer {token}");
+    for raw in [
+        "/health/%252e%252e/api/x",
+        "/health%252f..%252fapi/x",
+        "/api/%252E%252E/health",
+        "/api/x/%25%32%65%25%32%65/health",
+        "/api/x/%25%32%45%25%32%45/health",
+        "/health/%25252e%25252e/api/x",
+        "/api/%2561dmin",
+        "/health/%c0%ae%c0%ae/api/x",
+        "/api/x%0a",
+        "/api/x/%252e%252e;/health",
+    ] {
+        for headers in [vec![], vec![("authorization", bearer.as_str())]] {
+            let r = Req::new(&headers);
+            let d = denied(&r.run(&cfg, &mut st, "GET", raw, NOW, true));
+            assert!(matches!(d, Deny::BadPath(_)), "{raw}: {d:?}");
+            assert!(r.read.borrow().is_empty(), "{raw}: nothing is read");
+        }
+    }
 }
 
 fn es_jwks(kp: &ES256KeyPair, kid: &str) -> Value {

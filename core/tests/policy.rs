@@ -237,6 +237,62 @@ fn trusted_hops_pick_the_right_forwarded_entry() {
     );
 }
 
+/// Issue 11, item 3: under Envoy's default HCM (`use_remote_address: false`) a spoofed
+/// X-Forwarded-For becomes `source.address`, written with port 0. A rule without trusted
+/// hops refuses it rather than check a client-written address, and says once what the
+/// operator should change; so does a rule told `envoy_appends_xff: true`. A rule counting
+/// hops with `envoy_appends_xff: false` reads the nearest proxy's entry, as configured.
+#[test]
+fn an_address_envoy_took_from_x_forwarded_for_is_never_checked_as_the_peer() {
+    let cfg = config();
+    // the client wrote `X-Forwarded-For: 10.1.2.3` (in the office range) and Envoy made it the peer
+    let spoofed = || Req::new(&[]).peer("10.1.2.3:0").xff("10.1.2.3");
+    let o = run(&cfg, "GET", "/office/x", spoofed());
+    assert_eq!(denial(&o), Deny::IpNotAllowed);
+    let notice = o.notice.expect("the operator is told why");
+    assert!(
+        notice.contains("use_remote_address") && notice.contains("trusted_hops"),
+        "{notice}"
+    );
+    for peer in ["[2001:db8::7]:0", "[::ffff:10.9.9.9]:0"] {
+        let o = run(&cfg, "GET", "/office/x", Req::new(&[]).peer(peer));
+        assert_eq!(denial(&o), Deny::IpNotAllowed, "{peer}");
+        assert!(o.notice.is_some(), "{peer}");
+    }
+    // the same address from a real connection: allowed, nothing to say
+    let o = run(&cfg, "GET", "/office/x", Req::new(&[]).peer("10.1.2.3:40000"));
+    assert!(allowed(&o));
+    assert_eq!(o.notice, None);
+    // a refusal the client causes carries no notice
+    let o = run(&cfg, "GET", "/office/x", Req::new(&[]).peer("192.0.2.1:1"));
+    assert_eq!((denial(&o), o.notice), (Deny::IpNotAllowed, None));
+    // envoy_appends_xff: true, but Envoy took the peer from the header: refused, with a notice
+    let o = run(
+        &cfg,
+        "GET",
+        "/lb/x",
+        Req::new(&[]).peer("198.51.100.7:0").xff("198.51.100.7"),
+    );
+    assert_eq!(denial(&o), Deny::IpNotAllowed);
+    assert!(o.notice.is_some_and(|n| n.contains("envoy_appends_xff")));
+    // envoy_appends_xff: true and an entry that is not the peer: Envoy did not append it
+    let o = run(
+        &cfg,
+        "GET",
+        "/lb/x",
+        Req::new(&[]).peer("203.0.113.9:1").xff("198.51.100.7"),
+    );
+    assert_eq!(denial(&o), Deny::IpNotAllowed);
+    assert!(o.notice.is_some_and(|n| n.contains("skip_xff_append")));
+    // use_remote_address: false done right: the hop is counted in the rule
+    let plain = config_with(json!({"envoy_appends_xff": false})).unwrap();
+    let lb = |xff: &str| Req::new(&[]).peer("198.51.100.7:0").xff(xff);
+    assert!(allowed(&run(&plain, "GET", "/lb/x", lb("6.6.6.6, 198.51.100.7"))));
+    let o = run(&plain, "GET", "/lb/x", lb("198.51.100.7, 6.6.6.6"));
+    assert_eq!((denial(&o), o.notice), (Deny::IpNotAllowed, None));
+    assert_eq!(denial(&run(&plain, "GET", "/office/x", spoofed())), Deny::IpNotAllowed);
+}
+
 #[test]
 fn origins_exact_wildcard_and_traps() {
     let cfg = config();

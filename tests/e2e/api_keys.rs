@@ -5,6 +5,7 @@
 //! stale-if-error, the per-worker breaker, and identity context upstream.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -236,7 +237,7 @@ fn sha256_hex(data: &str) -> String {
 
 /// A well-formed key no service knows, different at every call.
 fn fresh_key() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::AtomicU64;
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -271,28 +272,43 @@ fn valid_answer(subject: &str) -> Value {
 }
 
 /// A fake auth service: answers each lookup by the `key_hash` it asks about
-/// (`by_hash`), else with `default`. Both can change while it runs.
+/// (`by_hash`), else with `default`. Both can change while it runs. Like a
+/// contract v1.1 service, it puts the `key_hash` asked about into a JSON
+/// object answer that names none, unless it plays a v1 service (`v1`).
 struct FakeService {
     server: TestServer,
     by_hash: Arc<Mutex<HashMap<String, Reply>>>,
     default: Arc<Mutex<Reply>>,
+    v1: Arc<AtomicBool>,
 }
 
 impl FakeService {
     fn start(default: Reply) -> FakeService {
         let by_hash: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
         let default = Arc::new(Mutex::new(default));
-        let (map, dflt) = (Arc::clone(&by_hash), Arc::clone(&default));
+        let v1 = Arc::new(AtomicBool::new(false));
+        let (map, dflt, old) = (Arc::clone(&by_hash), Arc::clone(&default), Arc::clone(&v1));
         let server = TestServer::start(move |req| {
             let hash = lookup_hash(req).unwrap_or_default();
             let known = map.lock().unwrap_or_else(|p| p.into_inner()).get(&hash).cloned();
-            known.unwrap_or_else(|| dflt.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            let reply = known.unwrap_or_else(|| dflt.lock().unwrap_or_else(|p| p.into_inner()).clone());
+            if old.load(Ordering::SeqCst) {
+                reply
+            } else {
+                bind(reply, &hash)
+            }
         });
         FakeService {
             server,
             by_hash,
             default,
+            v1,
         }
+    }
+
+    /// Answers like a contract v1 service (no `key_hash`) or not.
+    fn speak_v1(&self, v1: bool) {
+        self.v1.store(v1, Ordering::SeqCst);
     }
 
     /// Answers lookups of `key` with `reply`.
@@ -316,6 +332,17 @@ impl FakeService {
             .filter(|r| lookup_hash(r).as_deref() == Some(hash.as_str()))
             .count()
     }
+}
+
+/// `reply` with `"key_hash": hash` added when its body is a JSON object without one.
+fn bind(mut reply: Reply, hash: &str) -> Reply {
+    if let Ok(Value::Object(mut answer)) = serde_json::from_slice::<Value>(&reply.body) {
+        if !answer.contains_key("key_hash") {
+            answer.insert("key_hash".to_owned(), json!(hash));
+            reply.body = Value::Object(answer).to_string().into_bytes();
+        }
+    }
+    reply
 }
 
 /// The `key_hash` of a lookup request's body.
@@ -417,12 +444,13 @@ fn every_kind_of_failed_lookup_is_a_503_and_is_counted_by_kind() {
     echo.reset();
 
     // a correct answer of exactly max_response_bytes is accepted (control)
+    let control = fresh_key();
     let mut at_limit = valid_answer("svc-control");
+    at_limit["key_hash"] = json!(sha256_hex(&control));
     at_limit["padding"] = json!("");
     let pad = 1024 - at_limit.to_string().len();
     at_limit["padding"] = json!("p".repeat(pad));
     assert_eq!(at_limit.to_string().len(), 1024);
-    let control = fresh_key();
     fake.answer(&control, Reply::json(200, &at_limit));
     let r = get_with(&envoy, "/x", &control, &[]);
     assert_eq!(r.status, 200, "{}", r.summary());
@@ -550,6 +578,137 @@ fn every_kind_of_failed_lookup_is_a_503_and_is_counted_by_kind() {
 
 /// Envoy answers a call that gets no response (too slow, connection closed or
 /// refused) with its own 503/504: the filter must still count it as `timeout`.
+/// Issue 11, item 2: a service (or anything between it and the edge) that answers the
+/// lookup of one key with the valid record of another used to get the unknown key admitted.
+/// An answer must name the `key_hash` it answers (contract v1.1): one for another key, or
+/// from a v1 service that names none, is a malformed answer: 503, never admitted, never
+/// cached (the next request asks again), whatever the record says.
+#[test]
+fn an_answer_for_another_key_is_never_used() {
+    let mut c = config(json!([]));
+    c["api_keys"]["breaker"] = json!({"failure_threshold": 100, "open_s": 1});
+    let fake = FakeService::start(Reply::json(200, &json!({"status": "unknown", "cache_ttl_s": 30})));
+    let (envoy, echo) = edge(c, fake.server.port(), &[]);
+
+    // the control: the valid record of `real`, bound to its own hash, admits `real`
+    let real = fresh_key();
+    let record = valid_answer("svc-real");
+    fake.answer(&real, Reply::json(200, &record));
+    assert_eq!(get_with(&envoy, "/x", &real, &[]).status, 200);
+
+    // an unknown key answered with `real`'s record and `real`'s hash (a misrouted or
+    // mixed-up answer), with another key's hash, or with the hash in upper case
+    let mut misrouted = record.clone();
+    misrouted["key_hash"] = json!(sha256_hex(&real));
+    let mut upper = record.clone();
+    let mut intruders = Vec::new();
+    for answer in [misrouted, {
+        let mut v = record.clone();
+        v["key_hash"] = json!(sha256_hex(&fresh_key()));
+        v
+    }] {
+        let intruder = fresh_key();
+        fake.answer(&intruder, Reply::json(200, &answer));
+        intruders.push(intruder);
+    }
+    let intruder = fresh_key();
+    upper["key_hash"] = json!(sha256_hex(&intruder).to_ascii_uppercase());
+    fake.answer(&intruder, Reply::json(200, &upper));
+    intruders.push(intruder);
+    for (i, intruder) in intruders.iter().enumerate() {
+        for attempt in 1..=2 {
+            let before = metric(&envoy, "api_key.lookup_failed.malformed");
+            let r = get_with(&envoy, "/x", intruder, &[("x-e2e-probe", "intruder")]);
+            assert_unavailable(&r, &format!("intruder {i}, attempt {attempt}"));
+            assert_eq!(metric(&envoy, "api_key.lookup_failed.malformed"), before + 1);
+            assert_eq!(fake.lookups_of(intruder), attempt, "never cached: asked again");
+        }
+    }
+    assert!(!echo.saw("x-e2e-probe", "intruder"));
+
+    // a contract v1 service names no key_hash: every lookup is malformed, and the log says why
+    fake.speak_v1(true);
+    let old = fresh_key();
+    fake.answer(&old, Reply::json(200, &valid_answer("svc-v1")));
+    assert_unavailable(&get_with(&envoy, "/x", &old, &[("x-e2e-probe", "v1")]), "a v1 answer");
+    assert!(!echo.saw("x-e2e-probe", "v1"));
+    assert!(
+        envoy.wait_for_log("contract v1 service", Duration::from_secs(5)),
+        "the warning tells the operator to upgrade the service"
+    );
+    // the same service upgraded: the key works
+    fake.speak_v1(false);
+    assert_eq!(get_with(&envoy, "/x", &old, &[]).status, 200);
+    // the valid key looked up before is still served from the cache, untouched
+    assert_eq!(get_with(&envoy, "/x", &real, &[]).status, 200);
+    assert_eq!(fake.lookups_of(&real), 1);
+}
+
+/// Issue 11, item 4, on API-key rules: two `x-api-key` headers used to pass (the first
+/// used), and a key-shaped value in a query parameter that is no source went upstream
+/// unchecked. Every credential place counts: a second copy or a second credential is
+/// `400 ambiguous_credential` before any lookup; the same key twice is one key, and no copy
+/// goes upstream.
+#[test]
+fn a_second_key_or_a_copy_is_refused_before_any_lookup() {
+    let fake = FakeService::start(Reply::json(200, &valid_answer("svc-one-way")));
+    let (envoy, echo) = edge(config(json!([])), fake.server.port(), &[]);
+    let (key, other) = (fresh_key(), fresh_key());
+    let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl";
+    let cases: Vec<(String, Vec<(&str, String)>)> = vec![
+        (
+            "/x".into(),
+            vec![("x-api-key", key.clone()), ("x-api-key", other.clone())],
+        ),
+        (
+            "/x".into(),
+            vec![("x-api-key", key.clone()), ("x-api-key", key.clone())],
+        ),
+        (
+            "/x".into(),
+            vec![("x-api-key", key.clone()), ("X-Api-Key", String::new())],
+        ),
+        (
+            "/x".into(),
+            vec![("x-api-key", key.clone()), ("authorization", format!("ApiKey {other}"))],
+        ),
+        (
+            "/x".into(),
+            vec![
+                ("authorization", format!("ApiKey {key}")),
+                ("authorization", format!("ApiKey {key}")),
+            ],
+        ),
+        (
+            "/x".into(),
+            vec![("x-api-key", key.clone()), ("authorization", format!("Bearer {jwt}"))],
+        ),
+        (format!("/x?api_key={other}"), vec![("x-api-key", key.clone())]),
+        (format!("/x?Api_Key={key}&api_key={key}"), vec![]),
+        (format!("/x?apikey={other}"), vec![("x-api-key", key.clone())]),
+        (format!("/x?token={jwt}"), vec![("x-api-key", key.clone())]),
+    ];
+    for (path, headers) in &cases {
+        let mut h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        h.push(("x-e2e-probe", "ambiguous"));
+        let r = envoy.get(path, &h);
+        assert_refused(&r, 400, "invalid_request", &format!("{path} {headers:?}"));
+        assert!(!r.text().contains(key.as_str()), "the reply does not echo the key");
+    }
+    assert_eq!(fake.server.hits(), 0, "decided before any lookup");
+    assert!(!echo.saw("x-e2e-probe", "ambiguous"));
+    assert_eq!(metric(&envoy, "denied.ambiguous_credential"), cases.len() as u64);
+    // the same key in a header and in a query parameter of another name: one key; no copy
+    // goes upstream, the other parameters do
+    let r = get_with(&envoy, &format!("/x/1?a=1&apikey={key}&b=2"), &key, &[]);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let body = r.json();
+    assert_eq!(body["path"], "/x/1?a=1&b=2");
+    for (name, value) in echoed_headers(&body) {
+        assert!(!value.contains(key.as_str()), "the key went upstream in {name}");
+    }
+}
+
 #[test]
 fn a_lookup_without_an_answer_is_counted_as_a_timeout() {
     let mut c = config(json!([]));

@@ -136,6 +136,43 @@ fn sessions_from_the_service_are_verified_at_the_edge() {
     assert!(envoy.stat("wasmcustom.edge_auth.jwks.fetch_ok") >= 2);
 }
 
+/// An edge whose user routes take the service's tokens, checked against its feed (polled
+/// every second, stale after 3 s); `/v1/` passes to the service.
+fn revoking_edge(svc: &AuthService) -> Envoy {
+    let config = json!({
+        "auth_service": {"cluster": "auth", "token_env": "E2E_SERVICE_TOKEN", "timeout_ms": 500,
+                         "revocation_poll_s": 1, "revocation_max_staleness_s": 3},
+        "providers": [{
+            "name": "svc", "issuer": format!("http://127.0.0.1:{}", svc.port), "audiences": ["e2e-app"],
+            "algorithms": ["ES256"], "check_revocation": true, "max_lifetime_s": 900,
+            "remote_jwks": {"cluster": "auth", "path": "/.well-known/jwks.json", "min_refetch_interval_s": 1}
+        }],
+        "rules": [
+            {"name": "sdk", "match": {"prefix": "/v1/"}, "public": true},
+            {"name": "user", "match": {"prefix": "/api/"}, "jwt": {"providers": ["svc"]}}
+        ]
+    });
+    let opts = EnvoyOptions::new(config, svc.port)
+        .cluster("auth", svc.port)
+        .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN);
+    Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A user route called with `token`.
+fn user_call(envoy: &Envoy, token: &str) -> Response {
+    envoy.get("/api/x", &[("authorization", &format!("Bearer {token}"))])
+}
+
+/// Each worker polls on its own, every second: waits until several answers in a row agree,
+/// then confirms after every worker has certainly polled again.
+fn settles(check: &dyn Fn() -> bool) -> bool {
+    let agree = || (0..4).all(|_| check());
+    wait_until(Duration::from_secs(10), agree) && {
+        std::thread::sleep(Duration::from_millis(1_500));
+        agree()
+    }
+}
+
 #[test]
 fn revocations_reach_the_edge_within_the_poll_interval_and_an_outage_fails_closed() {
     let svc = start_service();
@@ -151,23 +188,7 @@ fn revocations_reach_the_edge_within_the_poll_interval_and_an_outage_fails_close
         json!({"subject": "svc-web", "scopes": []}),
     );
     let api_key = key.json()["api_key"].as_str().unwrap_or_default().to_owned();
-    let config = json!({
-        "auth_service": {"cluster": "auth", "token_env": "E2E_SERVICE_TOKEN", "timeout_ms": 500,
-                         "revocation_poll_s": 1, "revocation_max_staleness_s": 3},
-        "providers": [{
-            "name": "svc", "issuer": format!("http://127.0.0.1:{}", svc.port), "audiences": ["e2e-app"],
-            "algorithms": ["ES256"], "check_revocation": true,
-            "remote_jwks": {"cluster": "auth", "path": "/.well-known/jwks.json", "min_refetch_interval_s": 1}
-        }],
-        "rules": [
-            {"name": "sdk", "match": {"prefix": "/v1/"}, "public": true},
-            {"name": "user", "match": {"prefix": "/api/"}, "jwt": {"providers": ["svc"]}}
-        ]
-    });
-    let opts = EnvoyOptions::new(config, svc.port)
-        .cluster("auth", svc.port)
-        .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN);
-    let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
+    let envoy = revoking_edge(&svc);
     let session = |subject: &str| {
         let r = post(&envoy, "/v1/sessions", &api_key, json!({"subject": subject}));
         assert_eq!(r.status, 201, "{}", r.summary());
@@ -175,17 +196,8 @@ fn revocations_reach_the_edge_within_the_poll_interval_and_an_outage_fails_close
         let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
         (text("access_token"), text("refresh_token"))
     };
-    let call = |token: &str| envoy.get("/api/x", &[("authorization", &format!("Bearer {token}"))]);
+    let call = |token: &str| user_call(&envoy, token);
     let status = |token: &str| call(token).status;
-    // Each worker polls on its own, every second: wait until several answers in a row agree, then
-    // confirm after every worker has certainly polled again.
-    let settles = |check: &dyn Fn() -> bool| {
-        let agree = || (0..4).all(|_| check());
-        wait_until(Duration::from_secs(10), agree) && {
-            std::thread::sleep(Duration::from_millis(1_500));
-            agree()
-        }
-    };
     let becomes = |token: &str, want: u16| settles(&|| status(token) == want);
 
     let (alice, alice_refresh) = session("alice");
@@ -242,4 +254,186 @@ fn revocations_reach_the_edge_within_the_poll_interval_and_an_outage_fails_close
     let _svc = AuthService::start_at(port, dir);
     assert!(becomes(&dave, 404), "recovery after the service returns");
     assert!(becomes(&alice, 401), "revocations survived the restart");
+}
+
+/// Issue 12, finding 4: tenant A's logout-everywhere logs A's user out at the edge and
+/// leaves tenant B's user with the same `sub` logged in; disabling B then ends B's token.
+#[test]
+fn a_tenants_logout_everywhere_spares_another_tenants_user_with_the_same_sub() {
+    let svc = start_service();
+    let key_of = |tenant: &str| {
+        svc.tenant(tenant, &[], &[]);
+        svc.key(tenant, json!({"subject": "svc-web", "scopes": []})).0
+    };
+    let (acme, globex) = (key_of("acme"), key_of("globex"));
+    let envoy = revoking_edge(&svc);
+    let token_of = |key: &str| {
+        let r = post(&envoy, "/v1/sessions", key, json!({"subject": "user-1"}));
+        assert_eq!(r.status, 201, "{}", r.summary());
+        r.json()["access_token"].as_str().unwrap_or_default().to_owned()
+    };
+    let (in_acme, in_globex) = (token_of(&acme), token_of(&globex));
+    let settles = |token: &str, want: u16| settles(&|| user_call(&envoy, token).status == want);
+    assert!(settles(&in_acme, 404) && settles(&in_globex, 404), "both pass first");
+
+    let r = post(
+        &envoy,
+        "/v1/subjects/logout-everywhere",
+        &acme,
+        json!({"subject": "user-1"}),
+    );
+    assert_eq!(r.status, 204, "{}", r.summary());
+    assert!(settles(&in_acme, 401), "acme's user-1 is logged out at the edge");
+    // Every worker has polled several times since (1 s polls, settled over 1.5 s and more).
+    assert!(settles(&in_globex, 404), "globex's user-1 is not");
+    assert!(envoy.stat("wasmcustom.edge_auth.denied.revoked") >= 1);
+
+    // Disabling globex ends its live access tokens at the edge within a poll (the feed's
+    // tenant cut-off), and its key is refused by the service.
+    let r = svc.admin("/admin/v1/tenants/globex/disable", json!({}));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert!(
+        settles(&in_globex, 401),
+        "a disabled tenant's token is refused at the edge"
+    );
+    let r = post(&envoy, "/v1/sessions", &globex, json!({"subject": "user-1"}));
+    assert_eq!(r.status, 401, "{}", r.summary());
+}
+
+/// Roles in sessions: the service grants a user the roles its key may grant, puts them in
+/// the access token's `roles` claim, and the filter's role hierarchy (`roles`, provider
+/// `role_claim`) decides role-based rules with them.
+#[test]
+fn session_roles_drive_the_edges_role_based_rules() {
+    let svc = start_service();
+    svc.tenant("acme", &[], &[]);
+    let (key, _) = svc.key(
+        "acme",
+        json!({"subject": "svc-web", "scopes": [], "roles": ["viewer", "editor"]}),
+    );
+    let config = json!({
+        "providers": [{
+            "name": "svc", "issuer": format!("http://127.0.0.1:{}", svc.port), "audiences": ["e2e-app"],
+            "algorithms": ["ES256"], "role_claim": "roles",
+            "remote_jwks": {"cluster": "auth", "path": "/.well-known/jwks.json", "min_refetch_interval_s": 1}
+        }],
+        "roles": {
+            "viewer": {"permissions": ["docs:read"]},
+            "editor": {"includes": ["viewer"], "permissions": ["docs:write"]}
+        },
+        "rules": [
+            {"name": "sdk", "match": {"prefix": "/v1/"}, "public": true},
+            {"name": "read", "match": {"prefix": "/api/docs", "methods": ["GET"]}, "jwt": {"providers": ["svc"]},
+             "scopes": {"any_of": ["docs:read"]}},
+            {"name": "write", "match": {"prefix": "/api/docs", "methods": ["POST"]}, "jwt": {"providers": ["svc"]},
+             "scopes": {"any_of": ["docs:write"]}}
+        ]
+    });
+    let envoy =
+        Envoy::start(EnvoyOptions::new(config, svc.port).cluster("auth", svc.port)).unwrap_or_else(|e| panic!("{e}"));
+    let token_with = |roles: Value| {
+        let r = post(
+            &envoy,
+            "/v1/sessions",
+            &key,
+            json!({"subject": "user-1", "roles": roles}),
+        );
+        assert_eq!(r.status, 201, "{}", r.summary());
+        r.json()["access_token"].as_str().unwrap_or_default().to_owned()
+    };
+    let call = |method: &str, token: &str| {
+        envoy
+            .request(
+                method,
+                "/api/docs",
+                &[("authorization", &format!("Bearer {token}"))],
+                "",
+            )
+            .status
+    };
+    // The service answers 404/405 for /api/docs: the request passed the filter.
+    let passed = |status: u16| status == 404 || status == 405;
+    let viewer = token_with(json!(["viewer"]));
+    let editor = token_with(json!(["editor"]));
+    let nobody = token_with(json!([]));
+    assert!(passed(call("GET", &viewer)), "viewer may read");
+    assert_eq!(call("POST", &viewer), 403, "viewer may not write");
+    assert!(passed(call("GET", &editor)), "editor includes viewer");
+    assert!(passed(call("POST", &editor)), "editor may write");
+    assert_eq!(call("GET", &nobody), 403, "no role, no permission");
+    // a role the key may not grant is refused by the service
+    let r = post(
+        &envoy,
+        "/v1/sessions",
+        &key,
+        json!({"subject": "user-1", "roles": ["admin"]}),
+    );
+    assert_eq!(r.status, 400, "{}", r.summary());
+    assert!(envoy.stat("wasmcustom.edge_auth.denied.insufficient_scope") >= 2);
+}
+
+/// Issue 12, finding 5, end to end: the SDK routes behind an `api_key` rule with a signed
+/// context. The edge checks the tenant's allowlist against the client address it
+/// establishes (here the load balancer's X-Forwarded-For entry), removes the key and
+/// signs the key id; the service, sharing the context key, takes that word for the
+/// address. Reaching the service directly, the peer decides and X-Forwarded-For is
+/// never believed.
+#[test]
+fn the_service_takes_the_edges_signed_word_for_the_client_address() {
+    const CONTEXT_KEY: &str = "e2e-context-key-0123456789abcdef0123";
+    let svc = AuthService::start_with_env(&[("EDGE_AUTH_CONTEXT_KEY", CONTEXT_KEY)]);
+    svc.tenant("acme", &[], &["203.0.113.0/24"]);
+    let (key, _) = svc.key("acme", json!({"subject": "svc-web", "scopes": []}));
+    let config = json!({
+        "envoy_appends_xff": true,
+        "auth_service": {"cluster": "auth", "token_env": "E2E_SERVICE_TOKEN", "timeout_ms": 500},
+        "api_keys": {"trusted_hops": 1},
+        "context": {"signing_key_env": "E2E_CONTEXT_KEY"},
+        "rules": [{"name": "sdk", "match": {"prefix": "/v1/"}, "api_key": {}}]
+    });
+    let opts = EnvoyOptions::new(config, svc.port)
+        .cluster("auth", svc.port)
+        .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN)
+        .env("E2E_CONTEXT_KEY", CONTEXT_KEY);
+    let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
+    let through_edge = |client: &str| {
+        let headers = [
+            ("x-api-key", key.as_str()),
+            ("content-type", "application/json"),
+            ("x-forwarded-for", client),
+        ];
+        envoy.request(
+            "POST",
+            "/v1/sessions",
+            &headers,
+            json!({"subject": "user-1"}).to_string(),
+        )
+    };
+    let r = through_edge("203.0.113.9");
+    assert_eq!(r.status, 201, "the edge vouched for 203.0.113.9: {}", r.summary());
+    let r = through_edge("198.51.100.7");
+    assert_eq!(r.status, 403, "refused at the edge: {}", r.summary());
+
+    // straight to the service, from 127.0.0.1: the peer decides, whatever the headers say
+    let direct = |extra: &[(&str, &str)]| {
+        let mut headers = vec![("x-api-key", key.as_str()), ("content-type", "application/json")];
+        headers.extend_from_slice(extra);
+        edge_auth_e2e::http::request(
+            ("127.0.0.1", svc.port),
+            "POST",
+            "/v1/sessions",
+            &headers,
+            json!({"subject": "user-1"}).to_string(),
+        )
+    };
+    let r = direct(&[("x-forwarded-for", "203.0.113.9")]);
+    assert_eq!(r.status, 403, "{}", r.summary());
+    assert_eq!(r.json()["error"], "ip_not_allowed");
+    let r = direct(&[
+        ("x-edge-auth-method", "api_key"),
+        ("x-edge-auth-key-id", "key_aaaaaaaaaaaaaaaaaaaaaaaaaa"),
+        ("x-edge-auth-timestamp", "1"),
+        ("x-edge-auth-signature", &format!("v1={}", "0".repeat(64))),
+    ]);
+    assert_eq!(r.status, 401, "forged context: {}", r.summary());
 }

@@ -249,6 +249,26 @@ fn each_rejection_reason_is_refused_with_its_own_description() {
         ),
         "the token has critical header extensions that are not understood",
     );
+    // a key or key location in the header (RFC 7515 embedded keys), on a token signed with the
+    // provider's own key: refused before any signature work (issue 11, item 7)
+    let es_jwk = es.jwk();
+    for (name, value) in [
+        (
+            "jwk",
+            json!({"kty": "oct", "k": tokens::b64url(&hs.secret().unwrap_or_default())}),
+        ),
+        ("jwk", es_jwk),
+        ("jku", json!("https://attacker.example/jwks.json")),
+        ("x5u", json!("https://attacker.example/cert.pem")),
+        ("x5c", json!(["MIIBszCCAVmgAwIBAgIU"])),
+    ] {
+        let mut header = json!({"alg": "HS256", "typ": "JWT", "kid": hs.kid()});
+        header[name] = value;
+        assert_refused(
+            &sign_with_header(&header, &good_claims, hs),
+            "the token is not a well-formed JWS compact serialization",
+        );
+    }
     // unknown kid on a provider without remote keys
     assert_refused(
         &hs.sign_with_kid(Some("nobody"), &good_claims),
@@ -276,13 +296,14 @@ fn missing_or_unusable_credentials_get_401_without_error_code() {
         assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"edge-auth\""));
         assert_eq!(r.json()["error"], "missing_token");
     }
-    // two credentials in one header are not a token
+    // two credentials in one header (how Envoy joins two lines): ambiguous, not a token
     let t = key(Alg::HS256).sign(&claims(HS_ISS, AUD, "alice", 300));
     let r = s.envoy.get(
         "/api/resource",
         &[("authorization", &format!("Bearer {t}, Bearer {t}"))],
     );
-    assert_eq!(r.status, 401, "{}", r.summary());
+    assert_eq!(r.status, 400, "{}", r.summary());
+    assert_eq!(r.json()["error"], "invalid_request");
     // the scheme is case-insensitive
     let r = s
         .envoy
@@ -353,5 +374,22 @@ fn metrics_are_visible_in_stats_and_prometheus() {
     assert!(
         prom.contains("edge_auth_allowed_jwt"),
         "prometheus output lacks the filter's counters"
+    );
+}
+
+/// The filter names the implementation that verifies RS/PS/ES256 signatures
+/// when it is configured: `edge-auth`, or `RustCrypto` for a build with the
+/// `rustcrypto-verify` feature. `make test` also runs this test and
+/// [`every_algorithm_accepts_a_good_token_and_refuses_a_tampered_one`]
+/// against such a build, with `EDGE_AUTH_EXPECT_VERIFIERS=RustCrypto`.
+#[test]
+fn the_log_names_the_signature_verifiers_of_the_build() {
+    let s = stack();
+    let expected = std::env::var("EDGE_AUTH_EXPECT_VERIFIERS").unwrap_or_else(|_| "edge-auth".to_owned());
+    let line = format!("(RS/PS/ES256 signatures verified by {expected})");
+    assert!(
+        s.envoy.wait_for_log(&line, std::time::Duration::from_secs(5)),
+        "no {line:?} in Envoy's log:\n{}",
+        s.envoy.log_tail(40)
     );
 }

@@ -176,8 +176,17 @@ fn query_token_for_websocket_upgrades_is_removed_from_the_path() {
 
 #[test]
 fn sources_are_tried_in_configured_order() {
-    // Authorization comes before the cookie: a bad bearer token is not rescued by a good cookie
+    // Authorization comes before the cookie: a bad bearer token is not passed over for an
+    // empty cookie, nor for a good one (two credentials are refused, see below)
     let good = app_token("ordered");
+    let r = stack()
+        .envoy
+        .get("/orders", &[("authorization", "Bearer a.b.c"), ("cookie", "session=")]);
+    assert_eq!(r.status, 401, "{}", r.summary());
+    assert_eq!(
+        r.json()["error_description"],
+        "the token is not a well-formed JWS compact serialization"
+    );
     let r = stack().envoy.get(
         "/orders",
         &[
@@ -185,11 +194,139 @@ fn sources_are_tried_in_configured_order() {
             ("cookie", &format!("session={good}")),
         ],
     );
-    assert_eq!(r.status, 401, "{}", r.summary());
-    assert_eq!(
-        r.json()["error_description"],
-        "the token is not a well-formed JWS compact serialization"
+    assert_eq!(r.status, 400, "{}", r.summary());
+}
+
+/// Issue 11, item 4, on JWT rules: a credential place given twice, or two credentials in two
+/// places (configured on this rule or not: another provider's, `x-api-key`, a JWT-shaped query
+/// value), is `400 ambiguous_credential` and never reaches the upstream. The same token in
+/// several places is one credential, and every copy is removed before the request goes on.
+#[test]
+fn one_credential_read_one_way() {
+    let s = stack();
+    let t = app_token("one-way");
+    let u = app_token("mallory");
+    let cf = cf_token();
+    let bearer = format!("Bearer {t}");
+    let key = format!("sk_{}", "ab".repeat(32));
+    let cases: Vec<(String, Vec<(&str, String)>)> = vec![
+        (
+            "/orders".into(),
+            vec![("authorization", bearer.clone()), ("authorization", bearer.clone())],
+        ),
+        (
+            "/orders".into(),
+            vec![
+                ("authorization", bearer.clone()),
+                ("authorization", format!("Bearer {u}")),
+            ],
+        ),
+        (
+            "/orders".into(),
+            vec![("authorization", format!("Bearer {t}, Bearer {u}"))],
+        ),
+        (
+            "/orders".into(),
+            vec![("authorization", bearer.clone()), ("cookie", format!("session={u}"))],
+        ),
+        ("/orders".into(), vec![("cookie", format!("session={t}; SESSION={t}"))]),
+        (
+            "/orders".into(),
+            vec![("cookie", format!("session={t}")), ("cookie", "session=".into())],
+        ),
+        (
+            format!("/orders?access_token={u}"),
+            vec![("authorization", bearer.clone())],
+        ),
+        (format!("/orders?access_token={t}&ACCESS_TOKEN={t}"), vec![]),
+        (format!("/orders?state={u}"), vec![("authorization", bearer.clone())]),
+        (
+            format!("/orders?api_key={key}"),
+            vec![("authorization", bearer.clone())],
+        ),
+        (
+            "/orders".into(),
+            vec![("authorization", bearer.clone()), ("x-api-key", key.clone())],
+        ),
+        (
+            "/orders".into(),
+            vec![
+                ("authorization", bearer.clone()),
+                ("cf-access-jwt-assertion", cf.clone()),
+            ],
+        ),
+        (
+            "/orders".into(),
+            vec![
+                ("authorization", bearer.clone()),
+                ("cookie", format!("CF_Authorization={cf}")),
+            ],
+        ),
+        (
+            "/cf/app".into(),
+            vec![
+                ("cf-access-jwt-assertion", cf.clone()),
+                ("cookie", format!("CF_Authorization={u}")),
+            ],
+        ),
+        (
+            "/cf/app".into(),
+            vec![("cf-access-jwt-assertion", cf.clone()), ("x-api-key", key.clone())],
+        ),
+    ];
+    for (path, headers) in &cases {
+        let mut h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        h.push(("x-e2e-probe", "ambiguous"));
+        let r = s.envoy.get(path, &h);
+        assert_eq!(r.status, 400, "{path} {headers:?}: {}", r.summary());
+        assert_eq!(r.json()["error"], "invalid_request");
+        assert!(!r.text().contains(&t), "the reply does not echo the token");
+    }
+    assert!(!s.echo.saw("x-e2e-probe", "ambiguous"));
+    assert!(s.envoy.stat("wasmcustom.edge_auth.denied.ambiguous_credential") >= cases.len() as u64);
+
+    // the same token in the header, the cookie and a query parameter: one credential, no copy
+    // goes upstream (forward_token: false), the other cookies and parameters do
+    let path = format!("/orders?v=1&access_token={t}&state={t}");
+    let body = upstream(
+        &path,
+        &[
+            ("authorization", &bearer),
+            ("cookie", &format!("theme=dark; session={t}")),
+            ("x-api-key", ""),
+        ],
     );
+    assert_eq!(echoed_header(&body, "x-auth-subject").as_deref(), Some("one-way"));
+    assert_eq!(body["path"], "/orders?v=1");
+    assert_eq!(echoed_header(&body, "cookie").as_deref(), Some("theme=dark"));
+    for gone in ["authorization", "x-api-key"] {
+        assert!(echoed_header(&body, gone).is_none(), "{gone} went upstream");
+    }
+    // Cloudflare Access: the header and the browser's cookie hold the same token; forward_token
+    // true keeps both, as the rule reads both
+    let cookie = format!("CF_Authorization={cf}");
+    let body = upstream("/cf/app", &[("cf-access-jwt-assertion", &cf), ("cookie", &cookie)]);
+    assert_eq!(
+        echoed_header(&body, "x-auth-email").as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(echoed_header(&body, "cookie").as_deref(), Some(cookie.as_str()));
+    // a credential only where the rule does not read: refused, never upstream
+    let r = s
+        .envoy
+        .get("/orders", &[("x-api-key", &key), ("x-e2e-probe", "elsewhere")]);
+    assert_eq!(r.status, 401, "{}", r.summary());
+    assert!(!s.echo.saw("x-e2e-probe", "elsewhere"));
+    // a public rule reads nothing and leaves everything as sent
+    let body = upstream(
+        "/public/page",
+        &[
+            ("x-api-key", &key),
+            ("x-api-key", "sk_other"),
+            ("authorization", &bearer),
+        ],
+    );
+    assert_eq!(echoed_header_all(&body, "x-api-key").len(), 2);
 }
 
 #[test]
@@ -270,6 +407,49 @@ fn path_tricks_that_upstreams_read_differently_are_refused() {
         assert_eq!(r.json()["error"], "invalid_request");
     }
     assert!(!stack().echo.saw("x-e2e-probe", "path-trick"));
+}
+
+/// Issue 11, item 1: `GET /public/%252e%252e/admin/x` went upstream on the public rule, and
+/// a backend that decodes once more reads `/admin/x`. Envoy's normalize_path leaves `%25`
+/// alone, so the filter refuses every double or triple encoding (any `%25`), overlong UTF-8
+/// and escaped control characters, on the public rule and the protected one, token or not.
+#[test]
+fn paths_a_second_decoder_reads_differently_are_refused() {
+    let bearer = format!("Bearer {}", app_token("second-decoder"));
+    let tricks = [
+        "%252e%252e",
+        "%252E%252E",
+        "%25%32%65%25%32%65",
+        "%25%32%45%25%32%45",
+        "%25252e%25252e",
+        "..%252f",
+        "%255c..",
+        "%2561dmin",
+        "%c0%ae%c0%ae",
+        "%e0%80%ae%e0%80%ae",
+        "x%0a",
+        "%252e%252e;",
+    ];
+    for trick in tricks {
+        for path in [
+            format!("/public/{trick}/orders/x"),
+            format!("/public/{trick}"),
+            format!("/orders/{trick}/public/x"),
+        ] {
+            for headers in [
+                vec![("x-e2e-probe", "second-decoder")],
+                vec![("x-e2e-probe", "second-decoder"), ("authorization", bearer.as_str())],
+            ] {
+                let r = stack().envoy.get(&path, &headers);
+                assert_eq!(r.status, 400, "{path}: {}", r.summary());
+                assert_eq!(r.json()["error"], "invalid_request", "{path}: {}", r.summary());
+            }
+        }
+    }
+    assert!(!stack().echo.saw("x-e2e-probe", "second-decoder"));
+    // a well-formed non-ASCII name and a space still go through
+    let body = upstream("/public/caf%C3%A9%20menu", &[]);
+    assert_eq!(body["path"], "/public/caf%C3%A9%20menu");
 }
 
 #[test]

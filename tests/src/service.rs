@@ -53,6 +53,19 @@ impl AuthService {
         AuthService::start_at(free_port(), dir)
     }
 
+    /// Starts the service on a free port with a fresh database and `env` set.
+    pub fn start_with_env(env: &[(&str, &str)]) -> AuthService {
+        let dir = std::env::temp_dir().join(format!("edge-auth-e2e-svc-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let port = free_port();
+        let mut cmd = Command::new(service_bin());
+        cmd.arg("--db").arg(dir.join("auth.db"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        AuthService::spawn(cmd, port, &format!("http://127.0.0.1:{port}"), dir)
+    }
+
     /// Starts the service on `port` with its database in `dir` (a restart keeps the data).
     pub fn start_at(port: u16, dir: PathBuf) -> AuthService {
         let mut cmd = Command::new(service_bin());

@@ -94,6 +94,38 @@ const SQLITE: &[&str] = &[
     CREATE INDEX audit_events_ts ON audit_events(ts);
     CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
     "#,
+    // 3: tenant-scoped revocations: a tenant on each event, and the 'tenant' kind (a
+    // disabled tenant's cut-off). SQLite cannot change a CHECK constraint: the table
+    // is rebuilt (event ids are kept: they come from feed_head). Tenants can be disabled.
+    // Roles: those a key may grant, and those of a session. When a key was last used.
+    // The audit's tenant, and an order that paging can rely on. Sealed signing keys.
+    r#"
+    CREATE TABLE revocation_events_3 (
+        id             INTEGER PRIMARY KEY,
+        kind           TEXT NOT NULL CHECK (kind IN ('jti', 'session', 'subject', 'global', 'tenant')),
+        value          TEXT,
+        tenant         TEXT,              -- NULL: every tenant (an operator's cut-off)
+        revoked_before INTEGER,
+        expires_at     INTEGER NOT NULL,
+        created_at     INTEGER NOT NULL
+    );
+    INSERT INTO revocation_events_3 (id, kind, value, tenant, revoked_before, expires_at, created_at)
+        SELECT id, kind, value, NULL, revoked_before, expires_at, created_at FROM revocation_events;
+    DROP TABLE revocation_events;
+    ALTER TABLE revocation_events_3 RENAME TO revocation_events;
+    CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
+    ALTER TABLE tenants ADD COLUMN disabled_at INTEGER;  -- NULL: enabled
+    ALTER TABLE api_keys ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';  -- JSON array: the roles it may grant
+    ALTER TABLE sessions ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';  -- JSON array: the session's roles
+    ALTER TABLE api_keys ADD COLUMN last_used_at INTEGER;  -- coarse: written in batches
+    ALTER TABLE audit_events ADD COLUMN tenant TEXT;
+    -- The audit's order: (tx, id). SQLite has one writer, so ids are in commit order: tx 0.
+    ALTER TABLE audit_events ADD COLUMN tx INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX audit_events_order ON audit_events(tx, id);
+    CREATE INDEX audit_events_tenant ON audit_events(tenant, tx, id);
+    CREATE INDEX audit_events_action ON audit_events(action, tx, id);
+    ALTER TABLE signing_keys ADD COLUMN kek_id TEXT;  -- NULL: private_key in clear; else sealed with that KEK
+    "#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -179,6 +211,25 @@ const POSTGRES: &[&str] = &[
     CREATE INDEX audit_events_ts ON audit_events(ts);
     CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
     "#,
+    // 3: as SQLite's 3.
+    r#"
+    ALTER TABLE revocation_events ADD COLUMN tenant TEXT;
+    ALTER TABLE revocation_events DROP CONSTRAINT revocation_events_kind_check;
+    ALTER TABLE revocation_events ADD CONSTRAINT revocation_events_kind_check
+        CHECK (kind IN ('jti', 'session', 'subject', 'global', 'tenant'));
+    ALTER TABLE tenants ADD COLUMN disabled_at BIGINT;
+    ALTER TABLE api_keys ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE sessions ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE api_keys ADD COLUMN last_used_at BIGINT;
+    ALTER TABLE audit_events ADD COLUMN tenant TEXT;
+    -- The writing transaction's id: ids are not in commit order across transactions;
+    -- store::audit_horizon says up to which transaction the log is final.
+    ALTER TABLE audit_events ADD COLUMN tx BIGINT NOT NULL DEFAULT txid_current();
+    CREATE INDEX audit_events_order ON audit_events(tx, id);
+    CREATE INDEX audit_events_tenant ON audit_events(tenant, tx, id);
+    CREATE INDEX audit_events_action ON audit_events(action, tx, id);
+    ALTER TABLE signing_keys ADD COLUMN kek_id TEXT;
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -256,11 +307,18 @@ mod tests {
         let e = crate::model::NewRevocation {
             kind: crate::model::RevocationKind::Jti,
             value: Some("c".into()),
+            tenant: None,
             revoked_before: None,
             expires_at: 10,
         };
         store::insert_events(c, &[e], 1).unwrap();
         let head = store::feed_head(c).unwrap();
+        let kept = store::events_between(c, 0, 2, 0).unwrap();
+        assert_eq!(kept.len(), 1, "version 3 rebuilt the events table with its rows");
+        assert_eq!(
+            (kept[0].id, kept[0].value.as_deref(), kept[0].tenant.as_deref()),
+            (1, Some("a"), None)
+        );
         let after = store::events_between(c, 2, head, 0).unwrap();
         assert_eq!(after.len(), 1);
         assert_eq!((after[0].id, after[0].value.as_deref()), (3, Some("c")));

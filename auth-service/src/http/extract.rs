@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::{authorization, blocking, AppState};
 use crate::audit::Ctx;
+use crate::edge_context;
 use crate::error::{Error, Result};
 use crate::service::AuthedKey;
 
@@ -168,7 +169,8 @@ fn presented_api_key(headers: &HeaderMap) -> Option<String> {
 }
 
 /// A valid API key (checked first: an unauthenticated caller learns nothing about
-/// its body), and the context acting as it.
+/// its body), presented by the caller or attested by the edge's signed context, used
+/// from an address it may be used from; and the context acting as it.
 pub struct ApiKey(pub AuthedKey);
 
 impl FromRequestParts<AppState> for ApiKey {
@@ -180,7 +182,15 @@ impl FromRequestParts<AppState> for ApiKey {
         let raw = presented_api_key(&parts.headers);
         let svc = st.service.clone();
         let ctx = client.ctx("anonymous");
-        blocking(move || svc.authenticate_api_key(&ctx, &route, raw.as_deref()))
+        let path = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
+        let edge = edge_context::read(
+            st.edge_context.as_deref(),
+            |name| parts.headers.get_all(name).iter().map(|v| v.to_str().ok()).collect(),
+            parts.method.as_str(),
+            path,
+            svc.now(),
+        );
+        blocking(move || svc.authenticate_api_key(&ctx, &route, raw.as_deref(), &edge))
             .await
             .map(ApiKey)
     }

@@ -19,7 +19,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{authorization_str, observe, AppState, Secret, API_VERSION_HEADER};
+use super::{authorization_str, observe, AppState, Matched, Secret, API_VERSION_HEADER};
 use crate::error::{Credential, Error};
 
 /// What a path's credential is, by its prefix.
@@ -69,11 +69,17 @@ pub(super) const CREDENTIALED: &[&str] = &[
     "/internal/v1/revocations",
     "/internal/v1/stats",
     "/admin/v1/tenants",
+    "/admin/v1/tenants/{tenant}",
+    "/admin/v1/tenants/{tenant}/disable",
+    "/admin/v1/tenants/{tenant}/enable",
     "/admin/v1/tenants/{tenant}/keys",
     "/admin/v1/keys/{key_id}/rotate",
     "/admin/v1/keys/{key_id}/revoke",
+    "/admin/v1/keys/revoke-all",
+    "/admin/v1/tenants/{tenant}/keys/revoke-all",
     "/admin/v1/sessions/{sid}/revoke",
     "/admin/v1/subjects/{subject}/revoke",
+    "/admin/v1/tenants/{tenant}/subjects/{subject}/revoke",
     "/admin/v1/revoke-all",
     "/admin/v1/signing-keys/rotate",
     "/admin/v1/audit",
@@ -140,15 +146,19 @@ fn too_many_requests(retry_after_s: u64, request_id: &str) -> Response {
     res
 }
 
-/// Whether the request carries `Authorization: Bearer <secret>`.
-fn carries<B>(req: &Request<B>, secret: &Secret) -> bool {
-    authorization_str(req.headers(), "Bearer").is_some_and(|t| secret.matches(t))
+/// Which of `secret`'s values the request's `Authorization: Bearer` token is.
+fn carries<B>(req: &Request<B>, secret: &Secret) -> Matched {
+    authorization_str(req.headers(), "Bearer").map_or(Matched::Neither, |t| secret.check(t))
 }
 
 /// A request whose bearer token the gate found valid (admin or service): the token
 /// middleware does not hash it again. Only the server sets it; no client can.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Verified(pub(super) Credential);
+pub(super) struct Verified {
+    pub(super) credential: Credential,
+    /// The token's value it matched: the current one or, during a rollover, the previous.
+    pub(super) matched: Matched,
+}
 
 /// The answer to a request from `client` (its address as the guard counts it) if it
 /// is to be refused before anything else is done with it; `None` to serve it.
@@ -159,14 +169,14 @@ pub(super) struct Verified(pub(super) Credential);
 pub(super) fn refuse<B>(st: &AppState, req: &mut Request<B>, client: Option<IpAddr>) -> Option<Response> {
     let path = req.uri().path();
     let class = Class::of(path)?;
-    let verified = match class {
-        Class::Admin => carries(req, &st.admin_token).then_some(Credential::Admin),
-        Class::Service => carries(req, &st.service_token).then_some(Credential::Service),
+    let (credential, matched) = match class {
+        Class::Admin => (Credential::Admin, carries(req, &st.admin_token)),
+        Class::Service => (Credential::Service, carries(req, &st.service_token)),
         // An API key is refused from a limited client without being looked up.
-        Class::ApiKey => None,
+        Class::ApiKey => (Credential::ApiKey, Matched::Neither),
     };
-    if let Some(credential) = verified {
-        req.extensions_mut().insert(Verified(credential));
+    if matched != Matched::Neither {
+        req.extensions_mut().insert(Verified { credential, matched });
         return None;
     }
     let svc = &st.service;
@@ -203,6 +213,29 @@ mod tests {
             route_of("/internal/v1/api-keys/lookup", Class::Service),
             "/internal/v1/api-keys/lookup"
         );
+    }
+
+    /// Every route of the router that needs a credential is in [`CREDENTIALED`], so a
+    /// limited client's refusal is counted under the route its 401s were counted under.
+    #[test]
+    fn every_credentialed_route_of_the_router_is_listed() {
+        let source = include_str!("mod.rs");
+        let mut routes = Vec::new();
+        for piece in source.split(".route(").skip(1) {
+            let Some(start) = piece.find('"') else { continue };
+            let rest = &piece[start + 1..];
+            let template = &rest[..rest.find('"').unwrap()];
+            if Class::of(template).is_some() {
+                routes.push(template);
+            }
+        }
+        assert!(routes.len() >= 20, "{routes:?}");
+        for t in &routes {
+            assert!(CREDENTIALED.contains(t), "{t} is not in CREDENTIALED");
+        }
+        for t in CREDENTIALED {
+            assert!(routes.contains(t), "{t} is not a route");
+        }
     }
 
     #[test]
@@ -242,7 +275,10 @@ mod tests {
             async move {
                 let mut req = Request::get("/internal/v1/revocations").body(Body::empty()).unwrap();
                 if let Some(c) = credential {
-                    req.extensions_mut().insert(Verified(c));
+                    req.extensions_mut().insert(Verified {
+                        credential: c,
+                        matched: Matched::Current,
+                    });
                 }
                 app.oneshot(req).await.unwrap().status()
             }

@@ -28,12 +28,14 @@ use subtle::ConstantTimeEq;
 pub use extract::{ApiKey, Client, JsonBody, NoBody, OptionalJsonBody, Route};
 pub use server::{serve, serve_api, HttpConfig};
 
+use crate::edge_context::EdgeContextConfig;
 use crate::error::{Credential, Error, Result};
 use crate::guard::Failure;
 use crate::service::{
-    KeyRequest, LogoutRequest, LookupRequest, RefreshRequest, RotateRequest, Service, SessionRequest, SubjectRequest,
-    TenantRequest,
+    AuditQuery, KeyRequest, LogoutRequest, LookupRequest, RefreshRequest, RotateRequest, Service, SessionRequest,
+    SubjectRequest, TenantRequest, TenantUpdate,
 };
+use crate::store::AuditFilter;
 
 /// The API version stated in every response.
 pub const API_VERSION_HEADER: &str = "edge-auth-api-version";
@@ -45,23 +47,59 @@ pub const MIN_TOKEN_LEN: usize = 32;
 /// without being hashed.
 pub const MAX_TOKEN_LEN: usize = 1024;
 
-/// A bearer secret, kept only as its SHA-256 and compared in constant time.
+/// A bearer secret, kept only as its SHA-256 and compared in constant time; during a
+/// rollover, also the previous one (both are accepted).
 #[derive(Clone)]
-pub struct Secret([u8; 32]);
+pub struct Secret {
+    current: [u8; 32],
+    previous: Option<[u8; 32]>,
+}
+
+/// Which of a [`Secret`]'s values a presented token matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matched {
+    Current,
+    Previous,
+    Neither,
+}
 
 impl Secret {
     pub fn new(token: &str) -> Secret {
-        Secret(Sha256::digest(token.as_bytes()).into())
+        Secret {
+            current: Sha256::digest(token.as_bytes()).into(),
+            previous: None,
+        }
+    }
+
+    /// `token`, and `previous` still accepted during a rollover.
+    pub fn rolling(token: &str, previous: Option<&str>) -> Secret {
+        Secret {
+            previous: previous.map(|p| Sha256::digest(p.as_bytes()).into()),
+            ..Secret::new(token)
+        }
     }
 
     /// Constant-time comparison: both sides are hashed first, so neither the
-    /// content nor the length of the expected token leaks through timing.
-    pub fn matches(&self, presented: &str) -> bool {
+    /// content nor the length of the expected token leaks through timing, and both
+    /// values are always compared. A token over [`MAX_TOKEN_LEN`] is wrong unhashed.
+    pub fn check(&self, presented: &str) -> Matched {
         if presented.len() > MAX_TOKEN_LEN {
-            return false;
+            return Matched::Neither;
         }
         let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        bool::from(self.0.ct_eq(&h))
+        let current = self.current.ct_eq(&h);
+        let previous = self.previous.map_or(subtle::Choice::from(0), |p| p.ct_eq(&h));
+        if bool::from(current) {
+            Matched::Current
+        } else if bool::from(previous) {
+            Matched::Previous
+        } else {
+            Matched::Neither
+        }
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        self.check(presented) != Matched::Neither
     }
 }
 
@@ -77,6 +115,8 @@ pub struct AppState {
     pub admin_token: Secret,
     pub service_token: Secret,
     pub http: Arc<HttpConfig>,
+    /// How to check the edge's signed context headers; `None`: they are never believed.
+    pub edge_context: Option<Arc<EdgeContextConfig>>,
 }
 
 impl AppState {
@@ -86,6 +126,7 @@ impl AppState {
             admin_token,
             service_token,
             http: Arc::new(HttpConfig::default()),
+            edge_context: None,
         }
     }
 }
@@ -95,6 +136,7 @@ pub fn status_of(e: &Error) -> StatusCode {
     match e {
         Error::InvalidRequest(_) | Error::InvalidScope(_) => StatusCode::BAD_REQUEST,
         Error::InvalidGrant(_) | Error::InvalidToken(_) | Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        Error::IpNotAllowed => StatusCode::FORBIDDEN,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -103,7 +145,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::SchemaTooNew { .. } | Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::SchemaTooNew { .. } | Error::SigningKeySealed(_) | Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -182,13 +224,18 @@ async fn require_token(
         Credential::Admin => (&st.admin_token, "admin", "admin.auth"),
         Credential::Service | Credential::ApiKey => (&st.service_token, "service", "service.auth"),
     };
-    let verified = req.extensions().get::<gate::Verified>().map(|v| v.0);
-    let valid =
-        verified == Some(credential) || authorization_str(req.headers(), "Bearer").is_some_and(|t| secret.matches(t));
+    let matched = match req.extensions().get::<gate::Verified>() {
+        Some(v) if v.credential == credential => v.matched,
+        _ => authorization_str(req.headers(), "Bearer").map_or(Matched::Neither, |t| secret.check(t)),
+    };
     let metrics = &st.service.metrics;
     metrics.token_validation_duration.observe(&[kind], started.elapsed());
-    if valid {
+    if matched != Matched::Neither {
         metrics.token_validations.inc(&[kind, "valid"]);
+        if matched == Matched::Previous {
+            // Tells the operator when the old token is no longer in use (rollover, step 3).
+            metrics.previous_token_uses.inc(&[kind]);
+        }
         return next.run(req).await;
     }
     let reason = if req.headers().contains_key(header::AUTHORIZATION) {
@@ -254,9 +301,23 @@ async fn lookup(State(st): State<AppState>, JsonBody(req): JsonBody<LookupReques
         st.service.lookup(&req.key_hash)?
     } else {
         let svc = st.service.clone();
-        blocking(move || svc.lookup(&req.key_hash)).await?
+        let key_hash = req.key_hash.clone();
+        blocking(move || svc.lookup(&key_hash)).await?
     };
-    Ok(Json(answer).into_response())
+    Ok(Json(BoundAnswer {
+        key_hash: req.key_hash,
+        answer,
+    })
+    .into_response())
+}
+
+/// A lookup answer with the `key_hash` it answers (contract v1.1): the edge
+/// refuses an answer that does not name the hash it asked about.
+#[derive(serde::Serialize)]
+struct BoundAnswer {
+    key_hash: String,
+    #[serde(flatten)]
+    answer: crate::keys::LookupAnswer,
 }
 
 #[derive(Debug, Deserialize)]
@@ -370,6 +431,37 @@ async fn list_tenants(State(st): State<AppState>, client: Client) -> Result<Resp
     Ok(Json(json!({ "tenants": tenants })).into_response())
 }
 
+async fn get_tenant(State(st): State<AppState>, client: Client, Path(tenant): Path<String>) -> Result<Response> {
+    Ok(Json(as_admin(&st, &client, move |svc, _| svc.get_tenant(&tenant)).await?).into_response())
+}
+
+async fn update_tenant(
+    State(st): State<AppState>,
+    client: Client,
+    Path(tenant): Path<String>,
+    JsonBody(req): JsonBody<TenantUpdate>,
+) -> Result<Response> {
+    Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.update_tenant(ctx, &tenant, req)).await?).into_response())
+}
+
+async fn disable_tenant(
+    State(st): State<AppState>,
+    client: Client,
+    Path(tenant): Path<String>,
+    _: NoBody,
+) -> Result<Response> {
+    Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.disable_tenant(ctx, &tenant)).await?).into_response())
+}
+
+async fn enable_tenant(
+    State(st): State<AppState>,
+    client: Client,
+    Path(tenant): Path<String>,
+    _: NoBody,
+) -> Result<Response> {
+    Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.enable_tenant(ctx, &tenant)).await?).into_response())
+}
+
 async fn create_key(
     State(st): State<AppState>,
     client: Client,
@@ -405,6 +497,20 @@ async fn revoke_key(
     Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.revoke_key(ctx, &key_id)).await?).into_response())
 }
 
+async fn revoke_all_keys(State(st): State<AppState>, client: Client, _: NoBody) -> Result<Response> {
+    Ok(Json(as_admin(&st, &client, |svc, ctx| svc.revoke_all_keys(ctx, None)).await?).into_response())
+}
+
+async fn revoke_tenant_keys(
+    State(st): State<AppState>,
+    client: Client,
+    Path(tenant): Path<String>,
+    _: NoBody,
+) -> Result<Response> {
+    let out = as_admin(&st, &client, move |svc, ctx| svc.revoke_all_keys(ctx, Some(&tenant))).await?;
+    Ok(Json(out).into_response())
+}
+
 async fn revoke_session(
     State(st): State<AppState>,
     client: Client,
@@ -420,7 +526,24 @@ async fn revoke_subject(
     Path(subject): Path<String>,
     _: NoBody,
 ) -> Result<Response> {
-    Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.admin_revoke_subject(ctx, &subject)).await?).into_response())
+    let out = as_admin(&st, &client, move |svc, ctx| {
+        svc.admin_revoke_subject(ctx, &subject, None)
+    })
+    .await?;
+    Ok(Json(out).into_response())
+}
+
+async fn revoke_tenant_subject(
+    State(st): State<AppState>,
+    client: Client,
+    Path((tenant, subject)): Path<(String, String)>,
+    _: NoBody,
+) -> Result<Response> {
+    let out = as_admin(&st, &client, move |svc, ctx| {
+        svc.admin_revoke_subject(ctx, &subject, Some(&tenant))
+    })
+    .await?;
+    Ok(Json(out).into_response())
 }
 
 async fn revoke_all(State(st): State<AppState>, client: Client, _: NoBody) -> Result<Response> {
@@ -435,18 +558,39 @@ async fn rotate_signing_key(State(st): State<AppState>, client: Client, _: NoBod
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AuditQuery {
+struct AuditParams {
     limit: Option<u32>,
+    before: Option<String>,
+    after: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    tenant: Option<String>,
+    action: Option<String>,
+    outcome: Option<String>,
+    actor: Option<String>,
 }
 
 async fn audit_events(
     State(st): State<AppState>,
     client: Client,
-    q: std::result::Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    q: std::result::Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response> {
-    let limit = query(q)?.limit.unwrap_or(100).clamp(1, 1000);
-    let events = as_admin(&st, &client, move |svc, _| svc.audit_events(limit)).await?;
-    Ok(Json(json!({ "events": events })).into_response())
+    let p = query(q)?;
+    let q = AuditQuery {
+        limit: p.limit.unwrap_or(100),
+        before: p.before,
+        after: p.after,
+        filter: AuditFilter {
+            since: p.since,
+            until: p.until,
+            tenant: p.tenant,
+            action: p.action,
+            outcome: p.outcome,
+            actor: p.actor,
+        },
+    };
+    let page = as_admin(&st, &client, move |svc, _| svc.audit_page(&q)).await?;
+    Ok(Json(page).into_response())
 }
 
 // ------------------------------------------------------------------- router
@@ -494,11 +638,20 @@ pub fn router_for(state: AppState, api: Api) -> Router {
     }
     let admin = Router::new()
         .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/admin/v1/tenants/{tenant}", get(get_tenant).patch(update_tenant))
+        .route("/admin/v1/tenants/{tenant}/disable", post(disable_tenant))
+        .route("/admin/v1/tenants/{tenant}/enable", post(enable_tenant))
         .route("/admin/v1/tenants/{tenant}/keys", post(create_key).get(list_keys))
         .route("/admin/v1/keys/{key_id}/rotate", post(rotate_key))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
+        .route("/admin/v1/keys/revoke-all", post(revoke_all_keys))
+        .route("/admin/v1/tenants/{tenant}/keys/revoke-all", post(revoke_tenant_keys))
         .route("/admin/v1/sessions/{sid}/revoke", post(revoke_session))
         .route("/admin/v1/subjects/{subject}/revoke", post(revoke_subject))
+        .route(
+            "/admin/v1/tenants/{tenant}/subjects/{subject}/revoke",
+            post(revoke_tenant_subject),
+        )
         .route("/admin/v1/revoke-all", post(revoke_all))
         .route("/admin/v1/signing-keys/rotate", post(rotate_signing_key))
         .route("/admin/v1/audit", get(audit_events))

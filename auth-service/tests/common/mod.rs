@@ -215,6 +215,13 @@ impl TestApp {
         (svc, router(state))
     }
 
+    /// The router with something of its state changed (the edge's context, say).
+    pub fn router_with(&self, f: impl FnOnce(&mut AppState)) -> Router {
+        let mut state = AppState::new(self.svc.clone(), Secret::new(ADMIN_TOKEN), Secret::new(SERVICE_TOKEN));
+        f(&mut state);
+        router(state)
+    }
+
     pub async fn send(&self, req: Request<Body>) -> Resp {
         send_to(&self.router, req).await
     }
@@ -271,6 +278,8 @@ impl TestApp {
         )
     }
 
+    /// The lookup answer for `raw_key`, without its `key_hash` once checked:
+    /// every answer must name the hash it answers (contract v1.1).
     pub async fn lookup_raw(&self, raw_key: &str) -> Value {
         let hash = edge_auth_service::keys::hash_secret(raw_key);
         let r = self
@@ -281,7 +290,10 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        r.body
+        let mut body = r.body;
+        let named = body.as_object_mut().and_then(|o| o.remove("key_hash"));
+        assert_eq!(named, Some(json!(hash)), "the answer names the key_hash asked about");
+        body
     }
 
     pub async fn feed(&self, since: Option<&str>) -> Value {
@@ -315,7 +327,11 @@ impl TestApp {
     }
 }
 
-/// A request, optionally as if it came from the TCP peer `peer`.
+/// The TCP peer of a request that names none: inside the test tenants' allowlist
+/// (`203.0.113.0/24`). A real server always knows its peer.
+pub const DEFAULT_PEER: &str = "203.0.113.7";
+
+/// A request as if it came from the TCP peer `peer` ([`DEFAULT_PEER`] if `None`).
 pub fn request(
     method: Method,
     path: &str,
@@ -334,14 +350,20 @@ pub fn request(
             .unwrap(),
         None => b.body(Body::empty()).unwrap(),
     };
-    if let Some(peer) = peer {
-        let addr: SocketAddr = format!("{peer}:40000").parse().unwrap();
-        req.extensions_mut().insert(ConnectInfo(addr));
-    }
+    let peer = peer.unwrap_or(DEFAULT_PEER);
+    let addr = match peer.parse::<std::net::IpAddr>().unwrap() {
+        std::net::IpAddr::V4(a) => SocketAddr::from((a, 40000)),
+        std::net::IpAddr::V6(a) => SocketAddr::from((a, 40000)),
+    };
+    req.extensions_mut().insert(ConnectInfo(addr));
     req
 }
 
-pub async fn send_to(router: &Router, req: Request<Body>) -> Resp {
+pub async fn send_to(router: &Router, mut req: Request<Body>) -> Resp {
+    if req.extensions().get::<ConnectInfo<SocketAddr>>().is_none() {
+        let addr: SocketAddr = format!("{DEFAULT_PEER}:40000").parse().unwrap();
+        req.extensions_mut().insert(ConnectInfo(addr));
+    }
     let res = tokio::time::timeout(Duration::from_secs(20), router.clone().oneshot(req))
         .await
         .expect("request timed out")

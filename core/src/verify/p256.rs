@@ -5,7 +5,7 @@
 //! point formulas, constant-time table scans and inversions), which a
 //! verifier does not need: the signature, the message and the key are all
 //! public. This verifier uses variable-time arithmetic instead: Montgomery
-//! field multiplication on 32-bit limbs ([`crate::montgomery`]), Jacobian
+//! field multiplication on 32-bit limbs ([`super::montgomery`]), Jacobian
 //! coordinates with the `a = -3` doubling, mixed additions against affine
 //! tables of odd multiples (width-5 NAF) computed once for the base point and
 //! once per key, and a final check `X == r * Z^2` that needs no inversion.
@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
-use crate::montgomery::{add_in_place, less_than, neg_inverse, r2_mod, sub_in_place, to_limbs};
+use super::montgomery::{add_in_place, less_than, neg_inverse, r2_mod, sub_in_place, to_limbs};
 
 /// A number below the modulus, little-endian 32-bit limbs.
 type Fe = [u32; 8];
@@ -197,7 +197,7 @@ impl Modulus {
 }
 
 /// Montgomery multiplication on fixed-size arrays (arithmetic modulo the
-/// group order): the same operand scanning as [`crate::montgomery::mont_mul`],
+/// group order): the same operand scanning as [`super::montgomery::mont_mul`],
 /// unrolled by the compiler for 8 limbs.
 #[inline(always)]
 fn mont_mul8(m: &Fe, n0inv: u32, a: &Fe, b: &Fe) -> Fe {
@@ -579,7 +579,7 @@ fn wnaf(k: &Fe, w: u32) -> [i8; 257] {
 
 /// A P-256 public key prepared for verification.
 #[derive(Clone, PartialEq, Eq)]
-pub struct P256Public {
+pub(crate) struct P256Public {
     /// Odd multiples of the key's point, affine, Montgomery form.
     table: Vec<Affine>,
 }
@@ -593,7 +593,7 @@ impl std::fmt::Debug for P256Public {
 impl P256Public {
     /// The key from its uncompressed SEC1 encoding (`04 || x || y`). `None`
     /// when the encoding is wrong or the point is not on the curve.
-    pub fn from_uncompressed(sec1: &[u8]) -> Option<P256Public> {
+    pub(crate) fn from_uncompressed(sec1: &[u8]) -> Option<P256Public> {
         if sec1.len() != 65 || sec1[0] != 4 {
             return None;
         }
@@ -616,7 +616,7 @@ impl P256Public {
 
     /// Whether `signature` (`r || s`, 32 bytes each, as in JWS) is a valid
     /// ES256 signature of `message`.
-    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         if signature.len() != 64 {
             return false;
         }

@@ -12,15 +12,8 @@
 
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-use crate::montgomery::{less_than, mont_mul, neg_inverse, r2_mod, strip, to_bytes, to_limbs};
-
-/// The hash of an RS/PS algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hash {
-    Sha256,
-    Sha384,
-    Sha512,
-}
+use super::montgomery::{less_than, mont_mul, neg_inverse, r2_mod, strip, to_bytes, to_limbs};
+use super::{Hash, Padding};
 
 impl Hash {
     fn len(self) -> usize {
@@ -66,16 +59,9 @@ impl Hash {
     }
 }
 
-/// The signature scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Padding {
-    Pkcs1v15,
-    Pss,
-}
-
 /// An RSA public key prepared for verification.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RsaPublic {
+pub(crate) struct RsaPublic {
     /// The modulus, little-endian 32-bit limbs, top limb non-zero.
     n: Vec<u32>,
     /// `-n^-1 mod 2^32`.
@@ -104,7 +90,7 @@ impl RsaPublic {
     /// Prepares the key with modulus `n` and exponent `e` (big-endian bytes).
     /// `None` unless `n` is odd with 512 to 8192 bits and `e` is odd, at
     /// least 3 and fits in 32 bits.
-    pub fn new(n: &[u8], e: &[u8]) -> Option<RsaPublic> {
+    pub(crate) fn new(n: &[u8], e: &[u8]) -> Option<RsaPublic> {
         let n = strip(n);
         let e = strip(e);
         let bits = n.len() * 8 - n.first()?.leading_zeros() as usize;
@@ -129,12 +115,13 @@ impl RsaPublic {
     }
 
     /// The modulus length in bits.
-    pub fn bits(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bits(&self) -> usize {
         self.bits
     }
 
     /// Whether `signature` is a valid signature of `message`.
-    pub fn verify(&self, padding: Padding, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
+    pub(crate) fn verify(&self, padding: Padding, hash: Hash, message: &[u8], signature: &[u8]) -> bool {
         let Some(em) = self.public_op(signature) else {
             return false;
         };
