@@ -288,6 +288,24 @@ impl AuthGuard {
         );
     }
 
+    /// Counts a connection refused at accept because its client is limited: in the
+    /// client's refusals (for the log) only. Nothing was read from it, so nothing is
+    /// audited: no request, route or credential is known.
+    pub fn refuse_connection(&self, client: Option<IpAddr>, now: i64) {
+        self.with_bucket(client, now, |b| b.refused += 1);
+    }
+
+    /// Takes a token from the client's bucket for a request refused before it could be
+    /// read (a head over the size limit): such requests limit their client as failed
+    /// authentications do, but are not audited (the metrics count them).
+    pub fn strike(&self, client: Option<IpAddr>, now: i64) {
+        self.with_bucket(client, now, |b| {
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+            }
+        });
+    }
+
     /// Takes the refusals counted per client since the last call (at most `max_rows`
     /// clients named, the most refused first; the others summed).
     pub fn take_refused(&self) -> Refused {
@@ -410,6 +428,26 @@ mod tests {
             max_clients,
             max_rows,
         })
+    }
+
+    #[test]
+    fn strikes_limit_a_client_without_being_audited() {
+        let g = guard(3, 1.0, 10, 10);
+        let c = Some(IpAddr::from([192, 0, 2, 9]));
+        for _ in 0..3 {
+            assert_eq!(g.limited_client(c, 100), None);
+            g.strike(c, 100);
+        }
+        assert_eq!(g.limited_client(c, 100), Some(1));
+        assert_eq!(
+            g.limited_client(Some(IpAddr::from([192, 0, 2, 10])), 100),
+            None,
+            "others are not"
+        );
+        assert!(g.take().is_empty(), "nothing to audit");
+        assert_eq!(g.limited_client(c, 101), None, "a token back after 1 s");
+        g.refuse_connection(c, 101);
+        assert_eq!(g.take_refused().clients, vec![("192.0.2.9".to_owned(), 1)]);
     }
 
     #[test]

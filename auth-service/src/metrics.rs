@@ -324,9 +324,10 @@ impl Metrics {
             connections_open: Gauge::new("auth_http_connections_open", "HTTP connections open now."),
             connection_timeouts: Counters::new(
                 "auth_http_connections_refused_total",
-                "Requests refused at the connection level: headers or body too slow, or a head too large.",
+                "Requests refused at the connection level: headers or body too slow, a head too large, \
+                 or a connection from a limited client closed at accept (public listener).",
                 &["reason"],
-                &refs(&one(&["header", "body", "too_large"])),
+                &refs(&one(&["header", "body", "too_large", "limited"])),
             ),
             audit_failure_rows: Counters::new(
                 "auth_audit_failure_rows_total",

@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::http::Method;
 use common::*;
 use edge_auth_service::guard::GuardConfig;
-use edge_auth_service::http::{serve, AppState, Secret};
+use edge_auth_service::http::{serve, serve_api, Api, AppState, HttpConfig, Secret};
 use edge_auth_service::service::Options;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -217,5 +217,179 @@ async fn a_limited_client_recovers_at_the_refill_rate() {
     assert_eq!(
         http(addr, "127.0.0.2", "GET", "/admin/v1/audit", &wrong).await.status,
         429
+    );
+}
+
+/// `app`'s service behind the real HTTP server for `api` on 127.0.0.1, with a short
+/// header timeout (how long a limited client's connection is held on the public listener).
+async fn served_as(app: &TestApp, api: Api, header_timeout: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut state = AppState::new(app.svc.clone(), Secret::new(ADMIN_TOKEN), Secret::new(SERVICE_TOKEN));
+    state.http = std::sync::Arc::new(HttpConfig {
+        header_timeout,
+        ..HttpConfig::default()
+    });
+    tokio::spawn(serve_api(listener, state, api, std::future::pending()));
+    addr
+}
+
+/// A request from `source` over a new connection, and every byte the service sent
+/// back before the connection ended (a reset counts as its end).
+async fn raw_exchange(addr: SocketAddr, source: &str, request: &str) -> (Vec<u8>, bool) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    // Nothing comes while the connection is held: give it time to come if it would.
+    let mut first = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(500), s.read(&mut first)).await;
+    let mut raw = Vec::new();
+    let held = early.is_err();
+    if let Ok(Ok(n)) = early {
+        raw.extend_from_slice(&first[..n]);
+    }
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut rest))
+        .await
+        .expect("the connection ends");
+    raw.extend_from_slice(&rest);
+    (raw, held)
+}
+
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0)
+}
+
+/// On the public listener of a split deployment, a limited client is not served: its
+/// new connections are held unread until the header timeout, then reset, and a 429 on
+/// a connection it opened earlier closes that connection. The edges' listener, on the
+/// same service, still serves the same address's valid service token, and other
+/// addresses are served on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_client_is_not_served_on_the_public_listener() {
+    let app = strict();
+    let public = served_as(&app, Api::Public, Duration::from_secs(2)).await;
+    let edge = served_as(&app, Api::Edge, Duration::from_secs(2)).await;
+    let (limited, other) = ("127.0.0.2", "127.0.0.3");
+    let wrong = [("authorization", "Bearer wrong")];
+    // A keep-alive connection opened while the client is still within its budget.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{limited}:0").parse().unwrap()).unwrap();
+    let mut early = socket.connect(public).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            http(public, limited, "GET", "/admin/v1/tenants", &wrong).await.status,
+            401
+        );
+    }
+    early
+        .write_all(b"GET /admin/v1/tenants HTTP/1.1\r\nhost: x\r\nauthorization: Bearer wrong\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), early.read_to_end(&mut answer))
+        .await
+        .expect("the connection is closed after its 429")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+
+    // New connections from the limited address: nothing is read or answered, a valid
+    // admin token and an open route included, until the connection is reset.
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    for request in [
+        "GET /admin/v1/tenants HTTP/1.1\r\nhost: x\r\nauthorization: Bearer wrong\r\n\r\n".to_owned(),
+        format!("GET /admin/v1/tenants HTTP/1.1\r\nhost: x\r\nauthorization: {admin}\r\n\r\n"),
+        "GET /health HTTP/1.1\r\nhost: x\r\n\r\n".to_owned(),
+    ] {
+        let (raw, held) = raw_exchange(public, limited, &request).await;
+        assert!(
+            held && raw.is_empty(),
+            "{request:?} got {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
+    // Another address is served on the public listener; the limited one on the edges'.
+    let r = http(public, other, "GET", "/admin/v1/tenants", &[("authorization", &admin)]).await;
+    assert_eq!(r.status, 200);
+    let service = format!("Bearer {SERVICE_TOKEN}");
+    let r = http(
+        edge,
+        limited,
+        "GET",
+        "/internal/v1/revocations",
+        &[("authorization", &service)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "the edges' listener reads and serves a valid token");
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{limited}:0").parse().unwrap()).unwrap();
+    let mut kept = socket.connect(edge).await.unwrap();
+    kept.write_all(b"GET /internal/v1/revocations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer wrong\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(20), kept.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "answered");
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 429"), "{head}");
+    assert!(
+        !head.contains("connection: close"),
+        "the edges' listener keeps its connections: {head}"
+    );
+
+    // Counted: the held connections in the metrics and in the client's refusals (logged),
+    // not in the audit (nothing of them was read).
+    let text = String::from_utf8(app.call(Method::GET, "/metrics", None, None).await.raw).unwrap();
+    assert_eq!(
+        metric(&text, "auth_http_connections_refused_total{reason=\"limited\"}"),
+        3,
+        "{text}"
+    );
+    let refused = app.svc.guard.take_refused();
+    assert_eq!(refused.clients, vec![(limited.to_owned(), 5)], "3 held, 2 answered 429");
+}
+
+/// A head over the size limit (`431`, refused by the HTTP layer before any routing)
+/// counts against its client's budget: a client sending only those is limited like
+/// one failing authentication, on every listener; others are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_heads_count_against_their_client() {
+    let app = strict();
+    let addr = served(&app).await;
+    let huge = format!("/admin/v1/keys/{}/revoke", "a".repeat(60_000));
+    let request = format!("GET {huge} HTTP/1.1\r\nhost: x\r\n\r\n");
+    for _ in 0..3 {
+        let (raw, _) = raw_exchange(addr, "127.0.0.4", &request).await;
+        let text = String::from_utf8_lossy(&raw);
+        assert!(raw.is_empty() || text.starts_with("HTTP/1.1 431"), "{text}");
+    }
+    let wrong = [("authorization", "Bearer wrong")];
+    let r = http(addr, "127.0.0.4", "GET", "/admin/v1/tenants", &wrong).await;
+    assert_eq!(r.status, 429, "limited by its oversized heads");
+    let r = http(addr, "127.0.0.5", "GET", "/admin/v1/tenants", &wrong).await;
+    assert_eq!(r.status, 401, "another address is not");
+    let text = String::from_utf8(app.call(Method::GET, "/metrics", None, None).await.raw).unwrap();
+    assert_eq!(
+        metric(&text, "auth_http_connections_refused_total{reason=\"too_large\"}"),
+        3
+    );
+    let events = app.audit().await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["peer"] == "127.0.0.4" && e["action"] != "admin.auth"),
+        "the oversized heads are not audited: {events:?}"
     );
 }

@@ -9,6 +9,16 @@
 //! * Connections: at most `max_connections` at once (more wait in the listen
 //!   backlog), at most `max_connections_per_client` from one address (more are
 //!   closed at once).
+//! * A head over the size limit (`431`) counts against its client's failure budget
+//!   ([`crate::guard`]) as a failed authentication does.
+//! * On the public listener of a split deployment ([`Api::Public`]), a client over its
+//!   budget is not served: a connection it opens is held without a byte of it being
+//!   read, until the header timeout, then reset (within its per-client limit; beyond
+//!   it, closed at once); a `429` the gate answers on a connection it opened earlier
+//!   closes that connection. A flood from a limited address then costs an accept per
+//!   connection per header timeout, however fast it sends. The edges' listener, and
+//!   the one listener of the default deployment, read the request instead, so that a
+//!   valid admin or service token from a limited address still passes (`gate`).
 //! * Shutdown: the loop stops accepting, idle connections close, requests in flight
 //!   may finish for `shutdown_grace`; then whatever is left is dropped, a half-sent
 //!   request included.
@@ -94,6 +104,28 @@ impl Drop for Slot {
     }
 }
 
+/// Whether `client` is limited now; if so the connection is counted as refused.
+fn limited(svc: &crate::service::Service, client: IpAddr) -> bool {
+    let now = svc.now();
+    if svc.guard.limited_client(Some(client), now).is_none() {
+        return false;
+    }
+    svc.guard.refuse_connection(Some(client), now);
+    svc.metrics.connection_timeouts.inc(&["limited"]);
+    true
+}
+
+/// Holds a limited client's connection unread for `hold`, with its place in the
+/// connection limits, then resets it (no `TIME_WAIT` left on the service's side).
+fn hold(stream: tokio::net::TcpStream, hold: Duration, places: impl Send + 'static) {
+    tokio::spawn(async move {
+        tokio::time::sleep(hold).await;
+        let _ = stream.set_zero_linger();
+        drop(stream);
+        drop(places);
+    });
+}
+
 /// Serves the whole API on `listener` until `shutdown` completes, then for at most
 /// the shutdown grace period while requests in flight finish.
 pub async fn serve(
@@ -146,21 +178,36 @@ pub async fn serve_api(
             () = &mut shutdown => break,
         };
         let ip = peer.ip().to_canonical();
+        let client = guard::client_of_ip(ip);
         let Some(slot) = per_client.take(ip, cfg.max_connections_per_client) else {
             tracing::debug!(client = %ip, "too many connections from this client: closed");
+            // Reset: no TIME_WAIT left on the service's side, however fast they come.
+            let _ = stream.set_zero_linger();
             continue;
         };
+        if api == Api::Public && limited(&metrics_svc, client) {
+            hold(stream, cfg.header_timeout, (slot, permit));
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let gate_state = gate_state.clone();
-        let client = guard::client_of_ip(ip);
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             // A limited client is answered before routing (see `gate`).
             let refused = gate::refuse(&gate_state, &mut req, Some(client));
             let app = app.clone();
             async move {
                 match refused {
-                    Some(res) => Ok(res),
+                    Some(mut res) => {
+                        if api == Api::Public {
+                            // The client's next connection is closed at accept.
+                            res.headers_mut().insert(
+                                hyper::header::CONNECTION,
+                                hyper::header::HeaderValue::from_static("close"),
+                            );
+                        }
+                        Ok(res)
+                    }
                     None => {
                         req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                         app.oneshot(req).await
@@ -177,6 +224,7 @@ pub async fn serve_api(
                     svc.metrics.connection_timeouts.inc(&["header"]);
                 } else if e.is_parse_too_large() {
                     svc.metrics.connection_timeouts.inc(&["too_large"]);
+                    svc.guard.strike(Some(client), svc.now());
                 }
                 tracing::debug!(error = %e, "connection ended with an error");
             }
