@@ -163,7 +163,7 @@ lint: rust-targets
 	@echo "lint: cargo clippy (filter on wasm32-wasip1, core + e2e natively; with and without rustcrypto-verify), cargo fmt --check"
 	@cargo clippy --target wasm32-wasip1 -p edge-auth -- -D warnings
 	@cargo clippy --target wasm32-wasip1 -p edge-auth --features rustcrypto-verify -- -D warnings
-	@cargo clippy -p edge-auth-core -p edge-auth-e2e -p edge-auth-service -p edge-auth-wasm-trim --all-targets -- -D warnings
+	@cargo clippy -p edge-auth-core -p edge-auth-e2e -p edge-auth-service -p edge-auth-wasm-trim -p edge-auth-flood --all-targets -- -D warnings
 	@cargo clippy -p edge-auth-core --features rustcrypto-verify --all-targets -- -D warnings
 	@cargo fmt --check
 
@@ -239,10 +239,11 @@ bench: setup build $(BENCH_PY_STAMP)
 
 # `make bench-service`: lookups/s and p99 of the auth service alone and under an
 # unauthenticated flood, on SQLite and on a throw-away PostgreSQL (bench/service.py).
-# BENCH_DURATION (s per run, default 5) and BENCH_ROUNDS (default 3) apply.
+# BENCH_DURATION (s per run, default 4) and BENCH_ROUNDS (default 3) apply; the flood
+# comes from tools/flood (edge-auth-flood), from addresses of its own (127.2.x.y).
 bench-service: service-bench-tools
-	@echo "bench-service: cargo build --release -p edge-auth-service"
-	@cargo build --quiet --release -p edge-auth-service
+	@echo "bench-service: cargo build --release -p edge-auth-service -p edge-auth-flood"
+	@cargo build --quiet --release -p edge-auth-service -p edge-auth-flood
 	@$(WITH_PG) python3 "$(BENCH_DIR)/service.py"
 
 # `make bench-service-cost`: what one request of each kind (a lookup, refusals) costs

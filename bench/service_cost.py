@@ -236,7 +236,8 @@ def measure_instructions(workdir, burst):
     return out
 
 
-def main():
+def measure():
+    """(instructions, CPU microseconds) per request, by kind."""
     if not shutil.which("valgrind"):
         raise SystemExit("cost: valgrind is not installed (apt-get install valgrind)")
     with tempfile.TemporaryDirectory(prefix="edge-auth-cost-") as workdir:
@@ -244,6 +245,11 @@ def main():
         # within its N measured ones; the CPU run uses a larger budget the same way.
         instr = measure_instructions(workdir, 300)
         cpu = measure_cpu(workdir, 5000)
+    return instr, cpu
+
+
+def main():
+    instr, cpu = measure()
     base_i, base_c = instr["lookup"], cpu["lookup"]
     print("| Request | Instructions | vs lookup | CPU time | vs lookup |")
     print("|---|---:|---:|---:|---:|")
