@@ -200,7 +200,7 @@ pub async fn serve_api(
                 match refused {
                     Some(mut res) => {
                         if api == Api::Public {
-                            // The client's next connection is closed at accept.
+                            // Closed after this answer: its next connection is held unread.
                             res.headers_mut().insert(
                                 hyper::header::CONNECTION,
                                 hyper::header::HeaderValue::from_static("close"),
