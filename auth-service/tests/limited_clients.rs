@@ -38,11 +38,16 @@ impl Reply {
     }
 }
 
-/// One request from `source` over a new connection.
-async fn http(addr: SocketAddr, source: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+/// A connection to `addr` from the loopback address `source`.
+async fn connect_from(source: &str, addr: SocketAddr) -> tokio::net::TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    let mut s = socket.connect(addr).await.unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// One request from `source` over a new connection.
+async fn http(addr: SocketAddr, source: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut s = connect_from(source, addr).await;
     let mut req = format!("{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 0\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -237,9 +242,7 @@ async fn served_as(app: &TestApp, api: Api, header_timeout: Duration) -> SocketA
 /// A request from `source` over a new connection, and every byte the service sent
 /// back before the connection ended (a reset counts as its end).
 async fn raw_exchange(addr: SocketAddr, source: &str, request: &str) -> (Vec<u8>, bool) {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    let mut s = socket.connect(addr).await.unwrap();
+    let mut s = connect_from(source, addr).await;
     s.write_all(request.as_bytes()).await.unwrap();
     // Nothing comes while the connection is held: give it time to come if it would.
     let mut first = [0u8; 1];
@@ -276,9 +279,7 @@ async fn a_limited_client_is_not_served_on_the_public_listener() {
     let (limited, other) = ("127.0.0.2", "127.0.0.3");
     let wrong = [("authorization", "Bearer wrong")];
     // A keep-alive connection opened while the client is still within its budget.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{limited}:0").parse().unwrap()).unwrap();
-    let mut early = socket.connect(public).await.unwrap();
+    let mut early = connect_from(limited, public).await;
     for _ in 0..3 {
         assert_eq!(
             http(public, limited, "GET", "/admin/v1/tenants", &wrong).await.status,
@@ -326,9 +327,7 @@ async fn a_limited_client_is_not_served_on_the_public_listener() {
     )
     .await;
     assert_eq!(r.status, 200, "the edges' listener reads and serves a valid token");
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{limited}:0").parse().unwrap()).unwrap();
-    let mut kept = socket.connect(edge).await.unwrap();
+    let mut kept = connect_from(limited, edge).await;
     kept.write_all(b"GET /internal/v1/revocations HTTP/1.1\r\nhost: x\r\nauthorization: Bearer wrong\r\n\r\n")
         .await
         .unwrap();
