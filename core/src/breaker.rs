@@ -36,6 +36,17 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+impl BreakerState {
+    /// The state as a gauge value: 0 closed, 1 half-open, 2 open.
+    pub fn code(self) -> u8 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open { .. } => 2,
+        }
+    }
+}
+
 /// What [`Breaker::allow`] lets the caller do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allowance {
@@ -160,13 +171,9 @@ impl Breaker {
         }
     }
 
-    /// The state as a gauge value: 0 closed, 1 half-open, 2 open.
+    /// The state as a gauge value (see [`BreakerState::code`]).
     pub fn state_code(&self) -> u8 {
-        match self.inner {
-            Inner::Closed { .. } => 0,
-            Inner::HalfOpen { .. } => 1,
-            Inner::Open { .. } => 2,
-        }
+        self.state().code()
     }
 
     /// Consecutive failures counted while closed (0 in other states).

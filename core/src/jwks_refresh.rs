@@ -61,6 +61,11 @@ impl RemoteKeys {
         self.in_flight_until_ms.is_some()
     }
 
+    /// When the fetch under way counts as failed if unanswered (`None`: no fetch under way).
+    pub fn deadline_ms(&self) -> Option<u64> {
+        self.in_flight_until_ms
+    }
+
     /// Whether the scheduled fetch (first, periodic or retry) is due.
     pub fn due(&self, now_ms: u64) -> bool {
         self.in_flight_until_ms.is_none() && now_ms >= self.next_fetch_ms

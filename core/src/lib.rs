@@ -2,7 +2,10 @@
 //!
 //! Nothing in this crate calls proxy-wasm. The filter shell (the `edge-auth`
 //! crate at the repository root) gathers request facts, calls into this crate
-//! and applies the verdict. Each concern lives in the module named after it.
+//! and applies the verdict; the calls the filter makes on its own (API-key
+//! lookups, revocation polls, JWKS fetches) are decided in [`outbound`],
+//! which reaches the proxy through its `Host` trait. Each concern lives in
+//! the module named after it.
 
 pub mod apikey;
 pub mod b64;
@@ -18,7 +21,9 @@ pub mod jwks_refresh;
 pub mod jwt;
 pub mod key_cache;
 pub mod keys;
+pub mod logging;
 pub mod origin;
+pub mod outbound;
 pub mod path;
 pub mod response;
 pub mod revocation;
