@@ -315,8 +315,10 @@ pub enum Verdict<'c> {
     /// 204 with these headers.
     Preflight(ResponseHeaders),
     /// The provider's keys must be (re)fetched before a decision: wait for the
-    /// fetch, then decide again with `may_await = false`. With `dispatch`, this
-    /// request must start the fetch (the state already records it as started).
+    /// fetch (`outbound::Outbound::await_keys`, which queues it when none is
+    /// under way), then decide again with `may_await = false`. `dispatch`:
+    /// this request started an on-demand fetch in the provider's schedule
+    /// (counted against `min_refetch_interval_s`) rather than joined one.
     AwaitKeys {
         provider: usize,
         dispatch: bool,
