@@ -294,17 +294,6 @@ fn send(reply: &Reply, cors: Option<&ResponseHeaders>) {
     }
 }
 
-/// Refuses a request when the plugin has no valid configuration (fail closed).
-fn refuse_unconfigured() -> Action {
-    let body = br#"{"error":"server_error","error_description":"the authentication filter is not configured"}"#;
-    let _ = host::send_reply(
-        500,
-        &[("content-type", "application/json"), ("cache-control", "no-store")],
-        body,
-    );
-    Action::Pause
-}
-
 impl Context for EdgeAuthFilter {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         if let Some(worker) = &self.worker {
@@ -343,7 +332,9 @@ impl HttpContext for EdgeAuthFilter {
 
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(worker) = self.worker.clone() else {
-            return refuse_unconfigured();
+            // no valid configuration: fail closed
+            send(&response::unconfigured(), None);
+            return Action::Pause;
         };
         match evaluate(&worker, self.id, true, end_of_stream, None) {
             Step::Continue => Action::Continue,

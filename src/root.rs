@@ -7,7 +7,6 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
 use edge_auth_core::config;
-use edge_auth_core::routes::Requirement;
 
 use crate::filter::{self, EdgeAuthFilter};
 use crate::host;
@@ -48,24 +47,8 @@ impl RootContext for EdgeAuthRoot {
                 return false;
             }
         };
-        if cfg.routes.rules().is_empty() && cfg.providers.is_empty() {
-            host::log(
-                LogLevel::Warn,
-                "edge-auth: no rules and no providers: every request is denied",
-            );
-        }
         for warning in &cfg.warnings {
-            host::log(LogLevel::Warn, &format!("edge-auth: CHECK DISABLED: {warning}"));
-        }
-        if cfg
-            .routes
-            .default_rule()
-            .is_some_and(|p| p.requirement == Requirement::Public)
-        {
-            host::log(
-                LogLevel::Warn,
-                "edge-auth: default_rule is public: requests no rule matches go upstream unauthenticated",
-            );
+            host::log(LogLevel::Warn, &format!("edge-auth: {warning}"));
         }
         let metrics = Rc::clone(self.metrics.get_or_insert_with(|| Rc::new(Metrics::define())));
         let worker = Rc::new(Worker::new(cfg, metrics));

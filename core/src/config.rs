@@ -607,8 +607,10 @@ pub struct Config {
     /// Each tenant's allowed origins (rules with `origin.tenant_claim`).
     pub tenants: HashMap<String, OriginList>,
     pub roles: RoleHierarchy,
-    /// Things the operator should hear about loudly at configure time
-    /// (checks switched off).
+    /// Things the operator should hear about loudly at configure time, as
+    /// the log says them (after `edge-auth: `): a configuration that denies
+    /// everything, each check switched off (`CHECK DISABLED: ...`), a
+    /// public default rule.
     pub warnings: Vec<String>,
     /// Headers that can carry a credential: `proxy-authorization`, `cookie`
     /// and every header of [`Config::credential_places`]. A CORS preflight
@@ -1087,6 +1089,14 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
             ));
         }
     }
+    let mut all_warnings = Vec::with_capacity(warnings.len() + 2);
+    if rules.is_empty() && providers.is_empty() && default.is_none() {
+        all_warnings.push("no rules and no providers: every request is denied".to_owned());
+    }
+    all_warnings.extend(warnings.into_iter().map(|w| format!("CHECK DISABLED: {w}")));
+    if default.as_ref().is_some_and(|p| p.requirement == Requirement::Public) {
+        all_warnings.push("default_rule is public: requests no rule matches go upstream unauthenticated".to_owned());
+    }
     Ok(Config {
         providers,
         routes: RouteTable::new(rules, default),
@@ -1102,7 +1112,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
         generation,
         tenants,
         roles,
-        warnings,
+        warnings: all_warnings,
     })
 }
 

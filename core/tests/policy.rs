@@ -558,6 +558,33 @@ fn policy_configuration_errors_name_the_field() {
 }
 
 #[test]
+fn configurations_that_let_everything_through_or_nothing_are_warned_about() {
+    let empty = config::parse(b"{}", &|_| None).unwrap();
+    assert_eq!(empty.warnings, ["no rules and no providers: every request is denied"]);
+    let public_default = config_with(json!({"default_rule": {"public": true}})).unwrap();
+    assert_eq!(
+        public_default.warnings,
+        ["default_rule is public: requests no rule matches go upstream unauthenticated"]
+    );
+    let everything = config::parse(
+        json!({"default_rule": {"public": true}, "development": {"disable_ip_checks": true}})
+            .to_string()
+            .as_bytes(),
+        &|_| None,
+    )
+    .unwrap();
+    // (a public default rule lets requests through: not "every request is denied")
+    assert_eq!(
+        everything.warnings,
+        [
+            "CHECK DISABLED: development.disable_ip_checks is set: no rule checks client addresses",
+            "default_rule is public: requests no rule matches go upstream unauthenticated",
+        ]
+    );
+    assert!(config().warnings.is_empty());
+}
+
+#[test]
 fn switching_checks_off_is_loud_and_effective() {
     let cfg = config_with(json!({"development": {"disable_origin_checks": true, "disable_ip_checks": true}})).unwrap();
     assert_eq!(cfg.warnings.len(), 2, "{:?}", cfg.warnings);
