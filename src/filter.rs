@@ -35,6 +35,7 @@ struct HostRequest<'a> {
     /// Headers the filter writes: removed from the request before the core
     /// looks at it, so never a fact of the request.
     written: &'a [String],
+    has_body: bool,
 }
 
 impl HostRequest<'_> {
@@ -78,6 +79,10 @@ impl Request for HostRequest<'_> {
 
     fn shared_data(&mut self, name: &str) -> Option<Vec<u8>> {
         host::shared_get(name).0
+    }
+
+    fn has_body(&mut self) -> bool {
+        self.has_body
     }
 }
 
@@ -125,6 +130,7 @@ pub fn evaluate(
     let mut req = HostRequest {
         headers,
         written: &cfg.written_headers,
+        has_body: !end_of_stream,
     };
     let (Some(method), Some(path)) = (req.header(":method"), req.header(":path")) else {
         return deny(worker, Deny::BadPath("the request has no method or path"), None, None);
@@ -154,7 +160,6 @@ pub fn evaluate(
     }
     let cors = outcome.cors;
     match outcome.verdict {
-        Verdict::Allow(a) if a.preflight && !end_of_stream => deny(worker, Deny::PreflightWithBody, None, None),
         Verdict::Allow(a) => {
             if let Some(cors) = cors {
                 worker.response_headers.borrow_mut().insert(context_id, cors);

@@ -190,6 +190,11 @@ pub trait Request {
     fn shared_data(&mut self, _name: &str) -> Option<Vec<u8>> {
         None
     }
+    /// Whether the request carries a body (its headers did not end the
+    /// stream). Read only for a CORS preflight to be passed upstream.
+    fn has_body(&mut self) -> bool {
+        false
+    }
 }
 
 /// Why an API key is refused (401).
@@ -841,6 +846,9 @@ fn check_origin<'c>(
             }
             let verdict = if c.answer_preflight {
                 Verdict::Preflight(c.cors.preflight_headers(sent))
+            } else if req.has_body() {
+                // a browser's preflight never has one: refused rather than passed unauthenticated
+                Verdict::Deny(Deny::PreflightWithBody)
             } else {
                 Verdict::Allow(Allow {
                     rule,

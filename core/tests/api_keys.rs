@@ -1722,7 +1722,7 @@ fn public_routes_and_unmatched_paths_do_not_read_api_keys() {
     assert!(req.shared_read.is_empty());
 }
 
-/// The key never goes upstream (`Allow::remove_key_headers`: "the key never
+/// The key never goes upstream (`Allow::remove_headers`: "the key never
 /// goes upstream"; docs/auth-service-api.md 1.2). A request that carries the
 /// key in a header and again in the configured `api_key` query parameter is
 /// allowed on the header's copy, and the query copy is removed from `:path`.

@@ -86,6 +86,7 @@ struct Req {
     headers: HashMap<&'static str, String>,
     peer: Option<String>,
     xff: Option<String>,
+    body: bool,
 }
 
 impl Req {
@@ -94,7 +95,12 @@ impl Req {
             headers: headers.iter().map(|(k, v)| (*k, v.to_string())).collect(),
             peer: Some("10.1.2.3:5000".into()),
             xff: None,
+            body: false,
         }
+    }
+    fn with_body(mut self) -> Req {
+        self.body = true;
+        self
     }
     fn peer(mut self, p: &str) -> Req {
         self.peer = Some(p.into());
@@ -119,6 +125,9 @@ impl Request for Req {
     }
     fn peer(&mut self) -> Option<String> {
         self.peer.clone()
+    }
+    fn has_body(&mut self) -> bool {
+        self.body
     }
 }
 
@@ -555,6 +564,50 @@ fn policy_configuration_errors_name_the_field() {
         let e = config_with(extra.clone()).expect_err(&extra.to_string());
         assert!(e.to_string().contains(field), "expected `{field}` in: {e}");
     }
+}
+
+/// A browser's preflight never has a body: one that has is refused (400)
+/// rather than passed upstream unauthenticated. An answered preflight never
+/// reaches the upstream, so its body does not matter.
+#[test]
+fn a_preflight_with_a_body_is_not_passed_upstream() {
+    let cfg = config();
+    let pre = |path: &str, req: Req| {
+        let req = Req {
+            headers: [
+                ("origin", "https://app.example.com".to_owned()),
+                ("access-control-request-method", "GET".to_owned()),
+                ("authorization", "Bearer not-a-token".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            ..req
+        };
+        run(&cfg, "OPTIONS", path, req)
+    };
+    let o = pre("/strict/x", Req::new(&[]).with_body());
+    assert_eq!(denial(&o), Deny::PreflightWithBody);
+    assert!(o.cors.is_none());
+    assert_eq!(response::reply(Deny::PreflightWithBody, "r").status, 400);
+    // without a body it passes (the shell removes every credential header)
+    let o = pre("/strict/x", Req::new(&[]));
+    let Verdict::Allow(a) = &o.verdict else {
+        panic!("{:?}", o.verdict)
+    };
+    assert!(a.preflight);
+    // answered at the edge: the body goes nowhere
+    assert!(matches!(
+        pre("/app/x", Req::new(&[]).with_body()).verdict,
+        Verdict::Preflight(_)
+    ));
+    // an ordinary request with a body is decided on its credential
+    let o = run(
+        &cfg,
+        "POST",
+        "/strict/x",
+        Req::new(&[("origin", "https://app.example.com")]).with_body(),
+    );
+    assert_eq!(denial(&o), Deny::MissingToken);
 }
 
 #[test]
