@@ -12,9 +12,9 @@
 //! [`Host`]; the shell forwards its callbacks here and decides again, in
 //! their own contexts, the requests each call returns in a [`Wake`].
 //!
-//! Calls are sent from the root context's tick (or its answer callbacks),
-//! never on behalf of a single request: a client that goes away never
-//! cancels a call others wait for.
+//! Calls are sent only at configure time and from the root context's tick,
+//! never from a request's context: a client that goes away never cancels a
+//! call others wait for.
 
 mod host;
 mod jwks_fetch;
