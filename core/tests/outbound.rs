@@ -970,6 +970,51 @@ fn revocations_are_polled_on_schedule_and_kept_fresh_by_good_polls_only() {
     ));
 }
 
+/// An HS token for `sub` in `tenant` (the default `tenant` claim), issued before [`NOW_S`].
+fn tenant_token(sub: &str, tenant: Option<&str>) -> String {
+    let mut c = json!({"iss": "https://hs", "aud": "api", "sub": sub, "jti": format!("{sub}-{tenant:?}"),
+        "iat": NOW_S - 5, "exp": NOW_S + 3600});
+    if let Some(t) = tenant {
+        c["tenant"] = json!(t);
+    }
+    HS256Key::from_bytes(SECRET.as_bytes())
+        .authenticate(raw_claims(c))
+        .unwrap()
+}
+
+/// The feed's tenant-scoped cut-offs (contract 1.2) reach the decision
+/// through the core's poll: one tenant's "logout everywhere" for `alice`
+/// does not touch another tenant's `alice`, a disabled tenant's tokens are
+/// all refused, and a token that names no tenant gets every tenant's
+/// cut-offs (fail closed).
+#[test]
+fn a_polled_feed_revokes_per_tenant() {
+    let cfg = polls_only();
+    let mut w = Worker::new(&cfg, Fake::new());
+    w.start();
+    let token = w.host.last_sent().token;
+    let mut answer = feed("c1", true, &[]);
+    answer["subjects"] = json!([{"subject": "alice", "tenant": "acme", "revoked_before": NOW_S}]);
+    answer["tenants"] = json!([{"tenant": "globex", "revoked_before": NOW_S}]);
+    w.answer(token, json_answer(200, &answer));
+    assert_eq!(w.host.count(Counter::RevocationPollOk), 1);
+    let cases = [
+        (tenant_token("alice", Some("acme")), Some(Deny::Revoked)),
+        (tenant_token("alice", Some("initech")), None),
+        (tenant_token("bob", Some("acme")), None),
+        (tenant_token("bob", Some("globex")), Some(Deny::Revoked)),
+        (tenant_token("alice", None), Some(Deny::Revoked)),
+        (tenant_token("bob", None), Some(Deny::Revoked)),
+    ];
+    for (token, want) in cases {
+        let o = decide_at(&mut w, &token, NOW + 100, true);
+        assert_eq!(o.verdict_deny(), want, "{token}");
+        if want.is_none() {
+            assert!(matches!(o.verdict, Verdict::Allow(_)), "{:?}", o.verdict);
+        }
+    }
+}
+
 #[test]
 fn a_poll_refused_for_too_many_entries_asks_for_a_snapshot_next() {
     let mut d = doc();
