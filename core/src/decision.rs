@@ -15,12 +15,12 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use crate::cache::{token_key, BoundedCache, CacheKey, QuickHash};
-use crate::config::{ApiKeys, Config, Context, Provider};
+use crate::config::{ApiKeys, Config, Context};
 use crate::context::{self, Identity};
 use crate::credentials::{self, Census, Kept};
 use crate::ip;
 use crate::jwks_refresh::{OnDemand, RemoteKeys};
-use crate::jwt::{self, Claims, JwtError};
+use crate::jwt::{self, Claims, JwtError, Provider};
 use crate::key_cache;
 use crate::keys::KeySet;
 use crate::origin::{self, Origin, OriginHeader};

@@ -5,7 +5,7 @@
 //! `min_refetch_interval_s`). A failed fetch keeps the last good key set and is
 //! retried with exponential backoff. Times here are milliseconds of the host clock.
 
-use crate::config::{Provider, RemoteJwks};
+use crate::jwt::{Provider, RemoteJwks};
 use crate::keys::{parse_jwks, KeySet, SkippedKey};
 
 /// First retry delay after a failed fetch; doubled on each further failure.
@@ -177,7 +177,7 @@ mod tests {
     use jwt_simple::prelude::*;
     use serde_json::json;
 
-    fn provider() -> config::Provider {
+    fn provider() -> Provider {
         let doc = json!({"providers": [{
             "name": "idp", "issuer": "https://idp", "audiences": ["a"], "algorithms": ["ES256"],
             "remote_jwks": {"cluster": "idp", "path": "/jwks", "timeout_ms": 1000,

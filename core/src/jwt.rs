@@ -12,8 +12,10 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::b64;
-use crate::config::Provider;
 use crate::keys::{Algorithm, KeySet};
+
+mod provider;
+pub use provider::{ClaimHeader, Provider, RemoteJwks, RequiredClaim, ScopeSource};
 
 /// Why a token was refused. Each maps to a metric and an error description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -392,7 +394,7 @@ mod tests {
         p
     }
 
-    fn provider(extra: Value, es_jwks: Option<Value>) -> config::Provider {
+    fn provider(extra: Value, es_jwks: Option<Value>) -> Provider {
         let mut p = provider_json(extra);
         if let Some(j) = es_jwks {
             p["jwks"] = j;
@@ -426,7 +428,7 @@ mod tests {
         json!({"iss": "https://iss", "aud": "api", "sub": "alice", "iat": NOW - 10, "exp": NOW + 300})
     }
 
-    fn check(token: &str, p: &config::Provider) -> Result<(), JwtError> {
+    fn check(token: &str, p: &Provider) -> Result<(), JwtError> {
         let t = inspect(token, 8192)?;
         check_claims(&t.claims, p, NOW)?;
         verify_signature(&t, p, &[&p.static_keys])

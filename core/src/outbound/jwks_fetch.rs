@@ -4,9 +4,10 @@
 //! on failure, the last good keys kept and the retry backed off).
 
 use super::{wake, CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, Wake};
-use crate::config::{Config, Provider, RemoteJwks};
+use crate::config::Config;
 use crate::decision::State;
 use crate::jwks_refresh;
+use crate::jwt::{Provider, RemoteJwks};
 use crate::logging::Level;
 
 impl Outbound {

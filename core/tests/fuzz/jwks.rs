@@ -11,9 +11,9 @@
 
 use std::sync::OnceLock;
 
-use edge_auth_core::config::{self, Provider};
+use edge_auth_core::config;
 use edge_auth_core::jwks_refresh::parse_response;
-use edge_auth_core::jwt::{inspect, verify_signature};
+use edge_auth_core::jwt::{inspect, verify_signature, Provider};
 use edge_auth_core::keys::MAX_JWKS_KEYS;
 use jwt_simple::prelude::*;
 use rsa::pkcs8::DecodePrivateKey;
