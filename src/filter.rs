@@ -6,7 +6,9 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
-use edge_auth_core::decision::{self, Allow, Credential, Deny, KeyAnswer, KeyUse, Request, ResponseHeaders, Verdict};
+use edge_auth_core::decision::{
+    self, Allow, Attempt, Credential, Deny, KeyAnswer, KeyUse, Request, ResponseHeaders, Verdict,
+};
 use edge_auth_core::header_map::HeaderMap;
 use edge_auth_core::logging;
 use edge_auth_core::outbound::Wake;
@@ -138,7 +140,14 @@ pub fn evaluate(
     let now_ms = host::now_ms();
     let outcome = {
         let mut state = worker.state.borrow_mut();
-        decision::decide(cfg, &mut state, &method, &path, &mut req, now_ms, may_await, answer)
+        let attempt = Attempt {
+            method: &method,
+            path: &path,
+            now_ms,
+            may_await,
+            answer,
+        };
+        decision::decide(cfg, &mut state, &attempt, &mut req)
     };
     if let Some(notice) = outcome.notice {
         if worker.first_notice(notice) {

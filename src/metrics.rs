@@ -68,9 +68,8 @@ impl Metrics {
                 .iter()
                 .map(|n| (*n, counter(&format!("api_key.lookup_failed.{n}"))))
                 .collect(),
-            denied: Deny::ALL_NAMES
-                .iter()
-                .map(|n| (*n, counter(&format!("denied.{n}"))))
+            denied: Deny::all_names()
+                .map(|n| (n, counter(&format!("denied.{n}"))))
                 .collect(),
         }
     }

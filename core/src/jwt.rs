@@ -52,31 +52,6 @@ pub enum JwtError {
 }
 
 impl JwtError {
-    /// A stable name, used in metrics (`denied.<name>`) and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            JwtError::Malformed => "malformed_token",
-            JwtError::TooLarge => "token_too_large",
-            JwtError::AlgNone => "alg_none",
-            JwtError::UnsupportedAlg => "unsupported_alg",
-            JwtError::AlgNotAllowed => "alg_not_allowed",
-            JwtError::CritHeader => "crit_header",
-            JwtError::UnknownIssuer => "unknown_issuer",
-            JwtError::UnknownKid => "unknown_kid",
-            JwtError::NoKey => "no_key",
-            JwtError::KeysUnavailable => "keys_unavailable",
-            JwtError::BadSignature => "bad_signature",
-            JwtError::Expired => "expired",
-            JwtError::NotYetValid => "not_yet_valid",
-            JwtError::IssuedInFuture => "issued_in_future",
-            JwtError::MissingExpiration => "missing_exp",
-            JwtError::LifetimeTooLong => "lifetime_too_long",
-            JwtError::BadAudience => "bad_audience",
-            JwtError::MissingClaim => "missing_claim",
-            JwtError::ClaimMismatch => "claim_mismatch",
-        }
-    }
-
     /// A description for the client. Never contains the token or a claim value.
     pub fn description(self) -> &'static str {
         match self {
@@ -102,6 +77,29 @@ impl JwtError {
         }
     }
 }
+
+// The stable names, used in metrics (`denied.<name>`) and logs.
+named!(JwtError {
+    Malformed => "malformed_token",
+    TooLarge => "token_too_large",
+    AlgNone => "alg_none",
+    UnsupportedAlg => "unsupported_alg",
+    AlgNotAllowed => "alg_not_allowed",
+    CritHeader => "crit_header",
+    UnknownIssuer => "unknown_issuer",
+    UnknownKid => "unknown_kid",
+    NoKey => "no_key",
+    KeysUnavailable => "keys_unavailable",
+    BadSignature => "bad_signature",
+    Expired => "expired",
+    NotYetValid => "not_yet_valid",
+    IssuedInFuture => "issued_in_future",
+    MissingExpiration => "missing_exp",
+    LifetimeTooLong => "lifetime_too_long",
+    BadAudience => "bad_audience",
+    MissingClaim => "missing_claim",
+    ClaimMismatch => "claim_mismatch",
+});
 
 impl fmt::Display for JwtError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

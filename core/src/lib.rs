@@ -7,6 +7,24 @@
 //! which reaches the proxy through its `Host` trait. Each concern lives in
 //! the module named after it.
 
+/// Names a fieldless enum's variants from one table: `name()` and `NAMES`
+/// (every name, in the table's order) cannot disagree.
+macro_rules! named {
+    ($ty:ident { $($variant:ident => $name:literal,)* }) => {
+        impl $ty {
+            /// Every name [`Self::name`] returns.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// A fixed name for metrics and logs.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
 pub mod apikey;
 pub mod b64;
 pub mod breaker;

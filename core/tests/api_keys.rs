@@ -14,7 +14,7 @@ use edge_auth_core::cache::token_key;
 use edge_auth_core::config::{self, Config, ConfigError};
 use edge_auth_core::context::{self, ContextHeaders};
 use edge_auth_core::decision::{
-    decide, fingerprint, Allow, Deny, KeyAnswer, KeyRefusal, KeyUse, Outcome, Request, State, Verdict,
+    decide, fingerprint, Allow, Attempt, Deny, KeyAnswer, KeyRefusal, KeyUse, Outcome, Request, State, Verdict,
 };
 use edge_auth_core::key_cache::{encode_entry, entry_name};
 use edge_auth_core::response::reply;
@@ -258,7 +258,14 @@ fn run<'c>(
     may_await: bool,
     answer: Option<&KeyAnswer>,
 ) -> Outcome<'c> {
-    decide(cfg, st, "GET", path, req, now_ms, may_await, answer)
+    let attempt = Attempt {
+        method: "GET",
+        path,
+        now_ms,
+        may_await,
+        answer,
+    };
+    decide(cfg, st, &attempt, req)
 }
 
 /// A first request: at NOW, may wait, nothing delivered.

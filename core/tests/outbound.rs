@@ -15,7 +15,7 @@ use edge_auth_core::apikey::{key_hash, parse_lookup, Answer, Lookup, LookupFailu
 use edge_auth_core::b64;
 use edge_auth_core::breaker::BreakerState;
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Deny, KeyAnswer, Outcome, Request, State, Verdict};
+use edge_auth_core::decision::{decide, Attempt, Deny, KeyAnswer, Outcome, Request, State, Verdict};
 use edge_auth_core::jwt::JwtError;
 use edge_auth_core::key_cache::{decode_entry, encode_entry, encode_marker, entry_name, marker_name};
 use edge_auth_core::logging::Level;
@@ -870,16 +870,14 @@ fn hs_token(jti: &str) -> String {
 }
 
 fn decide_at<'c>(w: &mut Worker<'c>, token: &str, now: u64, may_await: bool) -> Outcome<'c> {
-    decide(
-        w.cfg,
-        &mut w.st,
-        "GET",
-        "/api/x",
-        &mut Bearer(token.to_owned()),
-        now,
+    let attempt = Attempt {
+        method: "GET",
+        path: "/api/x",
+        now_ms: now,
         may_await,
-        None,
-    )
+        answer: None,
+    };
+    decide(w.cfg, &mut w.st, &attempt, &mut Bearer(token.to_owned()))
 }
 
 #[test]

@@ -8,7 +8,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use std::collections::HashMap;
 
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Deny, Outcome, Request, State, Verdict};
+use edge_auth_core::decision::{decide, Attempt, Deny, Outcome, Request, State, Verdict};
 use edge_auth_core::response;
 use jwt_simple::prelude::*;
 
@@ -133,7 +133,14 @@ impl Request for Req {
 
 fn run<'c>(cfg: &'c Config, method: &str, path: &str, mut req: Req) -> Outcome<'c> {
     let mut st = State::new(cfg);
-    decide(cfg, &mut st, method, path, &mut req, NOW, true, None)
+    let attempt = Attempt {
+        method,
+        path,
+        now_ms: NOW,
+        may_await: true,
+        answer: None,
+    };
+    decide(cfg, &mut st, &attempt, &mut req)
 }
 
 fn allowed(o: &Outcome<'_>) -> bool {
