@@ -14,7 +14,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, Bytes, LogLevel, MapType, Status};
 
-use edge_auth_core::breaker::BreakerState;
+use edge_auth_core::api_key::breaker::BreakerState;
 use edge_auth_core::logging::Level;
 use edge_auth_core::outbound::{self, CallResponse, Counter, HostError, HttpCall};
 

@@ -5,8 +5,8 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use edge_auth_core::apikey::LookupFailure;
-use edge_auth_core::breaker::BreakerState;
+use edge_auth_core::api_key::breaker::BreakerState;
+use edge_auth_core::api_key::LookupFailure;
 use edge_auth_core::decision::Deny;
 use edge_auth_core::outbound::Counter;
 

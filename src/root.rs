@@ -58,7 +58,7 @@ impl RootContext for EdgeAuthRoot {
                 "edge-auth: configured with {} providers and {} rules (RS/PS/ES256 signatures verified by {})",
                 worker.config.providers.len(),
                 worker.config.routes.rules().len(),
-                edge_auth_core::keys::RSA_AND_P256_VERIFIERS
+                edge_auth_core::jwt::keys::RSA_AND_P256_VERIFIERS
             ),
         );
         let wakes =

@@ -25,7 +25,7 @@
 
 use std::borrow::Cow;
 
-use crate::apikey::KeyFormat;
+use crate::api_key::KeyFormat;
 use crate::token_source::{self, TokenSource};
 
 /// The headers that are credential places even when no source names them,

@@ -172,7 +172,8 @@ mod tests {
 
     #[test]
     fn forbidden_replies() {
-        let required = crate::scopes::ScopeRequirement::AllOf(vec!["orders:read".into(), "orders:write".into()]);
+        let required =
+            crate::policy::scopes::ScopeRequirement::AllOf(vec!["orders:read".into(), "orders:write".into()]);
         let r = reply(Deny::InsufficientScope(&required), "e");
         assert_eq!(r.status, 403);
         assert_eq!(

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use crate::path::escape_at;
+use crate::policy::path::escape_at;
 
 /// A configured place to look for a token.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,16 +9,16 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use std::collections::HashMap;
 
-use edge_auth_core::apikey::{self, key_hash, parse_lookup, Answer, Lookup, LookupFailure};
+use edge_auth_core::api_key::shared_cache::{encode_entry, entry_name};
+use edge_auth_core::api_key::{self, key_hash, parse_lookup, Answer, Lookup, LookupFailure};
 use edge_auth_core::cache::token_key;
 use edge_auth_core::config::{self, Config, ConfigError};
 use edge_auth_core::context::{self, ContextHeaders};
 use edge_auth_core::decision::{
     decide, fingerprint, Allow, Attempt, Deny, KeyAnswer, KeyRefusal, KeyUse, Outcome, Request, State, Verdict,
 };
-use edge_auth_core::key_cache::{encode_entry, entry_name};
+use edge_auth_core::policy::routes::Requirement;
 use edge_auth_core::response::reply;
-use edge_auth_core::routes::Requirement;
 use edge_auth_core::token_source::TokenSource;
 use serde_json::{json, Value};
 
@@ -793,7 +793,7 @@ fn the_raw_key_never_appears_in_outcomes_or_replies() {
     let credential = o.credential.as_ref().unwrap();
     assert_eq!(credential.fingerprint(), "2ef62668");
     assert_eq!(fingerprint(&credential.digest()), "2ef62668");
-    assert_eq!(apikey::hex(&credential.digest()), KEY_HASH);
+    assert_eq!(api_key::hex(&credential.digest()), KEY_HASH);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use edge_auth_core::b64;
 use edge_auth_core::config::{self, Config};
 use edge_auth_core::decision::{decide, Attempt, Deny, Outcome, Request, State, Verdict};
-use edge_auth_core::jwks_refresh::parse_response;
+use edge_auth_core::jwt::refresh::parse_response;
 use edge_auth_core::jwt::JwtError;
 use jwt_simple::prelude::*;
 

@@ -11,13 +11,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use edge_auth_core::apikey::{key_hash, parse_lookup, Answer, Lookup, LookupFailure};
+use edge_auth_core::api_key::breaker::BreakerState;
+use edge_auth_core::api_key::shared_cache::{decode_entry, encode_entry, encode_marker, entry_name, marker_name};
+use edge_auth_core::api_key::{key_hash, parse_lookup, Answer, Lookup, LookupFailure};
 use edge_auth_core::b64;
-use edge_auth_core::breaker::BreakerState;
 use edge_auth_core::config::{self, Config};
 use edge_auth_core::decision::{decide, Attempt, Deny, KeyAnswer, Outcome, Request, State, Verdict};
 use edge_auth_core::jwt::JwtError;
-use edge_auth_core::key_cache::{decode_entry, encode_entry, encode_marker, entry_name, marker_name};
 use edge_auth_core::logging::Level;
 use edge_auth_core::outbound::{
     CallResponse, CallState, Counter, Host, HostError, HttpCall, Outbound, Purpose, Wake, NOW_TICK_MS, TICK_MS,

@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
-use crate::apikey::KeyFormat;
-use crate::breaker::BreakerPolicy;
+use crate::api_key::breaker::BreakerPolicy;
+use crate::api_key::KeyFormat;
 use crate::token_source::TokenSource;
 
 use super::defaults;

@@ -2,7 +2,7 @@
 //! configure time (`Config::warnings`).
 
 use crate::jwt::Provider;
-use crate::routes::{Policy, Requirement, Rule};
+use crate::policy::routes::{Policy, Requirement, Rule};
 use crate::token_source::TokenSource;
 
 use super::field::err;

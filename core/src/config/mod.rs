@@ -29,9 +29,9 @@ use sha2::{Digest, Sha256};
 
 use crate::credentials::Places;
 use crate::jwt::Provider;
-use crate::origin::OriginList;
-use crate::routes::RouteTable;
-use crate::scopes::RoleHierarchy;
+use crate::policy::origin::OriginList;
+use crate::policy::routes::RouteTable;
+use crate::policy::scopes::RoleHierarchy;
 
 use self::api_keys::{compile_api_keys, RawApiKeys};
 use self::auth_service::{compile_auth_service, RawAuthService};

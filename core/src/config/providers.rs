@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::jwt::keys::{parse_jwks, Algorithm, BoundKey, KeyFamily, KeySet};
 use crate::jwt::{ClaimHeader, Provider, RemoteJwks, RequiredClaim, ScopeSource};
-use crate::keys::{parse_jwks, Algorithm, BoundKey, KeyFamily, KeySet};
 use crate::token_source::TokenSource;
 
 use super::defaults;

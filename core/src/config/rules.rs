@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 
-use crate::ip::{IpList, IpPolicy};
 use crate::jwt::Provider;
-use crate::origin::{Cors, OriginList};
-use crate::routes::{CorsRule, OriginRule, PathMatch, Policy, Requirement, Rule};
-use crate::scopes::{valid_scope_token, RoleDef, RoleHierarchy, ScopeRequirement};
+use crate::policy::ip::{IpList, IpPolicy};
+use crate::policy::origin::{Cors, OriginList};
+use crate::policy::routes::{CorsRule, OriginRule, PathMatch, Policy, Requirement, Rule};
+use crate::policy::scopes::{valid_scope_token, RoleDef, RoleHierarchy, ScopeRequirement};
 
 use super::api_keys::RawApiKeyRequirement;
 use super::defaults;
@@ -324,7 +324,7 @@ pub(super) fn compile_scopes(sc: &RawScopes, at: &str) -> Result<ScopeRequiremen
 /// Route paths are matched against the normalised request path, so a rule
 /// must itself be in normal form or it could never match.
 pub(super) fn check_match_path(p: &str, at: &str) -> Result<String, ConfigError> {
-    match crate::path::normalize(p) {
+    match crate::policy::path::normalize(p) {
         Ok(n) if n.query.is_none() && n.path == p => Ok(p.to_owned()),
         Ok(n) => Err(err(
             at,

@@ -4,13 +4,13 @@
 
 use std::rc::Rc;
 
-use crate::apikey::{self, Answer, KeyRecord};
-use crate::breaker::{Freshness, StaleIfError};
+use crate::api_key::breaker::{Freshness, StaleIfError};
+use crate::api_key::shared_cache;
+use crate::api_key::{self, Answer, KeyRecord};
 use crate::cache::token_key;
 use crate::config::{ApiKeys, Context};
 use crate::context::Identity;
-use crate::key_cache;
-use crate::scopes::Grants;
+use crate::policy::scopes::Grants;
 
 use super::request::{census, client_address, find_credential, Credential};
 use super::{render_context, Allow, CachedKey, Ctx, Deny, KeyRefusal, KeyUse, Outcome, Request, State, Verdict};
@@ -50,10 +50,14 @@ pub(super) fn authorize_key<'c>(
     // The key's hash is only computed off the hot path (for a woken request,
     // on a local miss), and at most once.
     let hash_cell = std::cell::OnceCell::new();
-    let hash = || hash_cell.get_or_init(|| apikey::hex(&token_key(&found.token))).as_str();
+    let hash = || {
+        hash_cell
+            .get_or_init(|| api_key::hex(&token_key(&found.token)))
+            .as_str()
+    };
     let delivered = cx.attempt.answer.filter(|a| a.hash == hash()).map(|a| &a.result);
     let (entry, used) = if let Some(Ok(lookup)) = delivered {
-        let until = key_cache::cache_until(lookup, now, keys.max_cache_ttl_s, keys.negative_cache_ttl_s);
+        let until = shared_cache::cache_until(lookup, now, keys.max_cache_ttl_s, keys.negative_cache_ttl_s);
         let entry = Rc::new(CachedKey::new(lookup.clone(), until));
         if until > now {
             st.keys
@@ -64,8 +68,10 @@ pub(super) fn authorize_key<'c>(
         (Rc::clone(e), KeyUse::LocalHit)
     } else {
         let hash = hash().to_owned();
-        let name = key_cache::entry_name(&cx.cfg.generation, &hash, keys.shared_cache_slots);
-        let shared = req.shared_data(&name).and_then(|b| key_cache::decode_entry(&b, &hash));
+        let name = shared_cache::entry_name(&cx.cfg.generation, &hash, keys.shared_cache_slots);
+        let shared = req
+            .shared_data(&name)
+            .and_then(|b| shared_cache::decode_entry(&b, &hash));
         match shared {
             Some((lookup, until)) if until > now => {
                 let entry = Rc::new(CachedKey::new(lookup, until));

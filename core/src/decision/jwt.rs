@@ -7,9 +7,9 @@ use std::rc::Rc;
 use crate::config::{Config, Context};
 use crate::context::Identity;
 use crate::credentials::{Census, Kept};
-use crate::jwks_refresh::OnDemand;
+use crate::jwt::refresh::OnDemand;
 use crate::jwt::{self, JwtError, Provider};
-use crate::scopes::Grants;
+use crate::policy::scopes::Grants;
 use crate::token_source::TokenSource;
 
 use super::request::{census, find_credential, Credential, Found};

@@ -20,13 +20,13 @@ pub use state::{CachedKey, KeyAnswer, KeyUse, State, VerifiedToken, MAX_CACHE_S,
 
 use std::rc::Rc;
 
-use crate::breaker::StaleIfError;
+use crate::api_key::breaker::StaleIfError;
 use crate::config::{Config, Context};
 use crate::context::{self, Identity};
 use crate::credentials;
-use crate::origin::Origin;
-use crate::path;
-use crate::routes::{Policy, Requirement};
+use crate::policy::origin::Origin;
+use crate::policy::path;
+use crate::policy::routes::{Policy, Requirement};
 
 use self::origin::{check_origin, OriginCheck};
 use self::request::client_permitted;

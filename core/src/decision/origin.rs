@@ -3,8 +3,8 @@
 //! after authentication.
 
 use crate::config::Config;
-use crate::origin::{self, Origin, OriginHeader};
-use crate::routes::{OriginRule, Requirement};
+use crate::policy::origin::{self, Origin, OriginHeader};
+use crate::policy::routes::{OriginRule, Requirement};
 
 use super::{Allow, Deny, Outcome, Request, ResponseHeaders, Verdict};
 

@@ -2,7 +2,7 @@
 //! from one table.
 
 use crate::jwt::JwtError;
-use crate::scopes::ScopeRequirement;
+use crate::policy::scopes::ScopeRequirement;
 
 /// Why an API key is refused (401).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use crate::cache::{token_key, CacheKey};
 use crate::config::Config;
 use crate::credentials::{self, Census};
-use crate::ip;
+use crate::policy::ip;
 use crate::token_source::{self, QueryToken, TokenSource};
 
 use super::Deny;

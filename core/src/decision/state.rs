@@ -5,14 +5,14 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::rc::Rc;
 
-use crate::apikey::{Answer, Lookup, LookupFailure};
+use crate::api_key::{Answer, Lookup, LookupFailure};
 use crate::cache::{BoundedCache, QuickHash};
 use crate::config::Config;
-use crate::jwks_refresh::RemoteKeys;
+use crate::jwt::keys::KeySet;
+use crate::jwt::refresh::RemoteKeys;
+use crate::jwt::revocation::RevocationState;
 use crate::jwt::Claims;
-use crate::keys::KeySet;
-use crate::revocation::RevocationState;
-use crate::scopes::Grants;
+use crate::policy::scopes::Grants;
 
 /// A token that passed every check, as cached and forwarded.
 #[derive(Debug)]

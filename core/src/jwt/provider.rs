@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::keys::{Algorithm, KeySet};
+use crate::jwt::keys::{Algorithm, KeySet};
 use crate::token_source::TokenSource;
 
 /// One JWT issuer.

@@ -2,8 +2,8 @@
 //! implements over proxy-wasm (and the tests over a fake), and the typed
 //! values that cross it.
 
-use crate::apikey::LookupFailure;
-use crate::breaker::BreakerState;
+use crate::api_key::breaker::BreakerState;
+use crate::api_key::LookupFailure;
 use crate::logging::Level;
 
 /// A failed host call, as proxy-wasm reports it.

@@ -1,12 +1,12 @@
 //! Remote JWKS fetches: sent when the provider's schedule
-//! (`jwks_refresh::RemoteKeys`) says they are due or a request asked for
+//! (`refresh::RemoteKeys`) says they are due or a request asked for
 //! one, given up on past their deadline, and their answers installed (or,
 //! on failure, the last good keys kept and the retry backed off).
 
 use super::{wake, CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, Wake};
 use crate::config::Config;
 use crate::decision::State;
-use crate::jwks_refresh;
+use crate::jwt::refresh;
 use crate::jwt::{Provider, RemoteJwks};
 use crate::logging::Level;
 
@@ -118,7 +118,7 @@ impl Outbound {
         let Some(remote) = &p.remote else { return };
         let now_ms = host.now_ms();
         let response = host.call_response(body_size, remote.max_response_bytes);
-        match jwks_refresh::parse_response(response.status, response.body.as_deref(), p) {
+        match refresh::parse_response(response.status, response.body.as_deref(), p) {
             Ok((keys, skipped)) => {
                 host.count(Counter::JwksFetchOk);
                 for s in &skipped {

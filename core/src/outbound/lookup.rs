@@ -12,11 +12,11 @@
 
 use super::{wake, CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, Wake};
 use super::{GRACE_MS, NOW_TICK_MS, TICK_MS, WAIT_TICK_MS};
-use crate::apikey::{self, Lookup, LookupFailure};
-use crate::breaker::{Allowance, Breaker, BreakerState};
+use crate::api_key::breaker::{Allowance, Breaker, BreakerState};
+use crate::api_key::shared_cache::{self, Marker};
+use crate::api_key::{self, Lookup, LookupFailure};
 use crate::config::{ApiKeys, AuthService, Config};
 use crate::decision::KeyAnswer;
-use crate::key_cache::{self, Marker};
 use crate::logging::{Level, WarnLimiter};
 
 impl Outbound {
@@ -122,7 +122,7 @@ impl Outbound {
         let now = now_ms / 1000;
         let response = host.call_response(body_size, keys.max_response_bytes);
         let mut status = response.status;
-        if apikey::is_proxy_answer(status, response.content_type.as_deref()) {
+        if api_key::is_proxy_answer(status, response.content_type.as_deref()) {
             // the proxy's own 503/504: the service did not answer (timeout, connection failure)
             status = None;
         }
@@ -132,14 +132,15 @@ impl Outbound {
             warnings: &mut self.warnings,
             now_ms,
         };
-        let result = match apikey::parse_lookup(status, response.body.as_deref(), keys.max_response_bytes, now, &hash) {
+        let result = match api_key::parse_lookup(status, response.body.as_deref(), keys.max_response_bytes, now, &hash)
+        {
             Ok(lookup) => {
                 ctx.succeeded();
-                let until = key_cache::cache_until(&lookup, now, keys.max_cache_ttl_s, keys.negative_cache_ttl_s);
+                let until = shared_cache::cache_until(&lookup, now, keys.max_cache_ttl_s, keys.negative_cache_ttl_s);
                 // Written even when it may not be used (a zero TTL): a revoked or
                 // unknown answer must replace a stale valid one for this key.
-                let name = key_cache::entry_name(ask.generation, &hash, keys.shared_cache_slots);
-                if let Some(bytes) = key_cache::encode_entry(&hash, &lookup, until) {
+                let name = shared_cache::entry_name(ask.generation, &hash, keys.shared_cache_slots);
+                if let Some(bytes) = shared_cache::encode_entry(&hash, &lookup, until) {
                     let _ = ctx.host.shared_set(&name, &bytes, None);
                 }
                 Ok(lookup)
@@ -215,12 +216,12 @@ impl Ask<'_> {
         }
         // Another worker may have answered already.
         let now = now_ms / 1000;
-        let entry = key_cache::entry_name(self.generation, hash, self.keys.shared_cache_slots);
+        let entry = shared_cache::entry_name(self.generation, hash, self.keys.shared_cache_slots);
         if let Some((mut lookup, until)) = ctx
             .host
             .shared_get(&entry)
             .0
-            .and_then(|b| key_cache::decode_entry(&b, hash))
+            .and_then(|b| shared_cache::decode_entry(&b, hash))
             .filter(|(_, until)| *until > now)
         {
             // delivered with what is left of its cache time, never more
@@ -231,9 +232,9 @@ impl Ask<'_> {
         }
         let max_wait_ms = self.svc.timeout_ms.saturating_add(GRACE_MS);
         let deadline_ms = now_ms.saturating_add(max_wait_ms);
-        let marker = key_cache::marker_name(self.generation, hash, self.keys.shared_cache_slots);
+        let marker = shared_cache::marker_name(self.generation, hash, self.keys.shared_cache_slots);
         let (current, cas) = ctx.host.shared_get(&marker);
-        if let Marker::Busy { deadline_ms } = key_cache::read_marker(current.as_deref(), hash, now_ms, max_wait_ms) {
+        if let Marker::Busy { deadline_ms } = shared_cache::read_marker(current.as_deref(), hash, now_ms, max_wait_ms) {
             if *state == CallState::Queued {
                 ctx.host.count(Counter::KeyCoalesced);
             }
@@ -248,14 +249,14 @@ impl Ask<'_> {
                 ctx.host.shared_get(&marker).1
             }
         };
-        let claim = key_cache::encode_marker(hash, deadline_ms);
+        let claim = shared_cache::encode_marker(hash, deadline_ms);
         if ctx.host.shared_set(&marker, &claim, cas).is_err() {
             // another worker claimed it between our read and write
             *state = CallState::Elsewhere { deadline_ms };
             return None;
         }
         let bearer = format!("Bearer {}", self.svc.token);
-        let body = apikey::lookup_body(hash);
+        let body = api_key::lookup_body(hash);
         let call = HttpCall {
             cluster: &self.svc.cluster,
             authority: &self.svc.authority,
@@ -291,9 +292,9 @@ impl Ask<'_> {
 
     /// Clears this worker's lookup marker for `hash` (if it is still there).
     fn release_marker(&self, host: &mut dyn Host, hash: &str) {
-        let name = key_cache::marker_name(self.generation, hash, self.keys.shared_cache_slots);
+        let name = shared_cache::marker_name(self.generation, hash, self.keys.shared_cache_slots);
         let (current, cas) = host.shared_get(&name);
-        if key_cache::marker_is_for(current.as_deref(), hash) {
+        if shared_cache::marker_is_for(current.as_deref(), hash) {
             let _ = host.shared_set(&name, b"", cas);
         }
     }

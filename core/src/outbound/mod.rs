@@ -23,7 +23,7 @@ mod revocation_poll;
 
 pub use host::{CallResponse, Counter, Host, HostError, HttpCall};
 
-use crate::breaker::{Breaker, BreakerPolicy, BreakerState};
+use crate::api_key::breaker::{Breaker, BreakerPolicy, BreakerState};
 use crate::config::Config;
 use crate::decision::{KeyAnswer, State};
 use crate::logging::{Level, WarnLimiter};

@@ -8,8 +8,8 @@
 use super::{CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, GRACE_MS};
 use crate::config::Config;
 use crate::decision::State;
+use crate::jwt::revocation::Limits;
 use crate::logging::Level;
-use crate::revocation::Limits;
 
 impl Outbound {
     /// Gives up on a poll past its deadline (a failure), and sends one when due.

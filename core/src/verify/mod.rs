@@ -14,7 +14,7 @@
 //!   those libraries.
 //!
 //! Nothing here is public outside the crate: tokens reach these verifiers
-//! only through [`crate::keys::BoundKey`], which binds each key to one
+//! only through [`crate::jwt::keys::BoundKey`], which binds each key to one
 //! algorithm. SECURITY.md at the repository root says why the RSA and P-256
 //! verifiers are hand-written and how they are tested.
 

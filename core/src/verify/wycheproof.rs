@@ -11,7 +11,7 @@
 //! token's claims were checked: it picks the key by `alg`, splits the string
 //! at its last `.`, decodes the signature and runs the key's verifier. A
 //! message that is not UTF-8 cannot be part of a token string: those cases
-//! go through [`crate::keys::BoundKey::verify_signing_input`], the call
+//! go through [`crate::jwt::keys::BoundKey::verify_signing_input`], the call
 //! `verify_signature` makes after the split (counted apart).
 //!
 //! The rule for every case:
@@ -35,7 +35,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::{json, Value};
 
-use crate::keys::Algorithm;
+use crate::jwt::keys::Algorithm;
 use crate::{b64, config, jwt};
 
 /// What the edge did with each kind of case of one file.

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 
 use edge_auth_core::config::{self, Config};
 use edge_auth_core::decision::{decide, Attempt, Request, State};
-use edge_auth_core::path::{normalize, MAX_PATH_BYTES};
+use edge_auth_core::policy::path::{normalize, MAX_PATH_BYTES};
 use serde_json::json;
 
 use super::engine::{Checked, Rng, Target};

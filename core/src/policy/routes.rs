@@ -1,6 +1,6 @@
 //! Route rules: which requirement a request must meet, first match wins.
 //!
-//! Rules match the *normalised* path (see [`crate::path`]), so `/api/../admin`
+//! Rules match the *normalised* path (see [`crate::policy::path`]), so `/api/../admin`
 //! and `/%61dmin` meet the rule for `/admin`, never a more lenient one.
 
 /// How a rule matches the path.
@@ -22,9 +22,9 @@ impl PathMatch {
     }
 }
 
-use crate::ip::IpPolicy;
-use crate::origin::{Cors, OriginList};
-use crate::scopes::ScopeRequirement;
+use crate::policy::ip::IpPolicy;
+use crate::policy::origin::{Cors, OriginList};
+use crate::policy::scopes::ScopeRequirement;
 
 /// What a request must present.
 #[derive(Debug, Clone, PartialEq, Eq)]

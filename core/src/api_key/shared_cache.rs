@@ -17,7 +17,7 @@
 //! Names carry the configuration's generation, so a changed configuration
 //! starts with an empty cache.
 
-use crate::apikey::{decode_cached, encode_cached, Answer, Lookup};
+use crate::api_key::{decode_cached, encode_cached, Answer, Lookup};
 
 /// The largest encoded answer the shared cache stores; a larger one is used
 /// for the request that asked and not cached.
@@ -131,7 +131,7 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use crate::apikey::{key_hash, parse_lookup, KeyRecord};
+    use crate::api_key::{key_hash, parse_lookup, KeyRecord};
 
     const NOW: u64 = 1_795_000_000;
     const H: &str = "2ef626683da91ed223b8e00ba57046fafb18e6465a481a76d5875d41fb8aba3d";

@@ -4,7 +4,7 @@
 //! first (cheap, and enough to refuse garbage, `alg: none`, foreign issuers and
 //! expired tokens), and signature work comes last, with only the keys bound to
 //! the token's algorithm and `kid`. Each key checks the signature over the
-//! token's bytes as sent ([`crate::keys::BoundKey::verify_token`]); no
+//! token's bytes as sent ([`crate::jwt::keys::BoundKey::verify_token`]); no
 //! library re-parses the token.
 
 use std::fmt;
@@ -12,9 +12,13 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::b64;
-use crate::keys::{Algorithm, KeySet};
+use crate::jwt::keys::{Algorithm, KeySet};
 
+pub mod keys;
 mod provider;
+pub mod refresh;
+pub mod revocation;
+
 pub use provider::{ClaimHeader, Provider, RemoteJwks, RequiredClaim, ScopeSource};
 
 /// Why a token was refused. Each maps to a metric and an error description.

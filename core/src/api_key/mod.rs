@@ -11,12 +11,15 @@
 //! failure), and the caller fails closed on every failure. A failure is never
 //! cached.
 
+pub mod breaker;
+pub mod shared_cache;
+
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::cache::token_key;
-use crate::ip::IpList;
-use crate::origin::OriginList;
-use crate::scopes::valid_scope_token;
+use crate::policy::ip::IpList;
+use crate::policy::origin::OriginList;
+use crate::policy::scopes::valid_scope_token;
 
 /// The accepted key format: `prefix` followed by exactly `hex_len` lower-case
 /// hex digits (default `sk_` + 64, the contract's format).
@@ -696,7 +699,7 @@ mod tests {
         assert_eq!(r.scopes, vec!["orders:read"]);
         assert!(r.ip_allowlist.contains("203.0.113.9".parse().unwrap()));
         assert!(!r.ip_allowlist.contains("198.51.100.1".parse().unwrap()));
-        let o = crate::origin::Origin::parse("https://app.acme.example").unwrap();
+        let o = crate::policy::origin::Origin::parse("https://app.acme.example").unwrap();
         assert!(r.allowed_origins.matches(&o));
         assert_eq!(r.expires_at, Some(1_824_536_000));
         assert_eq!(l.answer.status(), "valid");

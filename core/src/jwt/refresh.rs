@@ -5,8 +5,8 @@
 //! `min_refetch_interval_s`). A failed fetch keeps the last good key set and is
 //! retried with exponential backoff. Times here are milliseconds of the host clock.
 
+use crate::jwt::keys::{parse_jwks, KeySet, SkippedKey};
 use crate::jwt::{Provider, RemoteJwks};
-use crate::keys::{parse_jwks, KeySet, SkippedKey};
 
 /// First retry delay after a failed fetch; doubled on each further failure.
 pub const BACKOFF_INITIAL_MS: u64 = 1_000;
