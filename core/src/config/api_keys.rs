@@ -8,14 +8,14 @@ use crate::token_source::TokenSource;
 
 use super::defaults;
 use super::field::{err, query_free_path, range};
-use super::providers::{compile_source, RawTokenSource};
+use super::providers::{compile_source, default_api_key_sources, RawTokenSource};
 use super::rules::xff_appends;
 use super::ConfigError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawApiKeys {
-    #[serde(default = "defaults::api_key_sources")]
+    #[serde(default = "default_api_key_sources")]
     pub(super) sources: Vec<RawTokenSource>,
     #[serde(default = "defaults::key_prefix")]
     pub(super) prefix: String,
@@ -57,13 +57,6 @@ impl Default for RawBreaker {
             open_s: defaults::breaker_open_s(),
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawApiKeyRequirement {
-    #[serde(default)]
-    pub(super) stale_if_error_s: u64,
 }
 
 /// API keys: where they are read, their format, and how lookups are cached.

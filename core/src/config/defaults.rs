@@ -1,7 +1,5 @@
 //! The defaults of optional fields (docs/configuration.md lists each).
 
-use super::providers::RawTokenSource;
-
 pub fn max_token_bytes() -> usize {
     8192
 }
@@ -28,15 +26,6 @@ pub fn min_refetch_interval_s() -> u64 {
 }
 pub fn max_jwks_bytes() -> usize {
     64 * 1024
-}
-pub fn allow() -> super::rules::Admit {
-    super::rules::Admit::Allow
-}
-pub fn deny() -> super::rules::Admit {
-    super::rules::Admit::Deny
-}
-pub fn preflight() -> super::rules::PreflightMode {
-    super::rules::PreflightMode::Answer
 }
 pub fn cors_methods() -> Vec<String> {
     ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
@@ -76,15 +65,6 @@ pub fn max_revocation_entries() -> usize {
 pub fn scope_claims() -> Vec<String> {
     vec!["scope".into(), "scp".into()]
 }
-pub fn api_key_sources() -> Vec<RawTokenSource> {
-    let header = |name: &str, scheme: Option<&str>| RawTokenSource {
-        header: Some(name.into()),
-        scheme: scheme.map(String::from),
-        cookie: None,
-        query: None,
-    };
-    vec![header("x-api-key", None), header("authorization", Some("ApiKey"))]
-}
 pub fn key_prefix() -> String {
     "sk_".into()
 }
@@ -117,12 +97,4 @@ pub fn breaker_failures() -> u32 {
 }
 pub fn breaker_open_s() -> u64 {
     10
-}
-pub fn token_sources() -> Vec<RawTokenSource> {
-    vec![RawTokenSource {
-        header: Some("authorization".into()),
-        scheme: Some("Bearer".into()),
-        cookie: None,
-        query: None,
-    }]
 }

@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::jwt::keys::{parse_jwks, Algorithm, BoundKey, KeyFamily, KeySet};
-use crate::jwt::{ClaimHeader, Provider, RemoteJwks, RequiredClaim, ScopeSource};
+use crate::jwt::{ClaimHeader, Provider, RemoteJwks, RequiredClaim};
+use crate::policy::scopes::ScopeSource;
 use crate::token_source::TokenSource;
 
 use super::defaults;
@@ -37,7 +38,7 @@ pub(super) struct RawProvider {
     pub(super) require_expiration: bool,
     #[serde(default)]
     pub(super) required_claims: Vec<RawRequiredClaim>,
-    #[serde(default = "defaults::token_sources")]
+    #[serde(default = "default_token_sources")]
     pub(super) token_sources: Vec<RawTokenSource>,
     #[serde(default)]
     pub(super) claim_headers: Vec<RawClaimHeader>,
@@ -473,4 +474,25 @@ pub(super) fn compile_providers(
         }
     }
     Ok((providers, written))
+}
+
+/// A provider's default token source: `Authorization: Bearer`.
+fn default_token_sources() -> Vec<RawTokenSource> {
+    vec![RawTokenSource {
+        header: Some("authorization".into()),
+        scheme: Some("Bearer".into()),
+        cookie: None,
+        query: None,
+    }]
+}
+
+/// `api_keys.sources` by default: `x-api-key`, then `Authorization: ApiKey`.
+pub(super) fn default_api_key_sources() -> Vec<RawTokenSource> {
+    let header = |name: &str, scheme: Option<&str>| RawTokenSource {
+        header: Some(name.into()),
+        scheme: scheme.map(String::from),
+        cookie: None,
+        query: None,
+    };
+    vec![header("x-api-key", None), header("authorization", Some("ApiKey"))]
 }

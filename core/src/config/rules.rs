@@ -11,7 +11,6 @@ use crate::policy::origin::{Cors, OriginList};
 use crate::policy::routes::{CorsRule, OriginRule, PathMatch, Policy, Requirement, Rule};
 use crate::policy::scopes::{valid_scope_token, RoleDef, RoleHierarchy, ScopeRequirement};
 
-use super::api_keys::RawApiKeyRequirement;
 use super::defaults;
 use super::field::{err, header_name};
 use super::{ConfigError, RawDevelopment};
@@ -71,9 +70,9 @@ pub(super) struct RawOriginPolicy {
     pub(super) allowed: Vec<String>,
     #[serde(default)]
     pub(super) tenant_claim: Option<String>,
-    #[serde(default = "defaults::allow")]
+    #[serde(default = "Admit::allow")]
     pub(super) missing: Admit,
-    #[serde(default = "defaults::deny")]
+    #[serde(default = "Admit::deny")]
     pub(super) null: Admit,
     #[serde(default = "defaults::yes")]
     pub(super) enforce: bool,
@@ -89,10 +88,19 @@ pub(super) enum Admit {
     Deny,
 }
 
+impl Admit {
+    fn allow() -> Admit {
+        Admit::Allow
+    }
+    fn deny() -> Admit {
+        Admit::Deny
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCors {
-    #[serde(default = "defaults::preflight")]
+    #[serde(default)]
     pub(super) preflight: PreflightMode,
     #[serde(default = "defaults::cors_methods")]
     pub(super) allow_methods: Vec<String>,
@@ -106,9 +114,10 @@ pub(super) struct RawCors {
     pub(super) allow_credentials: bool,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum PreflightMode {
+    #[default]
     Answer,
     Pass,
 }
@@ -165,6 +174,13 @@ pub(super) struct RawMatch {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawJwtRequirement {
     pub(super) providers: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApiKeyRequirement {
+    #[serde(default)]
+    pub(super) stale_if_error_s: u64,
 }
 
 pub(super) fn compile_roles(raw: &BTreeMap<String, RawRole>) -> Result<RoleHierarchy, ConfigError> {

@@ -13,13 +13,14 @@ use serde_json::{Map, Value};
 
 use crate::b64;
 use crate::jwt::keys::{Algorithm, KeySet};
+use crate::policy::scopes::{Grants, RoleHierarchy, ScopeSource};
 
 pub mod keys;
 mod provider;
 pub mod refresh;
 pub mod revocation;
 
-pub use provider::{ClaimHeader, Provider, RemoteJwks, RequiredClaim, ScopeSource};
+pub use provider::{ClaimHeader, Provider, RemoteJwks, RequiredClaim};
 
 /// Why a token was refused. Each maps to a metric and an error description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -367,6 +368,14 @@ pub fn claim_header_value(v: &Value) -> Option<String> {
             .bytes()
             .all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
     safe.then_some(out)
+}
+
+impl Grants {
+    /// The grants of a verified token's `claims` (here rather than in
+    /// `policy::scopes`, which knows nothing of JWTs).
+    pub fn from_claims(claims: &Claims, source: &ScopeSource, roles: &RoleHierarchy) -> Grants {
+        Grants::from_claim_values(|name| claims.get(name), source, roles)
+    }
 }
 
 #[cfg(test)]

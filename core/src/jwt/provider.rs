@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::jwt::keys::{Algorithm, KeySet};
+use crate::policy::scopes::ScopeSource;
 use crate::token_source::TokenSource;
 
 /// One JWT issuer.
@@ -51,14 +52,4 @@ pub struct RequiredClaim {
 pub struct ClaimHeader {
     pub claim: String,
     pub header: String,
-}
-
-/// Where a provider's tokens carry scopes and roles.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScopeSource {
-    /// Claims holding scopes: a space-separated string (`scope`) or an array
-    /// of strings (`scp`, Auth0 `permissions`).
-    pub scope_claims: Vec<String>,
-    /// The claim holding role names: a string or an array of strings.
-    pub role_claim: Option<String>,
 }

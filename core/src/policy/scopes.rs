@@ -10,8 +10,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use crate::jwt::{Claims, ScopeSource};
-
 /// The longest scope, permission or role name, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
 /// The most roles a hierarchy may define.
@@ -226,6 +224,16 @@ fn topological_order(defs: &[(String, RoleDef)], edges: &[Vec<usize>]) -> Result
     Ok(order)
 }
 
+/// Where a provider's tokens carry scopes and roles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeSource {
+    /// Claims holding scopes: a space-separated string (`scope`) or an array
+    /// of strings (`scp`, Auth0 `permissions`).
+    pub scope_claims: Vec<String>,
+    /// The claim holding role names: a string or an array of strings.
+    pub role_claim: Option<String>,
+}
+
 /// A token's effective permissions: its scopes plus the flattened permissions
 /// of each of its roles, sorted and deduplicated.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -234,11 +242,6 @@ pub struct Grants {
 }
 
 impl Grants {
-    /// The grants of a verified token's `claims`.
-    pub fn from_claims(claims: &Claims, source: &ScopeSource, roles: &RoleHierarchy) -> Grants {
-        Grants::from_claim_values(|name| claims.get(name), source, roles)
-    }
-
     /// The grants of a token whose claims `get` looks up by name.
     ///
     /// Scope claims: a string is split on ASCII spaces only; an array's string
