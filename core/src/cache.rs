@@ -313,7 +313,6 @@ impl<V, K: Hash + Eq + Clone, S: BuildHasher> BoundedCache<V, K, S> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use std::rc::Rc;
     #[cfg(target_arch = "wasm32")]

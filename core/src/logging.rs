@@ -51,7 +51,6 @@ pub fn denial_level(d: Deny<'_>, limiter: &mut WarnLimiter, now_ms: impl FnOnce(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;

@@ -565,7 +565,6 @@ impl RevocationState {
 /// `inspect` only parses, so no signature is needed.
 #[cfg(test)]
 pub(crate) fn test_claims(payload: &serde_json::Value) -> Claims {
-    #![allow(clippy::unwrap_used)]
     use crate::b64::encode_url;
     let token = format!(
         "{}.{}.AAAA",
@@ -577,7 +576,6 @@ pub(crate) fn test_claims(payload: &serde_json::Value) -> Claims {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;

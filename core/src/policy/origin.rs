@@ -549,7 +549,6 @@ fn push_list(out: &mut Vec<(&'static str, String)>, name: &'static str, items: &
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;

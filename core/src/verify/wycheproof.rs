@@ -28,8 +28,6 @@
 //!   RSA exponent other than 65537, an HMAC secret shorter than the hash
 //!   (docs/configuration.md 3.2 and 3.5).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
