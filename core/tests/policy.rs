@@ -566,6 +566,15 @@ fn policy_configuration_errors_name_the_field() {
             json!({"rules": [{"name": "r", "match": {"prefix": "/"}, "public": true, "origin": {"allowed": ["https://a.com"], "cors": {"allow_methods": []}}}]}),
             "rules[0].origin.cors.allow_methods",
         ),
+        // header names that are not header names (they were also Cors::check's cases)
+        (
+            json!({"rules": [{"name": "r", "match": {"prefix": "/"}, "public": true, "origin": {"allowed": ["https://a.com"], "cors": {"expose_headers": ["x\r\ny"]}}}]}),
+            "rules[0].origin.cors.expose_headers[0]",
+        ),
+        (
+            json!({"rules": [{"name": "r", "match": {"prefix": "/"}, "public": true, "origin": {"allowed": ["https://a.com"], "cors": {"allow_headers": [""]}}}]}),
+            "rules[0].origin.cors.allow_headers[0]",
+        ),
     ];
     for (extra, field) in cases {
         let e = config_with(extra.clone()).expect_err(&extra.to_string());

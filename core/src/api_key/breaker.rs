@@ -219,12 +219,6 @@ impl StaleIfError {
             Freshness::Expired
         }
     }
-
-    /// Whether a verdict valid until `expires_at_ms` may be used at `now_ms`
-    /// because the service could not answer: fresh or within the grace period.
-    pub fn usable_on_error(&self, expires_at_ms: u64, now_ms: u64) -> bool {
-        self.freshness(expires_at_ms, now_ms) != Freshness::Expired
-    }
 }
 
 #[cfg(test)]
@@ -421,8 +415,6 @@ mod tests {
         assert_eq!(p.freshness(1000, 1000), Freshness::StaleIfError);
         assert_eq!(p.freshness(1000, 1499), Freshness::StaleIfError);
         assert_eq!(p.freshness(1000, 1500), Freshness::Expired);
-        assert!(p.usable_on_error(1000, 1499));
-        assert!(!p.usable_on_error(1000, 1500));
 
         let off = StaleIfError::default();
         assert_eq!(off.freshness(1000, 999), Freshness::Fresh);

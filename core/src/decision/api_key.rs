@@ -7,7 +7,6 @@ use std::rc::Rc;
 use crate::api_key::breaker::{Freshness, StaleIfError};
 use crate::api_key::shared_cache;
 use crate::api_key::{self, Answer, KeyRecord};
-use crate::cache::token_key;
 use crate::config::{ApiKeys, Context};
 use crate::context::Identity;
 use crate::policy::scopes::Grants;
@@ -50,11 +49,7 @@ pub(super) fn authorize_key<'c>(
     // The key's hash is only computed off the hot path (for a woken request,
     // on a local miss), and at most once.
     let hash_cell = std::cell::OnceCell::new();
-    let hash = || {
-        hash_cell
-            .get_or_init(|| api_key::hex(&token_key(&found.token)))
-            .as_str()
-    };
+    let hash = || hash_cell.get_or_init(|| api_key::key_hash(&found.token)).as_str();
     let delivered = cx.attempt.answer.filter(|a| a.hash == hash()).map(|a| &a.result);
     let (entry, used) = if let Some(Ok(lookup)) = delivered {
         let until = shared_cache::cache_until(lookup, now, keys.max_cache_ttl_s, keys.negative_cache_ttl_s);
