@@ -1,11 +1,13 @@
 //! The decision for one request: route, client address, Origin, credential,
 //! verification, scopes, verdict.
 //!
-//! The shell hands over the method, the `:path`, a [`Request`] to read facts
-//! from (only the facts a decision needs are ever read) and the host's clock;
-//! it gets back a [`Verdict`] to apply. All state a decision touches (the verified-token
-//! cache and the remote key sets) lives in [`State`], owned by the shell's root
-//! context, one per Envoy worker.
+//! The shell hands over an [`Attempt`] (the method, the `:path`, the host's
+//! clock, and whether the request may wait) and a [`Request`] to read facts
+//! from (only the facts a decision needs are ever read); it gets back an
+//! [`Outcome`] whose [`Verdict`] it applies. All state a decision touches
+//! (the token caches, API-key answers, remote key sets and the revocation
+//! state) lives in [`State`], one per Envoy worker, held by the shell's
+//! `Worker`.
 
 mod api_key;
 mod jwt;
