@@ -1,29 +1,32 @@
-//! The HTTP context: strip forged identity headers, ask the core, apply the verdict.
+//! The HTTP context: strip forged identity headers, ask the core, apply the
+//! verdict; and the requests woken when an outbound call they waited for is over.
 
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
-use edge_auth_core::decision::{self, Allow, Credential, Deny, KeyAnswer, KeyUse, Request, ResponseHeaders, Verdict};
+use edge_auth_core::decision::{
+    self, Allow, Attempt, Credential, Deny, KeyAnswer, KeyUse, Request, ResponseHeaders, Verdict,
+};
 use edge_auth_core::header_map::HeaderMap;
-use edge_auth_core::response;
+use edge_auth_core::logging;
+use edge_auth_core::outbound::Wake;
+use edge_auth_core::response::{self, Reply};
 
 use crate::host;
-use crate::jwks_fetch;
-use crate::key_lookup;
 use crate::metrics::Metrics;
-use crate::shared::{Shared, Waiter};
+use crate::worker::Worker;
 
 pub struct EdgeAuthFilter {
     id: u32,
     /// `None` when the plugin has no valid configuration: every request is refused.
-    shared: Option<Rc<Shared>>,
+    worker: Option<Rc<Worker>>,
 }
 
 impl EdgeAuthFilter {
-    pub fn new(id: u32, shared: Option<Rc<Shared>>) -> EdgeAuthFilter {
-        EdgeAuthFilter { id, shared }
+    pub fn new(id: u32, worker: Option<Rc<Worker>>) -> EdgeAuthFilter {
+        EdgeAuthFilter { id, worker }
     }
 }
 
@@ -34,6 +37,7 @@ struct HostRequest<'a> {
     /// Headers the filter writes: removed from the request before the core
     /// looks at it, so never a fact of the request.
     written: &'a [String],
+    has_body: bool,
 }
 
 impl HostRequest<'_> {
@@ -78,6 +82,10 @@ impl Request for HostRequest<'_> {
     fn shared_data(&mut self, name: &str) -> Option<Vec<u8>> {
         host::shared_get(name).0
     }
+
+    fn has_body(&mut self) -> bool {
+        self.has_body
+    }
 }
 
 /// Where a request stands after [`evaluate`].
@@ -98,17 +106,17 @@ pub enum Step {
 /// `end_of_stream`: the request has no body (only known when headers arrive;
 /// a request woken after waiting is never a preflight).
 pub fn evaluate(
-    shared: &Shared,
+    worker: &Worker,
     context_id: u32,
     may_await: bool,
     end_of_stream: bool,
     answer: Option<&KeyAnswer>,
 ) -> Step {
-    let cfg = &shared.config;
+    let cfg = &worker.config;
     let buf = host::request_header_map();
     let Some(headers) = HeaderMap::parse(&buf) else {
         return deny(
-            shared,
+            worker,
             Deny::BadPath("the request's headers cannot be read"),
             None,
             None,
@@ -124,97 +132,118 @@ pub fn evaluate(
     let mut req = HostRequest {
         headers,
         written: &cfg.written_headers,
+        has_body: !end_of_stream,
     };
     let (Some(method), Some(path)) = (req.header(":method"), req.header(":path")) else {
-        return deny(shared, Deny::BadPath("the request has no method or path"), None, None);
+        return deny(worker, Deny::BadPath("the request has no method or path"), None, None);
     };
     let now_ms = host::now_ms();
     let outcome = {
-        let mut state = shared.state.borrow_mut();
-        decision::decide(cfg, &mut state, &method, &path, &mut req, now_ms, may_await, answer)
+        let mut state = worker.state.borrow_mut();
+        let attempt = Attempt {
+            method: &method,
+            path: &path,
+            now_ms,
+            may_await,
+            answer,
+        };
+        decision::decide(cfg, &mut state, &attempt, &mut req)
     };
     if let Some(notice) = outcome.notice {
-        if shared.first_notice(notice) {
+        if worker.first_notice(notice) {
             host::log(LogLevel::Warn, notice);
         }
     }
+    let m = &worker.metrics;
     match outcome.cache {
-        Some(true) => Metrics::inc(shared.metrics.cache_hit),
-        Some(false) => Metrics::inc(shared.metrics.cache_miss),
+        Some(true) => Metrics::inc(m.cache_hit),
+        Some(false) => Metrics::inc(m.cache_miss),
         None => {}
     }
     match outcome.key {
-        Some(KeyUse::LocalHit) => Metrics::inc(shared.metrics.key_local_hit),
-        Some(KeyUse::SharedHit) => Metrics::inc(shared.metrics.key_shared_hit),
-        Some(KeyUse::Miss) => Metrics::inc(shared.metrics.key_miss),
-        Some(KeyUse::Stale) => Metrics::inc(shared.metrics.key_stale_served),
+        Some(KeyUse::LocalHit) => Metrics::inc(m.key_local_hit),
+        Some(KeyUse::SharedHit) => Metrics::inc(m.key_shared_hit),
+        Some(KeyUse::Miss) => Metrics::inc(m.key_miss),
+        Some(KeyUse::Stale) => Metrics::inc(m.key_stale_served),
         Some(KeyUse::Answer) | None => {}
     }
     let cors = outcome.cors;
     match outcome.verdict {
-        Verdict::Allow(a) if a.preflight && !end_of_stream => deny(shared, Deny::PreflightWithBody, None, None),
         Verdict::Allow(a) => {
             if let Some(cors) = cors {
-                shared.response_headers.borrow_mut().insert(context_id, cors);
+                worker.response_headers.borrow_mut().insert(context_id, cors);
             }
-            allow(shared, a);
+            allow(worker, &a);
             Step::Continue
         }
         Verdict::Preflight(headers) => {
-            Metrics::inc(shared.metrics.allowed_preflight);
+            Metrics::inc(m.allowed_preflight);
             let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
             if host::send_reply(204, &headers, b"").is_err() {
                 host::log(LogLevel::Error, "edge-auth: could not answer the CORS preflight");
             }
             Step::Replied
         }
-        Verdict::Deny(d) => deny(shared, d, outcome.credential.as_ref(), cors.as_ref()),
-        Verdict::AwaitKeys { provider, dispatch } => {
-            Metrics::inc(shared.metrics.jwks_waits);
-            // The fetch itself is dispatched by the root context on its next
-            // tick: a call dispatched here would die with this request if its
-            // client went away, leaving every other waiter hanging.
-            let _ = dispatch;
-            shared.waiters.borrow_mut().push(Waiter { context_id, provider });
+        Verdict::Deny(d) => deny(worker, d, outcome.credential.as_ref(), cors.as_ref()),
+        Verdict::AwaitKeys { provider, .. } => {
+            Metrics::inc(m.jwks_waits);
+            worker.outbound.borrow_mut().await_keys(context_id, provider);
             Step::Paused
         }
-        Verdict::AwaitLookup { hash } => match key_lookup::enqueue(shared, context_id, hash.clone(), now_ms) {
-            Ok(()) => Step::Paused,
-            Err(failure) => {
-                shared.metrics.lookup_failed(failure);
-                let answer = KeyAnswer {
-                    hash,
-                    result: Err(failure),
-                };
-                evaluate(shared, context_id, false, end_of_stream, Some(&answer))
+        Verdict::AwaitLookup { hash } => {
+            let failed = worker
+                .outbound
+                .borrow_mut()
+                .await_lookup(cfg, &mut worker.host(), context_id, hash);
+            match failed {
+                None => Step::Paused,
+                Some(answer) => evaluate(worker, context_id, false, end_of_stream, Some(&answer)),
             }
-        },
-    }
-}
-
-/// Decides again every request in `waiters` (each in its own context, with
-/// the lookup `answer` it waited for, if any) and resumes those allowed, then
-/// returns to `current_context`. A waiter whose stream is gone is skipped.
-pub fn wake(shared: &Shared, waiters: impl IntoIterator<Item = u32>, answer: Option<&KeyAnswer>, current_context: u32) {
-    let mut woke = false;
-    for w in waiters {
-        woke = true;
-        if host::set_effective_context(w).is_ok() && evaluate(shared, w, false, true, answer) == Step::Continue {
-            let _ = host::resume_request();
         }
     }
-    if woke {
-        let _ = host::set_effective_context(current_context);
-    }
 }
 
-fn allow(shared: &Shared, a: Allow<'_>) {
+/// Forwards the answer to an outbound call to the core, and decides again
+/// the requests that waited for it.
+pub fn call_response(worker: &Worker, token: u32, body_size: usize, current_context: u32) {
+    let wakes = worker.outbound.borrow_mut().on_response(
+        &worker.config,
+        &mut worker.state.borrow_mut(),
+        &mut worker.host(),
+        token,
+        body_size,
+    );
+    wake(worker, wakes, current_context);
+}
+
+/// Decides again every request in `wakes` (each in its own context, with
+/// the lookup answer it waited for, if any) and resumes those allowed, then
+/// returns to `current_context`. A waiter whose stream is gone is skipped.
+pub fn wake(worker: &Worker, wakes: Vec<Wake>, current_context: u32) {
+    if wakes.is_empty() {
+        return;
+    }
+    for w in &wakes {
+        for &context in &w.contexts {
+            if host::set_effective_context(context).is_ok()
+                && evaluate(worker, context, false, true, w.answer.as_ref()) == Step::Continue
+            {
+                let _ = host::resume_request();
+            }
+        }
+    }
+    let _ = host::set_effective_context(current_context);
+}
+
+/// Applies the edits of an allowed request.
+fn allow(worker: &Worker, a: &Allow<'_>) {
+    let m = &worker.metrics;
     if a.preflight {
         // A preflight never carries credentials: whatever looks like one is not passed on.
-        for h in &shared.config.credential_headers {
+        for h in &worker.config.credential_headers {
             let _ = host::remove_request_header(h);
         }
-        Metrics::inc(shared.metrics.allowed_preflight);
+        Metrics::inc(m.allowed_preflight);
         return;
     }
     // every credential place the request has, not only the one used (the core chose)
@@ -235,13 +264,13 @@ fn allow(shared: &Shared, a: Allow<'_>) {
         Some(token) => {
             set_headers(&token.headers);
             set_headers(&a.context);
-            Metrics::inc(shared.metrics.allowed_jwt);
+            Metrics::inc(m.allowed_jwt);
         }
         None if a.key.is_some() => {
             set_headers(&a.context);
-            Metrics::inc(shared.metrics.allowed_api_key);
+            Metrics::inc(m.allowed_api_key);
         }
-        None => Metrics::inc(shared.metrics.allowed_public),
+        None => Metrics::inc(m.allowed_public),
     }
 }
 
@@ -255,20 +284,19 @@ fn set_headers(headers: &[(String, String)]) {
     }
 }
 
-fn deny(shared: &Shared, d: Deny<'_>, credential: Option<&Credential>, cors: Option<&ResponseHeaders>) -> Step {
-    shared.metrics.denied(d);
-    let level = match d {
-        Deny::Token(e) if response::is_operational(e) => LogLevel::Warn,
-        _ => LogLevel::Debug,
-    };
-    // Operational warnings can be triggered by anyone: at most one per interval.
-    if level == LogLevel::Warn && !shared.warn_allowed(host::now_ms()) {
-        // counted in the metrics above; the log stays readable
-    } else if host::enabled(level) {
+fn deny(worker: &Worker, d: Deny<'_>, credential: Option<&Credential>, cors: Option<&ResponseHeaders>) -> Step {
+    worker.metrics.denied(d);
+    let level = logging::denial_level(d, worker.outbound.borrow_mut().warnings(), host::now_ms).map(host::level);
+    if let Some(level) = level.filter(|l| host::enabled(*l)) {
         let fp = credential.map_or_else(|| "-".to_owned(), Credential::fingerprint);
         host::log(level, &format!("edge-auth: denied reason={} credential={fp}", d.name()));
     }
-    let reply = response::reply(d, &shared.config.realm);
+    send(&response::reply(d, &worker.config.realm), cors);
+    Step::Replied
+}
+
+/// Sends a local reply, with the CORS headers of the request's origin if any.
+fn send(reply: &Reply, cors: Option<&ResponseHeaders>) {
     let headers: Vec<(&str, &str)> = reply
         .headers
         .iter()
@@ -278,26 +306,12 @@ fn deny(shared: &Shared, d: Deny<'_>, credential: Option<&Credential>, cors: Opt
     if host::send_reply(reply.status, &headers, reply.body.as_bytes()).is_err() {
         host::log(LogLevel::Error, "edge-auth: could not send the local reply");
     }
-    Step::Replied
-}
-
-/// Refuses a request when the plugin has no valid configuration (fail closed).
-fn refuse_unconfigured() -> Action {
-    let body = br#"{"error":"server_error","error_description":"the authentication filter is not configured"}"#;
-    let _ = host::send_reply(
-        500,
-        &[("content-type", "application/json"), ("cache-control", "no-store")],
-        body,
-    );
-    Action::Pause
 }
 
 impl Context for EdgeAuthFilter {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        if let Some(shared) = &self.shared {
-            if !key_lookup::on_response(shared, token_id, body_size, self.id) {
-                jwks_fetch::on_response(shared, token_id, body_size, self.id);
-            }
+        if let Some(worker) = &self.worker {
+            call_response(worker, token_id, body_size, self.id);
         }
     }
 }
@@ -307,8 +321,8 @@ impl Context for EdgeAuthFilter {
 /// can remove that callback's export and spare every request a VM entry.)
 impl Drop for EdgeAuthFilter {
     fn drop(&mut self) {
-        if let Some(shared) = &self.shared {
-            shared.forget(self.id);
+        if let Some(worker) = &self.worker {
+            worker.forget(self.id);
         }
     }
 }
@@ -316,9 +330,9 @@ impl Drop for EdgeAuthFilter {
 impl HttpContext for EdgeAuthFilter {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let headers = self
-            .shared
+            .worker
             .as_ref()
-            .and_then(|s| s.response_headers.borrow_mut().remove(&self.id));
+            .and_then(|w| w.response_headers.borrow_mut().remove(&self.id));
         for (name, value) in headers.iter().flatten() {
             // The edge's CORS answer replaces the upstream's; `vary` is added to.
             let _ = if *name == "vary" {
@@ -331,10 +345,12 @@ impl HttpContext for EdgeAuthFilter {
     }
 
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(shared) = self.shared.clone() else {
-            return refuse_unconfigured();
+        let Some(worker) = self.worker.clone() else {
+            // no valid configuration: fail closed
+            send(&response::unconfigured(), None);
+            return Action::Pause;
         };
-        match evaluate(&shared, self.id, true, end_of_stream, None) {
+        match evaluate(&worker, self.id, true, end_of_stream, None) {
             Step::Continue => Action::Continue,
             Step::Paused | Step::Replied => Action::Pause,
         }

@@ -12,7 +12,13 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Bytes, LogLevel, MapType, Status};
+use proxy_wasm::types::{BufferType, Bytes, LogLevel, MapType, Status};
+
+use edge_auth_core::api_key::breaker::BreakerState;
+use edge_auth_core::logging::Level;
+use edge_auth_core::outbound::{self, CallResponse, Counter, HostError, HttpCall};
+
+use crate::metrics::Metrics;
 
 pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
@@ -123,46 +129,28 @@ pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
 }
 
 pub fn plugin_configuration() -> Option<Bytes> {
-    hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
         .ok()
         .flatten()
 }
 
-pub fn set_tick_period(period: Duration) -> Result<(), Status> {
-    hostcalls::set_tick_period(period)
-}
-
-/// Starts a GET to `cluster`; the answer arrives in
-/// `on_http_call_response` of the calling context, with the returned token.
-pub fn dispatch_get(
-    cluster: &str,
-    authority: &str,
-    path: &str,
-    extra: &[(&str, &str)],
-    timeout: Duration,
-) -> Result<u32, Status> {
-    dispatch(cluster, authority, ("GET", path), extra, None, timeout)
-}
-
-/// Starts an HTTP call (`method`, `path`) to `cluster`, with JSON accepted
-/// and an optional body; the answer arrives like [`dispatch_get`]'s.
-pub fn dispatch(
-    cluster: &str,
-    authority: &str,
-    (method, path): (&str, &str),
-    extra: &[(&str, &str)],
-    body: Option<&[u8]>,
-    timeout: Duration,
-) -> Result<u32, Status> {
-    let mut headers = vec![
-        (":method", method),
-        (":path", path),
-        (":authority", authority),
-        ("accept", "application/json"),
-        ("user-agent", "edge-auth"),
-    ];
-    headers.extend_from_slice(extra);
-    hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout)
+/// Starts an HTTP call; the answer arrives in `on_http_call_response` of
+/// the calling context, with the returned token.
+fn dispatch(call: &HttpCall<'_>) -> Result<u32, Status> {
+    let mut headers = Vec::with_capacity(3 + call.headers.len());
+    headers.extend_from_slice(&[
+        (":method", call.method),
+        (":path", call.path),
+        (":authority", call.authority),
+    ]);
+    headers.extend_from_slice(call.headers);
+    hostcalls::dispatch_http_call(
+        call.cluster,
+        headers,
+        call.body,
+        vec![],
+        Duration::from_millis(call.timeout_ms),
+    )
 }
 
 /// A value of the data the VM's workers share, and its compare-and-swap
@@ -171,33 +159,92 @@ pub fn shared_get(name: &str) -> (Option<Bytes>, Option<u32>) {
     hostcalls::get_shared_data(name).unwrap_or((None, None))
 }
 
-/// Writes shared data; with `cas`, only if the value is still that version.
-pub fn shared_set(name: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
-    hostcalls::set_shared_data(name, Some(value), cas)
-}
-
-/// A header of the HTTP call response being delivered.
-pub fn call_response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
-        .ok()
-        .flatten()
-        .map(text)
-}
-
-/// The status and body of the HTTP call response being delivered, the body
-/// read only up to `max_body + 1` bytes so an oversized answer is detectable
-/// without copying all of it.
-pub fn call_response(body_size: usize, max_body: usize) -> (Option<u16>, Option<Bytes>) {
-    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten()
-        .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
+/// The status, content type and body of the HTTP call response being
+/// delivered, the body read only up to `max_body + 1` bytes so an oversized
+/// answer is detectable without copying all of it.
+fn call_response(body_size: usize, max_body: usize) -> CallResponse {
+    let header = |name| {
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+            .ok()
+            .flatten()
+    };
+    let status = header(":status").and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
     let body = hostcalls::get_buffer(
-        proxy_wasm::types::BufferType::HttpCallResponseBody,
+        BufferType::HttpCallResponseBody,
         0,
-        body_size.min(max_body + 1),
+        body_size.min(max_body.saturating_add(1)),
     )
     .ok()
     .flatten();
-    (status, body)
+    CallResponse {
+        status,
+        content_type: header("content-type").map(text),
+        body,
+    }
+}
+
+/// The host's log level for the core's.
+pub fn level(level: Level) -> LogLevel {
+    match level {
+        Level::Debug => LogLevel::Debug,
+        Level::Info => LogLevel::Info,
+        Level::Warn => LogLevel::Warn,
+        Level::Error => LogLevel::Error,
+    }
+}
+
+fn host_error(status: Status) -> HostError {
+    match status {
+        Status::NotFound => HostError::NotFound,
+        Status::BadArgument => HostError::BadArgument,
+        Status::SerializationFailure => HostError::SerializationFailure,
+        Status::ParseFailure => HostError::ParseFailure,
+        Status::Empty => HostError::Empty,
+        Status::CasMismatch => HostError::CasMismatch,
+        _ => HostError::InternalFailure,
+    }
+}
+
+/// The proxy as the core's outbound calls see it: host calls, and the
+/// worker's metrics for what they count.
+pub struct ProxyHost<'a> {
+    pub metrics: &'a Metrics,
+}
+
+impl outbound::Host for ProxyHost<'_> {
+    fn now_ms(&mut self) -> u64 {
+        now_ms()
+    }
+
+    fn dispatch(&mut self, call: &HttpCall<'_>) -> Result<u32, HostError> {
+        dispatch(call).map_err(host_error)
+    }
+
+    fn call_response(&mut self, body_size: usize, max_body: usize) -> CallResponse {
+        call_response(body_size, max_body)
+    }
+
+    fn shared_get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        shared_get(key)
+    }
+
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(host_error)
+    }
+
+    fn set_tick_period_ms(&mut self, period_ms: u64) -> Result<(), HostError> {
+        hostcalls::set_tick_period(Duration::from_millis(period_ms)).map_err(host_error)
+    }
+
+    fn count(&mut self, counter: Counter) {
+        self.metrics.count(counter);
+    }
+
+    fn breaker_state(&mut self, state: BreakerState) {
+        self.metrics.breaker_state(state);
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        log(self::level(level), &format!("edge-auth: {message}"));
+    }
 }

@@ -1,18 +1,16 @@
 //! edge-auth: the proxy-wasm shell around `edge_auth_core`.
 //!
-//! The shell only gathers request facts, calls the core and applies its
-//! verdict. It never unwraps a host call: a panic would kill the VM and every
+//! The shell only gathers request facts, calls the core, applies its
+//! verdict and forwards the host's callbacks for outbound calls to the
+//! core. It never unwraps a host call: a panic would kill the VM and every
 //! request after it, so every host call goes through [`host`], which returns
 //! `Result` or logs.
 
 mod filter;
 mod host;
-mod jwks_fetch;
-mod key_lookup;
 mod metrics;
-mod revocation_poll;
 mod root;
-mod shared;
+mod worker;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);

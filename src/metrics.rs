@@ -5,8 +5,10 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use edge_auth_core::apikey::LookupFailure;
+use edge_auth_core::api_key::breaker::BreakerState;
+use edge_auth_core::api_key::LookupFailure;
 use edge_auth_core::decision::Deny;
+use edge_auth_core::outbound::Counter;
 
 /// Prefix of every metric name.
 pub const PREFIX: &str = "edge_auth.";
@@ -18,19 +20,19 @@ pub struct Metrics {
     pub allowed_preflight: Option<u32>,
     pub cache_hit: Option<u32>,
     pub cache_miss: Option<u32>,
-    pub jwks_fetch_ok: Option<u32>,
-    pub jwks_fetch_failed: Option<u32>,
+    jwks_fetch_ok: Option<u32>,
+    jwks_fetch_failed: Option<u32>,
     pub jwks_waits: Option<u32>,
-    pub revocation_poll_ok: Option<u32>,
-    pub revocation_poll_failed: Option<u32>,
+    revocation_poll_ok: Option<u32>,
+    revocation_poll_failed: Option<u32>,
     pub allowed_api_key: Option<u32>,
     pub key_local_hit: Option<u32>,
     pub key_shared_hit: Option<u32>,
     pub key_miss: Option<u32>,
-    pub key_lookups: Option<u32>,
-    pub key_coalesced: Option<u32>,
+    key_lookups: Option<u32>,
+    key_coalesced: Option<u32>,
     pub key_stale_served: Option<u32>,
-    pub breaker_opened: Option<u32>,
+    breaker_opened: Option<u32>,
     breaker_state: Option<u32>,
     lookup_failed: Vec<(&'static str, Option<u32>)>,
     denied: Vec<(&'static str, Option<u32>)>,
@@ -66,9 +68,8 @@ impl Metrics {
                 .iter()
                 .map(|n| (*n, counter(&format!("api_key.lookup_failed.{n}"))))
                 .collect(),
-            denied: Deny::ALL_NAMES
-                .iter()
-                .map(|n| (*n, counter(&format!("denied.{n}"))))
+            denied: Deny::all_names()
+                .map(|n| (n, counter(&format!("denied.{n}"))))
                 .collect(),
         }
     }
@@ -79,21 +80,33 @@ impl Metrics {
         }
     }
 
-    /// A failed API-key lookup, by kind.
-    pub fn lookup_failed(&self, e: LookupFailure) {
-        let name = e.name();
-        Metrics::inc(
-            self.lookup_failed
-                .iter()
-                .find(|(n, _)| *n == name)
-                .and_then(|(_, id)| *id),
-        );
+    /// A counter the core's outbound calls move.
+    pub fn count(&self, counter: Counter) {
+        Metrics::inc(match counter {
+            Counter::JwksFetchOk => self.jwks_fetch_ok,
+            Counter::JwksFetchFailed => self.jwks_fetch_failed,
+            Counter::RevocationPollOk => self.revocation_poll_ok,
+            Counter::RevocationPollFailed => self.revocation_poll_failed,
+            Counter::KeyLookups => self.key_lookups,
+            Counter::KeyCoalesced => self.key_coalesced,
+            Counter::BreakerOpened => self.breaker_opened,
+            Counter::LookupFailed(e) => self.lookup_failed(e),
+        });
     }
 
-    /// The lookup circuit breaker's state: 0 closed, 1 half-open, 2 open.
-    pub fn breaker_state(&self, state: u8) {
+    /// A failed API-key lookup's counter, by kind.
+    fn lookup_failed(&self, e: LookupFailure) -> Option<u32> {
+        let name = e.name();
+        self.lookup_failed
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, id)| *id)
+    }
+
+    /// The lookup circuit breaker's state, as its gauge reads it.
+    pub fn breaker_state(&self, state: BreakerState) {
         if let Some(id) = self.breaker_state {
-            let _ = hostcalls::record_metric(id, u64::from(state));
+            let _ = hostcalls::record_metric(id, u64::from(state.code()));
         }
     }
 

@@ -25,7 +25,7 @@
 
 use std::borrow::Cow;
 
-use crate::apikey::KeyFormat;
+use crate::api_key::KeyFormat;
 use crate::token_source::{self, TokenSource};
 
 /// The headers that are credential places even when no source names them,
@@ -392,7 +392,6 @@ impl Census {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;

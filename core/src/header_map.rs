@@ -113,7 +113,6 @@ pub fn serialize<'p>(pairs: impl IntoIterator<Item = (&'p [u8], &'p [u8])>) -> V
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;

@@ -104,6 +104,23 @@ pub fn reply(d: Deny<'_>, realm: &str) -> Reply {
     Reply { status, headers, body }
 }
 
+/// The reply to every request when the plugin has no valid configuration
+/// (fail closed): `500 server_error`.
+pub fn unconfigured() -> Reply {
+    let body = serde_json::json!({
+        "error": "server_error",
+        "error_description": "the authentication filter is not configured",
+    });
+    Reply {
+        status: 500,
+        headers: vec![
+            ("content-type", "application/json".into()),
+            ("cache-control", "no-store".into()),
+        ],
+        body: body.to_string(),
+    }
+}
+
 /// Escapes text for an RFC 9110 quoted-string (`"` and `\` get a backslash).
 fn quoted(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains(['"', '\\']) {
@@ -121,7 +138,6 @@ pub fn is_operational(e: JwtError) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -155,7 +171,8 @@ mod tests {
 
     #[test]
     fn forbidden_replies() {
-        let required = crate::scopes::ScopeRequirement::AllOf(vec!["orders:read".into(), "orders:write".into()]);
+        let required =
+            crate::policy::scopes::ScopeRequirement::AllOf(vec!["orders:read".into(), "orders:write".into()]);
         let r = reply(Deny::InsufficientScope(&required), "e");
         assert_eq!(r.status, 403);
         assert_eq!(
@@ -180,6 +197,19 @@ mod tests {
         assert_eq!(header(&reply(Deny::NoRule, "e"), "www-authenticate"), None);
         assert_eq!(reply(Deny::BadPath("x"), "e").status, 400);
         assert_eq!(reply(Deny::AmbiguousCredential, "e").status, 400);
+    }
+
+    #[test]
+    fn an_unconfigured_filter_refuses_with_500() {
+        let r = unconfigured();
+        assert_eq!(r.status, 500);
+        assert_eq!(header(&r, "www-authenticate"), None);
+        assert_eq!(header(&r, "content-type"), Some("application/json"));
+        assert_eq!(header(&r, "cache-control"), Some("no-store"));
+        assert_eq!(
+            r.body,
+            r#"{"error":"server_error","error_description":"the authentication filter is not configured"}"#
+        );
     }
 
     #[test]

@@ -9,16 +9,16 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use std::collections::HashMap;
 
-use edge_auth_core::apikey::{self, key_hash, parse_lookup, Answer, Lookup, LookupFailure};
+use edge_auth_core::api_key::shared_cache::{encode_entry, entry_name};
+use edge_auth_core::api_key::{self, key_hash, parse_lookup, Answer, Lookup, LookupFailure};
 use edge_auth_core::cache::token_key;
 use edge_auth_core::config::{self, Config, ConfigError};
 use edge_auth_core::context::{self, ContextHeaders};
 use edge_auth_core::decision::{
-    decide, fingerprint, Allow, Deny, KeyAnswer, KeyRefusal, KeyUse, Outcome, Request, State, Verdict,
+    decide, fingerprint, Allow, Attempt, Deny, KeyAnswer, KeyRefusal, KeyUse, Outcome, Request, State, Verdict,
 };
-use edge_auth_core::key_cache::{encode_entry, entry_name};
+use edge_auth_core::policy::routes::Requirement;
 use edge_auth_core::response::reply;
-use edge_auth_core::routes::Requirement;
 use edge_auth_core::token_source::TokenSource;
 use serde_json::{json, Value};
 
@@ -258,7 +258,14 @@ fn run<'c>(
     may_await: bool,
     answer: Option<&KeyAnswer>,
 ) -> Outcome<'c> {
-    decide(cfg, st, "GET", path, req, now_ms, may_await, answer)
+    let attempt = Attempt {
+        method: "GET",
+        path,
+        now_ms,
+        may_await,
+        answer,
+    };
+    decide(cfg, st, &attempt, req)
 }
 
 /// A first request: at NOW, may wait, nothing delivered.
@@ -786,7 +793,7 @@ fn the_raw_key_never_appears_in_outcomes_or_replies() {
     let credential = o.credential.as_ref().unwrap();
     assert_eq!(credential.fingerprint(), "2ef62668");
     assert_eq!(fingerprint(&credential.digest()), "2ef62668");
-    assert_eq!(apikey::hex(&credential.digest()), KEY_HASH);
+    assert_eq!(api_key::hex(&credential.digest()), KEY_HASH);
 }
 
 #[test]
@@ -1722,7 +1729,7 @@ fn public_routes_and_unmatched_paths_do_not_read_api_keys() {
     assert!(req.shared_read.is_empty());
 }
 
-/// The key never goes upstream (`Allow::remove_key_headers`: "the key never
+/// The key never goes upstream (`Allow::remove_headers`: "the key never
 /// goes upstream"; docs/auth-service-api.md 1.2). A request that carries the
 /// key in a header and again in the configured `api_key` query parameter is
 /// allowed on the header's copy, and the query copy is removed from `:path`.

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use edge_auth_core::b64;
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Deny, Outcome, Request, State, Verdict};
-use edge_auth_core::jwks_refresh::parse_response;
+use edge_auth_core::decision::{decide, Attempt, Deny, Outcome, Request, State, Verdict};
+use edge_auth_core::jwt::refresh::parse_response;
 use edge_auth_core::jwt::JwtError;
 use jwt_simple::prelude::*;
 
@@ -98,7 +98,14 @@ impl Req {
         now: u64,
         may_await: bool,
     ) -> Outcome<'c> {
-        decide(cfg, st, method, path, &mut Facts(self), now, may_await, None)
+        let attempt = Attempt {
+            method,
+            path,
+            now_ms: now,
+            may_await,
+            answer: None,
+        };
+        decide(cfg, st, &attempt, &mut Facts(self))
     }
 }
 

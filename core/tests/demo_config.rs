@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use edge_auth_core::config;
-use edge_auth_core::routes::Requirement;
+use edge_auth_core::policy::routes::Requirement;
 
 /// The JSON block under `configuration: value: |` in envoy/envoy.yaml.
 fn demo_plugin_configuration() -> String {

@@ -8,7 +8,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use std::collections::HashMap;
 
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Deny, Outcome, Request, State, Verdict};
+use edge_auth_core::decision::{decide, Attempt, Deny, Outcome, Request, State, Verdict};
 use edge_auth_core::response;
 use jwt_simple::prelude::*;
 
@@ -86,6 +86,7 @@ struct Req {
     headers: HashMap<&'static str, String>,
     peer: Option<String>,
     xff: Option<String>,
+    body: bool,
 }
 
 impl Req {
@@ -94,7 +95,12 @@ impl Req {
             headers: headers.iter().map(|(k, v)| (*k, v.to_string())).collect(),
             peer: Some("10.1.2.3:5000".into()),
             xff: None,
+            body: false,
         }
+    }
+    fn with_body(mut self) -> Req {
+        self.body = true;
+        self
     }
     fn peer(mut self, p: &str) -> Req {
         self.peer = Some(p.into());
@@ -120,11 +126,21 @@ impl Request for Req {
     fn peer(&mut self) -> Option<String> {
         self.peer.clone()
     }
+    fn has_body(&mut self) -> bool {
+        self.body
+    }
 }
 
 fn run<'c>(cfg: &'c Config, method: &str, path: &str, mut req: Req) -> Outcome<'c> {
     let mut st = State::new(cfg);
-    decide(cfg, &mut st, method, path, &mut req, NOW, true, None)
+    let attempt = Attempt {
+        method,
+        path,
+        now_ms: NOW,
+        may_await: true,
+        answer: None,
+    };
+    decide(cfg, &mut st, &attempt, &mut req)
 }
 
 fn allowed(o: &Outcome<'_>) -> bool {
@@ -550,11 +566,91 @@ fn policy_configuration_errors_name_the_field() {
             json!({"rules": [{"name": "r", "match": {"prefix": "/"}, "public": true, "origin": {"allowed": ["https://a.com"], "cors": {"allow_methods": []}}}]}),
             "rules[0].origin.cors.allow_methods",
         ),
+        // header names that are not header names (they were also Cors::check's cases)
+        (
+            json!({"rules": [{"name": "r", "match": {"prefix": "/"}, "public": true, "origin": {"allowed": ["https://a.com"], "cors": {"expose_headers": ["x\r\ny"]}}}]}),
+            "rules[0].origin.cors.expose_headers[0]",
+        ),
+        (
+            json!({"rules": [{"name": "r", "match": {"prefix": "/"}, "public": true, "origin": {"allowed": ["https://a.com"], "cors": {"allow_headers": [""]}}}]}),
+            "rules[0].origin.cors.allow_headers[0]",
+        ),
     ];
     for (extra, field) in cases {
         let e = config_with(extra.clone()).expect_err(&extra.to_string());
         assert!(e.to_string().contains(field), "expected `{field}` in: {e}");
     }
+}
+
+/// A browser's preflight never has a body: one that has is refused (400)
+/// rather than passed upstream unauthenticated. An answered preflight never
+/// reaches the upstream, so its body does not matter.
+#[test]
+fn a_preflight_with_a_body_is_not_passed_upstream() {
+    let cfg = config();
+    let pre = |path: &str, req: Req| {
+        let req = Req {
+            headers: [
+                ("origin", "https://app.example.com".to_owned()),
+                ("access-control-request-method", "GET".to_owned()),
+                ("authorization", "Bearer not-a-token".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            ..req
+        };
+        run(&cfg, "OPTIONS", path, req)
+    };
+    let o = pre("/strict/x", Req::new(&[]).with_body());
+    assert_eq!(denial(&o), Deny::PreflightWithBody);
+    assert!(o.cors.is_none());
+    assert_eq!(response::reply(Deny::PreflightWithBody, "r").status, 400);
+    // without a body it passes (the shell removes every credential header)
+    let o = pre("/strict/x", Req::new(&[]));
+    let Verdict::Allow(a) = &o.verdict else {
+        panic!("{:?}", o.verdict)
+    };
+    assert!(a.preflight);
+    // answered at the edge: the body goes nowhere
+    assert!(matches!(
+        pre("/app/x", Req::new(&[]).with_body()).verdict,
+        Verdict::Preflight(_)
+    ));
+    // an ordinary request with a body is decided on its credential
+    let o = run(
+        &cfg,
+        "POST",
+        "/strict/x",
+        Req::new(&[("origin", "https://app.example.com")]).with_body(),
+    );
+    assert_eq!(denial(&o), Deny::MissingToken);
+}
+
+#[test]
+fn configurations_that_let_everything_through_or_nothing_are_warned_about() {
+    let empty = config::parse(b"{}", &|_| None).unwrap();
+    assert_eq!(empty.warnings, ["no rules and no providers: every request is denied"]);
+    let public_default = config_with(json!({"default_rule": {"public": true}})).unwrap();
+    assert_eq!(
+        public_default.warnings,
+        ["default_rule is public: requests no rule matches go upstream unauthenticated"]
+    );
+    let everything = config::parse(
+        json!({"default_rule": {"public": true}, "development": {"disable_ip_checks": true}})
+            .to_string()
+            .as_bytes(),
+        &|_| None,
+    )
+    .unwrap();
+    // (a public default rule lets requests through: not "every request is denied")
+    assert_eq!(
+        everything.warnings,
+        [
+            "CHECK DISABLED: development.disable_ip_checks is set: no rule checks client addresses",
+            "default_rule is public: requests no rule matches go upstream unauthenticated",
+        ]
+    );
+    assert!(config().warnings.is_empty());
 }
 
 #[test]

@@ -20,8 +20,6 @@
 //! RustCrypto's give the same answer; and an unmutated signature (or its
 //! high-S twin, for ECDSA) is accepted by both.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::sync::OnceLock;
 
 use ::p256::ecdsa::signature::Signer as _;

@@ -14,11 +14,13 @@
 //!   those libraries.
 //!
 //! Nothing here is public outside the crate: tokens reach these verifiers
-//! only through [`crate::keys::BoundKey`], which binds each key to one
+//! only through [`crate::jwt::keys::BoundKey`], which binds each key to one
 //! algorithm. SECURITY.md at the repository root says why the RSA and P-256
 //! verifiers are hand-written and how they are tested.
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+// (two attributes: clippy recognises test code by a plain `cfg(test)`)
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))]
 mod differential;
 #[cfg(any(test, not(feature = "rustcrypto-verify")))]
 pub(crate) mod montgomery;

@@ -69,7 +69,6 @@ pub(crate) fn p256_verify(key: &::p256::ecdsa::VerifyingKey, message: &[u8], sig
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;

@@ -11,7 +11,7 @@
 //! token's claims were checked: it picks the key by `alg`, splits the string
 //! at its last `.`, decodes the signature and runs the key's verifier. A
 //! message that is not UTF-8 cannot be part of a token string: those cases
-//! go through [`crate::keys::BoundKey::verify_signing_input`], the call
+//! go through [`crate::jwt::keys::BoundKey::verify_signing_input`], the call
 //! `verify_signature` makes after the split (counted apart).
 //!
 //! The rule for every case:
@@ -28,14 +28,12 @@
 //!   RSA exponent other than 65537, an HMAC secret shorter than the hash
 //!   (docs/configuration.md 3.2 and 3.5).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::{json, Value};
 
-use crate::keys::Algorithm;
+use crate::jwt::keys::Algorithm;
 use crate::{b64, config, jwt};
 
 /// What the edge did with each kind of case of one file.

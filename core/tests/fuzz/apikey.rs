@@ -1,6 +1,6 @@
-//! API-key lookup answers from the auth service (`apikey::parse_lookup`) and
-//! the cross-worker cache entries made from them (`apikey::encode_cached`,
-//! `apikey::decode_cached`).
+//! API-key lookup answers from the auth service (`api_key::parse_lookup`) and
+//! the cross-worker cache entries made from them (`api_key::encode_cached`,
+//! `api_key::decode_cached`).
 //!
 //! Properties: a body over the limit is `too_large`; an answer is used only
 //! for the `key_hash` it names (contract v1.1); a `valid` answer's key
@@ -11,8 +11,8 @@
 //! from the cache decode without panicking, to something that encodes back
 //! to itself.
 
-use edge_auth_core::apikey::{decode_cached, encode_cached, parse_lookup, Answer, Lookup, LookupFailure};
-use edge_auth_core::scopes::valid_scope_token;
+use edge_auth_core::api_key::{decode_cached, encode_cached, parse_lookup, Answer, Lookup, LookupFailure};
+use edge_auth_core::policy::scopes::valid_scope_token;
 
 use super::engine::{Checked, Rng, Target};
 use super::json::{any_value, hostile_string, object, J};

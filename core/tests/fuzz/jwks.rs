@@ -1,4 +1,4 @@
-//! Remote JWKS documents (`jwks_refresh::parse_response`, over
+//! Remote JWKS documents (`refresh::parse_response`, over
 //! `keys::parse_jwks`): what an issuer's key endpoint (or anything on the
 //! way) answers.
 //!
@@ -11,10 +11,10 @@
 
 use std::sync::OnceLock;
 
-use edge_auth_core::config::{self, Provider};
-use edge_auth_core::jwks_refresh::parse_response;
-use edge_auth_core::jwt::{inspect, verify_signature};
-use edge_auth_core::keys::MAX_JWKS_KEYS;
+use edge_auth_core::config;
+use edge_auth_core::jwt::keys::MAX_JWKS_KEYS;
+use edge_auth_core::jwt::refresh::parse_response;
+use edge_auth_core::jwt::{inspect, verify_signature, Provider};
 use jwt_simple::prelude::*;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::traits::PublicKeyParts;

@@ -10,8 +10,8 @@
 //! claim is at most 4096 bytes with no control character but tab; and no
 //! token passes the signature check with a key it was not signed with.
 
-use edge_auth_core::config::{self, Provider};
-use edge_auth_core::jwt::{check_claims, claim_header_value, inspect, verify_signature, JwtError};
+use edge_auth_core::config;
+use edge_auth_core::jwt::{check_claims, claim_header_value, inspect, verify_signature, JwtError, Provider};
 use serde_json::Value;
 
 use super::engine::{Checked, Rng, Target};

@@ -9,7 +9,7 @@
 //! from it; a wildcard pattern never matches its own base origin and
 //! matches a subdomain of it.
 
-use edge_auth_core::origin::{classify, Origin, OriginHeader, OriginPattern, MAX_ORIGIN_BYTES};
+use edge_auth_core::policy::origin::{classify, Origin, OriginHeader, OriginPattern, MAX_ORIGIN_BYTES};
 
 use super::engine::{Checked, Rng, Target};
 

@@ -15,8 +15,8 @@
 use std::borrow::Cow;
 
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Request, State};
-use edge_auth_core::path::{normalize, MAX_PATH_BYTES};
+use edge_auth_core::decision::{decide, Attempt, Request, State};
+use edge_auth_core::policy::path::{normalize, MAX_PATH_BYTES};
 use serde_json::json;
 
 use super::engine::{Checked, Rng, Target};
@@ -175,7 +175,14 @@ impl Request for Bare {
 fn decision(method: &str, path: &str) -> String {
     let cfg = decision_config();
     let mut st = State::new(cfg);
-    let o = decide(cfg, &mut st, method, path, &mut Bare, 1_800_000_000_000, true, None);
+    let attempt = Attempt {
+        method,
+        path,
+        now_ms: 1_800_000_000_000,
+        may_await: true,
+        answer: None,
+    };
+    let o = decide(cfg, &mut st, &attempt, &mut Bare);
     format!("{:?}", o.verdict)
 }
 

@@ -2,7 +2,7 @@
 //! the failure in the name, the shrunk input as found, and whether it was a
 //! bug (fixed, with its commit) or a property stated too broadly.
 
-use edge_auth_core::path::normalize;
+use edge_auth_core::policy::path::normalize;
 
 use super::path;
 

@@ -13,7 +13,7 @@
 //! was just revoked is refused.
 
 use edge_auth_core::jwt::inspect;
-use edge_auth_core::revocation::{Limits, RevocationState};
+use edge_auth_core::jwt::revocation::{Limits, RevocationState};
 
 use super::engine::{Checked, Rng, Target};
 use super::json::{any_value, b64u, hostile_string, object, J};

@@ -15,7 +15,7 @@
 
 use std::net::IpAddr;
 
-use edge_auth_core::ip::{client_address, IpList, MAX_XFF_BYTES, MAX_XFF_ENTRIES};
+use edge_auth_core::policy::ip::{client_address, IpList, MAX_XFF_BYTES, MAX_XFF_ENTRIES};
 
 use super::engine::{Checked, Rng, Target};
 

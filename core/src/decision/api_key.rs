@@ -1,0 +1,184 @@
+//! The API-key branch: find the key, check its format, find its answer
+//! (delivered, this worker's cache, the shared cache, or a stale one when
+//! the service failed) or ask for a lookup, then apply the key's record.
+
+use std::rc::Rc;
+
+use crate::api_key::breaker::{Freshness, StaleIfError};
+use crate::api_key::shared_cache;
+use crate::api_key::{self, Answer, KeyRecord};
+use crate::config::{ApiKeys, Context};
+use crate::context::Identity;
+use crate::policy::scopes::Grants;
+
+use super::request::{census, client_address, find_credential, Credential};
+use super::{render_context, Allow, CachedKey, Ctx, Deny, KeyRefusal, KeyUse, Outcome, Request, State, Verdict};
+
+/// An API-key requirement: find the key, check its format, find its answer
+/// (delivered, this worker's cache, the shared cache, or a stale one when
+/// the service failed) or ask for a lookup, then apply the key's record.
+pub(super) fn authorize_key<'c>(
+    cx: &Ctx<'c, '_>,
+    keys: &'c ApiKeys,
+    stale_if_error: StaleIfError,
+    st: &mut State,
+    req: &mut dyn Request,
+) -> Outcome<'c> {
+    let Ok(census) = census(cx.cfg, cx.attempt.path, req) else {
+        return Outcome::deny(Deny::AmbiguousCredential);
+    };
+    let found = match find_credential(keys.sources.iter(), &census, cx.cfg, cx.attempt.path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Outcome::deny(Deny::MissingApiKey),
+        Err(d) => return Outcome::deny(d),
+    };
+    // No credential place goes upstream: the key's, and any copy of it.
+    let strip = census.strip(&cx.cfg.credential_places, cx.attempt.path, |_| false);
+    // A request not allowed carries its credential, for the log's fingerprint.
+    let mut notice = None;
+    let outcome = |verdict: Verdict<'c>, key, notice| Outcome {
+        credential: (!matches!(verdict, Verdict::Allow(_))).then(|| Credential::text(found.token.clone())),
+        key,
+        notice,
+        ..Outcome::with(verdict)
+    };
+    if !keys.format.accepts(&found.token) {
+        return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::Malformed)), None, None);
+    }
+    let now = cx.attempt.now_ms / 1000;
+    // The key's hash is only computed off the hot path (for a woken request,
+    // on a local miss), and at most once.
+    let hash_cell = std::cell::OnceCell::new();
+    let hash = || hash_cell.get_or_init(|| api_key::key_hash(&found.token)).as_str();
+    let delivered = cx.attempt.answer.filter(|a| a.hash == hash()).map(|a| &a.result);
+    let (entry, used) = if let Some(Ok(lookup)) = delivered {
+        let until = shared_cache::cache_until(lookup, now, keys.max_cache_ttl_s, keys.negative_cache_ttl_s);
+        let entry = Rc::new(CachedKey::new(lookup.clone(), until));
+        if until > now {
+            st.keys
+                .insert(Rc::from(found.token.as_str()), Rc::clone(&entry), until, now);
+        }
+        (entry, KeyUse::Answer)
+    } else if let Some(e) = st.keys.get(found.token.as_str(), now) {
+        (Rc::clone(e), KeyUse::LocalHit)
+    } else {
+        let hash = hash().to_owned();
+        let name = shared_cache::entry_name(&cx.cfg.generation, &hash, keys.shared_cache_slots);
+        let shared = req
+            .shared_data(&name)
+            .and_then(|b| shared_cache::decode_entry(&b, &hash));
+        match shared {
+            Some((lookup, until)) if until > now => {
+                let entry = Rc::new(CachedKey::new(lookup, until));
+                st.keys
+                    .insert(Rc::from(found.token.as_str()), Rc::clone(&entry), until, now);
+                (entry, KeyUse::SharedHit)
+            }
+            stale => {
+                if delivered.is_none() && cx.attempt.may_await {
+                    return outcome(Verdict::AwaitLookup { hash }, Some(KeyUse::Miss), None);
+                }
+                // The lookup failed (or cannot be made): only a valid answer
+                // within the route's stale-if-error window may stand in.
+                let usable = stale.filter(|(lookup, until)| {
+                    matches!(lookup.answer, Answer::Valid(_))
+                        && stale_if_error.freshness(until.saturating_mul(1000), cx.attempt.now_ms)
+                            == Freshness::StaleIfError
+                });
+                match usable {
+                    Some((lookup, until)) => (Rc::new(CachedKey::new(lookup, until)), KeyUse::Stale),
+                    None => return outcome(Verdict::Deny(Deny::KeyServiceUnavailable), None, None),
+                }
+            }
+        }
+    };
+    let verdict = match key_verdict(cx, keys, &entry, req, now, &mut notice) {
+        Some(d) => Verdict::Deny(d),
+        None => {
+            let context = match (&cx.cfg.context, &entry.lookup.answer) {
+                (Some(ctx), Answer::Valid(record)) => {
+                    let path = strip.path.as_deref().unwrap_or(cx.attempt.path);
+                    key_context_headers(ctx, record, &entry.grants, cx.attempt.method, path, now)
+                }
+                _ => Vec::new(),
+            };
+            Verdict::Allow(Allow {
+                rule: cx.rule,
+                remove_headers: strip.headers,
+                cookie: strip.cookie,
+                path: strip.path,
+                key: Some(entry),
+                context,
+                ..Allow::default()
+            })
+        }
+    };
+    outcome(verdict, Some(used), notice)
+}
+
+/// Applies a key's answer: refuses a key that is not valid, and applies a
+/// valid key's expiry, IP allowlist, origins and scopes. `notice`: see
+/// [`Outcome::notice`].
+fn key_verdict<'c>(
+    cx: &Ctx<'c, '_>,
+    keys: &ApiKeys,
+    entry: &CachedKey,
+    req: &mut dyn Request,
+    now: u64,
+    notice: &mut Option<&'static str>,
+) -> Option<Deny<'c>> {
+    let record: &KeyRecord = match &entry.lookup.answer {
+        Answer::Valid(r) => r,
+        Answer::Unknown => return Some(Deny::ApiKey(KeyRefusal::Unknown)),
+        Answer::Revoked { .. } => return Some(Deny::ApiKey(KeyRefusal::Revoked)),
+        Answer::Expired { .. } => return Some(Deny::ApiKey(KeyRefusal::Expired)),
+    };
+    if record.expires_at.is_some_and(|exp| exp <= now) {
+        return Some(Deny::ApiKey(KeyRefusal::Expired));
+    }
+    if !record.ip_allowlist.is_empty() {
+        // the rule's own client-address rules when it has them
+        let (hops, appends) = cx
+            .policy
+            .ip
+            .as_ref()
+            .map_or((keys.trusted_hops, keys.envoy_appends), |p| {
+                (p.trusted_hops, p.envoy_appends)
+            });
+        match client_address(req, hops, appends) {
+            Ok(a) if record.ip_allowlist.contains(a) => {}
+            Ok(_) => return Some(Deny::IpNotAllowed),
+            Err(e) => {
+                *notice = e.operator_hint();
+                return Some(Deny::IpNotAllowed);
+            }
+        }
+    }
+    if cx.tenant_pending.is_some_and(|o| !record.allowed_origins.matches(o)) {
+        return Some(Deny::OriginNotAllowed);
+    }
+    match &cx.policy.scopes {
+        Some(required) if !required.is_met(&entry.grants) => Some(Deny::InsufficientScope(required)),
+        _ => None,
+    }
+}
+
+/// The identity headers of an API-key request.
+fn key_context_headers(
+    ctx: &Context,
+    record: &KeyRecord,
+    grants: &Grants,
+    method: &str,
+    path: &str,
+    now: u64,
+) -> Vec<(String, String)> {
+    let id = Identity {
+        method: "api_key",
+        subject: &record.subject,
+        tenant: Some(&record.tenant),
+        scopes: grants.as_slice(),
+        key_id: Some(&record.key_id),
+        token_id: None,
+    };
+    render_context(ctx, &id, method, path, now)
+}

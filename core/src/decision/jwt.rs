@@ -1,0 +1,246 @@
+//! The JWT branch: the token found in the rule's providers' sources,
+//! verified (or found in the cache), checked against the revocation state,
+//! the tenant's origins and the scopes.
+
+use std::rc::Rc;
+
+use crate::config::{Config, Context};
+use crate::context::Identity;
+use crate::credentials::{Census, Kept};
+use crate::jwt::refresh::OnDemand;
+use crate::jwt::{self, JwtError, Provider};
+use crate::policy::scopes::Grants;
+use crate::token_source::TokenSource;
+
+use super::request::{census, find_credential, Credential, Found};
+use super::state::{MAX_CACHE_S, REJECTED_CACHE_S};
+use super::{render_context, Allow, Ctx, Deny, Outcome, Request, State, Verdict, VerifiedToken};
+
+/// A JWT requirement: find the token in the rule's providers' sources,
+/// verify it (or find it in the cache), check revocation, the tenant's
+/// origins and the scopes, and allow it with its identity headers.
+pub(super) fn authorize_jwt<'c>(
+    cx: &Ctx<'c, '_>,
+    providers: &[usize],
+    st: &mut State,
+    req: &mut dyn Request,
+) -> Outcome<'c> {
+    let cfg = cx.cfg;
+    let sources = providers
+        .iter()
+        .filter_map(|&i| cfg.providers.get(i))
+        .flat_map(|p| p.sources.iter());
+    let Ok(census) = census(cfg, cx.attempt.path, req) else {
+        return Outcome::deny(Deny::AmbiguousCredential);
+    };
+    let found = match find_credential(sources, &census, cfg, cx.attempt.path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Outcome::deny(Deny::MissingToken),
+        Err(d) => return Outcome::deny(d),
+    };
+    let (token, hit) = match authenticate(cx, st, providers, &found) {
+        Ok(ok) => ok,
+        Err(verdict) => {
+            return Outcome {
+                cache: Some(false),
+                credential: Some(Credential::text(found.token)),
+                ..Outcome::with(verdict)
+            }
+        }
+    };
+    let revoked = revocation_check(cfg, st, &token, cx.attempt.now_ms);
+    if let Some(d) = revoked.or_else(|| after_authentication(cx, &token)) {
+        return Outcome {
+            cache: Some(hit),
+            credential: Some(Credential::text(found.token)),
+            ..Outcome::deny(d)
+        };
+    }
+    let mut allowed = allow(cx, providers, token, &census);
+    if let (Some(ctx), Some(t)) = (&cfg.context, &allowed.token) {
+        let upstream_path = allowed.path.as_deref().unwrap_or(cx.attempt.path);
+        allowed.context = context_headers(ctx, t, cx.attempt.method, upstream_path, cx.attempt.now_ms / 1000);
+    }
+    Outcome {
+        cache: Some(hit),
+        ..Outcome::with(Verdict::Allow(allowed))
+    }
+}
+
+/// The identity headers of a JWT request.
+fn context_headers(ctx: &Context, t: &VerifiedToken, method: &str, path: &str, now: u64) -> Vec<(String, String)> {
+    let id = Identity {
+        method: "jwt",
+        subject: t.claims.str("sub").unwrap_or_default(),
+        tenant: t.claims.str(&ctx.tenant_claim),
+        scopes: t.grants.as_slice(),
+        key_id: None,
+        token_id: t.claims.str("jti"),
+    };
+    render_context(ctx, &id, method, path, now)
+}
+
+/// The revocation check for providers that require it, from the local state
+/// (never a call): cached tokens are checked on every request too.
+fn revocation_check<'c>(cfg: &Config, st: &State, token: &VerifiedToken, now_ms: u64) -> Option<Deny<'c>> {
+    if !cfg.providers.get(token.provider).is_some_and(|p| p.check_revocation) {
+        return None;
+    }
+    if now_ms >= st.revocation_fresh_until_ms {
+        return Some(Deny::RevocationUnavailable);
+    }
+    let tenant_claim = cfg.auth_service.as_ref().map_or("tenant", |a| a.tenant_claim.as_str());
+    st.revocation
+        .is_revoked(&token.claims, tenant_claim)
+        .then_some(Deny::Revoked)
+}
+
+/// Checks that need the verified token: the tenant's origins and the scopes.
+fn after_authentication<'c>(cx: &Ctx<'c, '_>, token: &VerifiedToken) -> Option<Deny<'c>> {
+    let (cfg, policy) = (cx.cfg, cx.policy);
+    if let Some(origin) = cx.tenant_pending {
+        let claim = policy.origin.as_ref().and_then(|o| o.tenant_claim.as_deref());
+        let tenant = claim.and_then(|c| token.claims.str(c));
+        if !tenant
+            .and_then(|t| cfg.tenants.get(t))
+            .is_some_and(|list| list.matches(origin))
+        {
+            return Some(Deny::OriginNotAllowed);
+        }
+    }
+    match &policy.scopes {
+        Some(required) if !required.is_met(&token.grants) => Some(Deny::InsufficientScope(required)),
+        _ => None,
+    }
+}
+
+/// Verifies the token (or finds it in the cache). `Ok((token, cache_hit))`.
+// The error is the request's final verdict, built once per refused request.
+#[allow(clippy::result_large_err)]
+fn authenticate<'c>(
+    cx: &Ctx<'c, '_>,
+    st: &mut State,
+    providers: &[usize],
+    found: &Found<'c>,
+) -> Result<(Rc<VerifiedToken>, bool), Verdict<'c>> {
+    let (cfg, now_ms) = (cx.cfg, cx.attempt.now_ms);
+    let now = now_ms / 1000;
+    let accepts = |p: &Provider| p.sources.iter().any(|s| s == found.source);
+    if let Some(v) = st.cache.get(found.token.as_str(), now) {
+        if providers.contains(&v.provider) && cfg.providers.get(v.provider).is_some_and(accepts) {
+            return Ok((Rc::clone(v), true));
+        }
+    }
+    let deny = |e| Verdict::Deny(Deny::Token(e));
+    let rejected_key = st.rejected_key(&found.token);
+    if let Some(&pi) = st.rejected.get(&rejected_key, now) {
+        if providers.contains(&pi) && cfg.providers.get(pi).is_some_and(accepts) {
+            return Err(deny(JwtError::BadSignature));
+        }
+    }
+    let t = jwt::inspect(&found.token, cfg.max_token_bytes).map_err(deny)?;
+    let pi = providers
+        .iter()
+        .copied()
+        .find(|&i| {
+            cfg.providers
+                .get(i)
+                .is_some_and(|p| Some(p.issuer.as_str()) == t.claims.iss() && accepts(p))
+        })
+        .ok_or(deny(JwtError::UnknownIssuer))?;
+    let p = cfg.providers.get(pi).ok_or(deny(JwtError::UnknownIssuer))?;
+    jwt::check_claims(&t.claims, p, now).map_err(deny)?;
+
+    let remote = p.remote.as_ref().zip(st.remote.get_mut(pi));
+    let result = match &remote {
+        Some((_, r)) => match r.keys() {
+            Some(keys) => jwt::verify_signature(&t, p, &[&p.static_keys, keys]),
+            None => match jwt::verify_signature(&t, p, &[&p.static_keys]) {
+                Err(JwtError::UnknownKid | JwtError::NoKey) => Err(JwtError::KeysUnavailable),
+                other => other,
+            },
+        },
+        None => jwt::verify_signature(&t, p, &[&p.static_keys]),
+    };
+    match result {
+        Ok(()) => {}
+        Err(e @ (JwtError::UnknownKid | JwtError::KeysUnavailable)) => {
+            if let (true, Some((policy, r))) = (cx.attempt.may_await, remote) {
+                match r.on_demand(now_ms, policy) {
+                    OnDemand::Join => {
+                        return Err(Verdict::AwaitKeys {
+                            provider: pi,
+                            dispatch: false,
+                        })
+                    }
+                    OnDemand::Start => {
+                        r.start_on_demand(now_ms, policy);
+                        return Err(Verdict::AwaitKeys {
+                            provider: pi,
+                            dispatch: true,
+                        });
+                    }
+                    OnDemand::RateLimited => {}
+                }
+            }
+            return Err(deny(e));
+        }
+        Err(JwtError::BadSignature) => {
+            let until = now.saturating_add(REJECTED_CACHE_S);
+            st.rejected.insert(rejected_key, pi, until, now);
+            return Err(deny(JwtError::BadSignature));
+        }
+        Err(e) => return Err(deny(e)),
+    }
+
+    let mut headers = Vec::with_capacity(p.claim_headers.len() + 1);
+    for ch in &p.claim_headers {
+        if let Some(value) = t.claims.get(&ch.claim).and_then(jwt::claim_header_value) {
+            headers.push((ch.header.clone(), value));
+        }
+    }
+    if let Some(h) = &p.payload_header {
+        headers.push((h.clone(), t.payload_b64.to_owned()));
+    }
+    let grants = Grants::from_claims(&t.claims, &p.scopes, &cfg.roles);
+    let horizon = now.saturating_add(MAX_CACHE_S);
+    let expires_at = t.claims.exp.map_or(horizon, |exp| exp.min(horizon));
+    let verified = Rc::new(VerifiedToken {
+        provider: pi,
+        claims: t.claims,
+        expires_at,
+        headers,
+        grants,
+    });
+    st.cache
+        .insert(Rc::from(found.token.as_str()), Rc::clone(&verified), expires_at, now);
+    Ok((verified, false))
+}
+
+/// An allowed JWT request: every credential place is emptied before it goes
+/// upstream, except, with the provider's `forward_token: true`, the header
+/// and cookie places the rule reads. A query-parameter credential always goes.
+fn allow<'c>(cx: &Ctx<'c, '_>, providers: &[usize], token: Rc<VerifiedToken>, census: &Census) -> Allow<'c> {
+    let cfg = cx.cfg;
+    let forward = cfg.providers.get(token.provider).is_some_and(|p| p.forward_token);
+    let reads = |kept: Kept<'_>| {
+        providers
+            .iter()
+            .filter_map(|&i| cfg.providers.get(i))
+            .flat_map(|p| p.sources.iter())
+            .any(|s| match (s, kept) {
+                (TokenSource::Header { name, .. }, Kept::Header(h)) => name.eq_ignore_ascii_case(h),
+                (TokenSource::Cookie { name }, Kept::Cookie(c)) => name.eq_ignore_ascii_case(c),
+                _ => false,
+            })
+    };
+    let strip = census.strip(&cfg.credential_places, cx.attempt.path, |k| forward && reads(k));
+    Allow {
+        rule: cx.rule,
+        token: Some(token),
+        remove_headers: strip.headers,
+        cookie: strip.cookie,
+        path: strip.path,
+        ..Allow::default()
+    }
+}

@@ -1,0 +1,83 @@
+//! What the outbound calls need from the proxy: the host trait the shell
+//! implements over proxy-wasm (and the tests over a fake), and the typed
+//! values that cross it.
+
+use crate::api_key::breaker::BreakerState;
+use crate::api_key::LookupFailure;
+use crate::logging::Level;
+
+/// A failed host call, as proxy-wasm reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    NotFound,
+    BadArgument,
+    SerializationFailure,
+    ParseFailure,
+    Empty,
+    /// A shared-data write whose compare-and-swap version is no longer current.
+    CasMismatch,
+    InternalFailure,
+}
+
+/// An HTTP call to make through one of the proxy's clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpCall<'a> {
+    pub cluster: &'a str,
+    pub authority: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    /// Headers besides `:method`, `:path` and `:authority`, in order.
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: Option<&'a [u8]>,
+    pub timeout_ms: u64,
+}
+
+/// The answer to an HTTP call, read within the size the core asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallResponse {
+    /// `None`: no status could be read.
+    pub status: Option<u16>,
+    pub content_type: Option<String>,
+    /// At most the asked maximum plus one byte, so that an oversized body is
+    /// detectable without copying all of it.
+    pub body: Option<Vec<u8>>,
+}
+
+/// The counters the outbound calls move (`edge_auth.` metrics in Envoy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    JwksFetchOk,
+    JwksFetchFailed,
+    RevocationPollOk,
+    RevocationPollFailed,
+    /// A lookup sent to the auth service.
+    KeyLookups,
+    /// A request that waits for a lookup another request (or worker) started.
+    KeyCoalesced,
+    BreakerOpened,
+    LookupFailed(LookupFailure),
+}
+
+/// The proxy, as the outbound calls use it. Every method is one host call
+/// (or none, in a fake); none may panic.
+pub trait Host {
+    /// The host's clock, in unix milliseconds.
+    fn now_ms(&mut self) -> u64;
+    /// Starts an HTTP call; its answer comes back with the returned token.
+    fn dispatch(&mut self, call: &HttpCall<'_>) -> Result<u32, HostError>;
+    /// The answer being delivered (`body_size` bytes of body), its body read
+    /// up to `max_body + 1` bytes.
+    fn call_response(&mut self, body_size: usize, max_body: usize) -> CallResponse;
+    /// A value of the data every worker of the proxy shares, and its
+    /// compare-and-swap version (`(None, None)`: never written).
+    fn shared_get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Writes shared data; with `cas`, only if the value is still at that
+    /// version ([`HostError::CasMismatch`] otherwise).
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
+    /// How often the core's tick runs.
+    fn set_tick_period_ms(&mut self, period_ms: u64) -> Result<(), HostError>;
+    fn count(&mut self, counter: Counter);
+    /// The API-key lookup breaker's state, for its gauge.
+    fn breaker_state(&mut self, state: BreakerState);
+    fn log(&mut self, level: Level, message: &str);
+}

@@ -1,0 +1,9 @@
+//! What a rule asks of a request besides its credential: the route table
+//! and path normalisation, browser origins and CORS, client addresses, and
+//! scopes and roles.
+
+pub mod ip;
+pub mod origin;
+pub mod path;
+pub mod routes;
+pub mod scopes;
