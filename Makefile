@@ -132,11 +132,15 @@ build-rustcrypto: rust-targets
 
 ## ---------------------------------------------------------------- tests
 
+# The bounded fuzz run names the same packages as the unit tests: cargo
+# unifies features over the packages it is given, and another set would build
+# the core once more (about a minute here).
+
 test-unit:
 	@echo "test-unit: cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim (with PostgreSQL 15)"
 	@$(WITH_PG) cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim -- --skip fuzz_
 	@echo "test-unit: the bounded fuzz run, a fixed seed and number of executions per target (core/tests/fuzz)"
-	@cargo test -p edge-auth-core --test fuzz -- fuzz_ --nocapture --test-threads=2
+	@cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim --test fuzz -- fuzz_ --nocapture --test-threads=2
 	@echo "test-unit: cargo test -p edge-auth-core --features rustcrypto-verify --lib (the core with RustCrypto's verifiers)"
 	@cargo test -p edge-auth-core --features rustcrypto-verify --lib
 
