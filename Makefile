@@ -48,7 +48,7 @@ MINT := cargo run -q -p edge-auth-e2e --bin mint-token -- --secret-env $(DEMO_SE
 	--iss https://demo.edge-auth.local --aud demo-api --sub alice --ttl 300
 
 .PHONY: help setup rust-targets envoy wasm-bindgen-cli build build-rustcrypto test-unit test-wasm test-e2e \
-	test-rustcrypto lint test run demo-bins token clean bench bench-service bench-service-cost service-bench-tools fuzz
+	test-rustcrypto lint test test-steps run demo-bins token clean bench bench-service bench-service-cost service-bench-tools fuzz
 
 help:
 	@echo "make test        setup + lint + test-unit + test-wasm + test-e2e + test-rustcrypto (what CI runs)"
@@ -136,11 +136,18 @@ build-rustcrypto: rust-targets
 # unifies features over the packages it is given, and another set would build
 # the core once more (about a minute here).
 
+# The end-to-end tests are named one by one with the same packages selected
+# (E2E_TESTS, from tests/Cargo.toml), for the same reason: `cargo test -p
+# edge-auth-e2e` alone would build the core and its curves again.
+UNIT_PACKAGES := -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim
+E2E_TESTS := $(shell awk -F'"' 'prev ~ /^\[\[test\]\]/ && /^name = / { print $$2 } { prev = $$0 }' $(ROOT)/tests/Cargo.toml)
+E2E_CARGO := cargo test $(UNIT_PACKAGES) -p edge-auth-e2e
+
 test-unit:
-	@echo "test-unit: cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim (with PostgreSQL 15)"
-	@$(WITH_PG) cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim -- --skip fuzz_
+	@echo "test-unit: cargo test $(UNIT_PACKAGES) (with PostgreSQL 15)"
+	@$(WITH_PG) cargo test $(UNIT_PACKAGES) -- --skip fuzz_
 	@echo "test-unit: the bounded fuzz run, a fixed seed and number of executions per target (core/tests/fuzz)"
-	@cargo test -p edge-auth-core -p edge-auth-service -p edge-auth-wasm-trim --test fuzz -- fuzz_ --nocapture --test-threads=2
+	@cargo test $(UNIT_PACKAGES) --test fuzz -- fuzz_ --nocapture --test-threads=2
 	@echo "test-unit: cargo test -p edge-auth-core --features rustcrypto-verify --lib (the core with RustCrypto's verifiers)"
 	@cargo test -p edge-auth-core --features rustcrypto-verify --lib
 
@@ -149,32 +156,51 @@ test-wasm: rust-targets wasm-bindgen-cli
 	@CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$(WASM_BINDGEN_RUNNER)" \
 	  cargo test -p edge-auth-core --target wasm32-unknown-unknown
 
+# The service binary comes from the same build as the service's own tests
+# (cargo builds a package's binaries for its integration tests).
 test-e2e: build envoy
-	@echo "test-e2e: cargo build -p edge-auth-service; cargo test -p edge-auth-e2e (ENVOY_BIN=$(ENVOY))"
-	@cargo build -q -p edge-auth-service
+	@echo "test-e2e: cargo test -p edge-auth-e2e $(addprefix --test ,$(E2E_TESTS)) (ENVOY_BIN=$(ENVOY))"
+	@test -n "$(E2E_TESTS)" || { echo "test-e2e: no [[test]] found in tests/Cargo.toml" >&2; exit 1; }
+	@$(E2E_CARGO) --no-run -q
 	@ENVOY_BIN="$(ENVOY)" EDGE_AUTH_WASM="$(WASM)" EDGE_AUTH_SERVICE_BIN="$(ROOT)/target/debug/edge-auth-service" \
-	  $(WITH_PG) cargo test -p edge-auth-e2e
+	  $(WITH_PG) $(E2E_CARGO) $(addprefix --test ,$(E2E_TESTS))
 
 # Every algorithm through the real Envoy with the rustcrypto-verify build;
 # `build` afterwards puts the default filter back in place.
 test-rustcrypto: build-rustcrypto build envoy
 	@echo "test-rustcrypto: cargo test -p edge-auth-e2e --test jwt_validation (EDGE_AUTH_WASM=$(RUSTCRYPTO_WASM))"
 	@ENVOY_BIN="$(ENVOY)" EDGE_AUTH_WASM="$(RUSTCRYPTO_WASM)" EDGE_AUTH_EXPECT_VERIFIERS=RustCrypto \
-	  cargo test -p edge-auth-e2e --test jwt_validation -- \
+	  $(E2E_CARGO) --test jwt_validation -- \
 	  every_algorithm_accepts_a_good_token_and_refuses_a_tampered_one the_log_names_the_signature_verifiers_of_the_build
 
+# rustcrypto-verify changes only the core (the shell has no code under it), so
+# it is linted natively, with every target, and not once more on wasm32.
 lint: rust-targets
-	@echo "lint: cargo clippy (filter on wasm32-wasip1, core + e2e natively; with and without rustcrypto-verify), cargo fmt --check"
+	@echo "lint: cargo clippy (filter on wasm32-wasip1, core + e2e natively; the core with and without rustcrypto-verify), cargo fmt --check"
 	@cargo clippy --target wasm32-wasip1 -p edge-auth -- -D warnings
-	@cargo clippy --target wasm32-wasip1 -p edge-auth --features rustcrypto-verify -- -D warnings
 	@cargo clippy -p edge-auth-core -p edge-auth-e2e -p edge-auth-service -p edge-auth-wasm-trim -p edge-auth-flood --all-targets -- -D warnings
 	@cargo clippy -p edge-auth-core --features rustcrypto-verify --all-targets -- -D warnings
 	@cargo fmt --check
 
 # One PostgreSQL server for the whole run (test-unit and test-e2e find it set and reuse it).
-test: setup lint
-	@$(WITH_PG) $(MAKE) --no-print-directory test-unit test-wasm test-e2e test-rustcrypto
+# wasm-bindgen-cli, which only test-wasm needs, is built (a fresh `cargo install`:
+# minutes) at a lower priority in the background while lint and the unit tests
+# run; its output is shown when it is waited for.
+test: rust-targets envoy
+	@mkdir -p "$(RUN_DIR)"
+	@log="$(RUN_DIR)/setup-wasm-bindgen-cli.log"; \
+	setsid nice -n 10 $(MAKE) --no-print-directory wasm-bindgen-cli >"$$log" 2>&1 & bg=$$!; \
+	trap 'kill -- -$$bg 2>/dev/null || true' EXIT; \
+	$(MAKE) --no-print-directory lint; \
+	$(WITH_PG) $(MAKE) --no-print-directory test-steps BACKGROUND_SETUP="$$bg" BACKGROUND_SETUP_LOG="$$log"
 	@echo "test: all passed"
+
+test-steps:
+	@$(MAKE) --no-print-directory test-unit
+	@if [ -n "$(BACKGROUND_SETUP)" ]; then \
+	  while kill -0 "$(BACKGROUND_SETUP)" 2>/dev/null; do sleep 1; done; \
+	  cat "$(BACKGROUND_SETUP_LOG)"; fi
+	@$(MAKE) --no-print-directory test-wasm test-e2e test-rustcrypto
 
 ## ---------------------------------------------------------------- demo
 
