@@ -49,7 +49,7 @@ MINT := cargo run -q -p edge-auth-e2e --bin mint-token -- --secret-env $(DEMO_SE
 
 .PHONY: help setup rust-targets envoy wasm-bindgen-cli build build-rustcrypto test-unit test-wasm test-e2e \
 	test-rustcrypto lint test run demo-bins token clean bench bench-service bench-service-cost service-bench-tools fuzz \
-	oci
+	oci dashboard-png
 
 help:
 	@echo "make test        setup + lint + test-unit + test-wasm + test-e2e + test-rustcrypto (what CI runs)"
@@ -66,6 +66,7 @@ help:
 	@echo "make lint        clippy (filter on wasm32-wasip1, core and e2e natively) + rustfmt --check"
 	@echo "make fuzz        run every fuzz target for FUZZ_SECONDS (default 60) each"
 	@echo "make bench       setup + build, then benchmark edge-auth against no auth and jwt_authn (bench/results/latest.md)"
+	@echo "make dashboard-png  a load run of the demo stack, drawn with the Grafana dashboard's queries: docs/img/dashboard.png"
 	@echo "make bench-service  the auth service's lookups alone and under a flood, SQLite and PostgreSQL (bench/results/service-latest.md)"
 	@echo "make bench-service-cost  instructions (callgrind) and CPU time per auth-service request, by kind"
 	@echo "make clean       cargo clean, remove .venv and .tools"
@@ -252,6 +253,14 @@ bench: setup build $(BENCH_PY_STAMP)
 	       && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
 	fi
 	@ENVOY="$(ENVOY)" WASM="$(WASM)" NOOP_WASM="$(NOOP_WASM)" "$(VENV)/bin/python" "$(BENCH_DIR)/run.py"
+
+# `make dashboard-png`: the demo stack (envoy/demo.sh) under a load run, its
+# /stats/prometheus scraped every second, and dashboards/edge-auth.json's
+# queries evaluated over the scrapes and drawn with the dashboard's layout into
+# docs/img/dashboard.png (dashboards/render.py). Uses the demo's fixed ports.
+# DASHBOARD_SECONDS (default 45) sets the length of the run.
+dashboard-png: setup build demo-bins $(BENCH_PY_STAMP)
+	@ENVOY="$(ENVOY)" "$(VENV)/bin/python" "$(ROOT)/dashboards/render.py"
 
 # `make bench-service`: lookups/s and p99 of the auth service alone and under an
 # unauthenticated flood, on SQLite and on a throw-away PostgreSQL (bench/service.py).
