@@ -356,8 +356,8 @@ class Stack:
         busy = [p for p in (ENVOY_PORT, ADMIN_PORT, SERVICE_PORT, UPSTREAM_PORT) if port_open(p)]
         if busy:
             raise SystemExit(f"dashboard-png: ports {busy} are in use (is `make run` running?)")
-        (ROOT / ".run" / "auth.db").unlink(missing_ok=True)
-        self.log = open(ROOT / ".run" / "dashboard-png.log", "w") if (ROOT / ".run").is_dir() else subprocess.DEVNULL
+        (ROOT / ".run").mkdir(exist_ok=True)
+        self.log = open(ROOT / ".run" / "dashboard-png.log", "w")
         self.proc = subprocess.Popen([str(ROOT / "envoy" / "demo.sh"), envoy], cwd=ROOT, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: self.proc.poll() is None and port_open(ENVOY_PORT) and port_open(ADMIN_PORT), "the demo stack starting")
@@ -395,9 +395,11 @@ def admin(stack: Stack, path: str, body: dict) -> dict:
 
 
 def prepare(stack: Stack) -> dict:
-    admin(stack, "/admin/v1/tenants", {"name": "acme", "allowed_origins": ["https://app.acme.example"],
+    # A tenant of its own: .run/auth.db keeps what earlier `make run`s created.
+    tenant = f"dashboard-{secrets.token_hex(4)}"
+    admin(stack, "/admin/v1/tenants", {"name": tenant, "allowed_origins": ["https://app.acme.example"],
                                         "ip_allowlist": ["127.0.0.1"]})
-    key = admin(stack, "/admin/v1/tenants/acme/keys", {"subject": "svc-web", "scopes": ["orders:read"]})["api_key"]
+    key = admin(stack, f"/admin/v1/tenants/{tenant}/keys", {"subject": "svc-web", "scopes": ["orders:read"]})["api_key"]
     sdk = {"x-api-key": key, "content-type": "application/json"}
 
     def session():
