@@ -20,6 +20,7 @@ mod host;
 mod jwks_fetch;
 mod lookup;
 mod revocation_poll;
+pub mod shared_fetch;
 
 pub use host::{CallResponse, Counter, Host, HostError, HttpCall};
 
@@ -99,6 +100,16 @@ pub struct Outbound {
     /// The tick period as last set (0: never set).
     tick_ms: u64,
     warnings: WarnLimiter,
+    /// This root context's number among the proxy's, for leases (0: none).
+    instance: u64,
+    /// When this worker sent its last revocation poll.
+    poll_sent_ms: u64,
+    /// The published revocation state installed (`shared_fetch` seq; 0: none).
+    revocation_seq: u64,
+    /// The published JWKS installed, by provider (0: none).
+    jwks_seq: Vec<u64>,
+    /// The SHA-256 of the JWKS body installed, by provider.
+    jwks_digest: Vec<Option<[u8; 32]>>,
 }
 
 impl Outbound {
@@ -116,6 +127,11 @@ impl Outbound {
             breaker: Breaker::new(policy),
             tick_ms: 0,
             warnings: WarnLimiter::default(),
+            instance: 0,
+            poll_sent_ms: 0,
+            revocation_seq: 0,
+            jwks_seq: vec![0; cfg.providers.len()],
+            jwks_digest: vec![None; cfg.providers.len()],
         }
     }
 
@@ -126,6 +142,9 @@ impl Outbound {
         let remote = cfg.providers.iter().any(|p| p.remote.is_some());
         if !(polls || remote || cfg.api_keys.is_some()) {
             return Vec::new();
+        }
+        if polls || remote {
+            self.instance = shared_fetch::instance_id(host);
         }
         match host.set_tick_period_ms(TICK_MS) {
             Ok(()) => self.tick_ms = TICK_MS,
