@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use edge_auth_core::api_key::breaker::BreakerState;
+use edge_auth_core::api_key::{key_hash, LookupFailure};
 use edge_auth_core::b64;
 use edge_auth_core::config::{self, Config};
 use edge_auth_core::decision::{decide, Attempt, Deny, Request, State, Verdict};
@@ -663,4 +664,105 @@ fn jwks_are_fetched_once_per_interval_and_installed_by_every_worker() {
     w.host.now = now;
     assert!(allowed(&w.decide(&token)));
     assert_eq!(fetches(&p).len(), 6);
+}
+
+// ---- the API-key lookup breaker, shared ---------------------------------------
+
+fn keys_cfg() -> Config {
+    let d = json!({
+        "auth_service": {"cluster": "auth", "token_env": "SVC_TOKEN", "timeout_ms": 500},
+        "api_keys": {"breaker": {"failure_threshold": 2, "open_s": 3}},
+        "rules": [{"name": "keys", "match": {"prefix": "/v1/"}, "api_key": {}}]
+    });
+    config::parse(d.to_string().as_bytes(), &|n| {
+        (n == "SVC_TOKEN").then(|| "svc-token-one-0123456789abcdef0123456789".to_owned())
+    })
+    .unwrap()
+}
+
+fn key(n: usize) -> String {
+    format!("sk_{n:064x}")
+}
+
+/// Lookups sent so far, as (worker, token).
+fn lookups_sent(p: &Rc<RefCell<Proxy>>) -> Vec<(usize, u32)> {
+    p.borrow()
+        .sent
+        .iter()
+        .filter(|s| s.2.ends_with("/lookup"))
+        .map(|s| (s.0, s.1))
+        .collect()
+}
+
+/// Worker `w` asks for key `n`: `Some` when refused at once, else sent on its tick.
+fn ask(w: &mut Worker<'_>, n: usize) -> Option<LookupFailure> {
+    let refused = w.out.await_lookup(w.cfg, &mut w.host, n as u32, key_hash(&key(n)));
+    if refused.is_none() {
+        let now = w.host.now;
+        w.tick_at(now);
+    }
+    refused.map(|a| a.result.unwrap_err())
+}
+
+#[test]
+fn the_breaker_opens_after_the_threshold_per_envoy_not_per_worker() {
+    let cfg = keys_cfg();
+    let p = proxy();
+    let mut ws: Vec<Worker<'_>> = (0..4).map(|i| Worker::new(&cfg, &p, i)).collect();
+    // two failures, on two workers: the threshold, in all
+    for (i, w) in ws.iter_mut().enumerate().take(2) {
+        assert_eq!(ask(w, i), None);
+        let (_, token) = *lookups_sent(&p).last().unwrap();
+        w.answer(token, 500, &json!({"error": "boom"}));
+    }
+    assert_eq!(lookups_sent(&p).len(), 2);
+    // every worker now fails fast, including the two that saw no failure
+    for (i, w) in ws.iter_mut().enumerate() {
+        assert_eq!(ask(w, 10 + i), Some(LookupFailure::CircuitOpen), "worker {i}");
+    }
+    assert_eq!(lookups_sent(&p).len(), 2, "no call past the threshold");
+    let opened: usize = ws.iter().map(|w| w.count(Counter::BreakerOpened)).sum();
+    assert_eq!(opened, 1, "opened once, by the worker whose failure opened it");
+    // after open_s: one probe for the whole Envoy
+    for w in &mut ws {
+        w.host.now = NOW + 3_000;
+    }
+    let probes: Vec<Option<LookupFailure>> = ws.iter_mut().enumerate().map(|(i, w)| ask(w, 20 + i)).collect();
+    assert_eq!(probes.iter().filter(|r| r.is_none()).count(), 1, "{probes:?}");
+    assert_eq!(lookups_sent(&p).len(), 3);
+    // the probe succeeds: closed for every worker
+    let (w, token) = *lookups_sent(&p).last().unwrap();
+    let n = 20 + w;
+    let ok = json!({"key_hash": key_hash(&key(n)), "status": "unknown", "cache_ttl_s": 0});
+    ws[w].answer(token, 200, &ok);
+    for (i, w) in ws.iter_mut().enumerate() {
+        assert_eq!(ask(w, 30 + i), None, "worker {i} calls again");
+        assert_eq!(w.out.breaker_state(), BreakerState::Closed);
+    }
+}
+
+#[test]
+fn a_forged_or_foreign_breaker_value_reads_as_closed() {
+    let cfg = keys_cfg();
+    let p = proxy();
+    let mut w = Worker::new(&cfg, &p, 0);
+    assert_eq!(ask(&mut w, 1), None);
+    let (_, token) = lookups_sent(&p)[0];
+    w.answer(token, 500, &json!({}));
+    let name = p
+        .borrow()
+        .data
+        .keys()
+        .find(|k| k.starts_with("edge-auth.breaker."))
+        .cloned()
+        .unwrap();
+    let held = String::from_utf8(p.borrow().data[&name].0.clone()).unwrap();
+    assert!(held.ends_with(" closed 1"), "{held}");
+    for forged in ["open 99999999999999", "breaker x open 99999999999999", "", "breaker"] {
+        p.borrow_mut()
+            .data
+            .insert(name.clone(), (forged.as_bytes().to_vec(), 77));
+        let mut other = Worker::new(&cfg, &p, 1);
+        assert_eq!(ask(&mut other, 2), None, "{forged:?} is not an open breaker");
+    }
 }

@@ -20,14 +20,16 @@ mod host;
 mod jwks_fetch;
 mod lookup;
 mod revocation_poll;
+mod shared_breaker;
 pub mod shared_fetch;
 
 pub use host::{CallResponse, Counter, Host, HostError, HttpCall};
 
-use crate::api_key::breaker::{Breaker, BreakerPolicy, BreakerState};
+use crate::api_key::breaker::BreakerState;
 use crate::config::Config;
 use crate::decision::{KeyAnswer, State};
 use crate::logging::{Level, WarnLimiter};
+use shared_breaker::SharedBreaker;
 
 /// The tick period while no lookup waits: it bounds how late a scheduled
 /// JWKS fetch or revocation poll starts, and how long a request that asked
@@ -95,8 +97,8 @@ pub struct Outbound {
     entries: Vec<Entry>,
     /// When the next revocation poll is due (host ms).
     next_poll_ms: u64,
-    /// Trips after repeated lookup failures (per worker).
-    breaker: Breaker,
+    /// Trips after repeated lookup failures (shared by the Envoy's workers).
+    breaker: SharedBreaker,
     /// The tick period as last set (0: never set).
     tick_ms: u64,
     warnings: WarnLimiter,
@@ -114,17 +116,10 @@ pub struct Outbound {
 
 impl Outbound {
     pub fn new(cfg: &Config) -> Outbound {
-        let policy = cfg.api_keys.as_ref().map_or(
-            BreakerPolicy {
-                failure_threshold: 1,
-                open_ms: 0,
-            },
-            |k| k.breaker,
-        );
         Outbound {
             entries: Vec::new(),
             next_poll_ms: 0,
-            breaker: Breaker::new(policy),
+            breaker: SharedBreaker::new(cfg),
             tick_ms: 0,
             warnings: WarnLimiter::default(),
             instance: 0,
