@@ -33,6 +33,7 @@ const NOW_S: u64 = 1_800_000_000;
 const NOW: u64 = NOW_S * 1000;
 const POLL: u64 = 1_000;
 const STALE: u64 = 3_000;
+const TOKEN_ONE: &str = "svc-token-one-0123456789abcdef0123456789";
 const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
 
 /// The proxy: shared data (value, version) and every call sent, by worker.
@@ -235,6 +236,15 @@ fn polls_sent(p: &Rc<RefCell<Proxy>>) -> Vec<(usize, u32)> {
         .collect()
 }
 
+/// `n` workers, the first poll answered with a snapshot revoking `jtis`;
+/// and how many polls are answered.
+fn synced<'c>(cfg: &'c Config, p: &Rc<RefCell<Proxy>>, n: usize, jtis: &[&str]) -> (Vec<Worker<'c>>, usize) {
+    let mut ws: Vec<Worker<'c>> = (0..n).map(|i| Worker::new(cfg, p, i)).collect();
+    let mut answered = 0;
+    answer_all(&mut ws, p, &mut answered, &feed("c1", true, jtis));
+    (ws, answered)
+}
+
 /// Answers every poll not yet answered with `body`, on the worker that sent it.
 fn answer_all(ws: &mut [Worker<'_>], p: &Rc<RefCell<Proxy>>, answered: &mut usize, body: &Value) {
     let sent = polls_sent(p);
@@ -246,7 +256,7 @@ fn answer_all(ws: &mut [Worker<'_>], p: &Rc<RefCell<Proxy>>, answered: &mut usiz
 
 #[test]
 fn four_workers_poll_once_per_interval_and_all_serve_the_state() {
-    let cfg = polls("svc-token-one-0123456789abcdef0123456789", "jwt");
+    let cfg = polls(TOKEN_ONE, "jwt");
     let p = proxy();
     let mut ws: Vec<Worker<'_>> = (0..4).map(|i| Worker::new(&cfg, &p, i)).collect();
     // the first worker configured polls; the others see its lease
@@ -284,11 +294,9 @@ fn four_workers_poll_once_per_interval_and_all_serve_the_state() {
 
 #[test]
 fn a_later_revocation_reaches_every_worker_on_its_next_tick() {
-    let cfg = polls("svc-token-one-0123456789abcdef0123456789", "jwt");
+    let cfg = polls(TOKEN_ONE, "jwt");
     let p = proxy();
-    let mut ws: Vec<Worker<'_>> = (0..3).map(|i| Worker::new(&cfg, &p, i)).collect();
-    let mut answered = 0;
-    answer_all(&mut ws, &p, &mut answered, &feed("c1", true, &[]));
+    let (mut ws, mut answered) = synced(&cfg, &p, 3, &[]);
     for w in &mut ws {
         w.tick_at(NOW + 1);
     }
@@ -305,11 +313,9 @@ fn a_later_revocation_reaches_every_worker_on_its_next_tick() {
 
 #[test]
 fn a_vanished_holder_is_replaced_within_one_interval() {
-    let cfg = polls("svc-token-one-0123456789abcdef0123456789", "jwt");
+    let cfg = polls(TOKEN_ONE, "jwt");
     let p = proxy();
-    let mut ws: Vec<Worker<'_>> = (0..3).map(|i| Worker::new(&cfg, &p, i)).collect();
-    let mut answered = 0;
-    answer_all(&mut ws, &p, &mut answered, &feed("c1", true, &[]));
+    let (mut ws, _) = synced(&cfg, &p, 3, &[]);
     // worker 0 stops ticking (stuck, or its VM gone) right after its first poll
     let mut holder = ws.remove(0);
     let mut now = NOW;
@@ -332,11 +338,9 @@ fn a_vanished_holder_is_replaced_within_one_interval() {
 
 #[test]
 fn a_worker_never_serves_a_state_past_the_staleness_bound() {
-    let cfg = polls("svc-token-one-0123456789abcdef0123456789", "jwt");
+    let cfg = polls(TOKEN_ONE, "jwt");
     let p = proxy();
-    let mut ws: Vec<Worker<'_>> = (0..2).map(|i| Worker::new(&cfg, &p, i)).collect();
-    let mut answered = 0;
-    answer_all(&mut ws, &p, &mut answered, &feed("c1", true, &[]));
+    let (mut ws, mut answered) = synced(&cfg, &p, 2, &[]);
     let good = hs_token("fine");
     // every later poll fails
     let mut now = NOW;
@@ -369,16 +373,12 @@ fn a_worker_never_serves_a_state_past_the_staleness_bound() {
 
 #[test]
 fn a_reload_with_the_same_feed_serves_at_once_without_a_poll() {
-    let old = polls("svc-token-one-0123456789abcdef0123456789", "jwt");
+    let old = polls(TOKEN_ONE, "jwt");
     let p = proxy();
-    let mut ws: Vec<Worker<'_>> = (0..2).map(|i| Worker::new(&old, &p, i)).collect();
-    let mut answered = 0;
-    answer_all(&mut ws, &p, &mut answered, &feed("c1", true, &["gone"]));
+    let _synced = synced(&old, &p, 2, &["gone"]);
     let keys_before: Vec<String> = p.borrow().data.keys().cloned().collect();
     // fifty reloads: another generation each time, the same feed
-    let configs: Vec<Config> = (0..50)
-        .map(|i| polls("svc-token-one-0123456789abcdef0123456789", &format!("rule{i}")))
-        .collect();
+    let configs: Vec<Config> = (0..50).map(|i| polls(TOKEN_ONE, &format!("rule{i}"))).collect();
     for (i, cfg) in configs.iter().enumerate() {
         assert_ne!(cfg.generation, old.generation);
         let now = NOW + 10 * i as u64;
@@ -400,7 +400,7 @@ fn a_reload_with_the_same_feed_serves_at_once_without_a_poll() {
 
 #[test]
 fn another_service_token_is_another_feed() {
-    let one = polls("svc-token-one-0123456789abcdef0123456789", "jwt");
+    let one = polls(TOKEN_ONE, "jwt");
     let two = polls("svc-token-two-0123456789abcdef0123456789", "jwt");
     let p = proxy();
     let mut a = vec![Worker::new(&one, &p, 0)];
@@ -422,7 +422,7 @@ fn another_service_token_is_another_feed() {
 
 #[test]
 fn forged_or_torn_shared_values_are_not_installed() {
-    let cfg = polls("svc-token-one-0123456789abcdef0123456789", "jwt");
+    let cfg = polls(TOKEN_ONE, "jwt");
     let svc = cfg.auth_service.as_ref().unwrap();
     let shared = Shared::revocation(svc);
     let id = shared.identity().to_owned();
@@ -516,7 +516,7 @@ fn cfg_with_max_entries(n: usize) -> Config {
         "rules": [{"name": "jwt", "match": {"prefix": "/api/"}, "jwt": {"providers": ["hs"]}}]
     });
     config::parse(d.to_string().as_bytes(), &|n| match n {
-        "SVC_TOKEN" => Some("svc-token-one-0123456789abcdef0123456789".to_owned()),
+        "SVC_TOKEN" => Some(TOKEN_ONE.to_owned()),
         "SECRET" => Some(SECRET.to_owned()),
         _ => None,
     })
@@ -525,7 +525,7 @@ fn cfg_with_max_entries(n: usize) -> Config {
 
 #[test]
 fn a_lease_is_claimed_by_one_of_two_racing_workers() {
-    let cfg = polls("svc-token-one-0123456789abcdef0123456789", "jwt");
+    let cfg = polls(TOKEN_ONE, "jwt");
     let shared = Shared::revocation(cfg.auth_service.as_ref().unwrap());
     let p = proxy();
     let mut a = Worker::new(&cfg, &p, 0).host;
@@ -675,7 +675,7 @@ fn keys_cfg() -> Config {
         "rules": [{"name": "keys", "match": {"prefix": "/v1/"}, "api_key": {}}]
     });
     config::parse(d.to_string().as_bytes(), &|n| {
-        (n == "SVC_TOKEN").then(|| "svc-token-one-0123456789abcdef0123456789".to_owned())
+        (n == "SVC_TOKEN").then(|| TOKEN_ONE.to_owned())
     })
     .unwrap()
 }
