@@ -13,13 +13,18 @@
 //! * [`context`]: forged context headers, and verifying the signed ones.
 //! * [`service`]: the reference auth service as a child process, with its
 //!   admin API and counters.
+//! * [`fetch_counter`]: a fake auth service and JWKS that counts the polls
+//!   and fetches an edge sends it; [`lds`]: an Envoy whose listener comes from
+//!   a watched file, to reload the filter's configuration.
 //! * [`tokens`]: key pairs for every supported algorithm (generated at test
 //!   time, cached per process), JWKS/PEM export and token signing, including
 //!   hand-crafted headers.
 
 pub mod context;
 pub mod envoy;
+pub mod fetch_counter;
 pub mod http;
+pub mod lds;
 pub mod servers;
 pub mod service;
 pub mod tokens;

@@ -176,6 +176,37 @@ impl Breaker {
         self.state().code()
     }
 
+    /// The state as text, to share it between workers (see [`Breaker::decode`]).
+    pub fn encode(&self) -> String {
+        match self.inner {
+            Inner::Closed { failures } => format!("closed {failures}"),
+            Inner::Open { until_ms } => format!("open {until_ms}"),
+            Inner::HalfOpen { probe_since_ms: None } => "half -".to_owned(),
+            Inner::HalfOpen {
+                probe_since_ms: Some(since),
+            } => format!("half {since}"),
+        }
+    }
+
+    /// A breaker with `policy` in the state [`Breaker::encode`] wrote;
+    /// `None` for anything else.
+    pub fn decode(policy: BreakerPolicy, text: &str) -> Option<Breaker> {
+        let (kind, value) = text.split_once(' ')?;
+        let number = || value.parse::<u64>().ok();
+        let inner = match kind {
+            "closed" => Inner::Closed {
+                failures: value.parse().ok()?,
+            },
+            "open" => Inner::Open { until_ms: number()? },
+            "half" if value == "-" => Inner::HalfOpen { probe_since_ms: None },
+            "half" => Inner::HalfOpen {
+                probe_since_ms: Some(number()?),
+            },
+            _ => return None,
+        };
+        Some(Breaker { policy, inner })
+    }
+
     /// Consecutive failures counted while closed (0 in other states).
     pub fn consecutive_failures(&self) -> u32 {
         match self.inner {

@@ -559,6 +559,49 @@ impl RevocationState {
     pub fn global_revoked_before(&self) -> Option<u64> {
         self.revoked_before
     }
+
+    /// The whole state as a feed snapshot (`reset: true`, section 5.2) with
+    /// its cursor: what the worker that polls publishes in shared data for
+    /// the others, who apply it as they would a snapshot from the service
+    /// (so it is parsed, bounded and checked by the same code). `None` before
+    /// the first successful poll. Every field the state holds must be here:
+    /// `snapshot_round_trips` checks it.
+    pub fn snapshot(&self) -> Option<Vec<u8>> {
+        if !self.synced {
+            return None;
+        }
+        let mut subjects = Vec::with_capacity(self.subjects.len());
+        for (subject, c) in &self.subjects.by_subject {
+            if let Some(v) = c.every_tenant {
+                subjects.push(serde_json::json!({"subject": subject, "revoked_before": v}));
+            }
+            for (tenant, v) in &c.per_tenant {
+                subjects.push(serde_json::json!({"subject": subject, "revoked_before": v, "tenant": tenant}));
+            }
+        }
+        let pairs = |map: &HashMap<String, u64>, name: &str| {
+            map.iter()
+                .map(|(k, v)| serde_json::json!({name: k, "expires_at": v}))
+                .collect::<Vec<_>>()
+        };
+        let tenants: Vec<_> = self
+            .tenants
+            .by_tenant
+            .iter()
+            .map(|(t, v)| serde_json::json!({"tenant": t, "revoked_before": v}))
+            .collect();
+        let feed = serde_json::json!({
+            "cursor": self.cursor.as_deref().unwrap_or(""),
+            "reset": true,
+            "poll_interval_s": 0,
+            "revoked_before": self.revoked_before,
+            "subjects": subjects,
+            "sessions": pairs(&self.sessions, "sid"),
+            "jtis": pairs(&self.jtis, "jti"),
+            "tenants": tenants,
+        });
+        serde_json::to_vec(&feed).ok()
+    }
 }
 
 /// Claims of a hand-built unsigned token, for tests elsewhere in the crate:

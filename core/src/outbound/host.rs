@@ -46,8 +46,13 @@ pub struct CallResponse {
 /// The counters the outbound calls move (`edge_auth.` metrics in Envoy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
+    /// A JWKS fetch sent (by the worker holding the JWKS's lease, or asked
+    /// for by a request).
+    JwksFetchSent,
     JwksFetchOk,
     JwksFetchFailed,
+    /// A revocation poll sent (by the worker holding the feed's lease).
+    RevocationPollSent,
     RevocationPollOk,
     RevocationPollFailed,
     /// A lookup sent to the auth service.

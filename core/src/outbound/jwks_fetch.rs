@@ -1,8 +1,16 @@
 //! Remote JWKS fetches: sent when the provider's schedule
-//! (`refresh::RemoteKeys`) says they are due or a request asked for
-//! one, given up on past their deadline, and their answers installed (or,
-//! on failure, the last good keys kept and the retry backed off).
+//! (`refresh::RemoteKeys`) says they are due and this worker holds the
+//! JWKS's lease (`shared_fetch`: one scheduled fetch per Envoy), or when a
+//! request on this worker asked for one (an unknown `kid`, rate-limited by
+//! `min_refetch_interval_s`); given up on past their deadline, and their
+//! answers installed (or, on failure, the last good keys kept and the retry
+//! backed off). A good answer whose body differs from the last one
+//! published is published in shared data, and every worker installs it on
+//! its tick.
 
+use sha2::{Digest, Sha256};
+
+use super::shared_fetch::{self, Outcome, Shared};
 use super::{wake, CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, Wake};
 use crate::config::Config;
 use crate::decision::State;
@@ -23,6 +31,9 @@ impl Outbound {
     ) {
         for (i, p) in cfg.providers.iter().enumerate() {
             let Some(remote) = &p.remote else { continue };
+            let shared = Shared::jwks(remote);
+            self.follow_jwks(cfg, st, host, i, &shared, wakes);
+            let holds = shared_fetch::hold(host, &shared, self.instance, now_ms);
             let Some(r) = st.remote.get_mut(i) else { continue };
             let purpose = Purpose::Jwks(i);
             let asked = self
@@ -30,7 +41,7 @@ impl Outbound {
                 .iter()
                 .any(|e| e.purpose == purpose && e.state == CallState::Queued);
             let expired = r.expire(now_ms, remote);
-            let mut due = r.due(now_ms);
+            let mut due = holds && r.due(now_ms);
             if due {
                 r.start(now_ms, remote);
             } else if r.in_flight() && asked {
@@ -79,6 +90,7 @@ impl Outbound {
         let purpose = Purpose::Jwks(i);
         match host.dispatch(&call) {
             Ok(token) => {
+                host.count(Counter::JwksFetchSent);
                 let state = CallState::Sent { token, deadline_ms };
                 match self.entries.iter_mut().find(|e| e.purpose == purpose) {
                     Some(e) => e.state = state,
@@ -129,6 +141,7 @@ impl Outbound {
                 }
                 let count = keys.len();
                 st.install_keys(cfg, provider, keys, now_ms);
+                self.publish_jwks(host, remote, provider, response.body.as_deref(), now_ms);
                 host.log(
                     Level::Debug,
                     &format!("provider {}: {count} JWKS keys installed", p.name),
@@ -146,6 +159,84 @@ impl Outbound {
                 if let Some(r) = st.remote.get_mut(provider) {
                     r.fail(now_ms, remote);
                 }
+            }
+        }
+    }
+
+    /// Publishes a good JWKS answer for the other workers: the body when it
+    /// differs from the last one this worker published or installed.
+    fn publish_jwks(
+        &mut self,
+        host: &mut dyn Host,
+        remote: &RemoteJwks,
+        provider: usize,
+        body: Option<&[u8]>,
+        now_ms: u64,
+    ) {
+        let Some(body) = body else { return };
+        let digest: [u8; 32] = Sha256::digest(body).into();
+        let changed = self.jwks_digest.get(provider).is_none_or(|d| *d != Some(digest));
+        let shared = Shared::jwks(remote);
+        let out = Outcome {
+            body: changed.then_some(body),
+            fetched: true,
+            attempted_at_ms: now_ms,
+        };
+        if let Some(seq) = shared_fetch::publish(host, &shared, out, now_ms) {
+            if let (Some(s), Some(d)) = (self.jwks_seq.get_mut(provider), self.jwks_digest.get_mut(provider)) {
+                *s = seq;
+                *d = Some(digest);
+            }
+        }
+    }
+
+    /// Installs the JWKS another worker published for provider `i`, when it
+    /// moved since this worker's; wakes the requests waiting for keys whose
+    /// fetch was not sent yet.
+    fn follow_jwks(
+        &mut self,
+        cfg: &Config,
+        st: &mut State,
+        host: &mut dyn Host,
+        i: usize,
+        shared: &Shared,
+        wakes: &mut Vec<Wake>,
+    ) {
+        let Some(p) = cfg.providers.get(i) else { return };
+        let installed = self.jwks_seq.get(i).copied().unwrap_or(0);
+        let Some(head) = shared_fetch::read_head(host, shared).filter(|h| h.seq != installed && h.seq != 0) else {
+            return;
+        };
+        let Some(body) = shared_fetch::read_body(host, shared, head.seq) else {
+            return;
+        };
+        match refresh::parse_response(Some(200), Some(&body), p) {
+            Ok((keys, _)) => {
+                st.install_keys(cfg, i, keys, host.now_ms());
+                if let (Some(s), Some(d)) = (self.jwks_seq.get_mut(i), self.jwks_digest.get_mut(i)) {
+                    *s = head.seq;
+                    *d = Some(Sha256::digest(&body).into());
+                }
+                let purpose = Purpose::Jwks(i);
+                if self
+                    .entries
+                    .iter()
+                    .any(|e| e.purpose == purpose && e.state == CallState::Queued)
+                {
+                    let waiters = self.take(&purpose).map(|e| e.waiters).unwrap_or_default();
+                    wake(wakes, waiters, None);
+                }
+            }
+            Err(why) => {
+                // (the worker that fetched it installed it: a different
+                // provider configuration over the same JWKS may refuse it)
+                if let Some(s) = self.jwks_seq.get_mut(i) {
+                    *s = head.seq;
+                }
+                host.log(
+                    Level::Warn,
+                    &format!("provider {}: JWKS published by another worker refused: {why}", p.name),
+                );
             }
         }
     }

@@ -10,9 +10,10 @@
 //! (`key_cache`) and delivered to the requests that waited for it. The
 //! breaker fails lookups fast while the service keeps failing.
 
+use super::shared_breaker::SharedBreaker;
 use super::{wake, CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, Wake};
 use super::{GRACE_MS, NOW_TICK_MS, TICK_MS, WAIT_TICK_MS};
-use crate::api_key::breaker::{Allowance, Breaker, BreakerState};
+use crate::api_key::breaker::Allowance;
 use crate::api_key::shared_cache::{self, Marker};
 use crate::api_key::{self, Lookup, LookupFailure};
 use crate::config::{ApiKeys, AuthService, Config};
@@ -46,7 +47,7 @@ impl Outbound {
             return Err(LookupFailure::Busy);
         }
         let now_ms = host.now_ms();
-        match self.breaker.allow(now_ms) {
+        match self.breaker.allow(host, now_ms) {
             Allowance::Reject => return Err(LookupFailure::CircuitOpen),
             Allowance::Probe => host.breaker_state(self.breaker.state()),
             Allowance::Call => {}
@@ -171,7 +172,7 @@ struct Ask<'c> {
 /// The worker's parts a lookup step moves.
 struct Ctx<'a> {
     host: &'a mut dyn Host,
-    breaker: &'a mut Breaker,
+    breaker: &'a mut SharedBreaker,
     warnings: &'a mut WarnLimiter,
     now_ms: u64,
 }
@@ -179,19 +180,16 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// Tells the breaker the service answered.
     fn succeeded(&mut self) {
-        self.breaker.on_success(self.now_ms);
+        self.breaker.on_success(self.host, self.now_ms);
         self.host.breaker_state(self.breaker.state());
     }
 
     /// Counts a failed lookup and tells the breaker.
     fn failed(&mut self, e: LookupFailure) -> LookupFailure {
         self.host.count(Counter::LookupFailed(e));
-        let was = self.breaker.state();
-        self.breaker.on_failure(self.now_ms);
-        let state = self.breaker.state();
-        self.host.breaker_state(state);
-        let open = |s: BreakerState| matches!(s, BreakerState::Open { .. });
-        if open(state) && !open(was) {
+        let opened = self.breaker.on_failure(self.host, self.now_ms);
+        self.host.breaker_state(self.breaker.state());
+        if opened {
             self.host.count(Counter::BreakerOpened);
             self.host.log(
                 Level::Warn,

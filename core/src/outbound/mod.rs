@@ -20,13 +20,16 @@ mod host;
 mod jwks_fetch;
 mod lookup;
 mod revocation_poll;
+mod shared_breaker;
+pub mod shared_fetch;
 
 pub use host::{CallResponse, Counter, Host, HostError, HttpCall};
 
-use crate::api_key::breaker::{Breaker, BreakerPolicy, BreakerState};
+use crate::api_key::breaker::BreakerState;
 use crate::config::Config;
 use crate::decision::{KeyAnswer, State};
 use crate::logging::{Level, WarnLimiter};
+use shared_breaker::SharedBreaker;
 
 /// The tick period while no lookup waits: it bounds how late a scheduled
 /// JWKS fetch or revocation poll starts, and how long a request that asked
@@ -94,28 +97,36 @@ pub struct Outbound {
     entries: Vec<Entry>,
     /// When the next revocation poll is due (host ms).
     next_poll_ms: u64,
-    /// Trips after repeated lookup failures (per worker).
-    breaker: Breaker,
+    /// Trips after repeated lookup failures (shared by the Envoy's workers).
+    breaker: SharedBreaker,
     /// The tick period as last set (0: never set).
     tick_ms: u64,
     warnings: WarnLimiter,
+    /// This root context's number among the proxy's, for leases (0: none).
+    instance: u64,
+    /// When this worker sent its last revocation poll.
+    poll_sent_ms: u64,
+    /// The published revocation state installed (`shared_fetch` seq; 0: none).
+    revocation_seq: u64,
+    /// The published JWKS installed, by provider (0: none).
+    jwks_seq: Vec<u64>,
+    /// The SHA-256 of the JWKS body installed, by provider.
+    jwks_digest: Vec<Option<[u8; 32]>>,
 }
 
 impl Outbound {
     pub fn new(cfg: &Config) -> Outbound {
-        let policy = cfg.api_keys.as_ref().map_or(
-            BreakerPolicy {
-                failure_threshold: 1,
-                open_ms: 0,
-            },
-            |k| k.breaker,
-        );
         Outbound {
             entries: Vec::new(),
             next_poll_ms: 0,
-            breaker: Breaker::new(policy),
+            breaker: SharedBreaker::new(cfg),
             tick_ms: 0,
             warnings: WarnLimiter::default(),
+            instance: 0,
+            poll_sent_ms: 0,
+            revocation_seq: 0,
+            jwks_seq: vec![0; cfg.providers.len()],
+            jwks_digest: vec![None; cfg.providers.len()],
         }
     }
 
@@ -126,6 +137,9 @@ impl Outbound {
         let remote = cfg.providers.iter().any(|p| p.remote.is_some());
         if !(polls || remote || cfg.api_keys.is_some()) {
             return Vec::new();
+        }
+        if polls || remote {
+            self.instance = shared_fetch::instance_id(host);
         }
         match host.set_tick_period_ms(TICK_MS) {
             Ok(()) => self.tick_ms = TICK_MS,
