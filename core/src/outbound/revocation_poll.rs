@@ -1,6 +1,7 @@
 //! Polls of the auth service's revocation feed: one every
-//! `revocation_poll_s` per worker, so that a revocation check at request
-//! time is a local lookup. What the feed means is `revocation`'s; a poll
+//! `revocation_poll_s` per worker (when a provider has `check_revocation`,
+//! or `api_keys` is configured: the feed revokes keys too), so that a
+//! revocation check at request time is a local lookup. What the feed means is `revocation`'s; a poll
 //! that fails leaves the last good state in force, and only a good one
 //! extends how long that state counts as fresh
 //! (`State::revocation_fresh_until_ms`).
@@ -15,7 +16,9 @@ impl Outbound {
     /// Gives up on a poll past its deadline (a failure), and sends one when due.
     pub(super) fn poll_tick(&mut self, cfg: &Config, st: &State, host: &mut dyn Host, now_ms: u64) {
         let Some(svc) = &cfg.auth_service else { return };
-        if !cfg.providers.iter().any(|p| p.check_revocation) {
+        // The feed carries API-key revocations too (contract 1.3): a filter
+        // with `api_keys` polls it whether or not a provider checks tokens.
+        if !cfg.providers.iter().any(|p| p.check_revocation) && cfg.api_keys.is_none() {
             return;
         }
         if let Some(e) = self.entries.iter().find(|e| e.purpose == Purpose::RevocationPoll) {
