@@ -99,6 +99,9 @@ pub struct Outbound {
     /// The tick period as last set (0: never set).
     tick_ms: u64,
     warnings: WarnLimiter,
+    /// The revocation poll's own rate limit of warnings: a feed that keeps
+    /// failing (polled for API keys too) must not silence the lookups' warnings.
+    poll_warnings: WarnLimiter,
 }
 
 impl Outbound {
@@ -116,6 +119,7 @@ impl Outbound {
             breaker: Breaker::new(policy),
             tick_ms: 0,
             warnings: WarnLimiter::default(),
+            poll_warnings: WarnLimiter::default(),
         }
     }
 

@@ -61,7 +61,7 @@ impl Outbound {
             }),
             Err(e) => {
                 host.count(Counter::RevocationPollFailed);
-                if self.warnings.allow(now_ms) {
+                if self.poll_warnings.allow(now_ms) {
                     host.log(
                         Level::Warn,
                         &format!("cannot poll revocations from {}: {e:?}", svc.cluster),
@@ -94,7 +94,7 @@ impl Outbound {
             Err(e) => {
                 st.revocation.on_failure(e);
                 host.count(Counter::RevocationPollFailed);
-                if self.warnings.allow(now_ms) {
+                if self.poll_warnings.allow(now_ms) {
                     host.log(
                         Level::Warn,
                         &format!("revocation poll failed ({}); keeping the last state", e.name()),
