@@ -284,6 +284,7 @@ mod tests {
             revoked_before: rb,
             expires_at: exp,
             created_at: 0,
+            key_hash: None,
         };
         let events = vec![
             ev(1, RevocationKind::Subject, Some("u"), Some(10), 100),
@@ -299,9 +300,16 @@ mod tests {
             sessions,
             jtis,
             tenants,
+            api_keys,
+            api_key_tenants,
+            api_keys_revoked_before,
         } = fold(&events);
         assert_eq!(g, Some(5));
         assert_eq!(tenants, vec![]);
+        assert_eq!(
+            (api_keys, api_key_tenants, api_keys_revoked_before),
+            (vec![], vec![], None)
+        );
         assert_eq!(
             subjects,
             vec![SubjectEntry {
@@ -336,6 +344,7 @@ mod tests {
             revoked_before: Some(rb),
             expires_at: 1000,
             created_at: 0,
+            key_hash: None,
         };
         let events = vec![
             ev(1, RevocationKind::Subject, "u", Some("acme"), 10),
