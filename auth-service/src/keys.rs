@@ -97,6 +97,10 @@ pub enum LookupAnswer {
         allowed_origins: Vec<String>,
         expires_at: Option<i64>,
         cache_ttl_s: i64,
+        /// When the answer was computed (taken before the read, so never
+        /// later than the state it reports; contract 1.3): the edge compares
+        /// it with the feed's key cut-offs.
+        answered_at: i64,
     },
     Unknown {
         cache_ttl_s: i64,
@@ -159,6 +163,7 @@ pub fn lookup_answer(found: Option<(ApiKeyRow, Tenant)>, now: i64) -> LookupAnsw
                 scopes: key.scopes,
                 expires_at,
                 cache_ttl_s,
+                answered_at: now,
             }
         }
     }

@@ -76,6 +76,12 @@ pub enum RevocationKind {
     Global,
     /// Every token of a tenant (a disabled tenant).
     Tenant,
+    /// One API key (its id in `value`, its hash beside it).
+    Key,
+    /// Every API key of a tenant, as of `revoked_before`.
+    KeyTenant,
+    /// Every API key, as of `revoked_before`.
+    KeyGlobal,
 }
 
 impl RevocationKind {
@@ -86,6 +92,9 @@ impl RevocationKind {
             RevocationKind::Subject => "subject",
             RevocationKind::Global => "global",
             RevocationKind::Tenant => "tenant",
+            RevocationKind::Key => "key",
+            RevocationKind::KeyTenant => "key_tenant",
+            RevocationKind::KeyGlobal => "key_global",
         }
     }
 
@@ -96,6 +105,9 @@ impl RevocationKind {
             "subject" => RevocationKind::Subject,
             "global" => RevocationKind::Global,
             "tenant" => RevocationKind::Tenant,
+            "key" => RevocationKind::Key,
+            "key_tenant" => RevocationKind::KeyTenant,
+            "key_global" => RevocationKind::KeyGlobal,
             _ => return None,
         })
     }
@@ -111,6 +123,8 @@ pub struct NewRevocation {
     pub revoked_before: Option<i64>,
     /// After this, no token the entry covers can be valid.
     pub expires_at: i64,
+    /// A `Key` event's key hash.
+    pub key_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +136,7 @@ pub struct RevocationEvent {
     pub revoked_before: Option<i64>,
     pub expires_at: i64,
     pub created_at: i64,
+    pub key_hash: Option<String>,
 }
 
 /// An audit event to record. Never put a secret, key or token in any field.

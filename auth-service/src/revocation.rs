@@ -56,6 +56,24 @@ pub struct JtiEntry {
     pub expires_at: i64,
 }
 
+/// An API key revoked one by one (contract 1.3): the edge refuses it by
+/// either identifier until `expires_at`, after which no edge can hold an
+/// answer about it from before the revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyEntry {
+    pub key_id: String,
+    pub key_hash: String,
+    pub expires_at: i64,
+}
+
+/// A tenant's key cut-off (contract 1.3): every key of `tenant` that a lookup
+/// answered before `revoked_before` is revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyTenantEntry {
+    pub tenant: String,
+    pub revoked_before: i64,
+}
+
 /// The answer to `GET /internal/v1/revocations`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Feed {
@@ -68,6 +86,12 @@ pub struct Feed {
     pub jtis: Vec<JtiEntry>,
     /// Since contract 1.2.
     pub tenants: Vec<TenantEntry>,
+    /// Since contract 1.3: keys revoked one by one.
+    pub api_keys: Vec<KeyEntry>,
+    /// Since contract 1.3: tenants' key cut-offs (revoke-all of a tenant).
+    pub api_key_tenants: Vec<KeyTenantEntry>,
+    /// Since contract 1.3: the global key cut-off (revoke-all of every key).
+    pub api_keys_revoked_before: Option<i64>,
 }
 
 pub fn encode_cursor(instance: &str, last_id: i64) -> String {
@@ -96,6 +120,16 @@ pub struct Entries {
     pub sessions: Vec<SessionEntry>,
     pub jtis: Vec<JtiEntry>,
     pub tenants: Vec<TenantEntry>,
+    pub api_keys: Vec<KeyEntry>,
+    pub api_key_tenants: Vec<KeyTenantEntry>,
+    pub api_keys_revoked_before: Option<i64>,
+}
+
+/// Keeps the later of `value` and what `slot` holds.
+fn later(slot: &mut Option<i64>, value: Option<i64>) {
+    if let Some(v) = value {
+        *slot = Some(slot.map_or(v, |held| held.max(v)));
+    }
 }
 
 /// Folds events into feed entries: one entry per sid, jti, (subject, tenant) and
@@ -106,6 +140,9 @@ pub fn fold(events: &[RevocationEvent]) -> Entries {
     let mut subjects: BTreeMap<(&str, Option<&str>), i64> = BTreeMap::new();
     let mut sessions: BTreeMap<&str, i64> = BTreeMap::new();
     let mut jtis: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut keys: BTreeMap<&str, (&str, i64)> = BTreeMap::new();
+    let mut key_tenants: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut key_global: Option<i64> = None;
     for e in events {
         let value = e.value.as_deref().unwrap_or_default();
         match e.kind {
@@ -134,6 +171,18 @@ pub fn fold(events: &[RevocationEvent]) -> Entries {
                     *slot = (*slot).max(rb);
                 }
             }
+            RevocationKind::Key => {
+                let hash = e.key_hash.as_deref().unwrap_or_default();
+                let slot = keys.entry(value).or_insert((hash, e.expires_at));
+                slot.1 = slot.1.max(e.expires_at);
+            }
+            RevocationKind::KeyTenant => {
+                if let Some(rb) = e.revoked_before {
+                    let slot = key_tenants.entry(value).or_insert(rb);
+                    *slot = (*slot).max(rb);
+                }
+            }
+            RevocationKind::KeyGlobal => later(&mut key_global, e.revoked_before),
         }
     }
     Entries {
@@ -167,6 +216,22 @@ pub fn fold(events: &[RevocationEvent]) -> Entries {
                 revoked_before: rb,
             })
             .collect(),
+        api_keys: keys
+            .into_iter()
+            .map(|(id, (hash, exp))| KeyEntry {
+                key_id: id.to_owned(),
+                key_hash: hash.to_owned(),
+                expires_at: exp,
+            })
+            .collect(),
+        api_key_tenants: key_tenants
+            .into_iter()
+            .map(|(t, rb)| KeyTenantEntry {
+                tenant: t.to_owned(),
+                revoked_before: rb,
+            })
+            .collect(),
+        api_keys_revoked_before: key_global,
     }
 }
 
@@ -187,6 +252,9 @@ pub fn feed(db: &Database, instance: &str, since: Option<&str>, now: i64) -> Res
             sessions: e.sessions,
             jtis: e.jtis,
             tenants: e.tenants,
+            api_keys: e.api_keys,
+            api_key_tenants: e.api_key_tenants,
+            api_keys_revoked_before: e.api_keys_revoked_before,
         })
     })
 }
@@ -216,6 +284,7 @@ mod tests {
             revoked_before: rb,
             expires_at: exp,
             created_at: 0,
+            key_hash: None,
         };
         let events = vec![
             ev(1, RevocationKind::Subject, Some("u"), Some(10), 100),
@@ -231,9 +300,16 @@ mod tests {
             sessions,
             jtis,
             tenants,
+            api_keys,
+            api_key_tenants,
+            api_keys_revoked_before,
         } = fold(&events);
         assert_eq!(g, Some(5));
         assert_eq!(tenants, vec![]);
+        assert_eq!(
+            (api_keys, api_key_tenants, api_keys_revoked_before),
+            (vec![], vec![], None)
+        );
         assert_eq!(
             subjects,
             vec![SubjectEntry {
@@ -268,6 +344,7 @@ mod tests {
             revoked_before: Some(rb),
             expires_at: 1000,
             created_at: 0,
+            key_hash: None,
         };
         let events = vec![
             ev(1, RevocationKind::Subject, "u", Some("acme"), 10),

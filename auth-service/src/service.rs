@@ -574,7 +574,16 @@ impl Service {
             tenant: tenant.map(str::to_owned),
             revoked_before: Some(rb),
             expires_at: rb + ACCESS_TTL_S + self.feed_leeway_s,
+            key_hash: None,
         }
+    }
+
+    /// Until when an API-key revocation made at `now` stays in the feed: the
+    /// longest an edge may hold a `valid` answer computed before it (its
+    /// `cache_ttl_s`, at most [`keys::VALID_CACHE_TTL_S`]), plus the edges' leeway
+    /// for answers in flight and clocks (docs/auth-service-api.md, 5.6).
+    fn key_feed_expiry(&self, now: i64) -> i64 {
+        revoked_before(now) + keys::VALID_CACHE_TTL_S + self.feed_leeway_s
     }
 
     /// Revokes every live session of `subject` in `tenant` (`None`: in every tenant) and
@@ -842,6 +851,19 @@ impl Service {
                 }
                 let newly = store::revoke_key(c, key_id, now)?;
                 let row = store::key_by_id(c, key_id)?.ok_or_else(|| Error::not_found(format!("no key {key_id}")))?;
+                if newly {
+                    // In the feed, in the revocation's transaction: every edge refuses
+                    // the key within a poll, whatever answer it has cached.
+                    let event = NewRevocation {
+                        kind: RevocationKind::Key,
+                        value: Some(row.key_id.clone()),
+                        tenant: Some(row.tenant.clone()),
+                        revoked_before: None,
+                        expires_at: self.key_feed_expiry(now),
+                        key_hash: Some(row.key_hash.clone()),
+                    };
+                    store::insert_events(c, &[event], now)?;
+                }
                 Ok((row, Some(json!({"already_revoked": !newly}))))
             })?;
             Ok(KeyView::new(&row, now))
@@ -849,7 +871,8 @@ impl Service {
     }
 
     /// Emergency: revokes every API key, of `tenant` or of every tenant. Their lookups
-    /// answer `revoked` at once; edges drop cached answers within their cache time.
+    /// answer `revoked` at once, and the feed's key cut-off makes edges drop the
+    /// answers they cached within a poll.
     pub fn revoke_all_keys(&self, ctx: &Ctx, tenant: Option<&str>) -> Result<Value> {
         let ctx = &ctx.for_tenant(tenant);
         self.admin(ctx, "key.revoke_all", tenant, |now| {
@@ -860,6 +883,17 @@ impl Service {
                     }
                 }
                 let n = store::revoke_all_keys(c, tenant, now)?;
+                // One cut-off in the feed, however many keys (in this transaction):
+                // edges refuse every answer computed before it.
+                let (kind, value) = match tenant {
+                    Some(t) => (RevocationKind::KeyTenant, Some(t)),
+                    None => (RevocationKind::KeyGlobal, None),
+                };
+                let cut_off = NewRevocation {
+                    expires_at: self.key_feed_expiry(now),
+                    ..self.cut_off(kind, value, tenant, now)
+                };
+                store::insert_events(c, &[cut_off], now)?;
                 let out = json!({"tenant": tenant, "keys_revoked": n, "revoked_at": now});
                 Ok((out.clone(), Some(out)))
             })

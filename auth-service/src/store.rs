@@ -388,6 +388,7 @@ pub fn revoke_session(
                 tenant: None,
                 revoked_before: None,
                 expires_at: feed_expires_at,
+                key_hash: None,
             });
         }
         RevokeOutcome::Revoked
@@ -404,6 +405,7 @@ pub fn revoke_session(
                 tenant: None,
                 revoked_before: None,
                 expires_at: until,
+                key_hash: None,
             });
         }
     }
@@ -473,8 +475,8 @@ pub fn insert_events(c: &mut dyn Conn, events: &[NewRevocation], now: i64) -> Re
         .int(0)?;
     for (id, e) in (last - count + 1..).zip(events) {
         c.execute(
-            "INSERT INTO revocation_events (id, kind, value, tenant, revoked_before, expires_at, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO revocation_events (id, kind, value, tenant, revoked_before, expires_at, created_at, key_hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             vals![
                 id,
                 e.kind.as_str(),
@@ -482,7 +484,8 @@ pub fn insert_events(c: &mut dyn Conn, events: &[NewRevocation], now: i64) -> Re
                 &e.tenant,
                 e.revoked_before,
                 e.expires_at,
-                now
+                now,
+                &e.key_hash
             ],
         )?;
     }
@@ -505,13 +508,14 @@ fn event_from_row(r: &Row) -> Result<RevocationEvent> {
         revoked_before: r.opt_int(4)?,
         expires_at: r.int(5)?,
         created_at: r.int(6)?,
+        key_hash: r.opt_text(7)?,
     })
 }
 
 /// Events with `after < id <= upto` still in force at `now` (`expires_at > now`), in id order.
 pub fn events_between(c: &mut dyn Conn, after: i64, upto: i64, now: i64) -> Result<Vec<RevocationEvent>> {
     c.query(
-        "SELECT id, kind, value, tenant, revoked_before, expires_at, created_at FROM revocation_events \
+        "SELECT id, kind, value, tenant, revoked_before, expires_at, created_at, key_hash FROM revocation_events \
          WHERE id > ?1 AND id <= ?2 AND expires_at > ?3 ORDER BY id",
         vals![after, upto, now],
     )?

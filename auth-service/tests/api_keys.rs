@@ -64,7 +64,8 @@ async fn lookup_valid_key(b: Backend) {
             "ip_allowlist": ["203.0.113.0/24"],
             "allowed_origins": ["https://app.acme.example"],
             "expires_at": null,
-            "cache_ttl_s": 300
+            "cache_ttl_s": 300,
+            "answered_at": T0
         })
     );
 }

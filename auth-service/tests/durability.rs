@@ -44,6 +44,7 @@ fn hold_writer(app: &TestApp) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>)
                     tenant: None,
                     revoked_before: Some(now + 1),
                     expires_at: now + 901,
+                    key_hash: None,
                 };
                 store::insert_events(c, &[event], now)?;
                 let _ = inside_tx.send(());

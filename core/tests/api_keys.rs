@@ -1819,3 +1819,215 @@ fn a_second_key_or_copy_is_ambiguous_on_api_key_rules() {
     let mut req = Req::new(&[("authorization", &format!("Bearer {jwt}"))]);
     assert_eq!(denied(&first(&cfg, &mut st, &mut req, "/v1/x")), Deny::MissingApiKey);
 }
+
+// =============================================================================
+// Key revocations from the feed (contract 1.3, docs/auth-service-api.md 5.6)
+// =============================================================================
+
+/// Applies a feed snapshot with these key entries to the worker's state.
+fn feed_keys(st: &mut State, keys: Value, tenants: Value, global: Value) {
+    let body = json!({
+        "cursor": "c", "reset": true, "poll_interval_s": 5, "revoked_before": null,
+        "subjects": [], "sessions": [], "jtis": [],
+        "api_keys": keys, "api_key_tenants": tenants, "api_keys_revoked_before": global,
+    });
+    let limits = edge_auth_core::jwt::revocation::Limits::default();
+    st.revocation
+        .apply(Some(200), Some(body.to_string().as_bytes()), MAX_BODY, &limits, NOW_S)
+        .unwrap();
+}
+
+/// A valid answer the service computed at `at`.
+fn answered_at(at: u64) -> Value {
+    valid_with(|v| v["answered_at"] = json!(at))
+}
+
+fn revoked(o: &Outcome<'_>) -> bool {
+    matches!(o.verdict, Verdict::Deny(Deny::ApiKey(KeyRefusal::Revoked)))
+}
+
+#[test]
+fn a_key_the_feed_revokes_by_hash_is_refused_cached_or_not_without_a_lookup() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    assert!(matches!(
+        with_answer(
+            &cfg,
+            &mut st,
+            &mut req,
+            "/v1/items",
+            &answer_for(KEY, &answered_at(NOW_S))
+        )
+        .verdict,
+        Verdict::Allow(_)
+    ));
+    feed_keys(
+        &mut st,
+        json!([{"key_hash": KEY_HASH, "expires_at": NOW_S + 360}]),
+        json!([]),
+        Value::Null,
+    );
+    req.reset();
+    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 1_000, true, None);
+    assert!(revoked(&o), "the cached answer is dropped at once: {:?}", o.verdict);
+    assert!(req.shared_read.is_empty(), "no shared read, no lookup");
+    // a worker with nothing cached refuses it without asking
+    let mut fresh = State::new(&cfg);
+    feed_keys(
+        &mut fresh,
+        json!([{"key_hash": KEY_HASH, "expires_at": NOW_S + 360}]),
+        json!([]),
+        Value::Null,
+    );
+    req.reset();
+    let o = first(&cfg, &mut fresh, &mut req, "/v1/items");
+    assert!(revoked(&o));
+    assert!(req.shared_read.is_empty());
+    // another key is untouched
+    let mut other = Req::key(KEY2);
+    assert_eq!(
+        awaited(&first(&cfg, &mut fresh, &mut other, "/v1/items")),
+        key_hash(KEY2)
+    );
+}
+
+#[test]
+fn a_key_the_feed_revokes_by_id_is_refused_from_every_cache_and_from_an_answer_in_flight() {
+    let cfg = config();
+    let listed = json!([{"key_id": "key_mepybc6vdnwbtgbcqqchcvqb6w", "expires_at": NOW_S + 360}]);
+    // local hit
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    with_answer(
+        &cfg,
+        &mut st,
+        &mut req,
+        "/v1/items",
+        &answer_for(KEY, &answered_at(NOW_S)),
+    );
+    feed_keys(&mut st, listed.clone(), json!([]), Value::Null);
+    assert!(revoked(&run(
+        &cfg,
+        &mut st,
+        &mut req,
+        "/v1/items",
+        NOW + 1_000,
+        true,
+        None
+    )));
+    // shared hit (another worker cached it)
+    let mut st = State::new(&cfg);
+    feed_keys(&mut st, listed.clone(), json!([]), Value::Null);
+    let mut req = Req::key(KEY);
+    req.put_shared(&cfg, KEY, &lookup(&answered_at(NOW_S)), NOW_S + 100);
+    assert!(revoked(&first(&cfg, &mut st, &mut req, "/v1/items")));
+    // an answer computed before the revocation that arrives after the feed
+    let mut st = State::new(&cfg);
+    feed_keys(&mut st, listed.clone(), json!([]), Value::Null);
+    let mut req = Req::key(KEY);
+    let o = with_answer(
+        &cfg,
+        &mut st,
+        &mut req,
+        "/v1/items",
+        &answer_for(KEY, &answered_at(NOW_S - 1)),
+    );
+    assert!(revoked(&o));
+    assert!(
+        revoked(&run(&cfg, &mut st, &mut req, "/v1/items", NOW + 1_000, true, None)),
+        "and it is not admitted from the cache afterwards"
+    );
+    // another key id is not refused
+    let mut st = State::new(&cfg);
+    feed_keys(&mut st, listed, json!([]), Value::Null);
+    let other = valid_with(|v| v["key_id"] = json!("key_other"));
+    assert!(matches!(
+        with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &other)).verdict,
+        Verdict::Allow(_)
+    ));
+}
+
+#[test]
+fn a_tenant_key_cut_off_refuses_answers_computed_before_it_and_spares_later_keys() {
+    let cfg = config();
+    let cut = json!([{"tenant": "acme", "revoked_before": NOW_S}]);
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    with_answer(
+        &cfg,
+        &mut st,
+        &mut req,
+        "/v1/items",
+        &answer_for(KEY, &answered_at(NOW_S - 5)),
+    );
+    feed_keys(&mut st, json!([]), cut.clone(), Value::Null);
+    assert!(revoked(&run(
+        &cfg,
+        &mut st,
+        &mut req,
+        "/v1/items",
+        NOW + 1_000,
+        true,
+        None
+    )));
+    // in flight: computed before, delivered after
+    let mut st = State::new(&cfg);
+    feed_keys(&mut st, json!([]), cut.clone(), Value::Null);
+    let o = with_answer(
+        &cfg,
+        &mut st,
+        &mut req,
+        "/v1/items",
+        &answer_for(KEY, &answered_at(NOW_S - 1)),
+    );
+    assert!(revoked(&o));
+    // an answer without answered_at (a service older than 1.3) fails closed
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &valid_json()));
+    assert!(revoked(&o));
+    // a key answered after the cut-off (one created since), and another tenant's key
+    let mut st = State::new(&cfg);
+    feed_keys(&mut st, json!([]), cut.clone(), Value::Null);
+    let o = with_answer(
+        &cfg,
+        &mut st,
+        &mut req,
+        "/v1/items",
+        &answer_for(KEY, &answered_at(NOW_S)),
+    );
+    assert!(matches!(o.verdict, Verdict::Allow(_)), "{:?}", o.verdict);
+    let mut st = State::new(&cfg);
+    feed_keys(&mut st, json!([]), cut, Value::Null);
+    let globex = valid_with(|v| {
+        v["tenant"] = json!("globex");
+        v["answered_at"] = json!(NOW_S - 100);
+    });
+    assert!(matches!(
+        with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &globex)).verdict,
+        Verdict::Allow(_)
+    ));
+}
+
+#[test]
+fn the_global_key_cut_off_refuses_every_tenants_earlier_answers_even_stale_ones() {
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    feed_keys(&mut st, json!([]), json!([]), json!(NOW_S));
+    for tenant in ["acme", "globex"] {
+        let early = valid_with(|v| {
+            v["tenant"] = json!(tenant);
+            v["answered_at"] = json!(NOW_S - 1);
+        });
+        let mut req = Req::key(KEY);
+        req.put_shared(&cfg, KEY, &lookup(&early), NOW_S + 100);
+        assert!(revoked(&first(&cfg, &mut st, &mut req, "/v1/items")), "{tenant}");
+    }
+    // a stale answer served during an outage is checked too
+    let mut st = State::new(&cfg);
+    feed_keys(&mut st, json!([]), json!([]), json!(NOW_S));
+    let mut req = Req::key(KEY);
+    req.put_shared(&cfg, KEY, &lookup(&answered_at(NOW_S - 40)), NOW_S - 30);
+    let fail = failure_for(KEY, LookupFailure::NoResponse);
+    let o = run(&cfg, &mut st, &mut req, "/stale/items", NOW, false, Some(&fail));
+    assert!(revoked(&o), "{:?}", o.verdict);
+}

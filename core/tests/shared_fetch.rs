@@ -561,7 +561,11 @@ fn snapshot_round_trips_every_kind_of_entry() {
                      {"subject": "bob", "revoked_before": NOW_S - 20, "tenant": "acme"}],
         "sessions": [{"sid": "s1", "expires_at": NOW_S + 60}],
         "jtis": [{"jti": "j1", "expires_at": NOW_S + 60}],
-        "tenants": [{"tenant": "evil", "revoked_before": NOW_S - 30}]});
+        "tenants": [{"tenant": "evil", "revoked_before": NOW_S - 30}],
+        "api_keys": [{"key_hash": "ab".repeat(32), "expires_at": NOW_S + 60},
+                     {"key_id": "key_9", "expires_at": NOW_S + 60}],
+        "api_key_tenants": [{"tenant": "acme", "revoked_before": NOW_S - 40}],
+        "api_keys_revoked_before": NOW_S - 200});
     let mut a = RevocationState::new();
     assert!(a.snapshot().is_none(), "nothing to publish before a good poll");
     a.apply(
@@ -577,7 +581,14 @@ fn snapshot_round_trips_every_kind_of_entry() {
     b.apply(Some(200), Some(&snap), usize::MAX, &Limits::default(), NOW_S)
         .unwrap();
     assert_eq!(b.len(), a.len());
-    assert_eq!(b.len(), 5);
+    assert_eq!(b.len(), 8);
+    // the API-key revocations (contract 1.3) are published too
+    let (ka, kb) = (a.keys(), b.keys());
+    assert!(kb.lists(Some(&"ab".repeat(32)), None) && ka.lists(Some(&"ab".repeat(32)), None));
+    assert!(kb.lists(None, Some("key_9")));
+    assert!(!kb.lists(Some(&"cd".repeat(32)), Some("key_8")));
+    assert_eq!(kb.cut_off("acme"), ka.cut_off("acme"));
+    assert_eq!(kb.global_cut_off(), Some(NOW_S - 200));
     assert_eq!(b.cursor(), Some("c9"));
     assert_eq!(b.global_revoked_before(), Some(NOW_S - 100));
     let probe = |claims: Value| {

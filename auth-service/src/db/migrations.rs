@@ -126,6 +126,28 @@ const SQLITE: &[&str] = &[
     CREATE INDEX audit_events_action ON audit_events(action, tx, id);
     ALTER TABLE signing_keys ADD COLUMN kek_id TEXT;  -- NULL: private_key in clear; else sealed with that KEK
     "#,
+    // 4: API-key revocations in the feed (contract 1.3): a key revoked one by one
+    // ('key': value is its key_id, key_hash its hash), a tenant's key cut-off
+    // ('key_tenant') and the global one ('key_global'). The table is rebuilt for the
+    // CHECK constraint, as in 3.
+    r#"
+    CREATE TABLE revocation_events_4 (
+        id             INTEGER PRIMARY KEY,
+        kind           TEXT NOT NULL CHECK (kind IN ('jti', 'session', 'subject', 'global', 'tenant',
+                                                     'key', 'key_tenant', 'key_global')),
+        value          TEXT,
+        tenant         TEXT,
+        revoked_before INTEGER,
+        expires_at     INTEGER NOT NULL,
+        created_at     INTEGER NOT NULL,
+        key_hash       TEXT               -- 'key' events only
+    );
+    INSERT INTO revocation_events_4 (id, kind, value, tenant, revoked_before, expires_at, created_at)
+        SELECT id, kind, value, tenant, revoked_before, expires_at, created_at FROM revocation_events;
+    DROP TABLE revocation_events;
+    ALTER TABLE revocation_events_4 RENAME TO revocation_events;
+    CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
+    "#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -230,6 +252,13 @@ const POSTGRES: &[&str] = &[
     CREATE INDEX audit_events_action ON audit_events(action, tx, id);
     ALTER TABLE signing_keys ADD COLUMN kek_id TEXT;
     "#,
+    // 4: as SQLite's 4.
+    r#"
+    ALTER TABLE revocation_events ADD COLUMN key_hash TEXT;
+    ALTER TABLE revocation_events DROP CONSTRAINT revocation_events_kind_check;
+    ALTER TABLE revocation_events ADD CONSTRAINT revocation_events_kind_check
+        CHECK (kind IN ('jti', 'session', 'subject', 'global', 'tenant', 'key', 'key_tenant', 'key_global'));
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -310,6 +339,7 @@ mod tests {
             tenant: None,
             revoked_before: None,
             expires_at: 10,
+            key_hash: None,
         };
         store::insert_events(c, &[e], 1).unwrap();
         let head = store::feed_head(c).unwrap();

@@ -12,6 +12,7 @@
 //! cached.
 
 pub mod breaker;
+pub mod revocations;
 pub mod shared_cache;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -152,6 +153,10 @@ pub struct KeyRecord {
     pub ip_allowlist_raw: Vec<String>,
     /// `allowed_origins` as received, for re-serialisation.
     pub allowed_origins_raw: Vec<String>,
+    /// When the service computed the answer (unix seconds, the service's
+    /// clock; contract 1.3). `None`: a service older than 1.3. Compared with
+    /// the feed's key cut-offs ([`revocations::KeyRevocations`]).
+    pub answered_at: Option<u64>,
 }
 
 impl KeyRecord {
@@ -187,6 +192,7 @@ impl KeyRecord {
             expires_at,
             ip_allowlist_raw: ip_allowlist,
             allowed_origins_raw: allowed_origins,
+            answered_at: None,
         })
     }
 }
@@ -302,6 +308,10 @@ struct Wire {
     /// `None`: absent; `Some(None)`: `null` (never expires).
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
     expires_at: Option<Option<u64>>,
+    /// When the service computed the answer (contract 1.3); kept with a
+    /// valid answer only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    answered_at: Option<u64>,
 }
 
 /// Tells a present `null` (`Some(None)`) from an absent field (`None`, by
@@ -328,7 +338,12 @@ impl Wire {
                 self.expires_at?,
             )
             .ok()
-            .map(Answer::Valid),
+            .map(|r| {
+                Answer::Valid(KeyRecord {
+                    answered_at: self.answered_at,
+                    ..r
+                })
+            }),
             _ => None,
         }
     }
@@ -345,6 +360,7 @@ impl Wire {
             ip_allowlist: None,
             allowed_origins: None,
             expires_at: None,
+            answered_at: None,
         };
         match &lookup.answer {
             Answer::Unknown => {}
@@ -357,6 +373,7 @@ impl Wire {
                 w.ip_allowlist = Some(r.ip_allowlist_raw.clone());
                 w.allowed_origins = Some(r.allowed_origins_raw.clone());
                 w.expires_at = Some(r.expires_at);
+                w.answered_at = r.answered_at;
             }
         }
         w

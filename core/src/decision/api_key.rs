@@ -50,6 +50,12 @@ pub(super) fn authorize_key<'c>(
     // on a local miss), and at most once.
     let hash_cell = std::cell::OnceCell::new();
     let hash = || hash_cell.get_or_init(|| api_key::key_hash(&found.token)).as_str();
+    // A key the feed revoked by its hash is refused without a lookup (the
+    // hash is computed for this only while the feed lists some hash).
+    let feed = st.revocation.keys();
+    if feed.lists_hashes() && feed.lists(Some(hash()), None) {
+        return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::Revoked)), None, None);
+    }
     let delivered = cx.attempt.answer.filter(|a| a.hash == hash()).map(|a| &a.result);
     let (entry, used) = if let Some(Ok(lookup)) = delivered {
         let until = shared_cache::cache_until(lookup, now, keys.max_cache_ttl_s, keys.negative_cache_ttl_s);
@@ -92,7 +98,7 @@ pub(super) fn authorize_key<'c>(
             }
         }
     };
-    let verdict = match key_verdict(cx, keys, &entry, req, now, &mut notice) {
+    let verdict = match revoked_by_feed(st, &entry).or_else(|| key_verdict(cx, keys, &entry, req, now, &mut notice)) {
         Some(d) => Verdict::Deny(d),
         None => {
             let context = match (&cx.cfg.context, &entry.lookup.answer) {
@@ -114,6 +120,20 @@ pub(super) fn authorize_key<'c>(
         }
     };
     outcome(verdict, Some(used), notice)
+}
+
+/// The feed's word on a `valid` answer, fresh, cached or stale
+/// (docs/auth-service-api.md, 5.6): its `key_id` is revoked one by one, or it
+/// was computed before a key cut-off of its tenant or of every tenant. Such
+/// an answer is refused, never looked up again: the cut-off revoked every
+/// key the service knew then, and this one was known.
+fn revoked_by_feed<'c>(st: &State, entry: &CachedKey) -> Option<Deny<'c>> {
+    let Answer::Valid(record) = &entry.lookup.answer else {
+        return None;
+    };
+    let feed = st.revocation.keys();
+    (feed.lists(None, Some(&record.key_id)) || feed.predates_cut_off(record))
+        .then_some(Deny::ApiKey(KeyRefusal::Revoked))
 }
 
 /// Applies a key's answer: refuses a key that is not valid, and applies a

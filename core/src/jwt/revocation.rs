@@ -25,13 +25,15 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::api_key::revocations::{optional_time, KeyEntry, KeyRevocations, KeyTenantEntry};
 use crate::jwt::Claims;
 
 /// Bounds on the state's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most entries held: revoked jtis + revoked sessions + subject cut-offs
-    /// (one per subject and tenant) + tenant cut-offs.
+    /// (one per subject and tenant) + tenant cut-offs + API-key entries
+    /// (revoked key hashes and ids, tenants' key cut-offs).
     /// An answer that would take the state past it is refused
     /// ([`FeedFailure::TooManyEntries`]) and the state is left as it was.
     pub max_entries: usize,
@@ -110,6 +112,8 @@ pub struct RevocationState {
     tenants: Tenants,
     /// The global cut-off ("revoke all").
     revoked_before: Option<u64>,
+    /// API-key revocations (since contract 1.3).
+    keys: KeyRevocations,
     /// The cursor of the last answer applied.
     cursor: Option<String>,
     synced: bool,
@@ -130,6 +134,15 @@ struct Feed {
     /// Since 1.2; a service older than that sends none.
     #[serde(default)]
     tenants: Vec<TenantEntry>,
+    /// Since 1.3 (API keys revoked one by one); absent from older services.
+    #[serde(default)]
+    api_keys: Vec<KeyEntry>,
+    /// Since 1.3 (tenants' key cut-offs).
+    #[serde(default)]
+    api_key_tenants: Vec<KeyTenantEntry>,
+    /// Since 1.3 (the global key cut-off); absent or `null`: none / unchanged.
+    #[serde(default, deserialize_with = "optional_time")]
+    api_keys_revoked_before: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -282,11 +295,12 @@ struct Tables {
     sessions: HashMap<String, u64>,
     subjects: Subjects,
     tenants: Tenants,
+    keys: KeyRevocations,
 }
 
 impl Tables {
     fn len(&self) -> usize {
-        self.jtis.len() + self.sessions.len() + self.subjects.len() + self.tenants.by_tenant.len()
+        self.jtis.len() + self.sessions.len() + self.subjects.len() + self.tenants.by_tenant.len() + self.keys.len()
     }
 
     fn from_feed(feed: Feed, max_entries: usize, now: u64) -> Result<Tables, FeedFailure> {
@@ -314,6 +328,7 @@ impl Tables {
             }
             t.tenants.raise(e.tenant, e.revoked_before);
         }
+        t.keys = KeyRevocations::from_feed(feed.api_keys, feed.api_key_tenants, feed.api_keys_revoked_before, now)?;
         // No merge can hold fewer entries than the answer brings.
         if t.len() > max_entries {
             return Err(FeedFailure::TooManyEntries);
@@ -450,8 +465,9 @@ impl RevocationState {
         self.sessions = tables.sessions;
         self.subjects = tables.subjects;
         self.tenants = tables.tenants;
+        self.keys = tables.keys;
         self.revoked_before = global;
-        changes
+        changes + usize::from(self.keys.global_cut_off().is_some())
     }
 
     fn merge(&mut self, t: Tables, global: Option<u64>, limits: &Limits, now: u64) -> Result<usize, FeedFailure> {
@@ -461,7 +477,8 @@ impl RevocationState {
         let held = self.jtis.values().filter(|&&e| e > now).count()
             + self.sessions.values().filter(|&&e| e > now).count()
             + self.subjects.len()
-            + self.tenants.by_tenant.len();
+            + self.tenants.by_tenant.len()
+            + self.keys.live(now);
         let new_subjects: usize = t
             .subjects
             .by_subject
@@ -481,7 +498,8 @@ impl RevocationState {
                 .by_tenant
                 .keys()
                 .filter(|k| !self.tenants.by_tenant.contains_key(k.as_str()))
-                .count();
+                .count()
+            + self.keys.new_entries(&t.keys, now);
         if held.saturating_add(new) > limits.max_entries {
             return Err(FeedFailure::TooManyEntries);
         }
@@ -504,6 +522,7 @@ impl RevocationState {
         for (tenant, v) in t.tenants.by_tenant {
             changes += usize::from(self.tenants.raise(tenant, v));
         }
+        changes += self.keys.merge(t.keys);
         if let Some(g) = global {
             if self.revoked_before.is_none_or(|held| g > held) {
                 self.revoked_before = Some(g);
@@ -519,6 +538,7 @@ impl RevocationState {
     pub fn prune(&mut self, now: u64) {
         self.jtis.retain(|_, exp| *exp > now);
         self.sessions.retain(|_, exp| *exp > now);
+        self.keys.prune(now);
     }
 
     /// Whether a verified token is revoked (section 5.4): its `jti` is listed;
@@ -545,9 +565,14 @@ impl RevocationState {
     }
 
     /// The entries held: revoked jtis + sessions + subject cut-offs (one per
-    /// subject and tenant) + tenant cut-offs.
+    /// subject and tenant) + tenant cut-offs + API-key entries.
     pub fn len(&self) -> usize {
-        self.jtis.len() + self.sessions.len() + self.subjects.len() + self.tenants.by_tenant.len()
+        self.jtis.len() + self.sessions.len() + self.subjects.len() + self.tenants.by_tenant.len() + self.keys.len()
+    }
+
+    /// The API-key revocations the feed holds (section 5.6).
+    pub fn keys(&self) -> &KeyRevocations {
+        &self.keys
     }
 
     /// Whether no entry is held (a global cut-off is not an entry).
@@ -590,6 +615,7 @@ impl RevocationState {
             .iter()
             .map(|(t, v)| serde_json::json!({"tenant": t, "revoked_before": v}))
             .collect();
+        let (api_keys, api_key_tenants, api_keys_revoked_before) = self.keys.feed_fields();
         let feed = serde_json::json!({
             "cursor": self.cursor.as_deref().unwrap_or(""),
             "reset": true,
@@ -599,6 +625,9 @@ impl RevocationState {
             "sessions": pairs(&self.sessions, "sid"),
             "jtis": pairs(&self.jtis, "jti"),
             "tenants": tenants,
+            "api_keys": api_keys,
+            "api_key_tenants": api_key_tenants,
+            "api_keys_revoked_before": api_keys_revoked_before,
         });
         serde_json::to_vec(&feed).ok()
     }

@@ -112,6 +112,9 @@ pub struct Outbound {
     jwks_seq: Vec<u64>,
     /// The SHA-256 of the JWKS body installed, by provider.
     jwks_digest: Vec<Option<[u8; 32]>>,
+    /// The revocation poll's own rate limit of warnings: a feed that keeps
+    /// failing (polled for API keys too) must not silence the lookups' warnings.
+    poll_warnings: WarnLimiter,
 }
 
 impl Outbound {
@@ -127,6 +130,7 @@ impl Outbound {
             revocation_seq: 0,
             jwks_seq: vec![0; cfg.providers.len()],
             jwks_digest: vec![None; cfg.providers.len()],
+            poll_warnings: WarnLimiter::default(),
         }
     }
 

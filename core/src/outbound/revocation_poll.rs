@@ -1,12 +1,13 @@
 //! Polls of the auth service's revocation feed: one every
-//! `revocation_poll_s` per Envoy, so that a revocation check at request
-//! time is a local lookup. The worker holding the feed's lease
-//! (`shared_fetch`) polls and publishes its state in shared data as a feed
-//! snapshot; every worker installs a newly published state on its tick. What
-//! the feed means is `revocation`'s; a poll that fails leaves the last good
-//! state in force, and only a good one extends how long that state counts
-//! as fresh (`State::revocation_fresh_until_ms`: the last good poll, by
-//! whichever worker, plus `revocation_max_staleness_s`).
+//! `revocation_poll_s` per Envoy (when a provider has `check_revocation`,
+//! or `api_keys` is configured: the feed revokes keys too), so that a
+//! revocation check at request time is a local lookup. The worker holding
+//! the feed's lease (`shared_fetch`) polls and publishes its state in shared
+//! data as a feed snapshot; every worker installs a newly published state on
+//! its tick. What the feed means is `revocation`'s; a poll that fails leaves
+//! the last good state in force, and only a good one extends how long that
+//! state counts as fresh (`State::revocation_fresh_until_ms`: the last good
+//! poll, by whichever worker, plus `revocation_max_staleness_s`).
 
 use super::shared_fetch::{self, Outcome, Shared};
 use super::{CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, GRACE_MS};
@@ -19,7 +20,9 @@ impl Outbound {
     /// Gives up on a poll past its deadline (a failure), and sends one when due.
     pub(super) fn poll_tick(&mut self, cfg: &Config, st: &mut State, host: &mut dyn Host, now_ms: u64) {
         let Some(svc) = &cfg.auth_service else { return };
-        if !cfg.providers.iter().any(|p| p.check_revocation) {
+        // The feed carries API-key revocations too (contract 1.3): a filter
+        // with `api_keys` polls it whether or not a provider checks tokens.
+        if !cfg.providers.iter().any(|p| p.check_revocation) && cfg.api_keys.is_none() {
             return;
         }
         let shared = Shared::revocation(svc);
@@ -69,7 +72,7 @@ impl Outbound {
             }
             Err(e) => {
                 host.count(Counter::RevocationPollFailed);
-                if self.warnings.allow(now_ms) {
+                if self.poll_warnings.allow(now_ms) {
                     host.log(
                         Level::Warn,
                         &format!("cannot poll revocations from {}: {e:?}", svc.cluster),
@@ -124,7 +127,7 @@ impl Outbound {
                     };
                     let _ = shared_fetch::publish(host, &shared, out, now_ms);
                 }
-                if self.warnings.allow(now_ms) {
+                if self.poll_warnings.allow(now_ms) {
                     host.log(
                         Level::Warn,
                         &format!("revocation poll failed ({}); keeping the last state", e.name()),
@@ -164,7 +167,7 @@ impl Outbound {
                         self.revocation_seq = head.seq;
                     }
                     Err(e) => {
-                        if self.warnings.allow(now_ms) {
+                        if self.poll_warnings.allow(now_ms) {
                             host.log(
                                 Level::Warn,
                                 &format!("revocation state published by another worker refused ({})", e.name()),

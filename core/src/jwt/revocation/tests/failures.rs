@@ -118,7 +118,7 @@ fn unknown_fields_are_ignored() {
         "subjects": [{"subject": "u", "revoked_before": NOW, "tenant": "acme"}],
         "sessions": [{"sid": "s", "expires_at": NOW + 1, "reason": "logout"}],
         "jtis": [{"jti": "j", "expires_at": NOW + 1, "extra": null}],
-        "api_keys": [{"key_id": "key_x"}],
+        "webhooks": [{"key_id": "key_x"}],
     })
     .to_string();
     let a = apply(&mut s, body.as_bytes()).unwrap();

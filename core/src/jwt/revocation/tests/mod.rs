@@ -68,7 +68,8 @@ fn observe(s: &RevocationState) -> String {
     subjects.sort();
     tenants.sort();
     format!(
-        "{jtis:?} {sessions:?} {subjects:?} {tenants:?} {} {:?} {:?} {}",
+        "{jtis:?} {sessions:?} {subjects:?} {tenants:?} {:?} {} {:?} {:?} {}",
+        s.keys,
         s.subjects.len(),
         s.revoked_before,
         s.cursor,
@@ -77,5 +78,6 @@ fn observe(s: &RevocationState) -> String {
 }
 
 mod failures;
+mod keys;
 mod merge;
 mod tenants;
