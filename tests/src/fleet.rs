@@ -223,6 +223,8 @@ impl Fleet {
             .cluster("auth", proxy.port())
             .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN);
         opts.concurrency = self.opts.concurrency;
+        // several Envoys start on a shared, busy machine
+        opts.startup_timeout = Duration::from_secs(60);
         let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
         Edge { envoy, proxy }
     }
