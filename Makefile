@@ -48,7 +48,7 @@ MINT := cargo run -q -p edge-auth-e2e --bin mint-token -- --secret-env $(DEMO_SE
 	--iss https://demo.edge-auth.local --aud demo-api --sub alice --ttl 300
 
 .PHONY: help setup rust-targets envoy wasm-bindgen-cli build build-rustcrypto test-unit test-wasm test-e2e \
-	test-rustcrypto lint test test-steps run demo-bins token clean bench bench-service bench-service-cost service-bench-tools fuzz \
+	test-rustcrypto lint test test-steps run demo-bins token clean bench bench-service bench-service-cost bench-fleet service-bench-tools fuzz \
 	oci dashboard-png
 
 help:
@@ -69,6 +69,7 @@ help:
 	@echo "make dashboard-png  a load run of the demo stack, drawn with the Grafana dashboard's queries: docs/img/dashboard.png"
 	@echo "make bench-service  the auth service's lookups alone and under a flood, SQLite and PostgreSQL (bench/results/service-latest.md)"
 	@echo "make bench-service-cost  instructions (callgrind) and CPU time per auth-service request, by kind"
+	@echo "make bench-fleet  three Envoys against one auth service: its requests per Envoy, revocation times (bench/results/fleet-latest.md)"
 	@echo "make clean       cargo clean, remove .venv and .tools"
 
 ## ---------------------------------------------------------------- setup
@@ -296,6 +297,19 @@ bench-service: service-bench-tools
 	@echo "bench-service: cargo build --release -p edge-auth-service -p edge-auth-flood"
 	@cargo build --quiet --release -p edge-auth-service -p edge-auth-flood
 	@$(WITH_PG) python3 "$(BENCH_DIR)/service.py"
+
+# `make bench-fleet`: three Envoys (the built filter, --concurrency 1, 2, 4) against one
+# auth service (debug build, SQLite) and one upstream, under steady load: the service's
+# requests per minute per Envoy and endpoint (with and without a flood of invented keys),
+# acknowledgement-to-refusal times of 20 revocations of each kind (one Envoy restarted
+# mid-run), signature verifications per token (tests/src/bin/fleet_bench.rs, bench/README.md).
+# Knobs: FLEET_CONCURRENCIES, FLEET_WARMUP_S, FLEET_STEADY_S, FLEET_POLL_S, FLEET_TRIALS,
+# FLEET_DEADLINE_S, FLEET_GIVE_UP, FLEET_KEY_CACHE_TTL_S, FLEET_REVOKE_CONCURRENCY, FLEET_OUT.
+bench-fleet: setup build
+	@echo "bench-fleet: cargo build -p edge-auth-service -p edge-auth-e2e --bin fleet-bench"
+	@cargo build --quiet -p edge-auth-service && cargo build --quiet -p edge-auth-e2e --bin fleet-bench
+	@ENVOY_BIN="$(ENVOY)" EDGE_AUTH_WASM="$(WASM)" EDGE_AUTH_SERVICE_BIN="$(ROOT)/target/debug/edge-auth-service" \
+	  "$(ROOT)/target/debug/fleet-bench"
 
 # `make bench-service-cost`: what one request of each kind (a lookup, refusals) costs
 # the service, in instructions under callgrind and in CPU time (bench/service_cost.py).

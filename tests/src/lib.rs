@@ -11,6 +11,8 @@
 //! * [`envoy`]: starts the real Envoy (`$ENVOY_BIN`) with a generated bootstrap
 //!   that loads the filter (`$EDGE_AUTH_WASM`) in front of an upstream.
 //! * [`context`]: forged context headers, and verifying the signed ones.
+//! * [`fleet`]: several Envoys against one auth service, each through a counting
+//!   proxy, with steady load, floods and revocation timing (issue 14).
 //! * [`service`]: the reference auth service as a child process, with its
 //!   admin API and counters.
 //! * [`fetch_counter`]: a fake auth service and JWKS that counts the polls
@@ -23,6 +25,7 @@
 pub mod context;
 pub mod envoy;
 pub mod fetch_counter;
+pub mod fleet;
 pub mod http;
 pub mod lds;
 pub mod servers;
