@@ -91,6 +91,13 @@ ORIGIN = "https://app.bench.local"
 # edge-auth's verified-token cache (per worker), far smaller than BENCH_POOL so
 # that the *_distinct variants never hit it; jwt_authn's cache where enabled.
 EDGE_TOKEN_CACHE = 1024
+# The distinct-token variants: the table the workers share has one slot, which
+# every new token takes from the previous one, so no request is a shared hit
+# (each reads and writes the table, and verifies).
+EDGE_ALWAYS_MISS = {"max_entries": EDGE_TOKEN_CACHE, "shared_slots": 1}
+# edge_rs256_shared: no worker cache, so a repeated token is vouched for by the
+# shared table on every request (the cost of a shared hit).
+EDGE_SHARED_ONLY = {"max_entries": 0, "shared_slots": 8192}
 JWT_AUTHN_CACHE = 1000
 # A run during which other processes took more than this share of a core is
 # marked as disturbed in the report.
@@ -362,8 +369,11 @@ def edge_config(ctx: "Context", **rule: object) -> dict:
     }
 
 
-def edge_filter(ctx: "Context", revocation: bool = False, **rule: object) -> list[dict]:
+def edge_filter(ctx: "Context", revocation: bool = False, token_cache: Optional[dict] = None,
+                **rule: object) -> list[dict]:
     config = edge_config(ctx, **rule)
+    if token_cache is not None:
+        config["token_cache"] = token_cache
     env_keys: tuple[str, ...] = (HS256_ENV,)
     if revocation:
         config["auth_service"] = {"cluster": "auth_service", "token_env": SERVICE_TOKEN_ENV}
@@ -567,10 +577,16 @@ VARIANTS: list[Variant] = [
             filters=edge_filter, load=lambda ctx: bearer(ctx.tokens.token("ES256")), needs=EDGE),
     Variant("edge_eddsa", "edge-auth, EdDSA token repeated (cache hit)",
             filters=edge_filter, load=lambda ctx: bearer(ctx.tokens.token("EdDSA")), needs=EDGE),
+    Variant("edge_rs256_shared", "edge-auth, RS256 token repeated, worker cache off: every request vouched for by "
+            "the table the workers share (a shared hit)",
+            filters=lambda ctx: edge_filter(ctx, token_cache=EDGE_SHARED_ONLY),
+            load=lambda ctx: bearer(ctx.tokens.token("RS256")), needs=EDGE),
     Variant("edge_rs256_distinct", f"edge-auth, a new RS256 token per request (cache {EDGE_TOKEN_CACHE}, always a miss)",
-            filters=edge_filter, load=lambda ctx: Load(pool=ctx.tokens.pool("RS256")), needs=EDGE),
+            filters=lambda ctx: edge_filter(ctx, token_cache=EDGE_ALWAYS_MISS),
+            load=lambda ctx: Load(pool=ctx.tokens.pool("RS256")), needs=EDGE),
     Variant("edge_es256_distinct", f"edge-auth, a new ES256 token per request (cache {EDGE_TOKEN_CACHE}, always a miss)",
-            filters=edge_filter, load=lambda ctx: Load(pool=ctx.tokens.pool("ES256")), needs=EDGE),
+            filters=lambda ctx: edge_filter(ctx, token_cache=EDGE_ALWAYS_MISS),
+            load=lambda ctx: Load(pool=ctx.tokens.pool("ES256")), needs=EDGE),
     Variant("jwt_authn_rs256_distinct", f"Envoy jwt_authn, a new RS256 token per request (jwt_cache_size {JWT_AUTHN_CACHE})",
             filters=lambda ctx: jwt_authn_filter(ctx, cache=True),
             load=lambda ctx: Load(pool=ctx.tokens.pool("RS256")), group="native"),

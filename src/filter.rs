@@ -7,7 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 
 use edge_auth_core::decision::{
-    self, Allow, Attempt, Credential, Deny, KeyAnswer, KeyUse, Request, ResponseHeaders, Verdict,
+    self, Allow, Attempt, Credential, Deny, KeyAnswer, KeyUse, Request, ResponseHeaders, Signature, Verdict,
 };
 use edge_auth_core::header_map::HeaderMap;
 use edge_auth_core::logging;
@@ -81,6 +81,10 @@ impl Request for HostRequest<'_> {
 
     fn shared_data(&mut self, name: &str) -> Option<Vec<u8>> {
         host::shared_get(name).0
+    }
+
+    fn share(&mut self, name: &str, value: &[u8]) {
+        let _ = host::shared_set(name, value, None);
     }
 
     fn has_body(&mut self) -> bool {
@@ -158,6 +162,11 @@ pub fn evaluate(
     match outcome.cache {
         Some(true) => Metrics::inc(m.cache_hit),
         Some(false) => Metrics::inc(m.cache_miss),
+        None => {}
+    }
+    match outcome.signature {
+        Some(Signature::Verified) => Metrics::inc(m.signature_verifications),
+        Some(Signature::Shared) => Metrics::inc(m.cache_shared_hit),
         None => {}
     }
     match outcome.key {

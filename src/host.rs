@@ -159,6 +159,12 @@ pub fn shared_get(name: &str) -> (Option<Bytes>, Option<u32>) {
     hostcalls::get_shared_data(name).unwrap_or((None, None))
 }
 
+/// Writes a value of the data the VM's workers share; with `cas`, only if
+/// it is still at that version.
+pub fn shared_set(name: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+    hostcalls::set_shared_data(name, Some(value), cas)
+}
+
 /// The status, content type and body of the HTTP call response being
 /// delivered, the body read only up to `max_body + 1` bytes so an oversized
 /// answer is detectable without copying all of it.
@@ -229,7 +235,7 @@ impl outbound::Host for ProxyHost<'_> {
     }
 
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
-        hostcalls::set_shared_data(key, Some(value), cas).map_err(host_error)
+        shared_set(key, value, cas).map_err(host_error)
     }
 
     fn set_tick_period_ms(&mut self, period_ms: u64) -> Result<(), HostError> {

@@ -9,6 +9,9 @@ pub fn realm() -> String {
 pub fn cache_entries() -> usize {
     4096
 }
+pub fn shared_token_slots() -> usize {
+    8192
+}
 pub fn leeway_s() -> u64 {
     60
 }

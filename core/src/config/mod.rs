@@ -95,12 +95,15 @@ struct RawConfig {
 struct RawTokenCache {
     #[serde(default = "defaults::cache_entries")]
     max_entries: usize,
+    #[serde(default = "defaults::shared_token_slots")]
+    shared_slots: usize,
 }
 
 impl Default for RawTokenCache {
     fn default() -> Self {
         RawTokenCache {
             max_entries: defaults::cache_entries(),
+            shared_slots: defaults::shared_token_slots(),
         }
     }
 }
@@ -120,6 +123,8 @@ pub struct Config {
     pub providers: Vec<Provider>,
     pub routes: RouteTable,
     pub token_cache_entries: usize,
+    /// Slots of the verified-token table the workers share (0: not shared).
+    pub token_cache_shared_slots: usize,
     pub max_token_bytes: usize,
     pub realm: String,
     /// Every header the filter may write upstream. Client-sent copies of all of
@@ -192,6 +197,12 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
             "must be at most 100000 (entries are allocated up front, per worker)",
         ));
     }
+    if raw.token_cache.shared_slots > crate::jwt::shared_tokens::MAX_SLOTS {
+        return Err(err(
+            "token_cache.shared_slots",
+            "must be at most 100000 (the table lives as long as the Envoy process)",
+        ));
+    }
     if raw.realm.is_empty()
         || !raw
             .realm
@@ -249,6 +260,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
         providers,
         routes: RouteTable::new(rules, default),
         token_cache_entries: raw.token_cache.max_entries,
+        token_cache_shared_slots: raw.token_cache.shared_slots,
         max_token_bytes: raw.max_token_bytes,
         realm: raw.realm,
         written_headers: written,

@@ -245,3 +245,27 @@ fn remote_only_provider_needs_no_static_keys() {
     assert_eq!(r.refresh_interval_s, 300);
     assert_eq!(r.min_refetch_interval_s, 30);
 }
+
+#[test]
+fn shared_token_slots_are_bounded() {
+    assert_eq!(parse_value(&base()).unwrap().token_cache_shared_slots, 8192);
+    for (slots, ok) in [(0, true), (1, true), (100_000, true), (100_001, false)] {
+        let mut v = base();
+        v["token_cache"] = json!({"shared_slots": slots});
+        match parse_value(&v) {
+            Ok(c) => {
+                assert!(ok, "{slots}");
+                assert_eq!(c.token_cache_shared_slots, slots);
+                assert_eq!(c.token_cache_entries, 4096);
+            }
+            Err(e) => {
+                assert!(!ok, "{slots}: {e}");
+                assert_eq!(e.field, "token_cache.shared_slots");
+            }
+        }
+    }
+    let e = error_of(|v| v["token_cache"] = json!({"shared_slots": -1}));
+    assert_eq!(e.field, "token_cache.shared_slots");
+    let e = error_of(|v| v["token_cache"] = json!({"shared": 1}));
+    assert!(e.message.contains("unknown field"), "{e}");
+}

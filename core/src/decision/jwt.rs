@@ -4,17 +4,20 @@
 
 use std::rc::Rc;
 
+use crate::cache::{token_key, CacheKey};
 use crate::config::{Config, Context};
 use crate::context::Identity;
 use crate::credentials::{Census, Kept};
+use crate::jwt::keys::{KeyFingerprint, KeySet};
 use crate::jwt::refresh::OnDemand;
-use crate::jwt::{self, JwtError, Provider};
+use crate::jwt::shared_tokens::{self, Entry};
+use crate::jwt::{self, Inspected, JwtError, Provider};
 use crate::policy::scopes::Grants;
 use crate::token_source::TokenSource;
 
 use super::request::{census, find_credential, Credential, Found};
 use super::state::{MAX_CACHE_S, REJECTED_CACHE_S};
-use super::{render_context, Allow, Ctx, Deny, Outcome, Request, State, Verdict, VerifiedToken};
+use super::{render_context, Allow, Ctx, Deny, Outcome, Request, Signature, State, Verdict, VerifiedToken};
 
 /// A JWT requirement: find the token in the rule's providers' sources,
 /// verify it (or find it in the cache), check revocation, the tenant's
@@ -38,12 +41,14 @@ pub(super) fn authorize_jwt<'c>(
         Ok(None) => return Outcome::deny(Deny::MissingToken),
         Err(d) => return Outcome::deny(d),
     };
-    let (token, hit) = match authenticate(cx, st, providers, &found) {
+    let mut signature = None;
+    let (token, hit) = match authenticate(cx, st, providers, &found, req, &mut signature) {
         Ok(ok) => ok,
         Err(verdict) => {
             return Outcome {
                 cache: Some(false),
                 credential: Some(Credential::text(found.token)),
+                signature,
                 ..Outcome::with(verdict)
             }
         }
@@ -53,6 +58,7 @@ pub(super) fn authorize_jwt<'c>(
         return Outcome {
             cache: Some(hit),
             credential: Some(Credential::text(found.token)),
+            signature,
             ..Outcome::deny(d)
         };
     }
@@ -63,6 +69,7 @@ pub(super) fn authorize_jwt<'c>(
     }
     Outcome {
         cache: Some(hit),
+        signature,
         ..Outcome::with(Verdict::Allow(allowed))
     }
 }
@@ -115,6 +122,7 @@ fn after_authentication<'c>(cx: &Ctx<'c, '_>, token: &VerifiedToken) -> Option<D
 }
 
 /// Verifies the token (or finds it in the cache). `Ok((token, cache_hit))`.
+/// `signature`: how its signature was established, if it got that far.
 // The error is the request's final verdict, built once per refused request.
 #[allow(clippy::result_large_err)]
 fn authenticate<'c>(
@@ -122,6 +130,8 @@ fn authenticate<'c>(
     st: &mut State,
     providers: &[usize],
     found: &Found<'c>,
+    req: &mut dyn Request,
+    signature: &mut Option<Signature>,
 ) -> Result<(Rc<VerifiedToken>, bool), Verdict<'c>> {
     let (cfg, now_ms) = (cx.cfg, cx.attempt.now_ms);
     let now = now_ms / 1000;
@@ -151,19 +161,115 @@ fn authenticate<'c>(
     let p = cfg.providers.get(pi).ok_or(deny(JwtError::UnknownIssuer))?;
     jwt::check_claims(&t.claims, p, now).map_err(deny)?;
 
+    let horizon = now.saturating_add(MAX_CACHE_S);
+    let mut expires_at = t.claims.exp.map_or(horizon, |exp| exp.min(horizon));
+    // The table the workers share, when configured: its slot is read once
+    // per token new to this worker, never on a hit in the worker's cache.
+    let shared = (cfg.token_cache_shared_slots > 0).then(|| {
+        let digest = token_key(&found.token);
+        (shared_tokens::slot_name(&digest, cfg.token_cache_shared_slots), digest)
+    });
+    let vouched = shared
+        .as_ref()
+        .and_then(|(name, digest)| shared_hit(st, req, name, digest, pi, p, &t, now));
+    if let Some(until) = vouched {
+        *signature = Some(Signature::Shared);
+        expires_at = until;
+    } else {
+        let key = verify(cx, st, pi, p, &t, rejected_key, signature)?;
+        if let (Some((name, digest)), Some(provider)) = (&shared, st.shared_ids.get(pi)) {
+            if expires_at > now {
+                let entry = Entry {
+                    digest: *digest,
+                    provider: *provider,
+                    key,
+                    horizon: expires_at,
+                };
+                req.share(name, &entry.encode());
+            }
+        }
+    }
+
+    let mut headers = Vec::with_capacity(p.claim_headers.len() + 1);
+    for ch in &p.claim_headers {
+        if let Some(value) = t.claims.get(&ch.claim).and_then(jwt::claim_header_value) {
+            headers.push((ch.header.clone(), value));
+        }
+    }
+    if let Some(h) = &p.payload_header {
+        headers.push((h.clone(), t.payload_b64.to_owned()));
+    }
+    let grants = Grants::from_claims(&t.claims, &p.scopes, &cfg.roles);
+    let verified = Rc::new(VerifiedToken {
+        provider: pi,
+        claims: t.claims,
+        expires_at,
+        headers,
+        grants,
+    });
+    st.cache
+        .insert(Rc::from(found.token.as_str()), Rc::clone(&verified), expires_at, now);
+    Ok((verified, false))
+}
+
+/// The horizon until which the shared table vouches for the signature of
+/// `t` (whose claims passed): the slot `name` holds this token's entry for
+/// provider `pi`, and the key that verified it is still one the worker
+/// would try for it. `None` (verify the signature) otherwise.
+#[allow(clippy::too_many_arguments)]
+fn shared_hit(
+    st: &State,
+    req: &mut dyn Request,
+    name: &str,
+    digest: &CacheKey,
+    pi: usize,
+    p: &Provider,
+    t: &Inspected<'_>,
+    now: u64,
+) -> Option<u64> {
+    let bytes = req.shared_data(name)?;
+    let provider = st.shared_ids.get(pi)?;
+    let (key, until) = shared_tokens::vouched(&bytes, digest, provider, t.claims.exp, now, MAX_CACHE_S)?;
+    let remote = p.remote.as_ref().and(st.remote.get(pi)).and_then(|r| r.keys());
+    let held = match remote {
+        Some(keys) => jwt::holds_key(t, p, &[&p.static_keys, keys], &key),
+        None => jwt::holds_key(t, p, &[&p.static_keys], &key),
+    };
+    held.then_some(until)
+}
+
+/// Verifies the signature of `t` (whose claims passed) with the provider's
+/// keys: the fingerprint of the key that verified it, or the request's
+/// verdict (a refusal, or a wait for the provider's keys).
+#[allow(clippy::result_large_err)]
+fn verify<'c>(
+    cx: &Ctx<'c, '_>,
+    st: &mut State,
+    pi: usize,
+    p: &Provider,
+    t: &Inspected<'_>,
+    rejected_key: u64,
+    signature: &mut Option<Signature>,
+) -> Result<KeyFingerprint, Verdict<'c>> {
+    let (now_ms, now) = (cx.attempt.now_ms, cx.attempt.now_ms / 1000);
+    let deny = |e| Verdict::Deny(Deny::Token(e));
+    let check = |sets: &[&KeySet]| jwt::verify_signature(t, p, sets);
     let remote = p.remote.as_ref().zip(st.remote.get_mut(pi));
     let result = match &remote {
         Some((_, r)) => match r.keys() {
-            Some(keys) => jwt::verify_signature(&t, p, &[&p.static_keys, keys]),
-            None => match jwt::verify_signature(&t, p, &[&p.static_keys]) {
+            Some(keys) => check(&[&p.static_keys, keys]),
+            None => match check(&[&p.static_keys]) {
                 Err(JwtError::UnknownKid | JwtError::NoKey) => Err(JwtError::KeysUnavailable),
                 other => other,
             },
         },
-        None => jwt::verify_signature(&t, p, &[&p.static_keys]),
+        None => check(&[&p.static_keys]),
     };
+    if matches!(result, Ok(_) | Err(JwtError::BadSignature)) {
+        *signature = Some(Signature::Verified);
+    }
     match result {
-        Ok(()) => {}
+        Ok(key) => Ok(key),
         Err(e @ (JwtError::UnknownKid | JwtError::KeysUnavailable)) => {
             if let (true, Some((policy, r))) = (cx.attempt.may_await, remote) {
                 match r.on_demand(now_ms, policy) {
@@ -183,38 +289,15 @@ fn authenticate<'c>(
                     OnDemand::RateLimited => {}
                 }
             }
-            return Err(deny(e));
+            Err(deny(e))
         }
         Err(JwtError::BadSignature) => {
             let until = now.saturating_add(REJECTED_CACHE_S);
             st.rejected.insert(rejected_key, pi, until, now);
-            return Err(deny(JwtError::BadSignature));
+            Err(deny(JwtError::BadSignature))
         }
-        Err(e) => return Err(deny(e)),
+        Err(e) => Err(deny(e)),
     }
-
-    let mut headers = Vec::with_capacity(p.claim_headers.len() + 1);
-    for ch in &p.claim_headers {
-        if let Some(value) = t.claims.get(&ch.claim).and_then(jwt::claim_header_value) {
-            headers.push((ch.header.clone(), value));
-        }
-    }
-    if let Some(h) = &p.payload_header {
-        headers.push((h.clone(), t.payload_b64.to_owned()));
-    }
-    let grants = Grants::from_claims(&t.claims, &p.scopes, &cfg.roles);
-    let horizon = now.saturating_add(MAX_CACHE_S);
-    let expires_at = t.claims.exp.map_or(horizon, |exp| exp.min(horizon));
-    let verified = Rc::new(VerifiedToken {
-        provider: pi,
-        claims: t.claims,
-        expires_at,
-        headers,
-        grants,
-    });
-    st.cache
-        .insert(Rc::from(found.token.as_str()), Rc::clone(&verified), expires_at, now);
-    Ok((verified, false))
 }
 
 /// An allowed JWT request: every credential place is emptied before it goes

@@ -194,6 +194,20 @@ pub struct Outcome<'c> {
     /// A refusal the HTTP connection manager's settings cause (not the
     /// client): what the operator should change, to be logged once.
     pub notice: Option<&'static str>,
+    /// How a token's signature was established, when the token was not
+    /// served from this worker's cache and got as far as its signature.
+    pub signature: Option<Signature>,
+}
+
+/// How a token's signature was established, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// Checked with the provider's keys (successfully or not): one
+    /// signature verification.
+    Verified,
+    /// Vouched for by the verified-token table the workers share (a worker
+    /// verified it before): no signature work.
+    Shared,
 }
 
 impl<'c> Outcome<'c> {
@@ -209,6 +223,7 @@ impl<'c> Outcome<'c> {
             cors: None,
             key: None,
             notice: None,
+            signature: None,
         }
     }
 }

@@ -35,6 +35,9 @@ pub trait Request {
     fn shared_data(&mut self, _name: &str) -> Option<Vec<u8>> {
         None
     }
+    /// Writes a value of that store (last writer wins; a failed write is
+    /// only a lost entry, never an error of the request).
+    fn share(&mut self, _name: &str, _value: &[u8]) {}
     /// Whether the request carries a body (its headers did not end the
     /// stream). Read only for a CORS preflight to be passed upstream.
     fn has_body(&mut self) -> bool {

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::jwt::keys::KeySet;
 use crate::jwt::refresh::RemoteKeys;
 use crate::jwt::revocation::RevocationState;
+use crate::jwt::shared_tokens::{self, ProviderId};
 use crate::jwt::Claims;
 use crate::policy::scopes::Grants;
 
@@ -99,6 +100,9 @@ pub struct State {
     pub keys: BoundedCache<Rc<CachedKey>, Rc<str>>,
     /// One entry per provider (unused for providers without `remote_jwks`).
     pub remote: Vec<RemoteKeys>,
+    /// Each provider's identity in the verified-token table the workers
+    /// share ([`shared_tokens::provider_identity`]), computed once.
+    pub shared_ids: Vec<ProviderId>,
     /// What the auth service's revocation feed said, as of the last good poll.
     pub revocation: RevocationState,
     /// Until when (host ms) that state counts as fresh; 0 before the first good poll.
@@ -113,6 +117,7 @@ impl State {
             rejected_hasher: RandomState::new(),
             keys: BoundedCache::new(cfg.api_keys.as_ref().map_or(1, |k| k.local_cache_entries)),
             remote: cfg.providers.iter().map(|_| RemoteKeys::new()).collect(),
+            shared_ids: cfg.providers.iter().map(shared_tokens::provider_identity).collect(),
             revocation: RevocationState::new(),
             revocation_fresh_until_ms: 0,
         }

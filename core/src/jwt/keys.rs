@@ -10,6 +10,8 @@ use std::fmt;
 use jwt_simple::prelude::*;
 use serde_json::Value;
 
+use sha2::{Digest, Sha256};
+
 use crate::b64;
 use crate::verify::{Hash, Padding, Verifier};
 
@@ -118,6 +120,33 @@ pub struct BoundKey {
     alg: Algorithm,
     /// The key, prepared once for its algorithm's verifier ([`crate::verify`]).
     verifier: Verifier,
+    /// See [`BoundKey::fingerprint`].
+    fingerprint: KeyFingerprint,
+}
+
+/// A digest naming a key exactly: its algorithm, `kid` and key material.
+pub type KeyFingerprint = [u8; 16];
+
+/// The first 16 bytes of SHA-256 over a label, the algorithm, the `kid` and
+/// the key material, each length-prefixed (so no two keys share an input).
+fn fingerprint(alg: Algorithm, kid: Option<&str>, material: &[&[u8]]) -> KeyFingerprint {
+    let mut h = Sha256::new();
+    let kid = kid.map(str::as_bytes);
+    for part in [
+        b"edge-auth key".as_slice(),
+        alg.name().as_bytes(),
+        kid.unwrap_or(b"\xff"),
+    ]
+    .into_iter()
+    .chain(material.iter().copied())
+    {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(d.get(..16).unwrap_or(&[0; 16]));
+    out
 }
 
 impl fmt::Debug for BoundKey {
@@ -182,6 +211,15 @@ impl BoundKey {
         self.alg
     }
 
+    /// Names this exact key (algorithm, `kid` and material): what the table
+    /// of verified tokens the workers share records as the key that verified
+    /// a token, so that a reader trusts the entry only while it still holds
+    /// that key. Not secret-revealing: a truncated digest (an HMAC secret's
+    /// included) that only the filter's own workers read.
+    pub fn fingerprint(&self) -> &KeyFingerprint {
+        &self.fingerprint
+    }
+
     /// Which implementation checks this key's signatures (for tests).
     #[cfg(test)]
     pub(crate) fn implementation(&self) -> &'static str {
@@ -204,7 +242,13 @@ impl BoundKey {
             )));
         }
         let verifier = Verifier::hmac(hash, secret).ok_or_else(|| key_err(format!("invalid {alg} secret")))?;
-        Ok(BoundKey { kid, alg, verifier })
+        let fingerprint = fingerprint(alg, kid.as_deref(), &[secret]);
+        Ok(BoundKey {
+            kid,
+            alg,
+            verifier,
+            fingerprint,
+        })
     }
 
     /// A public key from PEM (SubjectPublicKeyInfo, `-----BEGIN PUBLIC KEY-----`).
@@ -258,7 +302,13 @@ impl BoundKey {
             _ => return Err(key_err(format!("{alg} cannot use an RSA key"))),
         };
         let verifier = Verifier::rsa(n, e, padding, hash).ok_or_else(|| key_err("invalid RSA key (even modulus)"))?;
-        Ok(BoundKey { kid, alg, verifier })
+        let fingerprint = fingerprint(alg, kid.as_deref(), &[n, e]);
+        Ok(BoundKey {
+            kid,
+            alg,
+            verifier,
+            fingerprint,
+        })
     }
 
     /// An ES256 or ES384 key from its uncompressed SEC1 encoding.
@@ -268,7 +318,13 @@ impl BoundKey {
             Algorithm::ES384 => Verifier::p384(sec1).ok_or_else(|| key_err("invalid P-384 point"))?,
             _ => return Err(key_err(format!("{alg} cannot use an EC key"))),
         };
-        Ok(BoundKey { kid, alg, verifier })
+        let fingerprint = fingerprint(alg, kid.as_deref(), &[sec1]);
+        Ok(BoundKey {
+            kid,
+            alg,
+            verifier,
+            fingerprint,
+        })
     }
 
     /// An EdDSA (Ed25519) key from its 32 bytes.
@@ -277,10 +333,12 @@ impl BoundKey {
             return Err(key_err("Ed25519 \"x\" must be 32 bytes"));
         }
         let verifier = Verifier::ed25519(x).ok_or_else(|| key_err("invalid Ed25519 key"))?;
+        let fingerprint = fingerprint(Algorithm::EdDSA, kid.as_deref(), &[x]);
         Ok(BoundKey {
             kid,
             alg: Algorithm::EdDSA,
             verifier,
+            fingerprint,
         })
     }
 }

@@ -12,13 +12,14 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::b64;
-use crate::jwt::keys::{Algorithm, KeySet};
+use crate::jwt::keys::{Algorithm, BoundKey, KeyFingerprint, KeySet};
 use crate::policy::scopes::{Grants, RoleHierarchy, ScopeSource};
 
 pub mod keys;
 mod provider;
 pub mod refresh;
 pub mod revocation;
+pub mod shared_tokens;
 
 pub use provider::{ClaimHeader, Provider, RemoteJwks, RequiredClaim};
 
@@ -312,8 +313,29 @@ pub fn check_claims(claims: &Claims, p: &Provider, now: u64) -> Result<(), JwtEr
 pub const MAX_KEYS_TRIED: usize = 4;
 
 /// Verifies the signature with the keys bound to the token's algorithm (and
-/// `kid`, when it names one). `keysets` are the provider's static and remote keys.
-pub fn verify_signature(t: &Inspected<'_>, p: &Provider, keysets: &[&KeySet]) -> Result<(), JwtError> {
+/// `kid`, when it names one). `keysets` are the provider's static and remote
+/// keys. `Ok`: the fingerprint of the key that verified it.
+pub fn verify_signature(t: &Inspected<'_>, p: &Provider, keysets: &[&KeySet]) -> Result<KeyFingerprint, JwtError> {
+    find_key(t, p, keysets, |key| key.verify_token(t.token))
+}
+
+/// Whether the key named `fingerprint` is among the keys that
+/// [`verify_signature`] would try for this token now (the same algorithm,
+/// `kid` and [`MAX_KEYS_TRIED`] rules), without any signature work: a token
+/// that key verified before needs no second verification while it is.
+pub fn holds_key(t: &Inspected<'_>, p: &Provider, keysets: &[&KeySet], fingerprint: &KeyFingerprint) -> bool {
+    find_key(t, p, keysets, |key| key.fingerprint() == fingerprint).is_ok()
+}
+
+/// The fingerprint of the first of the token's candidate keys that
+/// `accepts`, trying at most [`MAX_KEYS_TRIED`]; the refusal
+/// [`verify_signature`] gives otherwise.
+fn find_key(
+    t: &Inspected<'_>,
+    p: &Provider,
+    keysets: &[&KeySet],
+    mut accepts: impl FnMut(&BoundKey) -> bool,
+) -> Result<KeyFingerprint, JwtError> {
     if !p.algorithms.contains(&t.alg) {
         return Err(JwtError::AlgNotAllowed);
     }
@@ -328,8 +350,8 @@ pub fn verify_signature(t: &Inspected<'_>, p: &Provider, keysets: &[&KeySet]) ->
             break;
         }
         tried += 1;
-        if key.verify_token(t.token) {
-            return Ok(());
+        if accepts(key) {
+            return Ok(*key.fingerprint());
         }
     }
     if tried == 0 {

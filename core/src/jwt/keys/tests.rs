@@ -202,3 +202,24 @@ fn pem_keys_parse_and_hmac_pem_is_refused() {
     );
     assert!(!dbg.contains("0123456789"), "{dbg}");
 }
+
+#[test]
+fn fingerprints_name_the_algorithm_kid_and_material() {
+    let secret = [7u8; 64];
+    let fp = |alg, secret: &[u8], kid: Option<&str>| {
+        *BoundKey::hmac(alg, secret, kid.map(String::from))
+            .unwrap()
+            .fingerprint()
+    };
+    let base = fp(Algorithm::HS256, &secret, Some("k1"));
+    assert_eq!(base, fp(Algorithm::HS256, &secret, Some("k1")), "stable");
+    assert_ne!(base, fp(Algorithm::HS384, &secret, Some("k1")));
+    assert_ne!(base, fp(Algorithm::HS256, &secret, Some("k2")));
+    assert_ne!(base, fp(Algorithm::HS256, &secret, None));
+    assert_ne!(base, fp(Algorithm::HS256, &[8u8; 64], Some("k1")));
+    // length-prefixed: moving a byte between the kid and the material changes it
+    assert_ne!(
+        fp(Algorithm::HS256, &[b'1'; 33], Some("k")),
+        fp(Algorithm::HS256, &[b'1'; 32], Some("k1"))
+    );
+}
