@@ -21,15 +21,16 @@ fn env_name(alg: Alg) -> String {
     format!("E2E_SECRET_{}", alg.name())
 }
 
-/// One Envoy for the whole file: three providers covering all twelve
-/// algorithms, keys from the environment (HMAC), PEM (RSA) and inline JWKS (EC/EdDSA).
+/// One Envoy for the whole file: three providers covering all thirteen
+/// algorithms, keys from the environment (HMAC), PEM (RSA, ES512) and inline
+/// JWKS (EC/EdDSA).
 fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
     STACK.get_or_init(|| {
         let echo = EchoServer::start();
         let hs = [Alg::HS256, Alg::HS384, Alg::HS512];
         let rsa = [Alg::RS256, Alg::RS384, Alg::RS512, Alg::PS256, Alg::PS384, Alg::PS512];
-        let ec = [Alg::ES256, Alg::ES384, Alg::EdDSA];
+        let ec = [Alg::ES256, Alg::ES384, Alg::ES512, Alg::EdDSA];
         let config = json!({
             "providers": [
                 {
@@ -55,6 +56,8 @@ fn stack() -> &'static Stack {
                     "algorithms": ec.iter().map(|a| a.name()).collect::<Vec<_>>(),
                     "jwks": tokens::jwks(&ec.iter().map(|a| key(*a)).collect::<Vec<_>>()),
                     "leeway_s": 5,
+                    // the ES512 key again, as a PEM under another kid
+                    "pem_keys": [{"alg": "ES512", "kid": "es512-pem", "pem": key(Alg::ES512).public_pem().expect("public pem")}],
                     "claim_headers": [{"claim": "sub", "header": "x-auth-subject"}]
                 }
             ],
@@ -76,7 +79,7 @@ fn stack() -> &'static Stack {
 fn issuer(alg: Alg) -> &'static str {
     match alg {
         Alg::HS256 | Alg::HS384 | Alg::HS512 => HS_ISS,
-        Alg::ES256 | Alg::ES384 | Alg::EdDSA => EC_ISS,
+        Alg::ES256 | Alg::ES384 | Alg::ES512 | Alg::EdDSA => EC_ISS,
         _ => RSA_ISS,
     }
 }
@@ -164,8 +167,13 @@ fn every_algorithm_accepts_a_good_token_and_refuses_a_tampered_one() {
         assert_refused(&tamper_signature(&good), "the token's signature is invalid");
         assert_refused(&tamper_payload(&good, k), "the token's signature is invalid");
     }
-    assert!(s.envoy.stat("wasmcustom.edge_auth.allowed.jwt") >= 12);
-    assert!(s.envoy.stat("wasmcustom.edge_auth.denied.bad_signature") >= 24);
+    // ES512 with its key from a PEM (`pem_keys`) as well as from the JWKS
+    let pem = key(Alg::ES512).with_kid("es512-pem");
+    let good = pem.sign(&claims(EC_ISS, AUD, "user-es512-pem", 300));
+    assert_eq!(call(&good).status, 200, "{}", call(&good).summary());
+    assert_refused(&tamper_signature(&good), "the token's signature is invalid");
+    assert!(s.envoy.stat("wasmcustom.edge_auth.allowed.jwt") >= 14);
+    assert!(s.envoy.stat("wasmcustom.edge_auth.denied.bad_signature") >= 27);
 }
 
 #[test]

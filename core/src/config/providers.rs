@@ -160,7 +160,7 @@ pub(super) fn compile_provider(
     let mut algorithms = Vec::new();
     for (j, name) in p.algorithms.iter().enumerate() {
         let alg = Algorithm::from_name(name).ok_or_else(|| {
-            err(format!("{at}.algorithms[{j}]"), format!("unknown algorithm \"{name}\" (supported: HS256 HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA)"))
+            err(format!("{at}.algorithms[{j}]"), format!("unknown algorithm \"{name}\" (supported: HS256 HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA)"))
         })?;
         if !algorithms.contains(&alg) {
             algorithms.push(alg);
