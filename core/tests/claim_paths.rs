@@ -191,7 +191,8 @@ fn nested_claims_feed_required_claims_headers_scopes_roles_and_the_tenant() {
 
 #[test]
 fn malformed_and_ambiguous_paths_are_refused_naming_the_field() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "providers[0].required_claims[0].name",
             Box::new(|d| d["providers"][0]["required_claims"][0]["name"] = json!("a..b")),
