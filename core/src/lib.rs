@@ -28,6 +28,7 @@ macro_rules! named {
 pub mod api_key;
 pub mod b64;
 pub mod cache;
+pub mod claim_path;
 pub mod config;
 pub mod context;
 pub mod credentials;

@@ -544,9 +544,9 @@ fn config_api_keys_need_an_auth_service_with_a_good_token() {
 #[test]
 fn config_auth_service_tenant_claim_defaults_to_the_reference_services() {
     let svc = |d: &Value| parse(d).unwrap().auth_service.unwrap();
-    assert_eq!(svc(&minimal()).tenant_claim, "tenant");
+    assert_eq!(svc(&minimal()).tenant_claim.to_string(), "tenant");
     let d = minimal_with(|d| d["auth_service"]["tenant_claim"] = json!("org_id"));
-    assert_eq!(svc(&d).tenant_claim, "org_id");
+    assert_eq!(svc(&d).tenant_claim.to_string(), "org_id");
     for bad in [json!(""), json!("x".repeat(257))] {
         let d = minimal_with(|d| d["auth_service"]["tenant_claim"] = bad.clone());
         assert_eq!(refused_field(&d), "auth_service.tenant_claim", "{bad}");

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 const HS_ISS: &str = "https://hs.e2e";
 const RSA_ISS: &str = "https://rsa.e2e";
 const EC_ISS: &str = "https://ec.e2e";
+const KC_ISS: &str = "https://kc.e2e";
 const AUD: &str = "e2e-api";
 
 struct Stack {
@@ -21,15 +22,16 @@ fn env_name(alg: Alg) -> String {
     format!("E2E_SECRET_{}", alg.name())
 }
 
-/// One Envoy for the whole file: three providers covering all twelve
-/// algorithms, keys from the environment (HMAC), PEM (RSA) and inline JWKS (EC/EdDSA).
+/// One Envoy for the whole file: three providers covering all thirteen
+/// algorithms, keys from the environment (HMAC), PEM (RSA, ES512) and inline
+/// JWKS (EC/EdDSA).
 fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
     STACK.get_or_init(|| {
         let echo = EchoServer::start();
         let hs = [Alg::HS256, Alg::HS384, Alg::HS512];
         let rsa = [Alg::RS256, Alg::RS384, Alg::RS512, Alg::PS256, Alg::PS384, Alg::PS512];
-        let ec = [Alg::ES256, Alg::ES384, Alg::EdDSA];
+        let ec = [Alg::ES256, Alg::ES384, Alg::ES512, Alg::EdDSA];
         let config = json!({
             "providers": [
                 {
@@ -54,13 +56,34 @@ fn stack() -> &'static Stack {
                     "name": "ec", "issuer": EC_ISS, "audiences": [AUD],
                     "algorithms": ec.iter().map(|a| a.name()).collect::<Vec<_>>(),
                     "jwks": tokens::jwks(&ec.iter().map(|a| key(*a)).collect::<Vec<_>>()),
+                    // the ES512 key again, as a PEM under another kid
+                    "pem_keys": [{"alg": "ES512", "kid": "es512-pem", "pem": key(Alg::ES512).public_pem().expect("public pem")}],
                     "leeway_s": 5,
                     "claim_headers": [{"claim": "sub", "header": "x-auth-subject"}]
+                },
+                {
+                    // nested claim paths (docs/configuration.md 3.7), Keycloak-style
+                    "name": "kc", "issuer": KC_ISS, "audiences": [AUD], "algorithms": ["HS256"],
+                    "hmac_secrets": [{"env": env_name(Alg::HS256), "alg": "HS256", "kid": key(Alg::HS256).kid(), "encoding": "base64"}],
+                    "required_claims": [{"name": "realm_access.roles", "one_of": ["member"]}],
+                    "claim_headers": [
+                        {"claim": "resource_access.my-app.roles", "header": "x-app-roles"},
+                        {"claim": ["https://example.com/claims", "tenant"], "header": "x-tenant"}
+                    ],
+                    "scope_claims": ["resource_access.my-app.scopes"],
+                    "role_claim": "realm_access.roles"
                 }
             ],
+            "roles": {"member": {"permissions": ["orders:read"]}},
+            "tenants": {"acme": {"origins": ["https://acme.example"]}},
             "rules": [
                 {"name": "health", "match": {"path": "/health"}, "public": true},
-                {"name": "api", "match": {"prefix": "/api/"}, "jwt": {"providers": ["hs", "rsa", "ec"]}}
+                {"name": "api", "match": {"prefix": "/api/"}, "jwt": {"providers": ["hs", "rsa", "ec"]}},
+                {"name": "kc-orders", "match": {"prefix": "/kc/orders/"}, "jwt": {"providers": ["kc"]},
+                 "scopes": {"all_of": ["orders:read", "orders:list"]}},
+                {"name": "kc-tenant", "match": {"prefix": "/kc/tenant/"}, "jwt": {"providers": ["kc"]},
+                 "origin": {"tenant_claim": "https://example\\.com/claims.tenant"}},
+                {"name": "kc", "match": {"prefix": "/kc/"}, "jwt": {"providers": ["kc"]}}
             ]
         });
         let mut opts = EnvoyOptions::new(config, echo.port());
@@ -76,7 +99,7 @@ fn stack() -> &'static Stack {
 fn issuer(alg: Alg) -> &'static str {
     match alg {
         Alg::HS256 | Alg::HS384 | Alg::HS512 => HS_ISS,
-        Alg::ES256 | Alg::ES384 | Alg::EdDSA => EC_ISS,
+        Alg::ES256 | Alg::ES384 | Alg::ES512 | Alg::EdDSA => EC_ISS,
         _ => RSA_ISS,
     }
 }
@@ -164,8 +187,13 @@ fn every_algorithm_accepts_a_good_token_and_refuses_a_tampered_one() {
         assert_refused(&tamper_signature(&good), "the token's signature is invalid");
         assert_refused(&tamper_payload(&good, k), "the token's signature is invalid");
     }
-    assert!(s.envoy.stat("wasmcustom.edge_auth.allowed.jwt") >= 12);
-    assert!(s.envoy.stat("wasmcustom.edge_auth.denied.bad_signature") >= 24);
+    // ES512 with its key from a PEM (`pem_keys`) as well as from the JWKS
+    let pem = key(Alg::ES512).with_kid("es512-pem");
+    let good = pem.sign(&claims(EC_ISS, AUD, "user-es512-pem", 300));
+    assert_eq!(call(&good).status, 200, "{}", call(&good).summary());
+    assert_refused(&tamper_signature(&good), "the token's signature is invalid");
+    assert!(s.envoy.stat("wasmcustom.edge_auth.allowed.jwt") >= 14);
+    assert!(s.envoy.stat("wasmcustom.edge_auth.denied.bad_signature") >= 27);
 }
 
 #[test]
@@ -392,4 +420,58 @@ fn the_log_names_the_signature_verifiers_of_the_build() {
         "no {line:?} in Envoy's log:\n{}",
         s.envoy.log_tail(40)
     );
+}
+
+/// Nested claim paths in the real Envoy: a required claim, claim headers,
+/// scope and role claims, and the tenant of tenant origins, all read from
+/// objects inside the token (Keycloak's `realm_access.roles`,
+/// `resource_access.<client>.roles`, a namespaced claim holding `tenant`).
+#[test]
+fn nested_claim_paths_in_every_place() {
+    let s = stack();
+    let hs = key(Alg::HS256);
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut c = claims(KC_ISS, AUD, "kc-user", 300);
+        c["realm_access"] = json!({"roles": ["member"]});
+        c["resource_access"] = json!({"my-app": {"roles": ["editor", "viewer"], "scopes": ["orders:list"]}});
+        c["https://example.com/claims"] = json!({"tenant": "acme"});
+        edit(&mut c);
+        format!("Bearer {}", hs.sign(&c))
+    };
+    let good = with(&|_| {});
+    let r = s.envoy.get("/kc/x", &[("authorization", &good)]);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let body = r.json();
+    let echoed = |name| edge_auth_e2e::servers::echoed_header(&body, name);
+    assert_eq!(echoed("x-app-roles").as_deref(), Some("editor,viewer"));
+    assert_eq!(echoed("x-tenant").as_deref(), Some("acme"));
+
+    // required claim: a nested value that does not match, or a flat look-alike
+    let guest = with(&|c| c["realm_access"]["roles"] = json!(["guest"]));
+    let r = s.envoy.get("/kc/x", &[("authorization", &guest)]);
+    assert_eq!(
+        (r.status, r.json()["error_description"].clone()),
+        (401, json!("a required claim has a value that is not accepted")),
+        "{}",
+        r.summary()
+    );
+    let flat = with(&|c| {
+        c.as_object_mut().map(|m| m.remove("realm_access"));
+        c["realm_access.roles"] = json!(["member"]);
+    });
+    assert_eq!(s.envoy.get("/kc/x", &[("authorization", &flat)]).status, 401);
+
+    // scopes from the nested scope claim plus the nested roles' permissions
+    assert_eq!(s.envoy.get("/kc/orders/1", &[("authorization", &good)]).status, 200);
+    let no_scope = with(&|c| c["resource_access"]["my-app"]["scopes"] = json!([]));
+    assert_eq!(s.envoy.get("/kc/orders/1", &[("authorization", &no_scope)]).status, 403);
+
+    // the tenant's origins, the tenant read from the namespaced claim
+    let from = |origin| {
+        s.envoy
+            .get("/kc/tenant/x", &[("authorization", &good), ("origin", origin)])
+            .status
+    };
+    assert_eq!(from("https://acme.example"), 200);
+    assert_eq!(from("https://globex.example"), 403);
 }

@@ -42,12 +42,13 @@ pub enum Alg {
     PS512,
     ES256,
     ES384,
+    ES512,
     EdDSA,
 }
 
 impl Alg {
     /// Every algorithm.
-    pub const ALL: [Alg; 12] = [
+    pub const ALL: [Alg; 13] = [
         Alg::HS256,
         Alg::HS384,
         Alg::HS512,
@@ -59,11 +60,12 @@ impl Alg {
         Alg::PS512,
         Alg::ES256,
         Alg::ES384,
+        Alg::ES512,
         Alg::EdDSA,
     ];
 
     /// The asymmetric algorithms (those with a public key / JWKS entry).
-    pub const ASYMMETRIC: [Alg; 9] = [
+    pub const ASYMMETRIC: [Alg; 10] = [
         Alg::RS256,
         Alg::RS384,
         Alg::RS512,
@@ -72,6 +74,7 @@ impl Alg {
         Alg::PS512,
         Alg::ES256,
         Alg::ES384,
+        Alg::ES512,
         Alg::EdDSA,
     ];
 
@@ -89,6 +92,7 @@ impl Alg {
             Alg::PS512 => "PS512",
             Alg::ES256 => "ES256",
             Alg::ES384 => "ES384",
+            Alg::ES512 => "ES512",
             Alg::EdDSA => "EdDSA",
         }
     }
@@ -139,6 +143,8 @@ enum Material {
     Ps512(PS512KeyPair),
     Es256(ES256KeyPair),
     Es384(ES384KeyPair),
+    /// jwt-simple has no ES512: RustCrypto's `p521` signs it.
+    Es512(p521::ecdsa::SigningKey),
     EdDsa(Ed25519KeyPair),
 }
 
@@ -187,6 +193,12 @@ impl TestKey {
             Alg::HS512 => Material::Hs512(HS512Key::from_bytes(&random_bytes(64))),
             Alg::ES256 => Material::Es256(ES256KeyPair::generate()),
             Alg::ES384 => Material::Es384(ES384KeyPair::generate()),
+            Alg::ES512 => {
+                // a zero top byte keeps the random scalar below the group order
+                let mut scalar = random_bytes(66);
+                scalar[0] = 0;
+                Material::Es512(ok_or_panic!(p521::ecdsa::SigningKey::from_slice(&scalar), "P-521 key"))
+            }
             Alg::EdDSA => Material::EdDsa(Ed25519KeyPair::generate()),
             _ => {
                 let der = rsa_der(rsa(RSA_BITS).to_der());
@@ -254,6 +266,11 @@ impl TestKey {
                     alg,
                     kid: kid.to_string(),
                     material: Material::Es384(ok_or_panic!(ES384KeyPair::from_bytes(&k.to_bytes()), "EC import")),
+                },
+                Material::Es512(k) => TestKey {
+                    alg,
+                    kid: kid.to_string(),
+                    material: Material::Es512(k.clone()),
                 },
                 Material::EdDsa(k) => TestKey {
                     alg,
@@ -325,6 +342,7 @@ impl TestKey {
                 let point = k.key_pair().public_key().to_bytes_uncompressed();
                 ec_jwk("P-384", &point, 48)
             }
+            Material::Es512(k) => ec_jwk("P-521", k.verifying_key().to_sec1_point(false).as_bytes(), 66),
             Material::EdDsa(k) => {
                 json!({"kty": "OKP", "crv": "Ed25519", "x": b64url(&k.public_key().to_bytes())})
             }
@@ -346,6 +364,10 @@ impl TestKey {
             Material::Hs256(_) | Material::Hs384(_) | Material::Hs512(_) => return None,
             Material::Es256(k) => ok_or_panic!(k.public_key().to_pem(), "PEM export"),
             Material::Es384(k) => ok_or_panic!(k.public_key().to_pem(), "PEM export"),
+            Material::Es512(k) => {
+                use p521::pkcs8::EncodePublicKey;
+                ok_or_panic!(k.verifying_key().to_public_key_pem(Default::default()), "PEM export")
+            }
             Material::EdDsa(k) => k.public_key().to_pem(),
             _ => ok_or_panic!(self.rsa_pair().public_key().to_pem(), "PEM export"),
         };
@@ -367,6 +389,11 @@ impl TestKey {
             Material::Es384(k) => {
                 use p384::ecdsa::signature::Signer;
                 let sig: p384::ecdsa::Signature = k.key_pair().as_ref().sign(input);
+                sig.to_bytes().to_vec()
+            }
+            Material::Es512(k) => {
+                use p521::ecdsa::signature::Signer;
+                let sig: p521::ecdsa::Signature = k.sign(input);
                 sig.to_bytes().to_vec()
             }
             Material::EdDsa(k) => k.key_pair().as_ref().sk.sign(input, None).to_vec(),
@@ -429,7 +456,7 @@ fn random_bytes(n: usize) -> Vec<u8> {
     out
 }
 
-static KEYS: [OnceLock<TestKey>; 12] = [const { OnceLock::new() }; 12];
+static KEYS: [OnceLock<TestKey>; Alg::ALL.len()] = [const { OnceLock::new() }; Alg::ALL.len()];
 
 /// The process-wide key for `alg`, generated on first use, kid [`Alg::default_kid`].
 pub fn key(alg: Alg) -> &'static TestKey {
@@ -554,6 +581,16 @@ mod tests {
                 Alg::ES384 => ES384PublicKey::from_pem(&pem.unwrap())
                     .unwrap()
                     .verify_token(&token, o()),
+                // jwt-simple has no ES512: RustCrypto's verifier checks it
+                Alg::ES512 => {
+                    use p521::ecdsa::signature::Verifier;
+                    use p521::pkcs8::DecodePublicKey;
+                    let vk = p521::ecdsa::VerifyingKey::from_public_key_pem(&pem.unwrap()).unwrap();
+                    let (input, sig) = token.rsplit_once('.').unwrap();
+                    let sig = p521::ecdsa::Signature::from_slice(&b64url_decode(sig).unwrap()).unwrap();
+                    vk.verify(input.as_bytes(), &sig).unwrap();
+                    continue;
+                }
                 Alg::EdDSA => Ed25519PublicKey::from_jwk(&jwk).unwrap().verify_token(&token, o()),
             };
             let verified = verified.unwrap_or_else(|e| panic!("{alg}: {e}"));

@@ -6,8 +6,9 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::defaults;
-use super::field::{authority, err, query_free_path, range};
+use super::field::{authority, claim_path, err, query_free_path, range};
 use super::ConfigError;
+use crate::claim_path::{ClaimPath, RawClaimPath};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,7 +30,7 @@ pub(super) struct RawAuthService {
     #[serde(default = "defaults::max_revocation_entries")]
     pub(super) max_revocation_entries: usize,
     #[serde(default = "defaults::tenant_claim")]
-    pub(super) tenant_claim: String,
+    pub(super) tenant_claim: RawClaimPath,
 }
 
 /// How the filter reaches the auth service (docs/auth-service-api.md).
@@ -47,7 +48,7 @@ pub struct AuthService {
     pub max_response_bytes: usize,
     pub max_revocation_entries: usize,
     /// The claim naming a token's tenant, matched with the feed's tenant-scoped cut-offs.
-    pub tenant_claim: String,
+    pub tenant_claim: ClaimPath,
 }
 
 impl fmt::Debug for AuthService {
@@ -105,9 +106,7 @@ pub(super) fn compile_auth_service(
         1_000_000,
         format!("{at}.max_revocation_entries"),
     )?;
-    if a.tenant_claim.is_empty() || a.tenant_claim.len() > 256 {
-        return Err(err(format!("{at}.tenant_claim"), "must be 1 to 256 bytes"));
-    }
+    let tenant_claim = claim_path(&a.tenant_claim, format!("{at}.tenant_claim"))?;
     let authority = authority(a.authority, &a.cluster, at)?;
     Ok(AuthService {
         cluster: a.cluster,
@@ -119,6 +118,6 @@ pub(super) fn compile_auth_service(
         revocation_max_staleness_ms: a.revocation_max_staleness_s * 1000,
         max_response_bytes: a.max_response_bytes,
         max_revocation_entries: a.max_revocation_entries,
-        tenant_claim: a.tenant_claim,
+        tenant_claim,
     })
 }

@@ -1,5 +1,7 @@
 //! The defaults of optional fields (docs/configuration.md lists each).
 
+use crate::claim_path::RawClaimPath;
+
 pub fn max_token_bytes() -> usize {
     8192
 }
@@ -44,8 +46,8 @@ pub fn cors_max_age_s() -> u32 {
 pub fn context_prefix() -> String {
     crate::context::DEFAULT_PREFIX.into()
 }
-pub fn tenant_claim() -> String {
-    "tenant".into()
+pub fn tenant_claim() -> RawClaimPath {
+    RawClaimPath::Dotted("tenant".into())
 }
 pub fn service_timeout_ms() -> u64 {
     1000
@@ -65,8 +67,8 @@ pub fn max_feed_bytes() -> usize {
 pub fn max_revocation_entries() -> usize {
     100_000
 }
-pub fn scope_claims() -> Vec<String> {
-    vec!["scope".into(), "scp".into()]
+pub fn scope_claims() -> Vec<RawClaimPath> {
+    vec![RawClaimPath::Dotted("scope".into()), RawClaimPath::Dotted("scp".into())]
 }
 pub fn key_prefix() -> String {
     "sk_".into()

@@ -4,6 +4,7 @@
 use std::fmt::Display;
 
 use super::ConfigError;
+use crate::claim_path::{ClaimPath, RawClaimPath};
 
 /// The error for the field at `field` (its path, e.g. `providers[0].issuer`).
 pub(super) fn err(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -11,6 +12,11 @@ pub(super) fn err(field: impl Into<String>, message: impl Into<String>) -> Confi
         field: field.into(),
         message: message.into(),
     }
+}
+
+/// A claim path as written at `field`, compiled ([`ClaimPath`]).
+pub(super) fn claim_path(raw: &RawClaimPath, field: impl Into<String>) -> Result<ClaimPath, ConfigError> {
+    ClaimPath::compile(raw).map_err(|m| err(field, m))
 }
 
 /// `value` if it is within `lo..=hi`; else the field's error, which names the range.

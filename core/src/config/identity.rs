@@ -4,10 +4,11 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::claim_path::{ClaimPath, RawClaimPath};
 use crate::context::ContextHeaders;
 
 use super::defaults;
-use super::field::err;
+use super::field::{claim_path, err};
 use super::ConfigError;
 
 #[derive(Debug, Deserialize)]
@@ -18,7 +19,7 @@ pub(super) struct RawContext {
     #[serde(default)]
     pub(super) signing_key_env: Option<String>,
     #[serde(default = "defaults::tenant_claim")]
-    pub(super) tenant_claim: String,
+    pub(super) tenant_claim: RawClaimPath,
 }
 
 /// The identity headers written upstream for every authenticated request.
@@ -27,7 +28,7 @@ pub struct Context {
     /// The HMAC-SHA256 key that signs them, from the environment. Never printed.
     pub signing_key: Option<Vec<u8>>,
     /// The claim naming the caller's tenant.
-    pub tenant_claim: String,
+    pub tenant_claim: ClaimPath,
 }
 
 impl fmt::Debug for Context {
@@ -42,9 +43,7 @@ impl fmt::Debug for Context {
 
 pub(super) fn compile_context(c: RawContext, env: &dyn Fn(&str) -> Option<String>) -> Result<Context, ConfigError> {
     let headers = ContextHeaders::new(&c.prefix).map_err(|m| err("context.prefix", m))?;
-    if c.tenant_claim.is_empty() {
-        return Err(err("context.tenant_claim", "must not be empty"));
-    }
+    let tenant_claim = claim_path(&c.tenant_claim, "context.tenant_claim")?;
     let signing_key = match &c.signing_key_env {
         None => None,
         Some(name) => {
@@ -66,6 +65,6 @@ pub(super) fn compile_context(c: RawContext, env: &dyn Fn(&str) -> Option<String
     Ok(Context {
         headers,
         signing_key,
-        tenant_claim: c.tenant_claim,
+        tenant_claim,
     })
 }

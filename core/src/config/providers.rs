@@ -6,13 +6,14 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::claim_path::RawClaimPath;
 use crate::jwt::keys::{parse_jwks, Algorithm, BoundKey, KeyFamily, KeySet};
 use crate::jwt::{ClaimHeader, Provider, RemoteJwks, RequiredClaim};
 use crate::policy::scopes::ScopeSource;
 use crate::token_source::TokenSource;
 
 use super::defaults;
-use super::field::{authority, err, header_name, range, written_header_name};
+use super::field::{authority, claim_path, err, header_name, range, written_header_name};
 use super::ConfigError;
 
 #[derive(Debug, Deserialize)]
@@ -47,9 +48,9 @@ pub(super) struct RawProvider {
     #[serde(default)]
     pub(super) forward_token: bool,
     #[serde(default = "defaults::scope_claims")]
-    pub(super) scope_claims: Vec<String>,
+    pub(super) scope_claims: Vec<RawClaimPath>,
     #[serde(default)]
-    pub(super) role_claim: Option<String>,
+    pub(super) role_claim: Option<RawClaimPath>,
     #[serde(default)]
     pub(super) check_revocation: bool,
 }
@@ -106,7 +107,7 @@ pub(super) struct RawRemoteJwks {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRequiredClaim {
-    pub(super) name: String,
+    pub(super) name: RawClaimPath,
     #[serde(default)]
     pub(super) one_of: Option<Vec<Value>>,
 }
@@ -127,7 +128,7 @@ pub(super) struct RawTokenSource {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawClaimHeader {
-    pub(super) claim: String,
+    pub(super) claim: RawClaimPath,
     pub(super) header: String,
 }
 
@@ -160,7 +161,7 @@ pub(super) fn compile_provider(
     let mut algorithms = Vec::new();
     for (j, name) in p.algorithms.iter().enumerate() {
         let alg = Algorithm::from_name(name).ok_or_else(|| {
-            err(format!("{at}.algorithms[{j}]"), format!("unknown algorithm \"{name}\" (supported: HS256 HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA)"))
+            err(format!("{at}.algorithms[{j}]"), format!("unknown algorithm \"{name}\" (supported: HS256 HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA)"))
         })?;
         if !algorithms.contains(&alg) {
             algorithms.push(alg);
@@ -230,19 +231,14 @@ pub(super) fn compile_provider(
 
     let mut required_claims = Vec::with_capacity(p.required_claims.len());
     for (j, c) in p.required_claims.into_iter().enumerate() {
-        if c.name.is_empty() {
-            return Err(err(format!("{at}.required_claims[{j}].name"), "must not be empty"));
-        }
+        let name = claim_path(&c.name, format!("{at}.required_claims[{j}].name"))?;
         if c.one_of.as_ref().is_some_and(Vec::is_empty) {
             return Err(err(
                 format!("{at}.required_claims[{j}].one_of"),
                 "must list at least one value",
             ));
         }
-        required_claims.push(RequiredClaim {
-            name: c.name,
-            one_of: c.one_of,
-        });
+        required_claims.push(RequiredClaim { name, one_of: c.one_of });
     }
 
     if p.token_sources.is_empty() {
@@ -255,9 +251,7 @@ pub(super) fn compile_provider(
 
     let mut claim_headers = Vec::with_capacity(p.claim_headers.len());
     for (j, c) in p.claim_headers.into_iter().enumerate() {
-        if c.claim.is_empty() {
-            return Err(err(format!("{at}.claim_headers[{j}].claim"), "must not be empty"));
-        }
+        let claim = claim_path(&c.claim, format!("{at}.claim_headers[{j}].claim"))?;
         let header = written_header_name(&c.header, &format!("{at}.claim_headers[{j}].header"))?;
         if claim_headers.iter().any(|h: &ClaimHeader| h.header == header) {
             return Err(err(
@@ -265,19 +259,19 @@ pub(super) fn compile_provider(
                 format!("\"{header}\" is written twice"),
             ));
         }
-        claim_headers.push(ClaimHeader { claim: c.claim, header });
+        claim_headers.push(ClaimHeader { claim, header });
     }
+    let mut scope_claims = Vec::with_capacity(p.scope_claims.len());
     for (j, c) in p.scope_claims.iter().enumerate() {
-        if c.is_empty() {
-            return Err(err(format!("{at}.scope_claims[{j}]"), "must not be empty"));
-        }
+        scope_claims.push(claim_path(c, format!("{at}.scope_claims[{j}]"))?);
     }
-    if p.role_claim.as_ref().is_some_and(String::is_empty) {
-        return Err(err(format!("{at}.role_claim"), "must not be empty"));
-    }
+    let role_claim = match &p.role_claim {
+        Some(raw) => Some(claim_path(raw, format!("{at}.role_claim"))?),
+        None => None,
+    };
     let scopes = ScopeSource {
-        scope_claims: p.scope_claims,
-        role_claim: p.role_claim,
+        scope_claims,
+        role_claim,
     };
     let payload_header = match p.payload_header {
         None => None,

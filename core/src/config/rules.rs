@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 
+use crate::claim_path::RawClaimPath;
 use crate::jwt::Provider;
 use crate::policy::ip::{IpList, IpPolicy};
 use crate::policy::origin::{Cors, OriginList};
@@ -12,7 +13,7 @@ use crate::policy::routes::{CorsRule, OriginRule, PathMatch, Policy, Requirement
 use crate::policy::scopes::{valid_scope_token, RoleDef, RoleHierarchy, ScopeRequirement};
 
 use super::defaults;
-use super::field::{err, header_name};
+use super::field::{claim_path, err, header_name};
 use super::{ConfigError, RawDevelopment};
 
 #[derive(Debug, Deserialize)]
@@ -69,7 +70,7 @@ pub(super) struct RawOriginPolicy {
     #[serde(default)]
     pub(super) allowed: Vec<String>,
     #[serde(default)]
-    pub(super) tenant_claim: Option<String>,
+    pub(super) tenant_claim: Option<RawClaimPath>,
     #[serde(default = "Admit::allow")]
     pub(super) missing: Admit,
     #[serde(default = "Admit::deny")]
@@ -214,10 +215,11 @@ pub(super) fn compile_origin(
     requirement: &Requirement,
 ) -> Result<OriginRule, ConfigError> {
     let allowed = OriginList::parse(&o.allowed).map_err(|(j, m)| err(format!("{at}.allowed[{j}]"), m))?;
-    if let Some(claim) = &o.tenant_claim {
-        if claim.is_empty() {
-            return Err(err(format!("{at}.tenant_claim"), "must not be empty"));
-        }
+    let tenant_claim = match &o.tenant_claim {
+        Some(raw) => Some(claim_path(raw, format!("{at}.tenant_claim"))?),
+        None => None,
+    };
+    if tenant_claim.is_some() {
         if !matches!(requirement, Requirement::Jwt { .. }) {
             return Err(err(
                 format!("{at}.tenant_claim"),
@@ -239,7 +241,7 @@ pub(super) fn compile_origin(
     };
     Ok(OriginRule {
         allowed,
-        tenant_claim: o.tenant_claim.clone(),
+        tenant_claim,
         allow_missing: o.missing == Admit::Allow,
         allow_null: o.null == Admit::Allow,
         cors,

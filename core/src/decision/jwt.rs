@@ -79,7 +79,7 @@ fn context_headers(ctx: &Context, t: &VerifiedToken, method: &str, path: &str, n
     let id = Identity {
         method: "jwt",
         subject: t.claims.str("sub").unwrap_or_default(),
-        tenant: t.claims.str(&ctx.tenant_claim),
+        tenant: t.claims.str_at(&ctx.tenant_claim),
         scopes: t.grants.as_slice(),
         key_id: None,
         token_id: t.claims.str("jti"),
@@ -96,9 +96,12 @@ fn revocation_check<'c>(cfg: &Config, st: &State, token: &VerifiedToken, now_ms:
     if now_ms >= st.revocation_fresh_until_ms {
         return Some(Deny::RevocationUnavailable);
     }
-    let tenant_claim = cfg.auth_service.as_ref().map_or("tenant", |a| a.tenant_claim.as_str());
+    let tenant = match &cfg.auth_service {
+        Some(a) => token.claims.str_at(&a.tenant_claim),
+        None => token.claims.str("tenant"),
+    };
     st.revocation
-        .is_revoked(&token.claims, tenant_claim)
+        .is_revoked_for(&token.claims, tenant)
         .then_some(Deny::Revoked)
 }
 
@@ -106,8 +109,8 @@ fn revocation_check<'c>(cfg: &Config, st: &State, token: &VerifiedToken, now_ms:
 fn after_authentication<'c>(cx: &Ctx<'c, '_>, token: &VerifiedToken) -> Option<Deny<'c>> {
     let (cfg, policy) = (cx.cfg, cx.policy);
     if let Some(origin) = cx.tenant_pending {
-        let claim = policy.origin.as_ref().and_then(|o| o.tenant_claim.as_deref());
-        let tenant = claim.and_then(|c| token.claims.str(c));
+        let claim = policy.origin.as_ref().and_then(|o| o.tenant_claim.as_ref());
+        let tenant = claim.and_then(|c| token.claims.str_at(c));
         if !tenant
             .and_then(|t| cfg.tenants.get(t))
             .is_some_and(|list| list.matches(origin))
@@ -192,7 +195,7 @@ fn authenticate<'c>(
 
     let mut headers = Vec::with_capacity(p.claim_headers.len() + 1);
     for ch in &p.claim_headers {
-        if let Some(value) = t.claims.get(&ch.claim).and_then(jwt::claim_header_value) {
+        if let Some(value) = t.claims.at(&ch.claim).and_then(jwt::claim_header_value) {
             headers.push((ch.header.clone(), value));
         }
     }

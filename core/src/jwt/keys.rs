@@ -31,6 +31,7 @@ pub enum Algorithm {
     PS512,
     ES256,
     ES384,
+    ES512,
     EdDSA,
 }
 
@@ -41,11 +42,12 @@ pub enum KeyFamily {
     Rsa,
     P256,
     P384,
+    P521,
     Ed25519,
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 12] = [
+    pub const ALL: [Algorithm; 13] = [
         Algorithm::HS256,
         Algorithm::HS384,
         Algorithm::HS512,
@@ -57,6 +59,7 @@ impl Algorithm {
         Algorithm::PS512,
         Algorithm::ES256,
         Algorithm::ES384,
+        Algorithm::ES512,
         Algorithm::EdDSA,
     ];
 
@@ -79,6 +82,7 @@ impl Algorithm {
             Algorithm::PS512 => "PS512",
             Algorithm::ES256 => "ES256",
             Algorithm::ES384 => "ES384",
+            Algorithm::ES512 => "ES512",
             Algorithm::EdDSA => "EdDSA",
         }
     }
@@ -94,6 +98,7 @@ impl Algorithm {
             | Algorithm::PS512 => KeyFamily::Rsa,
             Algorithm::ES256 => KeyFamily::P256,
             Algorithm::ES384 => KeyFamily::P384,
+            Algorithm::ES512 => KeyFamily::P521,
             Algorithm::EdDSA => KeyFamily::Ed25519,
         }
     }
@@ -194,6 +199,7 @@ impl BoundKey {
             return false;
         };
         // 1024 bytes: the largest RSA modulus the RSA verifiers accept (8192 bits)
+        // (and an ES512 signature, 132 bytes)
         if self.verifier.max_signature_len() > 96 {
             let mut buf = [0u8; 1024];
             b64::decode_url_into(signature, &mut buf).is_some_and(|s| self.verify_signing_input(input.as_bytes(), s))
@@ -267,6 +273,12 @@ impl BoundKey {
                 let k = ES384PublicKey::from_pem(pem).map_err(bad)?;
                 BoundKey::ec(alg, &k.public_key().to_bytes_uncompressed(), kid)
             }
+            KeyFamily::P521 => {
+                use ::p521::pkcs8::DecodePublicKey as _;
+                let k = ::p521::ecdsa::VerifyingKey::from_public_key_pem(pem)
+                    .map_err(|e| key_err(format!("not a valid {alg} public key PEM: {e}")))?;
+                BoundKey::ec(alg, k.to_sec1_point(false).as_bytes(), kid)
+            }
             KeyFamily::Ed25519 => {
                 let k = Ed25519PublicKey::from_pem(pem).map_err(bad)?;
                 BoundKey::ed25519(&k.to_bytes(), kid)
@@ -311,11 +323,12 @@ impl BoundKey {
         })
     }
 
-    /// An ES256 or ES384 key from its uncompressed SEC1 encoding.
+    /// An ES256, ES384 or ES512 key from its uncompressed SEC1 encoding.
     fn ec(alg: Algorithm, sec1: &[u8], kid: Option<String>) -> Result<BoundKey, KeyError> {
         let verifier = match alg {
             Algorithm::ES256 => Verifier::p256(sec1).ok_or_else(|| key_err("invalid P-256 point"))?,
             Algorithm::ES384 => Verifier::p384(sec1).ok_or_else(|| key_err("invalid P-384 point"))?,
+            Algorithm::ES512 => Verifier::p521(sec1).ok_or_else(|| key_err("invalid P-521 point"))?,
             _ => return Err(key_err(format!("{alg} cannot use an EC key"))),
         };
         let fingerprint = fingerprint(alg, kid.as_deref(), &[sec1]);
@@ -462,6 +475,7 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<Vec<BoundKey>, KeyErr
         "EC" => match jwk_str(jwk, "crv")? {
             Some("P-256") => KeyFamily::P256,
             Some("P-384") => KeyFamily::P384,
+            Some("P-521") => KeyFamily::P521,
             other => return Err(key_err(format!("unsupported EC curve {other:?}"))),
         },
         "OKP" => match jwk_str(jwk, "crv")? {
@@ -503,8 +517,13 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<Vec<BoundKey>, KeyErr
                 out.push(BoundKey::rsa(alg, &n, &e, kid.clone())?);
             }
         }
-        KeyFamily::P256 | KeyFamily::P384 => {
-            let len = if family == KeyFamily::P256 { 32 } else { 48 };
+        KeyFamily::P256 | KeyFamily::P384 | KeyFamily::P521 => {
+            // RFC 7518 6.2.1.2: each coordinate is the full size of the field
+            let len = match family {
+                KeyFamily::P256 => 32,
+                KeyFamily::P384 => 48,
+                _ => 66,
+            };
             let x = jwk_bytes(jwk, "x")?;
             let y = jwk_bytes(jwk, "y")?;
             if x.len() != len || y.len() != len {

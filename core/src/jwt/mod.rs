@@ -12,6 +12,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::b64;
+use crate::claim_path::ClaimPath;
 use crate::jwt::keys::{Algorithm, BoundKey, KeyFingerprint, KeySet};
 use crate::policy::scopes::{Grants, RoleHierarchy, ScopeSource};
 
@@ -146,6 +147,16 @@ impl Claims {
 
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.map.get(name)
+    }
+
+    /// The claim at `path` (top-level or nested, [`crate::claim_path`]).
+    pub fn at(&self, path: &ClaimPath) -> Option<&Value> {
+        path.lookup(&self.map)
+    }
+
+    /// The claim at `path` if it is a string.
+    pub fn str_at(&self, path: &ClaimPath) -> Option<&str> {
+        self.at(path).and_then(Value::as_str)
     }
 
     pub fn str(&self, name: &str) -> Option<&str> {
@@ -291,7 +302,7 @@ pub fn check_claims(claims: &Claims, p: &Provider, now: u64) -> Result<(), JwtEr
         return Err(JwtError::BadAudience);
     }
     for rc in &p.required_claims {
-        let value = match claims.get(&rc.name) {
+        let value = match claims.at(&rc.name) {
             None | Some(Value::Null) => return Err(JwtError::MissingClaim),
             Some(v) => v,
         };
@@ -396,7 +407,7 @@ impl Grants {
     /// The grants of a verified token's `claims` (here rather than in
     /// `policy::scopes`, which knows nothing of JWTs).
     pub fn from_claims(claims: &Claims, source: &ScopeSource, roles: &RoleHierarchy) -> Grants {
-        Grants::from_claim_values(|name| claims.get(name), source, roles)
+        Grants::from_claim_values(|path| claims.at(path), source, roles)
     }
 }
 

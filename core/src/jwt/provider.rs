@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::claim_path::ClaimPath;
 use crate::jwt::keys::{Algorithm, KeySet};
 use crate::policy::scopes::ScopeSource;
 use crate::token_source::TokenSource;
@@ -44,12 +45,12 @@ pub struct RemoteJwks {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequiredClaim {
-    pub name: String,
+    pub name: ClaimPath,
     pub one_of: Option<Vec<Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimHeader {
-    pub claim: String,
+    pub claim: ClaimPath,
     pub header: String,
 }

@@ -544,12 +544,12 @@ impl RevocationState {
     /// Whether a verified token is revoked (section 5.4): its `jti` is listed;
     /// its `sid` is listed; its `iat` is before the `revoked_before` of its
     /// `sub` (an entry without a tenant, or one for the token's tenant, read
-    /// from its `tenant_claim`); its `iat` is before its tenant's cut-off; or
+    /// `tenant`, which the caller read from its tenant claim); its `iat` is before its tenant's cut-off; or
     /// its `iat` is before the global `revoked_before`. Tenants compare
     /// exactly. A token whose tenant claim is missing or not a string gets
     /// every tenant's cut-offs. A token without `iat` is revoked whenever a
     /// cut-off applies to it (fail closed). Hash lookups only, no allocation.
-    pub fn is_revoked(&self, claims: &Claims, tenant_claim: &str) -> bool {
+    pub fn is_revoked_for(&self, claims: &Claims, tenant: Option<&str>) -> bool {
         if claims.str("jti").is_some_and(|j| self.jtis.contains_key(j)) {
             return true;
         }
@@ -557,11 +557,17 @@ impl RevocationState {
             return true;
         }
         let before = |cutoff: u64| claims.iat.is_none_or(|iat| iat < cutoff);
-        let tenant = claims.str(tenant_claim);
         let subject = claims.str("sub").and_then(|s| self.subjects.cutoff(s, tenant));
         subject.is_some_and(before)
             || self.tenants.cutoff(tenant).is_some_and(before)
             || self.revoked_before.is_some_and(before)
+    }
+
+    /// [`Self::is_revoked_for`] with the tenant read from the top-level
+    /// claim `tenant_claim` (the tests' shorthand).
+    #[cfg(test)]
+    pub fn is_revoked(&self, claims: &Claims, tenant_claim: &str) -> bool {
+        self.is_revoked_for(claims, claims.str(tenant_claim))
     }
 
     /// The entries held: revoked jtis + sessions + subject cut-offs (one per

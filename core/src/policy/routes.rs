@@ -3,6 +3,8 @@
 //! Rules match the *normalised* path (see [`crate::policy::path`]), so `/api/../admin`
 //! and `/%61dmin` meet the rule for `/admin`, never a more lenient one.
 
+use crate::claim_path::ClaimPath;
+
 /// How a rule matches the path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
@@ -66,7 +68,7 @@ impl Policy {
 pub struct OriginRule {
     pub allowed: OriginList,
     /// A claim naming the caller's tenant, whose configured origins are also accepted.
-    pub tenant_claim: Option<String>,
+    pub tenant_claim: Option<ClaimPath>,
     pub allow_missing: bool,
     pub allow_null: bool,
     pub cors: Option<CorsRule>,

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
+use crate::claim_path::ClaimPath;
+
 /// The longest scope, permission or role name, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;
 /// The most roles a hierarchy may define.
@@ -229,9 +231,9 @@ fn topological_order(defs: &[(String, RoleDef)], edges: &[Vec<usize>]) -> Result
 pub struct ScopeSource {
     /// Claims holding scopes: a space-separated string (`scope`) or an array
     /// of strings (`scp`, Auth0 `permissions`).
-    pub scope_claims: Vec<String>,
+    pub scope_claims: Vec<ClaimPath>,
     /// The claim holding role names: a string or an array of strings.
-    pub role_claim: Option<String>,
+    pub role_claim: Option<ClaimPath>,
 }
 
 /// A token's effective permissions: its scopes plus the flattened permissions
@@ -242,7 +244,7 @@ pub struct Grants {
 }
 
 impl Grants {
-    /// The grants of a token whose claims `get` looks up by name.
+    /// The grants of a token whose claims `get` looks up by path.
     ///
     /// Scope claims: a string is split on ASCII spaces only; an array's string
     /// items are taken whole; anything else is ignored. Only valid scope tokens
@@ -252,7 +254,7 @@ impl Grants {
     /// [`MAX_TOKEN_ITEMS`], each granting the role's flattened permissions;
     /// unknown roles grant nothing.
     pub fn from_claim_values<'a>(
-        get: impl Fn(&str) -> Option<&'a Value>,
+        get: impl Fn(&ClaimPath) -> Option<&'a Value>,
         source: &ScopeSource,
         roles: &RoleHierarchy,
     ) -> Grants {

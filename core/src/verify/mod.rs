@@ -10,7 +10,7 @@
 //!   `rustcrypto-verify` feature (the hand-written code is then not built
 //!   into the filter at all).
 //! - HS256/384/512 (RustCrypto `hmac`, constant-time tag comparison), ES384
-//!   (RustCrypto `p384`) and EdDSA (`ed25519-compact`) are always verified by
+//!   (RustCrypto `p384`), ES512 (RustCrypto `p521`) and EdDSA (`ed25519-compact`) are always verified by
 //!   those libraries.
 //!
 //! Nothing here is public outside the crate: tokens reach these verifiers
@@ -108,6 +108,8 @@ pub(crate) enum Verifier {
     #[cfg(feature = "rustcrypto-verify")]
     P256RustCrypto(::p256::ecdsa::VerifyingKey),
     P384(::p384::ecdsa::VerifyingKey),
+    /// Boxed: a P-521 key is the largest of the EC keys.
+    P521(Box<::p521::ecdsa::VerifyingKey>),
     Ed25519(ed25519_compact::PublicKey),
 }
 
@@ -151,6 +153,16 @@ impl Verifier {
             .map(Verifier::P384)
     }
 
+    /// A P-521 key from its uncompressed SEC1 encoding.
+    pub(crate) fn p521(sec1: &[u8]) -> Option<Verifier> {
+        if sec1.first() != Some(&4) {
+            return None;
+        }
+        ::p521::ecdsa::VerifyingKey::from_sec1_bytes(sec1)
+            .ok()
+            .map(|k| Verifier::P521(Box::new(k)))
+    }
+
     /// An Ed25519 key from its 32 bytes.
     pub(crate) fn ed25519(x: &[u8]) -> Option<Verifier> {
         ed25519_compact::PublicKey::from_slice(x).ok().map(Verifier::Ed25519)
@@ -166,6 +178,7 @@ impl Verifier {
             #[cfg(feature = "rustcrypto-verify")]
             Verifier::P256RustCrypto(_) => 64,
             Verifier::P384(_) => 96,
+            Verifier::P521(_) => 132,
             #[cfg(not(feature = "rustcrypto-verify"))]
             Verifier::Rsa { .. } => 1024,
             #[cfg(feature = "rustcrypto-verify")]
@@ -188,6 +201,9 @@ impl Verifier {
             Verifier::P384(key) => {
                 ::p384::ecdsa::Signature::from_slice(signature).is_ok_and(|s| key.verify(message, &s).is_ok())
             }
+            Verifier::P521(key) => {
+                ::p521::ecdsa::Signature::from_slice(signature).is_ok_and(|s| key.verify(message, &s).is_ok())
+            }
             Verifier::Ed25519(key) => {
                 ed25519_compact::Signature::from_slice(signature).is_ok_and(|s| key.verify(message, &s).is_ok())
             }
@@ -204,6 +220,7 @@ impl Verifier {
             #[cfg(feature = "rustcrypto-verify")]
             Verifier::RsaRustCrypto(_) | Verifier::P256RustCrypto(_) => "RustCrypto",
             Verifier::P384(_) => "p384",
+            Verifier::P521(_) => "p521",
             Verifier::Ed25519(_) => "ed25519-compact",
         }
     }

@@ -92,6 +92,7 @@ fn jwk(group: &Value) -> Value {
     let crv = match key["curve"].as_str() {
         Some("secp256r1") => "P-256",
         Some("secp384r1") => "P-384",
+        Some("secp521r1") => "P-521",
         other => panic!("curve {other:?}"),
     };
     json!({"kty": "EC", "crv": crv, "x": b64u(&sec1[1..1 + len]), "y": b64u(&sec1[1 + len..])})
@@ -271,6 +272,7 @@ vectors! {
     ps512_4096: "rsa_pss_4096_sha512_mgf1_64_test.json", PS512;
     es256: "ecdsa_secp256r1_sha256_p1363_test.json", ES256;
     es384: "ecdsa_secp384r1_sha384_p1363_test.json", ES384;
+    es512: "ecdsa_secp521r1_sha512_p1363_test.json", ES512;
     eddsa: "ed25519_test.json", EdDSA;
     hs256: "hmac_sha256_test.json", HS256;
     hs384: "hmac_sha384_test.json", HS384;

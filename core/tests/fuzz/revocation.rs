@@ -302,7 +302,9 @@ pub fn check(bytes: &[u8]) -> Checked {
                 if let Some(jtis) = doc["jtis"].as_array() {
                     for e in jtis {
                         if let (Some(j), Some(exp)) = (e["jti"].as_str(), e["expires_at"].as_u64()) {
-                            if exp > NOW && claims_with_jti(j).is_some_and(|c| !state.is_revoked(&c, "tenant")) {
+                            if exp > NOW
+                                && claims_with_jti(j).is_some_and(|c| !state.is_revoked_for(&c, c.str("tenant")))
+                            {
                                 return Err(format!("jti {j:?} was revoked until {exp} but is not refused"));
                             }
                         }

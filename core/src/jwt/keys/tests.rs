@@ -21,7 +21,9 @@ fn algorithm_names_are_exact() {
     for a in Algorithm::ALL {
         assert_eq!(Algorithm::from_name(a.name()), Some(a));
     }
-    for bad in ["none", "None", "hs256", "HS256 ", "", "RS1", "ES512", "Ed25519"] {
+    for bad in [
+        "none", "None", "hs256", "HS256 ", "", "RS1", "es512", "ES521", "Ed25519",
+    ] {
         assert_eq!(Algorithm::from_name(bad), None, "{bad}");
     }
 }
@@ -222,4 +224,78 @@ fn fingerprints_name_the_algorithm_kid_and_material() {
         fp(Algorithm::HS256, &[b'1'; 33], Some("k")),
         fp(Algorithm::HS256, &[b'1'; 32], Some("k1"))
     );
+}
+
+/// A fixed P-521 signing key (the tests need no randomness to sign).
+fn p521_signer() -> ::p521::ecdsa::SigningKey {
+    let mut scalar = [0u8; 66];
+    scalar[20..]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = (i as u8).wrapping_mul(37) | 1);
+    ::p521::ecdsa::SigningKey::from_slice(&scalar).unwrap()
+}
+
+fn p521_jwk(signer: &::p521::ecdsa::SigningKey) -> Value {
+    let point = signer.verifying_key().to_sec1_point(false);
+    let raw = point.as_bytes();
+    json!({"kty": "EC", "crv": "P-521", "kid": "p521", "x": b64u(&raw[1..67]), "y": b64u(&raw[67..133])})
+}
+
+/// ES512 keys come from a JWKS (`crv` `P-521`, 66-byte coordinates) or a
+/// PEM, are bound to ES512 only, and verify the 132-byte `r || s` JWS form.
+#[test]
+fn es512_keys_from_jwks_and_pem_are_bound_to_es512() {
+    use ::p521::ecdsa::signature::Signer as _;
+    use ::p521::pkcs8::EncodePublicKey as _;
+    let signer = p521_signer();
+    let jwk = p521_jwk(&signer);
+    let input = "eyJhbGciOiJFUzUxMiJ9.e30";
+    let sig: ::p521::ecdsa::Signature = signer.sign(input.as_bytes());
+    let token = format!("{input}.{}", b64u(&sig.to_bytes()));
+    assert_eq!(sig.to_bytes().len(), 132);
+    let (set, _) = parse_jwks(&json!({"keys": [jwk.clone()]}), &Algorithm::ALL, true).unwrap();
+    assert_eq!(set.len(), 1, "a P-521 key without alg binds to ES512 only");
+    let key = set.candidates(Algorithm::ES512, Some("p521")).next().unwrap();
+    assert_eq!(key.implementation(), "p521");
+    assert!(key.verify_token(&token));
+    let mut tampered = sig.to_bytes().to_vec();
+    tampered[100] ^= 1;
+    assert!(!key.verify_token(&format!("{input}.{}", b64u(&tampered))));
+    assert!(!key.verify_token(&format!("{input}x.{}", b64u(&sig.to_bytes()))));
+    assert!(!key.verify_token(&format!("{input}.{}", b64u(&sig.to_bytes()[..131]))));
+    assert!(!key.verify_token(&format!("{input}.{}", b64u(&[&sig.to_bytes()[..], &[0]].concat()))));
+    for other in [Algorithm::ES256, Algorithm::ES384] {
+        assert_eq!(set.candidates(other, None).count(), 0, "{other}");
+    }
+    let pem = signer.verifying_key().to_public_key_pem(Default::default()).unwrap();
+    let from_pem = BoundKey::from_pem(Algorithm::ES512, &pem, None).unwrap();
+    assert!(from_pem.verify_token(&token));
+    assert!(
+        BoundKey::from_pem(Algorithm::ES384, &pem, None).is_err(),
+        "a P-521 PEM is not ES384's"
+    );
+    let p384 = ES384KeyPair::generate().public_key().to_pem().unwrap();
+    assert!(
+        BoundKey::from_pem(Algorithm::ES512, &p384, None).is_err(),
+        "a P-384 PEM is not ES512's"
+    );
+
+    // hostile JWKs: short or long coordinates, another curve's alg, not a point
+    let bad = [
+        json!({"kty": "EC", "crv": "P-521", "x": jwk["x"], "y": b64u(&[1; 65])}),
+        json!({"kty": "EC", "crv": "P-521", "x": b64u(&[0; 67]), "y": jwk["y"]}),
+        json!({"kty": "EC", "crv": "P-521", "alg": "ES384", "x": jwk["x"], "y": jwk["y"]}),
+        json!({"kty": "EC", "crv": "P-384", "alg": "ES512", "x": jwk["x"], "y": jwk["y"]}),
+        json!({"kty": "EC", "crv": "P-521", "x": b64u(&[0; 66]), "y": b64u(&[0; 66])}),
+        json!({"kty": "EC", "crv": "p-521", "x": jwk["x"], "y": jwk["y"]}),
+    ];
+    for jwk in bad {
+        assert!(
+            parse_jwks(&json!({"keys": [jwk.clone()]}), &Algorithm::ALL, true).is_err(),
+            "{jwk}"
+        );
+    }
+    // a provider that does not list ES512 gets no key from it
+    assert!(parse_jwks(&json!({"keys": [jwk]}), &[Algorithm::ES384], true).is_err());
 }

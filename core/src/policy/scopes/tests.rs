@@ -31,14 +31,14 @@ fn hierarchy() -> RoleHierarchy {
 
 fn source(scope_claims: &[&str], role_claim: Option<&str>) -> ScopeSource {
     ScopeSource {
-        scope_claims: scope_claims.iter().map(|s| s.to_string()).collect(),
-        role_claim: role_claim.map(str::to_string),
+        scope_claims: scope_claims.iter().map(|s| ClaimPath::top(s)).collect(),
+        role_claim: role_claim.map(ClaimPath::top),
     }
 }
 
 fn grants_with(claims: Value, src: &ScopeSource, roles: &RoleHierarchy) -> Grants {
     let map: Map<String, Value> = claims.as_object().unwrap().clone();
-    Grants::from_claim_values(|n| map.get(n), src, roles)
+    Grants::from_claim_values(|p| p.lookup(&map), src, roles)
 }
 
 fn grants(claims: Value) -> Grants {
