@@ -780,3 +780,29 @@ fn a_forged_or_foreign_breaker_value_reads_as_closed() {
         assert_eq!(ask(&mut other, 2), None, "{forged:?} is not an open breaker");
     }
 }
+
+/// A filter with API keys and no provider checking revocations still polls the
+/// feed (key revocations come from it, contract 1.3), once per Envoy: a class of
+/// bug where the lease identity was taken only for token revocations, so that
+/// nobody held the lease and no worker polled.
+#[test]
+fn a_filter_with_api_keys_alone_polls_the_feed_once_per_envoy() {
+    let cfg = keys_cfg();
+    let p = proxy();
+    let mut ws: Vec<Worker<'_>> = (0..4).map(|i| Worker::new(&cfg, &p, i)).collect();
+    assert_eq!(polls_sent(&p), [(0, 1)], "the first worker configured polls");
+    let mut answered = 0;
+    answer_all(&mut ws, &p, &mut answered, &feed("c1", true, &[]));
+    // three default intervals (5 s), every worker ticking
+    let mut now = NOW;
+    for step in 0..(3 * 5_000 / TICK_MS) {
+        now += TICK_MS;
+        for (i, w) in ws.iter_mut().enumerate() {
+            w.tick_at(now + i as u64 * 7);
+        }
+        answer_all(&mut ws, &p, &mut answered, &feed(&format!("c{}", step + 2), false, &[]));
+    }
+    let sent = polls_sent(&p);
+    assert!(sent.iter().all(|(w, _)| *w == 0), "one holder: {sent:?}");
+    assert!((3..=5).contains(&sent.len()), "one poll per interval: {sent:?}");
+}

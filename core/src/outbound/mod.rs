@@ -117,6 +117,13 @@ pub struct Outbound {
     poll_warnings: WarnLimiter,
 }
 
+/// Whether the revocation feed is polled: a provider checks revocations, or
+/// API keys are configured (the feed revokes keys too, contract 1.3). One
+/// answer for `start` (which takes a lease identity only then) and the poll.
+pub(crate) fn polls_feed(cfg: &Config) -> bool {
+    cfg.auth_service.is_some() && (cfg.providers.iter().any(|p| p.check_revocation) || cfg.api_keys.is_some())
+}
+
 impl Outbound {
     pub fn new(cfg: &Config) -> Outbound {
         Outbound {
@@ -137,7 +144,7 @@ impl Outbound {
     /// At configure time: sets the tick when any call is configured, and
     /// starts the first JWKS fetches and revocation poll.
     pub fn start(&mut self, cfg: &Config, st: &mut State, host: &mut dyn Host) -> Vec<Wake> {
-        let polls = cfg.providers.iter().any(|p| p.check_revocation);
+        let polls = polls_feed(cfg);
         let remote = cfg.providers.iter().any(|p| p.remote.is_some());
         if !(polls || remote || cfg.api_keys.is_some()) {
             return Vec::new();

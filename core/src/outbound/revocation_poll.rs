@@ -22,7 +22,7 @@ impl Outbound {
         let Some(svc) = &cfg.auth_service else { return };
         // The feed carries API-key revocations too (contract 1.3): a filter
         // with `api_keys` polls it whether or not a provider checks tokens.
-        if !cfg.providers.iter().any(|p| p.check_revocation) && cfg.api_keys.is_none() {
+        if !super::polls_feed(cfg) {
             return;
         }
         let shared = Shared::revocation(svc);
