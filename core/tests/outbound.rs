@@ -401,7 +401,11 @@ fn a_lookup_is_claimed_sent_answered_cached_and_coalesced_on_the_worker() {
     let mut w = Worker::new(&cfg, Fake::new());
     assert!(w.start().is_empty());
     assert_eq!(w.host.ticks, [TICK_MS]);
-    assert!(w.host.sent.is_empty(), "nothing is asked before a request needs it");
+    // no lookup before a request needs it; the feed is polled at once, since it
+    // carries API-key revocations (contract 1.3)
+    assert_eq!(w.host.sent.len(), 1, "only the feed poll");
+    assert!(w.host.last_sent().line().3.starts_with("/internal/v1/revocations"));
+    w.host.sent.clear();
 
     // two requests for one key: one lookup, both wait for it
     assert!(w.lookup(7, KEY1).is_none());
@@ -460,7 +464,7 @@ fn a_lookup_is_claimed_sent_answered_cached_and_coalesced_on_the_worker() {
     assert_eq!(lookup, answer.result.unwrap());
     assert_eq!(w.host.shared_value(&marker), Some(vec![]));
     assert_eq!(w.host.breaker.last(), Some(&BreakerState::Closed));
-    assert_eq!(w.out.calls().count(), 0);
+    assert_eq!(w.out.calls().count(), 1, "no lookup left in flight, only the feed poll");
 }
 
 #[test]
