@@ -420,6 +420,23 @@ fn another_service_token_is_another_feed() {
         .all(|(k, (v, _))| !k.contains("svc-token") && !String::from_utf8_lossy(v).contains("svc-token")));
 }
 
+/// A proxy where another worker holds the feed's lease and has published
+/// `head` and `body` (raw shared-data values), so a new worker only follows.
+fn followed(shared: &Shared, head: &str, body: &str) -> Rc<RefCell<Proxy>> {
+    let p = proxy();
+    {
+        let mut d = p.borrow_mut();
+        let id = shared.identity();
+        d.data.insert(
+            shared.key("lease"),
+            (format!("lease {id} 999 {}", NOW + 60_000).into_bytes(), 1),
+        );
+        d.data.insert(shared.key("body"), (body.as_bytes().to_vec(), 2));
+        d.data.insert(shared.key("head"), (head.as_bytes().to_vec(), 3));
+    }
+    p
+}
+
 #[test]
 fn forged_or_torn_shared_values_are_not_installed() {
     let cfg = polls(TOKEN_ONE, "jwt");
@@ -427,33 +444,23 @@ fn forged_or_torn_shared_values_are_not_installed() {
     let shared = Shared::revocation(svc);
     let id = shared.identity().to_owned();
     let good = hs_token("fine");
-    let hostile: Vec<(&str, String)> = vec![
+    // heads that are not this feed's, or not well formed
+    let hostile: Vec<String> = vec![
         // another identity's head and body
-        ("head", format!("head {} 1 {NOW} {NOW}", "0".repeat(64))),
-        ("head", "head".into()),
-        ("head", format!("head {id} 1 {NOW}")),
-        ("head", format!("head {id} 1 {NOW} {NOW} extra")),
-        ("head", format!("head {id} -1 {NOW} {NOW}")),
-        ("head", format!("head  {id} 1 {NOW} {NOW}")),
+        format!("head {} 1 {NOW} {NOW}", "0".repeat(64)),
+        "head".into(),
+        format!("head {id} 1 {NOW}"),
+        format!("head {id} 1 {NOW} {NOW} extra"),
+        format!("head {id} -1 {NOW} {NOW}"),
+        format!("head  {id} 1 {NOW} {NOW}"),
     ];
-    for (part, value) in hostile {
-        let p = proxy();
-        // a lease held by someone else, so the worker only follows
-        p.borrow_mut().data.insert(
-            shared.key("lease"),
-            (format!("lease {id} 999 {}", NOW + 60_000).into_bytes(), 1),
-        );
-        p.borrow_mut().data.insert(
-            shared.key("body"),
-            (format!("body {id} 1\n{}", feed("c", true, &[])).into_bytes(), 2),
-        );
-        p.borrow_mut()
-            .data
-            .insert(shared.key(part), (value.clone().into_bytes(), 3));
+    for head in hostile {
+        let p = followed(&shared, &head, &format!("body {id} 1\n{}", feed("c", true, &[])));
         let mut w = Worker::new(&cfg, &p, 0);
-        assert_eq!(denied(&w.decide(&good)), Some(Deny::RevocationUnavailable), "{value}");
+        assert_eq!(denied(&w.decide(&good)), Some(Deny::RevocationUnavailable), "{head}");
     }
     // a body of another seq than the head's (being rewritten), or not a feed, or too big
+    let head = format!("head {id} 1 {NOW} {NOW}");
     let too_many: Vec<String> = (0..11).map(|i| format!("j{i}")).collect();
     let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
     for body in [
@@ -463,33 +470,13 @@ fn forged_or_torn_shared_values_are_not_installed() {
         format!("body {id} 1 {}", feed("c", true, &[])),
         format!("body {id} 1\n{}", feed("c", true, &too_many)),
     ] {
-        let p = proxy();
-        let mut data = p.borrow_mut();
-        data.data.insert(
-            shared.key("lease"),
-            (format!("lease {id} 999 {}", NOW + 60_000).into_bytes(), 1),
-        );
-        data.data.insert(shared.key("body"), (body.clone().into_bytes(), 2));
-        data.data
-            .insert(shared.key("head"), (format!("head {id} 1 {NOW} {NOW}").into_bytes(), 3));
-        drop(data);
+        let p = followed(&shared, &head, &body);
         let small = cfg_with_max_entries(10);
         let mut w = Worker::new(&small, &p, 0);
         assert_eq!(denied(&w.decide(&good)), Some(Deny::RevocationUnavailable), "{body}");
     }
     // and the well-formed value is installed (the cases above differ from it in one thing)
-    let p = proxy();
-    p.borrow_mut().data.insert(
-        shared.key("lease"),
-        (format!("lease {id} 999 {}", NOW + 60_000).into_bytes(), 1),
-    );
-    p.borrow_mut().data.insert(
-        shared.key("body"),
-        (format!("body {id} 1\n{}", feed("c", true, &["gone"])).into_bytes(), 2),
-    );
-    p.borrow_mut()
-        .data
-        .insert(shared.key("head"), (format!("head {id} 1 {NOW} {NOW}").into_bytes(), 3));
+    let p = followed(&shared, &head, &format!("body {id} 1\n{}", feed("c", true, &["gone"])));
     let mut w = Worker::new(&cfg, &p, 0);
     assert!(allowed(&w.decide(&good)));
     assert_eq!(denied(&w.decide(&hs_token("gone"))), Some(Deny::Revoked));
