@@ -250,7 +250,7 @@ fn fresh_key() -> String {
 /// Whether `check` holds for several answers in a row (two workers, each
 /// with its own state), polled until `timeout`.
 fn settles(timeout: Duration, check: impl Fn() -> bool) -> bool {
-    wait_until(timeout, || (0..4).all(|_| check()))
+    edge_auth_e2e::settles(timeout, check)
 }
 
 /// Sleeps until the wall clock (the edge's clock too) reaches unix second `t`.

@@ -166,7 +166,7 @@ fn user_call(envoy: &Envoy, token: &str) -> Response {
 /// Each worker polls on its own, every second: waits until several answers in a row agree,
 /// then confirms after every worker has certainly polled again.
 fn settles(check: &dyn Fn() -> bool) -> bool {
-    let agree = || (0..4).all(|_| check());
+    let agree = || (0..edge_auth_e2e::IN_A_ROW).all(|_| check());
     wait_until(Duration::from_secs(10), agree) && {
         std::thread::sleep(Duration::from_millis(1_500));
         agree()

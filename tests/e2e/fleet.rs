@@ -57,7 +57,7 @@ fn times_to_refusal(fleet: &mut Fleet, kinds: &[Revocation], trials: usize, rest
                 fleet.restart(fleet.edges.len() - 1);
             }
             let (cred, acknowledged) = revoke(fleet, *kind, n);
-            let took = fleet.time_to_refusal(&cred, acknowledged, WITHIN, 2);
+            let took = fleet.time_to_refusal(&cred, acknowledged, WITHIN, edge_auth_e2e::IN_A_ROW);
             assert!(
                 took.is_some(),
                 "{} revocation #{n}: some edge still accepts it {WITHIN:?} after the service acknowledged it \

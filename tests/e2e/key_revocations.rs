@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use edge_auth_e2e::service::{AuthService, SERVICE_TOKEN};
-use edge_auth_e2e::{wait_until, Envoy, EnvoyOptions};
+use edge_auth_e2e::{Envoy, EnvoyOptions};
 use serde_json::json;
 
 /// An edge that takes API keys on `/api/` (answers cached up to 300 s), polls the feed every
@@ -39,7 +39,7 @@ fn revoked_keys_are_refused_within_a_poll_one_by_one_per_tenant_and_globally() {
     // Both workers answer in turn: several answers in a row must agree. The bound is the
     // poll interval (1 s) plus one poll and a tick; 5 s leaves room for a loaded machine,
     // and is far below the 300 s the cached answers would otherwise live.
-    let settles = |key: &str, want: u16| wait_until(Duration::from_secs(5), || (0..4).all(|_| status(key) == want));
+    let settles = |key: &str, want: u16| edge_auth_e2e::settles(Duration::from_secs(5), || status(key) == want);
     for k in [&one, &two, &other] {
         assert!(settles(k, 404), "a valid key passes (and its answer is cached)");
     }

@@ -40,6 +40,18 @@ pub use http::{raw, request, Conn, Response};
 pub use servers::{EchoServer, JwksServer, Reply, ServedRequest, TestServer};
 pub use tokens::{Alg, TestKey};
 
+/// Polls until `check` holds for [`IN_A_ROW`] answers in a row, or `timeout` passes. Every
+/// request is a new connection and Envoy spreads connections over its workers at random
+/// (SO_REUSEPORT hashing), so with two workers the chance that all of them landed on one
+/// worker, and the other still answers the old way, is 2^-15. Four in a row (1 in 8) made
+/// CI flaky: a state change seen by one worker only passed for "every worker".
+pub fn settles(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    wait_until(timeout, || (0..IN_A_ROW).all(|_| check()))
+}
+
+/// How many answers in a row [`settles`] asks for.
+pub const IN_A_ROW: usize = 16;
+
 /// Polls `cond` every 20 ms until it holds or `timeout` elapses; returns
 /// whether it held. Use it for anything asynchronous (JWKS refresh, stats).
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {

@@ -154,7 +154,7 @@ fn main() {
                 }
                 tried += 1;
                 let (cred, acknowledged) = revoke(&fleet, kind, n);
-                match fleet.time_to_refusal(&cred, acknowledged, deadline, 2) {
+                match fleet.time_to_refusal(&cred, acknowledged, deadline, edge_auth_e2e::IN_A_ROW) {
                     Some(t) => times.push(t.as_secs_f64()),
                     None => missed += 1,
                 }
