@@ -34,6 +34,7 @@ pub mod context;
 pub mod credentials;
 pub mod decision;
 pub mod header_map;
+pub mod json_object;
 pub mod jwt;
 pub mod logging;
 pub mod outbound;

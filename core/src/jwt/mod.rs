@@ -229,7 +229,7 @@ pub fn inspect(token: &str, max_bytes: usize) -> Result<Inspected<'_>, JwtError>
         return Err(JwtError::Malformed);
     }
     let header = b64::decode_url(h).ok_or(JwtError::Malformed)?;
-    let header: Map<String, Value> = serde_json::from_slice(&header).map_err(|_| JwtError::Malformed)?;
+    let header = crate::json_object::parse_object(&header).map_err(|_| JwtError::Malformed)?;
     let alg = match header.get("alg") {
         Some(Value::String(a)) if a.eq_ignore_ascii_case("none") => return Err(JwtError::AlgNone),
         Some(Value::String(a)) => Algorithm::from_name(a).ok_or(JwtError::UnsupportedAlg)?,
@@ -257,7 +257,7 @@ pub fn inspect(token: &str, max_bytes: usize) -> Result<Inspected<'_>, JwtError>
         Some(_) => return Err(JwtError::Malformed),
     };
     let payload = b64::decode_url(p).ok_or(JwtError::Malformed)?;
-    let map: Map<String, Value> = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
+    let map = crate::json_object::parse_object(&payload).map_err(|_| JwtError::Malformed)?;
     let claims = Claims::from_map(map)?;
     Ok(Inspected {
         token,
