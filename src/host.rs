@@ -250,6 +250,10 @@ impl outbound::Host for ProxyHost<'_> {
         self.metrics.breaker_state(state);
     }
 
+    fn revocation_state_age(&mut self, age_ms: u64) {
+        self.metrics.revocation_state_age(age_ms);
+    }
+
     fn log(&mut self, level: Level, message: &str) {
         log(self::level(level), &format!("edge-auth: {message}"));
     }

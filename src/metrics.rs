@@ -38,12 +38,17 @@ pub struct Metrics {
     pub key_stale_served: Option<u32>,
     breaker_opened: Option<u32>,
     breaker_state: Option<u32>,
+    revocation_state_age: Option<u32>,
     lookup_failed: Vec<(&'static str, Option<u32>)>,
     denied: Vec<(&'static str, Option<u32>)>,
 }
 
 fn counter(name: &str) -> Option<u32> {
     hostcalls::define_metric(MetricType::Counter, &format!("{PREFIX}{name}")).ok()
+}
+
+fn gauge(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Gauge, &format!("{PREFIX}{name}")).ok()
 }
 
 impl Metrics {
@@ -71,7 +76,8 @@ impl Metrics {
             key_coalesced: counter("api_key.coalesced"),
             key_stale_served: counter("api_key.stale_served"),
             breaker_opened: counter("api_key.breaker_opened"),
-            breaker_state: hostcalls::define_metric(MetricType::Gauge, &format!("{PREFIX}api_key.breaker_state")).ok(),
+            breaker_state: gauge("api_key.breaker_state"),
+            revocation_state_age: gauge("revocation.state_age_ms"),
             lookup_failed: LookupFailure::ALL_NAMES
                 .iter()
                 .map(|n| (*n, counter(&format!("api_key.lookup_failed.{n}"))))
@@ -117,6 +123,14 @@ impl Metrics {
     pub fn breaker_state(&self, state: BreakerState) {
         if let Some(id) = self.breaker_state {
             let _ = hostcalls::record_metric(id, u64::from(state.code()));
+        }
+    }
+
+    /// The age of the revocation state a worker serves. Every worker writes the one gauge
+    /// each tick; they read the same shared state, so they agree to within a tick.
+    pub fn revocation_state_age(&self, age_ms: u64) {
+        if let Some(id) = self.revocation_state_age {
+            let _ = hostcalls::record_metric(id, age_ms);
         }
     }
 

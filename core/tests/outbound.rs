@@ -89,6 +89,8 @@ struct Fake {
     read_limits: Vec<usize>,
     counters: Vec<Counter>,
     breaker: Vec<BreakerState>,
+    /// `revocation_state_age` reports, in order.
+    ages: Vec<u64>,
     logs: Vec<(Level, String)>,
     ticks: Vec<u64>,
     refuse_tick: bool,
@@ -119,6 +121,7 @@ impl Fake {
             read_limits: vec![],
             counters: vec![],
             breaker: vec![],
+            ages: vec![],
             logs: vec![],
             ticks: vec![],
             refuse_tick: false,
@@ -233,6 +236,10 @@ impl Host for Fake {
 
     fn breaker_state(&mut self, state: BreakerState) {
         self.breaker.push(state);
+    }
+
+    fn revocation_state_age(&mut self, age_ms: u64) {
+        self.ages.push(age_ms);
     }
 
     fn log(&mut self, level: Level, message: &str) {
@@ -970,6 +977,38 @@ fn revocations_are_polled_on_schedule_and_kept_fresh_by_good_polls_only() {
         decide_at(&mut w, &good, NOW + 15_000, true).verdict,
         Verdict::Allow(_)
     ));
+}
+
+/// The `revocation.state_age_ms` gauge: nothing before the first good poll, then the time
+/// since the last good one, growing through failed polls and reset by the next good one.
+#[test]
+fn the_age_of_the_revocation_state_is_reported_each_tick() {
+    let cfg = polls_only();
+    let mut w = Worker::new(&cfg, Fake::new());
+    w.start();
+    w.tick_at(NOW + 100);
+    assert_eq!(w.host.ages, Vec::<u64>::new(), "no state yet: no age");
+    let first = w.host.last_sent().token;
+    w.host.now = NOW + 200;
+    w.answer(first, json_answer(200, &feed("c1", true, &[])));
+    w.tick_at(NOW + 1_000);
+    assert_eq!(w.host.ages, [800]);
+    w.tick_at(NOW + 5_000);
+    let failing = w.host.last_sent().token;
+    w.host.now = NOW + 5_100;
+    w.answer(failing, json_answer(503, &json!({})));
+    w.tick_at(NOW + 6_000);
+    assert_eq!(
+        w.host.ages.last(),
+        Some(&5_800),
+        "a failed poll does not make the state younger"
+    );
+    w.tick_at(NOW + 10_000);
+    let good = w.host.last_sent().token;
+    w.host.now = NOW + 10_050;
+    w.answer(good, json_answer(200, &feed("c2", false, &[])));
+    w.tick_at(NOW + 10_250);
+    assert_eq!(w.host.ages.last(), Some(&200));
 }
 
 /// An HS token for `sub` in `tenant` (the default `tenant` claim), issued before [`NOW_S`].

@@ -45,6 +45,22 @@ fn revoked_keys_are_refused_within_a_poll_one_by_one_per_tenant_and_globally() {
     }
     let lookups = svc.lookups();
 
+    // The age of the state the workers serve: written each tick once a poll succeeded, and
+    // within a poll interval (1 s) plus an answer while the feed is healthy.
+    let age = || envoy.stat("wasmcustom.edge_auth.revocation.state_age_ms");
+    assert!(
+        edge_auth_e2e::wait_until(Duration::from_secs(3), || age() > 0),
+        "revocation.state_age_ms is never written"
+    );
+    for _ in 0..5 {
+        let a = age();
+        assert!(
+            a <= 1_800,
+            "revocation.state_age_ms {a} with a healthy feed polled every second"
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
     // one key
     let r = svc.admin(&format!("/admin/v1/keys/{one_id}/revoke"), json!({}));
     assert_eq!(r.status, 200, "{}", r.summary());

@@ -375,7 +375,11 @@ fn claim_header_values_are_safe() {
 /// secret): a token whose JSON no serializer of ours would write.
 fn hs_raw(header: &str, payload: &str) -> String {
     use hmac::{Hmac, Mac};
-    let input = format!("{}.{}", b64::encode_url(header.as_bytes()), b64::encode_url(payload.as_bytes()));
+    let input = format!(
+        "{}.{}",
+        b64::encode_url(header.as_bytes()),
+        b64::encode_url(payload.as_bytes())
+    );
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(SECRET).unwrap();
     mac.update(input.as_bytes());
     format!("{input}.{}", b64::encode_url(&mac.finalize().into_bytes()))
@@ -384,14 +388,22 @@ fn hs_raw(header: &str, payload: &str) -> String {
 #[test]
 fn a_member_name_repeated_in_the_header_or_the_claims_is_malformed() {
     let p = provider(json!({}), None);
-    let claims = format!(r#"{{"iss":"https://iss","aud":"api","sub":"alice","iat":{},"exp":{}}}"#, NOW - 10, NOW + 300);
+    let claims = format!(
+        r#"{{"iss":"https://iss","aud":"api","sub":"alice","iat":{},"exp":{}}}"#,
+        NOW - 10,
+        NOW + 300
+    );
     // the control: the same bytes without a repeat pass
     assert_eq!(check(&hs_raw(r#"{"alg":"HS256"}"#, &claims), &p), Ok(()));
     let repeated_sub = claims.replacen('{', r#"{"sub":"admin","#, 1);
     let repeated_nested = claims.replacen('{', r#"{"realm_access":{"roles":["user"],"roles":["admin"]},"#, 1);
     let escaped_repeat = claims.replacen('{', r#"{"s\u0075b":"admin","#, 1);
     for (what, header, payload) in [
-        ("sub twice (last one would win)", r#"{"alg":"HS256"}"#, repeated_sub.as_str()),
+        (
+            "sub twice (last one would win)",
+            r#"{"alg":"HS256"}"#,
+            repeated_sub.as_str(),
+        ),
         ("a nested claim twice", r#"{"alg":"HS256"}"#, repeated_nested.as_str()),
         ("sub twice, once escaped", r#"{"alg":"HS256"}"#, escaped_repeat.as_str()),
         ("alg twice", r#"{"alg":"none","alg":"HS256"}"#, claims.as_str()),

@@ -84,5 +84,8 @@ pub trait Host {
     fn count(&mut self, counter: Counter);
     /// The API-key lookup breaker's state, for its gauge.
     fn breaker_state(&mut self, state: BreakerState);
+    /// How old the revocation state this worker serves is (milliseconds since the last
+    /// good poll by any worker), reported every tick for its gauge.
+    fn revocation_state_age(&mut self, _age_ms: u64) {}
     fn log(&mut self, level: Level, message: &str);
 }

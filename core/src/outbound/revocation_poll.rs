@@ -27,6 +27,14 @@ impl Outbound {
         }
         let shared = Shared::revocation(svc);
         self.follow_revocations(svc, &shared, st, host, now_ms);
+        // How old the state this worker serves is: the last good poll by any worker. Before
+        // the first one there is no age to show (the filter answers 503 until then).
+        if st.revocation_fresh_until_ms > 0 {
+            let polled_at = st
+                .revocation_fresh_until_ms
+                .saturating_sub(svc.revocation_max_staleness_ms);
+            host.revocation_state_age(now_ms.saturating_sub(polled_at));
+        }
         if let Some(e) = self.entries.iter().find(|e| e.purpose == Purpose::RevocationPoll) {
             if let CallState::Sent { deadline_ms, .. } = e.state {
                 if now_ms < deadline_ms {
