@@ -16,6 +16,9 @@ pub const API_KEY_PREFIX: &str = "sk_";
 pub const KEY_ID_PREFIX: &str = "key_";
 /// The longest time an answer about a valid key may be cached by the edge.
 pub const VALID_CACHE_TTL_S: i64 = 300;
+/// How long past a `valid` answer's cache time an edge may still use it while its lookups
+/// fail (the filter's `stale_if_error_s`, at most 3600; docs/configuration.md 3.x).
+pub const EDGE_MAX_STALE_S: i64 = 3600;
 /// How long the edge may cache a negative answer (unknown, revoked, expired).
 pub const NEGATIVE_CACHE_TTL_S: i64 = 30;
 

@@ -579,11 +579,14 @@ impl Service {
     }
 
     /// Until when an API-key revocation made at `now` stays in the feed: the
-    /// longest an edge may hold a `valid` answer computed before it (its
-    /// `cache_ttl_s`, at most [`keys::VALID_CACHE_TTL_S`]), plus the edges' leeway
-    /// for answers in flight and clocks (docs/auth-service-api.md, 5.6).
+    /// longest an edge may use a `valid` answer computed before it (its
+    /// `cache_ttl_s`, at most [`keys::VALID_CACHE_TTL_S`], then up to
+    /// [`keys::EDGE_MAX_STALE_S`] more as a stale answer while its lookups fail),
+    /// plus the edges' leeway for answers in flight and clocks
+    /// (docs/auth-service-api.md, 5.6). An entry that left the feed sooner would let
+    /// an edge in an outage accept the revoked key again from its stale answer.
     fn key_feed_expiry(&self, now: i64) -> i64 {
-        revoked_before(now) + keys::VALID_CACHE_TTL_S + self.feed_leeway_s
+        revoked_before(now) + keys::VALID_CACHE_TTL_S + keys::EDGE_MAX_STALE_S + self.feed_leeway_s
     }
 
     /// Revokes every live session of `subject` in `tenant` (`None`: in every tenant) and

@@ -19,9 +19,10 @@ fn sha256_hex(s: &str) -> String {
 }
 
 /// Until when a key revocation at `t` stays in the feed: `t + 1` (its `revoked_before`)
-/// plus the longest cache time of a valid answer (300 s) plus the edges' leeway (60 s).
+/// plus the longest cache time of a valid answer (300 s), plus the longest an edge may
+/// serve it stale while lookups fail (3600 s), plus the edges' leeway (60 s).
 fn key_expiry(t: i64) -> i64 {
-    t + 1 + 300 + 60
+    t + 1 + 300 + 3600 + 60
 }
 
 async fn a_revoked_key_enters_the_feed_once_by_id_and_hash(b: Backend) {
