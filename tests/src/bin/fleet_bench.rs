@@ -210,11 +210,12 @@ fn main() {
         "## b. Revocation: acknowledgement to the last edge refusing\n\n\
          --concurrency {revoke_concurrency}; load on every Envoy throughout; Envoy 2 restarted (a new \
          process) after {} of the first kind's trials. Every edge is polled on fresh connections every \
-         10 ms; an edge refuses when two requests in a row get 401; deadline {} s. A kind whose first \
+         10 ms; an edge refuses when {} requests in a row get 401 (the first of them is the time); deadline {} s. A kind whose first \
          {give_up} trials all miss the deadline is not tried further. Seconds:\n\n\
          | kind | tried | refused within the deadline | not within {} s | min | median | max |\n\
          |---|---|---|---|---|---|---|\n{revocations}",
         trials / 2,
+        edge_auth_e2e::IN_A_ROW,
         deadline.as_secs(),
         deadline.as_secs()
     );
