@@ -9,14 +9,14 @@ use std::collections::HashMap;
 
 use edge_auth_core::api_key::{key_hash, parse_lookup, LookupFailure};
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Allow, Attempt, Deny, KeyAnswer, Outcome, Request, State, Verdict};
+use edge_auth_core::decision::{decide, Allow, Attempt, Deny, KeyAnswer, KeyRefusal, Outcome, Request, State, Verdict};
 use edge_auth_core::jwt::JwtError;
 use edge_auth_core::response::reply;
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
 mod common;
-use common::raw_claims;
+use common::{allowed, denied, raw_claims};
 
 const NOW_S: u64 = 1_800_000_000;
 const NOW: u64 = NOW_S * 1000;
@@ -137,20 +137,6 @@ fn run<'c>(
 
 fn get<'c>(cfg: &'c Config, path: &str, headers: &[(&'static str, &str)]) -> Outcome<'c> {
     run(cfg, &mut State::new(cfg), "GET", path, headers, None)
-}
-
-fn allowed<'a, 'c>(o: &'a Outcome<'c>) -> &'a Allow<'c> {
-    match &o.verdict {
-        Verdict::Allow(a) => a,
-        other => panic!("expected an allow, got {other:?}"),
-    }
-}
-
-fn denied<'c>(o: &Outcome<'c>) -> Deny<'c> {
-    match &o.verdict {
-        Verdict::Deny(d) => *d,
-        other => panic!("expected a denial, got {other:?}"),
-    }
 }
 
 /// A shadow pass: allowed upstream as sent, no identity, the would-be refusal named.
@@ -302,10 +288,7 @@ fn a_shadow_key_rule_still_waits_for_the_lookup_and_reports_a_fail_closed_503() 
     );
     // a malformed key is a shadow 401
     let o = get(&cfg, "/shadow-key/x", &[("x-api-key", "sk_short")]);
-    assert_eq!(
-        shadow_denied(&o),
-        Deny::ApiKey(edge_auth_core::decision::KeyRefusal::Malformed)
-    );
+    assert_eq!(shadow_denied(&o), Deny::ApiKey(KeyRefusal::Malformed));
 }
 
 #[test]
@@ -431,10 +414,7 @@ fn a_key_is_accepted_with_its_scopes_and_says_api_key() {
     assert!(allowed(&o).key.is_some());
     // an unknown-format key is refused as a key, not tried as a token
     let o = get(&cfg, "/either/x", &[("x-api-key", "not-a-key")]);
-    assert_eq!(
-        denied(&o),
-        Deny::ApiKey(edge_auth_core::decision::KeyRefusal::Malformed)
-    );
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Malformed));
 }
 
 #[test]
