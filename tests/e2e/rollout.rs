@@ -6,6 +6,7 @@
 //! one accepted, says which in the identity headers, and refuses both (400).
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use edge_auth_e2e::context::FORGED;
 use edge_auth_e2e::servers::echoed_header;
@@ -57,9 +58,11 @@ fn stack() -> &'static Stack {
                 {"name": "enforced", "match": {"prefix": "/enforced/"}, "jwt": jwt}
             ]
         });
-        let opts = EnvoyOptions::new(config, echo.port())
+        let mut opts = EnvoyOptions::new(config, echo.port())
             .cluster("auth", svc.port)
             .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN);
+        // the shadow denials' log lines are at debug level, as refusals are
+        opts.component_log_level = Some("wasm:debug".into());
         let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
         Stack {
             envoy,
@@ -146,6 +149,18 @@ fn a_shadow_rule_lets_would_be_refusals_through_without_identity_and_counts_them
     assert!(stat("shadow_denied.malformed_token") >= 1);
     assert!(stat("shadow_denied.insufficient_scope") >= 1);
     assert!(stat("shadow_denied.api_key_unknown") >= 1);
+    // logged with the rule and a fingerprint, never the credential
+    let line = "shadow denied reason=malformed_token rule=shadow credential=";
+    assert!(
+        s.envoy.wait_for_log(line, Duration::from_secs(5)),
+        "{}",
+        s.envoy.log_tail(20)
+    );
+    assert!(!s.envoy.log().contains("eyJ.not-a.token"));
+    assert!(s
+        .envoy
+        .log()
+        .contains("CHECK DISABLED: rules[2] is report-only (mode: shadow)"));
     // no other test of this file makes these real refusals
     for reason in ["malformed_token", "api_key_unknown"] {
         assert_eq!(
