@@ -388,6 +388,9 @@ fn a_token_is_accepted_with_its_scopes_and_says_jwt() {
         .is_some());
     let o = get(&cfg, "/either/x", &[("authorization", "Bearer eyJ.bad.token")]);
     assert_eq!(denied(&o), Deny::Token(JwtError::Malformed));
+    // a key-shaped value in a token source is a token, and fails as one (no lookup)
+    let o = get(&cfg, "/either/x", &[("x-token", KEY)]);
+    assert_eq!(denied(&o), Deny::Token(JwtError::Malformed));
 }
 
 #[test]
