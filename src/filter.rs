@@ -182,7 +182,11 @@ pub fn evaluate(
             if let Some(cors) = cors {
                 worker.response_headers.borrow_mut().insert(context_id, cors);
             }
-            allow(worker, &a);
+            match a.shadow {
+                // report-only: the request goes upstream as sent
+                Some(d) => report_shadow_denial(worker, d, outcome.credential.as_ref(), a.rule),
+                None => allow(worker, &a),
+            }
             Step::Continue
         }
         Verdict::Preflight(headers) => {
@@ -302,6 +306,22 @@ fn deny(worker: &Worker, d: Deny<'_>, credential: Option<&Credential>, cors: Opt
     }
     send(&response::reply(d, &worker.config.realm), cors);
     Step::Replied
+}
+
+/// Counts and logs the refusal a report-only rule would have given.
+fn report_shadow_denial(worker: &Worker, d: Deny<'_>, credential: Option<&Credential>, rule: &str) {
+    worker.metrics.shadow_denied(d);
+    let level = logging::denial_level(d, worker.outbound.borrow_mut().warnings(), host::now_ms).map(host::level);
+    if let Some(level) = level.filter(|l| host::enabled(*l)) {
+        let fp = credential.map_or_else(|| "-".to_owned(), Credential::fingerprint);
+        host::log(
+            level,
+            &format!(
+                "edge-auth: shadow denied reason={} rule={rule} credential={fp}",
+                d.name()
+            ),
+        );
+    }
 }
 
 /// Sends a local reply, with the CORS headers of the request's origin if any.

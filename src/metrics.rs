@@ -41,6 +41,7 @@ pub struct Metrics {
     revocation_state_age: Option<u32>,
     lookup_failed: Vec<(&'static str, Option<u32>)>,
     denied: Vec<(&'static str, Option<u32>)>,
+    shadow_denied: Vec<(&'static str, Option<u32>)>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -84,6 +85,9 @@ impl Metrics {
                 .collect(),
             denied: Deny::all_names()
                 .map(|n| (n, counter(&format!("denied.{n}"))))
+                .collect(),
+            shadow_denied: Deny::all_names()
+                .map(|n| (n, counter(&format!("shadow_denied.{n}"))))
                 .collect(),
         }
     }
@@ -135,7 +139,17 @@ impl Metrics {
     }
 
     pub fn denied(&self, d: Deny<'_>) {
-        let name = d.name();
-        Metrics::inc(self.denied.iter().find(|(n, _)| *n == name).and_then(|(_, id)| *id));
+        Metrics::inc(by_reason(&self.denied, d));
     }
+
+    /// A refusal a report-only rule would have given.
+    pub fn shadow_denied(&self, d: Deny<'_>) {
+        Metrics::inc(by_reason(&self.shadow_denied, d));
+    }
+}
+
+/// The counter of `d`'s reason in `counters`.
+fn by_reason(counters: &[(&'static str, Option<u32>)], d: Deny<'_>) -> Option<u32> {
+    let name = d.name();
+    counters.iter().find(|(n, _)| *n == name).and_then(|(_, id)| *id)
 }

@@ -58,6 +58,7 @@ pub fn error_of(d: Deny<'_>) -> (u32, &'static str, &'static str) {
             "temporarily_unavailable",
             "the API key cannot be checked right now",
         ),
+        Deny::MissingCredential => (401, "missing_token", "a bearer token or an API key is required"),
     }
 }
 
@@ -69,6 +70,11 @@ pub fn reply(d: Deny<'_>, realm: &str) -> Reply {
         // RFC 6750 3.1: a request without credentials gets no error code.
         Deny::MissingToken => headers.push(("www-authenticate", format!("Bearer realm=\"{realm}\""))),
         Deny::MissingApiKey => headers.push(("www-authenticate", format!("ApiKey realm=\"{realm}\""))),
+        // RFC 9110 11.6.1: one challenge per scheme the resource accepts.
+        Deny::MissingCredential => headers.push((
+            "www-authenticate",
+            format!("Bearer realm=\"{realm}\", ApiKey realm=\"{realm}\""),
+        )),
         Deny::ApiKey(_) => headers.push((
             "www-authenticate",
             format!(

@@ -22,6 +22,9 @@ use edge_auth_core::response::reply;
 use edge_auth_core::token_source::TokenSource;
 use serde_json::{json, Value};
 
+mod common;
+use common::{allowed, denied};
+
 const NOW_S: u64 = 1_800_000_000;
 const NOW: u64 = NOW_S * 1000;
 /// The contract's worked example (docs/auth-service-api.md, 4.3).
@@ -278,20 +281,6 @@ fn with_answer<'c>(cfg: &'c Config, st: &mut State, req: &mut Req, path: &str, a
     run(cfg, st, req, path, NOW, false, Some(a))
 }
 
-fn allowed<'a, 'c>(o: &'a Outcome<'c>) -> &'a Allow<'c> {
-    match &o.verdict {
-        Verdict::Allow(a) => a,
-        other => panic!("expected an allow, got {other:?}"),
-    }
-}
-
-fn denied<'c>(o: &Outcome<'c>) -> Deny<'c> {
-    match &o.verdict {
-        Verdict::Deny(d) => *d,
-        other => panic!("expected a denial, got {other:?}"),
-    }
-}
-
 fn awaited(o: &Outcome<'_>) -> String {
     match &o.verdict {
         Verdict::AwaitLookup { hash } => hash.clone(),
@@ -497,7 +486,15 @@ fn config_rule_api_key_errors_are_named() {
         }]);
         d["rules"][0]["jwt"] = json!({"providers": ["p"]});
     });
-    assert_eq!(refused_field(&d), "rules[0]");
+    // jwt and api_key together: a token or a key (core/tests/rollout.rs)
+    let cfg = parse(&d).unwrap();
+    assert_eq!(
+        cfg.routes.rules()[0].policy.requirement,
+        Requirement::JwtOrApiKey {
+            providers: vec![0],
+            stale_if_error_ms: 0
+        }
+    );
     // unknown fields, wrong type inside the rule's api_key
     let d = minimal_with(|d| d["rules"][0]["api_key"] = json!({"stale_s": 10}));
     let f = refused_field(&d);

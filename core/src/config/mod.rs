@@ -39,7 +39,7 @@ use self::field::{err, range};
 use self::identity::{compile_context, RawContext};
 use self::providers::{compile_providers, RawProvider};
 use self::rules::{
-    compile_roles, compile_rules, compile_tenants, RawDefaultRule, RawRole, RawRule, RawTenant, RuleScope,
+    compile_roles, compile_rules, compile_tenants, Mode, RawDefaultRule, RawRole, RawRule, RawTenant, RuleScope,
 };
 
 /// A configuration error, with the path of the field at fault.
@@ -88,6 +88,8 @@ struct RawConfig {
     context: Option<RawContext>,
     #[serde(default)]
     api_keys: Option<RawApiKeys>,
+    #[serde(default)]
+    mode: Mode,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +158,10 @@ pub struct Config {
     /// A short digest of the configuration document: names the shared
     /// API-key cache, so that a new configuration does not read the old one's answers.
     pub generation: String,
+    /// The whole filter is report-only (top-level `"mode": "shadow"`):
+    /// every rule's refusals are counted and let through (see
+    /// `decision::shadow`).
+    pub shadow: bool,
 }
 
 /// Parses and compiles the plugin configuration. `env` reads the variables
@@ -234,6 +240,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
         envoy_appends: raw.envoy_appends_xff,
     };
     let (rules, default) = compile_rules(&raw.rules, raw.default_rule.as_ref(), &scope, &mut warnings)?;
+    let shadow = rules::shadow(raw.mode, "the whole filter", &mut warnings);
     let context = match raw.context {
         None => None,
         Some(c) => Some(compile_context(c, env)?),
@@ -273,6 +280,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
         tenants,
         roles,
         warnings,
+        shadow,
     })
 }
 

@@ -34,6 +34,8 @@ pub(super) struct RawRule {
     pub(super) ip: Option<RawIpPolicy>,
     #[serde(default)]
     pub(super) scopes: Option<RawScopes>,
+    #[serde(default)]
+    pub(super) mode: Mode,
 }
 
 /// The rule for requests no rule matches: a rule without `name` and `match`.
@@ -52,6 +54,8 @@ pub(super) struct RawDefaultRule {
     pub(super) ip: Option<RawIpPolicy>,
     #[serde(default)]
     pub(super) scopes: Option<RawScopes>,
+    #[serde(default)]
+    pub(super) mode: Mode,
 }
 
 /// The fields a rule and the default rule share.
@@ -62,6 +66,16 @@ pub(super) struct RawPolicy<'a> {
     pub(super) origin: Option<&'a RawOriginPolicy>,
     pub(super) ip: Option<&'a RawIpPolicy>,
     pub(super) scopes: Option<&'a RawScopes>,
+    pub(super) mode: Mode,
+}
+
+/// Whether a rule's refusals are enforced or only reported (`mode`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Mode {
+    #[default]
+    Enforce,
+    Shadow,
 }
 
 #[derive(Debug, Deserialize)]
@@ -399,6 +413,7 @@ pub(super) fn compile_rules(
             origin: r.origin.as_ref(),
             ip: r.ip.as_ref(),
             scopes: r.scopes.as_ref(),
+            mode: r.mode,
         };
         rules.push(Rule {
             name: r.name.clone(),
@@ -417,6 +432,7 @@ pub(super) fn compile_rules(
                 origin: d.origin.as_ref(),
                 ip: d.ip.as_ref(),
                 scopes: d.scopes.as_ref(),
+                mode: d.mode,
             };
             Some(compile_policy(raw_policy, "default_rule", scope, warnings)?)
         }
@@ -435,33 +451,28 @@ fn compile_policy(
         (false, Some(j), None) => Requirement::Jwt {
             providers: provider_index(scope.providers, &j.providers, &format!("{at}.jwt.providers"))?,
         },
-        (false, None, Some(k)) => {
-            if !scope.api_keys {
-                return Err(err(
-                    format!("{at}.api_key"),
-                    "needs the top-level api_keys (and auth_service) configuration",
-                ));
-            }
-            if k.stale_if_error_s > 3600 {
-                return Err(err(format!("{at}.api_key.stale_if_error_s"), "must be at most 3600"));
-            }
-            Requirement::ApiKey {
-                stale_if_error_ms: k.stale_if_error_s * 1000,
-            }
-        }
+        (false, None, Some(k)) => Requirement::ApiKey {
+            stale_if_error_ms: key_requirement(k, at, scope)?,
+        },
+        (false, Some(j), Some(k)) => Requirement::JwtOrApiKey {
+            providers: provider_index(scope.providers, &j.providers, &format!("{at}.jwt.providers"))?,
+            stale_if_error_ms: key_requirement(k, at, scope)?,
+        },
         (false, None, None) => {
             return Err(err(
                 at,
                 "a rule needs \"public\": true, a \"jwt\" or an \"api_key\" requirement",
             ))
         }
-        _ => {
-            return Err(err(
-                at,
-                "a rule has exactly one of \"public\": true, \"jwt\" or \"api_key\"",
-            ))
-        }
+        (true, _, _) => return Err(err(at, "a public rule has no \"jwt\" or \"api_key\" requirement")),
     };
+    if let (Requirement::JwtOrApiKey { .. }, Some(_)) = (&requirement, r.origin) {
+        return Err(err(
+            format!("{at}.origin"),
+            "a rule that accepts a token or a key does not check Origin (not supported yet): \
+             give browsers and key holders separate rules",
+        ));
+    }
     let origin = match r.origin {
         None => None,
         Some(o) => {
@@ -507,7 +518,32 @@ fn compile_policy(
         origin,
         ip,
         scopes,
+        shadow: shadow(r.mode, at, warnings),
     })
+}
+
+/// Whether `mode` is report-only; a shadow rule is said at configure time.
+pub(super) fn shadow(mode: Mode, at: &str, warnings: &mut Vec<String>) -> bool {
+    if mode == Mode::Shadow {
+        warnings.push(format!(
+            "{at} is report-only (mode: shadow): its refusals are counted as shadow_denied.* and let through"
+        ));
+    }
+    mode == Mode::Shadow
+}
+
+/// The stale-if-error window of an `api_key` requirement, in milliseconds.
+fn key_requirement(k: &RawApiKeyRequirement, at: &str, scope: &RuleScope<'_>) -> Result<u64, ConfigError> {
+    if !scope.api_keys {
+        return Err(err(
+            format!("{at}.api_key"),
+            "needs the top-level api_keys (and auth_service) configuration",
+        ));
+    }
+    if k.stale_if_error_s > 3600 {
+        return Err(err(format!("{at}.api_key.stale_if_error_s"), "must be at most 3600"));
+    }
+    Ok(k.stale_if_error_s * 1000)
 }
 
 /// The indexes of the providers `names` names.

@@ -11,7 +11,9 @@ use crate::config::{ApiKeys, Context};
 use crate::context::Identity;
 use crate::policy::scopes::Grants;
 
-use super::request::{census, client_address, find_credential, Credential};
+use crate::credentials::Census;
+
+use super::request::{census, client_address, find_credential, Credential, Found};
 use super::{render_context, Allow, CachedKey, Ctx, Deny, KeyRefusal, KeyUse, Outcome, Request, State, Verdict};
 
 /// An API-key requirement: find the key, check its format, find its answer
@@ -32,6 +34,20 @@ pub(super) fn authorize_key<'c>(
         Ok(None) => return Outcome::deny(Deny::MissingApiKey),
         Err(d) => return Outcome::deny(d),
     };
+    with_key(cx, keys, stale_if_error, &census, found, st, req)
+}
+
+/// The API-key requirement once the request's one credential, `found`, was
+/// found in `api_keys.sources`.
+pub(super) fn with_key<'c>(
+    cx: &Ctx<'c, '_>,
+    keys: &'c ApiKeys,
+    stale_if_error: StaleIfError,
+    census: &Census,
+    found: Found<'c>,
+    st: &mut State,
+    req: &mut dyn Request,
+) -> Outcome<'c> {
     // No credential place goes upstream: the key's, and any copy of it.
     let strip = census.strip(&cx.cfg.credential_places, cx.attempt.path, |_| false);
     // A request not allowed carries its credential, for the log's fingerprint.

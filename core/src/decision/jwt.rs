@@ -24,23 +24,41 @@ use super::{render_context, Allow, Ctx, Deny, Outcome, Request, Signature, State
 /// origins and the scopes, and allow it with its identity headers.
 pub(super) fn authorize_jwt<'c>(
     cx: &Ctx<'c, '_>,
-    providers: &[usize],
+    providers: &'c [usize],
     st: &mut State,
     req: &mut dyn Request,
 ) -> Outcome<'c> {
     let cfg = cx.cfg;
-    let sources = providers
-        .iter()
-        .filter_map(|&i| cfg.providers.get(i))
-        .flat_map(|p| p.sources.iter());
     let Ok(census) = census(cfg, cx.attempt.path, req) else {
         return Outcome::deny(Deny::AmbiguousCredential);
     };
-    let found = match find_credential(sources, &census, cfg, cx.attempt.path) {
+    let found = match find_credential(sources(cfg, providers), &census, cfg, cx.attempt.path) {
         Ok(Some(f)) => f,
         Ok(None) => return Outcome::deny(Deny::MissingToken),
         Err(d) => return Outcome::deny(d),
     };
+    with_token(cx, providers, &census, found, st, req)
+}
+
+/// The token sources of the rule's providers, in the rule's order.
+pub(super) fn sources<'c>(cfg: &'c Config, providers: &'c [usize]) -> impl Iterator<Item = &'c TokenSource> + Clone {
+    providers
+        .iter()
+        .filter_map(|&i| cfg.providers.get(i))
+        .flat_map(|p| p.sources.iter())
+}
+
+/// The JWT requirement once the request's one credential, `found`, was
+/// found in the providers' sources.
+pub(super) fn with_token<'c>(
+    cx: &Ctx<'c, '_>,
+    providers: &[usize],
+    census: &Census,
+    found: Found<'c>,
+    st: &mut State,
+    req: &mut dyn Request,
+) -> Outcome<'c> {
+    let cfg = cx.cfg;
     let mut signature = None;
     let (token, hit) = match authenticate(cx, st, providers, &found, req, &mut signature) {
         Ok(ok) => ok,
@@ -62,7 +80,7 @@ pub(super) fn authorize_jwt<'c>(
             ..Outcome::deny(d)
         };
     }
-    let mut allowed = allow(cx, providers, token, &census);
+    let mut allowed = allow(cx, providers, token, census);
     if let (Some(ctx), Some(t)) = (&cfg.context, &allowed.token) {
         let upstream_path = allowed.path.as_deref().unwrap_or(cx.attempt.path);
         allowed.context = context_headers(ctx, t, cx.attempt.method, upstream_path, cx.attempt.now_ms / 1000);

@@ -14,7 +14,9 @@ mod jwt;
 mod origin;
 mod refusal;
 mod request;
+mod shadow;
 mod state;
+mod token_or_key;
 
 pub use refusal::{Deny, KeyRefusal};
 pub use request::{fingerprint, Credential, Request};
@@ -28,7 +30,7 @@ use crate::context::{self, Identity};
 use crate::credentials;
 use crate::policy::origin::Origin;
 use crate::policy::path;
-use crate::policy::routes::{Policy, Requirement};
+use crate::policy::routes::{Policy, Requirement, Selected};
 
 use self::origin::{check_origin, OriginCheck};
 use self::request::client_permitted;
@@ -59,14 +61,46 @@ pub(crate) struct Ctx<'c, 'r> {
     tenant_pending: Option<&'r Origin>,
 }
 
-/// Decides one request, reading from `req` only the facts it needs.
+/// Decides one request, reading from `req` only the facts it needs. A
+/// refusal of a report-only rule (or filter) becomes a shadow allow
+/// ([`shadow`]).
 pub fn decide<'c>(cfg: &'c Config, st: &mut State, attempt: &Attempt<'_>, req: &mut dyn Request) -> Outcome<'c> {
+    let (outcome, shadow_rule) = enforced(cfg, st, attempt, req);
+    match shadow_rule {
+        Some(rule) => shadow::report_only(outcome, rule),
+        None => outcome,
+    }
+}
+
+/// The decision as an enforcing filter makes it, and the name of the rule
+/// when that rule (or the whole filter) is report-only. A path that cannot
+/// be normalised is refused before any rule is chosen, so never in shadow.
+fn enforced<'c>(
+    cfg: &'c Config,
+    st: &mut State,
+    attempt: &Attempt<'_>,
+    req: &mut dyn Request,
+) -> (Outcome<'c>, Option<&'c str>) {
     let (method, raw_path) = (attempt.method, attempt.path);
     let normalized = match path::normalize(raw_path) {
         Ok(n) => n,
-        Err(e) => return Outcome::deny(Deny::BadPath(e.as_str())),
+        Err(e) => return (Outcome::deny(Deny::BadPath(e.as_str())), None),
     };
     let selected = cfg.routes.select(method, &normalized.path);
+    let rule = selected.name();
+    let shadow = (cfg.shadow || selected.policy().is_some_and(|p| p.shadow)).then_some(rule);
+    (decide_rule(cfg, st, attempt, req, selected), shadow)
+}
+
+/// The decision once the rule is selected.
+fn decide_rule<'c>(
+    cfg: &'c Config,
+    st: &mut State,
+    attempt: &Attempt<'_>,
+    req: &mut dyn Request,
+    selected: Selected<'c>,
+) -> Outcome<'c> {
+    let method = attempt.method;
     let rule = selected.name();
     let Some(policy) = selected.policy() else {
         return Outcome::deny(Deny::NoRule);
@@ -127,6 +161,15 @@ fn authorize<'c>(cx: &Ctx<'c, '_>, st: &mut State, req: &mut dyn Request) -> Out
                 api_key::authorize_key(cx, keys, stale, st, req)
             }
         },
+        Requirement::JwtOrApiKey {
+            providers,
+            stale_if_error_ms,
+        } => {
+            let stale = StaleIfError {
+                max_stale_ms: *stale_if_error_ms,
+            };
+            token_or_key::authorize_token_or_key(cx, providers, stale, st, req)
+        }
     }
 }
 
@@ -177,6 +220,10 @@ pub struct Allow<'c> {
     pub preflight: bool,
     /// Identity headers for the upstream (`context` configured), signed when a key is set.
     pub context: Vec<(String, String)>,
+    /// The refusal a report-only rule would have given: the request goes
+    /// upstream as sent (no edits, no identity), and the shell counts
+    /// `shadow_denied.<reason>` instead of an allow ([`shadow`]).
+    pub shadow: Option<Deny<'c>>,
 }
 
 /// A verdict, whether the token cache was consulted (`Some(hit)`), the

@@ -56,6 +56,8 @@ pub enum Deny<'c> {
     /// The API key could not be looked up (the auth service failed, or its
     /// circuit is open) and no stale answer may be served.
     KeyServiceUnavailable,
+    /// The route accepts a token or an API key and the request carries neither.
+    MissingCredential,
 }
 
 /// The refusals' names: one line per refusal of [`Deny`]'s own; a token's
@@ -90,6 +92,7 @@ refusals! {
     Deny::RevocationUnavailable => "revocation_unavailable",
     Deny::MissingApiKey => "missing_api_key",
     Deny::KeyServiceUnavailable => "key_service_unavailable",
+    Deny::MissingCredential => "missing_credential",
 }
 
 impl Deny<'_> {
@@ -177,6 +180,7 @@ mod tests {
             Deny::ApiKey(KeyRefusal::Revoked),
             Deny::ApiKey(KeyRefusal::Expired),
             Deny::KeyServiceUnavailable,
+            Deny::MissingCredential,
         ]);
         for d in &all {
             match d {
@@ -195,7 +199,8 @@ mod tests {
                 | Deny::ApiKey(
                     KeyRefusal::Malformed | KeyRefusal::Unknown | KeyRefusal::Revoked | KeyRefusal::Expired,
                 )
-                | Deny::KeyServiceUnavailable => {}
+                | Deny::KeyServiceUnavailable
+                | Deny::MissingCredential => {}
             }
         }
         all

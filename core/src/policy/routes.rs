@@ -39,6 +39,12 @@ pub enum Requirement {
     /// When the service fails, a key whose valid answer expired less than
     /// `stale_if_error_ms` ago is still admitted (0: never).
     ApiKey { stale_if_error_ms: u64 },
+    /// Either a JWT from one of `providers` or an API key, whichever the
+    /// request carries; a request carrying both is refused as ambiguous.
+    JwtOrApiKey {
+        providers: Vec<usize>,
+        stale_if_error_ms: u64,
+    },
 }
 
 /// Everything a rule checks, cheapest first: client address, Origin, the
@@ -49,6 +55,9 @@ pub struct Policy {
     pub origin: Option<OriginRule>,
     pub ip: Option<IpPolicy>,
     pub scopes: Option<ScopeRequirement>,
+    /// Report-only (`"mode": "shadow"`): every check runs and is counted,
+    /// and a refusal lets the request through without identity.
+    pub shadow: bool,
 }
 
 impl Policy {
@@ -59,6 +68,7 @@ impl Policy {
             origin: None,
             ip: None,
             scopes: None,
+            shadow: false,
         }
     }
 }

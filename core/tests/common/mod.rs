@@ -1,6 +1,7 @@
 //! Helpers shared by the core's integration tests.
 #![allow(dead_code)]
 
+use edge_auth_core::decision::{Allow, Deny, Outcome, Verdict};
 use jwt_simple::prelude::JWTClaims;
 use serde_json::Value;
 
@@ -17,5 +18,21 @@ pub fn raw_claims(claims: Value) -> JWTClaims<Value> {
         jwt_id: None,
         nonce: None,
         custom: claims,
+    }
+}
+
+/// The allow of an outcome (panics on any other verdict).
+pub fn allowed<'a, 'c>(o: &'a Outcome<'c>) -> &'a Allow<'c> {
+    match &o.verdict {
+        Verdict::Allow(a) => a,
+        other => panic!("expected an allow, got {other:?}"),
+    }
+}
+
+/// The refusal of an outcome (panics on any other verdict).
+pub fn denied<'c>(o: &Outcome<'c>) -> Deny<'c> {
+    match &o.verdict {
+        Verdict::Deny(d) => *d,
+        other => panic!("expected a denial, got {other:?}"),
     }
 }

@@ -1,0 +1,40 @@
+//! A rule with several ways in: a JWT from one of its providers or an API
+//! key. The request's credential places were read once ([`census`]: two
+//! different credentials, or a place twice, are already refused); the one
+//! credential is then looked for in the providers' token sources and in
+//! `api_keys.sources`. Found in exactly one of them, it goes down that
+//! branch, scopes and identity included; found in both (the same value in
+//! a token place and a key place), it is refused as ambiguous rather than
+//! tried one way and then the other.
+
+use crate::api_key::breaker::StaleIfError;
+
+use super::request::{census, find_credential};
+use super::{api_key, jwt, Ctx, Deny, Outcome, Request, State};
+
+/// A `jwt` + `api_key` requirement.
+pub(super) fn authorize_token_or_key<'c>(
+    cx: &Ctx<'c, '_>,
+    providers: &'c [usize],
+    stale_if_error: StaleIfError,
+    st: &mut State,
+    req: &mut dyn Request,
+) -> Outcome<'c> {
+    let (cfg, path) = (cx.cfg, cx.attempt.path);
+    // the configuration refuses such a rule without api_keys
+    let Some(keys) = &cfg.api_keys else {
+        return Outcome::deny(Deny::NoRule);
+    };
+    let Ok(census) = census(cfg, path, req) else {
+        return Outcome::deny(Deny::AmbiguousCredential);
+    };
+    let token = find_credential(jwt::sources(cfg, providers), &census, cfg, path);
+    let key = find_credential(keys.sources.iter(), &census, cfg, path);
+    match (token, key) {
+        (Err(d), _) | (_, Err(d)) => Outcome::deny(d),
+        (Ok(Some(_)), Ok(Some(_))) => Outcome::deny(Deny::AmbiguousCredential),
+        (Ok(Some(found)), Ok(None)) => jwt::with_token(cx, providers, &census, found, st, req),
+        (Ok(None), Ok(Some(found))) => api_key::with_key(cx, keys, stale_if_error, &census, found, st, req),
+        (Ok(None), Ok(None)) => Outcome::deny(Deny::MissingCredential),
+    }
+}
