@@ -182,6 +182,19 @@ pub(super) struct RawJwtRequirement {
 pub(super) struct RawApiKeyRequirement {
     #[serde(default)]
     pub(super) stale_if_error_s: u64,
+    #[serde(default)]
+    pub(super) untagged_keys: Option<UntaggedKeys>,
+}
+
+/// `api_key.untagged_keys`: what a rule does with a key whose tag does not
+/// verify, when `api_keys.key_tags` is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum UntaggedKeys {
+    /// Refused with `401 api_key_bad_tag`, without a lookup (the default).
+    Refuse,
+    /// Looked up as before: for keys minted before tags, during a migration.
+    Lookup,
 }
 
 pub(super) fn compile_roles(raw: &BTreeMap<String, RawRole>) -> Result<RoleHierarchy, ConfigError> {
@@ -360,6 +373,8 @@ pub(super) struct RuleScope<'a> {
     pub(super) tenants: &'a HashMap<String, OriginList>,
     pub(super) development: &'a RawDevelopment,
     pub(super) envoy_appends: Option<bool>,
+    /// Whether `api_keys.key_tags` is configured.
+    pub(super) key_tags: bool,
 }
 
 /// The rules, in order, and the default rule's policy. A check switched off
@@ -445,8 +460,15 @@ fn compile_policy(
             if k.stale_if_error_s > 3600 {
                 return Err(err(format!("{at}.api_key.stale_if_error_s"), "must be at most 3600"));
             }
+            if k.untagged_keys.is_some() && !scope.key_tags {
+                return Err(err(
+                    format!("{at}.api_key.untagged_keys"),
+                    "needs api_keys.key_tags (without it every well-formed key is looked up)",
+                ));
+            }
             Requirement::ApiKey {
                 stale_if_error_ms: k.stale_if_error_s * 1000,
+                untagged_lookup: k.untagged_keys == Some(UntaggedKeys::Lookup),
             }
         }
         (false, None, None) => {

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use crate::api_key::breaker::{Freshness, StaleIfError};
 use crate::api_key::shared_cache;
+use crate::api_key::tag::TagCheck;
 use crate::api_key::{self, Answer, KeyRecord};
 use crate::config::{ApiKeys, Context};
 use crate::context::Identity;
@@ -14,13 +15,16 @@ use crate::policy::scopes::Grants;
 use super::request::{census, client_address, find_credential, Credential};
 use super::{render_context, Allow, CachedKey, Ctx, Deny, KeyRefusal, KeyUse, Outcome, Request, State, Verdict};
 
-/// An API-key requirement: find the key, check its format, find its answer
+/// An API-key requirement: find the key, check its format (and its tag, with
+/// `api_keys.key_tags`; `untagged_lookup`: a key whose tag does not verify is
+/// looked up rather than refused), find its answer
 /// (delivered, this worker's cache, the shared cache, or a stale one when
 /// the service failed) or ask for a lookup, then apply the key's record.
 pub(super) fn authorize_key<'c>(
     cx: &Ctx<'c, '_>,
     keys: &'c ApiKeys,
     stale_if_error: StaleIfError,
+    untagged_lookup: bool,
     st: &mut State,
     req: &mut dyn Request,
 ) -> Outcome<'c> {
@@ -44,6 +48,13 @@ pub(super) fn authorize_key<'c>(
     };
     if !keys.format.accepts(&found.token) {
         return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::Malformed)), None, None);
+    }
+    // An invented key is refused here, before any cache, the breaker or a lookup.
+    if let Some(tags) = &keys.key_tags {
+        let hex = &found.token[keys.format.prefix.len()..];
+        if tags.check(hex) == TagCheck::Invalid && !untagged_lookup {
+            return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::BadTag)), None, None);
+        }
     }
     let now = cx.attempt.now_ms / 1000;
     // The key's hash is only computed off the hot path (for a woken request,

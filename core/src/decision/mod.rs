@@ -118,13 +118,16 @@ fn authorize<'c>(cx: &Ctx<'c, '_>, st: &mut State, req: &mut dyn Request) -> Out
             ..Allow::default()
         })),
         Requirement::Jwt { providers } => jwt::authorize_jwt(cx, providers, st, req),
-        Requirement::ApiKey { stale_if_error_ms } => match &cx.cfg.api_keys {
+        Requirement::ApiKey {
+            stale_if_error_ms,
+            untagged_lookup,
+        } => match &cx.cfg.api_keys {
             None => Outcome::deny(Deny::NoRule),
             Some(keys) => {
                 let stale = StaleIfError {
                     max_stale_ms: *stale_if_error_ms,
                 };
-                api_key::authorize_key(cx, keys, stale, st, req)
+                api_key::authorize_key(cx, keys, stale, *untagged_lookup, st, req)
             }
         },
     }
