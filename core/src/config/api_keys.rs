@@ -187,7 +187,7 @@ fn compile_key_tags(
     let at = "api_keys.key_tags";
     if hex_digits < TAG_HEX + 32 {
         return Err(err(
-            format!("{at}"),
+            at,
             format!(
                 "needs api_keys.hex_digits of at least {}: {TAG_HEX} of them are the tag",
                 TAG_HEX + 32
