@@ -162,7 +162,7 @@ impl KeyTags {
             return TagCheck::Invalid;
         }
         let (random, tag_hex) = hex.split_at(split);
-        let Some(tag) = decode_tag(tag_hex) else {
+        let Some(tag) = crate::context::unhex::<8>(tag_hex) else {
             return TagCheck::Invalid;
         };
         let current = self.current.verifies(random, &tag);
@@ -173,26 +173,6 @@ impl KeyTags {
             (false, false) => TagCheck::Invalid,
         }
     }
-}
-
-/// 16 lower-case hex digits as 8 bytes.
-fn decode_tag(hex: &str) -> Option<[u8; 8]> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        }
-    }
-    let bytes = hex.as_bytes();
-    if bytes.len() != TAG_HEX {
-        return None;
-    }
-    let mut out = [0u8; 8];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = (nibble(bytes[2 * i])? << 4) | nibble(bytes[2 * i + 1])?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
