@@ -20,6 +20,9 @@ random_hex() { openssl rand -hex 32 2>/dev/null || python3 -c 'import secrets; p
 export EDGE_AUTH_DEMO_HS256_SECRET="${EDGE_AUTH_DEMO_HS256_SECRET:-$(random_hex)}"
 export EDGE_AUTH_ADMIN_TOKEN="${EDGE_AUTH_ADMIN_TOKEN:-$(random_hex)}"
 export EDGE_AUTH_SERVICE_TOKEN="${EDGE_AUTH_SERVICE_TOKEN:-$(random_hex)}"
+# shared by the service (it tags the keys it mints) and the edge (it refuses an
+# invented key without a lookup): api_keys.key_tags in envoy/envoy.yaml
+export EDGE_AUTH_KEY_TAG_SECRET="${EDGE_AUTH_KEY_TAG_SECRET:-$(random_hex)}"
 
 mkdir -p "$run"
 (
@@ -93,6 +96,7 @@ In another terminal, from this directory:
   #    key up once (its SHA-256 only), caches the answer, applies the tenant's IP allowlist and
   #    the key's scopes, and forwards x-edge-auth-* identity headers instead of the key
   curl -s localhost:8080/partner/orders -H "x-api-key: $KEY"
+  # an invented key: 401 "the API key was not issued by this service", without a lookup
   curl -i localhost:8080/partner/orders -H "x-api-key: sk_$(printf '0%.0s' $(seq 64))"
 
   # A demo HS256 token, for the plain JWT walkthrough in README.md

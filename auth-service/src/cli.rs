@@ -489,6 +489,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     let options = Options {
         feed_leeway_s: i64::from(cli.feed_leeway_s),
         keks: KeyRing::from_env(|k| std::env::var(k).ok())?,
+        key_tags: crate::key_tags::from_env(|k| std::env::var(k).ok())?,
         ..Options::default()
     };
     if let Command::Serve(args) = cli.command {
@@ -648,6 +649,17 @@ fn run_server(db: DbConfig, args: ServeArgs, base: Options) -> Result<(), String
         Service::open_with(&db, options, Arc::new(SystemClock))
             .map_err(|e| format!("cannot open the database: {e}"))?,
     );
+    match svc.key_tags() {
+        Some(t) => tracing::info!(
+            current = t.current().id(),
+            previous = t.previous().map(|p| p.id()),
+            "new API keys are tagged (key_tags)"
+        ),
+        None => tracing::info!(
+            "{} is not set: new API keys are untagged",
+            crate::key_tags::KEY_TAG_SECRET_ENV
+        ),
+    }
     let http_config = HttpConfig {
         header_timeout: secs(args.header_timeout_s.max(1)),
         body_timeout: secs(args.body_timeout_s.max(1)),

@@ -1,8 +1,11 @@
 //! API keys: generation from the OS RNG, hashing, key ids, and the lookup answer.
 //!
-//! A raw key is `sk_` + 64 lower-case hex (32 random bytes). Only its SHA-256
-//! (64 lower-case hex) is stored; the raw key is shown once, at creation.
+//! A raw key is `sk_` + 64 lower-case hex: 32 random bytes, or, with a key-tag
+//! secret (`key_tags`), 24 random bytes and an 8-byte tag the edges check
+//! offline. Only its SHA-256 (64 lower-case hex) is stored; the raw key is
+//! shown once, at creation.
 
+use edge_auth_core::api_key::tag::KeyTags;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -22,9 +25,17 @@ pub const EDGE_MAX_STALE_S: i64 = 3600;
 /// How long the edge may cache a negative answer (unknown, revoked, expired).
 pub const NEGATIVE_CACHE_TTL_S: i64 = 30;
 
-/// A new raw API key: `sk_` + 64 hex.
-pub fn generate_api_key() -> Result<String> {
-    Ok(format!("{API_KEY_PREFIX}{}", hex(&random_bytes::<32>()?)))
+/// A new raw API key, `sk_` + 64 hex, and the id of the secret that tagged it:
+/// with `tags`, 48 random hex and the tag under the current secret; without,
+/// 64 random hex and no id.
+pub fn generate_api_key(tags: Option<&KeyTags>) -> Result<(String, Option<String>)> {
+    Ok(match tags {
+        None => (format!("{API_KEY_PREFIX}{}", hex(&random_bytes::<32>()?)), None),
+        Some(t) => (
+            format!("{API_KEY_PREFIX}{}", t.mint(&hex(&random_bytes::<24>()?))),
+            Some(t.current().id().to_owned()),
+        ),
+    })
 }
 
 /// SHA-256 of a secret, as 64 lower-case hex. Used for API keys and refresh tokens.
@@ -181,11 +192,32 @@ mod tests {
     fn api_keys_have_the_contract_format_and_are_unique() {
         let mut seen = HashSet::new();
         for _ in 0..200 {
-            let k = generate_api_key().unwrap();
+            let (k, tag) = generate_api_key(None).unwrap();
             assert!(is_api_key(&k), "{k}");
             assert_eq!(k.len(), 67);
+            assert_eq!(tag, None);
             assert!(seen.insert(k));
         }
+    }
+
+    #[test]
+    fn tagged_keys_keep_the_format_and_verify_at_the_edge() {
+        use edge_auth_core::api_key::tag::{TagCheck, TagSecret};
+        let secret = |s: &str| TagSecret::new(s.as_bytes()).unwrap();
+        let tags = KeyTags::new(secret("tag-0123456789abcdef0123456789abcdef"), None).unwrap();
+        let other = KeyTags::new(secret("other-0123456789abcdef0123456789abcd"), None).unwrap();
+        let mut seen = HashSet::new();
+        for _ in 0..200 {
+            let (k, id) = generate_api_key(Some(&tags)).unwrap();
+            assert!(is_api_key(&k), "{k}");
+            assert_eq!(id.as_deref(), Some(tags.current().id()));
+            assert_eq!(tags.check(&k[3..]), TagCheck::Current);
+            assert_eq!(other.check(&k[3..]), TagCheck::Invalid);
+            assert!(seen.insert(k));
+        }
+        // keys minted without tags do not verify (with overwhelming probability)
+        let (k, _) = generate_api_key(None).unwrap();
+        assert_eq!(tags.check(&k[3..]), TagCheck::Invalid);
     }
 
     #[test]

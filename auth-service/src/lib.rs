@@ -22,6 +22,7 @@ pub mod error;
 pub mod guard;
 pub mod http;
 pub mod ids;
+pub mod key_tags;
 pub mod keys;
 pub mod logging;
 pub mod metrics;

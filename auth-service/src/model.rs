@@ -34,6 +34,8 @@ pub struct ApiKeyRow {
     /// When it was last presented (to the edge's lookups or the SDK endpoints), to
     /// about a minute; written in batches.
     pub last_used_at: Option<i64>,
+    /// The id of the key-tag secret that tagged it (`key_tags`); `None`: untagged.
+    pub tag_secret_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

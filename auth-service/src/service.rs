@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use edge_auth_core::api_key::tag::KeyTags;
 use edge_auth_core::ip::IpList;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -201,6 +202,13 @@ pub struct KeyView {
     pub last_used_at: Option<i64>,
     /// The first 8 hex of the key's SHA-256.
     pub fingerprint: String,
+    /// Whether it was minted with a key-tag secret (contract 1.4): an untagged key is
+    /// refused by edges with `api_keys.key_tags`, except on rules that look untagged
+    /// keys up.
+    pub tagged: bool,
+    /// The id of the key-tag secret that tagged it (as the startup line names the
+    /// current and previous secrets); `null`: untagged.
+    pub tag_secret_id: Option<String>,
 }
 
 impl KeyView {
@@ -220,6 +228,8 @@ impl KeyView {
             revoked_at: k.revoked_at,
             last_used_at: k.last_used_at,
             fingerprint: keys::fingerprint(&k.key_hash),
+            tagged: k.tag_secret_id.is_some(),
+            tag_secret_id: k.tag_secret_id.clone(),
         }
     }
 }
@@ -351,6 +361,8 @@ pub struct Options {
     pub feed_leeway_s: i64,
     /// The key-encryption keys that seal signing keys at rest (`secrets`).
     pub keks: KeyRing,
+    /// The key-tag secrets (`key_tags`): with them, new keys are tagged.
+    pub key_tags: Option<KeyTags>,
 }
 
 impl Default for Options {
@@ -361,6 +373,7 @@ impl Default for Options {
             retention: Retention::default(),
             feed_leeway_s: DEFAULT_FEED_LEEWAY_S,
             keks: KeyRing::none(),
+            key_tags: None,
         }
     }
 }
@@ -379,6 +392,7 @@ pub struct Service {
     retention: Retention,
     feed_leeway_s: i64,
     keks: KeyRing,
+    key_tags: Option<KeyTags>,
     pub guard: AuthGuard,
     pub metrics: Metrics,
     /// When keys were last used, waiting to be written.
@@ -435,6 +449,7 @@ impl Service {
             retention: options.retention,
             feed_leeway_s: options.feed_leeway_s.max(0),
             keks: options.keks,
+            key_tags: options.key_tags,
             guard: AuthGuard::new(options.guard),
             metrics: Metrics::new(),
             usage: KeyUsage::new(),
@@ -753,8 +768,13 @@ impl Service {
 
     // ------------------------------------------------------------------ keys
 
-    fn new_key_row(template: &ApiKeyRow, now: i64) -> Result<(String, ApiKeyRow)> {
-        let raw = keys::generate_api_key()?;
+    /// The key-tag secrets new keys are tagged with, if any.
+    pub fn key_tags(&self) -> Option<&KeyTags> {
+        self.key_tags.as_ref()
+    }
+
+    fn new_key_row(&self, template: &ApiKeyRow, now: i64) -> Result<(String, ApiKeyRow)> {
+        let (raw, tag_secret_id) = keys::generate_api_key(self.key_tags.as_ref())?;
         let row = ApiKeyRow {
             key_id: crate::ids::new_id(keys::KEY_ID_PREFIX)?,
             key_hash: keys::hash_secret(&raw),
@@ -764,6 +784,7 @@ impl Service {
             replaced_by: None,
             revoked_at: None,
             last_used_at: None,
+            tag_secret_id,
             ..template.clone()
         };
         Ok((raw, row))
@@ -796,8 +817,9 @@ impl Service {
                 replaced_by: None,
                 revoked_at: None,
                 last_used_at: None,
+                tag_secret_id: None,
             };
-            let (raw, row) = Service::new_key_row(&template, now)?;
+            let (raw, row) = self.new_key_row(&template, now)?;
             let detail = json!({"key_id": row.key_id, "fingerprint": keys::fingerprint(&row.key_hash), "subject": row.subject, "scopes": row.scopes, "roles": row.roles});
             self.audited(ctx, "key.create", Some(tenant), now, |c| {
                 if store::tenant(c, tenant)?.is_none() {
@@ -836,7 +858,7 @@ impl Service {
                     KeyStatus::Revoked => return Err(Error::conflict(format!("key {key_id} is revoked"))),
                     KeyStatus::Expired => return Err(Error::conflict(format!("key {key_id} is expired"))),
                 }
-                let (raw, row) = Service::new_key_row(&old, now)?;
+                let (raw, row) = self.new_key_row(&old, now)?;
                 store::rotate_key(c, key_id, &row, deadline, now)?;
                 let detail = json!({"new_key_id": row.key_id, "fingerprint": keys::fingerprint(&row.key_hash), "grace_s": req.grace_s, "rotation_deadline": deadline});
                 Ok(((raw, row), Some(detail)))

@@ -126,7 +126,8 @@ pub fn tenants(c: &mut dyn Conn) -> Result<Vec<Tenant>> {
 // ------------------------------------------------------------------ API keys
 
 const KEY_COLUMNS: &str = "key_id, tenant, subject, key_hash, scopes, ip_allowlist, created_at, expires_at, \
-                           rotated_at, rotation_deadline, replaced_by, revoked_at, roles, last_used_at";
+                           rotated_at, rotation_deadline, replaced_by, revoked_at, roles, last_used_at, \
+                           tag_secret_id";
 
 fn key_from_row(r: &Row) -> Result<ApiKeyRow> {
     Ok(ApiKeyRow {
@@ -144,6 +145,7 @@ fn key_from_row(r: &Row) -> Result<ApiKeyRow> {
         revoked_at: r.opt_int(11)?,
         roles: parse_list(&r.text(12)?)?,
         last_used_at: r.opt_int(13)?,
+        tag_secret_id: r.opt_text(14)?,
     })
 }
 
@@ -151,7 +153,7 @@ pub fn insert_key(c: &mut dyn Conn, k: &ApiKeyRow) -> Result<()> {
     let ip = k.ip_allowlist.as_deref().map(json_list).transpose()?;
     c.execute(
         &format!(
-            "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            "INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
         ),
         vals![
             &k.key_id,
@@ -167,7 +169,8 @@ pub fn insert_key(c: &mut dyn Conn, k: &ApiKeyRow) -> Result<()> {
             &k.replaced_by,
             k.revoked_at,
             json_list(&k.roles)?,
-            k.last_used_at
+            k.last_used_at,
+            &k.tag_secret_id
         ],
     )?;
     Ok(())

@@ -385,7 +385,89 @@ async fn keys_record_when_they_were_last_used(b: Backend) {
     assert_eq!(flush(), 0);
 }
 
+/// With a key-tag secret, every key minted (admin API, rotation) carries a tag the
+/// edge verifies offline, and the listing says which keys are tagged, by which secret.
+async fn new_keys_are_tagged_and_listed_as_such(b: Backend) {
+    use edge_auth_core::api_key::tag::{KeyTags, TagCheck, TagSecret};
+    use edge_auth_service::service::Options;
+    let secret = |s: &str| TagSecret::new(s.as_bytes()).unwrap();
+    let (current, old) = (
+        "tag-0123456789abcdef0123456789abcdef",
+        "old-0123456789abcdef0123456789abcdef",
+    );
+    let tags = KeyTags::new(secret(current), Some(secret(old))).unwrap();
+    let app = TestApp::with_options(
+        b,
+        Options {
+            key_tags: Some(tags.clone()),
+            ..Options::default()
+        },
+    );
+    app.create_tenant("acme").await;
+    let r = app
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants/acme/keys",
+            Some(json!({"subject": "svc"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let raw = r.body["api_key"].as_str().unwrap().to_owned();
+    let key_id = r.body["key_id"].as_str().unwrap().to_owned();
+    assert!(is_api_key(&raw), "{raw}");
+    assert_eq!(
+        tags.check(&raw[3..]),
+        TagCheck::Current,
+        "minted with the current secret"
+    );
+    let only_old = KeyTags::new(secret(old), None).unwrap();
+    assert_eq!(only_old.check(&raw[3..]), TagCheck::Invalid);
+    assert_eq!(r.body["tagged"], true);
+    assert_eq!(r.body["tag_secret_id"], secret(current).id());
+    // looked up as any key
+    assert_eq!(app.lookup_raw(&raw).await["status"], "valid");
+    // a rotation mints a tagged key too
+    let rotated = app
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/keys/{key_id}/rotate"),
+            Some(json!({"grace_s": 60})),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{:?}", rotated.body);
+    let new_raw = rotated.body["api_key"].as_str().unwrap();
+    assert_eq!(tags.check(&new_raw[3..]), TagCheck::Current);
+    assert_eq!(rotated.body["tagged"], true);
+    // both keys listed as tagged by the current secret
+    let list = app.admin(Method::GET, "/admin/v1/tenants/acme/keys", None).await;
+    let keys = list.body["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    for k in keys {
+        assert_eq!(
+            (k["tagged"].clone(), k["tag_secret_id"].clone()),
+            (json!(true), json!(secret(current).id()))
+        );
+    }
+    let untagged = TestApp::on(b);
+    untagged.create_tenant("acme").await;
+    let r = untagged
+        .admin(
+            Method::POST,
+            "/admin/v1/tenants/acme/keys",
+            Some(json!({"subject": "svc"})),
+        )
+        .await;
+    assert_eq!(
+        (r.body["tagged"].clone(), r.body["tag_secret_id"].clone()),
+        (json!(false), json!(null))
+    );
+    assert_eq!(tags.check(&r.body["api_key"].as_str().unwrap()[3..]), TagCheck::Invalid);
+    let list = untagged.admin(Method::GET, "/admin/v1/tenants/acme/keys", None).await;
+    assert_eq!(list.body["keys"][0]["tagged"], false);
+}
+
 backends!(
+    new_keys_are_tagged_and_listed_as_such,
     every_lookup_answer_names_the_key_hash_it_answers,
     keys_record_when_they_were_last_used,
     revoke_all_keys_per_tenant_and_globally,

@@ -100,6 +100,85 @@ fn serve_refuses_to_start_without_secrets() {
 }
 
 #[test]
+fn key_tag_secrets_are_checked_at_start_and_tag_the_keys_the_cli_creates() {
+    use edge_auth_core::api_key::tag::{KeyTags, TagCheck, TagSecret};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let secret = "tag-0123456789abcdef0123456789abcdef";
+    let with_tags = |args: &[&str], vars: &[(&str, &str)]| {
+        let mut c = Command::new(BIN);
+        c.arg("--db").arg(&db).args(args).stdin(Stdio::null());
+        c.env_remove("EDGE_AUTH_KEY_TAG_SECRET")
+            .env_remove("EDGE_AUTH_KEY_TAG_SECRET_PREVIOUS");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    json_out(&with_tags(&["tenant", "create", "acme"], &[]));
+    let short = "q".repeat(31);
+    for vars in [
+        vec![("EDGE_AUTH_KEY_TAG_SECRET", short.as_str())],
+        vec![("EDGE_AUTH_KEY_TAG_SECRET", "")],
+        vec![("EDGE_AUTH_KEY_TAG_SECRET_PREVIOUS", secret)],
+        vec![
+            ("EDGE_AUTH_KEY_TAG_SECRET", secret),
+            ("EDGE_AUTH_KEY_TAG_SECRET_PREVIOUS", secret),
+        ],
+    ] {
+        let out = with_tags(&["key", "list", "--tenant", "acme"], &vars);
+        assert!(!out.status.success(), "{vars:?}");
+        let cli_err = String::from_utf8_lossy(&out.stderr).into_owned();
+        // serve, with everything else it needs
+        let mut c = serve_args(&db);
+        c.env("EDGE_AUTH_ADMIN_TOKEN", ADMIN)
+            .env("EDGE_AUTH_SERVICE_TOKEN", SERVICE);
+        c.env_remove("EDGE_AUTH_KEY_TAG_SECRET")
+            .env_remove("EDGE_AUTH_KEY_TAG_SECRET_PREVIOUS");
+        for (k, v) in &vars {
+            c.env(k, v);
+        }
+        let child = c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let (ok, serve_err) = wait_exit(child, Duration::from_secs(20));
+        assert!(!ok, "serve started with {vars:?}");
+        for err in [cli_err, serve_err] {
+            assert!(err.contains("EDGE_AUTH_KEY_TAG_SECRET"), "{err}");
+            assert!(!err.contains(&short) && !err.contains(secret), "never echoed: {err}");
+        }
+    }
+    let k = json_out(&with_tags(
+        &["key", "create", "--tenant", "acme", "--subject", "svc"],
+        &[("EDGE_AUTH_KEY_TAG_SECRET", secret)],
+    ));
+    let tags = KeyTags::new(TagSecret::new(secret.as_bytes()).unwrap(), None).unwrap();
+    let raw = k["api_key"].as_str().unwrap();
+    assert_eq!(tags.check(&raw[3..]), TagCheck::Current, "{raw}");
+    assert_eq!(k["tagged"], true);
+    let rotated = json_out(&with_tags(
+        &["key", "rotate", k["key_id"].as_str().unwrap()],
+        &[("EDGE_AUTH_KEY_TAG_SECRET", secret)],
+    ));
+    assert_eq!(
+        tags.check(&rotated["api_key"].as_str().unwrap()[3..]),
+        TagCheck::Current
+    );
+    let untagged = json_out(&with_tags(
+        &["key", "create", "--tenant", "acme", "--subject", "old"],
+        &[],
+    ));
+    assert_eq!(untagged["tagged"], false);
+    let list = json_out(&with_tags(&["key", "list", "--tenant", "acme"], &[]));
+    let tagged: Vec<bool> = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["tagged"] == true)
+        .collect();
+    assert_eq!(tagged.iter().filter(|t| **t).count(), 2, "{list}");
+    assert_eq!(tagged.len(), 3);
+}
+
+#[test]
 fn admin_commands_work_on_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("c.db");

@@ -38,6 +38,7 @@ fn key(id: &str, tenant: &str, hash: &str) -> ApiKeyRow {
         replaced_by: None,
         revoked_at: None,
         last_used_at: None,
+        tag_secret_id: None,
     }
 }
 

@@ -223,8 +223,8 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Decodes exactly 64 lower-case hex digits.
-fn unhex32(s: &str) -> Option<[u8; 32]> {
+/// Decodes exactly `2 * N` lower-case hex digits (also used for key tags).
+pub(crate) fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     fn digit(b: u8) -> Option<u8> {
         match b {
             b'0'..=b'9' => Some(b - b'0'),
@@ -233,10 +233,10 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
         }
     }
     let bytes = s.as_bytes();
-    if bytes.len() != 64 {
+    if bytes.len() != 2 * N {
         return None;
     }
-    let mut out = [0u8; 32];
+    let mut out = [0u8; N];
     for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
         *o = (digit(pair[0])? << 4) | digit(pair[1])?;
     }
@@ -359,7 +359,7 @@ pub fn verify(
     let expected = signature
         .strip_prefix(SCHEME)
         .and_then(|s| s.strip_prefix('='))
-        .and_then(unhex32)
+        .and_then(unhex::<32>)
         .ok_or(VerifyError::MalformedSignature)?;
 
     if !is_request_line_safe(method) || !is_request_line_safe(path) {

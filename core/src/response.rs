@@ -51,6 +51,7 @@ pub fn error_of(d: Deny<'_>) -> (u32, &'static str, &'static str) {
                 KeyRefusal::Unknown => "the API key is not known",
                 KeyRefusal::Revoked => "the API key has been revoked",
                 KeyRefusal::Expired => "the API key has expired",
+                KeyRefusal::BadTag => "the API key was not issued by this service",
             },
         ),
         Deny::KeyServiceUnavailable => (

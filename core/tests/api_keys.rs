@@ -10,6 +10,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use std::collections::HashMap;
 
 use edge_auth_core::api_key::shared_cache::{encode_entry, entry_name};
+use edge_auth_core::api_key::tag::{KeyTags, TagSecret};
 use edge_auth_core::api_key::{self, key_hash, parse_lookup, Answer, Lookup, LookupFailure};
 use edge_auth_core::cache::token_key;
 use edge_auth_core::config::{self, Config, ConfigError};
@@ -34,6 +35,8 @@ const KEY2: &str = "sk_0123456789abcdef0123456789abcdef0123456789abcdef012345678
 const SERVICE_TOKEN: &str = "svc-0123456789abcdef0123456789abcdef";
 const CONTEXT_KEY: &str = "ctx-0123456789abcdef0123456789abcdef";
 const MAX_BODY: usize = 64 * 1024;
+const TAG_SECRET: &str = "tag-0123456789abcdef0123456789abcdef";
+const TAG_OLD: &str = "old-0123456789abcdef0123456789abcdef";
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -41,6 +44,10 @@ fn env(name: &str) -> Option<String> {
         "SHORT_TOKEN" => Some("too-short".into()),
         "SPACED_TOKEN" => Some("0123456789abcdef 0123456789abcdef0".into()),
         "CTX_KEY" => Some(CONTEXT_KEY.into()),
+        "TAG_SECRET" => Some(TAG_SECRET.into()),
+        "TAG_OLD" => Some(TAG_OLD.into()),
+        "TAG_SHORT" => Some("s".repeat(31)),
+        "EMPTY" => Some(String::new()),
         _ => None,
     }
 }
@@ -329,7 +336,10 @@ fn config_defaults() {
     assert_eq!(k.breaker.open_ms, 10_000);
     assert_eq!(
         cfg.routes.select("GET", "/anything").requirement(),
-        Some(&Requirement::ApiKey { stale_if_error_ms: 0 })
+        Some(&Requirement::ApiKey {
+            stale_if_error_ms: 0,
+            untagged_lookup: false
+        })
     );
     // The key headers are credential headers (a passed preflight loses them).
     assert!(cfg.credential_headers.iter().any(|h| h == "x-api-key"));
@@ -344,7 +354,8 @@ fn config_defaults() {
     assert_eq!(
         cfg.routes.select("GET", "/x").requirement(),
         Some(&Requirement::ApiKey {
-            stale_if_error_ms: 3_600_000
+            stale_if_error_ms: 3_600_000,
+            untagged_lookup: false
         })
     );
 }
@@ -492,7 +503,8 @@ fn config_rule_api_key_errors_are_named() {
         cfg.routes.rules()[0].policy.requirement,
         Requirement::JwtOrApiKey {
             providers: vec![0],
-            stale_if_error_ms: 0
+            stale_if_error_ms: 0,
+            untagged_lookup: false
         }
     );
     // unknown fields, wrong type inside the rule's api_key
@@ -2027,4 +2039,253 @@ fn the_global_key_cut_off_refuses_every_tenants_earlier_answers_even_stale_ones(
     let fail = failure_for(KEY, LookupFailure::NoResponse);
     let o = run(&cfg, &mut st, &mut req, "/stale/items", NOW, false, Some(&fail));
     assert!(revoked(&o), "{:?}", o.verdict);
+}
+
+// ---- key tags (api_keys.key_tags) -------------------------------------------
+
+/// `doc()` with key tags: the current secret and, with `previous`, the old one;
+/// the `/legacy/` rule looks untagged keys up.
+fn tagged_doc(previous: bool) -> Value {
+    let mut d = doc();
+    d["api_keys"]["key_tags"] = json!({"secret_env": "TAG_SECRET"});
+    if previous {
+        d["api_keys"]["key_tags"]["previous_secret_env"] = json!("TAG_OLD");
+    }
+    d["rules"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "legacy", "match": {"prefix": "/legacy/"}, "api_key": {"untagged_keys": "lookup"}}));
+    d
+}
+
+fn tags_of(current: &str, previous: Option<&str>) -> KeyTags {
+    KeyTags::new(
+        TagSecret::new(current.as_bytes()).unwrap(),
+        previous.map(|p| TagSecret::new(p.as_bytes()).unwrap()),
+    )
+    .unwrap()
+}
+
+/// A key as the service mints it with `secret`: `sk_` + 48 hex + tag.
+fn minted(secret: &str, n: u32) -> String {
+    let random = &api_key::hex(&token_key(&format!("random-{n}")))[..48];
+    format!("sk_{}", tags_of(secret, None).mint(random))
+}
+
+/// `n` distinct well-formed invented keys (`sk_` + 64 hex, no tag).
+fn invented(n: u32) -> impl Iterator<Item = String> {
+    (0..n).map(|i| format!("sk_{}", api_key::hex(&token_key(&format!("flood-{i}")))))
+}
+
+#[test]
+fn config_key_tags_fields_are_named() {
+    let tagged = |t: Value| minimal_with(|d| d["api_keys"]["key_tags"] = t);
+    assert!(parse(&tagged(json!({"secret_env": "TAG_SECRET"}))).is_ok());
+    assert!(parse(&tagged(
+        json!({"secret_env": "TAG_SECRET", "previous_secret_env": "TAG_OLD"})
+    ))
+    .is_ok());
+    for (t, field) in [
+        (json!({"secret_env": "NOT_SET"}), "api_keys.key_tags.secret_env"),
+        (json!({"secret_env": "TAG_SHORT"}), "api_keys.key_tags.secret_env"),
+        (json!({"secret_env": "EMPTY"}), "api_keys.key_tags.secret_env"),
+        (
+            json!({"secret_env": "TAG_SECRET", "previous_secret_env": "NOT_SET"}),
+            "api_keys.key_tags.previous_secret_env",
+        ),
+        (
+            json!({"secret_env": "TAG_SECRET", "previous_secret_env": "TAG_SHORT"}),
+            "api_keys.key_tags.previous_secret_env",
+        ),
+        (
+            json!({"secret_env": "TAG_SECRET", "previous_secret_env": "TAG_SECRET"}),
+            "api_keys.key_tags.previous_secret_env",
+        ),
+    ] {
+        assert_eq!(refused_field(&tagged(t.clone())), field, "{t}");
+    }
+    for t in [
+        json!({}),
+        json!({"secret_env": 5}),
+        json!({"secret_env": "TAG_SECRET", "secret": "x"}),
+        json!("TAG_SECRET"),
+    ] {
+        let f = refused_field(&tagged(t.clone()));
+        assert!(f.starts_with("api_keys"), "{t}: {f}");
+    }
+    // too few hex digits to hold a tag and enough randomness
+    let d = minimal_with(|d| {
+        d["api_keys"]["hex_digits"] = json!(40);
+        d["api_keys"]["key_tags"] = json!({"secret_env": "TAG_SECRET"});
+    });
+    assert_eq!(refused_field(&d), "api_keys.key_tags");
+    // the error never carries a secret, nor does the configuration's Debug
+    let e = parse(&tagged(json!({"secret_env": "TAG_SHORT"}))).unwrap_err();
+    assert!(!e.to_string().contains(&"s".repeat(31)), "{e}");
+    let cfg = parse(&tagged(
+        json!({"secret_env": "TAG_SECRET", "previous_secret_env": "TAG_OLD"}),
+    ))
+    .unwrap();
+    let printed = format!("{cfg:?}");
+    assert!(!printed.contains(TAG_SECRET) && !printed.contains(TAG_OLD));
+    // the rule's switch: only with key_tags, and only its two values
+    let d = minimal_with(|d| d["rules"][0]["api_key"] = json!({"untagged_keys": "lookup"}));
+    assert_eq!(refused_field(&d), "rules[0].api_key.untagged_keys");
+    for v in [json!("LOOKUP"), json!("allow"), json!(true), json!(1)] {
+        let d = minimal_with(|d| {
+            d["api_keys"]["key_tags"] = json!({"secret_env": "TAG_SECRET"});
+            d["rules"][0]["api_key"] = json!({"untagged_keys": v.clone()});
+        });
+        let f = refused_field(&d);
+        assert!(f.starts_with("rules[0].api_key"), "{v}: {f}");
+    }
+    let d = minimal_with(|d| {
+        d["api_keys"]["key_tags"] = json!({"secret_env": "TAG_SECRET"});
+        d["rules"][0]["api_key"] = json!({"untagged_keys": "refuse"});
+    });
+    assert_eq!(
+        parse(&d).unwrap().routes.select("GET", "/x").requirement(),
+        Some(&Requirement::ApiKey {
+            stale_if_error_ms: 0,
+            untagged_lookup: false
+        })
+    );
+}
+
+/// The issue's promise: 10,000 random well-formed keys cause no lookup. The
+/// decision is the only source of lookups (`Verdict::AwaitLookup`, which the
+/// shell turns into one `Outbound::await_lookup`): none is asked for, no
+/// cache is read or written, and every one is a counted `api_key_bad_tag`.
+#[test]
+fn ten_thousand_invented_keys_cause_no_lookup() {
+    let cfg = parse(&tagged_doc(true)).unwrap();
+    let mut st = State::new(&cfg);
+    let mut lookups = 0;
+    let mut refused = 0;
+    for key in invented(10_000) {
+        let mut req = Req::key(&key);
+        let o = first(&cfg, &mut st, &mut req, "/v1/items");
+        match o.verdict {
+            Verdict::AwaitLookup { .. } => lookups += 1,
+            Verdict::Deny(Deny::ApiKey(KeyRefusal::BadTag)) => refused += 1,
+            ref other => panic!("{other:?}"),
+        }
+        assert!(req.shared_read.is_empty(), "the shared cache was read");
+        assert_eq!(o.key, None);
+        assert_eq!(o.credential.as_ref().map(|c| c.digest()), Some(token_key(&key)));
+    }
+    assert_eq!((lookups, refused), (0, 10_000));
+    assert!(st.keys.is_empty());
+    // a refusal of its own, a 401 whose body does not echo the key
+    let d = Deny::ApiKey(KeyRefusal::BadTag);
+    assert_eq!(d.name(), "api_key_bad_tag");
+    let r = reply(d, &cfg.realm);
+    assert_eq!(r.status, 401);
+    let key = invented(1).next().unwrap();
+    assert!(!r.body.contains(&key) && !r.body.contains(&key[3..19]), "{}", r.body);
+    assert!(header(&r.headers, "www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
+}
+
+#[test]
+fn a_minted_key_not_yet_cached_gets_exactly_one_lookup() {
+    let cfg = parse(&tagged_doc(true)).unwrap();
+    let mut st = State::new(&cfg);
+    for (secret, n) in [(TAG_SECRET, 1), (TAG_OLD, 2)] {
+        let key = minted(secret, n);
+        let mut req = Req::key(&key);
+        assert_eq!(awaited(&first(&cfg, &mut st, &mut req, "/v1/items")), key_hash(&key));
+        let mut body = valid_json();
+        body["key_hash"] = json!(key_hash(&key));
+        let parsed = parse_lookup(
+            Some(200),
+            Some(body.to_string().as_bytes()),
+            MAX_BODY,
+            NOW_S,
+            &key_hash(&key),
+        );
+        let a = KeyAnswer {
+            hash: key_hash(&key),
+            result: Ok(parsed.unwrap()),
+        };
+        assert_eq!(
+            allowed(&with_answer(&cfg, &mut st, &mut req, "/v1/items", &a)).rule,
+            "keys"
+        );
+        // then cached: no second lookup
+        let o = first(&cfg, &mut st, &mut req, "/v1/items");
+        assert_eq!(o.key, Some(KeyUse::LocalHit), "{secret}");
+    }
+    // a key of a retired secret, or one bit off, is refused
+    for key in [minted("retired-0123456789abcdef0123456789ab", 3), {
+        let k = minted(TAG_SECRET, 4);
+        let last = if k.ends_with('0') { '1' } else { '0' };
+        format!("{}{last}", &k[..k.len() - 1])
+    }] {
+        let o = first(&cfg, &mut st, &mut Req::key(&key), "/v1/items");
+        assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::BadTag), "{key}");
+    }
+}
+
+#[test]
+fn a_bad_tag_is_refused_before_the_caches() {
+    // A valid answer for an invented key in the shared cache (written under a
+    // configuration without tags, or by an attacker's earlier luck) is not used.
+    let cfg = parse(&tagged_doc(false)).unwrap();
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    let hash_valid = valid_json();
+    req.put_shared(&cfg, KEY, &lookup(&hash_valid), NOW_S + 300);
+    let o = first(&cfg, &mut st, &mut req, "/v1/items");
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::BadTag));
+    assert!(req.shared_read.is_empty());
+    // a delivered answer does not stand in either
+    let a = answer_for(KEY, &hash_valid);
+    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &a);
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::BadTag));
+    // a malformed key is still malformed (the format is checked first)
+    let o = first(&cfg, &mut st, &mut Req::key(&KEY.to_uppercase()), "/v1/items");
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Malformed));
+}
+
+#[test]
+fn untagged_keys_are_looked_up_only_where_the_rule_says_so() {
+    let cfg = parse(&tagged_doc(false)).unwrap();
+    let mut st = State::new(&cfg);
+    // a key of the old shape on the migrating rule: looked up, and admitted
+    let mut req = Req::key(KEY);
+    assert_eq!(awaited(&first(&cfg, &mut st, &mut req, "/legacy/x")), KEY_HASH);
+    let a = answer_for(KEY, &valid_json());
+    assert_eq!(
+        allowed(&with_answer(&cfg, &mut st, &mut req, "/legacy/x", &a)).rule,
+        "legacy"
+    );
+    // the same key, even cached, on a rule that refuses untagged keys
+    let o = first(&cfg, &mut st, &mut Req::key(KEY), "/v1/items");
+    assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::BadTag));
+    // a tagged key works on both
+    let key = minted(TAG_SECRET, 9);
+    assert_eq!(
+        awaited(&first(&cfg, &mut st, &mut Req::key(&key), "/legacy/x")),
+        key_hash(&key)
+    );
+    assert_eq!(
+        awaited(&first(&cfg, &mut st, &mut Req::key(&key), "/v1/items")),
+        key_hash(&key)
+    );
+}
+
+#[test]
+fn without_key_tags_every_well_formed_key_is_looked_up_as_before() {
+    // documented: this leaves the flood of invented keys open
+    let cfg = config();
+    let mut st = State::new(&cfg);
+    let mut lookups = 0;
+    for key in invented(100) {
+        if let Verdict::AwaitLookup { .. } = first(&cfg, &mut st, &mut Req::key(&key), "/v1/items").verdict {
+            lookups += 1;
+        }
+    }
+    assert_eq!(lookups, 100);
 }

@@ -1192,3 +1192,103 @@ fn four_workers_stop_calling_a_failing_service_after_the_threshold_in_all() {
     assert_eq!(metric(&envoy, "api_key.breaker_state"), 2);
     assert_eq!(echo.hits(), 0);
 }
+
+/// Issue 14: with `api_keys.key_tags`, invented well-formed keys are refused at the
+/// edge without a lookup; a key the service minted (not yet cached) costs exactly
+/// one; a key minted before tags still works on a rule with `untagged_keys: "lookup"`.
+/// The flood sends as many invented keys as fit in about 8 s (at most 10,000) on
+/// keep-alive connections; the core test sends the full 10,000.
+#[test]
+fn with_key_tags_invented_keys_cost_no_lookup_and_a_minted_key_one() {
+    use edge_auth_e2e::fleet::random_hex;
+    use edge_auth_e2e::http::Conn;
+    use edge_auth_e2e::service::{KEY_TAG_ENV, KEY_TAG_SECRET};
+
+    let svc = AuthService::start_tagged();
+    svc.tenant("acme", &[], &[]);
+    let (key, key_id) = svc.key("acme", json!({"subject": "svc", "scopes": ["orders:read"]}));
+    // a key of before: minted without the secret, on the same database
+    let old = svc.cli_untagged(&["key", "create", "--tenant", "acme", "--subject", "old"]);
+    let old = old["api_key"].as_str().unwrap_or_default().to_owned();
+    let mut cfg = config(json!([{"name": "legacy", "match": {"prefix": "/legacy"},
+                                   "api_key": {"untagged_keys": "lookup"}}]));
+    cfg["api_keys"]["key_tags"] = json!({"secret_env": KEY_TAG_ENV});
+    let echo = EchoServer::start();
+    let opts = EnvoyOptions::new(cfg, echo.port())
+        .cluster("auth", svc.port)
+        .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN)
+        .env(KEY_TAG_ENV, KEY_TAG_SECRET);
+    let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
+    let s = Stack { envoy, echo, svc };
+
+    // the flood: two keep-alive connections (so both workers take part)
+    let addr = s.envoy.addr();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let floods: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let (mut sent, mut refused, mut conn) = (0u64, 0u64, None::<Conn>);
+                while sent < 5_000 && Instant::now() < deadline {
+                    let invented = format!("sk_{}", random_hex(64));
+                    if conn.is_none() {
+                        conn = Conn::connect(addr).ok();
+                    }
+                    let Some(c) = conn.as_mut() else { continue };
+                    sent += 1;
+                    match c.send("GET", "/orders/1", &[("x-api-key", &invented)], "") {
+                        Ok(r) => {
+                            let body = String::from_utf8_lossy(&r.body).into_owned();
+                            assert!(!body.contains(&invented[3..]), "the key was echoed: {body}");
+                            if r.status == 401 && body.contains("not issued by this service") {
+                                refused += 1;
+                            }
+                        }
+                        Err(_) => conn = None,
+                    }
+                }
+                (sent, refused)
+            })
+        })
+        .collect();
+    let (mut sent, mut refused) = (0, 0);
+    for f in floods {
+        let (a, b) = f.join().unwrap();
+        sent += a;
+        refused += b;
+    }
+    eprintln!("flood: {sent} invented keys sent, {refused} refused as api_key_bad_tag");
+    assert!(sent >= 500, "the flood sent only {sent}");
+    assert_eq!(refused, sent, "every invented key is a 401 api_key_bad_tag");
+    assert_eq!(s.svc.lookups(), 0, "an invented key cost a lookup");
+    assert_eq!(s.envoy.stat("wasmcustom.edge_auth.api_key.lookups"), 0);
+    assert_eq!(s.envoy.stat("wasmcustom.edge_auth.denied.api_key_bad_tag"), sent);
+
+    // a minted key, not yet cached: one lookup, then served from the caches
+    for i in 0..20 {
+        let r = call(&s, &format!("/orders/{i}"), &key);
+        assert_eq!(r.status, 200, "{}", r.summary());
+        assert_eq!(
+            echoed_header(&r.json(), "x-edge-auth-key-id").as_deref(),
+            Some(key_id.as_str())
+        );
+    }
+    assert_eq!(s.svc.lookups(), 1, "a minted key is looked up exactly once");
+
+    // the key of before: refused without a lookup where tags are required...
+    let r = call(&s, "/orders/1", &old);
+    assert_eq!(r.status, 401, "{}", r.summary());
+    assert_eq!(
+        r.json()["error_description"],
+        "the API key was not issued by this service"
+    );
+    assert_eq!(s.svc.lookups(), 1);
+    // ...and looked up (once) on the migrating rule
+    for _ in 0..5 {
+        let r = call(&s, "/legacy/x", &old);
+        assert_eq!(r.status, 200, "{}", r.summary());
+    }
+    assert_eq!(s.svc.lookups(), 2);
+    // an invented key on the migrating rule is looked up, as before tags
+    assert_eq!(call(&s, "/legacy/x", &format!("sk_{}", random_hex(64))).status, 401);
+    assert_eq!(s.svc.lookups(), 3);
+}

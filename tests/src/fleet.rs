@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::service::{AuthService, SERVICE_TOKEN};
+use crate::service::{AuthService, KEY_TAG_ENV, KEY_TAG_SECRET, SERVICE_TOKEN};
 use crate::{http, EchoServer, Envoy, EnvoyOptions, Reply, TestServer};
 
 /// The counter the shared verified-token table of issue 14 adds; absent on older filters.
@@ -133,7 +133,8 @@ impl Default for FleetOptions {
 }
 
 /// The filter's configuration for every Envoy of the fleet: `/api/` takes the service's
-/// tokens (checked against its feed), `/k/` takes API keys.
+/// tokens (checked against its feed), `/k/` takes API keys, tagged (`key_tags`, with the
+/// secret the fleet's service mints with), so an invented key costs no lookup.
 pub fn edge_config(svc: &AuthService, opts: &FleetOptions) -> Value {
     json!({
         "auth_service": {"cluster": "auth", "token_env": "E2E_SERVICE_TOKEN", "timeout_ms": 500,
@@ -144,7 +145,8 @@ pub fn edge_config(svc: &AuthService, opts: &FleetOptions) -> Value {
             "algorithms": ["ES256"], "check_revocation": true, "max_lifetime_s": 900,
             "remote_jwks": {"cluster": "auth", "path": "/.well-known/jwks.json", "min_refetch_interval_s": 1}
         }],
-        "api_keys": {"sources": [{"header": "x-api-key"}], "max_cache_ttl_s": opts.key_cache_ttl_s},
+        "api_keys": {"sources": [{"header": "x-api-key"}], "max_cache_ttl_s": opts.key_cache_ttl_s,
+                     "key_tags": {"secret_env": KEY_TAG_ENV}},
         "rules": [
             {"name": "user", "match": {"prefix": "/api/"}, "jwt": {"providers": ["svc"]}},
             {"name": "keys", "match": {"prefix": "/k/"}, "api_key": {}}
@@ -198,7 +200,7 @@ pub fn call(addr: SocketAddr, cred: &Credential) -> u16 {
 
 impl Fleet {
     pub fn start(opts: FleetOptions) -> Fleet {
-        let svc = AuthService::start();
+        let svc = AuthService::start_tagged();
         svc.tenant("acme", &[], &[]);
         let upstream = EchoServer::start();
         let mut fleet = Fleet {
@@ -221,7 +223,8 @@ impl Fleet {
         let proxy = CountingProxy::start(self.svc.port);
         let mut opts = EnvoyOptions::new(edge_config(&self.svc, &self.opts), self.upstream.port())
             .cluster("auth", proxy.port())
-            .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN);
+            .env("E2E_SERVICE_TOKEN", SERVICE_TOKEN)
+            .env(KEY_TAG_ENV, KEY_TAG_SECRET);
         opts.concurrency = self.opts.concurrency;
         // several Envoys start on a shared, busy machine
         opts.startup_timeout = Duration::from_secs(60);

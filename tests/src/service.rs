@@ -17,6 +17,11 @@ pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef0123456789";
 pub const SERVICE_TOKEN: &str = "e2e-service-token-0123456789abcdef012345";
 
 /// The service binary: `$EDGE_AUTH_SERVICE_BIN`, else the workspace's debug build.
+/// The key-tag secret the tests share between a tagged service and its edges.
+pub const KEY_TAG_SECRET: &str = "e2e-key-tag-secret-0123456789abcdef0123456789";
+/// The environment variable the edges read it from (`api_keys.key_tags.secret_env`).
+pub const KEY_TAG_ENV: &str = "E2E_KEY_TAG_SECRET";
+
 pub fn service_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("EDGE_AUTH_SERVICE_BIN") {
         return PathBuf::from(p);
@@ -64,6 +69,33 @@ impl AuthService {
             cmd.env(k, v);
         }
         AuthService::spawn(cmd, port, &format!("http://127.0.0.1:{port}"), dir)
+    }
+
+    /// Starts the service with [`KEY_TAG_SECRET`] as its key-tag secret: every key
+    /// it mints is tagged (edges configure `api_keys.key_tags` with [`KEY_TAG_ENV`]).
+    pub fn start_tagged() -> AuthService {
+        AuthService::start_with_env(&[("EDGE_AUTH_KEY_TAG_SECRET", KEY_TAG_SECRET)])
+    }
+
+    /// Runs the service's command line on this service's database, without a
+    /// key-tag secret (so a key it creates is untagged, as before key tags):
+    /// its JSON output.
+    pub fn cli_untagged(&self, args: &[&str]) -> Value {
+        let out = Command::new(service_bin())
+            .arg("--db")
+            .arg(self.dir.join("auth.db"))
+            .args(args)
+            .env_remove("EDGE_AUTH_KEY_TAG_SECRET")
+            .env_remove("EDGE_AUTH_KEY_TAG_SECRET_PREVIOUS")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the service's command line");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
     }
 
     /// Starts the service on `port` with its database in `dir` (a restart keeps the data).

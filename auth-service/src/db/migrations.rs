@@ -148,6 +148,11 @@ const SQLITE: &[&str] = &[
     ALTER TABLE revocation_events_4 RENAME TO revocation_events;
     CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
     "#,
+    // 5: key tags (contract 1.4): the id of the key-tag secret that tagged a key;
+    // NULL for a key minted without one.
+    r#"
+    ALTER TABLE api_keys ADD COLUMN tag_secret_id TEXT;
+    "#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -258,6 +263,10 @@ const POSTGRES: &[&str] = &[
     ALTER TABLE revocation_events DROP CONSTRAINT revocation_events_kind_check;
     ALTER TABLE revocation_events ADD CONSTRAINT revocation_events_kind_check
         CHECK (kind IN ('jti', 'session', 'subject', 'global', 'tenant', 'key', 'key_tenant', 'key_global'));
+    "#,
+    // 5: as SQLite's 5.
+    r#"
+    ALTER TABLE api_keys ADD COLUMN tag_secret_id TEXT;
     "#,
 ];
 

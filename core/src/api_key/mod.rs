@@ -14,6 +14,7 @@
 pub mod breaker;
 pub mod revocations;
 pub mod shared_cache;
+pub mod tag;
 
 use serde::{Deserialize, Deserializer, Serialize};
 

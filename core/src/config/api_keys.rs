@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use crate::api_key::breaker::BreakerPolicy;
+use crate::api_key::tag::{KeyTags, TagSecret, TAG_HEX};
 use crate::api_key::KeyFormat;
 use crate::token_source::TokenSource;
 
@@ -39,6 +40,16 @@ pub(super) struct RawApiKeys {
     pub(super) trusted_hops: u8,
     #[serde(default)]
     pub(super) breaker: RawBreaker,
+    #[serde(default)]
+    pub(super) key_tags: Option<RawKeyTags>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeyTags {
+    pub(super) secret_env: String,
+    #[serde(default)]
+    pub(super) previous_secret_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,9 +90,16 @@ pub struct ApiKeys {
     pub trusted_hops: u8,
     pub envoy_appends: bool,
     pub breaker: BreakerPolicy,
+    /// The key-tag secrets (`key_tags`): when set, a key whose tag does not
+    /// verify is refused without a lookup (unless the rule looks untagged keys up).
+    pub key_tags: Option<KeyTags>,
 }
 
-pub(super) fn compile_api_keys(k: &RawApiKeys, envoy_appends: Option<bool>) -> Result<ApiKeys, ConfigError> {
+pub(super) fn compile_api_keys(
+    k: &RawApiKeys,
+    envoy_appends: Option<bool>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ApiKeys, ConfigError> {
     let at = "api_keys";
     if k.sources.is_empty() {
         return Err(err(format!("{at}.sources"), "list at least one source"));
@@ -131,6 +149,11 @@ pub(super) fn compile_api_keys(k: &RawApiKeys, envoy_appends: Option<bool>) -> R
     )?;
     range(k.breaker.open_s, 1, 600, format!("{at}.breaker.open_s"))?;
     let envoy_appends = xff_appends(k.trusted_hops, envoy_appends, at)?;
+    let key_tags = k
+        .key_tags
+        .as_ref()
+        .map(|t| compile_key_tags(t, k.hex_digits, env))
+        .transpose()?;
     Ok(ApiKeys {
         sources,
         format: KeyFormat {
@@ -150,5 +173,43 @@ pub(super) fn compile_api_keys(k: &RawApiKeys, envoy_appends: Option<bool>) -> R
             failure_threshold: k.breaker.failure_threshold,
             open_ms: k.breaker.open_s * 1000,
         },
+        key_tags,
     })
+}
+
+/// `api_keys.key_tags`: both secrets read from the VM's environment now, so
+/// that a missing or short one refuses the configuration, naming the field.
+fn compile_key_tags(
+    t: &RawKeyTags,
+    hex_digits: usize,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<KeyTags, ConfigError> {
+    let at = "api_keys.key_tags";
+    if hex_digits < TAG_HEX + 32 {
+        return Err(err(
+            at,
+            format!(
+                "needs api_keys.hex_digits of at least {}: {TAG_HEX} of them are the tag",
+                TAG_HEX + 32
+            ),
+        ));
+    }
+    let secret = |field: &str, name: &str| {
+        let value = env(name).ok_or_else(|| {
+            err(
+                format!("{at}.{field}"),
+                format!(
+                    "environment variable \"{name}\" is not set in the VM (list it in vm_config.environment_variables)"
+                ),
+            )
+        })?;
+        TagSecret::new(value.as_bytes()).map_err(|m| err(format!("{at}.{field}"), m))
+    };
+    let current = secret("secret_env", &t.secret_env)?;
+    let previous = t
+        .previous_secret_env
+        .as_deref()
+        .map(|name| secret("previous_secret_env", name))
+        .transpose()?;
+    KeyTags::new(current, previous).map_err(|m| err(format!("{at}.previous_secret_env"), m))
 }

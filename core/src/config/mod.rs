@@ -227,7 +227,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
     let tenants = compile_tenants(&raw.tenants)?;
     let api_keys = match &raw.api_keys {
         None => None,
-        Some(k) => Some(compile_api_keys(k, raw.envoy_appends_xff)?),
+        Some(k) => Some(compile_api_keys(k, raw.envoy_appends_xff, env)?),
     };
     if api_keys.is_some() && raw.auth_service.is_none() {
         return Err(err("api_keys", "needs the top-level auth_service to look keys up"));
@@ -238,6 +238,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
         tenants: &tenants,
         development: &raw.development,
         envoy_appends: raw.envoy_appends_xff,
+        key_tags: api_keys.as_ref().is_some_and(|k| k.key_tags.is_some()),
     };
     let (rules, default) = compile_rules(&raw.rules, raw.default_rule.as_ref(), &scope, &mut warnings)?;
     let shadow = rules::shadow(raw.mode, "the whole filter", &mut warnings);

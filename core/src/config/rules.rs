@@ -196,6 +196,19 @@ pub(super) struct RawJwtRequirement {
 pub(super) struct RawApiKeyRequirement {
     #[serde(default)]
     pub(super) stale_if_error_s: u64,
+    #[serde(default)]
+    pub(super) untagged_keys: Option<UntaggedKeys>,
+}
+
+/// `api_key.untagged_keys`: what a rule does with a key whose tag does not
+/// verify, when `api_keys.key_tags` is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum UntaggedKeys {
+    /// Refused with `401 api_key_bad_tag`, without a lookup (the default).
+    Refuse,
+    /// Looked up as before: for keys minted before tags, during a migration.
+    Lookup,
 }
 
 pub(super) fn compile_roles(raw: &BTreeMap<String, RawRole>) -> Result<RoleHierarchy, ConfigError> {
@@ -374,6 +387,8 @@ pub(super) struct RuleScope<'a> {
     pub(super) tenants: &'a HashMap<String, OriginList>,
     pub(super) development: &'a RawDevelopment,
     pub(super) envoy_appends: Option<bool>,
+    /// Whether `api_keys.key_tags` is configured.
+    pub(super) key_tags: bool,
 }
 
 /// The rules, in order, and the default rule's policy. A check switched off
@@ -451,13 +466,21 @@ fn compile_policy(
         (false, Some(j), None) => Requirement::Jwt {
             providers: provider_index(scope.providers, &j.providers, &format!("{at}.jwt.providers"))?,
         },
-        (false, None, Some(k)) => Requirement::ApiKey {
-            stale_if_error_ms: key_requirement(k, at, scope)?,
-        },
-        (false, Some(j), Some(k)) => Requirement::JwtOrApiKey {
-            providers: provider_index(scope.providers, &j.providers, &format!("{at}.jwt.providers"))?,
-            stale_if_error_ms: key_requirement(k, at, scope)?,
-        },
+        (false, None, Some(k)) => {
+            let (stale_if_error_ms, untagged_lookup) = key_requirement(k, at, scope)?;
+            Requirement::ApiKey {
+                stale_if_error_ms,
+                untagged_lookup,
+            }
+        }
+        (false, Some(j), Some(k)) => {
+            let (stale_if_error_ms, untagged_lookup) = key_requirement(k, at, scope)?;
+            Requirement::JwtOrApiKey {
+                providers: provider_index(scope.providers, &j.providers, &format!("{at}.jwt.providers"))?,
+                stale_if_error_ms,
+                untagged_lookup,
+            }
+        }
         (false, None, None) => {
             return Err(err(
                 at,
@@ -533,7 +556,9 @@ pub(super) fn shadow(mode: Mode, at: &str, warnings: &mut Vec<String>) -> bool {
 }
 
 /// The stale-if-error window of an `api_key` requirement, in milliseconds.
-fn key_requirement(k: &RawApiKeyRequirement, at: &str, scope: &RuleScope<'_>) -> Result<u64, ConfigError> {
+/// A rule's `api_key` requirement: its `stale_if_error_s` in milliseconds, and whether
+/// a key whose tag does not verify is looked up (`untagged_keys: "lookup"`).
+fn key_requirement(k: &RawApiKeyRequirement, at: &str, scope: &RuleScope<'_>) -> Result<(u64, bool), ConfigError> {
     if !scope.api_keys {
         return Err(err(
             format!("{at}.api_key"),
@@ -543,7 +568,13 @@ fn key_requirement(k: &RawApiKeyRequirement, at: &str, scope: &RuleScope<'_>) ->
     if k.stale_if_error_s > 3600 {
         return Err(err(format!("{at}.api_key.stale_if_error_s"), "must be at most 3600"));
     }
-    Ok(k.stale_if_error_s * 1000)
+    if k.untagged_keys.is_some() && !scope.key_tags {
+        return Err(err(
+            format!("{at}.api_key.untagged_keys"),
+            "needs api_keys.key_tags (without it every well-formed key is looked up)",
+        ));
+    }
+    Ok((k.stale_if_error_s * 1000, k.untagged_keys == Some(UntaggedKeys::Lookup)))
 }
 
 /// The indexes of the providers `names` names.

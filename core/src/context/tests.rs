@@ -384,7 +384,7 @@ fn unsigned_request_fails_verification() {
 fn hex_round_trip() {
     let bytes: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37)).collect();
     let s = hex(&bytes);
-    assert_eq!(unhex32(&s).unwrap().to_vec(), bytes);
+    assert_eq!(unhex::<32>(&s).unwrap().to_vec(), bytes);
     assert_eq!(hex(&[0x00, 0xff, 0x0a]), "00ff0a");
 }
 

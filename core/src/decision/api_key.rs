@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use crate::api_key::breaker::{Freshness, StaleIfError};
 use crate::api_key::shared_cache;
+use crate::api_key::tag::TagCheck;
 use crate::api_key::{self, Answer, KeyRecord};
 use crate::config::{ApiKeys, Context};
 use crate::context::Identity;
@@ -16,13 +17,23 @@ use crate::credentials::Census;
 use super::request::{census, client_address, find_credential, Credential, Found};
 use super::{render_context, Allow, CachedKey, Ctx, Deny, KeyRefusal, KeyUse, Outcome, Request, State, Verdict};
 
-/// An API-key requirement: find the key, check its format, find its answer
+/// What a rule's `api_key` requirement adds to `api_keys`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct KeyRule {
+    pub stale_if_error: StaleIfError,
+    /// With `api_keys.key_tags`: a key whose tag does not verify is looked up
+    /// (the rule's `untagged_keys: "lookup"`) rather than refused.
+    pub untagged_lookup: bool,
+}
+
+/// An API-key requirement: find the key, check its format (and its tag, with
+/// `api_keys.key_tags`), find its answer
 /// (delivered, this worker's cache, the shared cache, or a stale one when
 /// the service failed) or ask for a lookup, then apply the key's record.
 pub(super) fn authorize_key<'c>(
     cx: &Ctx<'c, '_>,
     keys: &'c ApiKeys,
-    stale_if_error: StaleIfError,
+    rule: KeyRule,
     st: &mut State,
     req: &mut dyn Request,
 ) -> Outcome<'c> {
@@ -34,7 +45,7 @@ pub(super) fn authorize_key<'c>(
         Ok(None) => return Outcome::deny(Deny::MissingApiKey),
         Err(d) => return Outcome::deny(d),
     };
-    with_key(cx, keys, stale_if_error, &census, found, st, req)
+    with_key(cx, keys, rule, &census, found, st, req)
 }
 
 /// The API-key requirement once the request's one credential, `found`, was
@@ -42,7 +53,7 @@ pub(super) fn authorize_key<'c>(
 pub(super) fn with_key<'c>(
     cx: &Ctx<'c, '_>,
     keys: &'c ApiKeys,
-    stale_if_error: StaleIfError,
+    rule: KeyRule,
     census: &Census,
     found: Found<'c>,
     st: &mut State,
@@ -60,6 +71,13 @@ pub(super) fn with_key<'c>(
     };
     if !keys.format.accepts(&found.token) {
         return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::Malformed)), None, None);
+    }
+    // An invented key is refused here, before any cache, the breaker or a lookup.
+    if let Some(tags) = &keys.key_tags {
+        let hex = &found.token[keys.format.prefix.len()..];
+        if tags.check(hex) == TagCheck::Invalid && !rule.untagged_lookup {
+            return outcome(Verdict::Deny(Deny::ApiKey(KeyRefusal::BadTag)), None, None);
+        }
     }
     let now = cx.attempt.now_ms / 1000;
     // The key's hash is only computed off the hot path (for a woken request,
@@ -104,7 +122,9 @@ pub(super) fn with_key<'c>(
                 // within the route's stale-if-error window may stand in.
                 let usable = stale.filter(|(lookup, until)| {
                     matches!(lookup.answer, Answer::Valid(_))
-                        && stale_if_error.freshness(until.saturating_mul(1000), cx.attempt.now_ms)
+                        && rule
+                            .stale_if_error
+                            .freshness(until.saturating_mul(1000), cx.attempt.now_ms)
                             == Freshness::StaleIfError
                 });
                 match usable {

@@ -152,24 +152,30 @@ fn authorize<'c>(cx: &Ctx<'c, '_>, st: &mut State, req: &mut dyn Request) -> Out
             ..Allow::default()
         })),
         Requirement::Jwt { providers } => jwt::authorize_jwt(cx, providers, st, req),
-        Requirement::ApiKey { stale_if_error_ms } => match &cx.cfg.api_keys {
+        Requirement::ApiKey {
+            stale_if_error_ms,
+            untagged_lookup,
+        } => match &cx.cfg.api_keys {
             None => Outcome::deny(Deny::NoRule),
-            Some(keys) => {
-                let stale = StaleIfError {
-                    max_stale_ms: *stale_if_error_ms,
-                };
-                api_key::authorize_key(cx, keys, stale, st, req)
-            }
+            Some(keys) => api_key::authorize_key(cx, keys, key_rule(*stale_if_error_ms, *untagged_lookup), st, req),
         },
         Requirement::JwtOrApiKey {
             providers,
             stale_if_error_ms,
+            untagged_lookup,
         } => {
-            let stale = StaleIfError {
-                max_stale_ms: *stale_if_error_ms,
-            };
-            token_or_key::authorize_token_or_key(cx, providers, stale, st, req)
+            let rule = key_rule(*stale_if_error_ms, *untagged_lookup);
+            token_or_key::authorize_token_or_key(cx, providers, rule, st, req)
         }
+    }
+}
+
+fn key_rule(stale_if_error_ms: u64, untagged_lookup: bool) -> api_key::KeyRule {
+    api_key::KeyRule {
+        stale_if_error: StaleIfError {
+            max_stale_ms: stale_if_error_ms,
+        },
+        untagged_lookup,
     }
 }
 

@@ -12,6 +12,9 @@ pub enum KeyRefusal {
     Unknown,
     Revoked,
     Expired,
+    /// Well-formed, but its tag does not verify under the configured
+    /// `api_keys.key_tags` secrets: refused without asking the service.
+    BadTag,
 }
 
 named!(KeyRefusal {
@@ -19,6 +22,7 @@ named!(KeyRefusal {
     Unknown => "api_key_unknown",
     Revoked => "api_key_revoked",
     Expired => "api_key_expired",
+    BadTag => "api_key_bad_tag",
 });
 
 /// Why a request is refused.
@@ -179,6 +183,7 @@ mod tests {
             Deny::ApiKey(KeyRefusal::Unknown),
             Deny::ApiKey(KeyRefusal::Revoked),
             Deny::ApiKey(KeyRefusal::Expired),
+            Deny::ApiKey(KeyRefusal::BadTag),
             Deny::KeyServiceUnavailable,
             Deny::MissingCredential,
         ]);
@@ -197,7 +202,11 @@ mod tests {
                 | Deny::RevocationUnavailable
                 | Deny::MissingApiKey
                 | Deny::ApiKey(
-                    KeyRefusal::Malformed | KeyRefusal::Unknown | KeyRefusal::Revoked | KeyRefusal::Expired,
+                    KeyRefusal::Malformed
+                    | KeyRefusal::Unknown
+                    | KeyRefusal::Revoked
+                    | KeyRefusal::Expired
+                    | KeyRefusal::BadTag,
                 )
                 | Deny::KeyServiceUnavailable
                 | Deny::MissingCredential => {}

@@ -7,8 +7,7 @@
 //! a token place and a key place), it is refused as ambiguous rather than
 //! tried one way and then the other.
 
-use crate::api_key::breaker::StaleIfError;
-
+use super::api_key::KeyRule;
 use super::request::{census, find_credential};
 use super::{api_key, jwt, Ctx, Deny, Outcome, Request, State};
 
@@ -16,7 +15,7 @@ use super::{api_key, jwt, Ctx, Deny, Outcome, Request, State};
 pub(super) fn authorize_token_or_key<'c>(
     cx: &Ctx<'c, '_>,
     providers: &'c [usize],
-    stale_if_error: StaleIfError,
+    rule: KeyRule,
     st: &mut State,
     req: &mut dyn Request,
 ) -> Outcome<'c> {
@@ -34,7 +33,7 @@ pub(super) fn authorize_token_or_key<'c>(
         (Err(d), _) | (_, Err(d)) => Outcome::deny(d),
         (Ok(Some(_)), Ok(Some(_))) => Outcome::deny(Deny::AmbiguousCredential),
         (Ok(Some(found)), Ok(None)) => jwt::with_token(cx, providers, &census, found, st, req),
-        (Ok(None), Ok(Some(found))) => api_key::with_key(cx, keys, stale_if_error, &census, found, st, req),
+        (Ok(None), Ok(Some(found))) => api_key::with_key(cx, keys, rule, &census, found, st, req),
         (Ok(None), Ok(None)) => Outcome::deny(Deny::MissingCredential),
     }
 }

@@ -37,13 +37,19 @@ pub enum Requirement {
     Jwt { providers: Vec<usize> },
     /// An API key from `api_keys.sources`, looked up at the auth service.
     /// When the service fails, a key whose valid answer expired less than
-    /// `stale_if_error_ms` ago is still admitted (0: never).
-    ApiKey { stale_if_error_ms: u64 },
+    /// `stale_if_error_ms` ago is still admitted (0: never). With
+    /// `api_keys.key_tags`, a key whose tag does not verify is refused without
+    /// a lookup unless `untagged_lookup` (the rule's `untagged_keys: "lookup"`).
+    ApiKey {
+        stale_if_error_ms: u64,
+        untagged_lookup: bool,
+    },
     /// Either a JWT from one of `providers` or an API key, whichever the
     /// request carries; a request carrying both is refused as ambiguous.
     JwtOrApiKey {
         providers: Vec<usize>,
         stale_if_error_ms: u64,
+        untagged_lookup: bool,
     },
 }
 
