@@ -12,6 +12,7 @@
 //! cached.
 
 pub mod breaker;
+pub mod budget;
 pub mod revocations;
 pub mod shared_cache;
 
