@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use edge_auth_core::api_key::breaker::BreakerState;
-use edge_auth_core::api_key::shared_cache::{decode_entry, encode_entry, encode_marker, entry_name, marker_name};
+use edge_auth_core::api_key::shared_cache::{encode_marker, CacheTable};
 use edge_auth_core::api_key::{key_hash, parse_lookup, Answer, Lookup, LookupFailure};
 use edge_auth_core::b64;
 use edge_auth_core::config::{self, Config};
@@ -391,6 +391,11 @@ fn slots(cfg: &Config) -> usize {
     cfg.api_keys.as_ref().unwrap().shared_cache_slots
 }
 
+/// The configuration's shared tables of answers and lookup markers.
+fn table(cfg: &Config) -> &CacheTable {
+    &cfg.api_keys.as_ref().unwrap().shared_cache
+}
+
 // =============================================================================
 // API-key lookups
 // =============================================================================
@@ -440,7 +445,7 @@ fn a_lookup_is_claimed_sent_answered_cached_and_coalesced_on_the_worker() {
         })
     );
     // the marker tells the other workers who asks, and until when
-    let marker = marker_name(&cfg.generation, &key_hash(KEY1), slots(&cfg));
+    let marker = table(&cfg).marker_name(&key_hash(KEY1), slots(&cfg));
     assert_eq!(
         w.host.shared_value(&marker),
         Some(encode_marker(&key_hash(KEY1), NOW + DEADLINE))
@@ -457,9 +462,9 @@ fn a_lookup_is_claimed_sent_answered_cached_and_coalesced_on_the_worker() {
     assert_eq!(w.host.read_limits, [1024], "read within api_keys.max_response_bytes");
     let entry = w
         .host
-        .shared_value(&entry_name(&cfg.generation, &key_hash(KEY1), slots(&cfg)))
+        .shared_value(&table(&cfg).entry_name(&key_hash(KEY1), slots(&cfg)))
         .unwrap();
-    let (lookup, until) = decode_entry(&entry, &key_hash(KEY1)).unwrap();
+    let (lookup, until) = table(&cfg).decode_entry(&entry, &key_hash(KEY1)).unwrap();
     assert_eq!(until, NOW_S + 120);
     assert_eq!(lookup, answer.result.unwrap());
     assert_eq!(w.host.shared_value(&marker), Some(vec![]));
@@ -518,7 +523,7 @@ fn a_claim_lost_to_another_worker_waits_for_its_answer() {
 fn a_marker_whose_worker_went_silent_is_taken_over_and_a_far_deadline_is_not_believed() {
     let cfg = keys_only();
     let mut w = Worker::new(&cfg, Fake::new());
-    let marker = marker_name(&cfg.generation, &key_hash(KEY1), slots(&cfg));
+    let marker = table(&cfg).marker_name(&key_hash(KEY1), slots(&cfg));
     // a forged (or corrupt) marker far in the future: believed only for one call's time
     w.host.put_shared(&marker, &encode_marker(&key_hash(KEY1), u64::MAX));
     w.lookup(1, KEY1);
@@ -533,7 +538,7 @@ fn a_marker_whose_worker_went_silent_is_taken_over_and_a_far_deadline_is_not_bel
     // a marker for another key sharing the slot does not hold this one up
     let cfg1 = keys_only_with(|d| d["api_keys"]["shared_cache_slots"] = json!(1));
     let mut w = Worker::new(&cfg1, Fake::new());
-    let marker = marker_name(&cfg1.generation, &key_hash(KEY1), 1);
+    let marker = table(&cfg1).marker_name(&key_hash(KEY1), 1);
     w.host.put_shared(&marker, &encode_marker(&key_hash(KEY2), NOW + 1_000));
     w.lookup(1, KEY1);
     w.tick();
@@ -545,14 +550,14 @@ fn hostile_shared_entries_are_not_delivered() {
     let cfg = keys_only();
     let mut w = Worker::new(&cfg, Fake::new());
     let hash = key_hash(KEY1);
-    let entry = entry_name(&cfg.generation, &hash, slots(&cfg));
+    let entry = table(&cfg).entry_name(&hash, slots(&cfg));
     let lookup = valid_lookup(KEY1, 60);
     for bad in [
         b"garbage".to_vec(),
         // another key's answer in the slot
-        encode_entry(&key_hash(KEY2), &lookup, NOW_S + 60).unwrap(),
+        table(&cfg).encode_entry(&key_hash(KEY2), &lookup, NOW_S + 60).unwrap(),
         // this key's answer, expired
-        encode_entry(&hash, &lookup, NOW_S).unwrap(),
+        table(&cfg).encode_entry(&hash, &lookup, NOW_S).unwrap(),
     ] {
         w.host.put_shared(&entry, &bad);
         w.lookup(1, KEY1);
@@ -576,7 +581,7 @@ fn a_lookup_unanswered_by_its_deadline_fails_and_its_late_answer_is_ignored() {
     assert_eq!(contexts, [1]);
     assert_eq!(failure(answer), LookupFailure::NoResponse);
     assert_eq!(w.host.count(Counter::LookupFailed(LookupFailure::NoResponse)), 1);
-    let marker = marker_name(&cfg.generation, &key_hash(KEY1), slots(&cfg));
+    let marker = table(&cfg).marker_name(&key_hash(KEY1), slots(&cfg));
     assert_eq!(w.host.shared_value(&marker), Some(vec![]), "the marker is freed");
     // the late answer: not read, not cached, nobody woken
     let writes = w.host.shared.borrow().writes.len();
@@ -646,7 +651,7 @@ fn failed_answers_are_failures_by_kind() {
         assert_eq!(w.host.count(Counter::LookupFailed(want)), 1);
         assert_eq!(w.host.warnings().len(), 1, "{:?}", w.host.logs);
         // nothing cached for anyone
-        let entry = entry_name(&cfg.generation, &key_hash(KEY1), slots(&cfg));
+        let entry = table(&cfg).entry_name(&key_hash(KEY1), slots(&cfg));
         assert_eq!(w.host.shared_value(&entry), None);
     }
 }
@@ -656,16 +661,18 @@ fn a_negative_answer_replaces_a_stale_valid_one_even_with_a_zero_ttl() {
     let cfg = keys_only();
     let mut w = Worker::new(&cfg, Fake::new());
     let hash = key_hash(KEY1);
-    let entry = entry_name(&cfg.generation, &hash, slots(&cfg));
+    let entry = table(&cfg).entry_name(&hash, slots(&cfg));
     let stale = valid_lookup(KEY1, 60);
     w.host
-        .put_shared(&entry, &encode_entry(&hash, &stale, NOW_S - 1).unwrap());
+        .put_shared(&entry, &table(&cfg).encode_entry(&hash, &stale, NOW_S - 1).unwrap());
     w.lookup(1, KEY1);
     w.tick();
     let token = w.host.last_sent().token;
     let revoked = json!({"key_hash": hash, "status": "revoked", "key_id": "key_a", "cache_ttl_s": 0});
     w.answer(token, json_answer(200, &revoked));
-    let (lookup, until) = decode_entry(&w.host.shared_value(&entry).unwrap(), &hash).unwrap();
+    let (lookup, until) = table(&cfg)
+        .decode_entry(&w.host.shared_value(&entry).unwrap(), &hash)
+        .unwrap();
     assert!(matches!(lookup.answer, Answer::Revoked { .. }));
     assert_eq!(until, NOW_S);
 }
@@ -759,8 +766,8 @@ fn another_workers_answer_closes_a_half_open_breaker() {
     let hash = key_hash(KEY3);
     let lookup = valid_lookup(KEY3, 60);
     w.host.put_shared(
-        &entry_name(&cfg.generation, &hash, slots(&cfg)),
-        &encode_entry(&hash, &lookup, NOW_S + 60).unwrap(),
+        &table(&cfg).entry_name(&hash, slots(&cfg)),
+        &table(&cfg).encode_entry(&hash, &lookup, NOW_S + 60).unwrap(),
     );
     let (contexts, answer) = single(w.tick());
     assert_eq!(contexts, [3]);
@@ -777,7 +784,7 @@ fn a_lookup_that_cannot_be_sent_fails_at_once_and_warns_at_a_bounded_rate() {
     let (contexts, answer) = single(w.tick());
     assert_eq!(contexts, [1]);
     assert_eq!(failure(answer), LookupFailure::NoResponse);
-    let marker = marker_name(&cfg.generation, &key_hash(KEY1), slots(&cfg));
+    let marker = table(&cfg).marker_name(&key_hash(KEY1), slots(&cfg));
     assert_eq!(w.host.shared_value(&marker), Some(vec![]), "the claim is given back");
     assert_eq!(w.host.warnings(), ["cannot call the auth service on auth: BadArgument"]);
     // a second failure within the interval is counted, not logged
@@ -811,7 +818,7 @@ fn a_request_that_goes_away_is_not_woken_but_its_lookup_goes_on() {
     w.out.forget(3);
     let token = w.host.last_sent().token;
     assert!(w.answer(token, json_answer(200, &valid(KEY2, 60))).is_empty());
-    let entry = entry_name(&cfg.generation, &key_hash(KEY2), slots(&cfg));
+    let entry = table(&cfg).entry_name(&key_hash(KEY2), slots(&cfg));
     assert!(w.host.shared_value(&entry).is_some());
 }
 

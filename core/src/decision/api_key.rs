@@ -69,10 +69,10 @@ pub(super) fn authorize_key<'c>(
         (Rc::clone(e), KeyUse::LocalHit)
     } else {
         let hash = hash().to_owned();
-        let name = shared_cache::entry_name(&cx.cfg.generation, &hash, keys.shared_cache_slots);
+        let name = keys.shared_cache.entry_name(&hash, keys.shared_cache_slots);
         let shared = req
             .shared_data(&name)
-            .and_then(|b| shared_cache::decode_entry(&b, &hash));
+            .and_then(|b| keys.shared_cache.decode_entry(&b, &hash));
         match shared {
             Some((lookup, until)) if until > now => {
                 let entry = Rc::new(CachedKey::new(lookup, until));

@@ -77,6 +77,15 @@ impl Shared {
         Shared::new("rev", &[&svc.cluster, &svc.authority, &svc.revocations_path, &token])
     }
 
+    /// The API-key lookup endpoint of `svc`: cluster, authority, lookup path
+    /// and the service token (only its hash). Names the tables of answers,
+    /// lookup markers and lookup budgets ([`crate::api_key::shared_cache`],
+    /// [`crate::api_key::budget`]).
+    pub fn lookups(svc: &AuthService, lookup_path: &str) -> Shared {
+        let token = crate::api_key::hex(&Sha256::digest(svc.token.as_bytes()).into());
+        Shared::new("keys", &[&svc.cluster, &svc.authority, lookup_path, &token])
+    }
+
     /// A remote JWKS: cluster, authority and path.
     pub fn jwks(remote: &RemoteJwks) -> Shared {
         Shared::new("jwks", &[&remote.cluster, &remote.authority, &remote.path])
