@@ -299,7 +299,7 @@ fn denied<'c>(o: &Outcome<'c>) -> Deny<'c> {
 
 fn awaited(o: &Outcome<'_>) -> String {
     match &o.verdict {
-        Verdict::AwaitLookup { hash } => hash.clone(),
+        Verdict::AwaitLookup { hash, .. } => hash.clone(),
         other => panic!("expected AwaitLookup, got {other:?}"),
     }
 }
@@ -437,6 +437,38 @@ fn config_bad_api_keys_fields_are_named() {
         ),
         ("breaker", json!({"open_s": 0}), "api_keys.breaker.open_s"),
         ("breaker", json!({"open_s": 601}), "api_keys.breaker.open_s"),
+        ("lookup_budget", json!({"burst": 0}), "api_keys.lookup_budget.burst"),
+        (
+            "lookup_budget",
+            json!({"burst": 100_001}),
+            "api_keys.lookup_budget.burst",
+        ),
+        (
+            "lookup_budget",
+            json!({"per_minute": 0}),
+            "api_keys.lookup_budget.per_minute",
+        ),
+        (
+            "lookup_budget",
+            json!({"per_minute": 600_001}),
+            "api_keys.lookup_budget.per_minute",
+        ),
+        ("lookup_budget", json!({"slots": 0}), "api_keys.lookup_budget.slots"),
+        (
+            "lookup_budget",
+            json!({"slots": 100_001}),
+            "api_keys.lookup_budget.slots",
+        ),
+        (
+            "lookup_budget",
+            json!({"ipv6_prefix": 15}),
+            "api_keys.lookup_budget.ipv6_prefix",
+        ),
+        (
+            "lookup_budget",
+            json!({"ipv6_prefix": 129}),
+            "api_keys.lookup_budget.ipv6_prefix",
+        ),
     ];
     for (field, value, want) in cases {
         let d = minimal_with(|d| d["api_keys"][field] = value.clone());
@@ -2099,4 +2131,105 @@ fn the_global_key_cut_off_refuses_every_tenants_earlier_answers_even_stale_ones(
     let fail = failure_for(KEY, LookupFailure::NoResponse);
     let o = run(&cfg, &mut st, &mut req, "/stale/items", NOW, false, Some(&fail));
     assert!(revoked(&o), "{:?}", o.verdict);
+}
+
+// ---- the lookup budget --------------------------------------------------------
+
+#[test]
+fn config_lookup_budget_is_off_unless_configured_and_has_defaults() {
+    assert!(config().api_keys.as_ref().unwrap().lookup_budget.is_none());
+    let cfg = config_with(|d| d["api_keys"]["lookup_budget"] = json!({}));
+    let b = cfg.api_keys.as_ref().unwrap().lookup_budget.as_ref().unwrap();
+    assert_eq!(
+        (
+            b.policy.burst,
+            b.policy.per_minute,
+            b.policy.slots,
+            b.policy.ipv6_prefix
+        ),
+        (30, 60, 4096, 64)
+    );
+    // unknown fields and wrong types are refused at their path
+    for (v, want) in [
+        (json!({"rate": 1}), "api_keys.lookup_budget"),
+        (json!({"burst": -1}), "api_keys.lookup_budget.burst"),
+        (json!({"ipv6_prefix": 256}), "api_keys.lookup_budget.ipv6_prefix"),
+        (json!({"slots": "10"}), "api_keys.lookup_budget.slots"),
+    ] {
+        let d = minimal_with(|d| d["api_keys"]["lookup_budget"] = v.clone());
+        let f = refused_field(&d);
+        assert!(f.starts_with(want), "{v}: {f}");
+    }
+}
+
+/// The client a lookup is charged to: the address the rule's `ip` checks use.
+#[test]
+fn a_lookup_is_charged_to_the_client_address_the_ip_rules_establish() {
+    let on = config_with(|d| d["api_keys"]["lookup_budget"] = json!({"burst": 2}));
+    let client_of = |cfg: &Config, req: &mut Req, path: &str| {
+        let mut st = State::new(cfg);
+        match first(cfg, &mut st, req, path).verdict {
+            Verdict::AwaitLookup { client, .. } => client,
+            other => panic!("expected AwaitLookup, got {other:?}"),
+        }
+    };
+    // the peer, on a rule without an ip block
+    let mut req = Req::key(KEY).peer(Some("198.51.100.7:5000"));
+    assert_eq!(
+        client_of(&on, &mut req, "/v1/items"),
+        Some("198.51.100.7".parse().unwrap())
+    );
+    // an IPv4-mapped peer is its IPv4 address
+    let mut req = Req::key(KEY).peer(Some("[::ffff:198.51.100.7]:5000"));
+    assert_eq!(
+        client_of(&on, &mut req, "/v1/items"),
+        Some("198.51.100.7".parse().unwrap())
+    );
+    // X-Forwarded-For is not read where no hop is trusted
+    let mut req = Req::new(&[("x-api-key", KEY), ("x-forwarded-for", "203.0.113.9")]);
+    assert_eq!(
+        client_of(&on, &mut req, "/v1/items"),
+        Some("192.0.2.1".parse().unwrap())
+    );
+    // the rule's ip block trusts one hop: the entry it names
+    let mut req = Req::new(&[("x-api-key", KEY), ("x-forwarded-for", "203.0.113.9")]);
+    assert_eq!(
+        client_of(&on, &mut req, "/hops/x"),
+        Some("203.0.113.9".parse().unwrap())
+    );
+    // an address that cannot be established: charged to the shared "unknown" client
+    let mut req = Req::key(KEY).peer(None);
+    assert_eq!(client_of(&on, &mut req, "/v1/items"), None);
+    // no budget: no client
+    let mut req = Req::new(&[("x-api-key", KEY), ("x-forwarded-for", "203.0.113.9")]);
+    assert_eq!(client_of(&config(), &mut req, "/hops/x"), None);
+}
+
+#[test]
+fn over_budget_is_429_with_retry_after_and_no_stale_answer() {
+    let cfg = config_with(|d| d["api_keys"]["lookup_budget"] = json!({}));
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    // a valid answer just expired, within the stale window of /stale/
+    req.put_shared(&cfg, KEY, &lookup(&valid_json()), NOW_S - 1);
+    let over = failure_for(KEY, LookupFailure::OverBudget { retry_after_s: 7 });
+    let o = run(&cfg, &mut st, &mut req, "/stale/x", NOW, false, Some(&over));
+    assert_eq!(denied(&o), Deny::LookupBudgetExceeded { retry_after_s: 7 });
+    assert_eq!(denied(&o).name(), "lookup_budget_exceeded");
+    let r = edge_auth_core::response::reply(denied(&o), "edge");
+    assert_eq!(r.status, 429);
+    assert_eq!(header(&r.headers, "retry-after"), Some("7"));
+    assert_eq!(header(&r.headers, "www-authenticate"), None);
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["error"], "too_many_requests");
+    assert!(!r.body.contains(KEY) && !r.body.contains(KEY_HASH));
+    // while a real failure on the same route serves the stale answer
+    let failed = failure_for(KEY, LookupFailure::NoResponse);
+    let o = run(&cfg, &mut st, &mut req, "/stale/x", NOW, false, Some(&failed));
+    assert_eq!(o.key, Some(KeyUse::Stale));
+    // and a cached answer needs no lookup, so no budget
+    let mut req = Req::key(KEY2);
+    req.put_shared(&cfg, KEY2, &lookup(&valid_json()), NOW_S + 100);
+    let mut st = State::new(&cfg);
+    assert_eq!(first(&cfg, &mut st, &mut req, "/v1/items").key, Some(KeyUse::SharedHit));
 }

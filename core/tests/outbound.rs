@@ -272,7 +272,8 @@ impl<'c> Worker<'c> {
     }
 
     fn lookup(&mut self, context: u32, key: &str) -> Option<KeyAnswer> {
-        self.out.await_lookup(self.cfg, &mut self.host, context, key_hash(key))
+        self.out
+            .await_lookup(self.cfg, &mut self.host, context, key_hash(key), None)
     }
 
     /// Delivers `answer` for the call `token`.
@@ -1352,4 +1353,131 @@ fn one_tick_serves_every_kind_of_call() {
     w.answer(tokens[1], json_answer(200, &feed("c1", true, &[])));
     assert_eq!(w.host.count(Counter::RevocationPollOk), 1);
     assert_eq!(w.out.calls().count(), 1);
+}
+
+// ---- the lookup budget ----------------------------------------------------------
+
+fn budget_config(budget: Value) -> Config {
+    let mut d = doc();
+    d["api_keys"]["max_pending_lookups"] = json!(100);
+    d["api_keys"]["lookup_budget"] = budget;
+    parse(&d)
+}
+
+fn key_n(n: usize) -> String {
+    format!("sk_{n:064x}")
+}
+
+impl Worker<'_> {
+    fn lookup_from(&mut self, context: u32, key: &str, client: &str) -> Option<KeyAnswer> {
+        let client = Some(client.parse().unwrap());
+        self.out
+            .await_lookup(self.cfg, &mut self.host, context, key_hash(key), client)
+    }
+}
+
+fn over_budget(a: Option<KeyAnswer>) -> Option<u64> {
+    match a?.result {
+        Err(LookupFailure::OverBudget { retry_after_s }) => Some(retry_after_s),
+        other => panic!("expected over budget, got {other:?}"),
+    }
+}
+
+#[test]
+fn new_lookups_are_charged_to_one_budget_per_client_across_workers() {
+    let cfg = budget_config(json!({"burst": 3, "per_minute": 60}));
+    let mut a = Worker::new(&cfg, Fake::new());
+    let mut b = Worker::new(&cfg, a.host.worker());
+    // client X: three new keys on two workers take its burst
+    assert!(a.lookup_from(1, &key_n(1), "198.51.100.7").is_none());
+    assert!(b.lookup_from(2, &key_n(2), "198.51.100.7").is_none());
+    // joining a lookup under way costs nothing
+    assert!(a.lookup_from(3, &key_n(1), "198.51.100.7").is_none());
+    assert!(a.lookup_from(4, &key_n(3), "::ffff:198.51.100.7").is_none());
+    // the fourth new key, on either worker, from either form of the address
+    assert_eq!(over_budget(b.lookup_from(5, &key_n(4), "198.51.100.7")), Some(1));
+    assert_eq!(over_budget(a.lookup_from(6, &key_n(5), "::ffff:198.51.100.7")), Some(1));
+    assert_eq!(b.host.count(Counter::LookupBudgetExceeded), 1);
+    assert_eq!(a.host.count(Counter::LookupBudgetExceeded), 1);
+    assert!(
+        !a.host
+            .counters
+            .iter()
+            .chain(&b.host.counters)
+            .any(|c| matches!(c, Counter::LookupFailed(_))),
+        "over budget is not a failed lookup"
+    );
+    // nothing was queued for the refused keys, and no call is made for them
+    assert_eq!(b.waiters_of(&Purpose::Lookup(key_hash(&key_n(4)))), Vec::<u32>::new());
+    a.tick();
+    b.tick();
+    let asked: Vec<String> = a
+        .host
+        .sent
+        .iter()
+        .chain(&b.host.sent)
+        .filter_map(|s| s.body.clone())
+        .map(|b| String::from_utf8(b).unwrap())
+        .collect();
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    // another client still gets its lookups
+    assert!(b.lookup_from(7, &key_n(6), "203.0.113.1").is_none());
+    assert!(b.lookup_from(8, &key_n(7), "2001:db8:1:2::1").is_none());
+    // one lookup a second comes back
+    a.host.now = NOW + 1_000;
+    assert!(a.lookup_from(9, &key_n(8), "198.51.100.7").is_none());
+    assert_eq!(over_budget(a.lookup_from(10, &key_n(9), "198.51.100.7")), Some(1));
+}
+
+#[test]
+fn one_ipv6_prefix_is_one_client() {
+    let cfg = budget_config(json!({"burst": 2, "ipv6_prefix": 64}));
+    let mut w = Worker::new(&cfg, Fake::new());
+    assert!(w.lookup_from(1, &key_n(1), "2001:db8:1:2::1").is_none());
+    assert!(w.lookup_from(2, &key_n(2), "2001:db8:1:2:ffff::9").is_none());
+    assert!(over_budget(w.lookup_from(3, &key_n(3), "2001:db8:1:2:abcd::1")).is_some());
+    assert!(w.lookup_from(4, &key_n(4), "2001:db8:1:3::1").is_none());
+}
+
+#[test]
+fn a_lost_compare_and_swap_is_retried_and_garbage_is_a_full_bucket() {
+    let cfg = budget_config(json!({"burst": 1, "slots": 1}));
+    let mut w = Worker::new(&cfg, Fake::new());
+    // the only slot holds garbage: read as a full bucket, then overwritten
+    let table = &cfg.api_keys.as_ref().unwrap().lookup_budget.as_ref().unwrap().table;
+    let name = table.slot_name(&edge_auth_core::api_key::budget::client_key(None, 64), 1);
+    assert!(name.starts_with("edge-auth.budget."), "{name}");
+    w.host.put_shared(&name, b"budget 00 99999999999999999999999 x");
+    w.host.lose_cas = true;
+    assert!(w.lookup_from(1, &key_n(1), "192.0.2.1").is_none());
+    let written = String::from_utf8(w.host.shared_value(&name).unwrap()).unwrap();
+    assert!(
+        written.starts_with("budget ") && written.ends_with(&format!(" 0 {NOW}")),
+        "{written}"
+    );
+    // every client shares the one slot: the next is refused
+    assert!(over_budget(w.lookup_from(2, &key_n(2), "203.0.113.1")).is_some());
+}
+
+#[test]
+fn a_refused_charge_is_no_breaker_failure_and_no_budget_means_no_charge() {
+    let cfg = budget_config(json!({"burst": 1}));
+    let mut w = Worker::new(&cfg, Fake::new());
+    assert!(w.lookup_from(1, &key_n(1), "192.0.2.1").is_none());
+    assert!(over_budget(w.lookup_from(2, &key_n(2), "192.0.2.1")).is_some());
+    assert_eq!(w.out.breaker_state(), BreakerState::Closed);
+    assert_eq!(w.host.count(Counter::BreakerOpened), 0);
+    // without lookup_budget, nothing is written under budget names
+    let cfg = parse(&doc());
+    let mut w = Worker::new(&cfg, Fake::new());
+    for n in 0..2 {
+        assert!(w.lookup_from(n, &key_n(n as usize), "192.0.2.1").is_none());
+    }
+    assert!(!w
+        .host
+        .shared
+        .borrow()
+        .writes
+        .iter()
+        .any(|(k, _)| k.starts_with("edge-auth.budget.")));
 }

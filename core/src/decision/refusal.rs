@@ -56,6 +56,10 @@ pub enum Deny<'c> {
     /// The API key could not be looked up (the auth service failed, or its
     /// circuit is open) and no stale answer may be served.
     KeyServiceUnavailable,
+    /// The API key needs a lookup and the client spent its budget of
+    /// uncached lookups (`api_keys.lookup_budget`): 429, retry after this
+    /// many seconds.
+    LookupBudgetExceeded { retry_after_s: u64 },
 }
 
 /// The refusals' names: one line per refusal of [`Deny`]'s own; a token's
@@ -90,6 +94,7 @@ refusals! {
     Deny::RevocationUnavailable => "revocation_unavailable",
     Deny::MissingApiKey => "missing_api_key",
     Deny::KeyServiceUnavailable => "key_service_unavailable",
+    Deny::LookupBudgetExceeded { .. } => "lookup_budget_exceeded",
 }
 
 impl Deny<'_> {
@@ -177,6 +182,7 @@ mod tests {
             Deny::ApiKey(KeyRefusal::Revoked),
             Deny::ApiKey(KeyRefusal::Expired),
             Deny::KeyServiceUnavailable,
+            Deny::LookupBudgetExceeded { retry_after_s: 1 },
         ]);
         for d in &all {
             match d {
@@ -195,7 +201,8 @@ mod tests {
                 | Deny::ApiKey(
                     KeyRefusal::Malformed | KeyRefusal::Unknown | KeyRefusal::Revoked | KeyRefusal::Expired,
                 )
-                | Deny::KeyServiceUnavailable => {}
+                | Deny::KeyServiceUnavailable
+                | Deny::LookupBudgetExceeded { .. } => {}
             }
         }
         all

@@ -11,6 +11,7 @@
 //! breaker fails lookups fast while the service keeps failing.
 
 use super::shared_breaker::SharedBreaker;
+use super::shared_budget;
 use super::{wake, CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, Wake};
 use super::{GRACE_MS, NOW_TICK_MS, TICK_MS, WAIT_TICK_MS};
 use crate::api_key::breaker::Allowance;
@@ -22,13 +23,15 @@ use crate::logging::{Level, WarnLimiter};
 
 impl Outbound {
     /// Parks `context_id` on the lookup of `hash`, queuing one if none is
-    /// under way. `Err` when no lookup can be made now.
+    /// under way (charged to `client`'s lookup budget, when configured).
+    /// `Err` when no lookup can be made now.
     pub(super) fn enqueue_lookup(
         &mut self,
         cfg: &Config,
         host: &mut dyn Host,
         context_id: u32,
         hash: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<(), LookupFailure> {
         let Some(keys) = &cfg.api_keys else {
             return Err(LookupFailure::NoResponse);
@@ -47,6 +50,12 @@ impl Outbound {
             return Err(LookupFailure::Busy);
         }
         let now_ms = host.now_ms();
+        // Charged before the breaker is asked, so that a refused charge never
+        // takes the breaker's single probe.
+        if let Some(budget) = &keys.lookup_budget {
+            shared_budget::charge(host, budget, client, now_ms)
+                .map_err(|retry_after_s| LookupFailure::OverBudget { retry_after_s })?;
+        }
         match self.breaker.allow(host, now_ms) {
             Allowance::Reject => return Err(LookupFailure::CircuitOpen),
             Allowance::Probe => host.breaker_state(self.breaker.state()),

@@ -130,7 +130,7 @@ pub fn instance_id(host: &mut dyn Host) -> u64 {
 /// compare-and-swap version to claim it with. (Creation itself cannot be
 /// compared and swapped: two workers creating it at once both succeed, and
 /// the later claim wins, which the other sees on its next read.)
-fn create(host: &mut dyn Host, key: &str) -> Option<u32> {
+pub(super) fn create(host: &mut dyn Host, key: &str) -> Option<u32> {
     let _ = host.shared_set(key, b"", None);
     host.shared_get(key).1
 }
