@@ -8,7 +8,9 @@
 //! with compare-and-swap: coalescing across workers), or claims the key and
 //! asks the service itself. Every answer is written to the shared cache
 //! (`key_cache`) and delivered to the requests that waited for it. The
-//! breaker fails lookups fast while the service keeps failing.
+//! breaker fails lookups fast while the service keeps failing, and a new
+//! lookup is first charged to its client's budget (`api_keys.lookup_budget`,
+//! [`super::shared_budget`]).
 
 use super::shared_breaker::SharedBreaker;
 use super::shared_budget;
