@@ -202,12 +202,12 @@ impl Req {
     /// Writes a shared-cache entry for `key` as the shell does after a lookup.
     fn put_shared(&mut self, cfg: &Config, key: &str, lookup: &Lookup, until: u64) {
         let hash = key_hash(key);
-        let bytes = table(&cfg).encode_entry(&hash, lookup, until).unwrap();
+        let bytes = table(cfg).encode_entry(&hash, lookup, until).unwrap();
         self.put_shared_bytes(cfg, key, bytes);
     }
 
     fn put_shared_bytes(&mut self, cfg: &Config, key: &str, bytes: Vec<u8>) {
-        let name = table(&cfg).entry_name(&key_hash(key), slots(cfg));
+        let name = table(cfg).entry_name(&key_hash(key), slots(cfg));
         self.shared.insert(name, bytes);
     }
 }
