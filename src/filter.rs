@@ -203,11 +203,11 @@ pub fn evaluate(
             worker.outbound.borrow_mut().await_keys(context_id, provider);
             Step::Paused
         }
-        Verdict::AwaitLookup { hash } => {
+        Verdict::AwaitLookup { hash, client } => {
             let failed = worker
                 .outbound
                 .borrow_mut()
-                .await_lookup(cfg, &mut worker.host(), context_id, hash);
+                .await_lookup(cfg, &mut worker.host(), context_id, hash, client);
             match failed {
                 None => Step::Paused,
                 Some(answer) => evaluate(worker, context_id, false, end_of_stream, Some(&answer)),

@@ -37,6 +37,7 @@ pub struct Metrics {
     key_coalesced: Option<u32>,
     pub key_stale_served: Option<u32>,
     breaker_opened: Option<u32>,
+    lookup_budget_exceeded: Option<u32>,
     breaker_state: Option<u32>,
     revocation_state_age: Option<u32>,
     lookup_failed: Vec<(&'static str, Option<u32>)>,
@@ -77,6 +78,7 @@ impl Metrics {
             key_coalesced: counter("api_key.coalesced"),
             key_stale_served: counter("api_key.stale_served"),
             breaker_opened: counter("api_key.breaker_opened"),
+            lookup_budget_exceeded: counter("api_key.lookup_budget_exceeded"),
             breaker_state: gauge("api_key.breaker_state"),
             revocation_state_age: gauge("revocation.state_age_ms"),
             lookup_failed: LookupFailure::ALL_NAMES
@@ -111,6 +113,7 @@ impl Metrics {
             Counter::KeyCoalesced => self.key_coalesced,
             Counter::BreakerOpened => self.breaker_opened,
             Counter::LookupFailed(e) => self.lookup_failed(e),
+            Counter::LookupBudgetExceeded => self.lookup_budget_exceeded,
         });
     }
 

@@ -60,6 +60,11 @@ pub fn error_of(d: Deny<'_>) -> (u32, &'static str, &'static str) {
             "the API key cannot be checked right now",
         ),
         Deny::MissingCredential => (401, "missing_token", "a bearer token or an API key is required"),
+        Deny::LookupBudgetExceeded { .. } => (
+            429,
+            "too_many_requests",
+            "too many new API keys from this client: retry later",
+        ),
     }
 }
 
@@ -104,6 +109,7 @@ pub fn reply(d: Deny<'_>, realm: &str) -> Reply {
         | Deny::PreflightWithBody
         | Deny::RevocationUnavailable
         | Deny::KeyServiceUnavailable => {}
+        Deny::LookupBudgetExceeded { retry_after_s } => headers.push(("retry-after", retry_after_s.to_string())),
     }
     headers.push(("content-type", "application/json".into()));
     headers.push(("cache-control", "no-store".into()));

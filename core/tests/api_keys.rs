@@ -9,7 +9,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use std::collections::HashMap;
 
-use edge_auth_core::api_key::shared_cache::{encode_entry, entry_name};
+use edge_auth_core::api_key::shared_cache::CacheTable;
 use edge_auth_core::api_key::tag::{KeyTags, TagSecret};
 use edge_auth_core::api_key::{self, key_hash, parse_lookup, Answer, Lookup, LookupFailure};
 use edge_auth_core::cache::token_key;
@@ -212,12 +212,12 @@ impl Req {
     /// Writes a shared-cache entry for `key` as the shell does after a lookup.
     fn put_shared(&mut self, cfg: &Config, key: &str, lookup: &Lookup, until: u64) {
         let hash = key_hash(key);
-        let bytes = encode_entry(&hash, lookup, until).unwrap();
+        let bytes = table(cfg).encode_entry(&hash, lookup, until).unwrap();
         self.put_shared_bytes(cfg, key, bytes);
     }
 
     fn put_shared_bytes(&mut self, cfg: &Config, key: &str, bytes: Vec<u8>) {
-        let name = entry_name(&cfg.generation, &key_hash(key), slots(cfg));
+        let name = table(cfg).entry_name(&key_hash(key), slots(cfg));
         self.shared.insert(name, bytes);
     }
 }
@@ -258,6 +258,11 @@ fn slots(cfg: &Config) -> usize {
     cfg.api_keys.as_ref().unwrap().shared_cache_slots
 }
 
+/// The configuration's shared tables of answers and lookup markers.
+fn table(cfg: &Config) -> &CacheTable {
+    &cfg.api_keys.as_ref().unwrap().shared_cache
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run<'c>(
     cfg: &'c Config,
@@ -290,7 +295,7 @@ fn with_answer<'c>(cfg: &'c Config, st: &mut State, req: &mut Req, path: &str, a
 
 fn awaited(o: &Outcome<'_>) -> String {
     match &o.verdict {
-        Verdict::AwaitLookup { hash } => hash.clone(),
+        Verdict::AwaitLookup { hash, .. } => hash.clone(),
         other => panic!("expected AwaitLookup, got {other:?}"),
     }
 }
@@ -432,6 +437,38 @@ fn config_bad_api_keys_fields_are_named() {
         ),
         ("breaker", json!({"open_s": 0}), "api_keys.breaker.open_s"),
         ("breaker", json!({"open_s": 601}), "api_keys.breaker.open_s"),
+        ("lookup_budget", json!({"burst": 0}), "api_keys.lookup_budget.burst"),
+        (
+            "lookup_budget",
+            json!({"burst": 100_001}),
+            "api_keys.lookup_budget.burst",
+        ),
+        (
+            "lookup_budget",
+            json!({"per_minute": 0}),
+            "api_keys.lookup_budget.per_minute",
+        ),
+        (
+            "lookup_budget",
+            json!({"per_minute": 600_001}),
+            "api_keys.lookup_budget.per_minute",
+        ),
+        ("lookup_budget", json!({"slots": 0}), "api_keys.lookup_budget.slots"),
+        (
+            "lookup_budget",
+            json!({"slots": 100_001}),
+            "api_keys.lookup_budget.slots",
+        ),
+        (
+            "lookup_budget",
+            json!({"ipv6_prefix": 15}),
+            "api_keys.lookup_budget.ipv6_prefix",
+        ),
+        (
+            "lookup_budget",
+            json!({"ipv6_prefix": 129}),
+            "api_keys.lookup_budget.ipv6_prefix",
+        ),
     ];
     for (field, value, want) in cases {
         let d = minimal_with(|d| d["api_keys"][field] = value.clone());
@@ -863,10 +900,7 @@ fn a_miss_asks_for_a_lookup_after_one_shared_read() {
     assert_eq!(awaited(&o), KEY_HASH);
     assert_eq!(o.key, Some(KeyUse::Miss));
     assert_eq!(o.credential.as_ref().map(|c| c.digest()), Some(token_key(KEY)));
-    assert_eq!(
-        req.shared_read,
-        vec![entry_name(&cfg.generation, KEY_HASH, slots(&cfg))]
-    );
+    assert_eq!(req.shared_read, vec![table(&cfg).entry_name(KEY_HASH, slots(&cfg))]);
     assert!(st.keys.is_empty());
 }
 
@@ -945,7 +979,7 @@ fn a_shared_hit_is_copied_to_the_local_cache() {
 }
 
 #[test]
-fn a_new_configuration_does_not_read_the_old_shared_cache() {
+fn a_configuration_with_other_answer_caps_does_not_trust_the_old_answers() {
     let old = config();
     let new = config_with(|d| d["api_keys"]["max_cache_ttl_s"] = json!(120));
     assert_ne!(old.generation, new.generation);
@@ -953,13 +987,44 @@ fn a_new_configuration_does_not_read_the_old_shared_cache() {
     req.put_shared(&old, KEY, &lookup(&valid_json()), NOW_S + 100);
     let mut st = State::new(&new);
     assert_eq!(awaited(&first(&new, &mut st, &mut req, "/v1/items")), KEY_HASH);
-    assert_eq!(
-        req.shared_read,
-        vec![entry_name(&new.generation, KEY_HASH, slots(&new))]
-    );
+    // the same slot (names do not grow with reloads), but an answer cached
+    // under other caps is not trusted
+    assert_eq!(req.shared_read, vec![table(&old).entry_name(KEY_HASH, slots(&old))]);
+    assert_eq!(table(&new).entry_name(KEY_HASH, slots(&new)), req.shared_read[0]);
+    // nor is it a stale answer when the lookup fails
+    let failed = failure_for(KEY, LookupFailure::NoResponse);
+    let o = run(&new, &mut st, &mut req, "/stale/x", NOW + 200_000, false, Some(&failed));
+    assert_eq!(denied(&o), Deny::KeyServiceUnavailable);
     // while the old configuration still finds it
     let mut st = State::new(&old);
     assert_eq!(first(&old, &mut st, &mut req, "/v1/items").key, Some(KeyUse::SharedHit));
+}
+
+#[test]
+fn a_reload_with_the_same_auth_service_reuses_the_shared_answers() {
+    let old = config();
+    // another configuration document (a rule added), the same auth service and caps
+    let new = config_with(|d| {
+        let mut extra = d["rules"][0].clone();
+        extra["name"] = json!("more");
+        extra["match"] = json!({"prefix": "/more/"});
+        d["rules"].as_array_mut().unwrap().insert(0, extra);
+    });
+    assert_ne!(old.generation, new.generation);
+    let mut req = Req::key(KEY);
+    req.put_shared(&old, KEY, &lookup(&valid_json()), NOW_S + 100);
+    let mut st = State::new(&new);
+    let o = first(&new, &mut st, &mut req, "/v1/items");
+    assert_eq!(o.key, Some(KeyUse::SharedHit));
+    assert_eq!(allowed(&o).key.as_ref().unwrap().until, NOW_S + 100);
+    // another auth service cluster: other names, and nothing found
+    let other = config_with(|d| d["auth_service"]["cluster"] = json!("auth2"));
+    let mut st = State::new(&other);
+    assert_eq!(awaited(&first(&other, &mut st, &mut req, "/v1/items")), KEY_HASH);
+    assert_ne!(
+        req.shared_read.last(),
+        Some(&table(&old).entry_name(KEY_HASH, slots(&old)))
+    );
 }
 
 #[test]
@@ -1048,12 +1113,15 @@ fn a_shared_slot_holding_another_key_is_not_used() {
     let mut st = State::new(&cfg);
     let mut req = Req::key(KEY);
     // KEY2's valid answer sits in the only slot
-    let bytes = encode_entry(&key_hash(KEY2), &lookup(&valid_json()), NOW_S + 100).unwrap();
+    let bytes = table(&cfg)
+        .encode_entry(&key_hash(KEY2), &lookup(&valid_json()), NOW_S + 100)
+        .unwrap();
     req.put_shared_bytes(&cfg, KEY2, bytes);
     assert_eq!(req.shared.len(), 1);
     let o = first(&cfg, &mut st, &mut req, "/v1/items");
     assert_eq!(awaited(&o), KEY_HASH);
-    assert_eq!(req.shared_read, vec![format!("edge-auth.{}.key.0", cfg.generation)]);
+    assert_eq!(req.shared_read, vec![table(&cfg).entry_name(KEY_HASH, 1)]);
+    assert!(req.shared_read[0].starts_with("edge-auth.keys.") && req.shared_read[0].ends_with(".key.0"));
     // nor on failure, even on a route with a stale window
     let o = run(
         &cfg,
@@ -1077,41 +1145,74 @@ fn a_shared_slot_holding_another_key_is_not_used() {
 #[test]
 fn corrupt_shared_entries_are_ignored() {
     let cfg = config();
-    let good = encode_entry(KEY_HASH, &lookup(&valid_json()), NOW_S + 100).unwrap();
-    let body = &good[KEY_HASH.len() + 1..];
+    let good = table(&cfg)
+        .encode_entry(KEY_HASH, &lookup(&valid_json()), NOW_S + 100)
+        .unwrap();
+    // `<answers identity> <hash>\n<body>`
+    let (id, rest) = good.split_at(64);
+    let id = std::str::from_utf8(id).unwrap().to_owned();
+    let body = &rest[1 + KEY_HASH.len() + 1..];
+    let hash_line = |h: &str| format!("{id} {h}\n").into_bytes();
     let bad: Vec<Vec<u8>> = vec![
         vec![],
         vec![0xff; 200],
         KEY_HASH.as_bytes().to_vec(),
-        format!("{KEY_HASH}\n").into_bytes(),
-        format!("{KEY_HASH}\nnot json").into_bytes(),
+        hash_line(KEY_HASH),
+        [hash_line(KEY_HASH), b"not json".to_vec()].concat(),
         good[..good.len() - 1].to_vec(),
+        // the format before answers carried an identity
+        [KEY_HASH.as_bytes(), b"\n", body].concat(),
+        // another identity, or a damaged one
+        [
+            format!(
+                "{}{} {KEY_HASH}\n",
+                &id[..63],
+                if id.ends_with('0') { '1' } else { '0' }
+            )
+            .as_bytes(),
+            body,
+        ]
+        .concat(),
+        [format!("{} {KEY_HASH}\n", "0".repeat(64)).as_bytes(), body].concat(),
+        [id.to_uppercase().as_bytes(), b" ", KEY_HASH.as_bytes(), b"\n", body].concat(),
         // the hash in upper case, or without the separator
-        [KEY_HASH.to_uppercase().as_bytes(), b"\n", body].concat(),
-        [KEY_HASH.as_bytes(), b" ", body].concat(),
+        [hash_line(&KEY_HASH.to_uppercase()).as_slice(), body].concat(),
+        [id.as_bytes(), b" ", KEY_HASH.as_bytes(), b" ", body].concat(),
+        [id.as_bytes(), KEY_HASH.as_bytes(), b"\n", body].concat(),
         // the hash of the raw key's text, not the key hash
-        [KEY.as_bytes(), b"\n", body].concat(),
+        [hash_line(KEY).as_slice(), body].concat(),
         // another version
-        format!(
-            "{KEY_HASH}\n{}",
+        [
+            hash_line(KEY_HASH),
             json!({"v": 2, "until": NOW_S + 100, "lookup": valid_json()})
-        )
-        .into_bytes(),
+                .to_string()
+                .into_bytes(),
+        ]
+        .concat(),
         // a valid answer cached past its key's own expiry
-        format!(
-            "{KEY_HASH}\n{}",
+        [
+            hash_line(KEY_HASH),
             json!({"v": 1, "until": NOW_S + 100, "lookup": valid_with(|v| v["expires_at"] = json!(NOW_S + 50))})
-        )
-        .into_bytes(),
+                .to_string()
+                .into_bytes(),
+        ]
+        .concat(),
         // a record the edge would refuse from the service
-        format!(
-            "{KEY_HASH}\n{}",
+        [
+            hash_line(KEY_HASH),
             json!({"v": 1, "until": NOW_S + 100, "lookup": valid_with(|v| v["allowed_origins"] = json!(["*"]))})
-        )
-        .into_bytes(),
+                .to_string()
+                .into_bytes(),
+        ]
+        .concat(),
         // oversized
         [&good[..], &vec![b' '; 5000][..]].concat(),
     ];
+    // what the list is made of is read as an answer when intact
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    req.put_shared_bytes(&cfg, KEY, [hash_line(KEY_HASH).as_slice(), body].concat());
+    assert_eq!(first(&cfg, &mut st, &mut req, "/v1/items").key, Some(KeyUse::SharedHit));
     for bytes in bad {
         let mut st = State::new(&cfg);
         let mut req = Req::key(KEY);
@@ -2288,4 +2389,105 @@ fn without_key_tags_every_well_formed_key_is_looked_up_as_before() {
         }
     }
     assert_eq!(lookups, 100);
+}
+
+// ---- the lookup budget --------------------------------------------------------
+
+#[test]
+fn config_lookup_budget_is_off_unless_configured_and_has_defaults() {
+    assert!(config().api_keys.as_ref().unwrap().lookup_budget.is_none());
+    let cfg = config_with(|d| d["api_keys"]["lookup_budget"] = json!({}));
+    let b = cfg.api_keys.as_ref().unwrap().lookup_budget.as_ref().unwrap();
+    assert_eq!(
+        (
+            b.policy.burst,
+            b.policy.per_minute,
+            b.policy.slots,
+            b.policy.ipv6_prefix
+        ),
+        (30, 60, 4096, 64)
+    );
+    // unknown fields and wrong types are refused at their path
+    for (v, want) in [
+        (json!({"rate": 1}), "api_keys.lookup_budget"),
+        (json!({"burst": -1}), "api_keys.lookup_budget.burst"),
+        (json!({"ipv6_prefix": 256}), "api_keys.lookup_budget.ipv6_prefix"),
+        (json!({"slots": "10"}), "api_keys.lookup_budget.slots"),
+    ] {
+        let d = minimal_with(|d| d["api_keys"]["lookup_budget"] = v.clone());
+        let f = refused_field(&d);
+        assert!(f.starts_with(want), "{v}: {f}");
+    }
+}
+
+/// The client a lookup is charged to: the address the rule's `ip` checks use.
+#[test]
+fn a_lookup_is_charged_to_the_client_address_the_ip_rules_establish() {
+    let on = config_with(|d| d["api_keys"]["lookup_budget"] = json!({"burst": 2}));
+    let client_of = |cfg: &Config, req: &mut Req, path: &str| {
+        let mut st = State::new(cfg);
+        match first(cfg, &mut st, req, path).verdict {
+            Verdict::AwaitLookup { client, .. } => client,
+            other => panic!("expected AwaitLookup, got {other:?}"),
+        }
+    };
+    // the peer, on a rule without an ip block
+    let mut req = Req::key(KEY).peer(Some("198.51.100.7:5000"));
+    assert_eq!(
+        client_of(&on, &mut req, "/v1/items"),
+        Some("198.51.100.7".parse().unwrap())
+    );
+    // an IPv4-mapped peer is its IPv4 address
+    let mut req = Req::key(KEY).peer(Some("[::ffff:198.51.100.7]:5000"));
+    assert_eq!(
+        client_of(&on, &mut req, "/v1/items"),
+        Some("198.51.100.7".parse().unwrap())
+    );
+    // X-Forwarded-For is not read where no hop is trusted
+    let mut req = Req::new(&[("x-api-key", KEY), ("x-forwarded-for", "203.0.113.9")]);
+    assert_eq!(
+        client_of(&on, &mut req, "/v1/items"),
+        Some("192.0.2.1".parse().unwrap())
+    );
+    // the rule's ip block trusts one hop: the entry it names
+    let mut req = Req::new(&[("x-api-key", KEY), ("x-forwarded-for", "203.0.113.9")]);
+    assert_eq!(
+        client_of(&on, &mut req, "/hops/x"),
+        Some("203.0.113.9".parse().unwrap())
+    );
+    // an address that cannot be established: charged to the shared "unknown" client
+    let mut req = Req::key(KEY).peer(None);
+    assert_eq!(client_of(&on, &mut req, "/v1/items"), None);
+    // no budget: no client
+    let mut req = Req::new(&[("x-api-key", KEY), ("x-forwarded-for", "203.0.113.9")]);
+    assert_eq!(client_of(&config(), &mut req, "/hops/x"), None);
+}
+
+#[test]
+fn over_budget_is_429_with_retry_after_and_no_stale_answer() {
+    let cfg = config_with(|d| d["api_keys"]["lookup_budget"] = json!({}));
+    let mut st = State::new(&cfg);
+    let mut req = Req::key(KEY);
+    // a valid answer just expired, within the stale window of /stale/
+    req.put_shared(&cfg, KEY, &lookup(&valid_json()), NOW_S - 1);
+    let over = failure_for(KEY, LookupFailure::OverBudget { retry_after_s: 7 });
+    let o = run(&cfg, &mut st, &mut req, "/stale/x", NOW, false, Some(&over));
+    assert_eq!(denied(&o), Deny::LookupBudgetExceeded { retry_after_s: 7 });
+    assert_eq!(denied(&o).name(), "lookup_budget_exceeded");
+    let r = edge_auth_core::response::reply(denied(&o), "edge");
+    assert_eq!(r.status, 429);
+    assert_eq!(header(&r.headers, "retry-after"), Some("7"));
+    assert_eq!(header(&r.headers, "www-authenticate"), None);
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["error"], "too_many_requests");
+    assert!(!r.body.contains(KEY) && !r.body.contains(KEY_HASH));
+    // while a real failure on the same route serves the stale answer
+    let failed = failure_for(KEY, LookupFailure::NoResponse);
+    let o = run(&cfg, &mut st, &mut req, "/stale/x", NOW, false, Some(&failed));
+    assert_eq!(o.key, Some(KeyUse::Stale));
+    // and a cached answer needs no lookup, so no budget
+    let mut req = Req::key(KEY2);
+    req.put_shared(&cfg, KEY2, &lookup(&valid_json()), NOW_S + 100);
+    let mut st = State::new(&cfg);
+    assert_eq!(first(&cfg, &mut st, &mut req, "/v1/items").key, Some(KeyUse::SharedHit));
 }

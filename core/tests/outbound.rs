@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use edge_auth_core::api_key::breaker::BreakerState;
-use edge_auth_core::api_key::shared_cache::{decode_entry, encode_entry, encode_marker, entry_name, marker_name};
+use edge_auth_core::api_key::shared_cache::{encode_marker, CacheTable};
 use edge_auth_core::api_key::{key_hash, parse_lookup, Answer, Lookup, LookupFailure};
 use edge_auth_core::b64;
 use edge_auth_core::config::{self, Config};
@@ -279,7 +279,8 @@ impl<'c> Worker<'c> {
     }
 
     fn lookup(&mut self, context: u32, key: &str) -> Option<KeyAnswer> {
-        self.out.await_lookup(self.cfg, &mut self.host, context, key_hash(key))
+        self.out
+            .await_lookup(self.cfg, &mut self.host, context, key_hash(key), None)
     }
 
     /// Delivers `answer` for the call `token`.
@@ -398,6 +399,11 @@ fn slots(cfg: &Config) -> usize {
     cfg.api_keys.as_ref().unwrap().shared_cache_slots
 }
 
+/// The configuration's shared tables of answers and lookup markers.
+fn table(cfg: &Config) -> &CacheTable {
+    &cfg.api_keys.as_ref().unwrap().shared_cache
+}
+
 // =============================================================================
 // API-key lookups
 // =============================================================================
@@ -447,7 +453,7 @@ fn a_lookup_is_claimed_sent_answered_cached_and_coalesced_on_the_worker() {
         })
     );
     // the marker tells the other workers who asks, and until when
-    let marker = marker_name(&cfg.generation, &key_hash(KEY1), slots(&cfg));
+    let marker = table(&cfg).marker_name(&key_hash(KEY1), slots(&cfg));
     assert_eq!(
         w.host.shared_value(&marker),
         Some(encode_marker(&key_hash(KEY1), NOW + DEADLINE))
@@ -464,9 +470,9 @@ fn a_lookup_is_claimed_sent_answered_cached_and_coalesced_on_the_worker() {
     assert_eq!(w.host.read_limits, [1024], "read within api_keys.max_response_bytes");
     let entry = w
         .host
-        .shared_value(&entry_name(&cfg.generation, &key_hash(KEY1), slots(&cfg)))
+        .shared_value(&table(&cfg).entry_name(&key_hash(KEY1), slots(&cfg)))
         .unwrap();
-    let (lookup, until) = decode_entry(&entry, &key_hash(KEY1)).unwrap();
+    let (lookup, until) = table(&cfg).decode_entry(&entry, &key_hash(KEY1)).unwrap();
     assert_eq!(until, NOW_S + 120);
     assert_eq!(lookup, answer.result.unwrap());
     assert_eq!(w.host.shared_value(&marker), Some(vec![]));
@@ -525,7 +531,7 @@ fn a_claim_lost_to_another_worker_waits_for_its_answer() {
 fn a_marker_whose_worker_went_silent_is_taken_over_and_a_far_deadline_is_not_believed() {
     let cfg = keys_only();
     let mut w = Worker::new(&cfg, Fake::new());
-    let marker = marker_name(&cfg.generation, &key_hash(KEY1), slots(&cfg));
+    let marker = table(&cfg).marker_name(&key_hash(KEY1), slots(&cfg));
     // a forged (or corrupt) marker far in the future: believed only for one call's time
     w.host.put_shared(&marker, &encode_marker(&key_hash(KEY1), u64::MAX));
     w.lookup(1, KEY1);
@@ -540,7 +546,7 @@ fn a_marker_whose_worker_went_silent_is_taken_over_and_a_far_deadline_is_not_bel
     // a marker for another key sharing the slot does not hold this one up
     let cfg1 = keys_only_with(|d| d["api_keys"]["shared_cache_slots"] = json!(1));
     let mut w = Worker::new(&cfg1, Fake::new());
-    let marker = marker_name(&cfg1.generation, &key_hash(KEY1), 1);
+    let marker = table(&cfg1).marker_name(&key_hash(KEY1), 1);
     w.host.put_shared(&marker, &encode_marker(&key_hash(KEY2), NOW + 1_000));
     w.lookup(1, KEY1);
     w.tick();
@@ -552,14 +558,14 @@ fn hostile_shared_entries_are_not_delivered() {
     let cfg = keys_only();
     let mut w = Worker::new(&cfg, Fake::new());
     let hash = key_hash(KEY1);
-    let entry = entry_name(&cfg.generation, &hash, slots(&cfg));
+    let entry = table(&cfg).entry_name(&hash, slots(&cfg));
     let lookup = valid_lookup(KEY1, 60);
     for bad in [
         b"garbage".to_vec(),
         // another key's answer in the slot
-        encode_entry(&key_hash(KEY2), &lookup, NOW_S + 60).unwrap(),
+        table(&cfg).encode_entry(&key_hash(KEY2), &lookup, NOW_S + 60).unwrap(),
         // this key's answer, expired
-        encode_entry(&hash, &lookup, NOW_S).unwrap(),
+        table(&cfg).encode_entry(&hash, &lookup, NOW_S).unwrap(),
     ] {
         w.host.put_shared(&entry, &bad);
         w.lookup(1, KEY1);
@@ -583,7 +589,7 @@ fn a_lookup_unanswered_by_its_deadline_fails_and_its_late_answer_is_ignored() {
     assert_eq!(contexts, [1]);
     assert_eq!(failure(answer), LookupFailure::NoResponse);
     assert_eq!(w.host.count(Counter::LookupFailed(LookupFailure::NoResponse)), 1);
-    let marker = marker_name(&cfg.generation, &key_hash(KEY1), slots(&cfg));
+    let marker = table(&cfg).marker_name(&key_hash(KEY1), slots(&cfg));
     assert_eq!(w.host.shared_value(&marker), Some(vec![]), "the marker is freed");
     // the late answer: not read, not cached, nobody woken
     let writes = w.host.shared.borrow().writes.len();
@@ -653,7 +659,7 @@ fn failed_answers_are_failures_by_kind() {
         assert_eq!(w.host.count(Counter::LookupFailed(want)), 1);
         assert_eq!(w.host.warnings().len(), 1, "{:?}", w.host.logs);
         // nothing cached for anyone
-        let entry = entry_name(&cfg.generation, &key_hash(KEY1), slots(&cfg));
+        let entry = table(&cfg).entry_name(&key_hash(KEY1), slots(&cfg));
         assert_eq!(w.host.shared_value(&entry), None);
     }
 }
@@ -663,16 +669,18 @@ fn a_negative_answer_replaces_a_stale_valid_one_even_with_a_zero_ttl() {
     let cfg = keys_only();
     let mut w = Worker::new(&cfg, Fake::new());
     let hash = key_hash(KEY1);
-    let entry = entry_name(&cfg.generation, &hash, slots(&cfg));
+    let entry = table(&cfg).entry_name(&hash, slots(&cfg));
     let stale = valid_lookup(KEY1, 60);
     w.host
-        .put_shared(&entry, &encode_entry(&hash, &stale, NOW_S - 1).unwrap());
+        .put_shared(&entry, &table(&cfg).encode_entry(&hash, &stale, NOW_S - 1).unwrap());
     w.lookup(1, KEY1);
     w.tick();
     let token = w.host.last_sent().token;
     let revoked = json!({"key_hash": hash, "status": "revoked", "key_id": "key_a", "cache_ttl_s": 0});
     w.answer(token, json_answer(200, &revoked));
-    let (lookup, until) = decode_entry(&w.host.shared_value(&entry).unwrap(), &hash).unwrap();
+    let (lookup, until) = table(&cfg)
+        .decode_entry(&w.host.shared_value(&entry).unwrap(), &hash)
+        .unwrap();
     assert!(matches!(lookup.answer, Answer::Revoked { .. }));
     assert_eq!(until, NOW_S);
 }
@@ -766,8 +774,8 @@ fn another_workers_answer_closes_a_half_open_breaker() {
     let hash = key_hash(KEY3);
     let lookup = valid_lookup(KEY3, 60);
     w.host.put_shared(
-        &entry_name(&cfg.generation, &hash, slots(&cfg)),
-        &encode_entry(&hash, &lookup, NOW_S + 60).unwrap(),
+        &table(&cfg).entry_name(&hash, slots(&cfg)),
+        &table(&cfg).encode_entry(&hash, &lookup, NOW_S + 60).unwrap(),
     );
     let (contexts, answer) = single(w.tick());
     assert_eq!(contexts, [3]);
@@ -784,7 +792,7 @@ fn a_lookup_that_cannot_be_sent_fails_at_once_and_warns_at_a_bounded_rate() {
     let (contexts, answer) = single(w.tick());
     assert_eq!(contexts, [1]);
     assert_eq!(failure(answer), LookupFailure::NoResponse);
-    let marker = marker_name(&cfg.generation, &key_hash(KEY1), slots(&cfg));
+    let marker = table(&cfg).marker_name(&key_hash(KEY1), slots(&cfg));
     assert_eq!(w.host.shared_value(&marker), Some(vec![]), "the claim is given back");
     assert_eq!(w.host.warnings(), ["cannot call the auth service on auth: BadArgument"]);
     // a second failure within the interval is counted, not logged
@@ -818,7 +826,7 @@ fn a_request_that_goes_away_is_not_woken_but_its_lookup_goes_on() {
     w.out.forget(3);
     let token = w.host.last_sent().token;
     assert!(w.answer(token, json_answer(200, &valid(KEY2, 60))).is_empty());
-    let entry = entry_name(&cfg.generation, &key_hash(KEY2), slots(&cfg));
+    let entry = table(&cfg).entry_name(&key_hash(KEY2), slots(&cfg));
     assert!(w.host.shared_value(&entry).is_some());
 }
 
@@ -1384,4 +1392,131 @@ fn one_tick_serves_every_kind_of_call() {
     w.answer(tokens[1], json_answer(200, &feed("c1", true, &[])));
     assert_eq!(w.host.count(Counter::RevocationPollOk), 1);
     assert_eq!(w.out.calls().count(), 1);
+}
+
+// ---- the lookup budget ----------------------------------------------------------
+
+fn budget_config(budget: Value) -> Config {
+    let mut d = doc();
+    d["api_keys"]["max_pending_lookups"] = json!(100);
+    d["api_keys"]["lookup_budget"] = budget;
+    parse(&d)
+}
+
+fn key_n(n: usize) -> String {
+    format!("sk_{n:064x}")
+}
+
+impl Worker<'_> {
+    fn lookup_from(&mut self, context: u32, key: &str, client: &str) -> Option<KeyAnswer> {
+        let client = Some(client.parse().unwrap());
+        self.out
+            .await_lookup(self.cfg, &mut self.host, context, key_hash(key), client)
+    }
+}
+
+fn over_budget(a: Option<KeyAnswer>) -> Option<u64> {
+    match a?.result {
+        Err(LookupFailure::OverBudget { retry_after_s }) => Some(retry_after_s),
+        other => panic!("expected over budget, got {other:?}"),
+    }
+}
+
+#[test]
+fn new_lookups_are_charged_to_one_budget_per_client_across_workers() {
+    let cfg = budget_config(json!({"burst": 3, "per_minute": 60}));
+    let mut a = Worker::new(&cfg, Fake::new());
+    let mut b = Worker::new(&cfg, a.host.worker());
+    // client X: three new keys on two workers take its burst
+    assert!(a.lookup_from(1, &key_n(1), "198.51.100.7").is_none());
+    assert!(b.lookup_from(2, &key_n(2), "198.51.100.7").is_none());
+    // joining a lookup under way costs nothing
+    assert!(a.lookup_from(3, &key_n(1), "198.51.100.7").is_none());
+    assert!(a.lookup_from(4, &key_n(3), "::ffff:198.51.100.7").is_none());
+    // the fourth new key, on either worker, from either form of the address
+    assert_eq!(over_budget(b.lookup_from(5, &key_n(4), "198.51.100.7")), Some(1));
+    assert_eq!(over_budget(a.lookup_from(6, &key_n(5), "::ffff:198.51.100.7")), Some(1));
+    assert_eq!(b.host.count(Counter::LookupBudgetExceeded), 1);
+    assert_eq!(a.host.count(Counter::LookupBudgetExceeded), 1);
+    assert!(
+        !a.host
+            .counters
+            .iter()
+            .chain(&b.host.counters)
+            .any(|c| matches!(c, Counter::LookupFailed(_))),
+        "over budget is not a failed lookup"
+    );
+    // nothing was queued for the refused keys, and no call is made for them
+    assert_eq!(b.waiters_of(&Purpose::Lookup(key_hash(&key_n(4)))), Vec::<u32>::new());
+    a.tick();
+    b.tick();
+    let asked: Vec<String> = a
+        .host
+        .sent
+        .iter()
+        .chain(&b.host.sent)
+        .filter_map(|s| s.body.clone())
+        .map(|b| String::from_utf8(b).unwrap())
+        .collect();
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    // another client still gets its lookups
+    assert!(b.lookup_from(7, &key_n(6), "203.0.113.1").is_none());
+    assert!(b.lookup_from(8, &key_n(7), "2001:db8:1:2::1").is_none());
+    // one lookup a second comes back
+    a.host.now = NOW + 1_000;
+    assert!(a.lookup_from(9, &key_n(8), "198.51.100.7").is_none());
+    assert_eq!(over_budget(a.lookup_from(10, &key_n(9), "198.51.100.7")), Some(1));
+}
+
+#[test]
+fn one_ipv6_prefix_is_one_client() {
+    let cfg = budget_config(json!({"burst": 2, "ipv6_prefix": 64}));
+    let mut w = Worker::new(&cfg, Fake::new());
+    assert!(w.lookup_from(1, &key_n(1), "2001:db8:1:2::1").is_none());
+    assert!(w.lookup_from(2, &key_n(2), "2001:db8:1:2:ffff::9").is_none());
+    assert!(over_budget(w.lookup_from(3, &key_n(3), "2001:db8:1:2:abcd::1")).is_some());
+    assert!(w.lookup_from(4, &key_n(4), "2001:db8:1:3::1").is_none());
+}
+
+#[test]
+fn a_lost_compare_and_swap_is_retried_and_garbage_is_a_full_bucket() {
+    let cfg = budget_config(json!({"burst": 1, "slots": 1}));
+    let mut w = Worker::new(&cfg, Fake::new());
+    // the only slot holds garbage: read as a full bucket, then overwritten
+    let table = &cfg.api_keys.as_ref().unwrap().lookup_budget.as_ref().unwrap().table;
+    let name = table.slot_name(&edge_auth_core::api_key::budget::client_key(None, 64), 1);
+    assert!(name.starts_with("edge-auth.budget."), "{name}");
+    w.host.put_shared(&name, b"budget 00 99999999999999999999999 x");
+    w.host.lose_cas = true;
+    assert!(w.lookup_from(1, &key_n(1), "192.0.2.1").is_none());
+    let written = String::from_utf8(w.host.shared_value(&name).unwrap()).unwrap();
+    assert!(
+        written.starts_with("budget ") && written.ends_with(&format!(" 0 {NOW}")),
+        "{written}"
+    );
+    // every client shares the one slot: the next is refused
+    assert!(over_budget(w.lookup_from(2, &key_n(2), "203.0.113.1")).is_some());
+}
+
+#[test]
+fn a_refused_charge_is_no_breaker_failure_and_no_budget_means_no_charge() {
+    let cfg = budget_config(json!({"burst": 1}));
+    let mut w = Worker::new(&cfg, Fake::new());
+    assert!(w.lookup_from(1, &key_n(1), "192.0.2.1").is_none());
+    assert!(over_budget(w.lookup_from(2, &key_n(2), "192.0.2.1")).is_some());
+    assert_eq!(w.out.breaker_state(), BreakerState::Closed);
+    assert_eq!(w.host.count(Counter::BreakerOpened), 0);
+    // without lookup_budget, nothing is written under budget names
+    let cfg = parse(&doc());
+    let mut w = Worker::new(&cfg, Fake::new());
+    for n in 0..2 {
+        assert!(w.lookup_from(n, &key_n(n as usize), "192.0.2.1").is_none());
+    }
+    assert!(!w
+        .host
+        .shared
+        .borrow()
+        .writes
+        .iter()
+        .any(|(k, _)| k.starts_with("edge-auth.budget.")));
 }

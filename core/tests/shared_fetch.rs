@@ -697,7 +697,9 @@ fn lookups_sent(p: &Rc<RefCell<Proxy>>) -> Vec<(usize, u32)> {
 
 /// Worker `w` asks for key `n`: `Some` when refused at once, else sent on its tick.
 fn ask(w: &mut Worker<'_>, n: usize) -> Option<LookupFailure> {
-    let refused = w.out.await_lookup(w.cfg, &mut w.host, n as u32, key_hash(&key(n)));
+    let refused = w
+        .out
+        .await_lookup(w.cfg, &mut w.host, n as u32, key_hash(&key(n)), None);
     if refused.is_none() {
         let now = w.host.now;
         w.tick_at(now);

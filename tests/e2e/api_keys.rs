@@ -1292,3 +1292,68 @@ fn with_key_tags_invented_keys_cost_no_lookup_and_a_minted_key_one() {
     assert_eq!(call(&s, "/legacy/x", &format!("sk_{}", random_hex(64))).status, 401);
     assert_eq!(s.svc.lookups(), 3);
 }
+
+// ---------------------------------------------------------------------------
+// The per-client budget of uncached lookups (api_keys.lookup_budget).
+
+#[test]
+fn a_client_flooding_new_keys_is_held_to_its_lookup_budget_and_others_are_not() {
+    let svc = AuthService::start();
+    svc.tenant("acme", &[], &[]);
+    let (key, _) = svc.key("acme", json!({"subject": "svc", "scopes": []}));
+    let mut cfg = config(json!([]));
+    // the harness's HCM appends the connection to X-Forwarded-For: the client
+    // is the entry left of it (one trusted hop), as a load balancer would write
+    cfg["envoy_appends_xff"] = json!(true);
+    cfg["api_keys"]["trusted_hops"] = json!(1);
+    cfg["api_keys"]["lookup_budget"] = json!({"burst": 5, "per_minute": 1});
+    let s = start_with(svc, cfg);
+    let flooder = [("x-forwarded-for", "198.51.100.7")];
+
+    // its genuine key is looked up once and cached: one lookup of its budget
+    let r = get_with(&s.envoy, "/x", &key, &flooder);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    // fresh well-formed unknown keys: four more lookups, then none
+    for i in 0..4 {
+        let r = get_with(&s.envoy, "/x", &fresh_key(), &flooder);
+        assert_refused(&r, 401, "invalid_token", &format!("unknown key {i}"));
+    }
+    assert_eq!(s.svc.lookups(), 5);
+    for i in 0..20 {
+        let r = get_with(&s.envoy, "/x", &fresh_key(), &flooder);
+        assert_refused(&r, 429, "too_many_requests", &format!("flood key {i}"));
+        let retry: u64 = r.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or(0);
+        assert!((1..=60).contains(&retry), "retry-after {retry}");
+        assert!(r.header("www-authenticate").is_none());
+    }
+    // the IPv4-mapped form of its address is the same client
+    let mapped = get_with(
+        &s.envoy,
+        "/x",
+        &fresh_key(),
+        &[("x-forwarded-for", "::ffff:198.51.100.7")],
+    );
+    assert_refused(&mapped, 429, "too_many_requests", "IPv4-mapped address");
+    assert_eq!(s.svc.lookups(), 5, "no lookup past the budget");
+    assert_eq!(metric(&s.envoy, "api_key.lookup_budget_exceeded"), 21);
+    assert_eq!(metric(&s.envoy, "denied.lookup_budget_exceeded"), 21);
+    assert!(
+        failures(&s.envoy).iter().all(|(_, n)| *n == 0),
+        "{:?}",
+        failures(&s.envoy)
+    );
+
+    // its cached key keeps working, on every worker, without a lookup
+    assert!(settles(Duration::from_secs(5), || get_with(
+        &s.envoy, "/x", &key, &flooder
+    )
+    .status
+        == 200));
+    // another client address still gets its lookups
+    let other = [("x-forwarded-for", "203.0.113.9")];
+    let r = get_with(&s.envoy, "/x", &fresh_key(), &other);
+    assert_refused(&r, 401, "invalid_token", "another client's unknown key");
+    let (key2, _) = s.svc.key("acme", json!({"subject": "svc2", "scopes": []}));
+    assert_eq!(get_with(&s.envoy, "/x", &key2, &other).status, 200);
+    assert_eq!(s.svc.lookups(), 7);
+}

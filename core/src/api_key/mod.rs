@@ -12,6 +12,7 @@
 //! cached.
 
 pub mod breaker;
+pub mod budget;
 pub mod revocations;
 pub mod shared_cache;
 pub mod tag;
@@ -243,6 +244,10 @@ pub enum LookupFailure {
     CircuitOpen,
     /// Not asked: too many distinct keys are already waiting for lookups.
     Busy,
+    /// Not asked: the client spent its budget of uncached lookups
+    /// (`api_keys.lookup_budget`); one is available again in `retry_after_s`.
+    /// Counted apart (`api_key.lookup_budget_exceeded`), not as a failed lookup.
+    OverBudget { retry_after_s: u64 },
 }
 
 impl LookupFailure {
@@ -258,6 +263,7 @@ impl LookupFailure {
             LookupFailure::Malformed | LookupFailure::Unbound => "malformed",
             LookupFailure::CircuitOpen => "circuit_open",
             LookupFailure::Busy => "busy",
+            LookupFailure::OverBudget { .. } => "over_budget",
         }
     }
 }
@@ -275,6 +281,7 @@ impl std::fmt::Display for LookupFailure {
             ),
             LookupFailure::CircuitOpen => f.write_str("the auth service is failing (circuit open)"),
             LookupFailure::Busy => f.write_str("too many key lookups are under way"),
+            LookupFailure::OverBudget { .. } => f.write_str("the client spent its budget of key lookups"),
         }
     }
 }

@@ -14,10 +14,94 @@
 //! that answer instead of asking too (coalescing across workers). Markers
 //! are claimed with the store's compare-and-swap.
 //!
-//! Names carry the configuration's generation, so a changed configuration
-//! starts with an empty cache.
+//! Names carry the lookup endpoint's stable identity
+//! ([`Shared::lookups`]: cluster, authority, lookup path, a digest of the
+//! service token), never the configuration's generation: the store has no
+//! delete, so names must not grow with reloads, and a reload that looks keys
+//! up at the same endpoint finds its answers. Every answer carries the
+//! identity of what it was cached under (the endpoint and the caps on its
+//! life, [`CacheTable::new`]) and is used only by a configuration of the
+//! same identity: an answer cached by another configuration is ignored,
+//! never trusted, and replaced by the next answer for its slot.
+
+use sha2::{Digest, Sha256};
 
 use crate::api_key::{decode_cached, encode_cached, Answer, Lookup};
+use crate::outbound::shared_fetch::Shared;
+
+/// The shared tables of one configuration's lookups: their names, and the
+/// identity its answers carry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CacheTable {
+    /// `edge-auth.keys.<endpoint id>.`
+    prefix: String,
+    /// 64 hex digits: the endpoint's identity and the caps on an answer's life.
+    answers: String,
+}
+
+impl CacheTable {
+    /// The tables of `endpoint`, for answers capped by `max_valid_s` (a
+    /// valid answer) and `negative_s` (any other) and read up to
+    /// `max_response_bytes`: a configuration that would cache an answer
+    /// differently does not use another's.
+    pub fn new(endpoint: &Shared, max_valid_s: u64, negative_s: u64, max_response_bytes: usize) -> CacheTable {
+        let d = Sha256::new()
+            .chain_update(b"edge-auth key answers\n")
+            .chain_update(endpoint.identity().as_bytes())
+            .chain_update(max_valid_s.to_be_bytes())
+            .chain_update(negative_s.to_be_bytes())
+            .chain_update((max_response_bytes as u64).to_be_bytes())
+            .finalize();
+        CacheTable {
+            prefix: endpoint.key(""),
+            answers: crate::api_key::hex(&d.into()),
+        }
+    }
+
+    /// The shared-data key of the answer slot for `hash`.
+    pub fn entry_name(&self, hash: &str, slots: usize) -> String {
+        format!("{}key.{}", self.prefix, slot(hash, slots))
+    }
+
+    /// The shared-data key of the lookup marker for `hash`.
+    pub fn marker_name(&self, hash: &str, slots: usize) -> String {
+        format!("{}lookup.{}", self.prefix, slot(hash, slots))
+    }
+
+    /// An answer slot's bytes: this table's answer identity, a space, the
+    /// hash, a newline, then [`encode_cached`]. `None` when the entry would
+    /// exceed [`MAX_ENTRY_BYTES`].
+    pub fn encode_entry(&self, hash: &str, lookup: &Lookup, until: u64) -> Option<Vec<u8>> {
+        let body = encode_cached(lookup, until);
+        let len = self.answers.len() + 1 + hash.len() + 1 + body.len();
+        if body.is_empty() || len > MAX_ENTRY_BYTES {
+            return None;
+        }
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(self.answers.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(hash.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(&body);
+        Some(out)
+    }
+
+    /// The answer for `hash` in a slot's bytes and until when it may be
+    /// used, whether or not that time has passed. `None` when the slot is
+    /// empty, holds another key's answer or an answer of another identity,
+    /// or is malformed (it is then ignored, never trusted).
+    pub fn decode_entry(&self, bytes: &[u8], hash: &str) -> Option<(Lookup, u64)> {
+        if bytes.len() > MAX_ENTRY_BYTES || self.answers.is_empty() {
+            return None;
+        }
+        let rest = bytes
+            .strip_prefix(self.answers.as_bytes())?
+            .strip_prefix(b" ")?
+            .strip_prefix(hash.as_bytes())?
+            .strip_prefix(b"\n")?;
+        decode_cached(rest)
+    }
+}
 
 /// The largest encoded answer the shared cache stores; a larger one is used
 /// for the request that asked and not cached.
@@ -33,16 +117,6 @@ pub fn slot(hash: &str, slots: usize) -> usize {
     usize::try_from(lead % (slots.max(1) as u64)).unwrap_or(0)
 }
 
-/// The shared-data key of the answer slot for `hash`.
-pub fn entry_name(generation: &str, hash: &str, slots: usize) -> String {
-    format!("edge-auth.{generation}.key.{}", slot(hash, slots))
-}
-
-/// The shared-data key of the lookup marker for `hash`.
-pub fn marker_name(generation: &str, hash: &str, slots: usize) -> String {
-    format!("edge-auth.{generation}.lookup.{}", slot(hash, slots))
-}
-
 /// Until when (unix seconds, exclusive) an answer may be used: the service's
 /// `cache_ttl_s` capped by `max_valid_s` for a valid key and by `negative_s`
 /// for any other answer (`parse_lookup` already capped a valid answer by the
@@ -53,33 +127,6 @@ pub fn cache_until(lookup: &Lookup, now: u64, max_valid_s: u64, negative_s: u64)
         _ => negative_s,
     };
     now.saturating_add(lookup.cache_ttl_s.min(cap))
-}
-
-/// An answer slot's bytes: the hash, a newline, then [`encode_cached`].
-/// `None` when the entry would exceed [`MAX_ENTRY_BYTES`].
-pub fn encode_entry(hash: &str, lookup: &Lookup, until: u64) -> Option<Vec<u8>> {
-    let body = encode_cached(lookup, until);
-    let len = hash.len() + 1 + body.len();
-    if body.is_empty() || len > MAX_ENTRY_BYTES {
-        return None;
-    }
-    let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(hash.as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(&body);
-    Some(out)
-}
-
-/// The answer for `hash` in a slot's bytes and until when it may be used,
-/// whether or not that time has passed. `None` when the slot is empty,
-/// holds another key's answer, or is malformed (it is then ignored, never
-/// trusted).
-pub fn decode_entry(bytes: &[u8], hash: &str) -> Option<(Lookup, u64)> {
-    if bytes.len() > MAX_ENTRY_BYTES {
-        return None;
-    }
-    let rest = bytes.strip_prefix(hash.as_bytes())?.strip_prefix(b"\n")?;
-    decode_cached(rest)
 }
 
 /// A lookup marker's bytes: `<hash> <deadline ms>`.
@@ -170,11 +217,61 @@ mod tests {
         assert!(used.len() > 40, "{} slots used", used.len());
     }
 
+    /// The tables of a configuration looking keys up at `cluster` with
+    /// `token`, capping valid answers at `max_valid_s`.
+    fn table(cluster: &str, token: &str, max_valid_s: u64) -> CacheTable {
+        let doc = serde_json::json!({
+            "auth_service": {"cluster": cluster, "token_env": "T"},
+            "api_keys": {"max_cache_ttl_s": max_valid_s},
+            "rules": [{"name": "keys", "match": {"prefix": "/"}, "api_key": {}}]
+        });
+        let token = token.to_owned();
+        let cfg = crate::config::parse(doc.to_string().as_bytes(), &|_| Some(token.clone())).unwrap();
+        cfg.api_keys.unwrap().shared_cache
+    }
+
+    const TOKEN: &str = "a-service-token-of-at-least-32-bytes!!";
+
     #[test]
-    fn names_carry_generation_and_slot() {
-        assert_eq!(entry_name("ab12", H, 1), "edge-auth.ab12.key.0");
-        assert_eq!(marker_name("ab12", H, 1), "edge-auth.ab12.lookup.0");
-        assert_ne!(entry_name("g1", H, 64), entry_name("g2", H, 64));
+    fn names_come_from_the_endpoint_not_the_configuration() {
+        let t = table("auth", TOKEN, 300);
+        let name = t.entry_name(H, 64);
+        assert!(
+            name.starts_with("edge-auth.keys.") && name.ends_with(&format!(".key.{}", slot(H, 64))),
+            "{name}"
+        );
+        assert!(t.marker_name(H, 64).ends_with(&format!(".lookup.{}", slot(H, 64))));
+        assert_eq!(t.entry_name(H, 1).rsplit('.').next(), Some("0"));
+        // a reload with the same endpoint, another cap on answers' life: the same names
+        let reloaded = table("auth", TOKEN, 60);
+        assert_eq!(reloaded.entry_name(H, 64), name);
+        assert_eq!(reloaded.marker_name(H, 64), t.marker_name(H, 64));
+        // another cluster or service token: other names
+        assert_ne!(table("auth2", TOKEN, 300).entry_name(H, 64), name);
+        assert_ne!(table("auth", &format!("{TOKEN}x"), 300).entry_name(H, 64), name);
+    }
+
+    #[test]
+    fn a_reload_of_the_same_identity_reuses_answers_another_identity_never_does() {
+        let t = table("auth", TOKEN, 300);
+        let bytes = t.encode_entry(H, &valid(300), NOW + 300).unwrap();
+        // the configuration loaded again (a new generation, same identity)
+        assert_eq!(
+            table("auth", TOKEN, 300).decode_entry(&bytes, H),
+            Some((valid(300), NOW + 300))
+        );
+        // same names, but another cap on a valid answer's life: not trusted
+        assert_eq!(table("auth", TOKEN, 60).decode_entry(&bytes, H), None);
+        // another service token (or endpoint): not trusted
+        assert_eq!(table("auth", &format!("{TOKEN}x"), 300).decode_entry(&bytes, H), None);
+        assert_eq!(table("other", TOKEN, 300).decode_entry(&bytes, H), None);
+        // an entry in the format before identities (hash first) is ignored
+        let old = [format!("{H}\n").as_bytes(), &bytes[65 + 65..]].concat();
+        assert_eq!(t.decode_entry(&old, H), None);
+        // a table that was never bound to an endpoint trusts nothing
+        let unbound = CacheTable::default();
+        assert_eq!(unbound.decode_entry(&bytes, H), None);
+        assert_eq!(unbound.decode_entry(&bytes[65..], H), None);
     }
 
     #[test]
@@ -192,32 +289,38 @@ mod tests {
 
     #[test]
     fn entries_round_trip_only_for_their_hash() {
-        let bytes = encode_entry(H, &valid(300), NOW + 300).unwrap();
-        let (lookup, until) = decode_entry(&bytes, H).unwrap();
+        let t = table("auth", TOKEN, 300);
+        let bytes = t.encode_entry(H, &valid(300), NOW + 300).unwrap();
+        let (lookup, until) = t.decode_entry(&bytes, H).unwrap();
         assert_eq!(lookup, valid(300));
         assert_eq!(until, NOW + 300);
         let other = key_hash("sk_0000000000000000000000000000000000000000000000000000000000000000");
-        assert_eq!(decode_entry(&bytes, &other), None);
+        assert_eq!(t.decode_entry(&bytes, &other), None);
         // a hash that is a prefix of the stored one does not match
-        assert_eq!(decode_entry(&bytes, &H[..63]), None);
+        assert_eq!(t.decode_entry(&bytes, &H[..63]), None);
     }
 
     #[test]
     fn hostile_entries_are_ignored() {
-        let good = encode_entry(H, &valid(300), NOW + 300).unwrap();
+        let t = table("auth", TOKEN, 300);
+        let id = &t.answers;
+        let good = t.encode_entry(H, &valid(300), NOW + 300).unwrap();
         for bad in [
             Vec::new(),
             H.as_bytes().to_vec(),
-            format!("{H}\n").into_bytes(),
-            format!("{H}\nnot json").into_bytes(),
-            format!("{H} {{}}").into_bytes(),
-            format!("{H}\n{{\"v\":2,\"until\":1,\"lookup\":{{\"status\":\"unknown\",\"cache_ttl_s\":1}}}}")
+            format!("{id} {H}").into_bytes(),
+            format!("{id} {H}\n").into_bytes(),
+            format!("{id} {H}\nnot json").into_bytes(),
+            format!("{id} {H} {{}}").into_bytes(),
+            format!("{id}  {H}\n{{}}").into_bytes(),
+            format!("{id}{H}\n{{}}").into_bytes(),
+            format!("{id} {H}\n{{\"v\":2,\"until\":1,\"lookup\":{{\"status\":\"unknown\",\"cache_ttl_s\":1}}}}")
                 .into_bytes(),
             good[..good.len() - 1].to_vec(),
             [good.clone(), vec![b' '; MAX_ENTRY_BYTES]].concat(),
             vec![0xff; 100],
         ] {
-            assert_eq!(decode_entry(&bad, H), None, "{:?}", String::from_utf8_lossy(&bad));
+            assert_eq!(t.decode_entry(&bad, H), None, "{:?}", String::from_utf8_lossy(&bad));
         }
     }
 
@@ -231,7 +334,7 @@ mod tests {
         })
         .to_string();
         let lookup = parse_lookup(Some(200), Some(body.as_bytes()), 1 << 20, NOW, H).unwrap();
-        assert_eq!(encode_entry(H, &lookup, NOW + 300), None);
+        assert_eq!(table("auth", TOKEN, 300).encode_entry(H, &lookup, NOW + 300), None);
     }
 
     #[test]

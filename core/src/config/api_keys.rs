@@ -3,6 +3,8 @@
 use serde::Deserialize;
 
 use crate::api_key::breaker::BreakerPolicy;
+use crate::api_key::budget::{self, BudgetPolicy, BudgetTable};
+use crate::api_key::shared_cache::CacheTable;
 use crate::api_key::tag::{KeyTags, TagSecret, TAG_HEX};
 use crate::api_key::KeyFormat;
 use crate::token_source::TokenSource;
@@ -42,6 +44,8 @@ pub(super) struct RawApiKeys {
     pub(super) breaker: RawBreaker,
     #[serde(default)]
     pub(super) key_tags: Option<RawKeyTags>,
+    #[serde(default)]
+    pub(super) lookup_budget: Option<RawLookupBudget>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +54,20 @@ pub(super) struct RawKeyTags {
     pub(super) secret_env: String,
     #[serde(default)]
     pub(super) previous_secret_env: Option<String>,
+}
+
+/// `api_keys.lookup_budget`: off when absent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLookupBudget {
+    #[serde(default = "defaults::budget_burst")]
+    burst: u32,
+    #[serde(default = "defaults::budget_per_minute")]
+    per_minute: u32,
+    #[serde(default = "defaults::budget_slots")]
+    slots: usize,
+    #[serde(default = "defaults::budget_ipv6_prefix")]
+    ipv6_prefix: u8,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +111,52 @@ pub struct ApiKeys {
     /// The key-tag secrets (`key_tags`): when set, a key whose tag does not
     /// verify is refused without a lookup (unless the rule looks untagged keys up).
     pub key_tags: Option<KeyTags>,
+    /// The shared tables of answers and lookup markers (bound to the auth
+    /// service at configure time, [`ApiKeys::bind`]).
+    pub shared_cache: CacheTable,
+    /// The per-client budget of uncached lookups, when configured.
+    pub lookup_budget: Option<LookupBudget>,
+}
+
+/// `api_keys.lookup_budget`, compiled.
+#[derive(Debug)]
+pub struct LookupBudget {
+    pub policy: BudgetPolicy,
+    /// Its shared table (bound to the auth service at configure time).
+    pub table: BudgetTable,
+}
+
+impl ApiKeys {
+    /// Names the shared tables after the lookup endpoint of `svc`: a stable
+    /// identity, so that a reload with the same endpoint reuses them.
+    pub(super) fn bind(&mut self, svc: &super::AuthService) {
+        let endpoint = crate::outbound::shared_fetch::Shared::lookups(svc, &self.lookup_path);
+        self.shared_cache = CacheTable::new(
+            &endpoint,
+            self.max_cache_ttl_s,
+            self.negative_cache_ttl_s,
+            self.max_response_bytes,
+        );
+        if let Some(b) = &mut self.lookup_budget {
+            b.table = BudgetTable::new(endpoint.identity());
+        }
+    }
+}
+
+fn compile_budget(b: &RawLookupBudget, at: &str) -> Result<LookupBudget, ConfigError> {
+    range(b.burst, 1, 100_000, format!("{at}.burst"))?;
+    range(b.per_minute, 1, 600_000, format!("{at}.per_minute"))?;
+    range(b.slots, 1, budget::MAX_SLOTS, format!("{at}.slots"))?;
+    range(b.ipv6_prefix, 16, 128, format!("{at}.ipv6_prefix"))?;
+    Ok(LookupBudget {
+        policy: BudgetPolicy {
+            burst: b.burst,
+            per_minute: b.per_minute,
+            slots: b.slots,
+            ipv6_prefix: b.ipv6_prefix,
+        },
+        table: BudgetTable::new(""),
+    })
 }
 
 pub(super) fn compile_api_keys(
@@ -154,6 +218,10 @@ pub(super) fn compile_api_keys(
         .as_ref()
         .map(|t| compile_key_tags(t, k.hex_digits, env))
         .transpose()?;
+    let lookup_budget = match &k.lookup_budget {
+        Some(b) => Some(compile_budget(b, &format!("{at}.lookup_budget"))?),
+        None => None,
+    };
     Ok(ApiKeys {
         sources,
         format: KeyFormat {
@@ -174,6 +242,8 @@ pub(super) fn compile_api_keys(
             open_ms: k.breaker.open_s * 1000,
         },
         key_tags,
+        shared_cache: CacheTable::default(),
+        lookup_budget,
     })
 }
 

@@ -103,3 +103,15 @@ pub fn breaker_failures() -> u32 {
 pub fn breaker_open_s() -> u64 {
     10
 }
+pub fn budget_burst() -> u32 {
+    30
+}
+pub fn budget_per_minute() -> u32 {
+    60
+}
+pub fn budget_slots() -> usize {
+    4096
+}
+pub fn budget_ipv6_prefix() -> u8 {
+    64
+}

@@ -16,7 +16,7 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
-pub use api_keys::ApiKeys;
+pub use api_keys::{ApiKeys, LookupBudget};
 pub use auth_service::AuthService;
 pub use identity::Context;
 pub use providers::SecretEncoding;
@@ -225,7 +225,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
     let mut warnings = checks::development_warnings(&raw.development);
     let roles = compile_roles(&raw.roles)?;
     let tenants = compile_tenants(&raw.tenants)?;
-    let api_keys = match &raw.api_keys {
+    let mut api_keys = match &raw.api_keys {
         None => None,
         Some(k) => Some(compile_api_keys(k, raw.envoy_appends_xff, env)?),
     };
@@ -263,6 +263,9 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
         Some(a) => Some(compile_auth_service(a, env)?),
     };
     checks::revocation_has_a_service(&providers, auth_service.as_ref())?;
+    if let (Some(k), Some(svc)) = (api_keys.as_mut(), auth_service.as_ref()) {
+        k.bind(svc);
+    }
     let warnings = checks::warnings(warnings, &rules, &providers, default.as_ref());
     Ok(Config {
         providers,

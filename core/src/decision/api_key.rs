@@ -2,14 +2,16 @@
 //! (delivered, this worker's cache, the shared cache, or a stale one when
 //! the service failed) or ask for a lookup, then apply the key's record.
 
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use crate::api_key::breaker::{Freshness, StaleIfError};
 use crate::api_key::shared_cache;
 use crate::api_key::tag::TagCheck;
-use crate::api_key::{self, Answer, KeyRecord};
+use crate::api_key::{self, Answer, KeyRecord, LookupFailure};
 use crate::config::{ApiKeys, Context};
 use crate::context::Identity;
+use crate::policy::ip::ClientAddrError;
 use crate::policy::scopes::Grants;
 
 use crate::credentials::Census;
@@ -103,10 +105,10 @@ pub(super) fn with_key<'c>(
         (Rc::clone(e), KeyUse::LocalHit)
     } else {
         let hash = hash().to_owned();
-        let name = shared_cache::entry_name(&cx.cfg.generation, &hash, keys.shared_cache_slots);
+        let name = keys.shared_cache.entry_name(&hash, keys.shared_cache_slots);
         let shared = req
             .shared_data(&name)
-            .and_then(|b| shared_cache::decode_entry(&b, &hash));
+            .and_then(|b| keys.shared_cache.decode_entry(&b, &hash));
         match shared {
             Some((lookup, until)) if until > now => {
                 let entry = Rc::new(CachedKey::new(lookup, until));
@@ -116,7 +118,16 @@ pub(super) fn with_key<'c>(
             }
             stale => {
                 if delivered.is_none() && cx.attempt.may_await {
-                    return outcome(Verdict::AwaitLookup { hash }, Some(KeyUse::Miss), None);
+                    // the client the lookup is charged to, only when budgets are kept
+                    let client = keys.lookup_budget.as_ref().and_then(|_| key_client(cx, keys, req).ok());
+                    return outcome(Verdict::AwaitLookup { hash, client }, Some(KeyUse::Miss), None);
+                }
+                if let Some(Err(LookupFailure::OverBudget { retry_after_s })) = delivered {
+                    // no stale answer stands in: the service did not fail
+                    let deny = Deny::LookupBudgetExceeded {
+                        retry_after_s: *retry_after_s,
+                    };
+                    return outcome(Verdict::Deny(deny), None, None);
                 }
                 // The lookup failed (or cannot be made): only a valid answer
                 // within the route's stale-if-error window may stand in.
@@ -193,15 +204,7 @@ fn key_verdict<'c>(
         return Some(Deny::ApiKey(KeyRefusal::Expired));
     }
     if !record.ip_allowlist.is_empty() {
-        // the rule's own client-address rules when it has them
-        let (hops, appends) = cx
-            .policy
-            .ip
-            .as_ref()
-            .map_or((keys.trusted_hops, keys.envoy_appends), |p| {
-                (p.trusted_hops, p.envoy_appends)
-            });
-        match client_address(req, hops, appends) {
+        match key_client(cx, keys, req) {
             Ok(a) if record.ip_allowlist.contains(a) => {}
             Ok(_) => return Some(Deny::IpNotAllowed),
             Err(e) => {
@@ -217,6 +220,20 @@ fn key_verdict<'c>(
         Some(required) if !required.is_met(&entry.grants) => Some(Deny::InsufficientScope(required)),
         _ => None,
     }
+}
+
+/// The client address of an API-key request: by the rule's own `ip` rules
+/// when it has them (the address its `ip` checks use), else by
+/// `api_keys.trusted_hops`.
+fn key_client(cx: &Ctx<'_, '_>, keys: &ApiKeys, req: &mut dyn Request) -> Result<IpAddr, ClientAddrError> {
+    let (hops, appends) = cx
+        .policy
+        .ip
+        .as_ref()
+        .map_or((keys.trusted_hops, keys.envoy_appends), |p| {
+            (p.trusted_hops, p.envoy_appends)
+        });
+    client_address(req, hops, appends)
 }
 
 /// The identity headers of an API-key request.

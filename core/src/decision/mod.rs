@@ -203,6 +203,10 @@ pub enum Verdict<'c> {
     /// wait for the answer, then decide again with it.
     AwaitLookup {
         hash: String,
+        /// The client address the lookup is charged to when
+        /// `api_keys.lookup_budget` is configured (`None`: not configured,
+        /// or the address cannot be established).
+        client: Option<std::net::IpAddr>,
     },
 }
 

@@ -62,6 +62,10 @@ pub enum Deny<'c> {
     KeyServiceUnavailable,
     /// The route accepts a token or an API key and the request carries neither.
     MissingCredential,
+    /// The API key needs a lookup and the client spent its budget of
+    /// uncached lookups (`api_keys.lookup_budget`): 429, retry after this
+    /// many seconds.
+    LookupBudgetExceeded { retry_after_s: u64 },
 }
 
 /// The refusals' names: one line per refusal of [`Deny`]'s own; a token's
@@ -97,6 +101,7 @@ refusals! {
     Deny::MissingApiKey => "missing_api_key",
     Deny::KeyServiceUnavailable => "key_service_unavailable",
     Deny::MissingCredential => "missing_credential",
+    Deny::LookupBudgetExceeded { .. } => "lookup_budget_exceeded",
 }
 
 impl Deny<'_> {
@@ -186,6 +191,7 @@ mod tests {
             Deny::ApiKey(KeyRefusal::BadTag),
             Deny::KeyServiceUnavailable,
             Deny::MissingCredential,
+            Deny::LookupBudgetExceeded { retry_after_s: 1 },
         ]);
         for d in &all {
             match d {
@@ -209,7 +215,8 @@ mod tests {
                     | KeyRefusal::BadTag,
                 )
                 | Deny::KeyServiceUnavailable
-                | Deny::MissingCredential => {}
+                | Deny::MissingCredential
+                | Deny::LookupBudgetExceeded { .. } => {}
             }
         }
         all

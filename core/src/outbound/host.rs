@@ -61,6 +61,8 @@ pub enum Counter {
     KeyCoalesced,
     BreakerOpened,
     LookupFailed(LookupFailure),
+    /// A lookup not made: its client spent its `api_keys.lookup_budget`.
+    LookupBudgetExceeded,
 }
 
 /// The proxy, as the outbound calls use it. Every method is one host call

@@ -8,9 +8,12 @@
 //! with compare-and-swap: coalescing across workers), or claims the key and
 //! asks the service itself. Every answer is written to the shared cache
 //! (`key_cache`) and delivered to the requests that waited for it. The
-//! breaker fails lookups fast while the service keeps failing.
+//! breaker fails lookups fast while the service keeps failing, and a new
+//! lookup is first charged to its client's budget (`api_keys.lookup_budget`,
+//! [`super::shared_budget`]).
 
 use super::shared_breaker::SharedBreaker;
+use super::shared_budget;
 use super::{wake, CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, Wake};
 use super::{GRACE_MS, NOW_TICK_MS, TICK_MS, WAIT_TICK_MS};
 use crate::api_key::breaker::Allowance;
@@ -22,13 +25,15 @@ use crate::logging::{Level, WarnLimiter};
 
 impl Outbound {
     /// Parks `context_id` on the lookup of `hash`, queuing one if none is
-    /// under way. `Err` when no lookup can be made now.
+    /// under way (charged to `client`'s lookup budget, when configured).
+    /// `Err` when no lookup can be made now.
     pub(super) fn enqueue_lookup(
         &mut self,
         cfg: &Config,
         host: &mut dyn Host,
         context_id: u32,
         hash: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<(), LookupFailure> {
         let Some(keys) = &cfg.api_keys else {
             return Err(LookupFailure::NoResponse);
@@ -47,6 +52,12 @@ impl Outbound {
             return Err(LookupFailure::Busy);
         }
         let now_ms = host.now_ms();
+        // Charged before the breaker is asked, so that a refused charge never
+        // takes the breaker's single probe.
+        if let Some(budget) = &keys.lookup_budget {
+            shared_budget::charge(host, budget, client, now_ms)
+                .map_err(|retry_after_s| LookupFailure::OverBudget { retry_after_s })?;
+        }
         match self.breaker.allow(host, now_ms) {
             Allowance::Reject => return Err(LookupFailure::CircuitOpen),
             Allowance::Probe => host.breaker_state(self.breaker.state()),
@@ -68,11 +79,7 @@ impl Outbound {
         let (Some(keys), Some(svc)) = (&cfg.api_keys, &cfg.auth_service) else {
             return;
         };
-        let ask = Ask {
-            generation: &cfg.generation,
-            keys,
-            svc,
-        };
+        let ask = Ask { keys, svc };
         let mut i = 0;
         while let Some(e) = self.entries.get_mut(i) {
             let Purpose::Lookup(hash) = &e.purpose else {
@@ -114,11 +121,7 @@ impl Outbound {
         let (Some(keys), Some(svc)) = (&cfg.api_keys, &cfg.auth_service) else {
             return None;
         };
-        let ask = Ask {
-            generation: &cfg.generation,
-            keys,
-            svc,
-        };
+        let ask = Ask { keys, svc };
         let now_ms = host.now_ms();
         let now = now_ms / 1000;
         let response = host.call_response(body_size, keys.max_response_bytes);
@@ -140,8 +143,8 @@ impl Outbound {
                 let until = shared_cache::cache_until(&lookup, now, keys.max_cache_ttl_s, keys.negative_cache_ttl_s);
                 // Written even when it may not be used (a zero TTL): a revoked or
                 // unknown answer must replace a stale valid one for this key.
-                let name = shared_cache::entry_name(ask.generation, &hash, keys.shared_cache_slots);
-                if let Some(bytes) = shared_cache::encode_entry(&hash, &lookup, until) {
+                let name = keys.shared_cache.entry_name(&hash, keys.shared_cache_slots);
+                if let Some(bytes) = keys.shared_cache.encode_entry(&hash, &lookup, until) {
                     let _ = ctx.host.shared_set(&name, &bytes, None);
                 }
                 Ok(lookup)
@@ -164,7 +167,6 @@ fn is_lookup_of(purpose: &Purpose, hash: &str) -> bool {
 
 /// What a lookup is asked of: the configuration's parts it needs.
 struct Ask<'c> {
-    generation: &'c str,
     keys: &'c ApiKeys,
     svc: &'c AuthService,
 }
@@ -214,12 +216,13 @@ impl Ask<'_> {
         }
         // Another worker may have answered already.
         let now = now_ms / 1000;
-        let entry = shared_cache::entry_name(self.generation, hash, self.keys.shared_cache_slots);
+        let table = &self.keys.shared_cache;
+        let entry = table.entry_name(hash, self.keys.shared_cache_slots);
         if let Some((mut lookup, until)) = ctx
             .host
             .shared_get(&entry)
             .0
-            .and_then(|b| shared_cache::decode_entry(&b, hash))
+            .and_then(|b| table.decode_entry(&b, hash))
             .filter(|(_, until)| *until > now)
         {
             // delivered with what is left of its cache time, never more
@@ -230,7 +233,7 @@ impl Ask<'_> {
         }
         let max_wait_ms = self.svc.timeout_ms.saturating_add(GRACE_MS);
         let deadline_ms = now_ms.saturating_add(max_wait_ms);
-        let marker = shared_cache::marker_name(self.generation, hash, self.keys.shared_cache_slots);
+        let marker = table.marker_name(hash, self.keys.shared_cache_slots);
         let (current, cas) = ctx.host.shared_get(&marker);
         if let Marker::Busy { deadline_ms } = shared_cache::read_marker(current.as_deref(), hash, now_ms, max_wait_ms) {
             if *state == CallState::Queued {
@@ -290,7 +293,7 @@ impl Ask<'_> {
 
     /// Clears this worker's lookup marker for `hash` (if it is still there).
     fn release_marker(&self, host: &mut dyn Host, hash: &str) {
-        let name = shared_cache::marker_name(self.generation, hash, self.keys.shared_cache_slots);
+        let name = self.keys.shared_cache.marker_name(hash, self.keys.shared_cache_slots);
         let (current, cas) = host.shared_get(&name);
         if shared_cache::marker_is_for(current.as_deref(), hash) {
             let _ = host.shared_set(&name, b"", cas);

@@ -21,11 +21,13 @@ mod jwks_fetch;
 mod lookup;
 mod revocation_poll;
 mod shared_breaker;
+mod shared_budget;
 pub mod shared_fetch;
 
 pub use host::{CallResponse, Counter, Host, HostError, HttpCall};
 
 use crate::api_key::breaker::BreakerState;
+use crate::api_key::LookupFailure;
 use crate::config::Config;
 use crate::decision::{KeyAnswer, State};
 use crate::logging::{Level, WarnLimiter};
@@ -230,18 +232,23 @@ impl Outbound {
     }
 
     /// Parks the request `context_id` until the API key `hash` is answered
-    /// (`Verdict::AwaitLookup`). `Some` when no lookup can be made now
-    /// (circuit open, too many pending): the request is decided again at
-    /// once with that answer.
+    /// (`Verdict::AwaitLookup`), a new lookup charged to `client`'s
+    /// budget. `Some` when no lookup can be made now (circuit open, too many
+    /// pending, over budget): the request is decided again at once with
+    /// that answer.
     pub fn await_lookup(
         &mut self,
         cfg: &Config,
         host: &mut dyn Host,
         context_id: u32,
         hash: String,
+        client: Option<std::net::IpAddr>,
     ) -> Option<KeyAnswer> {
-        let failure = self.enqueue_lookup(cfg, host, context_id, &hash).err()?;
-        host.count(Counter::LookupFailed(failure));
+        let failure = self.enqueue_lookup(cfg, host, context_id, &hash, client).err()?;
+        host.count(match failure {
+            LookupFailure::OverBudget { .. } => Counter::LookupBudgetExceeded,
+            f => Counter::LookupFailed(f),
+        });
         Some(KeyAnswer {
             hash,
             result: Err(failure),

@@ -77,6 +77,15 @@ impl Shared {
         Shared::new("rev", &[&svc.cluster, &svc.authority, &svc.revocations_path, &token])
     }
 
+    /// The API-key lookup endpoint of `svc`: cluster, authority, lookup path
+    /// and the service token (only its hash). Names the tables of answers,
+    /// lookup markers and lookup budgets ([`crate::api_key::shared_cache`],
+    /// [`crate::api_key::budget`]).
+    pub fn lookups(svc: &AuthService, lookup_path: &str) -> Shared {
+        let token = crate::api_key::hex(&Sha256::digest(svc.token.as_bytes()).into());
+        Shared::new("keys", &[&svc.cluster, &svc.authority, lookup_path, &token])
+    }
+
     /// A remote JWKS: cluster, authority and path.
     pub fn jwks(remote: &RemoteJwks) -> Shared {
         Shared::new("jwks", &[&remote.cluster, &remote.authority, &remote.path])
@@ -121,7 +130,7 @@ pub fn instance_id(host: &mut dyn Host) -> u64 {
 /// compare-and-swap version to claim it with. (Creation itself cannot be
 /// compared and swapped: two workers creating it at once both succeed, and
 /// the later claim wins, which the other sees on its next read.)
-fn create(host: &mut dyn Host, key: &str) -> Option<u32> {
+pub(super) fn create(host: &mut dyn Host, key: &str) -> Option<u32> {
     let _ = host.shared_set(key, b"", None);
     host.shared_get(key).1
 }
