@@ -66,7 +66,11 @@ pub fn decide<'c>(cfg: &'c Config, st: &mut State, attempt: &Attempt<'_>, req: &
         Ok(n) => n,
         Err(e) => return Outcome::deny(Deny::BadPath(e.as_str())),
     };
-    let selected = cfg.routes.select(method, &normalized.path);
+    let destination = match request::destination(cfg.routes.needs(), req) {
+        Ok(d) => d,
+        Err(e) => return Outcome::deny(Deny::BadAuthority(e.as_str())),
+    };
+    let selected = cfg.routes.select_at(method, &normalized.path, &destination);
     let rule = selected.name();
     let Some(policy) = selected.policy() else {
         return Outcome::deny(Deny::NoRule);

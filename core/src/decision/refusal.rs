@@ -56,6 +56,9 @@ pub enum Deny<'c> {
     /// The API key could not be looked up (the auth service failed, or its
     /// circuit is open) and no stale answer may be served.
     KeyServiceUnavailable,
+    /// Some rule matches hosts, and the request's `:authority` is missing,
+    /// duplicated or cannot be read one way.
+    BadAuthority(&'static str),
 }
 
 /// The refusals' names: one line per refusal of [`Deny`]'s own; a token's
@@ -90,6 +93,7 @@ refusals! {
     Deny::RevocationUnavailable => "revocation_unavailable",
     Deny::MissingApiKey => "missing_api_key",
     Deny::KeyServiceUnavailable => "key_service_unavailable",
+    Deny::BadAuthority(_) => "bad_authority",
 }
 
 impl Deny<'_> {
@@ -177,6 +181,7 @@ mod tests {
             Deny::ApiKey(KeyRefusal::Revoked),
             Deny::ApiKey(KeyRefusal::Expired),
             Deny::KeyServiceUnavailable,
+            Deny::BadAuthority("x"),
         ]);
         for d in &all {
             match d {
@@ -195,7 +200,8 @@ mod tests {
                 | Deny::ApiKey(
                     KeyRefusal::Malformed | KeyRefusal::Unknown | KeyRefusal::Revoked | KeyRefusal::Expired,
                 )
-                | Deny::KeyServiceUnavailable => {}
+                | Deny::KeyServiceUnavailable
+                | Deny::BadAuthority(_) => {}
             }
         }
         all
