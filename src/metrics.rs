@@ -40,6 +40,8 @@ pub struct Metrics {
     breaker_state: Option<u32>,
     lookup_failed: Vec<(&'static str, Option<u32>)>,
     denied: Vec<(&'static str, Option<u32>)>,
+    discovery_ok: Option<u32>,
+    discovery_failed: Option<u32>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -79,6 +81,8 @@ impl Metrics {
             denied: Deny::all_names()
                 .map(|n| (n, counter(&format!("denied.{n}"))))
                 .collect(),
+            discovery_ok: counter("jwks.discovery_ok"),
+            discovery_failed: counter("jwks.discovery_failed"),
         }
     }
 
@@ -101,6 +105,8 @@ impl Metrics {
             Counter::KeyCoalesced => self.key_coalesced,
             Counter::BreakerOpened => self.breaker_opened,
             Counter::LookupFailed(e) => self.lookup_failed(e),
+            Counter::DiscoveryOk => self.discovery_ok,
+            Counter::DiscoveryFailed => self.discovery_failed,
         });
     }
 

@@ -72,8 +72,10 @@ impl RemoteKeys {
     }
 
     /// Marks a fetch as started.
+    /// With discovery, the fetch may be two calls (document, then JWKS).
     pub fn start(&mut self, now_ms: u64, policy: &RemoteJwks) {
-        self.in_flight_until_ms = Some(now_ms.saturating_add(policy.timeout_ms + IN_FLIGHT_GRACE_MS));
+        let calls = if policy.discovery { 2 } else { 1 };
+        self.in_flight_until_ms = Some(now_ms.saturating_add(policy.timeout_ms * calls + IN_FLIGHT_GRACE_MS));
     }
 
     /// What a request with an unknown `kid` (or a provider without keys) may do.

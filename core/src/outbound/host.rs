@@ -61,6 +61,11 @@ pub enum Counter {
     KeyCoalesced,
     BreakerOpened,
     LookupFailed(LookupFailure),
+    /// An OpenID Connect discovery document read and accepted.
+    DiscoveryOk,
+    /// A discovery document refused (no answer, bad status, too large,
+    /// malformed, issuer mismatch, a `jwks_uri` not on the configured authority).
+    DiscoveryFailed,
 }
 
 /// The proxy, as the outbound calls use it. Every method is one host call
