@@ -12,7 +12,7 @@
 //! JWKS (last good keys kept, retry backed off); before any good one the
 //! provider has no keys and its tokens are refused (`keys_unavailable`).
 
-use super::{wake, CallState, Counter, Entry, Host, Outbound, Purpose, Wake};
+use super::{CallState, Counter, Entry, Host, Outbound, Purpose};
 use crate::config::Config;
 use crate::decision::State;
 use crate::jwt::discovery::parse_document;
@@ -48,7 +48,8 @@ impl Outbound {
 
     /// Reads provider `provider`'s discovery document: on success the JWKS
     /// fetch follows at once, for the same waiters and by the same deadline;
-    /// otherwise the fetch fails and the waiters are woken (without keys).
+    /// otherwise the fetch fails and the waiters are returned, to be woken
+    /// (without keys).
     pub(super) fn discovery_answered(
         &mut self,
         cfg: &Config,
@@ -57,13 +58,14 @@ impl Outbound {
         provider: usize,
         body_size: usize,
         waiters: Vec<u32>,
-        wakes: &mut Vec<Wake>,
-    ) {
+    ) -> Vec<u32> {
         if let Some(d) = self.discovering.get_mut(provider) {
             *d = false;
         }
-        let Some(p) = cfg.providers.get(provider) else { return };
-        let Some(remote) = &p.remote else { return };
+        let Some(p) = cfg.providers.get(provider) else {
+            return waiters;
+        };
+        let Some(remote) = &p.remote else { return waiters };
         let now_ms = host.now_ms();
         let response = host.call_response(body_size, remote.max_response_bytes);
         let document = parse_document(
@@ -85,11 +87,14 @@ impl Outbound {
                     state: CallState::Queued,
                     waiters,
                 });
-                if let Err(waiters) = self.jwks_send(host, provider, p, remote, deadline_ms) {
-                    if let Some(r) = st.remote.get_mut(provider) {
-                        r.fail(now_ms, remote);
+                match self.jwks_send(host, provider, p, remote, deadline_ms) {
+                    Ok(()) => Vec::new(),
+                    Err(waiters) => {
+                        if let Some(r) = st.remote.get_mut(provider) {
+                            r.fail(now_ms, remote);
+                        }
+                        waiters
                     }
-                    wake(wakes, waiters, None);
                 }
             }
             Err(why) => {
@@ -105,7 +110,7 @@ impl Outbound {
                 if let Some(r) = st.remote.get_mut(provider) {
                     r.fail(now_ms, remote);
                 }
-                wake(wakes, waiters, None);
+                waiters
             }
         }
     }

@@ -215,7 +215,8 @@ impl Outbound {
             }
             Purpose::RevocationPoll => self.poll_answered(cfg, st, host, body_size),
             Purpose::Jwks(provider) if self.discovering(provider) => {
-                self.discovery_answered(cfg, st, host, provider, body_size, entry.waiters, &mut wakes);
+                let waiters = self.discovery_answered(cfg, st, host, provider, body_size, entry.waiters);
+                wake(&mut wakes, waiters, None);
             }
             Purpose::Jwks(provider) => {
                 self.jwks_answered(cfg, st, host, provider, body_size);
