@@ -13,6 +13,8 @@
 
 use serde::Deserialize;
 
+use super::refresh::ok_body;
+
 /// The longest `jwks_uri` accepted, in bytes.
 pub const MAX_JWKS_URI_BYTES: usize = 2048;
 
@@ -35,18 +37,7 @@ pub fn parse_document(
     authority: &str,
     max_bytes: usize,
 ) -> Result<String, String> {
-    match status {
-        Some(200) => {}
-        Some(s) => return Err(format!("status {s}")),
-        None => return Err("no response (timeout, reset or unknown cluster)".into()),
-    }
-    let body = body.unwrap_or_default();
-    if body.len() > max_bytes {
-        return Err(format!(
-            "document of {} bytes exceeds max_response_bytes {max_bytes}",
-            body.len()
-        ));
-    }
+    let body = ok_body(status, body, max_bytes, "document")?;
     let doc: Document = serde_json::from_slice(body).map_err(|e| format!("not a discovery document: {e}"))?;
     if doc.issuer != issuer {
         return Err(format!(

@@ -143,18 +143,7 @@ pub fn parse_response(
     p: &Provider,
 ) -> Result<(KeySet, Vec<SkippedKey>), String> {
     let max = p.remote.as_ref().map_or(0, |r| r.max_response_bytes);
-    match status {
-        Some(200) => {}
-        Some(s) => return Err(format!("status {s}")),
-        None => return Err("no response (timeout, reset or unknown cluster)".into()),
-    }
-    let body = body.unwrap_or_default();
-    if body.len() > max {
-        return Err(format!(
-            "response of {} bytes exceeds max_response_bytes {max}",
-            body.len()
-        ));
-    }
+    let body = ok_body(status, body, max, "response")?;
     let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     let (set, skipped) = parse_jwks(&doc, &p.algorithms, false).map_err(|e| e.0)?;
     if set.is_empty() {
@@ -165,6 +154,29 @@ pub fn parse_response(
         ));
     }
     Ok((set, skipped))
+}
+
+/// The body of a 200 answer of at most `max` bytes (`what`: its name in the
+/// error), as a remote JWKS or a discovery document must be.
+pub(crate) fn ok_body<'b>(
+    status: Option<u16>,
+    body: Option<&'b [u8]>,
+    max: usize,
+    what: &str,
+) -> Result<&'b [u8], String> {
+    match status {
+        Some(200) => {}
+        Some(s) => return Err(format!("status {s}")),
+        None => return Err("no response (timeout, reset or unknown cluster)".into()),
+    }
+    let body = body.unwrap_or_default();
+    if body.len() > max {
+        return Err(format!(
+            "{what} of {} bytes exceeds max_response_bytes {max}",
+            body.len()
+        ));
+    }
+    Ok(body)
 }
 
 #[cfg(test)]
