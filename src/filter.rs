@@ -90,6 +90,14 @@ impl Request for HostRequest<'_> {
     fn has_body(&mut self) -> bool {
         self.has_body
     }
+
+    fn route_name(&mut self) -> Option<String> {
+        host::route_name()
+    }
+
+    fn route_metadata(&mut self, filter: &str, key: &str) -> Option<String> {
+        host::route_metadata(filter, key)
+    }
 }
 
 /// Where a request stands after [`evaluate`].

@@ -94,6 +94,53 @@ pub fn peer_address() -> Option<String> {
         .map(text)
 }
 
+// The raw host call behind the SDK's `get_property`, which panics on a
+// status it does not expect: a route lookup walks a path into the route's
+// metadata, where the host may answer anything but `Ok` for a path that is
+// not there.
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+}
+
+/// A property of the request's stream; `None` for any status but `Ok`.
+fn property(path: &[&str]) -> Option<Bytes> {
+    // the ABI's property path: the parts, each followed by a NUL
+    let mut serialized = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
+    for part in path {
+        serialized.extend_from_slice(part.as_bytes());
+        serialized.push(0);
+    }
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `request_header_map`: the host writes a pointer to a
+    // buffer of `size` bytes it allocated in this VM, which the Vec then owns.
+    unsafe {
+        let status = proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size);
+        if status != 0 || data.is_null() {
+            return None;
+        }
+        Some(Vec::from_raw_parts(data, size, size))
+    }
+}
+
+/// The name of the route Envoy selected for the request (`xds.route_name`).
+pub fn route_name() -> Option<String> {
+    property(&["xds", "route_name"]).map(text)
+}
+
+/// A value of the selected route's metadata, `filter_metadata[filter][key]`
+/// (`xds.route_metadata`, walked by the host: a string value comes back as
+/// its bytes; any other kind never equals a configured string).
+pub fn route_metadata(filter: &str, key: &str) -> Option<String> {
+    property(&["xds", "route_metadata", "filter_metadata", filter, key]).map(text)
+}
+
 pub fn set_response_header(name: &str, value: &str) -> Result<(), Status> {
     hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value))
 }

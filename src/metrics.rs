@@ -43,6 +43,8 @@ pub struct Metrics {
     lookup_failed: Vec<(&'static str, Option<u32>)>,
     denied: Vec<(&'static str, Option<u32>)>,
     shadow_denied: Vec<(&'static str, Option<u32>)>,
+    discovery_ok: Option<u32>,
+    discovery_failed: Option<u32>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -91,6 +93,8 @@ impl Metrics {
             shadow_denied: Deny::all_names()
                 .map(|n| (n, counter(&format!("shadow_denied.{n}"))))
                 .collect(),
+            discovery_ok: counter("jwks.discovery_ok"),
+            discovery_failed: counter("jwks.discovery_failed"),
         }
     }
 
@@ -114,6 +118,8 @@ impl Metrics {
             Counter::BreakerOpened => self.breaker_opened,
             Counter::LookupFailed(e) => self.lookup_failed(e),
             Counter::LookupBudgetExceeded => self.lookup_budget_exceeded,
+            Counter::DiscoveryOk => self.discovery_ok,
+            Counter::DiscoveryFailed => self.discovery_failed,
         });
     }
 

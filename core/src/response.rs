@@ -21,7 +21,7 @@ pub fn error_of(d: Deny<'_>) -> (u32, &'static str, &'static str) {
     match d {
         Deny::MissingToken => (401, "missing_token", "a bearer token is required"),
         Deny::Token(e) => (401, "invalid_token", e.description()),
-        Deny::BadPath(why) => (400, "invalid_request", why),
+        Deny::BadPath(why) | Deny::BadAuthority(why) => (400, "invalid_request", why),
         Deny::AmbiguousCredential => (
             400,
             "invalid_request",
@@ -88,13 +88,15 @@ pub fn reply(d: Deny<'_>, realm: &str) -> Reply {
                 quoted(description)
             ),
         )),
-        Deny::Token(_) | Deny::BadPath(_) | Deny::AmbiguousCredential | Deny::Revoked => headers.push((
-            "www-authenticate",
-            format!(
-                "Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"",
-                quoted(description)
-            ),
-        )),
+        Deny::Token(_) | Deny::BadPath(_) | Deny::BadAuthority(_) | Deny::AmbiguousCredential | Deny::Revoked => {
+            headers.push((
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"{realm}\", error=\"{error}\", error_description=\"{}\"",
+                    quoted(description)
+                ),
+            ))
+        }
         // RFC 6750 3.1: the scope necessary to access the resource.
         Deny::InsufficientScope(required) => headers.push((
             "www-authenticate",

@@ -1520,3 +1520,158 @@ fn a_refused_charge_is_no_breaker_failure_and_no_budget_means_no_charge() {
         .iter()
         .any(|(k, _)| k.starts_with("edge-auth.budget.")));
 }
+
+// =============================================================================
+// OpenID Connect discovery
+// =============================================================================
+
+const DISCOVERY: &str = "/.well-known/openid-configuration";
+
+/// Remote JWKS named by a discovery document, no auth service.
+fn discovery_only() -> Config {
+    let mut d = doc();
+    d.as_object_mut().unwrap().remove("api_keys");
+    d.as_object_mut().unwrap().remove("auth_service");
+    d["providers"][0]["check_revocation"] = json!(false);
+    let remote = d["providers"][0]["remote_jwks"].as_object_mut().unwrap();
+    remote.remove("path");
+    remote.insert("discovery".into(), json!(DISCOVERY));
+    d["rules"] = json!([{"name": "jwt", "match": {"prefix": "/api/"}, "jwt": {"providers": ["idp"]}}]);
+    parse(&d)
+}
+
+fn discovery_doc(issuer: &str, jwks_uri: &str) -> Value {
+    json!({"issuer": issuer, "jwks_uri": jwks_uri, "response_types_supported": ["code"]})
+}
+
+#[test]
+fn discovery_reads_the_document_then_the_jwks_and_again_on_each_refresh() {
+    let cfg = discovery_only();
+    let mut w = Worker::new(&cfg, Fake::new());
+    let k1 = ES256KeyPair::generate().with_key_id("k1");
+    let k2 = ES256KeyPair::generate().with_key_id("k2");
+    w.start();
+    assert_eq!(w.host.last_sent().line(), ("idp", "idp", "GET", DISCOVERY));
+    // the two calls share one deadline, long enough for both
+    let token = w.host.last_sent().token;
+    assert_eq!(
+        w.state_of(&Purpose::Jwks(0)),
+        Some(CallState::Sent {
+            token,
+            deadline_ms: NOW + 3_000
+        })
+    );
+    let doc = discovery_doc("https://idp", "https://idp/oidc/keys");
+    assert!(w.answer(token, json_answer(200, &doc)).is_empty());
+    assert_eq!(w.host.count(Counter::DiscoveryOk), 1);
+    assert_eq!(w.host.last_sent().line(), ("idp", "idp", "GET", "/oidc/keys"));
+    let token = w.host.last_sent().token;
+    w.answer(token, json_answer(200, &jwks_of(&k1, "k1")));
+    assert_eq!(w.host.count(Counter::JwksFetchOk), 1);
+    assert!(matches!(
+        decide_at(&mut w, &es_token(&k1), NOW + 100, true).verdict,
+        Verdict::Allow(_)
+    ));
+
+    // an unknown kid refetches the JWKS the document named, without reading it again
+    park_for_keys(&mut w, 10, &es_token(&k2), NOW + 1_000, true);
+    w.tick_at(NOW + 1_100);
+    assert_eq!(w.host.last_sent().path, "/oidc/keys");
+    let token = w.host.last_sent().token;
+    let (contexts, _) = single(w.answer(token, json_answer(200, &jwks_of(&k2, "k2"))));
+    assert_eq!(contexts, [10]);
+    assert_eq!(w.host.count(Counter::DiscoveryOk), 1);
+
+    // the scheduled refresh reads the document again; one whose issuer has
+    // a trailing slash is refused, counted, logged, and the keys are kept
+    let sent = w.host.sent.len();
+    w.tick_at(NOW + 1_200 + 600_000);
+    assert_eq!(w.host.sent.len(), sent + 1);
+    assert_eq!(w.host.last_sent().path, DISCOVERY);
+    let token = w.host.last_sent().token;
+    w.host.now = NOW + 1_300 + 600_000;
+    w.answer(
+        token,
+        json_answer(200, &discovery_doc("https://idp/", "https://idp/oidc/keys")),
+    );
+    assert_eq!(w.host.count(Counter::DiscoveryFailed), 1);
+    assert_eq!(w.host.sent.len(), sent + 1, "no JWKS fetch after a refused document");
+    assert!(
+        w.host.warnings().iter().any(|m| m.contains("issuer")),
+        "{:?}",
+        w.host.logs
+    );
+    assert!(w.st.remote[0].keys().unwrap().has_kid("k2"));
+    // the retry reads the document again
+    w.tick_at(NOW + 1_300 + 601_000);
+    assert_eq!(w.host.last_sent().path, DISCOVERY);
+}
+
+#[test]
+fn a_refused_document_leaves_the_provider_without_keys() {
+    let cfg = discovery_only();
+    for (answer, why) in [
+        (
+            json_answer(200, &discovery_doc("https://evil", "https://idp/keys")),
+            "issuer",
+        ),
+        (
+            json_answer(200, &discovery_doc("https://idp", "http://idp/keys")),
+            "https",
+        ),
+        (
+            json_answer(200, &discovery_doc("https://idp", "https://evil/keys")),
+            "authority",
+        ),
+        (json_answer(200, &json!({"issuer": "https://idp"})), "jwks_uri"),
+        (json_answer(404, &json!({})), "status"),
+        (
+            json_answer(
+                200,
+                &json!({"issuer": "https://idp", "jwks_uri": "https://idp/k", "pad": "x".repeat(4096)}),
+            ),
+            "exceeds",
+        ),
+    ] {
+        let mut w = Worker::new(&cfg, Fake::new());
+        let k1 = ES256KeyPair::generate().with_key_id("k1");
+        w.start();
+        park_for_keys(&mut w, 7, &es_token(&k1), NOW + 10, false);
+        let token = w.host.last_sent().token;
+        let (contexts, _) = single(w.answer(token, answer));
+        assert_eq!(contexts, [7], "{why}");
+        assert_eq!(w.host.count(Counter::DiscoveryFailed), 1, "{why}");
+        assert_eq!(w.host.sent.len(), 1, "{why}: the JWKS is not fetched");
+        assert!(
+            w.host.warnings().iter().any(|m| m.contains(why)),
+            "{why}: {:?}",
+            w.host.logs
+        );
+        assert_eq!(
+            decide_at(&mut w, &es_token(&k1), NOW + 20, false).verdict_deny(),
+            Some(Deny::Token(JwtError::KeysUnavailable)),
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn discovery_configuration_is_validated() {
+    let mut d = doc();
+    d["providers"][0]["remote_jwks"]["discovery"] = json!(DISCOVERY);
+    let e = config::parse(d.to_string().as_bytes(), &|_| Some(SERVICE_TOKEN.to_owned())).unwrap_err();
+    assert_eq!(e.field, "providers[0].remote_jwks", "{e}");
+    for bad in [
+        "/openid-configuration",
+        "https://idp/.well-known/openid-configuration",
+        "/x/.well-known/openid-configuration?a=1",
+        "",
+    ] {
+        let mut d = doc();
+        let remote = d["providers"][0]["remote_jwks"].as_object_mut().unwrap();
+        remote.remove("path");
+        remote.insert("discovery".into(), json!(bad));
+        let e = config::parse(d.to_string().as_bytes(), &|_| Some(SERVICE_TOKEN.to_owned())).unwrap_err();
+        assert_eq!(e.field, "providers[0].remote_jwks.discovery", "{bad}: {e}");
+    }
+}

@@ -9,6 +9,7 @@ mod api_keys;
 mod auth_service;
 mod checks;
 mod defaults;
+mod destination;
 mod field;
 mod identity;
 mod providers;
@@ -240,7 +241,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
         envoy_appends: raw.envoy_appends_xff,
         key_tags: api_keys.as_ref().is_some_and(|k| k.key_tags.is_some()),
     };
-    let (rules, default) = compile_rules(&raw.rules, raw.default_rule.as_ref(), &scope, &mut warnings)?;
+    let (rules, default, needs) = compile_rules(&raw.rules, raw.default_rule.as_ref(), &scope, &mut warnings)?;
     let shadow = rules::shadow(raw.mode, "the whole filter", &mut warnings);
     let context = match raw.context {
         None => None,
@@ -269,7 +270,7 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
     let warnings = checks::warnings(warnings, &rules, &providers, default.as_ref());
     Ok(Config {
         providers,
-        routes: RouteTable::new(rules, default),
+        routes: RouteTable::new(rules, default, needs),
         token_cache_entries: raw.token_cache.max_entries,
         token_cache_shared_slots: raw.token_cache.shared_slots,
         max_token_bytes: raw.max_token_bytes,

@@ -91,7 +91,8 @@ pub enum SecretEncoding {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRemoteJwks {
     pub(super) cluster: String,
-    pub(super) path: String,
+    #[serde(default)]
+    pub(super) path: Option<String>,
     #[serde(default)]
     pub(super) authority: Option<String>,
     #[serde(default = "defaults::timeout_ms")]
@@ -102,6 +103,8 @@ pub(super) struct RawRemoteJwks {
     pub(super) min_refetch_interval_s: u64,
     #[serde(default = "defaults::max_jwks_bytes")]
     pub(super) max_response_bytes: usize,
+    #[serde(default)]
+    pub(super) discovery: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -306,11 +309,34 @@ pub(super) fn allowed_alg(name: &str, allowed: &[Algorithm], at: &str) -> Result
     Ok(alg)
 }
 
+/// How the path of a discovery document ends (OpenID Connect Discovery 1.0, section 4).
+const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
+
 pub(super) fn compile_remote(r: RawRemoteJwks, at: &str) -> Result<RemoteJwks, ConfigError> {
     if r.cluster.is_empty() {
         return Err(err(format!("{at}.cluster"), "must name an Envoy cluster"));
     }
-    if !r.path.starts_with('/') || r.path.bytes().any(|b| b <= 0x20 || b == 0x7f) {
+    let (path, discovery) = match (r.path, r.discovery) {
+        (Some(p), None) => (p, false),
+        (None, Some(d)) => (d, true),
+        _ => {
+            return Err(err(
+                at,
+                "give exactly one of \"path\" (the JWKS) or \"discovery\" (the OpenID Connect discovery document)",
+            ))
+        }
+    };
+    if discovery {
+        if !path.starts_with('/')
+            || !path.ends_with(DISCOVERY_SUFFIX)
+            || path.bytes().any(|b| b <= 0x20 || b >= 0x7f || b == b'?' || b == b'#')
+        {
+            return Err(err(
+                format!("{at}.discovery"),
+                "must be the issuer's path followed by /.well-known/openid-configuration, without a query",
+            ));
+        }
+    } else if !path.starts_with('/') || path.bytes().any(|b| b <= 0x20 || b == 0x7f) {
         return Err(err(
             format!("{at}.path"),
             "must be an absolute path such as /.well-known/jwks.json",
@@ -333,7 +359,8 @@ pub(super) fn compile_remote(r: RawRemoteJwks, at: &str) -> Result<RemoteJwks, C
     let authority = authority(r.authority, &r.cluster, at)?;
     Ok(RemoteJwks {
         cluster: r.cluster,
-        path: r.path,
+        path,
+        discovery,
         authority,
         timeout_ms: r.timeout_ms,
         refresh_interval_s: r.refresh_interval_s,

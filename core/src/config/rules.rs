@@ -7,12 +7,14 @@ use serde::Deserialize;
 
 use crate::claim_path::RawClaimPath;
 use crate::jwt::Provider;
+use crate::policy::destination::Needs;
 use crate::policy::ip::{IpList, IpPolicy};
 use crate::policy::origin::{Cors, OriginList};
 use crate::policy::routes::{CorsRule, OriginRule, PathMatch, Policy, Requirement, Rule};
 use crate::policy::scopes::{valid_scope_token, RoleDef, RoleHierarchy, ScopeRequirement};
 
 use super::defaults;
+use super::destination::{compile_destination, has_destination, RawRouteMetadata};
 use super::field::{claim_path, err, header_name};
 use super::{ConfigError, RawDevelopment};
 
@@ -183,6 +185,12 @@ pub(super) struct RawMatch {
     pub(super) prefix: Option<String>,
     #[serde(default)]
     pub(super) methods: Vec<String>,
+    #[serde(default)]
+    pub(super) hosts: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) route_name: Option<String>,
+    #[serde(default)]
+    pub(super) route_metadata: Option<RawRouteMetadata>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -391,15 +399,17 @@ pub(super) struct RuleScope<'a> {
     pub(super) key_tags: bool,
 }
 
-/// The rules, in order, and the default rule's policy. A check switched off
-/// (`enforce: false`) adds a line to `warnings`.
+/// The rules, in order, the default rule's policy, and the destination
+/// facts the rules read. A check switched off (`enforce: false`) adds a line
+/// to `warnings`.
 pub(super) fn compile_rules(
     raw: &[RawRule],
     default: Option<&RawDefaultRule>,
     scope: &RuleScope<'_>,
     warnings: &mut Vec<String>,
-) -> Result<(Vec<Rule>, Option<Policy>), ConfigError> {
+) -> Result<(Vec<Rule>, Option<Policy>, Needs), ConfigError> {
     let mut rules = Vec::with_capacity(raw.len());
+    let mut needs = Needs::default();
     let mut rule_names = HashSet::new();
     for (i, r) in raw.iter().enumerate() {
         let at = format!("rules[{i}]");
@@ -409,8 +419,15 @@ pub(super) fn compile_rules(
         let path = match (&r.matcher.path, &r.matcher.prefix) {
             (Some(p), None) => PathMatch::Exact(check_match_path(p, &format!("{at}.match.path"))?),
             (None, Some(p)) => PathMatch::Prefix(check_match_path(p, &format!("{at}.match.prefix"))?),
-            _ => return Err(err(format!("{at}.match"), "give exactly one of \"path\" or \"prefix\"")),
+            (None, None) if has_destination(&r.matcher) => PathMatch::Any,
+            _ => {
+                return Err(err(
+                    format!("{at}.match"),
+                    "give exactly one of \"path\" or \"prefix\" (or neither, with \"hosts\", \"route_name\" or \"route_metadata\")",
+                ))
+            }
         };
+        let destination = compile_destination(&r.matcher, &format!("{at}.match"), &mut needs)?;
         let mut methods = Vec::with_capacity(r.matcher.methods.len());
         for (j, m) in r.matcher.methods.iter().enumerate() {
             if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -435,6 +452,7 @@ pub(super) fn compile_rules(
             path,
             methods,
             policy: compile_policy(raw_policy, &at, scope, warnings)?,
+            destination,
         });
     }
     let default = match default {
@@ -452,7 +470,7 @@ pub(super) fn compile_rules(
             Some(compile_policy(raw_policy, "default_rule", scope, warnings)?)
         }
     };
-    Ok((rules, default))
+    Ok((rules, default, needs))
 }
 
 fn compile_policy(

@@ -74,7 +74,8 @@ pub fn decide<'c>(cfg: &'c Config, st: &mut State, attempt: &Attempt<'_>, req: &
 
 /// The decision as an enforcing filter makes it, and the name of the rule
 /// when that rule (or the whole filter) is report-only. A path that cannot
-/// be normalised is refused before any rule is chosen, so never in shadow.
+/// be normalised, or an authority that cannot be read one way when rules
+/// match hosts, is refused before any rule is chosen, so never in shadow.
 fn enforced<'c>(
     cfg: &'c Config,
     st: &mut State,
@@ -86,7 +87,12 @@ fn enforced<'c>(
         Ok(n) => n,
         Err(e) => return (Outcome::deny(Deny::BadPath(e.as_str())), None),
     };
-    let selected = cfg.routes.select(method, &normalized.path);
+    let destination = match request::destination(cfg.routes.needs(), req) {
+        Ok(d) => d,
+        // as a bad path: refused before any rule is chosen, so never in shadow
+        Err(e) => return (Outcome::deny(Deny::BadAuthority(e.as_str())), None),
+    };
+    let selected = cfg.routes.select_at(method, &normalized.path, &destination);
     let rule = selected.name();
     let shadow = (cfg.shadow || selected.policy().is_some_and(|p| p.shadow)).then_some(rule);
     (decide_rule(cfg, st, attempt, req, selected), shadow)

@@ -66,6 +66,9 @@ pub enum Deny<'c> {
     /// uncached lookups (`api_keys.lookup_budget`): 429, retry after this
     /// many seconds.
     LookupBudgetExceeded { retry_after_s: u64 },
+    /// Some rule matches hosts, and the request's `:authority` is missing,
+    /// duplicated or cannot be read one way.
+    BadAuthority(&'static str),
 }
 
 /// The refusals' names: one line per refusal of [`Deny`]'s own; a token's
@@ -102,6 +105,7 @@ refusals! {
     Deny::KeyServiceUnavailable => "key_service_unavailable",
     Deny::MissingCredential => "missing_credential",
     Deny::LookupBudgetExceeded { .. } => "lookup_budget_exceeded",
+    Deny::BadAuthority(_) => "bad_authority",
 }
 
 impl Deny<'_> {
@@ -192,6 +196,7 @@ mod tests {
             Deny::KeyServiceUnavailable,
             Deny::MissingCredential,
             Deny::LookupBudgetExceeded { retry_after_s: 1 },
+            Deny::BadAuthority("x"),
         ]);
         for d in &all {
             match d {
@@ -216,7 +221,8 @@ mod tests {
                 )
                 | Deny::KeyServiceUnavailable
                 | Deny::MissingCredential
-                | Deny::LookupBudgetExceeded { .. } => {}
+                | Deny::LookupBudgetExceeded { .. }
+                | Deny::BadAuthority(_) => {}
             }
         }
         all

@@ -4,6 +4,7 @@
 use crate::cache::{token_key, CacheKey};
 use crate::config::Config;
 use crate::credentials::{self, Census};
+use crate::policy::destination::{request_host, AuthorityError, Destination, Needs};
 use crate::policy::ip;
 use crate::token_source::{self, QueryToken, TokenSource};
 
@@ -43,6 +44,47 @@ pub trait Request {
     fn has_body(&mut self) -> bool {
         false
     }
+    /// The name of the route the host selected for the request (Envoy's
+    /// `xds.route_name`). Read only when a rule matches route names.
+    fn route_name(&mut self) -> Option<String> {
+        None
+    }
+    /// A string value of the selected route's metadata,
+    /// `filter_metadata[filter][key]`. Read only when a rule matches it.
+    fn route_metadata(&mut self, _filter: &str, _key: &str) -> Option<String> {
+        None
+    }
+}
+
+/// The destination facts the rules need ([`Needs`]), and nothing else:
+/// with no host or route condition configured, nothing is read. A host that
+/// is missing, duplicated or cannot be read one way is an error.
+pub(super) fn destination(needs: &Needs, req: &mut dyn Request) -> Result<Destination, AuthorityError> {
+    let mut d = Destination::default();
+    if !needs.any() {
+        return Ok(d);
+    }
+    if needs.host {
+        let (mut authorities, mut hosts) = (Vec::new(), Vec::new());
+        let names = [":authority".to_owned(), "host".to_owned()];
+        req.each_header(&names, &mut |i, v| {
+            if i == 0 {
+                authorities.push(v)
+            } else {
+                hosts.push(v)
+            }
+        });
+        d.host = Some(request_host(&authorities, &hosts)?);
+    }
+    if needs.route_name {
+        d.route_name = req.route_name();
+    }
+    d.metadata = needs
+        .metadata
+        .iter()
+        .map(|k| req.route_metadata(&k.filter, &k.key))
+        .collect();
+    Ok(d)
 }
 
 /// A short, non-reversible fingerprint of a credential for logs: the first

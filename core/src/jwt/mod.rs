@@ -16,6 +16,7 @@ use crate::claim_path::ClaimPath;
 use crate::jwt::keys::{Algorithm, BoundKey, KeyFingerprint, KeySet};
 use crate::policy::scopes::{Grants, RoleHierarchy, ScopeSource};
 
+pub mod discovery;
 pub mod keys;
 mod provider;
 pub mod refresh;

@@ -35,7 +35,11 @@ pub struct Provider {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteJwks {
     pub cluster: String,
+    /// The JWKS's path; with `discovery`, the discovery document's.
     pub path: String,
+    /// `path` is an OpenID Connect discovery document whose `jwks_uri`
+    /// names the JWKS ([`crate::jwt::discovery`]).
+    pub discovery: bool,
     pub authority: String,
     pub timeout_ms: u64,
     pub refresh_interval_s: u64,

@@ -72,8 +72,10 @@ impl RemoteKeys {
     }
 
     /// Marks a fetch as started.
+    /// With discovery, the fetch may be two calls (document, then JWKS).
     pub fn start(&mut self, now_ms: u64, policy: &RemoteJwks) {
-        self.in_flight_until_ms = Some(now_ms.saturating_add(policy.timeout_ms + IN_FLIGHT_GRACE_MS));
+        let calls = if policy.discovery { 2 } else { 1 };
+        self.in_flight_until_ms = Some(now_ms.saturating_add(policy.timeout_ms * calls + IN_FLIGHT_GRACE_MS));
     }
 
     /// What a request with an unknown `kid` (or a provider without keys) may do.
@@ -141,18 +143,7 @@ pub fn parse_response(
     p: &Provider,
 ) -> Result<(KeySet, Vec<SkippedKey>), String> {
     let max = p.remote.as_ref().map_or(0, |r| r.max_response_bytes);
-    match status {
-        Some(200) => {}
-        Some(s) => return Err(format!("status {s}")),
-        None => return Err("no response (timeout, reset or unknown cluster)".into()),
-    }
-    let body = body.unwrap_or_default();
-    if body.len() > max {
-        return Err(format!(
-            "response of {} bytes exceeds max_response_bytes {max}",
-            body.len()
-        ));
-    }
+    let body = ok_body(status, body, max, "response")?;
     let doc: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     let (set, skipped) = parse_jwks(&doc, &p.algorithms, false).map_err(|e| e.0)?;
     if set.is_empty() {
@@ -163,6 +154,29 @@ pub fn parse_response(
         ));
     }
     Ok((set, skipped))
+}
+
+/// The body of a 200 answer of at most `max` bytes (`what`: its name in the
+/// error), as a remote JWKS or a discovery document must be.
+pub(crate) fn ok_body<'b>(
+    status: Option<u16>,
+    body: Option<&'b [u8]>,
+    max: usize,
+    what: &str,
+) -> Result<&'b [u8], String> {
+    match status {
+        Some(200) => {}
+        Some(s) => return Err(format!("status {s}")),
+        None => return Err("no response (timeout, reset or unknown cluster)".into()),
+    }
+    let body = body.unwrap_or_default();
+    if body.len() > max {
+        return Err(format!(
+            "{what} of {} bytes exceeds max_response_bytes {max}",
+            body.len()
+        ));
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

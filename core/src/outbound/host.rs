@@ -63,6 +63,11 @@ pub enum Counter {
     LookupFailed(LookupFailure),
     /// A lookup not made: its client spent its `api_keys.lookup_budget`.
     LookupBudgetExceeded,
+    /// An OpenID Connect discovery document read and accepted.
+    DiscoveryOk,
+    /// A discovery document refused (no answer, bad status, too large,
+    /// malformed, issuer mismatch, a `jwks_uri` not on the configured authority).
+    DiscoveryFailed,
 }
 
 /// The proxy, as the outbound calls use it. Every method is one host call

@@ -44,6 +44,8 @@ impl Outbound {
             let mut due = holds && r.due(now_ms);
             if due {
                 r.start(now_ms, remote);
+                // a scheduled refresh reads the discovery document again
+                self.rediscover(i);
             } else if r.in_flight() && asked {
                 // a request asked for this fetch (unknown kid, or no keys yet)
                 due = true;
@@ -70,7 +72,7 @@ impl Outbound {
 
     /// Sends provider `i`'s fetch. `Err`: it could not be sent (counted and
     /// logged), with the requests that waited for it.
-    fn jwks_send(
+    pub(super) fn jwks_send(
         &mut self,
         host: &mut dyn Host,
         i: usize,
@@ -78,11 +80,12 @@ impl Outbound {
         remote: &RemoteJwks,
         deadline_ms: u64,
     ) -> Result<(), Vec<u32>> {
+        let path = self.fetch_path(i, &remote.path, remote.discovery);
         let call = HttpCall {
             cluster: &remote.cluster,
             authority: &remote.authority,
             method: "GET",
-            path: &remote.path,
+            path: &path,
             headers: &[("accept", "application/json"), ("user-agent", "edge-auth")],
             body: None,
             timeout_ms: remote.timeout_ms,
@@ -156,6 +159,8 @@ impl Outbound {
                         p.name
                     ),
                 );
+                // (with discovery, the next fetch reads the document again)
+                self.rediscover(provider);
                 if let Some(r) = st.remote.get_mut(provider) {
                     r.fail(now_ms, remote);
                 }

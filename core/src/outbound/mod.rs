@@ -16,6 +16,7 @@
 //! never from a request's context: a client that goes away never cancels a
 //! call others wait for.
 
+mod discovery;
 mod host;
 mod jwks_fetch;
 mod lookup;
@@ -117,6 +118,11 @@ pub struct Outbound {
     /// The revocation poll's own rate limit of warnings: a feed that keeps
     /// failing (polled for API keys too) must not silence the lookups' warnings.
     poll_warnings: WarnLimiter,
+    /// The JWKS path the last good discovery document named, by provider
+    /// (`None`: none yet, or to be read again: `discovery`).
+    jwks_paths: Vec<Option<String>>,
+    /// Whether the provider's JWKS call under way asks for its discovery document.
+    discovering: Vec<bool>,
 }
 
 /// Whether the revocation feed is polled: a provider checks revocations, or
@@ -140,6 +146,8 @@ impl Outbound {
             jwks_seq: vec![0; cfg.providers.len()],
             jwks_digest: vec![None; cfg.providers.len()],
             poll_warnings: WarnLimiter::default(),
+            jwks_paths: vec![None; cfg.providers.len()],
+            discovering: vec![false; cfg.providers.len()],
         }
     }
 
@@ -208,6 +216,10 @@ impl Outbound {
                 }
             }
             Purpose::RevocationPoll => self.poll_answered(cfg, st, host, body_size),
+            Purpose::Jwks(provider) if self.discovering(provider) => {
+                let waiters = self.discovery_answered(cfg, st, host, provider, body_size, entry.waiters);
+                wake(&mut wakes, waiters, None);
+            }
             Purpose::Jwks(provider) => {
                 self.jwks_answered(cfg, st, host, provider, body_size);
                 wake(&mut wakes, entry.waiters, None);

@@ -1,7 +1,8 @@
 //! What a rule asks of a request besides its credential: the route table
-//! and path normalisation, browser origins and CORS, client addresses, and
+//! and path normalisation, hosts and Envoy routes, browser origins and CORS, client addresses, and
 //! scopes and roles.
 
+pub mod destination;
 pub mod ip;
 pub mod origin;
 pub mod path;

@@ -13,6 +13,8 @@ pub enum PathMatch {
     /// A plain string prefix, as Envoy's `prefix`: `/api` also matches
     /// `/apiary`; end it with `/` to match one subtree.
     Prefix(String),
+    /// Any path: the rule matches by host or Envoy route instead.
+    Any,
 }
 
 impl PathMatch {
@@ -20,10 +22,12 @@ impl PathMatch {
         match self {
             PathMatch::Exact(p) => path == p,
             PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatch::Any => true,
         }
     }
 }
 
+use crate::policy::destination::{Destination, DestinationMatch, Needs};
 use crate::policy::ip::IpPolicy;
 use crate::policy::origin::{Cors, OriginList};
 use crate::policy::scopes::ScopeRequirement;
@@ -104,11 +108,15 @@ pub struct Rule {
     /// Upper-case methods; empty means any method.
     pub methods: Vec<String>,
     pub policy: Policy,
+    /// Conditions on the host and the Envoy route (none: any).
+    pub destination: DestinationMatch,
 }
 
 impl Rule {
-    fn matches(&self, method: &str, path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| m == method)) && self.path.matches(path)
+    fn matches(&self, method: &str, path: &str, destination: &Destination) -> bool {
+        (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+            && self.path.matches(path)
+            && self.destination.matches(destination)
     }
 }
 
@@ -148,11 +156,19 @@ impl<'a> Selected<'a> {
 pub struct RouteTable {
     rules: Vec<Rule>,
     default: Option<Policy>,
+    needs: Needs,
 }
 
 impl RouteTable {
-    pub fn new(rules: Vec<Rule>, default: Option<Policy>) -> RouteTable {
-        RouteTable { rules, default }
+    /// `needs`: the destination facts the rules' conditions read (the
+    /// metadata indexes in their [`DestinationMatch`]es point into it).
+    pub fn new(rules: Vec<Rule>, default: Option<Policy>, needs: Needs) -> RouteTable {
+        RouteTable { rules, default, needs }
+    }
+
+    /// The facts to gather before [`RouteTable::select_at`].
+    pub fn needs(&self) -> &Needs {
+        &self.needs
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -164,9 +180,16 @@ impl RouteTable {
         self.default.as_ref()
     }
 
-    /// The first rule that matches `method` and the normalised `path`.
+    /// The first rule that matches `method` and the normalised `path`, for
+    /// a request whose destination facts are not needed.
     pub fn select(&self, method: &str, path: &str) -> Selected<'_> {
-        match self.rules.iter().find(|r| r.matches(method, path)) {
+        self.select_at(method, path, &Destination::default())
+    }
+
+    /// The first rule that matches `method`, the normalised `path` and the
+    /// gathered [`RouteTable::needs`]: one pass, first match wins.
+    pub fn select_at(&self, method: &str, path: &str, destination: &Destination) -> Selected<'_> {
+        match self.rules.iter().find(|r| r.matches(method, path, destination)) {
             Some(rule) => Selected::Rule(rule),
             None => self.default.as_ref().map_or(Selected::NoMatch, Selected::Default),
         }
@@ -185,6 +208,7 @@ mod tests {
             path,
             methods: methods.iter().map(|m| m.to_string()).collect(),
             policy: Policy::only(requirement),
+            destination: DestinationMatch::default(),
         }
     }
 
@@ -207,6 +231,7 @@ mod tests {
                 ),
             ],
             default,
+            Needs::default(),
         )
     }
 
