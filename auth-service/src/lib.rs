@@ -16,6 +16,8 @@
 pub mod audit;
 pub mod background;
 pub mod cli;
+pub mod client_limits;
+pub mod clients;
 pub mod db;
 pub mod edge_context;
 pub mod error;

@@ -12,6 +12,9 @@ use crate::vals;
 
 pub use crate::db::SCHEMA_VERSION;
 
+mod clients;
+pub use clients::*;
+
 fn json_list(v: &[String]) -> Result<String> {
     Ok(serde_json::to_string(v)?)
 }
