@@ -815,6 +815,7 @@ pub fn count(c: &mut dyn Conn, table: &str) -> Result<i64> {
         "revocation_events",
         "signing_keys",
         "audit_events",
+        "machine_clients",
     ];
     if !TABLES.contains(&table) {
         return Err(Error::invalid_request(format!("unknown table {table}")));
