@@ -601,7 +601,7 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
         Command::RevokeAll => print(&svc.revoke_all(&ctx)?),
         Command::SigningKey(SigningKeyCommand::Rotate) => print(&svc.rotate_signing_key(&ctx)?),
         Command::SigningKey(SigningKeyCommand::Encrypt) => print(&svc.encrypt_signing_keys(&ctx)?),
-        Command::Client(c) => run_client(&svc, &ctx, c),
+        Command::Client(c) => run_client(svc, &ctx, c),
         Command::Audit {
             limit,
             before,

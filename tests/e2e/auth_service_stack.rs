@@ -468,7 +468,7 @@ fn a_disabled_machine_clients_token_is_refused_at_the_edge_within_a_poll() {
     let token_of = |id: &str, secret: &str| {
         let r = token_request(id, secret);
         assert_eq!(r.status, 200, "{}", r.summary());
-        assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+        assert_eq!(r.header("cache-control"), Some("no-store"));
         let v = r.json();
         assert_eq!(
             (v["token_type"].clone(), v["scope"].clone()),
