@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use edge_auth_e2e::tokens::{claims, jwks, Alg, TestKey};
-use edge_auth_e2e::{wait_until, EchoServer, Envoy, EnvoyOptions, JwksServer};
+use edge_auth_e2e::{EchoServer, Envoy, EnvoyOptions, JwksServer};
 use serde_json::json;
 
 const ISS: &str = "https://idp.shared.e2e";
