@@ -8,7 +8,8 @@
 //!
 //! Layers, each depending only on those below it: `cli`, `runtime` (the threads
 //! that serve) and `http` (the outside), `background`, `service` (the operations),
-//! `revocation`, `keys`, `tokens`, `audit`, `guard`, `validate`, `store` (every SQL
+//! `revocation`, `keys`, `clients` (machine clients, the client-credentials grant),
+//! `client_limits`, `tokens`, `audit`, `guard`, `validate`, `store` (every SQL
 //! statement), `db` (the engines), `model`, `ids`, `error`.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
