@@ -257,11 +257,14 @@ impl Service {
         if !needed {
             return Ok(None);
         }
+        // The clock read again now that the client's row is locked: a token issued
+        // before the lock was taken has an `iat` no later than this (see
+        // `client_credentials`), so the cut-off covers it.
         let cut_off = self.cut_off(
             RevocationKind::Subject,
             Some(&client.client_id),
             Some(&client.tenant),
-            now,
+            self.now().max(now),
         );
         let rb = cut_off.revoked_before;
         store::insert_events(c, &[cut_off], now)?;
@@ -368,7 +371,19 @@ impl Service {
         let detail = json!({"jti": token.jti, "aud": token.audience, "scope": token.scopes,
             "kid": signing.kid, "secret": matched.as_str()});
         let event: NewAudit = ctx.event("client.token", Some(id), SUCCESS, Some(detail), now);
-        self.record(&[event])?;
+        // The token is handed out only if the client is still enabled once its row is
+        // locked: a disable or delete that committed meanwhile is seen (the token is
+        // dropped), and one that comes later waits for this and cuts off from after it.
+        let still_enabled = self.write(|c| {
+            let enabled = store::lock_enabled_client(c, id)?;
+            if enabled {
+                store::insert_audit(c, &event)?;
+            }
+            Ok(enabled)
+        })?;
+        if !still_enabled {
+            return Err(self.client_auth_failure(&ctx, Some(id), "disabled", now));
+        }
         Ok(ClientToken {
             access_token: token.token,
             token_type: "Bearer",

@@ -111,6 +111,16 @@ pub fn disable_client(c: &mut dyn Conn, client_id: &str, now: i64) -> Result<boo
     Ok(n > 0)
 }
 
+/// Locks an enabled client's row until the transaction ends (a disable or delete of it
+/// waits, or is seen). False if the client is disabled or gone.
+pub fn lock_enabled_client(c: &mut dyn Conn, client_id: &str) -> Result<bool> {
+    let n = c.execute(
+        "UPDATE machine_clients SET client_id = client_id WHERE client_id = ?1 AND disabled_at IS NULL",
+        vals![client_id],
+    )?;
+    Ok(n > 0)
+}
+
 /// Deletes a client. False if there was none.
 pub fn delete_client(c: &mut dyn Conn, client_id: &str) -> Result<bool> {
     Ok(c.execute("DELETE FROM machine_clients WHERE client_id = ?1", vals![client_id])? > 0)
