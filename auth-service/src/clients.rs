@@ -8,15 +8,14 @@
 //! secret is hashed and compared with both stored hashes in constant time.
 
 use edge_auth_core::scopes::valid_scope_token;
-use jwt_simple::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::{Error, Result};
 use crate::ids::{hex, is_base32, new_id, random_bytes};
 use crate::model::SigningKeyRow;
-use crate::tokens::{key_pair, TokenConfig, ACCESS_TTL_S};
+use crate::tokens::{self, TokenConfig};
 use crate::validate::MAX_LIST;
 
 /// The prefix of a client id.
@@ -124,27 +123,6 @@ pub fn check_secret(client: &ClientRow, presented: &str, now: i64) -> SecretMatc
     }
 }
 
-/// Audiences: 1 to [`MAX_LIST`] values of printable ASCII without space, `"` or `\`
-/// (what a JWT `aud` and the edge's `audiences` hold), at most 256 bytes each;
-/// duplicates removed, order kept (the first is the default).
-pub fn audiences(list: &[String]) -> Result<Vec<String>> {
-    if list.is_empty() || list.len() > MAX_LIST {
-        return Err(Error::invalid_request(format!("give 1 to {MAX_LIST} audiences")));
-    }
-    let mut out: Vec<String> = Vec::with_capacity(list.len());
-    for a in list {
-        if !valid_scope_token(a) {
-            return Err(Error::invalid_request(format!(
-                "invalid audience {a:?}: 1 to 256 printable ASCII characters without space, '\"' or '\\'"
-            )));
-        }
-        if !out.contains(a) {
-            out.push(a.clone());
-        }
-    }
-    Ok(out)
-}
-
 /// The scopes a token gets: the client's when none are asked for, else those asked for
 /// (RFC 6749 3.3: space-separated scope tokens), each of which the client must have.
 pub fn granted_scopes(client: &ClientRow, requested: Option<&str>) -> Result<Vec<String>> {
@@ -214,10 +192,6 @@ pub struct IssuedClientToken {
     pub exp: i64,
 }
 
-fn ts(secs: i64) -> UnixTimeStamp {
-    UnixTimeStamp::from_secs(u64::try_from(secs).unwrap_or(0))
-}
-
 /// Signs a token for `client` with `key`: `sub` is the client id, so that a subject
 /// cut-off for the client in its tenant revokes every token it was issued.
 pub fn issue_client_token(
@@ -228,36 +202,21 @@ pub fn issue_client_token(
     scopes: Vec<String>,
     now: i64,
 ) -> Result<IssuedClientToken> {
-    let kp = key_pair(key)?;
-    let jti = new_id("")?;
-    let exp = now + ACCESS_TTL_S;
-    let claims = JWTClaims {
-        issued_at: Some(ts(now)),
-        expires_at: Some(ts(exp)),
-        invalid_before: None,
-        audiences: Some(Audiences::AsString(audience.clone())),
-        issuer: Some(cfg.issuer.clone()),
-        subject: Some(client.client_id.clone()),
-        jwt_id: Some(jti.clone()),
-        nonce: None,
-        custom: ClientClaims {
-            tenant: client.tenant.clone(),
-            scope: scopes.join(" "),
-            client_id: client.client_id.clone(),
-            azp: client.client_id.clone(),
-            gty: GRANT_CLAIM.to_owned(),
-        },
+    let custom = ClientClaims {
+        tenant: client.tenant.clone(),
+        scope: scopes.join(" "),
+        client_id: client.client_id.clone(),
+        azp: client.client_id.clone(),
+        gty: GRANT_CLAIM.to_owned(),
     };
-    let token = kp
-        .sign(claims)
-        .map_err(|e| Error::internal(format_args!("signing: {e}")))?;
+    let signed = tokens::sign(key, &cfg.issuer, &client.client_id, &audience, custom, now)?;
     Ok(IssuedClientToken {
-        token,
-        jti,
+        token: signed.token,
+        jti: signed.jti,
         audience,
         scopes,
-        iat: now,
-        exp,
+        iat: signed.iat,
+        exp: signed.exp,
     })
 }
 
@@ -265,6 +224,8 @@ pub fn issue_client_token(
 mod tests {
     use super::*;
     use crate::keys::hash_secret;
+    use crate::tokens::{key_pair, ACCESS_TTL_S};
+    use jwt_simple::prelude::*;
 
     fn client(secret: &str) -> ClientRow {
         ClientRow {
@@ -352,8 +313,10 @@ mod tests {
             granted_audience(&c, Some("API")),
             Err(Error::InvalidTarget(_))
         ));
+        use crate::validate::audiences;
         assert!(audiences(&[]).is_err());
         assert!(audiences(&["a b".into()]).is_err());
+        assert!(audiences(&vec!["a".to_string(); 101]).is_err());
         assert_eq!(audiences(&["x".into(), "x".into()]).unwrap(), vec!["x".to_string()]);
     }
 
@@ -369,7 +332,7 @@ mod tests {
         let pk = key_pair(&key).unwrap().public_key();
         let options = VerificationOptions {
             allowed_audiences: Some(HashSet::from(["billing".to_string()])),
-            artificial_time: Some(ts(1_800_000_010)),
+            artificial_time: Some(UnixTimeStamp::from_secs(1_800_000_010)),
             ..Default::default()
         };
         let claims = pk.verify_token::<ClientClaims>(&t.token, Some(options)).unwrap();

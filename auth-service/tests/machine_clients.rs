@@ -52,10 +52,15 @@ fn basic(id: &str, secret: &str) -> String {
     )
 }
 
+/// A form body from the default peer.
+async fn form(app: &TestApp, body: &str) -> Resp {
+    token_req(app, FORM, body, &[], DEFAULT_PEER).await
+}
+
 /// `client_secret_post` with a form body from the default peer.
 async fn post_token(app: &TestApp, id: &str, secret: &str, extra: &str) -> Resp {
     let body = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}{extra}");
-    token_req(app, FORM, &body, &[], DEFAULT_PEER).await
+    form(app, &body).await
 }
 
 /// Creates a client; returns (client_id, secret, the answer's body).
@@ -308,16 +313,9 @@ async fn hostile_token_requests_are_refused_with_rfc_6749_errors(b: Backend) {
     let long = "x".repeat(300);
     assert_invalid_client(&post_token(&app, &id, &long, "").await, "oversized secret");
     // No credentials at all, or half of them.
-    let r = token_req(&app, FORM, "grant_type=client_credentials", &[], DEFAULT_PEER).await;
+    let r = form(&app, "grant_type=client_credentials").await;
     assert_invalid_client(&r, "no credentials");
-    let r = token_req(
-        &app,
-        FORM,
-        &format!("grant_type=client_credentials&client_id={id}"),
-        &[],
-        DEFAULT_PEER,
-    )
-    .await;
+    let r = form(&app, &format!("grant_type=client_credentials&client_id={id}")).await;
     assert_invalid_client(&r, "no secret");
 
     // Malformed Basic headers.
@@ -379,7 +377,7 @@ async fn hostile_token_requests_are_refused_with_rfc_6749_errors(b: Backend) {
         format!("{good}&grant_type=client_credentials"),
         format!("{good}&audience=a&audience={AUDIENCE}"),
     ] {
-        let r = token_req(&app, FORM, &dup, &[], DEFAULT_PEER).await;
+        let r = form(&app, &dup).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", &dup);
     }
     let dup_json = format!(
@@ -389,30 +387,16 @@ async fn hostile_token_requests_are_refused_with_rfc_6749_errors(b: Backend) {
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", "JSON duplicate");
 
     // Wrong grant, no grant, wrong content type, a body too large.
-    let r = token_req(
-        &app,
-        FORM,
-        &good.replace("client_credentials", "password"),
-        &[],
-        DEFAULT_PEER,
-    )
-    .await;
+    let r = form(&app, &good.replace("client_credentials", "password")).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "unsupported_grant_type", "password grant");
-    let r = token_req(
-        &app,
-        FORM,
-        &good.replace("grant_type=client_credentials&", ""),
-        &[],
-        DEFAULT_PEER,
-    )
-    .await;
+    let r = form(&app, &good.replace("grant_type=client_credentials&", "")).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", "no grant_type");
     for ct in ["text/plain", "multipart/form-data; boundary=x", "application/xml"] {
         let r = token_req(&app, ct, &good, &[], DEFAULT_PEER).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", ct);
     }
     let big = format!("{good}&pad={}", "a".repeat(5000));
-    let r = token_req(&app, FORM, &big, &[], DEFAULT_PEER).await;
+    let r = form(&app, &big).await;
     assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "request_too_large", "oversized body");
 
     // Authenticated, but asking for more than it has.

@@ -140,7 +140,7 @@ impl Service {
                 secret_hash: keys::hash_secret(&secret),
                 previous_secret_hash: None,
                 previous_secret_deadline: None,
-                audiences: clients::audiences(&req.audiences)?,
+                audiences: validate::audiences(&req.audiences)?,
                 scopes: validate::scopes(&req.scopes)?,
                 ip_allowlist: req.ip_allowlist.as_deref().map(validate::ip_allowlist).transpose()?,
                 created_at: now,
