@@ -63,6 +63,12 @@ async fn post_token(app: &TestApp, id: &str, secret: &str, extra: &str) -> Resp 
     form(app, &body).await
 }
 
+/// `POST /admin/v1/clients/{id}/rotate` with `body`.
+async fn rotate(app: &TestApp, id: &str, body: Option<Value>) -> Resp {
+    app.admin(Method::POST, &format!("/admin/v1/clients/{id}/rotate"), body)
+        .await
+}
+
 /// Creates a client; returns (client_id, secret, the answer's body).
 async fn create_client(app: &TestApp, tenant: &str, body: Value) -> (String, String, Value) {
     let r = app
@@ -171,24 +177,12 @@ async fn clients_are_managed_through_the_admin_api_and_audited(b: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
-    let r = app
-        .admin(
-            Method::POST,
-            &format!("/admin/v1/clients/{id}/rotate"),
-            Some(json!({"grace_s": 60})),
-        )
-        .await;
+    let r = rotate(&app, &id, Some(json!({"grace_s": 60}))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let rotated = r.body["client_secret"].as_str().unwrap().to_owned();
     assert_ne!(rotated, secret);
     assert_eq!(r.body["previous_secret_deadline"], T0 + 60);
-    let r = app
-        .admin(
-            Method::POST,
-            &format!("/admin/v1/clients/{id}/rotate"),
-            Some(json!({"grace_s": -1})),
-        )
-        .await;
+    let r = rotate(&app, &id, Some(json!({"grace_s": -1}))).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = app
         .admin(Method::POST, &format!("/admin/v1/clients/{id}/disable"), None)
@@ -456,13 +450,7 @@ async fn a_rotated_secret_works_until_its_deadline(b: Backend) {
     let app = TestApp::on(b);
     app.create_tenant("acme").await;
     let (id, old) = billing_client(&app).await;
-    let r = app
-        .admin(
-            Method::POST,
-            &format!("/admin/v1/clients/{id}/rotate"),
-            Some(json!({"grace_s": 60})),
-        )
-        .await;
+    let r = rotate(&app, &id, Some(json!({"grace_s": 60}))).await;
     let new = r.body["client_secret"].as_str().unwrap().to_owned();
 
     app.clock.set(T0 + 59);
@@ -479,17 +467,9 @@ async fn a_rotated_secret_works_until_its_deadline(b: Backend) {
     assert_eq!(view.body["previous_secret_deadline"], Value::Null);
 
     // Rotating again drops the secret rotated out before, at once.
-    let r = app
-        .admin(
-            Method::POST,
-            &format!("/admin/v1/clients/{id}/rotate"),
-            Some(json!({"grace_s": 600})),
-        )
-        .await;
+    let r = rotate(&app, &id, Some(json!({"grace_s": 600}))).await;
     let newest = r.body["client_secret"].as_str().unwrap().to_owned();
-    let r = app
-        .admin(Method::POST, &format!("/admin/v1/clients/{id}/rotate"), None)
-        .await;
+    let r = rotate(&app, &id, None).await;
     assert_eq!(r.body["previous_secret_deadline"], T0 + 60 + 86_400, "a day by default");
     assert_invalid_client(&post_token(&app, &id, &new, "").await, "two rotations ago");
     assert_eq!(post_token(&app, &id, &newest, "").await.status, StatusCode::OK);
@@ -530,9 +510,7 @@ async fn disabled_and_deleted_clients_are_refused_and_cut_off_in_the_feed(b: Bac
         .admin(Method::POST, &format!("/admin/v1/clients/{id}/disable"), None)
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = app
-        .admin(Method::POST, &format!("/admin/v1/clients/{id}/rotate"), None)
-        .await;
+    let r = rotate(&app, &id, None).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(app.feed(Some(&cursor)).await["subjects"], json!([]));
 
