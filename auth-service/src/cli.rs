@@ -28,8 +28,8 @@ use crate::logging;
 use crate::runtime::{self, Threads};
 use crate::secrets::KeyRing;
 use crate::service::{
-    AuditQuery, KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest, TenantUpdate,
-    DEFAULT_GRACE_S,
+    AuditQuery, ClientRequest, KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest,
+    TenantUpdate, DEFAULT_GRACE_S,
 };
 use crate::store::AuditFilter;
 use crate::tokens::TokenConfig;
@@ -200,6 +200,9 @@ pub enum Command {
     },
     /// Apply the schema migrations and exit (replicas also migrate when they start).
     Migrate,
+    /// Machine clients (the client-credentials grant of POST /oauth/token).
+    #[command(subcommand)]
+    Client(ClientCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -304,6 +307,42 @@ pub enum SigningKeyCommand {
     /// Seal every signing key with EDGE_AUTH_SIGNING_KEK (keys in clear, and keys sealed
     /// with EDGE_AUTH_SIGNING_KEK_PREVIOUS).
     Encrypt,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a machine client; its secret is printed this once only.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// An audience its tokens may be for (repeatable, at least one; the first is the default).
+        #[arg(long = "audience", required = true)]
+        audiences: Vec<String>,
+        /// A scope it may ask for (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Its own allowed address or CIDR (repeatable); none = the tenant's list.
+        #[arg(long = "ip")]
+        ips: Vec<String>,
+    },
+    /// List a tenant's clients (metadata only).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Show a client (metadata only).
+    Show { client_id: String },
+    /// Give a client a new secret (printed this once); the current one stays valid for
+    /// the grace period.
+    Rotate {
+        client_id: String,
+        #[arg(long, default_value_t = DEFAULT_GRACE_S)]
+        grace_s: i64,
+    },
+    /// Disable a client: no more tokens, and the edges refuse those it has within a poll.
+    Disable { client_id: String },
+    /// Delete a client (its tokens are refused as when disabled).
+    Delete { client_id: String },
 }
 
 /// A bearer token from the environment, and the previous one during a rollover.
@@ -563,6 +602,7 @@ fn admin_command(svc: &Service, command: Command) -> Result<(), Failure> {
         Command::RevokeAll => print(&svc.revoke_all(&ctx)?),
         Command::SigningKey(SigningKeyCommand::Rotate) => print(&svc.rotate_signing_key(&ctx)?),
         Command::SigningKey(SigningKeyCommand::Encrypt) => print(&svc.encrypt_signing_keys(&ctx)?),
+        Command::Client(c) => run_client(svc, &ctx, c),
         Command::Audit {
             limit,
             before,
@@ -765,6 +805,31 @@ fn run_server(db: DbConfig, args: ServeArgs, base: Options) -> Result<(), String
         rt.shutdown_timeout(grace.min(secs(1)));
     }
     out
+}
+
+fn run_client(svc: &Service, ctx: &Ctx, command: ClientCommand) -> Result<(), Failure> {
+    match command {
+        ClientCommand::Create {
+            tenant,
+            audiences,
+            scopes,
+            ips,
+        } => {
+            let req = ClientRequest {
+                audiences,
+                scopes,
+                ip_allowlist: (!ips.is_empty()).then_some(ips),
+            };
+            print(&svc.create_client(ctx, &tenant, req)?)
+        }
+        ClientCommand::List { tenant } => print(&json!({ "clients": svc.list_clients(&tenant)? })),
+        ClientCommand::Show { client_id } => print(&svc.get_client(&client_id)?),
+        ClientCommand::Rotate { client_id, grace_s } => {
+            print(&svc.rotate_client_secret(ctx, &client_id, RotateRequest { grace_s })?)
+        }
+        ClientCommand::Disable { client_id } => print(&svc.disable_client(ctx, &client_id)?),
+        ClientCommand::Delete { client_id } => print(&svc.delete_client(ctx, &client_id)?),
+    }
 }
 
 /// A listening socket on `addr`, served by `rt`.

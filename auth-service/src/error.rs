@@ -56,6 +56,16 @@ pub enum Error {
     SigningKeySealed(String),
     /// Anything else. The detail went to the log when the error was made.
     Internal,
+    /// `POST /oauth/token`: an unknown or disabled client, a wrong or missing secret
+    /// (RFC 6749 5.2).
+    InvalidClient,
+    /// `POST /oauth/token`: an authenticated client that may not have a token from here
+    /// (its address is outside its allowlist).
+    UnauthorizedClient(String),
+    /// `POST /oauth/token`: a `grant_type` other than `client_credentials`.
+    UnsupportedGrantType,
+    /// `POST /oauth/token`: an `audience` that is not one of the client's (RFC 8707's code).
+    InvalidTarget(String),
 }
 
 impl Error {
@@ -73,6 +83,10 @@ impl Error {
 
     pub fn invalid_token(description: impl Into<String>) -> Error {
         Error::InvalidToken(description.into())
+    }
+
+    pub fn invalid_target(description: impl Into<String>) -> Error {
+        Error::InvalidTarget(description.into())
     }
 
     pub fn not_found(description: impl Into<String>) -> Error {
@@ -117,6 +131,10 @@ impl Error {
             Error::SchemaTooNew { .. } => "schema_too_new",
             Error::SigningKeySealed(_) => "signing_key_sealed",
             Error::Internal => "internal_error",
+            Error::InvalidClient => "invalid_client",
+            Error::UnauthorizedClient(_) => "unauthorized_client",
+            Error::UnsupportedGrantType => "unsupported_grant_type",
+            Error::InvalidTarget(_) => "invalid_target",
         }
     }
 
@@ -129,7 +147,9 @@ impl Error {
             | Error::InvalidToken(d)
             | Error::NotFound(d)
             | Error::Conflict(d)
-            | Error::Unavailable(d) => d.clone(),
+            | Error::Unavailable(d)
+            | Error::UnauthorizedClient(d)
+            | Error::InvalidTarget(d) => d.clone(),
             Error::Unauthenticated(Credential::Admin) => {
                 "a valid admin token is required (Authorization: Bearer)".to_owned()
             }
@@ -155,6 +175,8 @@ impl Error {
                  (EDGE_AUTH_SIGNING_KEK, or EDGE_AUTH_SIGNING_KEK_PREVIOUS while rotating)"
             ),
             Error::Internal => "internal error".to_owned(),
+            Error::InvalidClient => "client authentication failed".to_owned(),
+            Error::UnsupportedGrantType => "grant_type must be client_credentials".to_owned(),
         }
     }
 }

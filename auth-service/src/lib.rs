@@ -8,7 +8,8 @@
 //!
 //! Layers, each depending only on those below it: `cli`, `runtime` (the threads
 //! that serve) and `http` (the outside), `background`, `service` (the operations),
-//! `revocation`, `keys`, `tokens`, `audit`, `guard`, `validate`, `store` (every SQL
+//! `revocation`, `keys`, `clients` (machine clients, the client-credentials grant),
+//! `client_limits`, `tokens`, `audit`, `guard`, `validate`, `store` (every SQL
 //! statement), `db` (the engines), `model`, `ids`, `error`.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -16,6 +17,8 @@
 pub mod audit;
 pub mod background;
 pub mod cli;
+pub mod client_limits;
+pub mod clients;
 pub mod db;
 pub mod edge_context;
 pub mod error;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::audit::{Ctx, FAILURE, SUCCESS};
+use crate::client_limits::ClientLimits;
 use crate::db::{Conn, Database, DbConfig};
 use crate::edge_context::EdgeContext;
 use crate::error::{Credential, Error, Result};
@@ -179,6 +180,9 @@ pub struct SubjectRequest {
     pub subject: String,
 }
 
+mod machine;
+pub use machine::{ClientCredentials, ClientRequest, ClientToken, ClientView, CreatedClient};
+
 // ----------------------------------------------------------------- responses
 
 /// Key metadata: never the raw key or its hash.
@@ -317,7 +321,12 @@ fn parse_audit_cursor(s: &str) -> Result<(i64, i64)> {
 /// Whether `peer` may use `key`: its own allowlist, or its tenant's when it has none;
 /// an empty list admits any address, an unknown or unparsable peer none.
 fn address_allowed(key: &ApiKeyRow, tenant: &Tenant, peer: Option<&str>) -> bool {
-    let list = key.ip_allowlist.as_deref().unwrap_or(&tenant.ip_allowlist);
+    allowlist_admits(key.ip_allowlist.as_deref().unwrap_or(&tenant.ip_allowlist), peer)
+}
+
+/// Whether `list` admits `peer`: an empty list admits any address, an unknown or
+/// unparsable peer none.
+fn allowlist_admits(list: &[String], peer: Option<&str>) -> bool {
     if list.is_empty() {
         return true;
     }
@@ -399,6 +408,8 @@ pub struct Service {
     pub usage: KeyUsage,
     api_key_lookups: AtomicU64,
     revocation_polls: AtomicU64,
+    /// Failed client authentications per client id (the token endpoint).
+    pub client_limits: ClientLimits,
 }
 
 fn with_expiry(expires_in_s: Option<i64>, now: i64) -> Result<Option<i64>> {
@@ -450,6 +461,7 @@ impl Service {
             feed_leeway_s: options.feed_leeway_s.max(0),
             keks: options.keks,
             key_tags: options.key_tags,
+            client_limits: ClientLimits::new(options.guard.clone()),
             guard: AuthGuard::new(options.guard),
             metrics: Metrics::new(),
             usage: KeyUsage::new(),

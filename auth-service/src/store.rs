@@ -12,6 +12,9 @@ use crate::vals;
 
 pub use crate::db::SCHEMA_VERSION;
 
+mod clients;
+pub use clients::*;
+
 fn json_list(v: &[String]) -> Result<String> {
     Ok(serde_json::to_string(v)?)
 }
@@ -815,6 +818,7 @@ pub fn count(c: &mut dyn Conn, table: &str) -> Result<i64> {
         "revocation_events",
         "signing_keys",
         "audit_events",
+        "machine_clients",
     ];
     if !TABLES.contains(&table) {
         return Err(Error::invalid_request(format!("unknown table {table}")));

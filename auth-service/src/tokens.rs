@@ -118,6 +118,25 @@ pub fn issue_access_token(
     session: &SessionRow,
     now: i64,
 ) -> Result<IssuedAccessToken> {
+    let custom = AccessClaims {
+        tenant: session.tenant.clone(),
+        scope: session.scopes.join(" "),
+        roles: session.roles.clone(),
+        sid: session.sid.clone(),
+    };
+    sign(key, &cfg.issuer, &session.subject, &cfg.audience, custom, now)
+}
+
+/// Signs a token with `key` for `subject` and `audience`, issued at `now` for
+/// [`ACCESS_TTL_S`], with a new `jti` and the claims `custom`.
+pub fn sign<C: Serialize + serde::de::DeserializeOwned>(
+    key: &SigningKeyRow,
+    issuer: &str,
+    subject: &str,
+    audience: &str,
+    custom: C,
+    now: i64,
+) -> Result<IssuedAccessToken> {
     let kp = key_pair(key)?;
     let jti = base_jti()?;
     let exp = now + ACCESS_TTL_S;
@@ -125,17 +144,12 @@ pub fn issue_access_token(
         issued_at: Some(ts(now)),
         expires_at: Some(ts(exp)),
         invalid_before: None,
-        audiences: Some(Audiences::AsString(cfg.audience.clone())),
-        issuer: Some(cfg.issuer.clone()),
-        subject: Some(session.subject.clone()),
+        audiences: Some(Audiences::AsString(audience.to_owned())),
+        issuer: Some(issuer.to_owned()),
+        subject: Some(subject.to_owned()),
         jwt_id: Some(jti.clone()),
         nonce: None,
-        custom: AccessClaims {
-            tenant: session.tenant.clone(),
-            scope: session.scopes.join(" "),
-            roles: session.roles.clone(),
-            sid: session.sid.clone(),
-        },
+        custom,
     };
     let token = kp
         .sign(claims)

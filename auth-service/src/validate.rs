@@ -45,6 +45,16 @@ pub fn scopes(list: &[String]) -> Result<Vec<String>> {
     tokens(list, "scope")
 }
 
+/// Audiences (a machine client's, its tokens' `aud`): 1 to [`MAX_LIST`], each as a scope
+/// token (printable ASCII without space, `"` or `\`, as the edge's `audiences` hold them);
+/// duplicates removed, order kept (the first is the default).
+pub fn audiences(list: &[String]) -> Result<Vec<String>> {
+    if list.is_empty() {
+        return Err(Error::invalid_request("give at least one audience"));
+    }
+    tokens(list, "audience")
+}
+
 /// Role names: as scopes (what the edge accepts as a role name, and no `"` or `\`).
 pub fn roles(list: &[String]) -> Result<Vec<String>> {
     tokens(list, "role")

@@ -899,3 +899,52 @@ fn output_to_a_closed_pipe_ends_quietly() {
         assert!(!err.contains("panicked") && !err.contains("failed printing"), "{err}");
     }
 }
+
+/// Machine clients from the command line: created (secret printed once), listed without
+/// it, rotated, disabled (with its cut-off in the feed) and deleted, each audited.
+#[test]
+fn machine_clients_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    json_out(&run(&db, &["tenant", "create", "acme"]));
+    let c = json_out(&run(
+        &db,
+        &[
+            "client",
+            "create",
+            "--tenant",
+            "acme",
+            "--audience",
+            "billing-api",
+            "--scope",
+            "billing:read",
+            "--ip",
+            "10.0.0.0/8",
+        ],
+    ));
+    let id = c["client_id"].as_str().unwrap().to_owned();
+    let secret = c["client_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("cs_"));
+    assert_eq!(c["audiences"], json!(["billing-api"]));
+    assert_eq!(c["ip_allowlist"], json!(["10.0.0.0/8"]));
+    assert!(
+        !run(&db, &["client", "create", "--tenant", "acme"]).status.success(),
+        "an audience is required"
+    );
+    let list = run(&db, &["client", "list", "--tenant", "acme"]);
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(text.contains(&id) && !text.contains(&secret), "{text}");
+    let r = json_out(&run(&db, &["client", "rotate", &id, "--grace-s", "30"]));
+    assert_ne!(r["client_secret"], json!(secret));
+    assert!(r["previous_secret_deadline"].is_i64());
+    let d = json_out(&run(&db, &["client", "disable", &id]));
+    assert_eq!(d["status"], "disabled");
+    let s = json_out(&run(&db, &["client", "show", &id]));
+    assert_eq!(s["status"], "disabled");
+    let x = json_out(&run(&db, &["client", "delete", &id]));
+    assert_eq!(x["deleted"], true);
+    assert!(!run(&db, &["client", "show", &id]).status.success());
+    let audit = json_out(&run(&db, &["audit", "--action", "client.disable"]));
+    assert_eq!(audit["events"][0]["actor"], "cli");
+    assert_eq!(audit["events"][0]["target"], json!(id));
+}

@@ -137,7 +137,7 @@ fn sessions_from_the_service_are_verified_at_the_edge() {
 }
 
 /// An edge whose user routes take the service's tokens, checked against its feed (polled
-/// every second, stale after 3 s); `/v1/` passes to the service.
+/// every second, stale after 3 s); `/v1/` and `/oauth/token` pass to the service.
 fn revoking_edge(svc: &AuthService) -> Envoy {
     let config = json!({
         "auth_service": {"cluster": "auth", "token_env": "E2E_SERVICE_TOKEN", "timeout_ms": 500,
@@ -149,6 +149,7 @@ fn revoking_edge(svc: &AuthService) -> Envoy {
         }],
         "rules": [
             {"name": "sdk", "match": {"prefix": "/v1/"}, "public": true},
+            {"name": "oauth", "match": {"path": "/oauth/token", "methods": ["POST"]}, "public": true},
             {"name": "user", "match": {"prefix": "/api/"}, "jwt": {"providers": ["svc"]}}
         ]
     });
@@ -436,4 +437,80 @@ fn the_service_takes_the_edges_signed_word_for_the_client_address() {
         ("x-edge-auth-signature", &format!("v1={}", "0".repeat(64))),
     ]);
     assert_eq!(r.status, 401, "forged context: {}", r.summary());
+}
+
+/// Issue 16: a machine client obtains a token from the service's `/oauth/token` through
+/// the edge (client credentials); the edge accepts it like any token of the service
+/// (`sub` = the client id, the tenant claim); once the client is disabled, the subject
+/// cut-off the service publishes for the client id in its tenant makes every worker
+/// refuse the token within a poll, while another client's token still passes.
+#[test]
+fn a_disabled_machine_clients_token_is_refused_at_the_edge_within_a_poll() {
+    let svc = start_service();
+    svc.tenant("acme", &[], &[]);
+    let client = || {
+        let r = svc.admin(
+            "/admin/v1/tenants/acme/clients",
+            json!({"audiences": ["e2e-app"], "scopes": ["billing:run"]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.summary());
+        let v = r.json();
+        let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        (text("client_id"), text("client_secret"))
+    };
+    let ((job, job_secret), (other, other_secret)) = (client(), client());
+    let envoy = revoking_edge(&svc);
+    let token_request = |id: &str, secret: &str| {
+        let body = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}&scope=billing%3Arun");
+        let headers = [("content-type", "application/x-www-form-urlencoded")];
+        envoy.request("POST", "/oauth/token", &headers, body)
+    };
+    let token_of = |id: &str, secret: &str| {
+        let r = token_request(id, secret);
+        assert_eq!(r.status, 200, "{}", r.summary());
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        let v = r.json();
+        assert_eq!(
+            (v["token_type"].clone(), v["scope"].clone()),
+            (json!("Bearer"), json!("billing:run"))
+        );
+        v["access_token"].as_str().unwrap_or_default().to_owned()
+    };
+    let (token, other_token) = (token_of(&job, &job_secret), token_of(&other, &other_secret));
+    let claims = edge_auth_e2e::tokens::decode_unverified(&token)
+        .map(|(_, c)| c)
+        .unwrap_or_default();
+    assert_eq!(claims["sub"], json!(job));
+    assert_eq!(claims["gty"], "client-credentials");
+    let status = |t: &str| user_call(&envoy, t).status;
+    let within = Duration::from_secs(5);
+    assert!(
+        edge_auth_e2e::settles(within, || status(&token) == 404),
+        "the edge accepts the machine token"
+    );
+    assert!(edge_auth_e2e::settles(within, || status(&other_token) == 404));
+
+    let r = svc.admin(&format!("/admin/v1/clients/{job}/disable"), json!({}));
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let t = std::time::Instant::now();
+    assert!(
+        edge_auth_e2e::settles(within, || status(&token) == 401),
+        "the disabled client's token is refused at every worker within a poll"
+    );
+    eprintln!(
+        "disabled client's token refused at every worker after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        user_call(&envoy, &token).json()["error_description"],
+        "the token has been revoked"
+    );
+    assert!(
+        edge_auth_e2e::settles(within, || status(&other_token) == 404),
+        "another client is untouched"
+    );
+    let again = token_request(&job, &job_secret);
+    assert_eq!(again.status, 401, "{}", again.summary());
+    assert_eq!(again.json()["error"], "invalid_client");
+    assert!(envoy.stat("wasmcustom.edge_auth.denied.revoked") >= 1);
 }

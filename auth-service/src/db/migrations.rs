@@ -148,7 +148,26 @@ const SQLITE: &[&str] = &[
     ALTER TABLE revocation_events_4 RENAME TO revocation_events;
     CREATE INDEX revocation_events_expires ON revocation_events(expires_at);
     "#,
-    // 5: key tags (contract 1.4): the id of the key-tag secret that tagged a key;
+    // 5: machine clients (the client-credentials grant, `clients`). Only SHA-256s of
+    // their secrets are stored; during a rotation the previous secret's hash stays valid
+    // until its deadline.
+    r#"
+    CREATE TABLE machine_clients (
+        client_id                TEXT PRIMARY KEY,
+        tenant                   TEXT NOT NULL REFERENCES tenants(name),
+        secret_hash              TEXT NOT NULL,   -- SHA-256 of the secret; the secret is never stored
+        previous_secret_hash     TEXT,            -- the rotated-out secret's, valid until the deadline
+        previous_secret_deadline INTEGER,
+        audiences                TEXT NOT NULL,   -- JSON array
+        scopes                   TEXT NOT NULL,   -- JSON array
+        ip_allowlist             TEXT,            -- JSON array, NULL = the tenant's
+        created_at               INTEGER NOT NULL,
+        rotated_at               INTEGER,
+        disabled_at              INTEGER          -- NULL: enabled
+    );
+    CREATE INDEX machine_clients_tenant ON machine_clients(tenant);
+    "#,
+    // 6: key tags (contract 1.4): the id of the key-tag secret that tagged a key;
     // NULL for a key minted without one.
     r#"
     ALTER TABLE api_keys ADD COLUMN tag_secret_id TEXT;
@@ -265,6 +284,23 @@ const POSTGRES: &[&str] = &[
         CHECK (kind IN ('jti', 'session', 'subject', 'global', 'tenant', 'key', 'key_tenant', 'key_global'));
     "#,
     // 5: as SQLite's 5.
+    r#"
+    CREATE TABLE machine_clients (
+        client_id                TEXT PRIMARY KEY,
+        tenant                   TEXT NOT NULL REFERENCES tenants(name),
+        secret_hash              TEXT NOT NULL,
+        previous_secret_hash     TEXT,
+        previous_secret_deadline BIGINT,
+        audiences                TEXT NOT NULL,
+        scopes                   TEXT NOT NULL,
+        ip_allowlist             TEXT,
+        created_at               BIGINT NOT NULL,
+        rotated_at               BIGINT,
+        disabled_at              BIGINT
+    );
+    CREATE INDEX machine_clients_tenant ON machine_clients(tenant);
+    "#,
+    // 6: as SQLite's 6.
     r#"
     ALTER TABLE api_keys ADD COLUMN tag_secret_id TEXT;
     "#,

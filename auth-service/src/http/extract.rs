@@ -72,7 +72,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Route {
 
 /// The request body, read within the body timeout and the size limit.
 async fn read_body(req: Request, st: &AppState) -> Result<(HeaderMap, Bytes)> {
-    let limit = st.http.max_body_bytes;
+    read_body_within(req, st, st.http.max_body_bytes).await
+}
+
+/// [`read_body`] with a size limit of its own.
+pub(super) async fn read_body_within(req: Request, st: &AppState, limit: usize) -> Result<(HeaderMap, Bytes)> {
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers

@@ -8,6 +8,7 @@
 
 mod extract;
 mod gate;
+mod oauth;
 mod observe;
 mod server;
 
@@ -134,7 +135,12 @@ impl AppState {
 /// The HTTP status of a domain error.
 pub fn status_of(e: &Error) -> StatusCode {
     match e {
-        Error::InvalidRequest(_) | Error::InvalidScope(_) => StatusCode::BAD_REQUEST,
+        Error::InvalidRequest(_)
+        | Error::InvalidScope(_)
+        | Error::UnauthorizedClient(_)
+        | Error::UnsupportedGrantType
+        | Error::InvalidTarget(_) => StatusCode::BAD_REQUEST,
+        Error::InvalidClient => StatusCode::UNAUTHORIZED,
         Error::InvalidGrant(_) | Error::InvalidToken(_) | Error::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         Error::IpNotAllowed => StatusCode::FORBIDDEN,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -164,6 +170,12 @@ impl IntoResponse for Error {
                     Credential::ApiKey => "ApiKey realm=\"edge-auth-service\"",
                 };
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(scheme));
+            }
+            Error::InvalidClient => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"edge-auth-service\""),
+                );
             }
             // The rest of the body may never come: do not read it.
             Error::RequestTimeout | Error::TooLarge(_) => {
@@ -655,13 +667,24 @@ pub fn router_for(state: AppState, api: Api) -> Router {
         .route("/admin/v1/revoke-all", post(revoke_all))
         .route("/admin/v1/signing-keys/rotate", post(rotate_signing_key))
         .route("/admin/v1/audit", get(audit_events))
+        .route(
+            "/admin/v1/tenants/{tenant}/clients",
+            post(oauth::create_client).get(oauth::list_clients),
+        )
+        .route(
+            "/admin/v1/clients/{client_id}",
+            get(oauth::get_client).delete(oauth::delete_client),
+        )
+        .route("/admin/v1/clients/{client_id}/rotate", post(oauth::rotate_client))
+        .route("/admin/v1/clients/{client_id}/disable", post(oauth::disable_client))
         .route_layer(token(Credential::Admin));
     let public = open
         .route("/metrics", get(metrics))
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/refresh", post(refresh_session))
         .route("/v1/sessions/logout", post(logout))
-        .route("/v1/subjects/logout-everywhere", post(logout_everywhere));
+        .route("/v1/subjects/logout-everywhere", post(logout_everywhere))
+        .route("/oauth/token", post(oauth::token));
     let routes = admin.merge(public);
     let routes = if api == Api::All {
         routes.merge(internal)
