@@ -461,4 +461,28 @@ fn drop_in_snippet_refuses_without_a_token_allows_with_one_and_exports_every_das
         );
     }
     assert!(missing.is_empty(), "not in /stats/prometheus: {missing:#?}");
+
+    // And the reverse for refusals: every reason the filter counts is drawn, so a new
+    // refusal cannot be left off the dashboard (the two shadow counters that stay at zero,
+    // bad_path and bad_authority, are refused in shadow too, and not drawn).
+    let queried: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+    let undrawn: Vec<&String> = exported
+        .iter()
+        .filter(|n| n.starts_with("edge_auth_denied_") || n.starts_with("edge_auth_shadow_denied_"))
+        .filter(|n| {
+            !matches!(
+                n.as_str(),
+                "edge_auth_shadow_denied_bad_path" | "edge_auth_shadow_denied_bad_authority"
+            )
+        })
+        .filter(|n| !queried.contains(*n))
+        .collect();
+    assert!(
+        exported.iter().any(|n| n.starts_with("edge_auth_shadow_denied_")),
+        "no shadow counters exported: {exported:?}"
+    );
+    assert!(
+        undrawn.is_empty(),
+        "refusal counters the dashboard does not draw: {undrawn:#?}"
+    );
 }
