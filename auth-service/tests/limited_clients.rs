@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use common::*;
-use edge_auth_service::guard::GuardConfig;
 use edge_auth_service::http::{serve, serve_api, Api, AppState, HttpConfig, Secret};
-use edge_auth_service::service::Options;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
@@ -77,23 +75,9 @@ async fn served(app: &TestApp) -> SocketAddr {
     addr
 }
 
-fn strict() -> TestApp {
-    TestApp::with_options(
-        Backend::Sqlite,
-        Options {
-            guard: GuardConfig {
-                burst: 3,
-                per_s: 0.5,
-                ..GuardConfig::default()
-            },
-            ..Options::default()
-        },
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limited_client_gets_429_before_routing_and_valid_tokens_still_pass() {
-    let app = strict();
+    let app = TestApp::strict(Backend::Sqlite);
     app.create_tenant("acme").await;
     let (_, raw_key) = app.create_key("acme", "svc", &[], None).await;
     let addr = served(&app).await;
@@ -204,7 +188,7 @@ async fn a_limited_client_gets_429_before_routing_and_valid_tokens_still_pass() 
 /// The limit recovers at its rate: a limited client that waits may fail (401) again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limited_client_recovers_at_the_refill_rate() {
-    let app = strict();
+    let app = TestApp::strict(Backend::Sqlite);
     let addr = served(&app).await;
     let wrong = [("authorization", "Bearer wrong")];
     for _ in 0..3 {
@@ -273,7 +257,7 @@ fn metric(text: &str, series: &str) -> u64 {
 /// addresses are served on both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limited_client_is_not_served_on_the_public_listener() {
-    let app = strict();
+    let app = TestApp::strict(Backend::Sqlite);
     let public = served_as(&app, Api::Public, Duration::from_secs(2)).await;
     let edge = served_as(&app, Api::Edge, Duration::from_secs(2)).await;
     let (limited, other) = ("127.0.0.2", "127.0.0.3");
@@ -365,7 +349,7 @@ async fn a_limited_client_is_not_served_on_the_public_listener() {
 /// one failing authentication, on every listener; others are not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_heads_count_against_their_client() {
-    let app = strict();
+    let app = TestApp::strict(Backend::Sqlite);
     let addr = served(&app).await;
     let huge = format!("/admin/v1/keys/{}/revoke", "a".repeat(60_000));
     let request = format!("GET {huge} HTTP/1.1\r\nhost: x\r\n\r\n");

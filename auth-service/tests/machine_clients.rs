@@ -13,8 +13,6 @@ use axum::http::{Method, Request, StatusCode};
 use base64::Engine;
 use common::*;
 use edge_auth_service::clients::ClientClaims;
-use edge_auth_service::guard::GuardConfig;
-use edge_auth_service::service::Options;
 use edge_auth_service::{store, tokens, Clock};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
@@ -534,22 +532,8 @@ async fn disabled_and_deleted_clients_are_refused_and_cut_off_in_the_feed(b: Bac
     assert_invalid_client(&post_token(&app, &id, &secret, "").await, "deleted after disabled");
 }
 
-fn strict(b: Backend) -> TestApp {
-    TestApp::with_options(
-        b,
-        Options {
-            guard: GuardConfig {
-                burst: 3,
-                per_s: 0.5,
-                ..GuardConfig::default()
-            },
-            ..Options::default()
-        },
-    )
-}
-
 async fn failed_client_authentication_is_limited_per_address_and_per_client(b: Backend) {
-    let app = strict(b);
+    let app = TestApp::strict(b);
     app.create_tenant("acme").await;
     let (id, secret) = billing_client(&app).await;
     let (other, other_secret) = billing_client(&app).await;

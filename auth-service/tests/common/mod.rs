@@ -18,6 +18,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use edge_auth_service::db::{DbConfig, Location};
+use edge_auth_service::guard::GuardConfig;
 use edge_auth_service::http::{router, AppState, Secret};
 use edge_auth_service::service::{ManualClock, Options, Service};
 use edge_auth_service::store;
@@ -143,6 +144,22 @@ impl TestApp {
 
     pub fn on(backend: Backend) -> TestApp {
         TestApp::with_options(backend, Options::default())
+    }
+
+    /// An app whose failed-credential allowance is small (a burst of 3, one more
+    /// every 2 s), for the tests of what happens when it runs out.
+    pub fn strict(backend: Backend) -> TestApp {
+        TestApp::with_options(
+            backend,
+            Options {
+                guard: GuardConfig {
+                    burst: 3,
+                    per_s: 0.5,
+                    ..GuardConfig::default()
+                },
+                ..Options::default()
+            },
+        )
     }
 
     pub fn with_options(backend: Backend, options: Options) -> TestApp {
