@@ -439,6 +439,19 @@ fn the_service_takes_the_edges_signed_word_for_the_client_address() {
     assert_eq!(r.status, 401, "forged context: {}", r.summary());
 }
 
+/// A new machine client of tenant `acme` (audience `e2e-app`, scope `billing:run`):
+/// `(client_id, client_secret)`.
+fn machine_client(svc: &AuthService) -> (String, String) {
+    let r = svc.admin(
+        "/admin/v1/tenants/acme/clients",
+        json!({"audiences": ["e2e-app"], "scopes": ["billing:run"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.summary());
+    let v = r.json();
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    (text("client_id"), text("client_secret"))
+}
+
 /// Issue 16: a machine client obtains a token from the service's `/oauth/token` through
 /// the edge (client credentials); the edge accepts it like any token of the service
 /// (`sub` = the client id, the tenant claim); once the client is disabled, the subject
@@ -448,16 +461,7 @@ fn the_service_takes_the_edges_signed_word_for_the_client_address() {
 fn a_disabled_machine_clients_token_is_refused_at_the_edge_within_a_poll() {
     let svc = start_service();
     svc.tenant("acme", &[], &[]);
-    let client = || {
-        let r = svc.admin(
-            "/admin/v1/tenants/acme/clients",
-            json!({"audiences": ["e2e-app"], "scopes": ["billing:run"]}),
-        );
-        assert_eq!(r.status, 201, "{}", r.summary());
-        let v = r.json();
-        let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-        (text("client_id"), text("client_secret"))
-    };
+    let client = || machine_client(&svc);
     let ((job, job_secret), (other, other_secret)) = (client(), client());
     let envoy = revoking_edge(&svc);
     let token_request = |id: &str, secret: &str| {
@@ -525,16 +529,7 @@ fn the_edge_tells_machine_clients_from_users() {
     const CONTEXT_KEY: &str = "e2e-context-key-0123456789abcdef0123";
     let svc = start_service();
     svc.tenant("acme", &[], &[]);
-    let client = || {
-        let r = svc.admin(
-            "/admin/v1/tenants/acme/clients",
-            json!({"audiences": ["e2e-app"], "scopes": ["billing:run"]}),
-        );
-        assert_eq!(r.status, 201, "{}", r.summary());
-        let v = r.json();
-        let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-        (text("client_id"), text("client_secret"))
-    };
+    let client = || machine_client(&svc);
     let ((job, job_secret), (other, _)) = (client(), client());
     let (key, _) = svc.key("acme", json!({"subject": "svc-web", "scopes": []}));
     let echo = edge_auth_e2e::EchoServer::start();
