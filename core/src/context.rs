@@ -34,9 +34,11 @@ const MAX_PREFIX_LEN: usize = 64;
 /// The identity the edge established for a request.
 #[derive(Debug, Clone, Copy)]
 pub struct Identity<'a> {
-    /// How the request authenticated: `"jwt"` or `"api_key"`.
+    /// How the request authenticated: `"jwt"`, `"client"` (a machine
+    /// client's token) or `"api_key"`.
     pub method: &'a str,
-    /// The principal: the token's `sub`, or the API key's subject.
+    /// The principal: the token's `sub` (a machine's: its client id), or
+    /// the API key's subject.
     pub subject: &'a str,
     /// The tenant, when the credential names one.
     pub tenant: Option<&'a str>,

@@ -65,6 +65,11 @@ pub fn error_of(d: Deny<'_>) -> (u32, &'static str, &'static str) {
             "too_many_requests",
             "too many new API keys from this client: retry later",
         ),
+        Deny::CallerNotAllowed => (
+            403,
+            "caller_not_allowed",
+            "this resource is not open to this kind of caller or client",
+        ),
     }
 }
 
@@ -110,7 +115,8 @@ pub fn reply(d: Deny<'_>, realm: &str) -> Reply {
         | Deny::OriginNotAllowed
         | Deny::PreflightWithBody
         | Deny::RevocationUnavailable
-        | Deny::KeyServiceUnavailable => {}
+        | Deny::KeyServiceUnavailable
+        | Deny::CallerNotAllowed => {}
         Deny::LookupBudgetExceeded { retry_after_s } => headers.push(("retry-after", retry_after_s.to_string())),
     }
     headers.push(("content-type", "application/json".into()));
@@ -197,6 +203,7 @@ mod tests {
         for (d, code) in [
             (Deny::IpNotAllowed, "ip_not_allowed"),
             (Deny::OriginNotAllowed, "origin_not_allowed"),
+            (Deny::CallerNotAllowed, "caller_not_allowed"),
         ] {
             let r = reply(d, "e");
             assert_eq!(r.status, 403);

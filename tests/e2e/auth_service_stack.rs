@@ -439,6 +439,19 @@ fn the_service_takes_the_edges_signed_word_for_the_client_address() {
     assert_eq!(r.status, 401, "forged context: {}", r.summary());
 }
 
+/// A new machine client of tenant `acme` (audience `e2e-app`, scope `billing:run`):
+/// `(client_id, client_secret)`.
+fn machine_client(svc: &AuthService) -> (String, String) {
+    let r = svc.admin(
+        "/admin/v1/tenants/acme/clients",
+        json!({"audiences": ["e2e-app"], "scopes": ["billing:run"]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.summary());
+    let v = r.json();
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    (text("client_id"), text("client_secret"))
+}
+
 /// Issue 16: a machine client obtains a token from the service's `/oauth/token` through
 /// the edge (client credentials); the edge accepts it like any token of the service
 /// (`sub` = the client id, the tenant claim); once the client is disabled, the subject
@@ -448,16 +461,7 @@ fn the_service_takes_the_edges_signed_word_for_the_client_address() {
 fn a_disabled_machine_clients_token_is_refused_at_the_edge_within_a_poll() {
     let svc = start_service();
     svc.tenant("acme", &[], &[]);
-    let client = || {
-        let r = svc.admin(
-            "/admin/v1/tenants/acme/clients",
-            json!({"audiences": ["e2e-app"], "scopes": ["billing:run"]}),
-        );
-        assert_eq!(r.status, 201, "{}", r.summary());
-        let v = r.json();
-        let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-        (text("client_id"), text("client_secret"))
-    };
+    let client = || machine_client(&svc);
     let ((job, job_secret), (other, other_secret)) = (client(), client());
     let envoy = revoking_edge(&svc);
     let token_request = |id: &str, secret: &str| {
@@ -513,4 +517,85 @@ fn a_disabled_machine_clients_token_is_refused_at_the_edge_within_a_poll() {
     assert_eq!(again.status, 401, "{}", again.summary());
     assert_eq!(again.json()["error"], "invalid_client");
     assert!(envoy.stat("wasmcustom.edge_auth.denied.revoked") >= 1);
+}
+
+/// Issue 16 part 2: the edge tells machines from users. A machine client's token from the
+/// service's `/oauth/token` reaches a machine-only route (upstream sees `method: client`
+/// and the client id, signed), is refused on a user-only route and on a route for
+/// another client; a user's session token is refused on the machine route and passes
+/// the user route.
+#[test]
+fn the_edge_tells_machine_clients_from_users() {
+    const CONTEXT_KEY: &str = "e2e-context-key-0123456789abcdef0123";
+    let svc = start_service();
+    svc.tenant("acme", &[], &[]);
+    let client = || machine_client(&svc);
+    let ((job, job_secret), (other, _)) = (client(), client());
+    let (key, _) = svc.key("acme", json!({"subject": "svc-web", "scopes": []}));
+    let echo = edge_auth_e2e::EchoServer::start();
+    let config = json!({
+        "context": {"signing_key_env": "E2E_CONTEXT_KEY"},
+        "providers": [{
+            "name": "svc", "issuer": format!("http://127.0.0.1:{}", svc.port), "audiences": ["e2e-app"],
+            "algorithms": ["ES256"],
+            "remote_jwks": {"cluster": "auth", "path": "/.well-known/jwks.json", "min_refetch_interval_s": 1}
+        }],
+        "rules": [
+            {"name": "jobs", "match": {"prefix": "/jobs/"}, "jwt": {"providers": ["svc"], "caller": "machine"}},
+            {"name": "billing", "match": {"prefix": "/billing/"}, "jwt": {"providers": ["svc"], "clients": [other]}},
+            {"name": "users", "match": {"prefix": "/me/"}, "jwt": {"providers": ["svc"], "caller": "user"}}
+        ]
+    });
+    let opts = EnvoyOptions::new(config, echo.port())
+        .cluster("auth", svc.port)
+        .env("E2E_CONTEXT_KEY", CONTEXT_KEY);
+    let envoy = Envoy::start(opts).unwrap_or_else(|e| panic!("{e}"));
+
+    // the tokens, straight from the service
+    let direct = |path: &str, headers: &[(&str, &str)], body: String| {
+        edge_auth_e2e::http::request(("127.0.0.1", svc.port), "POST", path, headers, body)
+    };
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let body = format!("grant_type=client_credentials&client_id={job}&client_secret={job_secret}");
+    let r = direct("/oauth/token", &form, body);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let machine = r.json()["access_token"].as_str().unwrap_or_default().to_owned();
+    let session = [("x-api-key", key.as_str()), ("content-type", "application/json")];
+    let r = direct("/v1/sessions", &session, json!({"subject": "user-123"}).to_string());
+    assert_eq!(r.status, 201, "{}", r.summary());
+    let user = r.json()["access_token"].as_str().unwrap_or_default().to_owned();
+
+    let call = |path: &str, token: &str| envoy.get(path, &[("authorization", &format!("Bearer {token}"))]);
+    let r = call("/jobs/run", &machine);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let echoed = r.json();
+    use edge_auth_e2e::servers::echoed_header;
+    assert_eq!(echoed_header(&echoed, "x-edge-auth-method").as_deref(), Some("client"));
+    assert_eq!(echoed_header(&echoed, "x-edge-auth-subject"), Some(job.clone()));
+    assert!(
+        echoed_header(&echoed, "x-edge-auth-tenant").is_some(),
+        "the tenant claim goes too"
+    );
+    edge_auth_e2e::context::verify_echoed(&echoed, CONTEXT_KEY.as_bytes(), "GET")
+        .unwrap_or_else(|e| panic!("the signature does not verify: {e}"));
+
+    let refused = |path: &str, token: &str| {
+        let r = call(path, token);
+        assert_eq!(r.status, 403, "{path}: {}", r.summary());
+        let v = r.json();
+        assert_eq!(v["error"], "caller_not_allowed", "{path}");
+        assert!(!r.text().contains(token), "the token is not echoed");
+    };
+    refused("/me/profile", &machine);
+    refused("/billing/run", &machine);
+    refused("/jobs/run", &user);
+    let r = call("/me/profile", &user);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let echoed = r.json();
+    assert_eq!(echoed_header(&echoed, "x-edge-auth-method").as_deref(), Some("jwt"));
+    assert_eq!(
+        echoed_header(&echoed, "x-edge-auth-subject").as_deref(),
+        Some("user-123")
+    );
+    assert!(envoy.stat("wasmcustom.edge_auth.denied.caller_not_allowed") >= 3);
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::claim_path::RawClaimPath;
 use crate::jwt::keys::{parse_jwks, Algorithm, BoundKey, KeyFamily, KeySet};
 use crate::jwt::{ClaimHeader, Provider, RemoteJwks, RequiredClaim};
+use crate::policy::caller::MachineTokens;
 use crate::policy::scopes::ScopeSource;
 use crate::token_source::TokenSource;
 
@@ -53,6 +54,21 @@ pub(super) struct RawProvider {
     pub(super) role_claim: Option<RawClaimPath>,
     #[serde(default)]
     pub(super) check_revocation: bool,
+    #[serde(default)]
+    pub(super) machine_tokens: Option<RawMachineTokens>,
+}
+
+/// A provider's `machine_tokens`; an absent field takes the default that
+/// fits Auth0 and the reference service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMachineTokens {
+    #[serde(default)]
+    pub(super) claim: Option<RawClaimPath>,
+    #[serde(default)]
+    pub(super) equals: Option<String>,
+    #[serde(default)]
+    pub(super) client_id_claim: Option<RawClaimPath>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,7 +314,28 @@ pub(super) fn compile_provider(
         forward_token: p.forward_token,
         scopes,
         check_revocation: p.check_revocation,
+        machine_tokens: compile_machine_tokens(p.machine_tokens.as_ref(), &format!("{at}.machine_tokens"))?,
     })
+}
+
+/// A provider's `machine_tokens`, each field defaulting to Auth0's and the
+/// reference service's (`gty` equal to `"client-credentials"`, client id in `azp`).
+fn compile_machine_tokens(raw: Option<&RawMachineTokens>, at: &str) -> Result<MachineTokens, ConfigError> {
+    let mut m = MachineTokens::default();
+    let Some(raw) = raw else { return Ok(m) };
+    if let Some(c) = &raw.claim {
+        m.claim = claim_path(c, format!("{at}.claim"))?;
+    }
+    if let Some(e) = &raw.equals {
+        if e.is_empty() {
+            return Err(err(format!("{at}.equals"), "must not be empty"));
+        }
+        m.equals = e.clone();
+    }
+    if let Some(c) = &raw.client_id_claim {
+        m.client_id_claim = claim_path(c, format!("{at}.client_id_claim"))?;
+    }
+    Ok(m)
 }
 
 pub(super) fn allowed_alg(name: &str, allowed: &[Algorithm], at: &str) -> Result<Algorithm, ConfigError> {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::claim_path::RawClaimPath;
 use crate::jwt::Provider;
+use crate::policy::caller::CallerRequirement;
 use crate::policy::destination::Needs;
 use crate::policy::ip::{IpList, IpPolicy};
 use crate::policy::origin::{Cors, OriginList};
@@ -197,6 +198,49 @@ pub(super) struct RawMatch {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawJwtRequirement {
     pub(super) providers: Vec<String>,
+    #[serde(default)]
+    pub(super) caller: Option<CallerKind>,
+    #[serde(default)]
+    pub(super) clients: Option<Vec<String>>,
+}
+
+/// `jwt.caller`: the kind of caller a rule's token must speak for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum CallerKind {
+    Machine,
+    User,
+}
+
+/// A rule's `jwt.caller` and `jwt.clients`. `clients` implies a machine
+/// token, so `caller: "user"` beside it could never be met.
+fn compile_caller(j: &RawJwtRequirement, at: &str) -> Result<Option<CallerRequirement>, ConfigError> {
+    match (j.caller, &j.clients) {
+        (None, None) => Ok(None),
+        (Some(CallerKind::User), None) => Ok(Some(CallerRequirement::User)),
+        (Some(CallerKind::Machine), None) => Ok(Some(CallerRequirement::AnyMachine)),
+        (Some(CallerKind::User), Some(_)) => Err(err(
+            format!("{at}.clients"),
+            "clients are machine clients: a rule with \"caller\": \"user\" cannot list them",
+        )),
+        (_, Some(list)) => {
+            if list.is_empty() {
+                return Err(err(format!("{at}.clients"), "list at least one client id"));
+            }
+            for (j, c) in list.iter().enumerate() {
+                if c.is_empty() || c.chars().any(char::is_control) {
+                    return Err(err(
+                        format!("{at}.clients[{j}]"),
+                        "a client id is a non-empty string without control characters",
+                    ));
+                }
+                if list[..j].contains(c) {
+                    return Err(err(format!("{at}.clients[{j}]"), format!("\"{c}\" is listed twice")));
+                }
+            }
+            Ok(Some(CallerRequirement::Clients(list.clone())))
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -554,12 +598,17 @@ fn compile_policy(
         }
         Some(sc) => Some(compile_scopes(sc, &format!("{at}.scopes"))?),
     };
+    let caller = match r.jwt {
+        Some(j) => compile_caller(j, &format!("{at}.jwt"))?,
+        None => None,
+    };
     Ok(Policy {
         requirement,
         origin,
         ip,
         scopes,
         shadow: shadow(r.mode, at, warnings),
+        caller,
     })
 }
 

@@ -12,6 +12,7 @@ use crate::jwt::keys::{KeyFingerprint, KeySet};
 use crate::jwt::refresh::OnDemand;
 use crate::jwt::shared_tokens::{self, Entry};
 use crate::jwt::{self, Inspected, JwtError, Provider};
+use crate::policy::caller::Caller;
 use crate::policy::scopes::Grants;
 use crate::token_source::TokenSource;
 
@@ -83,7 +84,7 @@ pub(super) fn with_token<'c>(
     let mut allowed = allow(cx, providers, token, census);
     if let (Some(ctx), Some(t)) = (&cfg.context, &allowed.token) {
         let upstream_path = allowed.path.as_deref().unwrap_or(cx.attempt.path);
-        allowed.context = context_headers(ctx, t, cx.attempt.method, upstream_path, cx.attempt.now_ms / 1000);
+        allowed.context = context_headers(ctx, cfg, t, cx.attempt.method, upstream_path, cx.attempt.now_ms / 1000);
     }
     Outcome {
         cache: Some(hit),
@@ -93,10 +94,26 @@ pub(super) fn with_token<'c>(
 }
 
 /// The identity headers of a JWT request.
-fn context_headers(ctx: &Context, t: &VerifiedToken, method: &str, path: &str, now: u64) -> Vec<(String, String)> {
+/// A machine's token says `method: client` and its client id as the subject.
+fn context_headers(
+    ctx: &Context,
+    cfg: &Config,
+    t: &VerifiedToken,
+    method: &str,
+    path: &str,
+    now: u64,
+) -> Vec<(String, String)> {
+    let caller = cfg
+        .providers
+        .get(t.provider)
+        .map(|p| p.machine_tokens.classify(&t.claims));
+    let (auth_method, subject) = match caller {
+        Some(Caller::Machine(client)) => ("client", client),
+        _ => ("jwt", t.claims.str("sub").unwrap_or_default()),
+    };
     let id = Identity {
-        method: "jwt",
-        subject: t.claims.str("sub").unwrap_or_default(),
+        method: auth_method,
+        subject,
         tenant: t.claims.str_at(&ctx.tenant_claim),
         scopes: t.grants.as_slice(),
         key_id: None,
@@ -134,6 +151,15 @@ fn after_authentication<'c>(cx: &Ctx<'c, '_>, token: &VerifiedToken) -> Option<D
             .is_some_and(|list| list.matches(origin))
         {
             return Some(Deny::OriginNotAllowed);
+        }
+    }
+    if let Some(required) = &policy.caller {
+        let caller = cfg
+            .providers
+            .get(token.provider)
+            .map(|p| p.machine_tokens.classify(&token.claims));
+        if !caller.is_some_and(|c| required.admits(c)) {
+            return Some(Deny::CallerNotAllowed);
         }
     }
     match &policy.scopes {

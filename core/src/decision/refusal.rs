@@ -69,6 +69,10 @@ pub enum Deny<'c> {
     /// Some rule matches hosts, and the request's `:authority` is missing,
     /// duplicated or cannot be read one way.
     BadAuthority(&'static str),
+    /// The token is valid but speaks for the wrong kind of caller (a user
+    /// on a machine rule, a machine on a user rule, a client not in the
+    /// rule's `jwt.clients`, or a token that is neither): 403.
+    CallerNotAllowed,
 }
 
 /// The refusals' names: one line per refusal of [`Deny`]'s own; a token's
@@ -106,6 +110,7 @@ refusals! {
     Deny::MissingCredential => "missing_credential",
     Deny::LookupBudgetExceeded { .. } => "lookup_budget_exceeded",
     Deny::BadAuthority(_) => "bad_authority",
+    Deny::CallerNotAllowed => "caller_not_allowed",
 }
 
 impl Deny<'_> {
@@ -197,6 +202,7 @@ mod tests {
             Deny::MissingCredential,
             Deny::LookupBudgetExceeded { retry_after_s: 1 },
             Deny::BadAuthority("x"),
+            Deny::CallerNotAllowed,
         ]);
         for d in &all {
             match d {
@@ -222,7 +228,8 @@ mod tests {
                 | Deny::KeyServiceUnavailable
                 | Deny::MissingCredential
                 | Deny::LookupBudgetExceeded { .. }
-                | Deny::BadAuthority(_) => {}
+                | Deny::BadAuthority(_)
+                | Deny::CallerNotAllowed => {}
             }
         }
         all

@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use crate::claim_path::ClaimPath;
 use crate::jwt::keys::{Algorithm, KeySet};
+use crate::policy::caller::MachineTokens;
 use crate::policy::scopes::ScopeSource;
 use crate::token_source::TokenSource;
 
@@ -29,6 +30,8 @@ pub struct Provider {
     pub scopes: ScopeSource,
     /// Whether its tokens are checked against the auth service's revocation feed.
     pub check_revocation: bool,
+    /// How its machine tokens are told from users' (`machine_tokens`).
+    pub machine_tokens: MachineTokens,
 }
 
 /// Where and how to fetch a provider's JWKS.

@@ -2,6 +2,7 @@
 //! and path normalisation, hosts and Envoy routes, browser origins and CORS, client addresses, and
 //! scopes and roles.
 
+pub mod caller;
 pub mod destination;
 pub mod ip;
 pub mod origin;

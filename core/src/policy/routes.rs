@@ -27,6 +27,7 @@ impl PathMatch {
     }
 }
 
+use crate::policy::caller::CallerRequirement;
 use crate::policy::destination::{Destination, DestinationMatch, Needs};
 use crate::policy::ip::IpPolicy;
 use crate::policy::origin::{Cors, OriginList};
@@ -68,6 +69,9 @@ pub struct Policy {
     /// Report-only (`"mode": "shadow"`): every check runs and is counted,
     /// and a refusal lets the request through without identity.
     pub shadow: bool,
+    /// `jwt.caller` / `jwt.clients`: who a token must speak for (a token
+    /// branch only; an API key is not asked).
+    pub caller: Option<CallerRequirement>,
 }
 
 impl Policy {
@@ -79,6 +83,7 @@ impl Policy {
             ip: None,
             scopes: None,
             shadow: false,
+            caller: None,
         }
     }
 }
