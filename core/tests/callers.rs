@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Attempt, Deny, Outcome, Request, State, Verdict};
+use edge_auth_core::decision::{decide, Attempt, Deny, Outcome, State, Verdict};
 use edge_auth_core::jwt::JwtError;
 use hmac::{Hmac, Mac};
 use jwt_simple::prelude::*;
@@ -104,20 +104,6 @@ fn token_over(payload: &str) -> String {
     format!("{input}.{}", b64(&mac.finalize().into_bytes()))
 }
 
-struct Req(HashMap<&'static str, String>);
-
-impl Request for Req {
-    fn header(&mut self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
-    fn forwarded_for(&mut self) -> Option<String> {
-        None
-    }
-    fn peer(&mut self) -> Option<String> {
-        Some("192.0.2.1:40000".into())
-    }
-}
-
 fn send<'c>(cfg: &'c Config, path: &str, headers: HashMap<&'static str, String>) -> Outcome<'c> {
     let attempt = Attempt {
         method: "GET",
@@ -126,7 +112,7 @@ fn send<'c>(cfg: &'c Config, path: &str, headers: HashMap<&'static str, String>)
         may_await: true,
         answer: None,
     };
-    decide(cfg, &mut State::new(cfg), &attempt, &mut Req(headers))
+    decide(cfg, &mut State::new(cfg), &attempt, &mut common::HeaderRequest(headers))
 }
 
 fn run<'c>(cfg: &'c Config, path: &str, jwt: &str) -> Outcome<'c> {

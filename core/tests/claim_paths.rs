@@ -11,7 +11,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use std::collections::HashMap;
 
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Attempt, Deny, Outcome, Request, State, Verdict};
+use edge_auth_core::decision::{decide, Attempt, Deny, Outcome, State, Verdict};
 use edge_auth_core::jwt::JwtError;
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
@@ -76,20 +76,6 @@ fn token(claims: Value) -> String {
         .unwrap()
 }
 
-struct Req(HashMap<&'static str, String>);
-
-impl Request for Req {
-    fn header(&mut self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
-    fn forwarded_for(&mut self) -> Option<String> {
-        None
-    }
-    fn peer(&mut self) -> Option<String> {
-        Some("192.0.2.1:40000".into())
-    }
-}
-
 fn run<'c>(cfg: &'c Config, path: &str, claims: Value, origin: Option<&str>) -> Outcome<'c> {
     let mut headers = HashMap::from([("authorization", format!("Bearer {}", token(claims)))]);
     if let Some(o) = origin {
@@ -102,7 +88,7 @@ fn run<'c>(cfg: &'c Config, path: &str, claims: Value, origin: Option<&str>) -> 
         may_await: true,
         answer: None,
     };
-    decide(cfg, &mut State::new(cfg), &attempt, &mut Req(headers))
+    decide(cfg, &mut State::new(cfg), &attempt, &mut common::HeaderRequest(headers))
 }
 
 fn denial<'c>(o: &Outcome<'c>) -> Deny<'c> {

@@ -247,12 +247,6 @@ fn fresh_key() -> String {
     format!("sk_{}", sha256_hex(&seed))
 }
 
-/// Whether `check` holds for several answers in a row (two workers, each
-/// with its own state), polled until `timeout`.
-fn settles(timeout: Duration, check: impl Fn() -> bool) -> bool {
-    edge_auth_e2e::settles(timeout, check)
-}
-
 /// Sleeps until the wall clock (the edge's clock too) reaches unix second `t`.
 fn sleep_until_unix(t: u64) {
     let deadline = std::time::UNIX_EPOCH + Duration::from_secs(t);
@@ -395,7 +389,7 @@ fn a_stopped_service_fails_closed_and_the_edge_recovers_when_it_returns() {
     let svc = AuthService::start_at(port, dir);
     let ok = || get_with(&envoy, "/x", &key, &[]).status == 200;
     assert!(
-        settles(Duration::from_secs(10), ok),
+        edge_auth_e2e::settles(Duration::from_secs(10), ok),
         "the key passes once the service is back"
     );
     let r = get_with(&envoy, "/x", &unknown, &[]);
@@ -907,7 +901,7 @@ fn the_breaker_opens_after_repeated_failures_and_closes_when_the_service_answers
     fake.set_default(Reply::json(200, &valid_answer("svc-breaker")));
     let passes = || get_with(&envoy, "/back", &fresh_key(), &[]).status == 200;
     assert!(
-        settles(Duration::from_secs(8), passes),
+        edge_auth_e2e::settles(Duration::from_secs(8), passes),
         "new keys pass once open_s is over"
     );
     // the breaker opened before `opened_by`: open_s later, a probe has closed it for every worker
@@ -1344,7 +1338,7 @@ fn a_client_flooding_new_keys_is_held_to_its_lookup_budget_and_others_are_not() 
     );
 
     // its cached key keeps working, on every worker, without a lookup
-    assert!(settles(Duration::from_secs(5), || get_with(
+    assert!(edge_auth_e2e::settles(Duration::from_secs(5), || get_with(
         &s.envoy, "/x", &key, &flooder
     )
     .status

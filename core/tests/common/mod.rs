@@ -1,7 +1,9 @@
 //! Helpers shared by the core's integration tests.
 #![allow(dead_code)]
 
-use edge_auth_core::decision::{Allow, Deny, Outcome, Verdict};
+use std::collections::HashMap;
+
+use edge_auth_core::decision::{Allow, Deny, Outcome, Request, Verdict};
 use jwt_simple::prelude::JWTClaims;
 use serde_json::Value;
 
@@ -34,5 +36,20 @@ pub fn denied<'c>(o: &Outcome<'c>) -> Deny<'c> {
     match &o.verdict {
         Verdict::Deny(d) => *d,
         other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+/// A request that is only its headers, from a fixed peer with no X-Forwarded-For.
+pub struct HeaderRequest(pub HashMap<&'static str, String>);
+
+impl Request for HeaderRequest {
+    fn header(&mut self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+    fn forwarded_for(&mut self) -> Option<String> {
+        None
+    }
+    fn peer(&mut self) -> Option<String> {
+        Some("192.0.2.1:40000".into())
     }
 }
