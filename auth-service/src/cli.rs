@@ -343,6 +343,8 @@ pub enum ClientCommand {
     Disable { client_id: String },
     /// Delete a client (its tokens are refused as when disabled).
     Delete { client_id: String },
+    /// Enable a disabled client: it gets tokens again; those it had stay refused.
+    Enable { client_id: String },
 }
 
 /// A bearer token from the environment, and the previous one during a rollover.
@@ -829,6 +831,7 @@ fn run_client(svc: &Service, ctx: &Ctx, command: ClientCommand) -> Result<(), Fa
         }
         ClientCommand::Disable { client_id } => print(&svc.disable_client(ctx, &client_id)?),
         ClientCommand::Delete { client_id } => print(&svc.delete_client(ctx, &client_id)?),
+        ClientCommand::Enable { client_id } => print(&svc.enable_client(ctx, &client_id)?),
     }
 }
 

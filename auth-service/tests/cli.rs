@@ -941,6 +941,22 @@ fn machine_clients_are_managed_from_the_command_line() {
     assert_eq!(d["status"], "disabled");
     let s = json_out(&run(&db, &["client", "show", &id]));
     assert_eq!(s["status"], "disabled");
+    // Enabled again once the second of the disabling has passed (refused within it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let e = loop {
+        let out = run(&db, &["client", "enable", &id]);
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break json_out(&out);
+        }
+        assert!(String::from_utf8_lossy(&out.stderr).contains("disabled this second"));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(e["status"], "active");
+    let audit = json_out(&run(&db, &["audit", "--action", "client.enable"]));
+    let events = audit["events"].as_array().unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e["outcome"] == "success" && e["target"] == json!(id)));
     let x = json_out(&run(&db, &["client", "delete", &id]));
     assert_eq!(x["deleted"], true);
     assert!(!run(&db, &["client", "show", &id]).status.success());

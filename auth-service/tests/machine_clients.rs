@@ -24,6 +24,8 @@ backends!(
     a_rotated_secret_works_until_its_deadline,
     disabled_and_deleted_clients_are_refused_and_cut_off_in_the_feed,
     failed_client_authentication_is_limited_per_address_and_per_client,
+    a_disabled_client_enabled_again_gets_new_tokens_and_its_old_ones_stay_cut_off,
+    enabling_what_cannot_be_enabled_is_refused_or_changes_nothing,
 );
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -607,4 +609,158 @@ async fn failed_client_authentication_is_limited_per_address_and_per_client(b: B
     assert_eq!(count(&format!("client:{other}")), 5, "{rows:?}");
     assert!(rows.len() <= 10, "bounded: {}", rows.len());
     assert!(!serde_json::to_string(&events).unwrap().contains("cs_wrong"));
+}
+
+/// `POST /admin/v1/clients/{id}/{action}` (no body).
+async fn client_action(app: &TestApp, id: &str, action: &str) -> Resp {
+    app.admin(Method::POST, &format!("/admin/v1/clients/{id}/{action}"), None)
+        .await
+}
+
+async fn a_disabled_client_enabled_again_gets_new_tokens_and_its_old_ones_stay_cut_off(b: Backend) {
+    let app = TestApp::on(b);
+    app.create_tenant("acme").await;
+    let (id, secret) = billing_client(&app).await;
+    let r = post_token(&app, &id, &secret, "").await;
+    let old = verify(&app, r.body["access_token"].as_str().unwrap(), AUDIENCE);
+    let cursor = app.feed(None).await["cursor"].as_str().unwrap().to_owned();
+
+    app.clock.advance(5);
+    assert_eq!(client_action(&app, &id, "disable").await.status, StatusCode::OK);
+    let cut_off = json!([{"subject": id, "tenant": "acme", "revoked_before": T0 + 6}]);
+    assert_eq!(app.feed(Some(&cursor)).await["subjects"], cut_off);
+    // In the second of the disabling, a new token would still be covered by the cut-off.
+    let r = client_action(&app, &id, "enable").await;
+    assert_error(
+        &r,
+        StatusCode::CONFLICT,
+        "conflict",
+        "enabled in the second it was disabled",
+    );
+    assert_invalid_client(&post_token(&app, &id, &secret, "").await, "still disabled");
+
+    app.clock.advance(1);
+    let r = client_action(&app, &id, "enable").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["status"], "active");
+    assert_eq!(r.body["disabled_at"], Value::Null);
+    // The cut-off is not undone: still in the snapshot, and nothing new is published.
+    let snapshot = app.feed(None).await;
+    assert_eq!(snapshot["subjects"], cut_off);
+    let head = app.feed(Some(&cursor)).await;
+    assert_eq!(head["subjects"], cut_off, "the increment since before the disabling");
+    // The old token is covered by it (iat < revoked_before); a new one is not.
+    assert!(old.issued_at.unwrap().as_secs() < (T0 + 6) as u64);
+    let r = post_token(&app, &id, &secret, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let new = verify(&app, r.body["access_token"].as_str().unwrap(), AUDIENCE);
+    assert_eq!(new.issued_at.unwrap().as_secs(), (T0 + 6) as u64);
+
+    // Audited in the client's tenant, with the cut-off that stays.
+    let events = app.audit().await;
+    let e = events
+        .iter()
+        .find(|e| e["action"] == "client.enable" && e["outcome"] == "success")
+        .expect("client.enable");
+    assert_eq!(e["tenant"], "acme");
+    assert_eq!(e["target"], id.as_str());
+    assert_eq!(e["detail"]["already_enabled"], false);
+    assert_eq!(e["detail"]["revoked_before"], T0 + 6);
+    assert!(events
+        .iter()
+        .any(|e| e["action"] == "client.enable" && e["outcome"] == "failure"));
+
+    // Disabled again later: a new cut-off, covering the new token too.
+    app.clock.advance(10);
+    assert_eq!(client_action(&app, &id, "disable").await.status, StatusCode::OK);
+    let subjects = app.feed(None).await["subjects"].clone();
+    assert_eq!(
+        subjects,
+        json!([{"subject": id, "tenant": "acme", "revoked_before": T0 + 17}])
+    );
+    assert!(new.issued_at.unwrap().as_secs() < (T0 + 17) as u64);
+}
+
+async fn enabling_what_cannot_be_enabled_is_refused_or_changes_nothing(b: Backend) {
+    let app = TestApp::on(b);
+    app.create_tenant("acme").await;
+    app.create_tenant("globex").await;
+    let (id, secret) = billing_client(&app).await;
+    let (theirs, _, _) = create_client(&app, "globex", json!({"audiences": [AUDIENCE]})).await;
+    app.clock.advance(2);
+    assert_eq!(client_action(&app, &theirs, "disable").await.status, StatusCode::OK);
+    let cursor = app.feed(None).await["cursor"].as_str().unwrap().to_owned();
+
+    // An enabled client, twice: unchanged, nothing published.
+    for _ in 0..2 {
+        let r = client_action(&app, &id, "enable").await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["status"], "active");
+    }
+    assert_eq!(post_token(&app, &id, &secret, "").await.status, StatusCode::OK);
+    // Another tenant's client stays disabled whatever is done to acme's.
+    let r = app
+        .admin(Method::GET, &format!("/admin/v1/clients/{theirs}"), None)
+        .await;
+    assert_eq!(r.body["status"], "disabled");
+    // Enabling it is audited in its own tenant.
+    app.clock.advance(1);
+    let r = client_action(&app, &theirs, "enable").await;
+    assert_eq!((r.status, r.body["tenant"].clone()), (StatusCode::OK, json!("globex")));
+    let r = client_action(&app, &theirs, "enable").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let events = app.audit().await;
+    let enables: Vec<_> = events
+        .iter()
+        .filter(|e| e["action"] == "client.enable" && e["target"] == theirs.as_str())
+        .collect();
+    assert_eq!(enables.len(), 2);
+    assert!(enables.iter().all(|e| e["tenant"] == "globex"));
+    assert_eq!(
+        enables
+            .iter()
+            .filter(|e| e["detail"]["already_enabled"] == true)
+            .count(),
+        1
+    );
+    assert_eq!(app.feed(Some(&cursor)).await["subjects"], json!([]));
+
+    // A deleted client, an unknown or malformed id: 404, and nothing comes back.
+    assert_eq!(
+        app.admin(Method::DELETE, &format!("/admin/v1/clients/{theirs}"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let long = format!("mc_{}", "a".repeat(5000));
+    for bad in [theirs.as_str(), "mc_aaaaaaaaaaaaaaaaaaaaaaaaaa", "nope", long.as_str()] {
+        let r = client_action(&app, bad, "enable").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}: {:?}", r.body);
+    }
+    assert_eq!(app.count("machine_clients"), 1);
+    // A body with a field, or no admin token, is refused.
+    let r = app
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/clients/{id}/enable"),
+            Some(json!({"force": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    let r = app
+        .call(Method::POST, &format!("/admin/v1/clients/{id}/enable"), None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // A client of a disabled tenant can be enabled, and still gets nothing.
+    assert_eq!(client_action(&app, &id, "disable").await.status, StatusCode::OK);
+    assert_eq!(
+        app.admin(Method::POST, "/admin/v1/tenants/acme/disable", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    app.clock.advance(2);
+    assert_eq!(client_action(&app, &id, "enable").await.status, StatusCode::OK);
+    assert_invalid_client(&post_token(&app, &id, &secret, "").await, "tenant disabled");
 }

@@ -677,6 +677,7 @@ pub fn router_for(state: AppState, api: Api) -> Router {
         )
         .route("/admin/v1/clients/{client_id}/rotate", post(oauth::rotate_client))
         .route("/admin/v1/clients/{client_id}/disable", post(oauth::disable_client))
+        .route("/admin/v1/clients/{client_id}/enable", post(oauth::enable_client))
         .route_layer(token(Credential::Admin));
     let public = open
         .route("/metrics", get(metrics))

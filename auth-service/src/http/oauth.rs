@@ -293,6 +293,15 @@ pub(super) async fn disable_client(
     Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.disable_client(ctx, &client_id)).await?).into_response())
 }
 
+pub(super) async fn enable_client(
+    State(st): State<AppState>,
+    client: Client,
+    Path(client_id): Path<String>,
+    _: NoBody,
+) -> Result<Response> {
+    Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.enable_client(ctx, &client_id)).await?).into_response())
+}
+
 pub(super) async fn delete_client(
     State(st): State<AppState>,
     client: Client,

@@ -231,6 +231,33 @@ impl Service {
         })
     }
 
+    /// Enables a disabled client: it gets tokens again. The cut-off its disabling
+    /// published stays in the feed, so the tokens it was issued before stay refused at
+    /// the edges; those issued from now on are not covered by it. Refused (`409`) in the
+    /// second of the disabling, while that cut-off would still cover new tokens. Already
+    /// enabled: unchanged.
+    pub fn enable_client(&self, ctx: &Ctx, client_id: &str) -> Result<ClientView> {
+        let ctx = &ctx.for_tenant(self.tenant_of_client(client_id).as_deref());
+        self.admin(ctx, "client.enable", Some(client_id), |now| {
+            let row = self.audited(ctx, "client.enable", Some(client_id), now, |c| {
+                // The row is locked first: a disabling that commits meanwhile is waited
+                // for, and its cut-off is read below with the clock read after it.
+                let newly = store::enable_client(c, client_id)?;
+                let row = Service::client_row(c, client_id)?;
+                let at = self.now().max(now);
+                let cut_off = store::client_cut_off(c, client_id, &row.tenant)?;
+                if let Some(rb) = cut_off.filter(|rb| newly && *rb > at) {
+                    return Err(Error::conflict(format!(
+                        "client {client_id} was disabled this second: enable it in {} s",
+                        rb - at
+                    )));
+                }
+                Ok((row, Some(json!({"already_enabled": !newly, "revoked_before": cut_off}))))
+            })?;
+            Ok(ClientView::new(&row, now))
+        })
+    }
+
     /// Deletes a client, and (unless it was disabled, which did it already) publishes the
     /// cut-off that makes the edges refuse its tokens.
     pub fn delete_client(&self, ctx: &Ctx, client_id: &str) -> Result<serde_json::Value> {
@@ -346,6 +373,10 @@ impl Service {
         if tenant.disabled_at.is_some() {
             return Err(self.client_auth_failure(ctx, Some(id), "tenant_disabled", now));
         }
+        // Issued at the clock read after the client was seen enabled: an enabling that
+        // committed before that read was at or after its disabling's cut-off, so the token
+        // is not covered by it.
+        let now = self.now().max(now);
         let ctx = ctx.as_actor(format!("client:{id}")).for_tenant(Some(&client.tenant));
         let granted = (|| {
             let list = client.ip_allowlist.as_deref().unwrap_or(&tenant.ip_allowlist);

@@ -111,6 +111,25 @@ pub fn disable_client(c: &mut dyn Conn, client_id: &str, now: i64) -> Result<boo
     Ok(n > 0)
 }
 
+/// Enables a disabled client. False if it was enabled already (or does not exist).
+pub fn enable_client(c: &mut dyn Conn, client_id: &str) -> Result<bool> {
+    let n = c.execute(
+        "UPDATE machine_clients SET disabled_at = NULL WHERE client_id = ?1 AND disabled_at IS NOT NULL",
+        vals![client_id],
+    )?;
+    Ok(n > 0)
+}
+
+/// The latest `revoked_before` of the subject cut-offs still in the feed for `client_id`
+/// in `tenant` (those its disabling or deletion published), if any.
+pub fn client_cut_off(c: &mut dyn Conn, client_id: &str, tenant: &str) -> Result<Option<i64>> {
+    c.query_one(
+        "SELECT MAX(revoked_before) FROM revocation_events WHERE kind = 'subject' AND value = ?1 AND tenant = ?2",
+        vals![client_id, tenant],
+    )?
+    .opt_int(0)
+}
+
 /// Locks an enabled client's row until the transaction ends (a disable or delete of it
 /// waits, or is seen). False if the client is disabled or gone.
 pub fn lock_enabled_client(c: &mut dyn Conn, client_id: &str) -> Result<bool> {
