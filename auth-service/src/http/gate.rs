@@ -87,6 +87,7 @@ pub(super) const CREDENTIALED: &[&str] = &[
     "/admin/v1/clients/{client_id}",
     "/admin/v1/clients/{client_id}/rotate",
     "/admin/v1/clients/{client_id}/disable",
+    "/admin/v1/clients/{client_id}/enable",
     "/v1/sessions",
     "/v1/sessions/refresh",
     "/v1/sessions/logout",
