@@ -28,8 +28,8 @@ use crate::logging;
 use crate::runtime::{self, Threads};
 use crate::secrets::KeyRing;
 use crate::service::{
-    AuditQuery, ClientRequest, KeyRequest, Options, Retention, RotateRequest, Service, SystemClock, TenantRequest,
-    TenantUpdate, DEFAULT_GRACE_S,
+    AuditQuery, ClientRequest, ClientUpdate, KeyRequest, Options, Retention, RotateRequest, Service, SystemClock,
+    TenantRequest, TenantUpdate, DEFAULT_GRACE_S,
 };
 use crate::store::AuditFilter;
 use crate::tokens::TokenConfig;
@@ -324,6 +324,9 @@ pub enum ClientCommand {
         /// Its own allowed address or CIDR (repeatable); none = the tenant's list.
         #[arg(long = "ip")]
         ips: Vec<String>,
+        /// Its access tokens' lifetime in seconds (60 to 86400; default 900).
+        #[arg(long)]
+        token_lifetime_s: Option<i64>,
     },
     /// List a tenant's clients (metadata only).
     List {
@@ -345,6 +348,13 @@ pub enum ClientCommand {
     Delete { client_id: String },
     /// Enable a disabled client: it gets tokens again; those it had stay refused.
     Enable { client_id: String },
+    /// Change a client's access-token lifetime (for the tokens issued from now on).
+    Update {
+        client_id: String,
+        /// Seconds, 60 to 86400.
+        #[arg(long)]
+        token_lifetime_s: i64,
+    },
 }
 
 /// A bearer token from the environment, and the previous one during a rollover.
@@ -816,11 +826,13 @@ fn run_client(svc: &Service, ctx: &Ctx, command: ClientCommand) -> Result<(), Fa
             audiences,
             scopes,
             ips,
+            token_lifetime_s,
         } => {
             let req = ClientRequest {
                 audiences,
                 scopes,
                 ip_allowlist: (!ips.is_empty()).then_some(ips),
+                token_lifetime_s,
             };
             print(&svc.create_client(ctx, &tenant, req)?)
         }
@@ -832,6 +844,10 @@ fn run_client(svc: &Service, ctx: &Ctx, command: ClientCommand) -> Result<(), Fa
         ClientCommand::Disable { client_id } => print(&svc.disable_client(ctx, &client_id)?),
         ClientCommand::Delete { client_id } => print(&svc.delete_client(ctx, &client_id)?),
         ClientCommand::Enable { client_id } => print(&svc.enable_client(ctx, &client_id)?),
+        ClientCommand::Update {
+            client_id,
+            token_lifetime_s,
+        } => print(&svc.update_client(ctx, &client_id, ClientUpdate { token_lifetime_s })?),
     }
 }
 

@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 use crate::error::{Error, Result};
 use crate::ids::{hex, is_base32, new_id, random_bytes};
 use crate::model::SigningKeyRow;
-use crate::tokens::{self, TokenConfig};
+use crate::tokens::{self, TokenConfig, MAX_CLIENT_TOKEN_LIFETIME_S, MIN_CLIENT_TOKEN_LIFETIME_S};
 use crate::validate::MAX_LIST;
 
 /// The prefix of a client id.
@@ -44,6 +44,20 @@ pub struct ClientRow {
     pub created_at: i64,
     pub rotated_at: Option<i64>,
     pub disabled_at: Option<i64>,
+    /// The lifetime (`exp - iat`) of the access tokens it is issued, in seconds.
+    pub token_lifetime_s: i64,
+}
+
+/// Checks a client's access-token lifetime: [`MIN_CLIENT_TOKEN_LIFETIME_S`] to
+/// [`MAX_CLIENT_TOKEN_LIFETIME_S`] seconds.
+pub fn token_lifetime(s: i64) -> Result<i64> {
+    if (MIN_CLIENT_TOKEN_LIFETIME_S..=MAX_CLIENT_TOKEN_LIFETIME_S).contains(&s) {
+        Ok(s)
+    } else {
+        Err(Error::invalid_request(format!(
+            "token_lifetime_s must be between {MIN_CLIENT_TOKEN_LIFETIME_S} and {MAX_CLIENT_TOKEN_LIFETIME_S}"
+        )))
+    }
 }
 
 /// A new client id.
@@ -192,8 +206,9 @@ pub struct IssuedClientToken {
     pub exp: i64,
 }
 
-/// Signs a token for `client` with `key`: `sub` is the client id, so that a subject
-/// cut-off for the client in its tenant revokes every token it was issued.
+/// Signs a token for `client` with `key`, for the client's token lifetime: `sub` is the
+/// client id, so that a subject cut-off for the client in its tenant revokes every token
+/// it was issued.
 pub fn issue_client_token(
     key: &SigningKeyRow,
     cfg: &TokenConfig,
@@ -209,7 +224,8 @@ pub fn issue_client_token(
         azp: client.client_id.clone(),
         gty: GRANT_CLAIM.to_owned(),
     };
-    let signed = tokens::sign(key, &cfg.issuer, &client.client_id, &audience, custom, now)?;
+    let lifetime = token_lifetime(client.token_lifetime_s)?;
+    let signed = tokens::sign(key, &cfg.issuer, &client.client_id, &audience, custom, now, lifetime)?;
     Ok(IssuedClientToken {
         token: signed.token,
         jti: signed.jti,
@@ -240,6 +256,7 @@ mod tests {
             created_at: 0,
             rotated_at: None,
             disabled_at: None,
+            token_lifetime_s: ACCESS_TTL_S,
         }
     }
 
@@ -344,5 +361,19 @@ mod tests {
         assert_eq!(claims.custom.scope, "a:read");
         assert_eq!(claims.jwt_id.as_deref(), Some(t.jti.as_str()));
         assert_eq!(t.exp - t.iat, ACCESS_TTL_S);
+        let long = ClientRow {
+            token_lifetime_s: 86_400,
+            ..c.clone()
+        };
+        let t = issue_client_token(&key, &cfg, &long, "api".into(), vec![], 1_800_000_000).unwrap();
+        assert_eq!(t.exp - t.iat, 86_400);
+        // A stored lifetime out of bounds (a corrupt row) signs nothing.
+        for bad in [0, 59, 86_401, -1, i64::MAX] {
+            let c = ClientRow {
+                token_lifetime_s: bad,
+                ..c.clone()
+            };
+            assert!(issue_client_token(&key, &cfg, &c, "api".into(), vec![], 1_800_000_000).is_err());
+        }
     }
 }

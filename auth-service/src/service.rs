@@ -181,7 +181,7 @@ pub struct SubjectRequest {
 }
 
 mod machine;
-pub use machine::{ClientCredentials, ClientRequest, ClientToken, ClientView, CreatedClient};
+pub use machine::{ClientCredentials, ClientRequest, ClientToken, ClientUpdate, ClientView, CreatedClient};
 
 // ----------------------------------------------------------------- responses
 
@@ -592,15 +592,28 @@ impl Service {
     }
 
     /// A cut-off (`revoked_before = now + 1`) for `kind`: it lasts as long as a token
-    /// issued before it can be accepted at an edge.
+    /// issued before it can be accepted at an edge. One that can cover a machine client's
+    /// tokens (a tenant's, the global one, a subject named like a client id) lasts for the
+    /// longest client token lifetime: a client's lifetime may have been longer when it
+    /// was issued the tokens than it is now.
     fn cut_off(&self, kind: RevocationKind, value: Option<&str>, tenant: Option<&str>, now: i64) -> NewRevocation {
         let rb = revoked_before(now);
+        let covers_clients = match kind {
+            RevocationKind::Tenant | RevocationKind::Global => true,
+            RevocationKind::Subject => value.is_some_and(crate::clients::is_client_id),
+            _ => false,
+        };
+        let lifetime = if covers_clients {
+            tokens::MAX_CLIENT_TOKEN_LIFETIME_S
+        } else {
+            ACCESS_TTL_S
+        };
         NewRevocation {
             kind,
             value: value.map(str::to_owned),
             tenant: tenant.map(str::to_owned),
             revoked_before: Some(rb),
-            expires_at: rb + ACCESS_TTL_S + self.feed_leeway_s,
+            expires_at: rb + lifetime + self.feed_leeway_s,
             key_hash: None,
         }
     }

@@ -13,8 +13,13 @@ use crate::model::{SessionRow, SigningKeyRow};
 pub const ACCESS_TTL_S: i64 = 900;
 /// Session (and so refresh-token) lifetime, from the session's creation.
 pub const SESSION_TTL_S: i64 = 7 * 24 * 3600;
-/// How long a retired signing key stays in the JWKS: the access-token lifetime.
-pub const RETIRED_KEY_PUBLISHED_S: i64 = ACCESS_TTL_S;
+/// How long a retired signing key stays in the JWKS: the longest lifetime of a token it
+/// may have signed (a machine client's can be up to [`MAX_CLIENT_TOKEN_LIFETIME_S`]).
+pub const RETIRED_KEY_PUBLISHED_S: i64 = MAX_CLIENT_TOKEN_LIFETIME_S;
+/// The bounds and default of a machine client's access-token lifetime (`clients`).
+pub const MIN_CLIENT_TOKEN_LIFETIME_S: i64 = 60;
+pub const MAX_CLIENT_TOKEN_LIFETIME_S: i64 = 24 * 3600;
+pub const DEFAULT_CLIENT_TOKEN_LIFETIME_S: i64 = ACCESS_TTL_S;
 /// The prefix of a refresh token.
 pub const REFRESH_PREFIX: &str = "rt_";
 /// The prefix of a session id.
@@ -124,11 +129,19 @@ pub fn issue_access_token(
         roles: session.roles.clone(),
         sid: session.sid.clone(),
     };
-    sign(key, &cfg.issuer, &session.subject, &cfg.audience, custom, now)
+    sign(
+        key,
+        &cfg.issuer,
+        &session.subject,
+        &cfg.audience,
+        custom,
+        now,
+        ACCESS_TTL_S,
+    )
 }
 
 /// Signs a token with `key` for `subject` and `audience`, issued at `now` for
-/// [`ACCESS_TTL_S`], with a new `jti` and the claims `custom`.
+/// `lifetime_s` seconds, with a new `jti` and the claims `custom`.
 pub fn sign<C: Serialize + serde::de::DeserializeOwned>(
     key: &SigningKeyRow,
     issuer: &str,
@@ -136,10 +149,11 @@ pub fn sign<C: Serialize + serde::de::DeserializeOwned>(
     audience: &str,
     custom: C,
     now: i64,
+    lifetime_s: i64,
 ) -> Result<IssuedAccessToken> {
     let kp = key_pair(key)?;
     let jti = base_jti()?;
-    let exp = now + ACCESS_TTL_S;
+    let exp = now + lifetime_s;
     let claims = JWTClaims {
         issued_at: Some(ts(now)),
         expires_at: Some(ts(exp)),

@@ -920,8 +920,11 @@ fn machine_clients_are_managed_from_the_command_line() {
             "billing:read",
             "--ip",
             "10.0.0.0/8",
+            "--token-lifetime-s",
+            "3600",
         ],
     ));
+    assert_eq!(c["token_lifetime_s"], 3600);
     let id = c["client_id"].as_str().unwrap().to_owned();
     let secret = c["client_secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("cs_"));
@@ -937,6 +940,12 @@ fn machine_clients_are_managed_from_the_command_line() {
     let r = json_out(&run(&db, &["client", "rotate", &id, "--grace-s", "30"]));
     assert_ne!(r["client_secret"], json!(secret));
     assert!(r["previous_secret_deadline"].is_i64());
+    let u = json_out(&run(&db, &["client", "update", &id, "--token-lifetime-s", "60"]));
+    assert_eq!(u["token_lifetime_s"], 60);
+    for bad in ["59", "86401", "x"] {
+        let out = run(&db, &["client", "update", &id, "--token-lifetime-s", bad]);
+        assert!(!out.status.success(), "{bad}");
+    }
     let d = json_out(&run(&db, &["client", "disable", &id]));
     assert_eq!(d["status"], "disabled");
     let s = json_out(&run(&db, &["client", "show", &id]));

@@ -26,6 +26,8 @@ backends!(
     failed_client_authentication_is_limited_per_address_and_per_client,
     a_disabled_client_enabled_again_gets_new_tokens_and_its_old_ones_stay_cut_off,
     enabling_what_cannot_be_enabled_is_refused_or_changes_nothing,
+    a_clients_token_lifetime_is_set_at_creation_updated_and_bounded,
+    long_lived_client_tokens_stay_cut_off_and_verifiable_for_their_lifetime,
 );
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -763,4 +765,207 @@ async fn enabling_what_cannot_be_enabled_is_refused_or_changes_nothing(b: Backen
     app.clock.advance(2);
     assert_eq!(client_action(&app, &id, "enable").await.status, StatusCode::OK);
     assert_invalid_client(&post_token(&app, &id, &secret, "").await, "tenant disabled");
+}
+
+/// A token for the client, and its `expires_in`, `exp - iat`.
+async fn token_lifetime_of(app: &TestApp, id: &str, secret: &str) -> (i64, i64) {
+    let r = post_token(app, id, secret, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let c = verify(app, r.body["access_token"].as_str().unwrap(), AUDIENCE);
+    let lifetime = c.expires_at.unwrap().as_secs() - c.issued_at.unwrap().as_secs();
+    (r.body["expires_in"].as_i64().unwrap(), lifetime as i64)
+}
+
+async fn a_clients_token_lifetime_is_set_at_creation_updated_and_bounded(b: Backend) {
+    let app = TestApp::on(b);
+    app.create_tenant("acme").await;
+    let (short, short_secret) = billing_client(&app).await;
+    let (id, secret, created) =
+        create_client(&app, "acme", json!({"audiences": [AUDIENCE], "token_lifetime_s": 3600})).await;
+    assert_eq!(created["token_lifetime_s"], 3600);
+    assert_eq!(token_lifetime_of(&app, &id, &secret).await, (3600, 3600));
+    // Left out: 900, as before lifetimes could be set.
+    let r = app
+        .admin(Method::GET, &format!("/admin/v1/clients/{short}"), None)
+        .await;
+    assert_eq!(r.body["token_lifetime_s"], 900);
+    assert_eq!(token_lifetime_of(&app, &short, &short_secret).await, (900, 900));
+
+    // Out of bounds, or not an integer: refused at creation and in updates.
+    for bad in [
+        json!(59),
+        json!(0),
+        json!(-900),
+        json!(86_401),
+        json!(i64::MAX),
+        json!(u64::MAX),
+        json!(900.5),
+        json!("900"),
+        json!(null),
+        json!([900]),
+    ] {
+        let body = json!({"audiences": [AUDIENCE], "token_lifetime_s": bad.clone()});
+        let r = app
+            .admin(Method::POST, "/admin/v1/tenants/acme/clients", Some(body))
+            .await;
+        // `null` at creation is the default; everything else is refused.
+        if bad.is_null() {
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+            assert_eq!(r.body["token_lifetime_s"], 900);
+            continue;
+        }
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", &bad.to_string());
+        let r = app
+            .admin(
+                Method::PATCH,
+                &format!("/admin/v1/clients/{id}"),
+                Some(json!({"token_lifetime_s": bad.clone()})),
+            )
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", &bad.to_string());
+    }
+    // An update says what it changes, and only that.
+    for bad in [
+        json!({}),
+        json!({"token_lifetime_s": 120, "scopes": ["x"]}),
+        json!({"status": "active"}),
+    ] {
+        let r = app
+            .admin(Method::PATCH, &format!("/admin/v1/clients/{id}"), Some(bad.clone()))
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_request", &bad.to_string());
+    }
+    let r = app
+        .admin(
+            Method::PATCH,
+            "/admin/v1/clients/mc_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+            Some(json!({"token_lifetime_s": 120})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(token_lifetime_of(&app, &id, &secret).await, (3600, 3600), "unchanged");
+
+    // The bounds themselves, then a change for the tokens issued from now on.
+    for ok in [60, 86_400, 120] {
+        let r = app
+            .admin(
+                Method::PATCH,
+                &format!("/admin/v1/clients/{id}"),
+                Some(json!({"token_lifetime_s": ok})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["token_lifetime_s"], ok);
+        assert_eq!(token_lifetime_of(&app, &id, &secret).await, (ok, ok));
+    }
+    let r = app.admin(Method::GET, "/admin/v1/tenants/acme/clients", None).await;
+    let listed = r.body["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["token_lifetime_s"], 120);
+    // A disabled client's lifetime can be changed; it still gets nothing.
+    assert_eq!(client_action(&app, &short, "disable").await.status, StatusCode::OK);
+    let r = app
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/clients/{short}"),
+            Some(json!({"token_lifetime_s": 60})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["status"].clone()),
+        (StatusCode::OK, json!("disabled"))
+    );
+    assert_invalid_client(&post_token(&app, &short, &short_secret, "").await, "disabled");
+
+    // Audited with the value before, in the client's tenant.
+    let events = app.audit().await;
+    let updates: Vec<_> = events
+        .iter()
+        .filter(|e| e["action"] == "client.update" && e["outcome"] == "success" && e["target"] == id.as_str())
+        .collect();
+    assert_eq!(updates.len(), 3);
+    assert!(updates.iter().all(|e| e["tenant"] == "acme"));
+    assert!(updates
+        .iter()
+        .any(|e| e["detail"] == json!({"token_lifetime_s": 60, "previous_token_lifetime_s": 3600})));
+    assert!(events
+        .iter()
+        .any(|e| e["action"] == "client.update" && e["outcome"] == "failure"));
+    let created_event = events
+        .iter()
+        .find(|e| e["action"] == "client.create" && e["detail"]["client_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(created_event["detail"]["token_lifetime_s"], 3600);
+}
+
+async fn long_lived_client_tokens_stay_cut_off_and_verifiable_for_their_lifetime(b: Backend) {
+    let app = TestApp::on(b);
+    app.create_tenant("acme").await;
+    let (id, secret, _) = create_client(
+        &app,
+        "acme",
+        json!({"audiences": [AUDIENCE], "token_lifetime_s": 86_400}),
+    )
+    .await;
+    let r = post_token(&app, &id, &secret, "").await;
+    let token = r.body["access_token"].as_str().unwrap().to_owned();
+    let kid = Token::decode_metadata(&token).unwrap().key_id().unwrap().to_owned();
+    // Lowered afterwards: the token it has keeps its day.
+    let r = app
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/clients/{id}"),
+            Some(json!({"token_lifetime_s": 60})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        app.admin(Method::POST, "/admin/v1/signing-keys/rotate", None)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(client_action(&app, &id, "disable").await.status, StatusCode::OK);
+    let jwks_kids = |app: &TestApp| {
+        let app = app.router.clone();
+        async move {
+            let r = send_to(
+                &app,
+                Request::get("/.well-known/jwks.json").body(Body::empty()).unwrap(),
+            )
+            .await;
+            r.body["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    // The cut-off and the retired key last as long as the token can be accepted: its
+    // exp (T0 + 86400) plus the edges' leeway (60 s).
+    for (at, in_force) in [(T0 + 1000, true), (T0 + 86_400 + 60, true), (T0 + 86_400 + 62, false)] {
+        app.clock.set(at);
+        let subjects = app.feed(None).await["subjects"].clone();
+        assert_eq!(
+            subjects.as_array().unwrap().len(),
+            usize::from(in_force),
+            "at {at}: {subjects}"
+        );
+        if in_force {
+            assert_eq!(subjects[0]["revoked_before"], T0 + 1);
+        }
+        if at == T0 + 1000 {
+            assert!(jwks_kids(&app).await.contains(&kid), "at {at}");
+        }
+    }
+    assert!(
+        !jwks_kids(&app).await.contains(&kid),
+        "retired and past every token's lifetime"
+    );
 }

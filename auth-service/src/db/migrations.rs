@@ -172,6 +172,11 @@ const SQLITE: &[&str] = &[
     r#"
     ALTER TABLE api_keys ADD COLUMN tag_secret_id TEXT;
     "#,
+    // 7: a machine client's access-token lifetime (contract 1.6); existing clients keep
+    // the 900 s they had.
+    r#"
+    ALTER TABLE machine_clients ADD COLUMN token_lifetime_s INTEGER NOT NULL DEFAULT 900;
+    "#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -304,6 +309,10 @@ const POSTGRES: &[&str] = &[
     r#"
     ALTER TABLE api_keys ADD COLUMN tag_secret_id TEXT;
     "#,
+    // 7: as SQLite's 7.
+    r#"
+    ALTER TABLE machine_clients ADD COLUMN token_lifetime_s BIGINT NOT NULL DEFAULT 900;
+    "#,
 ];
 
 /// The schema version this binary writes.
@@ -354,6 +363,27 @@ mod tests {
     use super::super::sqlite::SqliteConn;
     use super::*;
     use crate::store;
+
+    /// A version-6 database's machine clients keep the 900 s token lifetime they had.
+    #[test]
+    fn version_7_gives_existing_clients_the_900_s_they_had() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        for sql in &SQLITE[..6] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (6); \
+             INSERT INTO tenants (name, allowed_origins, ip_allowlist, created_at) VALUES ('acme', '[]', '[]', 1); \
+             INSERT INTO machine_clients (client_id, tenant, secret_hash, audiences, scopes, created_at) \
+                 VALUES ('mc_aaaaaaaaaaaaaaaaaaaaaaaaaa', 'acme', 'h', '[\"api\"]', '[]', 1);",
+        )
+        .unwrap();
+        let c = &mut SqliteConn(&conn);
+        migrate(c).unwrap();
+        let client = store::client(c, "mc_aaaaaaaaaaaaaaaaaaaaaaaaaa").unwrap().unwrap();
+        assert_eq!(client.token_lifetime_s, 900);
+        assert_eq!(store::schema_version(c).unwrap(), SCHEMA_VERSION);
+    }
 
     /// A database made by a binary that knew version 1 only (events numbered by
     /// AUTOINCREMENT, some pruned): version 2 starts the feed's head at the highest

@@ -673,7 +673,9 @@ pub fn router_for(state: AppState, api: Api) -> Router {
         )
         .route(
             "/admin/v1/clients/{client_id}",
-            get(oauth::get_client).delete(oauth::delete_client),
+            get(oauth::get_client)
+                .patch(oauth::update_client)
+                .delete(oauth::delete_client),
         )
         .route("/admin/v1/clients/{client_id}/rotate", post(oauth::rotate_client))
         .route("/admin/v1/clients/{client_id}/disable", post(oauth::disable_client))

@@ -17,9 +17,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::read_body_within;
-use super::{as_admin, blocking, secret, AppState, Client, NoBody, OptionalJsonBody};
+use super::{as_admin, blocking, secret, AppState, Client, JsonBody, NoBody, OptionalJsonBody};
 use crate::error::{Error, Result};
-use crate::service::{ClientCredentials, ClientRequest, RotateRequest};
+use crate::service::{ClientCredentials, ClientRequest, ClientUpdate, RotateRequest};
 
 /// The largest token request body.
 pub const MAX_TOKEN_BODY: usize = 4096;
@@ -291,6 +291,15 @@ pub(super) async fn disable_client(
     _: NoBody,
 ) -> Result<Response> {
     Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.disable_client(ctx, &client_id)).await?).into_response())
+}
+
+pub(super) async fn update_client(
+    State(st): State<AppState>,
+    client: Client,
+    Path(client_id): Path<String>,
+    JsonBody(req): JsonBody<ClientUpdate>,
+) -> Result<Response> {
+    Ok(Json(as_admin(&st, &client, move |svc, ctx| svc.update_client(ctx, &client_id, req)).await?).into_response())
 }
 
 pub(super) async fn enable_client(

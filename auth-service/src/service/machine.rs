@@ -17,7 +17,7 @@ use crate::guard::Failure;
 use crate::keys;
 use crate::model::{NewAudit, RevocationKind};
 use crate::store;
-use crate::tokens::ACCESS_TTL_S;
+use crate::tokens::DEFAULT_CLIENT_TOKEN_LIFETIME_S;
 use crate::validate;
 
 /// The route failures at the token endpoint are counted under.
@@ -36,6 +36,17 @@ pub struct ClientRequest {
     /// Its own allowlist; `null` or left out: the tenant's.
     #[serde(default)]
     pub ip_allowlist: Option<Vec<String>>,
+    /// Its access tokens' lifetime in seconds (60 to 86400); left out: 900.
+    #[serde(default)]
+    pub token_lifetime_s: Option<i64>,
+}
+
+/// `PATCH /admin/v1/clients/{client_id}`: what can be changed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientUpdate {
+    /// Its access tokens' lifetime in seconds (60 to 86400), for the tokens issued from now.
+    pub token_lifetime_s: i64,
 }
 
 /// Client metadata: never a secret or its hash.
@@ -57,6 +68,8 @@ pub struct ClientView {
     pub disabled_at: Option<i64>,
     /// The first 8 hex of the current secret's SHA-256.
     pub fingerprint: String,
+    /// Its access tokens' lifetime in seconds.
+    pub token_lifetime_s: i64,
 }
 
 impl ClientView {
@@ -73,6 +86,7 @@ impl ClientView {
             previous_secret_deadline: c.previous_secret_deadline.filter(|d| *d > now),
             disabled_at: c.disabled_at,
             fingerprint: keys::fingerprint(&c.secret_hash),
+            token_lifetime_s: c.token_lifetime_s,
         }
     }
 }
@@ -146,9 +160,13 @@ impl Service {
                 created_at: now,
                 rotated_at: None,
                 disabled_at: None,
+                token_lifetime_s: clients::token_lifetime(
+                    req.token_lifetime_s.unwrap_or(DEFAULT_CLIENT_TOKEN_LIFETIME_S),
+                )?,
             };
             let detail = json!({"client_id": row.client_id, "fingerprint": keys::fingerprint(&row.secret_hash),
-                "audiences": row.audiences, "scopes": row.scopes, "ip_allowlist": row.ip_allowlist});
+                "audiences": row.audiences, "scopes": row.scopes, "ip_allowlist": row.ip_allowlist,
+                "token_lifetime_s": row.token_lifetime_s});
             self.audited(ctx, "client.create", Some(tenant), now, |c| {
                 if store::tenant(c, tenant)?.is_none() {
                     return Err(Error::not_found(format!("no tenant {tenant:?}")));
@@ -179,6 +197,24 @@ impl Service {
         let now = self.now();
         let row = self.db.read(|c| Service::client_row(c, client_id))?;
         Ok(ClientView::new(&row, now))
+    }
+
+    /// Changes a client's access-token lifetime, for the tokens issued from now on (those
+    /// it has keep their `exp`).
+    pub fn update_client(&self, ctx: &Ctx, client_id: &str, req: ClientUpdate) -> Result<ClientView> {
+        let ctx = &ctx.for_tenant(self.tenant_of_client(client_id).as_deref());
+        self.admin(ctx, "client.update", Some(client_id), |now| {
+            let lifetime = clients::token_lifetime(req.token_lifetime_s)?;
+            let row = self.audited(ctx, "client.update", Some(client_id), now, |c| {
+                let before = Service::client_row(c, client_id)?;
+                store::set_client_token_lifetime(c, client_id, lifetime)?;
+                let row = Service::client_row(c, client_id)?;
+                let detail = json!({"token_lifetime_s": lifetime,
+                    "previous_token_lifetime_s": before.token_lifetime_s});
+                Ok((row, Some(detail)))
+            })?;
+            Ok(ClientView::new(&row, now))
+        })
     }
 
     /// A new secret; the current one stays valid for `grace_s` (0 to 30 days), then only
@@ -418,7 +454,7 @@ impl Service {
         Ok(ClientToken {
             access_token: token.token,
             token_type: "Bearer",
-            expires_in: ACCESS_TTL_S,
+            expires_in: token.exp - token.iat,
             scope: token.scopes.join(" "),
         })
     }

@@ -8,7 +8,8 @@ use crate::model::Tenant;
 use crate::vals;
 
 const CLIENT_COLUMNS: &str = "client_id, tenant, secret_hash, previous_secret_hash, previous_secret_deadline, \
-                              audiences, scopes, ip_allowlist, created_at, rotated_at, disabled_at";
+                              audiences, scopes, ip_allowlist, created_at, rotated_at, disabled_at, \
+                              token_lifetime_s";
 
 fn client_from_row(r: &Row) -> Result<ClientRow> {
     Ok(ClientRow {
@@ -23,6 +24,7 @@ fn client_from_row(r: &Row) -> Result<ClientRow> {
         created_at: r.int(8)?,
         rotated_at: r.opt_int(9)?,
         disabled_at: r.opt_int(10)?,
+        token_lifetime_s: r.int(11)?,
     })
 }
 
@@ -30,7 +32,7 @@ pub fn insert_client(c: &mut dyn Conn, k: &ClientRow) -> Result<()> {
     let ip = k.ip_allowlist.as_deref().map(json_list).transpose()?;
     c.execute(
         &format!(
-            "INSERT INTO machine_clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            "INSERT INTO machine_clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         ),
         vals![
             &k.client_id,
@@ -43,7 +45,8 @@ pub fn insert_client(c: &mut dyn Conn, k: &ClientRow) -> Result<()> {
             ip,
             k.created_at,
             k.rotated_at,
-            k.disabled_at
+            k.disabled_at,
+            k.token_lifetime_s
         ],
     )?;
     Ok(())
@@ -107,6 +110,15 @@ pub fn disable_client(c: &mut dyn Conn, client_id: &str, now: i64) -> Result<boo
     let n = c.execute(
         "UPDATE machine_clients SET disabled_at = ?2 WHERE client_id = ?1 AND disabled_at IS NULL",
         vals![client_id, now],
+    )?;
+    Ok(n > 0)
+}
+
+/// Sets a client's access-token lifetime. False if there is no such client.
+pub fn set_client_token_lifetime(c: &mut dyn Conn, client_id: &str, lifetime_s: i64) -> Result<bool> {
+    let n = c.execute(
+        "UPDATE machine_clients SET token_lifetime_s = ?2 WHERE client_id = ?1",
+        vals![client_id, lifetime_s],
     )?;
     Ok(n > 0)
 }
