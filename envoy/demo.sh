@@ -113,6 +113,16 @@ In another terminal, from this directory:
   curl -s -X POST localhost:8090/admin/v1/clients/$CLIENT_ID/disable -H "$ADMIN"
   sleep 3; curl -i localhost:8080/hello -H "Authorization: Bearer $MACHINE"
 
+  # 7. Machines and users apart. Enable the client again: its old token stays revoked (401),
+  #    a new one passes the machine-only /internal/* (x-edge-auth-method: client) and gets
+  #    403 caller_not_allowed on the user-only /api/*
+  curl -s -X POST localhost:8090/admin/v1/clients/$CLIENT_ID/enable -H "$ADMIN"
+  curl -i localhost:8080/internal/jobs -H "Authorization: Bearer $MACHINE"
+  MACHINE=$(curl -s -X POST localhost:8090/oauth/token -u "$CLIENT_ID:$CLIENT_SECRET" \
+    -d grant_type=client_credentials | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s localhost:8080/internal/jobs -H "Authorization: Bearer $MACHINE"
+  curl -i localhost:8080/api/orders -H "Authorization: Bearer $MACHINE" -H 'Origin: https://app.acme.example'
+
   # A demo HS256 token, for the plain JWT walkthrough in README.md
   TOKEN=$(make -s token)
   curl -s localhost:8080/hello -H "Authorization: Bearer $TOKEN"

@@ -1,14 +1,17 @@
 //! The files the README points users at, checked: the OCI image `make oci`
 //! writes (tools/oci.py), the Istio `WasmPlugin` (envoy/istio/wasmplugin.yaml),
 //! the drop-in filter snippet (envoy/edge-auth-filter.yaml) loaded by a real
-//! Envoy, and the Grafana dashboard (dashboards/edge-auth.json), every metric
-//! of which must be in that Envoy's `/stats/prometheus`.
+//! Envoy, the Grafana dashboard (dashboards/edge-auth.json), every metric
+//! of which must be in that Envoy's `/stats/prometheus`, and the README
+//! walkthrough's machine-client steps, run as written against the demo
+//! stack's filter configuration (envoy/envoy.yaml).
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use edge_auth_e2e::service::{AuthService, KEY_TAG_SECRET, SERVICE_TOKEN};
 use edge_auth_e2e::{tokens, workspace_root, Alg, EchoServer, Envoy, EnvoyOptions, TestKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -485,4 +488,191 @@ fn drop_in_snippet_refuses_without_a_token_allows_with_one_and_exports_every_das
         undrawn.is_empty(),
         "refusal counters the dashboard does not draw: {undrawn:#?}"
     );
+}
+
+/// The shell commands of the README walkthrough's block from the line starting with
+/// `from` up to (not including) the line starting with `to` (or the block's end):
+/// comments dropped, continued lines joined.
+fn readme_commands(from: &str, to: Option<&str>) -> Vec<String> {
+    let readme = fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let at = readme
+        .find(&format!("\n{from}"))
+        .unwrap_or_else(|| panic!("README.md has no {from:?}"));
+    let rest = &readme[at + 1..];
+    let block = &rest[..rest.find("```").expect("the block ends")];
+    let block = to.map_or(block, |to| {
+        &block[..block.find(&format!("\n{to}")).expect("the next step")]
+    });
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    for line in block
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+    {
+        let line = if pending.is_empty() { line } else { line.trim_start() };
+        match line.strip_suffix('\\') {
+            Some(head) => pending.push_str(head),
+            None => out.push(std::mem::take(&mut pending) + line),
+        }
+    }
+    out
+}
+
+/// The value of `name` among the echoed request's headers.
+fn echoed_header(echo: &Value, name: &str) -> Option<String> {
+    echo["headers"]
+        .as_array()?
+        .iter()
+        .find(|h| h[0] == name)
+        .and_then(|h| h[1].as_str())
+        .map(str::to_owned)
+}
+
+/// README steps 1, 6 and 7 (a tenant; a machine client's token, refused once the client
+/// is disabled; enabled again, machine-only and user-only routes), run by bash exactly
+/// as the README gives them, with only the ports and `.run/` this test's, against the
+/// filter configuration of envoy/envoy.yaml and the reference service.
+#[test]
+fn readme_machine_client_steps_run_against_the_demo_configuration() {
+    let svc = AuthService::start_tagged();
+    let echo = EchoServer::start();
+    let (_, demo) = yaml_file("envoy/envoy.yaml");
+    let hcm = &demo["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let mut filter = hcm["http_filters"][0].clone();
+    assert_eq!(filter["name"], "envoy.filters.http.wasm");
+    let config = &mut filter["typed_config"]["config"];
+    config["vm_config"]["code"]["local"]["filename"] = json!(built_wasm().to_string_lossy());
+    let svc_addr = format!("127.0.0.1:{}", svc.port);
+    let value = config["configuration"]["value"]
+        .as_str()
+        .unwrap()
+        .replace("127.0.0.1:8090", &svc_addr);
+    config["configuration"]["value"] = json!(value);
+    let opts = EnvoyOptions::new(json!({}), echo.port())
+        .cluster("auth_service", svc.port)
+        .env("EDGE_AUTH_DEMO_HS256_SECRET", "readme-demo-secret-0123456789abcdef0123")
+        .env("EDGE_AUTH_SERVICE_TOKEN", SERVICE_TOKEN)
+        .env("EDGE_AUTH_KEY_TAG_SECRET", KEY_TAG_SECRET);
+    let mut bootstrap = opts.bootstrap().unwrap_or_else(|e| panic!("{e}"));
+    let filters = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        ["http_filters"];
+    filters[0] = filter;
+    let envoy = Envoy::start_with_bootstrap(&opts, &bootstrap).unwrap_or_else(|e| panic!("{e}"));
+    let ready = std::time::Duration::from_secs(15);
+    for stat in [
+        "wasmcustom.edge_auth.jwks.fetch_ok",
+        "wasmcustom.edge_auth.revocation.poll_ok",
+    ] {
+        assert!(envoy.wait_for_stat(stat, ready, |n| n >= 1).is_some(), "{stat}");
+    }
+
+    let edge_addr = format!("127.0.0.1:{}", envoy.addr().port());
+    let mut commands = readme_commands("# 1.", Some("# 2."));
+    commands.extend(readme_commands("# 6.", None));
+    let commands: Vec<String> = commands
+        .iter()
+        .map(|c| {
+            c.replace("localhost:8090", &svc_addr)
+                .replace("localhost:8080", &edge_addr)
+        })
+        .collect();
+    let dir = scratch("walkthrough");
+    fs::create_dir_all(dir.join(".run")).unwrap();
+    fs::write(dir.join(".run/admin-token"), edge_auth_e2e::service::ADMIN_TOKEN).unwrap();
+    const MARK: &str = "@@@ next command @@@";
+    let script: String = commands.iter().map(|c| format!("{c}\necho; echo '{MARK}'\n")).collect();
+    let out = Command::new("bash")
+        .args(["-u", "-c", &script])
+        .current_dir(&dir)
+        .output()
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outputs: Vec<&str> = stdout.split(MARK).collect();
+    assert_eq!(outputs.len(), commands.len() + 1, "{stdout}");
+    // The output of the only command that is exactly `command` once ports are this test's.
+    let output_of = |command: &str| -> &str {
+        let command = command
+            .replace("localhost:8080", &edge_addr)
+            .replace("localhost:8090", &svc_addr);
+        let at: Vec<usize> = (0..commands.len()).filter(|&i| commands[i] == command).collect();
+        assert_eq!(at.len(), 1, "README step 6 or 7 runs {command:?} once");
+        outputs[at[0]].trim()
+    };
+    let outputs_of = |command: &str| -> Vec<&str> {
+        let command = command
+            .replace("localhost:8080", &edge_addr)
+            .replace("localhost:8090", &svc_addr);
+        (0..commands.len())
+            .filter(|&i| commands[i] == command)
+            .map(|i| outputs[i].trim())
+            .collect()
+    };
+    let json_of = |text: &str| -> Value { serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}")) };
+
+    // Step 6: the token passes, the upstream sees the client id; disabled, it is refused.
+    let seen = json_of(output_of(
+        r#"curl -s localhost:8080/hello -H "Authorization: Bearer $MACHINE""#,
+    ));
+    let client_id = echoed_header(&seen, "x-auth-subject").expect("x-auth-subject");
+    assert!(client_id.starts_with("mc_") && client_id.len() == 29, "{client_id}");
+    let refused = output_of(r#"sleep 3; curl -i localhost:8080/hello -H "Authorization: Bearer $MACHINE""#);
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(refused.contains("the token has been revoked"), "{refused}");
+
+    // Step 7: enabled again; the old token stays refused; a new one passes the
+    // machine-only route as method client, and is refused on the user-only one.
+    let enabled = json_of(output_of(
+        r#"curl -s -X POST localhost:8090/admin/v1/clients/$CLIENT_ID/enable -H "$ADMIN""#,
+    ));
+    assert_eq!(
+        (enabled["status"].as_str(), enabled["client_id"].as_str()),
+        (Some("active"), Some(client_id.as_str()))
+    );
+    let old = output_of(r#"curl -i localhost:8080/internal/jobs -H "Authorization: Bearer $MACHINE""#);
+    assert!(old.starts_with("HTTP/1.1 401") && old.contains("revoked"), "{old}");
+    let seen = json_of(output_of(
+        r#"curl -s localhost:8080/internal/jobs -H "Authorization: Bearer $MACHINE""#,
+    ));
+    assert_eq!(
+        echoed_header(&seen, "x-edge-auth-method").as_deref(),
+        Some("client"),
+        "{seen}"
+    );
+    assert_eq!(
+        echoed_header(&seen, "x-edge-auth-subject"),
+        Some(client_id.clone()),
+        "{seen}"
+    );
+    assert_eq!(
+        echoed_header(&seen, "x-edge-auth-tenant").as_deref(),
+        Some("acme"),
+        "{seen}"
+    );
+    assert_eq!(
+        echoed_header(&seen, "authorization"),
+        None,
+        "the token is not forwarded"
+    );
+    let user_only = output_of(
+        r#"curl -i localhost:8080/api/orders -H "Authorization: Bearer $MACHINE" -H 'Origin: https://app.acme.example'"#,
+    );
+    assert!(user_only.starts_with("HTTP/1.1 403"), "{user_only}");
+    assert!(user_only.contains("caller_not_allowed"), "{user_only}");
+    // Two tokens were issued (steps 6 and 7), both as the README writes the request.
+    assert_eq!(
+        outputs_of(
+            r#"MACHINE=$(curl -s -X POST localhost:8090/oauth/token -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"#
+        )
+        .len(),
+        2
+    );
+    // The upstream saw exactly the two allowed requests.
+    assert_eq!(echo.hits(), 2);
+    assert!(envoy.stat("wasmcustom.edge_auth.denied.caller_not_allowed") >= 1);
+    let _ = fs::remove_dir_all(&dir);
 }
