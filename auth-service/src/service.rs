@@ -480,9 +480,7 @@ impl Service {
     /// still in clear (`signing-key encrypt` seals them).
     fn check_signing_keys(&self) -> Result<()> {
         let now = self.now();
-        let published = self
-            .db
-            .read(|c| store::published_signing_keys(c, now - RETIRED_KEY_PUBLISHED_S))?;
+        let published = self.published_keys(now)?;
         for row in &published {
             self.open_key(row)
                 .map_err(|_| Error::SigningKeySealed(row.kid.clone()))?;
@@ -594,9 +592,17 @@ impl Service {
     /// A cut-off (`revoked_before = now + 1`) for `kind`: it lasts as long as a token
     /// issued before it can be accepted at an edge. One that can cover a machine client's
     /// tokens (a tenant's, the global one, a subject named like a client id) lasts for the
-    /// longest client token lifetime: a client's lifetime may have been longer when it
-    /// was issued the tokens than it is now.
-    fn cut_off(&self, kind: RevocationKind, value: Option<&str>, tenant: Option<&str>, now: i64) -> NewRevocation {
+    /// longest token lifetime any client has had (read with its row locked, so that a
+    /// raise either is seen here or extends this cut-off after it commits; see
+    /// `store::raise_longest_token_lifetime`).
+    fn cut_off(
+        &self,
+        c: &mut dyn Conn,
+        kind: RevocationKind,
+        value: Option<&str>,
+        tenant: Option<&str>,
+        now: i64,
+    ) -> Result<NewRevocation> {
         let rb = revoked_before(now);
         let covers_clients = match kind {
             RevocationKind::Tenant | RevocationKind::Global => true,
@@ -604,18 +610,18 @@ impl Service {
             _ => false,
         };
         let lifetime = if covers_clients {
-            tokens::MAX_CLIENT_TOKEN_LIFETIME_S
+            store::longest_token_lifetime(c, true)?.max(ACCESS_TTL_S)
         } else {
             ACCESS_TTL_S
         };
-        NewRevocation {
+        Ok(NewRevocation {
             kind,
             value: value.map(str::to_owned),
             tenant: tenant.map(str::to_owned),
             revoked_before: Some(rb),
             expires_at: rb + lifetime + self.feed_leeway_s,
             key_hash: None,
-        }
+        })
     }
 
     /// Until when an API-key revocation made at `now` stays in the feed: the
@@ -641,7 +647,7 @@ impl Service {
         reason: &str,
         now: i64,
     ) -> Result<u64> {
-        let cut_off = self.cut_off(RevocationKind::Subject, Some(subject), tenant, now);
+        let cut_off = self.cut_off(c, RevocationKind::Subject, Some(subject), tenant, now)?;
         store::revoke_live_sessions(c, Some(subject), tenant, reason, cut_off, now)
     }
 
@@ -758,7 +764,7 @@ impl Service {
                 let newly = store::set_tenant_disabled(c, name, Some(now))?;
                 let t = store::tenant(c, name)?.ok_or_else(|| Error::not_found(format!("no tenant {name:?}")))?;
                 let (sessions, rb) = if newly {
-                    let cut_off = self.cut_off(RevocationKind::Tenant, Some(name), Some(name), now);
+                    let cut_off = self.cut_off(c, RevocationKind::Tenant, Some(name), Some(name), now)?;
                     let rb = cut_off.revoked_before;
                     (
                         store::revoke_live_sessions(c, None, Some(name), "tenant_disabled", cut_off, now)?,
@@ -941,7 +947,7 @@ impl Service {
                 };
                 let cut_off = NewRevocation {
                     expires_at: self.key_feed_expiry(now),
-                    ..self.cut_off(kind, value, tenant, now)
+                    ..self.cut_off(c, kind, value, tenant, now)?
                 };
                 store::insert_events(c, &[cut_off], now)?;
                 let out = json!({"tenant": tenant, "keys_revoked": n, "revoked_at": now});
@@ -1317,9 +1323,7 @@ impl Service {
         let cfg = self.token_config()?;
         let now = self.now();
         let started = Instant::now();
-        let published = self
-            .db
-            .read(|c| store::published_signing_keys(c, now - RETIRED_KEY_PUBLISHED_S))?;
+        let published = self.published_keys(now)?;
         let published = self.open_keys(&published)?;
         let verified = tokens::verify_access_token(&published, cfg, token, now, LOGOUT_LEEWAY_S);
         self.metrics
@@ -1437,7 +1441,7 @@ impl Service {
         self.admin(ctx, "revoke_all", None, |now| {
             self.audited(ctx, "revoke_all", None, now, |c| {
                 let rb = revoked_before(now);
-                let global = self.cut_off(RevocationKind::Global, None, None, now);
+                let global = self.cut_off(c, RevocationKind::Global, None, None, now)?;
                 let n = store::revoke_live_sessions(c, None, None, "revoke_all", global, now)?;
                 let out = json!({"revoked_before": rb, "sessions_revoked": n});
                 Ok((out.clone(), Some(out)))
@@ -1462,12 +1466,20 @@ impl Service {
         })
     }
 
-    /// The JWKS: the current key and keys retired less than the access-token lifetime ago.
+    /// The signing keys the JWKS publishes at `now`: the current one and those retired
+    /// less than the access-token lifetime ago, or the longest token lifetime any machine
+    /// client has had, if that is longer.
+    fn published_keys(&self, now: i64) -> Result<Vec<SigningKeyRow>> {
+        self.db.read(|c| {
+            let window = store::longest_token_lifetime(c, false)?.max(RETIRED_KEY_PUBLISHED_S);
+            store::published_signing_keys(c, now - window)
+        })
+    }
+
+    /// The JWKS: the current key and keys retired less than the token lifetime ago.
     pub fn jwks(&self) -> Result<Value> {
         let now = self.now();
-        let keys = self
-            .db
-            .read(|c| store::published_signing_keys(c, now - RETIRED_KEY_PUBLISHED_S))?;
+        let keys = self.published_keys(now)?;
         tokens::jwks(&self.open_keys(&keys)?)
     }
 

@@ -13,9 +13,9 @@ use crate::model::{SessionRow, SigningKeyRow};
 pub const ACCESS_TTL_S: i64 = 900;
 /// Session (and so refresh-token) lifetime, from the session's creation.
 pub const SESSION_TTL_S: i64 = 7 * 24 * 3600;
-/// How long a retired signing key stays in the JWKS: the longest lifetime of a token it
-/// may have signed (a machine client's can be up to [`MAX_CLIENT_TOKEN_LIFETIME_S`]).
-pub const RETIRED_KEY_PUBLISHED_S: i64 = MAX_CLIENT_TOKEN_LIFETIME_S;
+/// How long a retired signing key stays in the JWKS: the access-token lifetime, or the
+/// longest a machine client's has been if that is longer (`Service::published_keys`).
+pub const RETIRED_KEY_PUBLISHED_S: i64 = ACCESS_TTL_S;
 /// The bounds and default of a machine client's access-token lifetime (`clients`).
 pub const MIN_CLIENT_TOKEN_LIFETIME_S: i64 = 60;
 pub const MAX_CLIENT_TOKEN_LIFETIME_S: i64 = 24 * 3600;

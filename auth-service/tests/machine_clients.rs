@@ -906,6 +906,20 @@ async fn a_clients_token_lifetime_is_set_at_creation_updated_and_bounded(b: Back
 async fn long_lived_client_tokens_stay_cut_off_and_verifiable_for_their_lifetime(b: Backend) {
     let app = TestApp::on(b);
     app.create_tenant("acme").await;
+    app.create_tenant("globex").await;
+    // Cut-offs made while every client's tokens lived 900 s: they would end at T0 + 961...
+    assert_eq!(
+        app.admin(Method::POST, "/admin/v1/tenants/globex/disable", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.admin(Method::POST, "/admin/v1/revoke-all", None).await.status,
+        StatusCode::OK
+    );
+    // ...but a client with longer tokens extends them (a client of globex, enabled again,
+    // could have been issued such tokens before they were made).
     let (id, secret, _) = create_client(
         &app,
         "acme",
@@ -957,8 +971,16 @@ async fn long_lived_client_tokens_stay_cut_off_and_verifiable_for_their_lifetime
             usize::from(in_force),
             "at {at}: {subjects}"
         );
+        let feed = app.feed(None).await;
         if in_force {
             assert_eq!(subjects[0]["revoked_before"], T0 + 1);
+            assert_eq!(feed["revoked_before"], T0 + 1, "at {at}");
+            assert_eq!(feed["tenants"].as_array().unwrap().len(), 1, "at {at}");
+        } else {
+            assert_eq!(
+                (feed["revoked_before"].clone(), feed["tenants"].clone()),
+                (json!(null), json!([]))
+            );
         }
         if at == T0 + 1000 {
             assert!(jwks_kids(&app).await.contains(&kid), "at {at}");

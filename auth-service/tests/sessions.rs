@@ -648,11 +648,8 @@ async fn signing_key_rotation_keeps_the_old_key_for_the_token_lifetime(b: Backen
     assert_eq!(meta.key_id(), Some(new_kid.as_str()));
     verify(&after, new_token.as_str().unwrap(), T0 + 100).unwrap();
 
-    // The old key leaves the JWKS once every token it may have signed has expired: a
-    // day after its retirement (a machine client's tokens may live that long).
+    // 15 minutes after retirement the old key leaves the JWKS.
     app.clock.advance(899);
-    assert_eq!(jwks(&app).await["keys"].as_array().unwrap().len(), 2);
-    app.clock.advance(86_400 - 900);
     assert_eq!(jwks(&app).await["keys"].as_array().unwrap().len(), 2);
     app.clock.advance(1);
     let later = jwks(&app).await;

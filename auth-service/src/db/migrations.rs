@@ -173,9 +173,12 @@ const SQLITE: &[&str] = &[
     ALTER TABLE api_keys ADD COLUMN tag_secret_id TEXT;
     "#,
     // 7: a machine client's access-token lifetime (contract 1.6); existing clients keep
-    // the 900 s they had.
+    // the 900 s they had. The longest any client has had (never lowered): how long the
+    // cut-offs that can cover client tokens, and retired signing keys, must last.
     r#"
     ALTER TABLE machine_clients ADD COLUMN token_lifetime_s INTEGER NOT NULL DEFAULT 900;
+    INSERT INTO meta (key, value) VALUES ('longest_client_token_lifetime_s', '900')
+        ON CONFLICT (key) DO NOTHING;
     "#,
 ];
 
@@ -312,6 +315,8 @@ const POSTGRES: &[&str] = &[
     // 7: as SQLite's 7.
     r#"
     ALTER TABLE machine_clients ADD COLUMN token_lifetime_s BIGINT NOT NULL DEFAULT 900;
+    INSERT INTO meta (key, value) VALUES ('longest_client_token_lifetime_s', '900')
+        ON CONFLICT (key) DO NOTHING;
     "#,
 ];
 
@@ -382,6 +387,7 @@ mod tests {
         migrate(c).unwrap();
         let client = store::client(c, "mc_aaaaaaaaaaaaaaaaaaaaaaaaaa").unwrap().unwrap();
         assert_eq!(client.token_lifetime_s, 900);
+        assert_eq!(store::longest_token_lifetime(c, true).unwrap(), 900);
         assert_eq!(store::schema_version(c).unwrap(), SCHEMA_VERSION);
     }
 

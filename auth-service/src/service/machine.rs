@@ -172,6 +172,7 @@ impl Service {
                     return Err(Error::not_found(format!("no tenant {tenant:?}")));
                 }
                 store::insert_client(c, &row)?;
+                store::raise_longest_token_lifetime(c, row.token_lifetime_s, self.feed_leeway_s, now)?;
                 Ok(((), Some(detail.clone())))
             })?;
             Ok(CreatedClient {
@@ -208,6 +209,7 @@ impl Service {
             let row = self.audited(ctx, "client.update", Some(client_id), now, |c| {
                 let before = Service::client_row(c, client_id)?;
                 store::set_client_token_lifetime(c, client_id, lifetime)?;
+                store::raise_longest_token_lifetime(c, lifetime, self.feed_leeway_s, now)?;
                 let row = Service::client_row(c, client_id)?;
                 let detail = json!({"token_lifetime_s": lifetime,
                     "previous_token_lifetime_s": before.token_lifetime_s});
@@ -324,11 +326,12 @@ impl Service {
         // before the lock was taken has an `iat` no later than this (see
         // `client_credentials`), so the cut-off covers it.
         let cut_off = self.cut_off(
+            c,
             RevocationKind::Subject,
             Some(&client.client_id),
             Some(&client.tenant),
             self.now().max(now),
-        );
+        )?;
         let rb = cut_off.revoked_before;
         store::insert_events(c, &[cut_off], now)?;
         Ok(rb)

@@ -3,7 +3,7 @@
 use super::{json_list, parse_list, prefixed, tenant_from_row, TENANT_COLUMNS};
 use crate::clients::ClientRow;
 use crate::db::{Conn, Row};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::Tenant;
 use crate::vals;
 
@@ -121,6 +121,43 @@ pub fn set_client_token_lifetime(c: &mut dyn Conn, client_id: &str, lifetime_s: 
         vals![client_id, lifetime_s],
     )?;
     Ok(n > 0)
+}
+
+/// The `meta` row of the longest access-token lifetime any client has had (schema 7).
+const LONGEST_LIFETIME: &str = "longest_client_token_lifetime_s";
+
+/// The longest access-token lifetime any client has had; with `lock`, its row is locked
+/// until the transaction ends, so that a raise (which locks it too) is either seen or
+/// waits (in a write transaction only).
+pub fn longest_token_lifetime(c: &mut dyn Conn, lock: bool) -> Result<i64> {
+    if lock {
+        c.execute("UPDATE meta SET value = value WHERE key = ?1", vals![LONGEST_LIFETIME])?;
+    }
+    match c.query_opt("SELECT value FROM meta WHERE key = ?1", vals![LONGEST_LIFETIME])? {
+        Some(r) => r.text(0)?.parse::<i64>().map_err(Error::internal),
+        None => Ok(0),
+    }
+}
+
+/// Raises the longest client token lifetime to `lifetime_s` (it is never lowered: tokens
+/// issued with a longer one may still be live), and extends the cut-offs in force that can
+/// cover client tokens (`tenant`, `global`, a subject named like a client id) so that they
+/// last while a token of that lifetime issued before them can be accepted.
+pub fn raise_longest_token_lifetime(c: &mut dyn Conn, lifetime_s: i64, leeway_s: i64, now: i64) -> Result<()> {
+    if lifetime_s <= longest_token_lifetime(c, true)? {
+        return Ok(());
+    }
+    c.execute(
+        "UPDATE meta SET value = ?2 WHERE key = ?1",
+        vals![LONGEST_LIFETIME, lifetime_s.to_string()],
+    )?;
+    c.execute(
+        "UPDATE revocation_events SET expires_at = revoked_before + ?1 \
+         WHERE expires_at > ?2 AND revoked_before IS NOT NULL AND expires_at < revoked_before + ?1 \
+         AND (kind IN ('tenant', 'global') OR (kind = 'subject' AND substr(value, 1, 3) = 'mc_'))",
+        vals![lifetime_s + leeway_s, now],
+    )?;
+    Ok(())
 }
 
 /// Enables a disabled client. False if it was enabled already (or does not exist).
