@@ -7,6 +7,8 @@ use edge_auth_core::decision::{Allow, Deny, Outcome, Request, Verdict};
 use jwt_simple::prelude::JWTClaims;
 use serde_json::Value;
 
+pub mod host;
+
 /// Claims that are exactly `claims` as JSON: no registered claim is added or
 /// changed by jwt-simple, so tests control every field (and can break them).
 pub fn raw_claims(claims: Value) -> JWTClaims<Value> {
