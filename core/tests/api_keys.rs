@@ -1766,15 +1766,7 @@ fn context_headers_describe_the_key_and_clients_cannot_set_them() {
     ]);
     let path = format!("/v1/items?x=1&api_key={KEY}");
     let body = valid_with(|v| v["scopes"] = json!(["orders:read", "orders:write"]));
-    let o = run(
-        &cfg,
-        &mut st,
-        &mut req,
-        &path,
-        NOW,
-        false,
-        Some(&answer_for(KEY, &body)),
-    );
+    let o = with_answer(&cfg, &mut st, &mut req, &path, &answer_for(KEY, &body));
     let a = allowed(&o);
     let m = context_map(a);
     assert_eq!(m["x-edge-auth-method"], "api_key");
@@ -1809,15 +1801,8 @@ fn context_headers_describe_the_key_and_clients_cannot_set_them() {
 
     // A refused key gets no identity headers (there is no Allow to carry them).
     let mut st = State::new(&cfg);
-    let o = run(
-        &cfg,
-        &mut st,
-        &mut req,
-        &path,
-        NOW,
-        false,
-        Some(&answer_for(KEY, &json!({"status": "unknown", "cache_ttl_s": 30}))),
-    );
+    let unknown = json!({"status": "unknown", "cache_ttl_s": 30});
+    let o = with_answer(&cfg, &mut st, &mut req, &path, &answer_for(KEY, &unknown));
     assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Unknown));
 }
 
@@ -1956,40 +1941,40 @@ fn revoked(o: &Outcome<'_>) -> bool {
     matches!(o.verdict, Verdict::Deny(Deny::ApiKey(KeyRefusal::Revoked)))
 }
 
+/// A worker that applied a feed snapshot with these key entries.
+fn fed(cfg: &Config, keys: Value, tenants: Value, global: Value) -> State {
+    let mut st = State::new(cfg);
+    feed_keys(&mut st, keys, tenants, global);
+    st
+}
+
+/// The lookup's answer `v` for [`KEY`] delivered to the request for /v1/items.
+fn answered<'c>(cfg: &'c Config, st: &mut State, req: &mut Req, v: &Value) -> Outcome<'c> {
+    with_answer(cfg, st, req, "/v1/items", &answer_for(KEY, v))
+}
+
+/// The request for /v1/items again a second later, on a worker that may wait.
+fn a_second_later<'c>(cfg: &'c Config, st: &mut State, req: &mut Req) -> Outcome<'c> {
+    run(cfg, st, req, "/v1/items", NOW + 1_000, true, None)
+}
+
 #[test]
 fn a_key_the_feed_revokes_by_hash_is_refused_cached_or_not_without_a_lookup() {
     let cfg = config();
+    let listed = json!([{"key_hash": KEY_HASH, "expires_at": NOW_S + 360}]);
     let mut st = State::new(&cfg);
     let mut req = Req::key(KEY);
     assert!(matches!(
-        with_answer(
-            &cfg,
-            &mut st,
-            &mut req,
-            "/v1/items",
-            &answer_for(KEY, &answered_at(NOW_S))
-        )
-        .verdict,
+        answered(&cfg, &mut st, &mut req, &answered_at(NOW_S)).verdict,
         Verdict::Allow(_)
     ));
-    feed_keys(
-        &mut st,
-        json!([{"key_hash": KEY_HASH, "expires_at": NOW_S + 360}]),
-        json!([]),
-        Value::Null,
-    );
+    feed_keys(&mut st, listed.clone(), json!([]), Value::Null);
     req.reset();
-    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 1_000, true, None);
+    let o = a_second_later(&cfg, &mut st, &mut req);
     assert!(revoked(&o), "the cached answer is dropped at once: {:?}", o.verdict);
     assert!(req.shared_read.is_empty(), "no shared read, no lookup");
     // a worker with nothing cached refuses it without asking
-    let mut fresh = State::new(&cfg);
-    feed_keys(
-        &mut fresh,
-        json!([{"key_hash": KEY_HASH, "expires_at": NOW_S + 360}]),
-        json!([]),
-        Value::Null,
-    );
+    let mut fresh = fed(&cfg, listed, json!([]), Value::Null);
     req.reset();
     let o = first(&cfg, &mut fresh, &mut req, "/v1/items");
     assert!(revoked(&o));
@@ -2009,51 +1994,27 @@ fn a_key_the_feed_revokes_by_id_is_refused_from_every_cache_and_from_an_answer_i
     // local hit
     let mut st = State::new(&cfg);
     let mut req = Req::key(KEY);
-    with_answer(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        &answer_for(KEY, &answered_at(NOW_S)),
-    );
+    answered(&cfg, &mut st, &mut req, &answered_at(NOW_S));
     feed_keys(&mut st, listed.clone(), json!([]), Value::Null);
-    assert!(revoked(&run(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        NOW + 1_000,
-        true,
-        None
-    )));
+    assert!(revoked(&a_second_later(&cfg, &mut st, &mut req)));
     // shared hit (another worker cached it)
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, listed.clone(), json!([]), Value::Null);
+    let mut st = fed(&cfg, listed.clone(), json!([]), Value::Null);
     let mut req = Req::key(KEY);
     req.put_shared(&cfg, KEY, &lookup(&answered_at(NOW_S)), NOW_S + 100);
     assert!(revoked(&first(&cfg, &mut st, &mut req, "/v1/items")));
     // an answer computed before the revocation that arrives after the feed
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, listed.clone(), json!([]), Value::Null);
+    let mut st = fed(&cfg, listed.clone(), json!([]), Value::Null);
     let mut req = Req::key(KEY);
-    let o = with_answer(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        &answer_for(KEY, &answered_at(NOW_S - 1)),
-    );
-    assert!(revoked(&o));
+    assert!(revoked(&answered(&cfg, &mut st, &mut req, &answered_at(NOW_S - 1))));
     assert!(
-        revoked(&run(&cfg, &mut st, &mut req, "/v1/items", NOW + 1_000, true, None)),
+        revoked(&a_second_later(&cfg, &mut st, &mut req)),
         "and it is not admitted from the cache afterwards"
     );
     // another key id is not refused
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, listed, json!([]), Value::Null);
+    let mut st = fed(&cfg, listed, json!([]), Value::Null);
     let other = valid_with(|v| v["key_id"] = json!("key_other"));
     assert!(matches!(
-        with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &other)).verdict,
+        answered(&cfg, &mut st, &mut req, &other).verdict,
         Verdict::Allow(_)
     ));
 }
@@ -2064,56 +2025,25 @@ fn a_tenant_key_cut_off_refuses_answers_computed_before_it_and_spares_later_keys
     let cut = json!([{"tenant": "acme", "revoked_before": NOW_S}]);
     let mut st = State::new(&cfg);
     let mut req = Req::key(KEY);
-    with_answer(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        &answer_for(KEY, &answered_at(NOW_S - 5)),
-    );
+    answered(&cfg, &mut st, &mut req, &answered_at(NOW_S - 5));
     feed_keys(&mut st, json!([]), cut.clone(), Value::Null);
-    assert!(revoked(&run(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        NOW + 1_000,
-        true,
-        None
-    )));
+    assert!(revoked(&a_second_later(&cfg, &mut st, &mut req)));
     // in flight: computed before, delivered after
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, json!([]), cut.clone(), Value::Null);
-    let o = with_answer(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        &answer_for(KEY, &answered_at(NOW_S - 1)),
-    );
-    assert!(revoked(&o));
+    let mut st = fed(&cfg, json!([]), cut.clone(), Value::Null);
+    assert!(revoked(&answered(&cfg, &mut st, &mut req, &answered_at(NOW_S - 1))));
     // an answer without answered_at (a service older than 1.3) fails closed
-    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &valid_json()));
-    assert!(revoked(&o));
+    assert!(revoked(&answered(&cfg, &mut st, &mut req, &valid_json())));
     // a key answered after the cut-off (one created since), and another tenant's key
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, json!([]), cut.clone(), Value::Null);
-    let o = with_answer(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        &answer_for(KEY, &answered_at(NOW_S)),
-    );
+    let mut st = fed(&cfg, json!([]), cut.clone(), Value::Null);
+    let o = answered(&cfg, &mut st, &mut req, &answered_at(NOW_S));
     assert!(matches!(o.verdict, Verdict::Allow(_)), "{:?}", o.verdict);
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, json!([]), cut, Value::Null);
+    let mut st = fed(&cfg, json!([]), cut, Value::Null);
     let globex = valid_with(|v| {
         v["tenant"] = json!("globex");
         v["answered_at"] = json!(NOW_S - 100);
     });
     assert!(matches!(
-        with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &globex)).verdict,
+        answered(&cfg, &mut st, &mut req, &globex).verdict,
         Verdict::Allow(_)
     ));
 }
@@ -2121,8 +2051,7 @@ fn a_tenant_key_cut_off_refuses_answers_computed_before_it_and_spares_later_keys
 #[test]
 fn the_global_key_cut_off_refuses_every_tenants_earlier_answers_even_stale_ones() {
     let cfg = config();
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, json!([]), json!([]), json!(NOW_S));
+    let mut st = fed(&cfg, json!([]), json!([]), json!(NOW_S));
     for tenant in ["acme", "globex"] {
         let early = valid_with(|v| {
             v["tenant"] = json!(tenant);
@@ -2133,8 +2062,7 @@ fn the_global_key_cut_off_refuses_every_tenants_earlier_answers_even_stale_ones(
         assert!(revoked(&first(&cfg, &mut st, &mut req, "/v1/items")), "{tenant}");
     }
     // a stale answer served during an outage is checked too
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, json!([]), json!([]), json!(NOW_S));
+    let mut st = fed(&cfg, json!([]), json!([]), json!(NOW_S));
     let mut req = Req::key(KEY);
     req.put_shared(&cfg, KEY, &lookup(&answered_at(NOW_S - 40)), NOW_S - 30);
     let fail = failure_for(KEY, LookupFailure::NoResponse);
