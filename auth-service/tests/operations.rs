@@ -40,8 +40,7 @@ async fn metrics_count_what_the_service_does(b: Backend) {
     )
     .await;
     let rt = s.body["refresh_token"].as_str().unwrap();
-    app.sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt})))
-        .await;
+    app.refresh(&raw, &rt).await;
     app.call(
         Method::GET,
         "/admin/v1/tenants",
