@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use edge_auth_core::decision::{Allow, Deny, Outcome, Request, Verdict};
+use edge_auth_core::config::Config;
+use edge_auth_core::decision::{decide, Allow, Attempt, Deny, Outcome, Request, State, Verdict};
 use jwt_simple::prelude::JWTClaims;
 use serde_json::Value;
 
@@ -54,4 +55,22 @@ impl Request for HeaderRequest {
     fn peer(&mut self) -> Option<String> {
         Some("192.0.2.1:40000".into())
     }
+}
+
+/// A GET of `path` carrying only `headers`, decided on a fresh worker at `now_ms`
+/// (it may wait for a lookup; none is delivered).
+pub fn decide_fresh<'c>(
+    cfg: &'c Config,
+    path: &str,
+    now_ms: u64,
+    headers: HashMap<&'static str, String>,
+) -> Outcome<'c> {
+    let attempt = Attempt {
+        method: "GET",
+        path,
+        now_ms,
+        may_await: true,
+        answer: None,
+    };
+    decide(cfg, &mut State::new(cfg), &attempt, &mut HeaderRequest(headers))
 }
