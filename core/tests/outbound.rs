@@ -12,7 +12,7 @@ use edge_auth_core::api_key::shared_cache::{encode_marker, CacheTable};
 use edge_auth_core::api_key::{key_hash, parse_lookup, Answer, Lookup, LookupFailure};
 use edge_auth_core::b64;
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Attempt, Deny, KeyAnswer, Outcome, Request, Verdict};
+use edge_auth_core::decision::{decide, Attempt, Deny, KeyAnswer, Outcome, Verdict};
 use edge_auth_core::jwt::JwtError;
 use edge_auth_core::logging::Level;
 use edge_auth_core::outbound::{
@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 mod common;
 use common::host::{json_answer, Fake, Worker, NOW, NOW_S};
-use common::raw_claims;
+use common::{raw_claims, Bearer};
 
 const SERVICE_TOKEN: &str = "svc-0123456789abcdef0123456789abcdef";
 /// `auth_service.timeout_ms` in [`doc`], and the grace after it.
@@ -583,21 +583,6 @@ fn feed(cursor: &str, reset: bool, jtis: &[&str]) -> Value {
         .collect();
     json!({"cursor": cursor, "reset": reset, "poll_interval_s": 5, "revoked_before": null,
         "subjects": [], "sessions": [], "jtis": jtis})
-}
-
-/// A request with a bearer token, decided at `now`.
-struct Bearer(String);
-
-impl Request for Bearer {
-    fn header(&mut self, name: &str) -> Option<String> {
-        (name == "authorization").then(|| format!("Bearer {}", self.0))
-    }
-    fn forwarded_for(&mut self) -> Option<String> {
-        None
-    }
-    fn peer(&mut self) -> Option<String> {
-        Some("192.0.2.1:1".into())
-    }
 }
 
 fn hs_token(jti: &str) -> String {

@@ -16,7 +16,7 @@ use edge_auth_core::api_key::breaker::BreakerState;
 use edge_auth_core::api_key::{key_hash, LookupFailure};
 use edge_auth_core::b64;
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Attempt, Deny, Request, Verdict};
+use edge_auth_core::decision::{decide, Attempt, Deny, Verdict};
 use edge_auth_core::jwt::revocation::{Limits, RevocationState};
 use edge_auth_core::jwt::{inspect, Claims};
 use edge_auth_core::outbound::shared_fetch::{self, Shared, LEASE_MS};
@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 mod common;
 use common::host::{json_answer, proxy, Fake, Proxy, Worker, NOW, NOW_S};
-use common::raw_claims;
+use common::{raw_claims, Bearer};
 
 const POLL: u64 = 1_000;
 const STALE: u64 = 3_000;
@@ -54,20 +54,6 @@ impl<'c> Worker<'c> {
 
     fn count(&self, c: Counter) -> usize {
         self.host.count(c)
-    }
-}
-
-struct Bearer(String);
-
-impl Request for Bearer {
-    fn header(&mut self, name: &str) -> Option<String> {
-        (name == "authorization").then(|| format!("Bearer {}", self.0))
-    }
-    fn forwarded_for(&mut self) -> Option<String> {
-        None
-    }
-    fn peer(&mut self) -> Option<String> {
-        Some("192.0.2.1:1".into())
     }
 }
 

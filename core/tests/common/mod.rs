@@ -57,6 +57,21 @@ impl Request for HeaderRequest {
     }
 }
 
+/// A request that carries only a bearer token, from a fixed peer.
+pub struct Bearer(pub String);
+
+impl Request for Bearer {
+    fn header(&mut self, name: &str) -> Option<String> {
+        (name == "authorization").then(|| format!("Bearer {}", self.0))
+    }
+    fn forwarded_for(&mut self) -> Option<String> {
+        None
+    }
+    fn peer(&mut self) -> Option<String> {
+        Some("192.0.2.1:1".into())
+    }
+}
+
 /// A GET of `path` carrying only `headers`, decided on a fresh worker at `now_ms`
 /// (it may wait for a lookup; none is delivered).
 pub fn decide_fresh<'c>(
