@@ -293,6 +293,11 @@ fn with_answer<'c>(cfg: &'c Config, st: &mut State, req: &mut Req, path: &str, a
     run(cfg, st, req, path, NOW, false, Some(a))
 }
 
+/// The request again after [`KEY`]'s lookup got no answer (the auth service is down).
+fn unanswered<'c>(cfg: &'c Config, st: &mut State, req: &mut Req, path: &str) -> Outcome<'c> {
+    with_answer(cfg, st, req, path, &failure_for(KEY, LookupFailure::NoResponse))
+}
+
 fn awaited(o: &Outcome<'_>) -> String {
     match &o.verdict {
         Verdict::AwaitLookup { hash, .. } => hash.clone(),
@@ -1123,15 +1128,7 @@ fn a_shared_slot_holding_another_key_is_not_used() {
     assert_eq!(req.shared_read, vec![table(&cfg).entry_name(KEY_HASH, 1)]);
     assert!(req.shared_read[0].starts_with("edge-auth.keys.") && req.shared_read[0].ends_with(".key.0"));
     // nor on failure, even on a route with a stale window
-    let o = run(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/stale/x",
-        NOW,
-        false,
-        Some(&failure_for(KEY, LookupFailure::NoResponse)),
-    );
+    let o = unanswered(&cfg, &mut st, &mut req, "/stale/x");
     assert_eq!(denied(&o), Deny::KeyServiceUnavailable);
     // while KEY2 itself hits it
     let mut req2 = Req::key(KEY2);
@@ -1483,13 +1480,7 @@ fn stale_negative_answers_never_admit() {
         let mut st = State::new(&cfg);
         let mut req = Req::key(KEY);
         req.put_shared(&cfg, KEY, &lookup(&body), NOW_S - 1);
-        let o = with_answer(
-            &cfg,
-            &mut st,
-            &mut req,
-            "/stale/x",
-            &failure_for(KEY, LookupFailure::NoResponse),
-        );
+        let o = unanswered(&cfg, &mut st, &mut req, "/stale/x");
         assert_eq!(denied(&o), Deny::KeyServiceUnavailable, "{body}");
     }
 }
@@ -1504,13 +1495,7 @@ fn a_stale_valid_answer_past_the_keys_expiry_is_expired() {
     let l = lookup_at(&body, NOW_S - 100);
     assert!(matches!(l.answer, Answer::Valid(_)));
     req.put_shared(&cfg, KEY, &l, NOW_S - 5);
-    let o = with_answer(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/stale/x",
-        &failure_for(KEY, LookupFailure::NoResponse),
-    );
+    let o = unanswered(&cfg, &mut st, &mut req, "/stale/x");
     assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Expired));
 }
 
