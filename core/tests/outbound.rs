@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 
 mod common;
 use common::host::{json_answer, Fake, Worker, NOW, NOW_S};
+use common::revocations::{hs_token, jti_feed, SECRET};
 use common::{raw_claims, Bearer};
 
 const SERVICE_TOKEN: &str = "svc-0123456789abcdef0123456789abcdef";
@@ -574,21 +575,9 @@ fn polls_only() -> Config {
     parse(&d)
 }
 
-const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
-
+/// A feed revoking `jtis` (and advising the poll interval this file's configurations use).
 fn feed(cursor: &str, reset: bool, jtis: &[&str]) -> Value {
-    let jtis: Vec<Value> = jtis
-        .iter()
-        .map(|j| json!({"jti": j, "expires_at": NOW_S + 3600}))
-        .collect();
-    json!({"cursor": cursor, "reset": reset, "poll_interval_s": 5, "revoked_before": null,
-        "subjects": [], "sessions": [], "jtis": jtis})
-}
-
-fn hs_token(jti: &str) -> String {
-    let c = raw_claims(json!({"iss": "https://hs", "aud": "api", "sub": "alice", "jti": jti,
-        "iat": NOW_S - 5, "exp": NOW_S + 3600}));
-    HS256Key::from_bytes(SECRET.as_bytes()).authenticate(c).unwrap()
+    jti_feed(cursor, reset, 5, jtis)
 }
 
 fn decide_at<'c>(w: &mut Worker<'c>, token: &str, now: u64, may_await: bool) -> Outcome<'c> {

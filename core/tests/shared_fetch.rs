@@ -26,13 +26,12 @@ use serde_json::{json, Value};
 
 mod common;
 use common::host::{json_answer, proxy, Fake, Proxy, Worker, NOW, NOW_S};
+use common::revocations::{hs_token, jti_feed, SECRET};
 use common::{raw_claims, Bearer};
 
 const POLL: u64 = 1_000;
 const STALE: u64 = 3_000;
 const TOKEN_ONE: &str = "svc-token-one-0123456789abcdef0123456789";
-const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
-
 /// Worker `worker` of `p`, started.
 fn started<'c>(cfg: &'c Config, p: &Rc<RefCell<Proxy>>, worker: usize) -> Worker<'c> {
     let mut w = Worker::new(cfg, Fake::of(p, worker));
@@ -76,19 +75,9 @@ fn polls(svc_token: &str, rule: &str) -> Config {
     .unwrap()
 }
 
+/// A feed revoking `jtis` (and advising the poll interval this file's configurations use).
 fn feed(cursor: &str, reset: bool, jtis: &[&str]) -> Value {
-    let jtis: Vec<Value> = jtis
-        .iter()
-        .map(|j| json!({"jti": j, "expires_at": NOW_S + 3600}))
-        .collect();
-    json!({"cursor": cursor, "reset": reset, "poll_interval_s": 1, "revoked_before": null,
-        "subjects": [], "sessions": [], "jtis": jtis})
-}
-
-fn hs_token(jti: &str) -> String {
-    let c = raw_claims(json!({"iss": "https://hs", "aud": "api", "sub": "alice", "jti": jti,
-        "iat": NOW_S - 5, "exp": NOW_S + 3600}));
-    HS256Key::from_bytes(SECRET.as_bytes()).authenticate(c).unwrap()
+    jti_feed(cursor, reset, 1, jtis)
 }
 
 fn allowed(v: &Verdict<'_>) -> bool {

@@ -9,6 +9,7 @@ use jwt_simple::prelude::JWTClaims;
 use serde_json::Value;
 
 pub mod host;
+pub mod revocations;
 
 /// Claims that are exactly `claims` as JSON: no registered claim is added or
 /// changed by jwt-simple, so tests control every field (and can break them).
