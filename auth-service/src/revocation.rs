@@ -74,24 +74,15 @@ pub struct KeyTenantEntry {
     pub revoked_before: i64,
 }
 
-/// The answer to `GET /internal/v1/revocations`.
+/// The answer to `GET /internal/v1/revocations`: the cursor, then the entries
+/// as fields of the same object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Feed {
     pub cursor: String,
     pub reset: bool,
     pub poll_interval_s: i64,
-    pub revoked_before: Option<i64>,
-    pub subjects: Vec<SubjectEntry>,
-    pub sessions: Vec<SessionEntry>,
-    pub jtis: Vec<JtiEntry>,
-    /// Since contract 1.2.
-    pub tenants: Vec<TenantEntry>,
-    /// Since contract 1.3: keys revoked one by one.
-    pub api_keys: Vec<KeyEntry>,
-    /// Since contract 1.3: tenants' key cut-offs (revoke-all of a tenant).
-    pub api_key_tenants: Vec<KeyTenantEntry>,
-    /// Since contract 1.3: the global key cut-off (revoke-all of every key).
-    pub api_keys_revoked_before: Option<i64>,
+    #[serde(flatten)]
+    pub entries: Entries,
 }
 
 pub fn encode_cursor(instance: &str, last_id: i64) -> String {
@@ -113,15 +104,19 @@ pub fn parse_cursor(cursor: &str, instance: &str, max_id: i64) -> Option<i64> {
 }
 
 /// The entries of a feed answer, folded from its events.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Entries {
     pub revoked_before: Option<i64>,
     pub subjects: Vec<SubjectEntry>,
     pub sessions: Vec<SessionEntry>,
     pub jtis: Vec<JtiEntry>,
+    /// Since contract 1.2.
     pub tenants: Vec<TenantEntry>,
+    /// Since contract 1.3: keys revoked one by one.
     pub api_keys: Vec<KeyEntry>,
+    /// Since contract 1.3: tenants' key cut-offs (revoke-all of a tenant).
     pub api_key_tenants: Vec<KeyTenantEntry>,
+    /// Since contract 1.3: the global key cut-off (revoke-all of every key).
     pub api_keys_revoked_before: Option<i64>,
 }
 
@@ -242,19 +237,11 @@ pub fn feed(db: &Database, instance: &str, since: Option<&str>, now: i64) -> Res
         let head = store::feed_head(c)?;
         let after = since.and_then(|s| parse_cursor(s, instance, head));
         let events = store::events_between(c, after.unwrap_or(0), head, now)?;
-        let e = fold(&events);
         Ok(Feed {
             cursor: encode_cursor(instance, head),
             reset: after.is_none(),
             poll_interval_s: POLL_INTERVAL_S,
-            revoked_before: e.revoked_before,
-            subjects: e.subjects,
-            sessions: e.sessions,
-            jtis: e.jtis,
-            tenants: e.tenants,
-            api_keys: e.api_keys,
-            api_key_tenants: e.api_key_tenants,
-            api_keys_revoked_before: e.api_keys_revoked_before,
+            entries: fold(&events),
         })
     })
 }

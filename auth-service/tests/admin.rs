@@ -348,18 +348,11 @@ async fn tenants_are_created_normalised_and_listed(b: Backend) {
 
 async fn audit_trail_records_actions_without_secrets(b: Backend) {
     let (app, key_id, raw) = app_with_key_on(b).await;
-    let s = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
-        .await
-        .body;
+    let s = app.open_session(&raw, "user-1").await;
     let rt = s["refresh_token"].as_str().unwrap().to_owned();
     let at = s["access_token"].as_str().unwrap().to_owned();
-    let s2 = app
-        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt})))
-        .await
-        .body;
-    app.sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt})))
-        .await;
+    let s2 = app.refresh(&raw, &rt).await.body;
+    app.refresh(&raw, &rt).await;
     app.sdk(
         "/v1/sessions",
         &format!("sk_{}", "f".repeat(64)),
@@ -510,11 +503,8 @@ async fn a_disabled_tenant_is_refused_everywhere(b: Backend) {
     let (app, _, raw) = app_with_key_on(b).await;
     app.create_tenant("globex").await;
     let (_, other) = app.create_key("globex", "svc", &[], None).await;
-    let s1 = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u1"}))).await.body;
-    let s2 = app
-        .sdk("/v1/sessions", &other, Some(json!({"subject": "u1"})))
-        .await
-        .body;
+    let s1 = app.open_session(&raw, "u1").await;
+    let s2 = app.open_session(&other, "u1").await;
     let cursor = app.feed(None).await["cursor"].as_str().unwrap().to_owned();
     app.clock.advance(7);
 

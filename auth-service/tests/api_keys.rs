@@ -74,10 +74,9 @@ async fn lookup_uses_the_keys_own_allowlist_and_expiry(b: Backend) {
     let app = TestApp::on(b);
     app.create_tenant("acme").await;
     let r = app
-        .admin(
-            Method::POST,
-            "/admin/v1/tenants/acme/keys",
-            Some(json!({"subject": "svc", "scopes": ["x"], "expires_in_s": 100, "ip_allowlist": ["192.0.2.7"]})),
+        .post_key(
+            "acme",
+            json!({"subject": "svc", "scopes": ["x"], "expires_in_s": 100, "ip_allowlist": ["192.0.2.7"]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
@@ -404,13 +403,7 @@ async fn new_keys_are_tagged_and_listed_as_such(b: Backend) {
         },
     );
     app.create_tenant("acme").await;
-    let r = app
-        .admin(
-            Method::POST,
-            "/admin/v1/tenants/acme/keys",
-            Some(json!({"subject": "svc"})),
-        )
-        .await;
+    let r = app.post_key("acme", json!({"subject": "svc"})).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let raw = r.body["api_key"].as_str().unwrap().to_owned();
     let key_id = r.body["key_id"].as_str().unwrap().to_owned();
@@ -450,13 +443,7 @@ async fn new_keys_are_tagged_and_listed_as_such(b: Backend) {
     }
     let untagged = TestApp::on(b);
     untagged.create_tenant("acme").await;
-    let r = untagged
-        .admin(
-            Method::POST,
-            "/admin/v1/tenants/acme/keys",
-            Some(json!({"subject": "svc"})),
-        )
-        .await;
+    let r = untagged.post_key("acme", json!({"subject": "svc"})).await;
     assert_eq!(
         (r.body["tagged"].clone(), r.body["tag_secret_id"].clone()),
         (json!(false), json!(null))

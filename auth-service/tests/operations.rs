@@ -29,8 +29,7 @@ async fn metrics_count_what_the_service_does(b: Backend) {
     app.lookup_raw(&format!("sk_{}", "1".repeat(64))).await;
     let feed = app.feed(None).await;
     app.feed(feed["cursor"].as_str()).await;
-    let s = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await;
-    assert_eq!(s.status, StatusCode::CREATED);
+    let s = app.open_session(&raw, "u").await;
     app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u", "scopes": ["nope"]})))
         .await;
     app.sdk(
@@ -39,9 +38,8 @@ async fn metrics_count_what_the_service_does(b: Backend) {
         Some(json!({"subject": "u"})),
     )
     .await;
-    let rt = s.body["refresh_token"].as_str().unwrap();
-    app.sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt})))
-        .await;
+    let rt = s["refresh_token"].as_str().unwrap();
+    app.refresh(&raw, &rt).await;
     app.call(
         Method::GET,
         "/admin/v1/tenants",

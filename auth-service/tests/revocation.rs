@@ -27,14 +27,8 @@ async fn empty_snapshot(b: Backend) {
 
 async fn snapshot_then_incremental(b: Backend) {
     let (app, _, raw) = app_with_key_on(b).await;
-    let s1 = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
-        .await
-        .body;
-    let s2 = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-2"})))
-        .await
-        .body;
+    let s1 = app.open_session(&raw, "user-1").await;
+    let s2 = app.open_session(&raw, "user-2").await;
     let sid1 = s1["session_id"].as_str().unwrap();
     let sid2 = s2["session_id"].as_str().unwrap();
     app.admin(Method::POST, &format!("/admin/v1/sessions/{sid1}/revoke"), None)
@@ -111,18 +105,8 @@ async fn unknown_cursors_reset(b: Backend) {
 
 async fn entries_leave_the_snapshot_when_they_expire(b: Backend) {
     let (app, _, raw) = app_with_key_on(b).await;
-    let s = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
-        .await
-        .body;
-    let req = axum::http::Request::post("/v1/sessions/logout")
-        .header("x-api-key", &raw)
-        .header(
-            "authorization",
-            format!("Bearer {}", s["access_token"].as_str().unwrap()),
-        )
-        .body(axum::body::Body::empty())
-        .unwrap();
+    let s = app.open_session(&raw, "user-1").await;
+    let req = calls::logout_request(&raw, s["access_token"].as_str().unwrap(), None);
     assert_eq!(app.send(req).await.status, StatusCode::NO_CONTENT);
     app.admin(Method::POST, "/admin/v1/subjects/user-9/revoke", None).await;
     app.admin(Method::POST, "/admin/v1/revoke-all", None).await;
@@ -222,17 +206,11 @@ async fn the_snapshot_after_revoking_100000_sessions_fits_the_edges_defaults(b: 
 /// (the table's growth is bounded by the session lifetime); live ones stay.
 async fn retention_deletes_ended_sessions_and_their_refresh_tokens(b: Backend) {
     let (app, _, raw) = app_with_key_on(b).await;
-    let old = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await.body;
-    let r = app
-        .sdk(
-            "/v1/sessions/refresh",
-            &raw,
-            Some(json!({"refresh_token": old["refresh_token"]})),
-        )
-        .await;
+    let old = app.open_session(&raw, "u").await;
+    let r = app.refresh(&raw, &old["refresh_token"]).await;
     assert_eq!(r.status, StatusCode::OK);
     app.clock.advance(604_000);
-    let young = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await.body;
+    let young = app.open_session(&raw, "u").await;
     assert_eq!((app.count("sessions"), app.count("refresh_tokens")), (2, 3));
     // the old session ends at T0 + 604800; its last token is accepted until + 960
     app.clock.set(T0 + 604_800 + 960);
@@ -241,13 +219,7 @@ async fn retention_deletes_ended_sessions_and_their_refresh_tokens(b: Backend) {
     app.clock.advance(1);
     sync(|| app.svc.enforce_retention()).unwrap();
     assert_eq!((app.count("sessions"), app.count("refresh_tokens")), (1, 1));
-    let r = app
-        .sdk(
-            "/v1/sessions/refresh",
-            &raw,
-            Some(json!({"refresh_token": young["refresh_token"]})),
-        )
-        .await;
+    let r = app.refresh(&raw, &young["refresh_token"]).await;
     assert_eq!(r.status, StatusCode::OK, "the live session is kept");
 }
 

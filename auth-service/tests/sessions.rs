@@ -102,23 +102,16 @@ async fn sessions_carry_the_roles_their_key_may_grant(b: Backend) {
     let app = TestApp::on(b);
     app.create_tenant("acme").await;
     let r = app
-        .admin(
-            Method::POST,
-            "/admin/v1/tenants/acme/keys",
-            Some(json!({"subject": "svc", "scopes": ["docs:read"], "roles": ["viewer", "editor", "viewer"]})),
+        .post_key(
+            "acme",
+            json!({"subject": "svc", "scopes": ["docs:read"], "roles": ["viewer", "editor", "viewer"]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.body["roles"], json!(["viewer", "editor"]), "deduplicated, order kept");
     let raw = r.body["api_key"].as_str().unwrap().to_owned();
     for bad in [json!(["has space"]), json!([""]), json!("viewer"), json!(["a\"b"])] {
-        let r = app
-            .admin(
-                Method::POST,
-                "/admin/v1/tenants/acme/keys",
-                Some(json!({"subject": "svc", "roles": bad})),
-            )
-            .await;
+        let r = app.post_key("acme", json!({"subject": "svc", "roles": bad})).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
     }
 
@@ -128,13 +121,7 @@ async fn sessions_carry_the_roles_their_key_may_grant(b: Backend) {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let claims = verify(&jwks(&app).await, r.body["access_token"].as_str().unwrap(), T0).unwrap();
     assert_eq!(claims.custom.roles, vec!["editor".to_string()]);
-    let refreshed = app
-        .sdk(
-            "/v1/sessions/refresh",
-            &raw,
-            Some(json!({"refresh_token": r.body["refresh_token"]})),
-        )
-        .await;
+    let refreshed = app.refresh(&raw, &r.body["refresh_token"]).await;
     let claims = verify(&jwks(&app).await, refreshed.body["access_token"].as_str().unwrap(), T0).unwrap();
     assert_eq!(claims.custom.roles, vec!["editor".to_string()], "kept on refresh");
 
@@ -216,17 +203,12 @@ async fn scopes_beyond_the_key_are_refused(b: Backend) {
 
 async fn refresh_rotates_and_reuse_revokes_the_session(b: Backend) {
     let (app, _, raw) = app_with_key_on(b).await;
-    let first = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
-        .await
-        .body;
+    let first = app.open_session(&raw, "user-1").await;
     let sid = first["session_id"].as_str().unwrap().to_owned();
     let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
 
     app.clock.advance(60);
-    let second = app
-        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt1})))
-        .await;
+    let second = app.refresh(&raw, &rt1).await;
     assert_eq!(second.status, StatusCode::OK, "{:?}", second.body);
     assert_eq!(second.body["session_id"], sid.as_str());
     assert_eq!(second.body["refresh_expires_in"], 604_800 - 60);
@@ -242,22 +224,16 @@ async fn refresh_rotates_and_reuse_revokes_the_session(b: Backend) {
     assert_eq!(claims.issued_at.unwrap().as_secs(), (T0 + 60) as u64);
 
     // The new one works once more.
-    let third = app
-        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt2})))
-        .await;
+    let third = app.refresh(&raw, &rt2).await;
     assert_eq!(third.status, StatusCode::OK);
     let rt3 = third.body["refresh_token"].as_str().unwrap().to_owned();
 
     let cursor = app.feed(None).await["cursor"].as_str().unwrap().to_owned();
     // Presenting the spent rt1 again: invalid_grant, and the whole session is revoked.
-    let reuse = app
-        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt1})))
-        .await;
+    let reuse = app.refresh(&raw, &rt1).await;
     assert_eq!(reuse.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reuse.body["error"], "invalid_grant");
-    let live = app
-        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt3})))
-        .await;
+    let live = app.refresh(&raw, &rt3).await;
     assert_eq!(
         live.status,
         StatusCode::UNAUTHORIZED,
@@ -283,15 +259,10 @@ async fn refresh_rotates_and_reuse_revokes_the_session(b: Backend) {
 
 async fn refresh_failures(b: Backend) {
     let (app, _, raw) = app_with_key_on(b).await;
-    let pair = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
-        .await
-        .body;
+    let pair = app.open_session(&raw, "user-1").await;
     let rt = pair["refresh_token"].as_str().unwrap();
     // Malformed: 400. Unknown: 401 invalid_grant.
-    let r = app
-        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": "rt_x"})))
-        .await;
+    let r = app.refresh(&raw, &"rt_x").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = app
         .sdk(
@@ -305,13 +276,9 @@ async fn refresh_failures(b: Backend) {
     // Another tenant's key cannot use it (and does not spend it).
     app.create_tenant("other").await;
     let (_, other_raw) = app.create_key("other", "svc", &["orders:read"], None).await;
-    let r = app
-        .sdk("/v1/sessions/refresh", &other_raw, Some(json!({"refresh_token": rt})))
-        .await;
+    let r = app.refresh(&other_raw, &rt).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let r = app
-        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt})))
-        .await;
+    let r = app.refresh(&raw, &rt).await;
     assert_eq!(
         r.status,
         StatusCode::OK,
@@ -320,18 +287,13 @@ async fn refresh_failures(b: Backend) {
     let rt = r.body["refresh_token"].as_str().unwrap().to_owned();
     // Session expiry (7 days) ends refreshing.
     app.clock.advance(604_800);
-    let r = app
-        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt})))
-        .await;
+    let r = app.refresh(&raw, &rt).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
 
 async fn logout_with_refresh_token_or_access_token(b: Backend) {
     let (app, _, raw) = app_with_key_on(b).await;
-    let a = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
-        .await
-        .body;
+    let a = app.open_session(&raw, "user-1").await;
     let r = app
         .sdk(
             "/v1/sessions/logout",
@@ -341,36 +303,14 @@ async fn logout_with_refresh_token_or_access_token(b: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
     assert!(r.raw.is_empty());
-    let r = app
-        .sdk(
-            "/v1/sessions/refresh",
-            &raw,
-            Some(json!({"refresh_token": a["refresh_token"]})),
-        )
-        .await;
+    let r = app.refresh(&raw, &a["refresh_token"]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
-    let b = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-2"})))
-        .await
-        .body;
-    let req = axum::http::Request::post("/v1/sessions/logout")
-        .header("x-api-key", &raw)
-        .header(
-            "authorization",
-            format!("Bearer {}", b["access_token"].as_str().unwrap()),
-        )
-        .body(axum::body::Body::empty())
-        .unwrap();
+    let b = app.open_session(&raw, "user-2").await;
+    let req = calls::logout_request(&raw, b["access_token"].as_str().unwrap(), None);
     let r = app.send(req).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
-    let r = app
-        .sdk(
-            "/v1/sessions/refresh",
-            &raw,
-            Some(json!({"refresh_token": b["refresh_token"]})),
-        )
-        .await;
+    let r = app.refresh(&raw, &b["refresh_token"]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
     let feed = app.feed(None).await;
@@ -392,28 +332,15 @@ async fn logout_with_refresh_token_or_access_token(b: Backend) {
     // Neither: 400. A forged bearer token: 401.
     let r = app.sdk("/v1/sessions/logout", &raw, None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let req = axum::http::Request::post("/v1/sessions/logout")
-        .header("x-api-key", &raw)
-        .header("authorization", "Bearer eyJhbGciOiJFUzI1NiJ9.e30.AAAA")
-        .body(axum::body::Body::empty())
-        .unwrap();
+    let req = calls::logout_request(&raw, "eyJhbGciOiJFUzI1NiJ9.e30.AAAA", None);
     assert_eq!(app.send(req).await.status, StatusCode::UNAUTHORIZED);
 }
 
 async fn logout_everywhere_revokes_the_subject_in_the_keys_tenant(b: Backend) {
     let (app, _, raw) = app_with_key_on(b).await;
-    let a = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
-        .await
-        .body;
-    let b = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
-        .await
-        .body;
-    let c = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-2"})))
-        .await
-        .body;
+    let a = app.open_session(&raw, "user-1").await;
+    let b = app.open_session(&raw, "user-1").await;
+    let c = app.open_session(&raw, "user-2").await;
     app.clock.advance(5);
     let r = app
         .sdk(
@@ -424,22 +351,10 @@ async fn logout_everywhere_revokes_the_subject_in_the_keys_tenant(b: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
     for s in [&a, &b] {
-        let r = app
-            .sdk(
-                "/v1/sessions/refresh",
-                &raw,
-                Some(json!({"refresh_token": s["refresh_token"]})),
-            )
-            .await;
+        let r = app.refresh(&raw, &s["refresh_token"]).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
-    let r = app
-        .sdk(
-            "/v1/sessions/refresh",
-            &raw,
-            Some(json!({"refresh_token": c["refresh_token"]})),
-        )
-        .await;
+    let r = app.refresh(&raw, &c["refresh_token"]).await;
     assert_eq!(r.status, StatusCode::OK, "another subject is untouched");
     let feed = app.feed(None).await;
     assert_eq!(
@@ -551,18 +466,9 @@ async fn logout_everywhere_leaves_another_tenants_same_subject_alone(b: Backend)
 
 async fn admin_revocations_and_revoke_all(b: Backend) {
     let (app, _, raw) = app_with_key_on(b).await;
-    let a = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
-        .await
-        .body;
-    let b = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-2"})))
-        .await
-        .body;
-    let c = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-3"})))
-        .await
-        .body;
+    let a = app.open_session(&raw, "user-1").await;
+    let b = app.open_session(&raw, "user-2").await;
+    let c = app.open_session(&raw, "user-3").await;
 
     let sid = a["session_id"].as_str().unwrap();
     let r = app
@@ -586,13 +492,7 @@ async fn admin_revocations_and_revoke_all(b: Backend) {
     assert_eq!(r.body["revoked_before"], T0 + 11, "the current second plus one");
     assert_eq!(r.body["sessions_revoked"], 1, "only c was still live");
     for s in [&a, &b, &c] {
-        let r = app
-            .sdk(
-                "/v1/sessions/refresh",
-                &raw,
-                Some(json!({"refresh_token": s["refresh_token"]})),
-            )
-            .await;
+        let r = app.refresh(&raw, &s["refresh_token"]).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     let feed = app.feed(None).await;
@@ -620,7 +520,7 @@ async fn signing_key_rotation_keeps_the_old_key_for_the_token_lifetime(b: Backen
     );
     assert!(k.get("d").is_none(), "no private part");
     let old_kid = k["kid"].as_str().unwrap().to_owned();
-    let old_token = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await.body["access_token"].clone();
+    let old_token = app.open_session(&raw, "u").await["access_token"].clone();
 
     app.clock.advance(100);
     let r = app.admin(Method::POST, "/admin/v1/signing-keys/rotate", None).await;
@@ -643,7 +543,7 @@ async fn signing_key_rotation_keeps_the_old_key_for_the_token_lifetime(b: Backen
     );
     // Old tokens still verify; new ones are signed with the new key.
     verify(&after, old_token.as_str().unwrap(), T0 + 100).unwrap();
-    let new_token = app.sdk("/v1/sessions", &raw, Some(json!({"subject": "u"}))).await.body["access_token"].clone();
+    let new_token = app.open_session(&raw, "u").await["access_token"].clone();
     let meta = Token::decode_metadata(new_token.as_str().unwrap()).unwrap();
     assert_eq!(meta.key_id(), Some(new_kid.as_str()));
     verify(&after, new_token.as_str().unwrap(), T0 + 100).unwrap();
@@ -659,10 +559,7 @@ async fn signing_key_rotation_keeps_the_old_key_for_the_token_lifetime(b: Backen
 
 async fn concurrent_refreshes_of_one_token_let_exactly_one_through(b: Backend) {
     let (app, _, raw) = app_with_key_on(b).await;
-    let pair = app
-        .sdk("/v1/sessions", &raw, Some(json!({"subject": "user-1"})))
-        .await
-        .body;
+    let pair = app.open_session(&raw, "user-1").await;
     let rt = pair["refresh_token"].as_str().unwrap().to_owned();
     let ctx = edge_auth_service::audit::Ctx::new("test", Some(DEFAULT_PEER.into()), None);
     let absent = edge_auth_service::edge_context::EdgeContext::Absent;
@@ -709,17 +606,9 @@ async fn secret_bearing_responses_are_not_cached_and_logout_refuses_two_credenti
     assert_eq!(header["typ"], "JWT");
     assert!(header["kid"].is_string());
     let rt = r.body["refresh_token"].clone();
-    let refreshed = app
-        .sdk("/v1/sessions/refresh", &raw, Some(json!({"refresh_token": rt})))
-        .await;
+    let refreshed = app.refresh(&raw, &rt).await;
     assert_eq!(refreshed.headers["cache-control"], "no-store");
-    let k = app
-        .admin(
-            Method::POST,
-            "/admin/v1/tenants/acme/keys",
-            Some(json!({"subject": "s"})),
-        )
-        .await;
+    let k = app.post_key("acme", json!({"subject": "s"})).await;
     assert_eq!(k.headers["cache-control"], "no-store");
     let k = app
         .admin(Method::POST, &format!("/admin/v1/keys/{key_id}/rotate"), None)
@@ -727,26 +616,11 @@ async fn secret_bearing_responses_are_not_cached_and_logout_refuses_two_credenti
     assert_eq!(k.headers["cache-control"], "no-store");
 
     let pair = refreshed.body;
-    let req = axum::http::Request::post("/v1/sessions/logout")
-        .header("x-api-key", &raw)
-        .header(
-            "authorization",
-            format!("Bearer {}", pair["access_token"].as_str().unwrap()),
-        )
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(
-            json!({"refresh_token": pair["refresh_token"]}).to_string(),
-        ))
-        .unwrap();
+    let body = json!({"refresh_token": pair["refresh_token"]});
+    let req = calls::logout_request(&raw, pair["access_token"].as_str().unwrap(), Some(&body));
     let r = app.send(req).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
-    let again = app
-        .sdk(
-            "/v1/sessions/refresh",
-            &raw,
-            Some(json!({"refresh_token": pair["refresh_token"]})),
-        )
-        .await;
+    let again = app.refresh(&raw, &pair["refresh_token"]).await;
     assert_eq!(again.status, StatusCode::OK, "the refused logout changed nothing");
 }
 

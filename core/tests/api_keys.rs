@@ -293,6 +293,11 @@ fn with_answer<'c>(cfg: &'c Config, st: &mut State, req: &mut Req, path: &str, a
     run(cfg, st, req, path, NOW, false, Some(a))
 }
 
+/// The request again after [`KEY`]'s lookup got no answer (the auth service is down).
+fn unanswered<'c>(cfg: &'c Config, st: &mut State, req: &mut Req, path: &str) -> Outcome<'c> {
+    with_answer(cfg, st, req, path, &failure_for(KEY, LookupFailure::NoResponse))
+}
+
 fn awaited(o: &Outcome<'_>) -> String {
     match &o.verdict {
         Verdict::AwaitLookup { hash, .. } => hash.clone(),
@@ -1123,15 +1128,7 @@ fn a_shared_slot_holding_another_key_is_not_used() {
     assert_eq!(req.shared_read, vec![table(&cfg).entry_name(KEY_HASH, 1)]);
     assert!(req.shared_read[0].starts_with("edge-auth.keys.") && req.shared_read[0].ends_with(".key.0"));
     // nor on failure, even on a route with a stale window
-    let o = run(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/stale/x",
-        NOW,
-        false,
-        Some(&failure_for(KEY, LookupFailure::NoResponse)),
-    );
+    let o = unanswered(&cfg, &mut st, &mut req, "/stale/x");
     assert_eq!(denied(&o), Deny::KeyServiceUnavailable);
     // while KEY2 itself hits it
     let mut req2 = Req::key(KEY2);
@@ -1483,13 +1480,7 @@ fn stale_negative_answers_never_admit() {
         let mut st = State::new(&cfg);
         let mut req = Req::key(KEY);
         req.put_shared(&cfg, KEY, &lookup(&body), NOW_S - 1);
-        let o = with_answer(
-            &cfg,
-            &mut st,
-            &mut req,
-            "/stale/x",
-            &failure_for(KEY, LookupFailure::NoResponse),
-        );
+        let o = unanswered(&cfg, &mut st, &mut req, "/stale/x");
         assert_eq!(denied(&o), Deny::KeyServiceUnavailable, "{body}");
     }
 }
@@ -1504,13 +1495,7 @@ fn a_stale_valid_answer_past_the_keys_expiry_is_expired() {
     let l = lookup_at(&body, NOW_S - 100);
     assert!(matches!(l.answer, Answer::Valid(_)));
     req.put_shared(&cfg, KEY, &l, NOW_S - 5);
-    let o = with_answer(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/stale/x",
-        &failure_for(KEY, LookupFailure::NoResponse),
-    );
+    let o = unanswered(&cfg, &mut st, &mut req, "/stale/x");
     assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Expired));
 }
 
@@ -1766,15 +1751,7 @@ fn context_headers_describe_the_key_and_clients_cannot_set_them() {
     ]);
     let path = format!("/v1/items?x=1&api_key={KEY}");
     let body = valid_with(|v| v["scopes"] = json!(["orders:read", "orders:write"]));
-    let o = run(
-        &cfg,
-        &mut st,
-        &mut req,
-        &path,
-        NOW,
-        false,
-        Some(&answer_for(KEY, &body)),
-    );
+    let o = with_answer(&cfg, &mut st, &mut req, &path, &answer_for(KEY, &body));
     let a = allowed(&o);
     let m = context_map(a);
     assert_eq!(m["x-edge-auth-method"], "api_key");
@@ -1809,15 +1786,8 @@ fn context_headers_describe_the_key_and_clients_cannot_set_them() {
 
     // A refused key gets no identity headers (there is no Allow to carry them).
     let mut st = State::new(&cfg);
-    let o = run(
-        &cfg,
-        &mut st,
-        &mut req,
-        &path,
-        NOW,
-        false,
-        Some(&answer_for(KEY, &json!({"status": "unknown", "cache_ttl_s": 30}))),
-    );
+    let unknown = json!({"status": "unknown", "cache_ttl_s": 30});
+    let o = with_answer(&cfg, &mut st, &mut req, &path, &answer_for(KEY, &unknown));
     assert_eq!(denied(&o), Deny::ApiKey(KeyRefusal::Unknown));
 }
 
@@ -1956,40 +1926,40 @@ fn revoked(o: &Outcome<'_>) -> bool {
     matches!(o.verdict, Verdict::Deny(Deny::ApiKey(KeyRefusal::Revoked)))
 }
 
+/// A worker that applied a feed snapshot with these key entries.
+fn fed(cfg: &Config, keys: Value, tenants: Value, global: Value) -> State {
+    let mut st = State::new(cfg);
+    feed_keys(&mut st, keys, tenants, global);
+    st
+}
+
+/// The lookup's answer `v` for [`KEY`] delivered to the request for /v1/items.
+fn answered<'c>(cfg: &'c Config, st: &mut State, req: &mut Req, v: &Value) -> Outcome<'c> {
+    with_answer(cfg, st, req, "/v1/items", &answer_for(KEY, v))
+}
+
+/// The request for /v1/items again a second later, on a worker that may wait.
+fn a_second_later<'c>(cfg: &'c Config, st: &mut State, req: &mut Req) -> Outcome<'c> {
+    run(cfg, st, req, "/v1/items", NOW + 1_000, true, None)
+}
+
 #[test]
 fn a_key_the_feed_revokes_by_hash_is_refused_cached_or_not_without_a_lookup() {
     let cfg = config();
+    let listed = json!([{"key_hash": KEY_HASH, "expires_at": NOW_S + 360}]);
     let mut st = State::new(&cfg);
     let mut req = Req::key(KEY);
     assert!(matches!(
-        with_answer(
-            &cfg,
-            &mut st,
-            &mut req,
-            "/v1/items",
-            &answer_for(KEY, &answered_at(NOW_S))
-        )
-        .verdict,
+        answered(&cfg, &mut st, &mut req, &answered_at(NOW_S)).verdict,
         Verdict::Allow(_)
     ));
-    feed_keys(
-        &mut st,
-        json!([{"key_hash": KEY_HASH, "expires_at": NOW_S + 360}]),
-        json!([]),
-        Value::Null,
-    );
+    feed_keys(&mut st, listed.clone(), json!([]), Value::Null);
     req.reset();
-    let o = run(&cfg, &mut st, &mut req, "/v1/items", NOW + 1_000, true, None);
+    let o = a_second_later(&cfg, &mut st, &mut req);
     assert!(revoked(&o), "the cached answer is dropped at once: {:?}", o.verdict);
     assert!(req.shared_read.is_empty(), "no shared read, no lookup");
     // a worker with nothing cached refuses it without asking
-    let mut fresh = State::new(&cfg);
-    feed_keys(
-        &mut fresh,
-        json!([{"key_hash": KEY_HASH, "expires_at": NOW_S + 360}]),
-        json!([]),
-        Value::Null,
-    );
+    let mut fresh = fed(&cfg, listed, json!([]), Value::Null);
     req.reset();
     let o = first(&cfg, &mut fresh, &mut req, "/v1/items");
     assert!(revoked(&o));
@@ -2009,51 +1979,27 @@ fn a_key_the_feed_revokes_by_id_is_refused_from_every_cache_and_from_an_answer_i
     // local hit
     let mut st = State::new(&cfg);
     let mut req = Req::key(KEY);
-    with_answer(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        &answer_for(KEY, &answered_at(NOW_S)),
-    );
+    answered(&cfg, &mut st, &mut req, &answered_at(NOW_S));
     feed_keys(&mut st, listed.clone(), json!([]), Value::Null);
-    assert!(revoked(&run(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        NOW + 1_000,
-        true,
-        None
-    )));
+    assert!(revoked(&a_second_later(&cfg, &mut st, &mut req)));
     // shared hit (another worker cached it)
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, listed.clone(), json!([]), Value::Null);
+    let mut st = fed(&cfg, listed.clone(), json!([]), Value::Null);
     let mut req = Req::key(KEY);
     req.put_shared(&cfg, KEY, &lookup(&answered_at(NOW_S)), NOW_S + 100);
     assert!(revoked(&first(&cfg, &mut st, &mut req, "/v1/items")));
     // an answer computed before the revocation that arrives after the feed
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, listed.clone(), json!([]), Value::Null);
+    let mut st = fed(&cfg, listed.clone(), json!([]), Value::Null);
     let mut req = Req::key(KEY);
-    let o = with_answer(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        &answer_for(KEY, &answered_at(NOW_S - 1)),
-    );
-    assert!(revoked(&o));
+    assert!(revoked(&answered(&cfg, &mut st, &mut req, &answered_at(NOW_S - 1))));
     assert!(
-        revoked(&run(&cfg, &mut st, &mut req, "/v1/items", NOW + 1_000, true, None)),
+        revoked(&a_second_later(&cfg, &mut st, &mut req)),
         "and it is not admitted from the cache afterwards"
     );
     // another key id is not refused
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, listed, json!([]), Value::Null);
+    let mut st = fed(&cfg, listed, json!([]), Value::Null);
     let other = valid_with(|v| v["key_id"] = json!("key_other"));
     assert!(matches!(
-        with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &other)).verdict,
+        answered(&cfg, &mut st, &mut req, &other).verdict,
         Verdict::Allow(_)
     ));
 }
@@ -2064,56 +2010,25 @@ fn a_tenant_key_cut_off_refuses_answers_computed_before_it_and_spares_later_keys
     let cut = json!([{"tenant": "acme", "revoked_before": NOW_S}]);
     let mut st = State::new(&cfg);
     let mut req = Req::key(KEY);
-    with_answer(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        &answer_for(KEY, &answered_at(NOW_S - 5)),
-    );
+    answered(&cfg, &mut st, &mut req, &answered_at(NOW_S - 5));
     feed_keys(&mut st, json!([]), cut.clone(), Value::Null);
-    assert!(revoked(&run(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        NOW + 1_000,
-        true,
-        None
-    )));
+    assert!(revoked(&a_second_later(&cfg, &mut st, &mut req)));
     // in flight: computed before, delivered after
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, json!([]), cut.clone(), Value::Null);
-    let o = with_answer(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        &answer_for(KEY, &answered_at(NOW_S - 1)),
-    );
-    assert!(revoked(&o));
+    let mut st = fed(&cfg, json!([]), cut.clone(), Value::Null);
+    assert!(revoked(&answered(&cfg, &mut st, &mut req, &answered_at(NOW_S - 1))));
     // an answer without answered_at (a service older than 1.3) fails closed
-    let o = with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &valid_json()));
-    assert!(revoked(&o));
+    assert!(revoked(&answered(&cfg, &mut st, &mut req, &valid_json())));
     // a key answered after the cut-off (one created since), and another tenant's key
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, json!([]), cut.clone(), Value::Null);
-    let o = with_answer(
-        &cfg,
-        &mut st,
-        &mut req,
-        "/v1/items",
-        &answer_for(KEY, &answered_at(NOW_S)),
-    );
+    let mut st = fed(&cfg, json!([]), cut.clone(), Value::Null);
+    let o = answered(&cfg, &mut st, &mut req, &answered_at(NOW_S));
     assert!(matches!(o.verdict, Verdict::Allow(_)), "{:?}", o.verdict);
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, json!([]), cut, Value::Null);
+    let mut st = fed(&cfg, json!([]), cut, Value::Null);
     let globex = valid_with(|v| {
         v["tenant"] = json!("globex");
         v["answered_at"] = json!(NOW_S - 100);
     });
     assert!(matches!(
-        with_answer(&cfg, &mut st, &mut req, "/v1/items", &answer_for(KEY, &globex)).verdict,
+        answered(&cfg, &mut st, &mut req, &globex).verdict,
         Verdict::Allow(_)
     ));
 }
@@ -2121,8 +2036,7 @@ fn a_tenant_key_cut_off_refuses_answers_computed_before_it_and_spares_later_keys
 #[test]
 fn the_global_key_cut_off_refuses_every_tenants_earlier_answers_even_stale_ones() {
     let cfg = config();
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, json!([]), json!([]), json!(NOW_S));
+    let mut st = fed(&cfg, json!([]), json!([]), json!(NOW_S));
     for tenant in ["acme", "globex"] {
         let early = valid_with(|v| {
             v["tenant"] = json!(tenant);
@@ -2133,8 +2047,7 @@ fn the_global_key_cut_off_refuses_every_tenants_earlier_answers_even_stale_ones(
         assert!(revoked(&first(&cfg, &mut st, &mut req, "/v1/items")), "{tenant}");
     }
     // a stale answer served during an outage is checked too
-    let mut st = State::new(&cfg);
-    feed_keys(&mut st, json!([]), json!([]), json!(NOW_S));
+    let mut st = fed(&cfg, json!([]), json!([]), json!(NOW_S));
     let mut req = Req::key(KEY);
     req.put_shared(&cfg, KEY, &lookup(&answered_at(NOW_S - 40)), NOW_S - 30);
     let fail = failure_for(KEY, LookupFailure::NoResponse);

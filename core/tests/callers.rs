@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Attempt, Deny, Outcome, State, Verdict};
+use edge_auth_core::decision::{Deny, Outcome, Verdict};
 use edge_auth_core::jwt::JwtError;
 use hmac::{Hmac, Mac};
 use jwt_simple::prelude::*;
@@ -105,14 +105,7 @@ fn token_over(payload: &str) -> String {
 }
 
 fn send<'c>(cfg: &'c Config, path: &str, headers: HashMap<&'static str, String>) -> Outcome<'c> {
-    let attempt = Attempt {
-        method: "GET",
-        path,
-        now_ms: NOW_S * 1000,
-        may_await: true,
-        answer: None,
-    };
-    decide(cfg, &mut State::new(cfg), &attempt, &mut common::HeaderRequest(headers))
+    common::decide_fresh(cfg, path, NOW_S * 1000, headers)
 }
 
 fn run<'c>(cfg: &'c Config, path: &str, jwt: &str) -> Outcome<'c> {

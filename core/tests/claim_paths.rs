@@ -11,7 +11,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 use std::collections::HashMap;
 
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Attempt, Deny, Outcome, State, Verdict};
+use edge_auth_core::decision::{Deny, Outcome, Verdict};
 use edge_auth_core::jwt::JwtError;
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
@@ -81,14 +81,7 @@ fn run<'c>(cfg: &'c Config, path: &str, claims: Value, origin: Option<&str>) -> 
     if let Some(o) = origin {
         headers.insert("origin", o.to_owned());
     }
-    let attempt = Attempt {
-        method: "GET",
-        path,
-        now_ms: NOW_S * 1000,
-        may_await: true,
-        answer: None,
-    };
-    decide(cfg, &mut State::new(cfg), &attempt, &mut common::HeaderRequest(headers))
+    common::decide_fresh(cfg, path, NOW_S * 1000, headers)
 }
 
 fn denial<'c>(o: &Outcome<'c>) -> Deny<'c> {

@@ -7,30 +7,25 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
-
 use edge_auth_core::api_key::breaker::BreakerState;
 use edge_auth_core::api_key::shared_cache::{encode_marker, CacheTable};
 use edge_auth_core::api_key::{key_hash, parse_lookup, Answer, Lookup, LookupFailure};
 use edge_auth_core::b64;
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Attempt, Deny, KeyAnswer, Outcome, Request, State, Verdict};
+use edge_auth_core::decision::{decide, Attempt, Deny, KeyAnswer, Outcome, Verdict};
 use edge_auth_core::jwt::JwtError;
 use edge_auth_core::logging::Level;
 use edge_auth_core::outbound::{
-    CallResponse, CallState, Counter, Host, HostError, HttpCall, Outbound, Purpose, Wake, NOW_TICK_MS, TICK_MS,
-    WAIT_TICK_MS,
+    CallResponse, CallState, Counter, HostError, Purpose, Wake, NOW_TICK_MS, TICK_MS, WAIT_TICK_MS,
 };
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
 mod common;
-use common::raw_claims;
+use common::host::{json_answer, Fake, Worker, NOW, NOW_S};
+use common::revocations::{hs_token, jti_feed, SECRET};
+use common::{raw_claims, Bearer};
 
-const NOW_S: u64 = 1_800_000_000;
-const NOW: u64 = NOW_S * 1000;
 const SERVICE_TOKEN: &str = "svc-0123456789abcdef0123456789abcdef";
 /// `auth_service.timeout_ms` in [`doc`], and the grace after it.
 const TIMEOUT: u64 = 500;
@@ -38,282 +33,6 @@ const DEADLINE: u64 = TIMEOUT + 1_000;
 const KEY1: &str = "sk_20461de3ee4a57fe3611338284344655d8b1dff13bde3406141f9ba472ba2fb1";
 const KEY2: &str = "sk_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const KEY3: &str = "sk_fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
-
-// ---- the fake host -----------------------------------------------------------
-
-/// The data every worker of one proxy shares: values and their versions.
-#[derive(Default)]
-struct Store {
-    data: HashMap<String, (Vec<u8>, u32)>,
-    version: u32,
-    /// Writes, in order (key, value).
-    writes: Vec<(String, Vec<u8>)>,
-}
-
-/// A call the core sent.
-#[derive(Debug, Clone)]
-struct Sent {
-    token: u32,
-    cluster: String,
-    authority: String,
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Option<Vec<u8>>,
-    timeout_ms: u64,
-}
-
-impl Sent {
-    /// Cluster, authority, method and path.
-    fn line(&self) -> (&str, &str, &str, &str) {
-        (&self.cluster, &self.authority, &self.method, &self.path)
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-}
-
-struct Fake {
-    now: u64,
-    shared: Rc<RefCell<Store>>,
-    next_token: u32,
-    sent: Vec<Sent>,
-    /// The next dispatches fail with this.
-    refuse_dispatch: Option<HostError>,
-    /// The next compare-and-swap write loses to another worker.
-    lose_cas: bool,
-    /// The answer being delivered.
-    answer: Option<CallResponse>,
-    /// The body limits the core read answers with.
-    read_limits: Vec<usize>,
-    counters: Vec<Counter>,
-    breaker: Vec<BreakerState>,
-    /// `revocation_state_age` reports, in order.
-    ages: Vec<u64>,
-    logs: Vec<(Level, String)>,
-    ticks: Vec<u64>,
-    refuse_tick: bool,
-}
-
-impl Fake {
-    fn new() -> Fake {
-        Fake::sharing(Rc::new(RefCell::new(Store::default())))
-    }
-
-    /// Another worker of the same proxy as `self`.
-    fn worker(&self) -> Fake {
-        let mut f = Fake::sharing(Rc::clone(&self.shared));
-        f.now = self.now;
-        f.next_token = 1000;
-        f
-    }
-
-    fn sharing(shared: Rc<RefCell<Store>>) -> Fake {
-        Fake {
-            now: NOW,
-            shared,
-            next_token: 1,
-            sent: vec![],
-            refuse_dispatch: None,
-            lose_cas: false,
-            answer: None,
-            read_limits: vec![],
-            counters: vec![],
-            breaker: vec![],
-            ages: vec![],
-            logs: vec![],
-            ticks: vec![],
-            refuse_tick: false,
-        }
-    }
-
-    fn count(&self, c: Counter) -> usize {
-        self.counters.iter().filter(|x| **x == c).count()
-    }
-
-    fn warnings(&self) -> Vec<&str> {
-        self.logs
-            .iter()
-            .filter(|(l, _)| *l == Level::Warn)
-            .map(|(_, m)| m.as_str())
-            .collect()
-    }
-
-    fn last_sent(&self) -> &Sent {
-        self.sent.last().expect("a call was sent")
-    }
-
-    fn shared_value(&self, key: &str) -> Option<Vec<u8>> {
-        self.shared.borrow().data.get(key).map(|(v, _)| v.clone())
-    }
-
-    fn put_shared(&self, key: &str, value: &[u8]) {
-        let mut s = self.shared.borrow_mut();
-        s.version += 1;
-        let v = s.version;
-        s.data.insert(key.to_owned(), (value.to_vec(), v));
-    }
-}
-
-impl Host for Fake {
-    fn now_ms(&mut self) -> u64 {
-        self.now
-    }
-
-    fn dispatch(&mut self, call: &HttpCall<'_>) -> Result<u32, HostError> {
-        if let Some(e) = self.refuse_dispatch {
-            return Err(e);
-        }
-        let token = self.next_token;
-        self.next_token += 1;
-        self.sent.push(Sent {
-            token,
-            cluster: call.cluster.to_owned(),
-            authority: call.authority.to_owned(),
-            method: call.method.to_owned(),
-            path: call.path.to_owned(),
-            headers: call
-                .headers
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-                .collect(),
-            body: call.body.map(<[u8]>::to_vec),
-            timeout_ms: call.timeout_ms,
-        });
-        Ok(token)
-    }
-
-    fn call_response(&mut self, body_size: usize, max_body: usize) -> CallResponse {
-        self.read_limits.push(max_body);
-        let mut r = self.answer.take().expect("an answer is being delivered");
-        // as the proxy's buffer read: at most the asked length
-        if let Some(b) = &mut r.body {
-            b.truncate(body_size.min(max_body + 1));
-        }
-        r
-    }
-
-    fn shared_get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.shared.borrow().data.get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        }
-    }
-
-    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
-        let mut s = self.shared.borrow_mut();
-        if let Some(cas) = cas {
-            if std::mem::take(&mut self.lose_cas) {
-                // another worker wrote in between
-                s.version += 1;
-                let v = s.version;
-                s.data.insert(key.to_owned(), (b"someone else".to_vec(), v));
-                return Err(HostError::CasMismatch);
-            }
-            if s.data.get(key).map(|(_, v)| *v) != Some(cas) {
-                return Err(HostError::CasMismatch);
-            }
-        }
-        s.version += 1;
-        let v = s.version;
-        s.data.insert(key.to_owned(), (value.to_vec(), v));
-        s.writes.push((key.to_owned(), value.to_vec()));
-        Ok(())
-    }
-
-    fn set_tick_period_ms(&mut self, period_ms: u64) -> Result<(), HostError> {
-        if self.refuse_tick {
-            return Err(HostError::InternalFailure);
-        }
-        self.ticks.push(period_ms);
-        Ok(())
-    }
-
-    fn count(&mut self, counter: Counter) {
-        self.counters.push(counter);
-    }
-
-    fn breaker_state(&mut self, state: BreakerState) {
-        self.breaker.push(state);
-    }
-
-    fn revocation_state_age(&mut self, age_ms: u64) {
-        self.ages.push(age_ms);
-    }
-
-    fn log(&mut self, level: Level, message: &str) {
-        self.logs.push((level, message.to_owned()));
-    }
-}
-
-/// One worker: its configuration's state, its registry and its host.
-struct Worker<'c> {
-    cfg: &'c Config,
-    st: State,
-    out: Outbound,
-    host: Fake,
-}
-
-impl<'c> Worker<'c> {
-    fn new(cfg: &'c Config, host: Fake) -> Worker<'c> {
-        Worker {
-            cfg,
-            st: State::new(cfg),
-            out: Outbound::new(cfg),
-            host,
-        }
-    }
-
-    fn start(&mut self) -> Vec<Wake> {
-        self.out.start(self.cfg, &mut self.st, &mut self.host)
-    }
-
-    fn tick(&mut self) -> Vec<Wake> {
-        self.out.on_tick(self.cfg, &mut self.st, &mut self.host)
-    }
-
-    fn tick_at(&mut self, now: u64) -> Vec<Wake> {
-        self.host.now = now;
-        self.tick()
-    }
-
-    fn lookup(&mut self, context: u32, key: &str) -> Option<KeyAnswer> {
-        self.out
-            .await_lookup(self.cfg, &mut self.host, context, key_hash(key), None)
-    }
-
-    /// Delivers `answer` for the call `token`.
-    fn answer(&mut self, token: u32, answer: CallResponse) -> Vec<Wake> {
-        let size = answer.body.as_ref().map_or(0, Vec::len);
-        self.host.answer = Some(answer);
-        let wakes = self
-            .out
-            .on_response(self.cfg, &mut self.st, &mut self.host, token, size);
-        self.host.answer = None;
-        wakes
-    }
-
-    fn state_of(&self, purpose: &Purpose) -> Option<CallState> {
-        self.out.calls().find(|c| c.purpose == purpose).map(|c| c.state)
-    }
-
-    fn waiters_of(&self, purpose: &Purpose) -> Vec<u32> {
-        self.out
-            .calls()
-            .find(|c| c.purpose == purpose)
-            .map(|c| c.waiters.to_vec())
-            .unwrap_or_default()
-    }
-}
-
-fn json_answer(status: u16, body: &Value) -> CallResponse {
-    CallResponse {
-        status: Some(status),
-        content_type: Some("application/json".into()),
-        body: Some(body.to_string().into_bytes()),
-    }
-}
 
 fn valid(key: &str, ttl: u64) -> Value {
     json!({
@@ -856,36 +575,9 @@ fn polls_only() -> Config {
     parse(&d)
 }
 
-const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
-
+/// A feed revoking `jtis` (and advising the poll interval this file's configurations use).
 fn feed(cursor: &str, reset: bool, jtis: &[&str]) -> Value {
-    let jtis: Vec<Value> = jtis
-        .iter()
-        .map(|j| json!({"jti": j, "expires_at": NOW_S + 3600}))
-        .collect();
-    json!({"cursor": cursor, "reset": reset, "poll_interval_s": 5, "revoked_before": null,
-        "subjects": [], "sessions": [], "jtis": jtis})
-}
-
-/// A request with a bearer token, decided at `now`.
-struct Bearer(String);
-
-impl Request for Bearer {
-    fn header(&mut self, name: &str) -> Option<String> {
-        (name == "authorization").then(|| format!("Bearer {}", self.0))
-    }
-    fn forwarded_for(&mut self) -> Option<String> {
-        None
-    }
-    fn peer(&mut self) -> Option<String> {
-        Some("192.0.2.1:1".into())
-    }
-}
-
-fn hs_token(jti: &str) -> String {
-    let c = raw_claims(json!({"iss": "https://hs", "aud": "api", "sub": "alice", "jti": jti,
-        "iat": NOW_S - 5, "exp": NOW_S + 3600}));
-    HS256Key::from_bytes(SECRET.as_bytes()).authenticate(c).unwrap()
+    jti_feed(cursor, reset, 5, jtis)
 }
 
 fn decide_at<'c>(w: &mut Worker<'c>, token: &str, now: u64, may_await: bool) -> Outcome<'c> {

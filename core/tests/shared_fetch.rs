@@ -10,142 +10,36 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use edge_auth_core::api_key::breaker::BreakerState;
 use edge_auth_core::api_key::{key_hash, LookupFailure};
 use edge_auth_core::b64;
 use edge_auth_core::config::{self, Config};
-use edge_auth_core::decision::{decide, Attempt, Deny, Request, State, Verdict};
+use edge_auth_core::decision::{decide, Attempt, Deny, Verdict};
 use edge_auth_core::jwt::revocation::{Limits, RevocationState};
 use edge_auth_core::jwt::{inspect, Claims};
-use edge_auth_core::logging::Level;
 use edge_auth_core::outbound::shared_fetch::{self, Shared, LEASE_MS};
-use edge_auth_core::outbound::{CallResponse, Counter, Host, HostError, HttpCall, Outbound, TICK_MS};
+use edge_auth_core::outbound::{Counter, Host, TICK_MS};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
 mod common;
-use common::raw_claims;
+use common::host::{json_answer, proxy, Fake, Proxy, Worker, NOW, NOW_S};
+use common::revocations::{hs_token, jti_feed, SECRET};
+use common::{raw_claims, Bearer};
 
-const NOW_S: u64 = 1_800_000_000;
-const NOW: u64 = NOW_S * 1000;
 const POLL: u64 = 1_000;
 const STALE: u64 = 3_000;
 const TOKEN_ONE: &str = "svc-token-one-0123456789abcdef0123456789";
-const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
-
-/// The proxy: shared data (value, version) and every call sent, by worker.
-#[derive(Default)]
-struct Proxy {
-    data: HashMap<String, (Vec<u8>, u32)>,
-    version: u32,
-    /// (worker, token, path)
-    sent: Vec<(usize, u32, String)>,
-}
-
-struct Fake {
-    worker: usize,
-    now: u64,
-    proxy: Rc<RefCell<Proxy>>,
-    next_token: u32,
-    answer: Option<CallResponse>,
-    counters: Vec<Counter>,
-    logs: Vec<(Level, String)>,
-}
-
-impl Host for Fake {
-    fn now_ms(&mut self) -> u64 {
-        self.now
-    }
-    fn dispatch(&mut self, call: &HttpCall<'_>) -> Result<u32, HostError> {
-        self.next_token += 1;
-        let t = self.next_token;
-        self.proxy
-            .borrow_mut()
-            .sent
-            .push((self.worker, t, call.path.to_owned()));
-        Ok(t)
-    }
-    fn call_response(&mut self, _body_size: usize, _max_body: usize) -> CallResponse {
-        self.answer.take().expect("an answer is being delivered")
-    }
-    fn shared_get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.proxy.borrow().data.get(key) {
-            Some((v, c)) => (Some(v.clone()), Some(*c)),
-            None => (None, None),
-        }
-    }
-    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
-        // as Envoy: a compare-and-swap version is checked only on a key that exists
-        let mut p = self.proxy.borrow_mut();
-        if let (Some(cas), Some((_, held))) = (cas, p.data.get(key)) {
-            if cas != *held {
-                return Err(HostError::CasMismatch);
-            }
-        }
-        p.version += 1;
-        let v = p.version;
-        p.data.insert(key.to_owned(), (value.to_vec(), v));
-        Ok(())
-    }
-    fn set_tick_period_ms(&mut self, _period_ms: u64) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn count(&mut self, counter: Counter) {
-        self.counters.push(counter);
-    }
-    fn breaker_state(&mut self, _state: BreakerState) {}
-    fn log(&mut self, level: Level, message: &str) {
-        self.logs.push((level, message.to_owned()));
-    }
-}
-
-struct Worker<'c> {
-    cfg: &'c Config,
-    st: State,
-    out: Outbound,
-    host: Fake,
+/// Worker `worker` of `p`, started.
+fn started<'c>(cfg: &'c Config, p: &Rc<RefCell<Proxy>>, worker: usize) -> Worker<'c> {
+    let mut w = Worker::new(cfg, Fake::of(p, worker));
+    w.start();
+    w
 }
 
 impl<'c> Worker<'c> {
-    fn new(cfg: &'c Config, proxy: &Rc<RefCell<Proxy>>, worker: usize) -> Worker<'c> {
-        let mut w = Worker {
-            cfg,
-            st: State::new(cfg),
-            out: Outbound::new(cfg),
-            host: Fake {
-                worker,
-                now: NOW,
-                proxy: Rc::clone(proxy),
-                next_token: 0,
-                answer: None,
-                counters: vec![],
-                logs: vec![],
-            },
-        };
-        w.out.start(cfg, &mut w.st, &mut w.host);
-        w
-    }
-
-    fn tick_at(&mut self, now: u64) {
-        self.host.now = now;
-        self.out.on_tick(self.cfg, &mut self.st, &mut self.host);
-    }
-
-    fn answer(&mut self, token: u32, status: u16, body: &Value) {
-        let bytes = body.to_string().into_bytes();
-        let size = bytes.len();
-        self.host.answer = Some(CallResponse {
-            status: Some(status),
-            content_type: Some("application/json".into()),
-            body: Some(bytes),
-        });
-        self.out
-            .on_response(self.cfg, &mut self.st, &mut self.host, token, size);
-    }
-
     fn decide(&mut self, token: &str) -> Verdict<'c> {
         let attempt = Attempt {
             method: "GET",
@@ -158,26 +52,8 @@ impl<'c> Worker<'c> {
     }
 
     fn count(&self, c: Counter) -> usize {
-        self.host.counters.iter().filter(|x| **x == c).count()
+        self.host.count(c)
     }
-}
-
-struct Bearer(String);
-
-impl Request for Bearer {
-    fn header(&mut self, name: &str) -> Option<String> {
-        (name == "authorization").then(|| format!("Bearer {}", self.0))
-    }
-    fn forwarded_for(&mut self) -> Option<String> {
-        None
-    }
-    fn peer(&mut self) -> Option<String> {
-        Some("192.0.2.1:1".into())
-    }
-}
-
-fn proxy() -> Rc<RefCell<Proxy>> {
-    Rc::new(RefCell::new(Proxy::default()))
 }
 
 /// A configuration polling revocations (`svc_token` as the service token);
@@ -199,19 +75,9 @@ fn polls(svc_token: &str, rule: &str) -> Config {
     .unwrap()
 }
 
+/// A feed revoking `jtis` (and advising the poll interval this file's configurations use).
 fn feed(cursor: &str, reset: bool, jtis: &[&str]) -> Value {
-    let jtis: Vec<Value> = jtis
-        .iter()
-        .map(|j| json!({"jti": j, "expires_at": NOW_S + 3600}))
-        .collect();
-    json!({"cursor": cursor, "reset": reset, "poll_interval_s": 1, "revoked_before": null,
-        "subjects": [], "sessions": [], "jtis": jtis})
-}
-
-fn hs_token(jti: &str) -> String {
-    let c = raw_claims(json!({"iss": "https://hs", "aud": "api", "sub": "alice", "jti": jti,
-        "iat": NOW_S - 5, "exp": NOW_S + 3600}));
-    HS256Key::from_bytes(SECRET.as_bytes()).authenticate(c).unwrap()
+    jti_feed(cursor, reset, 1, jtis)
 }
 
 fn allowed(v: &Verdict<'_>) -> bool {
@@ -239,7 +105,7 @@ fn polls_sent(p: &Rc<RefCell<Proxy>>) -> Vec<(usize, u32)> {
 /// `n` workers, the first poll answered with a snapshot revoking `jtis`;
 /// and how many polls are answered.
 fn synced<'c>(cfg: &'c Config, p: &Rc<RefCell<Proxy>>, n: usize, jtis: &[&str]) -> (Vec<Worker<'c>>, usize) {
-    let mut ws: Vec<Worker<'c>> = (0..n).map(|i| Worker::new(cfg, p, i)).collect();
+    let mut ws: Vec<Worker<'c>> = (0..n).map(|i| started(cfg, p, i)).collect();
     let mut answered = 0;
     answer_all(&mut ws, p, &mut answered, &feed("c1", true, jtis));
     (ws, answered)
@@ -249,7 +115,7 @@ fn synced<'c>(cfg: &'c Config, p: &Rc<RefCell<Proxy>>, n: usize, jtis: &[&str]) 
 fn answer_all(ws: &mut [Worker<'_>], p: &Rc<RefCell<Proxy>>, answered: &mut usize, body: &Value) {
     let sent = polls_sent(p);
     for (w, t) in &sent[*answered..] {
-        ws[*w].answer(*t, 200, body);
+        ws[*w].answer(*t, json_answer(200, body));
     }
     *answered = sent.len();
 }
@@ -258,7 +124,7 @@ fn answer_all(ws: &mut [Worker<'_>], p: &Rc<RefCell<Proxy>>, answered: &mut usiz
 fn four_workers_poll_once_per_interval_and_all_serve_the_state() {
     let cfg = polls(TOKEN_ONE, "jwt");
     let p = proxy();
-    let mut ws: Vec<Worker<'_>> = (0..4).map(|i| Worker::new(&cfg, &p, i)).collect();
+    let mut ws: Vec<Worker<'_>> = (0..4).map(|i| started(&cfg, &p, i)).collect();
     // the first worker configured polls; the others see its lease
     assert_eq!(polls_sent(&p), [(0, 1)]);
     let mut answered = 0;
@@ -351,7 +217,7 @@ fn a_worker_never_serves_a_state_past_the_staleness_bound() {
         }
         let sent = polls_sent(&p);
         for (w, t) in &sent[answered..] {
-            ws[*w].answer(*t, 503, &json!({}));
+            ws[*w].answer(*t, json_answer(503, &json!({})));
         }
         answered = sent.len();
         for w in &mut ws {
@@ -382,7 +248,7 @@ fn a_reload_with_the_same_feed_serves_at_once_without_a_poll() {
     for (i, cfg) in configs.iter().enumerate() {
         assert_ne!(cfg.generation, old.generation);
         let now = NOW + 10 * i as u64;
-        let mut fresh = Worker::new(cfg, &p, 10 + i);
+        let mut fresh = started(cfg, &p, 10 + i);
         fresh.host.now = now;
         assert!(
             allowed(&fresh.decide(&hs_token("fine"))),
@@ -403,10 +269,10 @@ fn another_service_token_is_another_feed() {
     let one = polls(TOKEN_ONE, "jwt");
     let two = polls("svc-token-two-0123456789abcdef0123456789", "jwt");
     let p = proxy();
-    let mut a = vec![Worker::new(&one, &p, 0)];
+    let mut a = vec![started(&one, &p, 0)];
     let mut answered = 0;
     answer_all(&mut a, &p, &mut answered, &feed("c1", true, &[]));
-    let mut b = Worker::new(&two, &p, 1);
+    let mut b = started(&two, &p, 1);
     // not the state of the other token's feed: it polls its own
     assert_eq!(denied(&b.decide(&hs_token("fine"))), Some(Deny::RevocationUnavailable));
     assert_eq!(polls_sent(&p).last().unwrap().0, 1);
@@ -456,7 +322,7 @@ fn forged_or_torn_shared_values_are_not_installed() {
     ];
     for head in hostile {
         let p = followed(&shared, &head, &format!("body {id} 1\n{}", feed("c", true, &[])));
-        let mut w = Worker::new(&cfg, &p, 0);
+        let mut w = started(&cfg, &p, 0);
         assert_eq!(denied(&w.decide(&good)), Some(Deny::RevocationUnavailable), "{head}");
     }
     // a body of another seq than the head's (being rewritten), or not a feed, or too big
@@ -472,12 +338,12 @@ fn forged_or_torn_shared_values_are_not_installed() {
     ] {
         let p = followed(&shared, &head, &body);
         let small = cfg_with_max_entries(10);
-        let mut w = Worker::new(&small, &p, 0);
+        let mut w = started(&small, &p, 0);
         assert_eq!(denied(&w.decide(&good)), Some(Deny::RevocationUnavailable), "{body}");
     }
     // and the well-formed value is installed (the cases above differ from it in one thing)
     let p = followed(&shared, &head, &format!("body {id} 1\n{}", feed("c", true, &["gone"])));
-    let mut w = Worker::new(&cfg, &p, 0);
+    let mut w = started(&cfg, &p, 0);
     assert!(allowed(&w.decide(&good)));
     assert_eq!(denied(&w.decide(&hs_token("gone"))), Some(Deny::Revoked));
     assert!(polls_sent(&p).is_empty(), "the lease is someone else's");
@@ -515,8 +381,8 @@ fn a_lease_is_claimed_by_one_of_two_racing_workers() {
     let cfg = polls(TOKEN_ONE, "jwt");
     let shared = Shared::revocation(cfg.auth_service.as_ref().unwrap());
     let p = proxy();
-    let mut a = Worker::new(&cfg, &p, 0).host;
-    let mut b = Worker::new(&cfg, &p, 1).host;
+    let mut a = started(&cfg, &p, 0).host;
+    let mut b = started(&cfg, &p, 1).host;
     // both ids are distinct and non-zero
     let (ia, ib) = (shared_fetch::instance_id(&mut a), shared_fetch::instance_id(&mut b));
     assert!(ia != 0 && ib != 0 && ia != ib);
@@ -625,7 +491,7 @@ fn jwks_of(kp: &ES256KeyPair, kid: &str) -> Value {
 fn jwks_are_fetched_once_per_interval_and_installed_by_every_worker() {
     let cfg = jwks_cfg("jwt");
     let p = proxy();
-    let mut ws: Vec<Worker<'_>> = (0..4).map(|i| Worker::new(&cfg, &p, i)).collect();
+    let mut ws: Vec<Worker<'_>> = (0..4).map(|i| started(&cfg, &p, i)).collect();
     let kp = ES256KeyPair::generate().with_key_id("k1");
     let token = kp
         .sign(raw_claims(json!({"iss": "https://idp", "aud": "api", "sub": "a",
@@ -644,7 +510,7 @@ fn jwks_are_fetched_once_per_interval_and_installed_by_every_worker() {
     for _ in 0..(10_000 / TICK_MS) {
         let sent = fetches(&p);
         for (w, t) in &sent[answered..] {
-            ws[*w].answer(*t, 200, &jwks_of(&kp, "k1"));
+            ws[*w].answer(*t, json_answer(200, &jwks_of(&kp, "k1")));
         }
         answered = sent.len();
         now += TICK_MS;
@@ -661,7 +527,7 @@ fn jwks_are_fetched_once_per_interval_and_installed_by_every_worker() {
     assert_eq!(sent, 6);
     // a reload finds the keys at once
     let reloaded = jwks_cfg("other");
-    let mut w = Worker::new(&reloaded, &p, 9);
+    let mut w = started(&reloaded, &p, 9);
     w.host.now = now;
     assert!(allowed(&w.decide(&token)));
     assert_eq!(fetches(&p).len(), 6);
@@ -711,12 +577,12 @@ fn ask(w: &mut Worker<'_>, n: usize) -> Option<LookupFailure> {
 fn the_breaker_opens_after_the_threshold_per_envoy_not_per_worker() {
     let cfg = keys_cfg();
     let p = proxy();
-    let mut ws: Vec<Worker<'_>> = (0..4).map(|i| Worker::new(&cfg, &p, i)).collect();
+    let mut ws: Vec<Worker<'_>> = (0..4).map(|i| started(&cfg, &p, i)).collect();
     // two failures, on two workers: the threshold, in all
     for (i, w) in ws.iter_mut().enumerate().take(2) {
         assert_eq!(ask(w, i), None);
         let (_, token) = *lookups_sent(&p).last().unwrap();
-        w.answer(token, 500, &json!({"error": "boom"}));
+        w.answer(token, json_answer(500, &json!({"error": "boom"})));
     }
     assert_eq!(lookups_sent(&p).len(), 2);
     // every worker now fails fast, including the two that saw no failure
@@ -737,7 +603,7 @@ fn the_breaker_opens_after_the_threshold_per_envoy_not_per_worker() {
     let (w, token) = *lookups_sent(&p).last().unwrap();
     let n = 20 + w;
     let ok = json!({"key_hash": key_hash(&key(n)), "status": "unknown", "cache_ttl_s": 0});
-    ws[w].answer(token, 200, &ok);
+    ws[w].answer(token, json_answer(200, &ok));
     for (i, w) in ws.iter_mut().enumerate() {
         assert_eq!(ask(w, 30 + i), None, "worker {i} calls again");
         assert_eq!(w.out.breaker_state(), BreakerState::Closed);
@@ -748,10 +614,10 @@ fn the_breaker_opens_after_the_threshold_per_envoy_not_per_worker() {
 fn a_forged_or_foreign_breaker_value_reads_as_closed() {
     let cfg = keys_cfg();
     let p = proxy();
-    let mut w = Worker::new(&cfg, &p, 0);
+    let mut w = started(&cfg, &p, 0);
     assert_eq!(ask(&mut w, 1), None);
     let (_, token) = lookups_sent(&p)[0];
-    w.answer(token, 500, &json!({}));
+    w.answer(token, json_answer(500, &json!({})));
     let name = p
         .borrow()
         .data
@@ -765,7 +631,7 @@ fn a_forged_or_foreign_breaker_value_reads_as_closed() {
         p.borrow_mut()
             .data
             .insert(name.clone(), (forged.as_bytes().to_vec(), 77));
-        let mut other = Worker::new(&cfg, &p, 1);
+        let mut other = started(&cfg, &p, 1);
         assert_eq!(ask(&mut other, 2), None, "{forged:?} is not an open breaker");
     }
 }
@@ -778,7 +644,7 @@ fn a_forged_or_foreign_breaker_value_reads_as_closed() {
 fn a_filter_with_api_keys_alone_polls_the_feed_once_per_envoy() {
     let cfg = keys_cfg();
     let p = proxy();
-    let mut ws: Vec<Worker<'_>> = (0..4).map(|i| Worker::new(&cfg, &p, i)).collect();
+    let mut ws: Vec<Worker<'_>> = (0..4).map(|i| started(&cfg, &p, i)).collect();
     assert_eq!(polls_sent(&p), [(0, 1)], "the first worker configured polls");
     let mut answered = 0;
     answer_all(&mut ws, &p, &mut answered, &feed("c1", true, &[]));

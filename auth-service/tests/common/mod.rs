@@ -27,6 +27,8 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+pub mod calls;
+
 pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef0123456789";
 pub const SERVICE_TOKEN: &str = "service-token-0123456789abcdef012345678";
 pub const ISSUER: &str = "https://auth.test.example";

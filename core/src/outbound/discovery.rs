@@ -12,6 +12,7 @@
 //! JWKS (last good keys kept, retry backed off); before any good one the
 //! provider has no keys and its tokens are refused (`keys_unavailable`).
 
+use super::jwks_fetch::remote_answer;
 use super::{CallState, Counter, Entry, Host, Outbound, Purpose};
 use crate::config::Config;
 use crate::decision::State;
@@ -62,12 +63,9 @@ impl Outbound {
         if let Some(d) = self.discovering.get_mut(provider) {
             *d = false;
         }
-        let Some(p) = cfg.providers.get(provider) else {
+        let Some((p, remote, now_ms, response)) = remote_answer(cfg, host, provider, body_size) else {
             return waiters;
         };
-        let Some(remote) = &p.remote else { return waiters };
-        let now_ms = host.now_ms();
-        let response = host.call_response(body_size, remote.max_response_bytes);
         let document = parse_document(
             response.status,
             response.body.as_deref(),

@@ -11,12 +11,28 @@
 use sha2::{Digest, Sha256};
 
 use super::shared_fetch::{self, Outcome, Shared};
-use super::{wake, CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, Wake};
+use super::{wake, CallResponse, CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, Wake};
 use crate::config::Config;
 use crate::decision::State;
 use crate::jwt::refresh;
 use crate::jwt::{Provider, RemoteJwks};
 use crate::logging::Level;
+
+/// Provider `provider` with its remote JWKS, the time, and the answer to its
+/// call (a discovery document or a JWKS) read within the remote's size limit;
+/// `None`, and nothing read, for a provider that is gone or has no remote keys.
+pub(super) fn remote_answer<'c>(
+    cfg: &'c Config,
+    host: &mut dyn Host,
+    provider: usize,
+    body_size: usize,
+) -> Option<(&'c Provider, &'c RemoteJwks, u64, CallResponse)> {
+    let p = cfg.providers.get(provider)?;
+    let remote = p.remote.as_ref()?;
+    let now_ms = host.now_ms();
+    let response = host.call_response(body_size, remote.max_response_bytes);
+    Some((p, remote, now_ms, response))
+}
 
 impl Outbound {
     /// Gives up on fetches past their deadline (waking their waiters), and
@@ -129,10 +145,9 @@ impl Outbound {
         provider: usize,
         body_size: usize,
     ) {
-        let Some(p) = cfg.providers.get(provider) else { return };
-        let Some(remote) = &p.remote else { return };
-        let now_ms = host.now_ms();
-        let response = host.call_response(body_size, remote.max_response_bytes);
+        let Some((p, remote, now_ms, response)) = remote_answer(cfg, host, provider, body_size) else {
+            return;
+        };
         match refresh::parse_response(response.status, response.body.as_deref(), p) {
             Ok((keys, skipped)) => {
                 host.count(Counter::JwksFetchOk);
