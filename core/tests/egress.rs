@@ -598,3 +598,35 @@ fn client_sent_authorization_headers_are_replaced_by_exactly_one() {
     assert_eq!(h.headers.len(), 1);
     envoy.assert_logs_clean();
 }
+
+#[test]
+fn entries_match_by_normalised_prefix_in_order() {
+    let secret = |n: &str| (n == "BILLING_CLIENT_SECRET").then(|| SECRET.to_owned());
+    let entry = |name: &str, m: Value| {
+        json!({"name": name, "match": m, "client_id": "mc_1", "client_secret_env": "BILLING_CLIENT_SECRET",
+               "token_endpoint": {"cluster": "issuer", "path": PATH}})
+    };
+    let doc = json!({"egress_tokens": [
+        entry("v1", json!({"prefix": "/v1/", "hosts": ["billing.internal"]})),
+        entry("any", json!({"hosts": ["billing.internal"]})),
+    ]});
+    let cfg = config::parse(doc.to_string().as_bytes(), &secret).unwrap();
+    let select = |path: &str, host: &str| {
+        let mut req = HeaderRequest(HashMap::from([(":authority", host.to_owned())]));
+        edge_auth_core::egress::decide::select(&cfg.egress, &cfg.egress_needs, path, &mut req)
+    };
+    assert_eq!(select("/v1/invoices?x=1", "billing.internal"), Some(0));
+    assert_eq!(
+        select("/v1/../v2/invoices", "billing.internal"),
+        Some(1),
+        "normalised first"
+    );
+    assert_eq!(select("/v2/invoices", "billing.internal"), Some(1));
+    assert_eq!(select("/v1/invoices", "BILLING.internal."), Some(0));
+    assert_eq!(select("/v1/invoices", "billing.internal.evil"), None);
+    assert_eq!(
+        select("/v1/invoices", "user@billing.internal"),
+        None,
+        "an ambiguous host matches no hosts"
+    );
+}
