@@ -29,6 +29,8 @@ pub struct Proxy {
     pub writes: Vec<(String, Vec<u8>)>,
     /// Every call any worker sent, in order: (worker, token, path).
     pub sent: Vec<(usize, u32, String)>,
+    /// What each call of `sent` carried, in the same order.
+    pub requests: Vec<Sent>,
 }
 
 /// A proxy with no shared data and nothing sent yet.
@@ -83,6 +85,10 @@ pub struct Fake {
     pub logs: Vec<(Level, String)>,
     pub ticks: Vec<u64>,
     pub refuse_tick: bool,
+    /// What [`Host::random_u64`] returns.
+    pub random: u64,
+    /// The last `egress_token_ttl` reported.
+    pub token_ttl_s: Option<u64>,
 }
 
 impl Fake {
@@ -117,6 +123,8 @@ impl Fake {
             logs: vec![],
             ticks: vec![],
             refuse_tick: false,
+            random: 0,
+            token_ttl_s: None,
         }
     }
 
@@ -159,11 +167,7 @@ impl Host for Fake {
         }
         let token = self.next_token;
         self.next_token += 1;
-        self.shared
-            .borrow_mut()
-            .sent
-            .push((self.worker, token, call.path.to_owned()));
-        self.sent.push(Sent {
+        let sent = Sent {
             token,
             cluster: call.cluster.to_owned(),
             authority: call.authority.to_owned(),
@@ -176,7 +180,11 @@ impl Host for Fake {
                 .collect(),
             body: call.body.map(<[u8]>::to_vec),
             timeout_ms: call.timeout_ms,
-        });
+        };
+        let mut p = self.shared.borrow_mut();
+        p.sent.push((self.worker, token, call.path.to_owned()));
+        p.requests.push(sent.clone());
+        self.sent.push(sent);
         Ok(token)
     }
 
@@ -237,6 +245,14 @@ impl Host for Fake {
 
     fn revocation_state_age(&mut self, age_ms: u64) {
         self.ages.push(age_ms);
+    }
+
+    fn egress_token_ttl(&mut self, ttl_s: u64) {
+        self.token_ttl_s = Some(ttl_s);
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        self.random
     }
 
     fn log(&mut self, level: Level, message: &str) {
@@ -310,5 +326,6 @@ pub fn json_answer(status: u16, body: &Value) -> CallResponse {
         status: Some(status),
         content_type: Some("application/json".into()),
         body: Some(body.to_string().into_bytes()),
+        retry_after: None,
     }
 }
