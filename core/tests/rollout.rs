@@ -492,3 +492,91 @@ fn an_empty_place_beside_a_credential_holds_nothing_and_is_emptied() {
     let o = get(&cfg, "/either/x", &[("authorization", &b), ("x-api-key", "")]);
     assert!(allowed(&o).token.is_some());
 }
+
+// =============================================================================
+// The rule that decided (per-rule metrics)
+// =============================================================================
+
+#[test]
+fn every_outcome_names_the_rule_that_decided_it() {
+    let cfg = parse(&doc()).unwrap();
+    let b = bearer("orders:read");
+    // an enforced rule: allowed and denied
+    let o = get(&cfg, "/api/x", &[("authorization", &b)]);
+    assert!(allowed(&o).shadow.is_none());
+    assert_eq!(o.rule, Some("enforced"));
+    let o = get(&cfg, "/api/x", &[]);
+    assert_eq!((denied(&o), o.rule), (Deny::MissingToken, Some("enforced")));
+    // a shadow rule: a shadow allow and a shadow denial
+    let o = get(&cfg, "/shadow/x", &[("authorization", &b)]);
+    assert!(allowed(&o).shadow.is_none());
+    assert_eq!(o.rule, Some("shadow"));
+    let o = get(&cfg, "/shadow/x", &[("authorization", &bearer("other"))]);
+    assert!(matches!(shadow_denied(&o), Deny::InsufficientScope(_)));
+    assert_eq!(o.rule, Some("shadow"));
+    let o = get(&cfg, "/shadow-ip/x", &[("authorization", &b)]);
+    assert_eq!((shadow_denied(&o), o.rule), (Deny::IpNotAllowed, Some("shadow-ip")));
+    // a refusal before the requirement (the rule's origin check) names the rule too
+    let o = get(
+        &cfg,
+        "/shadow-web/x",
+        &[("authorization", &b), ("origin", "https://evil.example")],
+    );
+    assert_eq!(
+        (shadow_denied(&o), o.rule),
+        (Deny::OriginNotAllowed, Some("shadow-web"))
+    );
+    // nothing matched and no default: no rule decided it
+    let o = get(&cfg, "/nowhere", &[]);
+    assert_eq!((denied(&o), o.rule), (Deny::NoRule, None));
+    // refused before any rule is chosen
+    let o = get(&cfg, "/api/..%2fx", &[("authorization", &b)]);
+    assert!(matches!(denied(&o), Deny::BadPath(_)));
+    assert_eq!(o.rule, None);
+}
+
+#[test]
+fn a_token_or_key_rule_is_named_whichever_way_in() {
+    let cfg = parse(&doc()).unwrap();
+    let mut st = State::new(&cfg);
+    let b = bearer("orders:read");
+    let o = get(&cfg, "/either/x", &[("authorization", &b)]);
+    assert!(allowed(&o).token.is_some());
+    assert_eq!(o.rule, Some("either"));
+    // a key: the wait for the lookup and the decision after it
+    let o = run(&cfg, &mut st, "GET", "/either/x", &[("x-api-key", KEY)], None);
+    assert!(matches!(o.verdict, Verdict::AwaitLookup { .. }));
+    let answer = key_answer(KEY, &["orders:read"]);
+    let o = run(&cfg, &mut st, "GET", "/either/x", &[("x-api-key", KEY)], Some(&answer));
+    assert!(allowed(&o).key.is_some());
+    assert_eq!(o.rule, Some("either"));
+    let o = run(&cfg, &mut st, "GET", "/either-write/x", &[("x-api-key", KEY)], None);
+    assert!(matches!(denied(&o), Deny::InsufficientScope(_)));
+    assert_eq!(o.rule, Some("either-write"));
+    // refusals of the rule's own: neither, and both kinds
+    let o = get(&cfg, "/either/x", &[]);
+    assert_eq!((denied(&o), o.rule), (Deny::MissingCredential, Some("either")));
+    let o = get(&cfg, "/either/x", &[("authorization", &b), ("x-api-key", KEY)]);
+    assert_eq!((denied(&o), o.rule), (Deny::AmbiguousCredential, Some("either")));
+}
+
+#[test]
+fn the_default_rule_and_a_shadow_filter_name_their_rule() {
+    let cfg = config_with(|d| d["default_rule"] = json!({"jwt": {"providers": ["hs"]}}));
+    let o = get(&cfg, "/elsewhere", &[]);
+    assert_eq!((denied(&o), o.rule), (Deny::MissingToken, Some("default_rule")));
+    let b = bearer("");
+    let o = get(&cfg, "/elsewhere", &[("authorization", &b)]);
+    assert!(allowed(&o).token.is_some());
+    assert_eq!(o.rule, Some("default_rule"));
+    // a shadow filter: every rule's would-be refusal is named; the unmatched is not a rule
+    let cfg = config_with(|d| d["mode"] = json!("shadow"));
+    let o = get(&cfg, "/api/x", &[]);
+    assert_eq!((shadow_denied(&o), o.rule), (Deny::MissingToken, Some("enforced")));
+    let o = get(&cfg, "/nowhere", &[]);
+    assert_eq!((shadow_denied(&o), o.rule), (Deny::NoRule, None));
+    // a path refused as dangerous stays refused, and by no rule
+    let o = get(&cfg, "/api/a%00b", &[]);
+    assert!(matches!(denied(&o), Deny::BadPath(_)));
+    assert_eq!(o.rule, None);
+}

@@ -65,23 +65,29 @@ pub(crate) struct Ctx<'c, 'r> {
 /// refusal of a report-only rule (or filter) becomes a shadow allow
 /// ([`shadow`]).
 pub fn decide<'c>(cfg: &'c Config, st: &mut State, attempt: &Attempt<'_>, req: &mut dyn Request) -> Outcome<'c> {
-    let (outcome, shadow_rule) = enforced(cfg, st, attempt, req);
-    match shadow_rule {
-        Some(rule) => shadow::report_only(outcome, rule),
-        None => outcome,
+    let (mut outcome, selected) = enforced(cfg, st, attempt, req);
+    // refused before any rule is chosen: no rule decided it, and never in shadow
+    let Some(selected) = selected else {
+        return outcome;
+    };
+    outcome.rule = selected.policy().map(|_| selected.name());
+    if cfg.shadow || selected.policy().is_some_and(|p| p.shadow) {
+        shadow::report_only(outcome, selected.name())
+    } else {
+        outcome
     }
 }
 
-/// The decision as an enforcing filter makes it, and the name of the rule
-/// when that rule (or the whole filter) is report-only. A path that cannot
-/// be normalised, or an authority that cannot be read one way when rules
-/// match hosts, is refused before any rule is chosen, so never in shadow.
+/// The decision as an enforcing filter makes it, and the rule selection it
+/// was made under. A path that cannot be normalised, or an authority that
+/// cannot be read one way when rules match hosts, is refused before any rule
+/// is chosen (`None`), so never in shadow.
 fn enforced<'c>(
     cfg: &'c Config,
     st: &mut State,
     attempt: &Attempt<'_>,
     req: &mut dyn Request,
-) -> (Outcome<'c>, Option<&'c str>) {
+) -> (Outcome<'c>, Option<Selected<'c>>) {
     let (method, raw_path) = (attempt.method, attempt.path);
     let normalized = match path::normalize(raw_path) {
         Ok(n) => n,
@@ -93,9 +99,7 @@ fn enforced<'c>(
         Err(e) => return (Outcome::deny(Deny::BadAuthority(e.as_str())), None),
     };
     let selected = cfg.routes.select_at(method, &normalized.path, &destination);
-    let rule = selected.name();
-    let shadow = (cfg.shadow || selected.policy().is_some_and(|p| p.shadow)).then_some(rule);
-    (decide_rule(cfg, st, attempt, req, selected), shadow)
+    (decide_rule(cfg, st, attempt, req, selected), Some(selected))
 }
 
 /// The decision once the rule is selected.
@@ -249,6 +253,12 @@ pub struct Allow<'c> {
 #[derive(Debug)]
 pub struct Outcome<'c> {
     pub verdict: Verdict<'c>,
+    /// The rule that decided the request: a rule's `name`, or `"default_rule"`
+    /// when no rule matched and the default rule applied. `None` when no rule
+    /// was chosen: nothing matched and there is no default (`no_rule`), or the
+    /// request was refused before any rule is chosen (`bad_path`,
+    /// `bad_authority`). A shadow allow names its report-only rule.
+    pub rule: Option<&'c str>,
     pub cache: Option<bool>,
     pub credential: Option<Credential>,
     pub cors: Option<ResponseHeaders>,
@@ -281,6 +291,7 @@ impl<'c> Outcome<'c> {
     pub(crate) fn with(verdict: Verdict<'c>) -> Outcome<'c> {
         Outcome {
             verdict,
+            rule: None,
             cache: None,
             credential: None,
             cors: None,
