@@ -225,6 +225,9 @@ pub enum Verdict<'c> {
 pub struct Allow<'c> {
     pub rule: &'c str,
     pub token: Option<Rc<VerifiedToken>>,
+    /// The token speaks for a machine client (its provider's `machine_tokens`
+    /// says so; identity `method: client`): counted as `allowed.client`.
+    pub machine: bool,
     /// The API key's answer, when an API key was the credential.
     pub key: Option<Rc<CachedKey>>,
     /// Credential headers to remove (every credential place the request
