@@ -10,6 +10,7 @@ mod filter;
 mod host;
 mod metrics;
 mod root;
+mod rule_metrics;
 mod worker;
 
 proxy_wasm::main! {{

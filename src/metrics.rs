@@ -45,6 +45,7 @@ pub struct Metrics {
     shadow_denied: Vec<(&'static str, Option<u32>)>,
     discovery_ok: Option<u32>,
     discovery_failed: Option<u32>,
+    pub allowed_client: Option<u32>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -95,6 +96,7 @@ impl Metrics {
                 .collect(),
             discovery_ok: counter("jwks.discovery_ok"),
             discovery_failed: counter("jwks.discovery_failed"),
+            allowed_client: counter("allowed.client"),
         }
     }
 
