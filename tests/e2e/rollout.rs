@@ -4,6 +4,7 @@
 //! for a would-be allow, beside a rule that still enforces; a rule that
 //! accepts a token or an API key takes either, applies its scopes to the
 //! one accepted, says which in the identity headers, and refuses both (400).
+//! Each rule counts what it decided (`edge_auth.rule.<name>.*`).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -55,7 +56,10 @@ fn stack() -> &'static Stack {
                 {"name": "shadow", "match": {"prefix": "/shadow/"}, "jwt": jwt, "mode": "shadow",
                  "scopes": {"any_of": ["orders:read"]}},
                 {"name": "shadow-key", "match": {"prefix": "/shadow-key/"}, "api_key": {}, "mode": "shadow"},
-                {"name": "enforced", "match": {"prefix": "/enforced/"}, "jwt": jwt}
+                {"name": "enforced", "match": {"prefix": "/enforced/"}, "jwt": jwt},
+                // only the per-rule counters' test sends requests here
+                {"name": "counted", "match": {"prefix": "/counted/"}, "jwt": jwt},
+                {"name": "counted-shadow", "match": {"prefix": "/counted-shadow/"}, "jwt": jwt, "mode": "shadow"}
             ]
         });
         let mut opts = EnvoyOptions::new(config, echo.port())
@@ -260,4 +264,28 @@ fn a_token_and_a_key_or_two_of_one_kind_are_refused_as_ambiguous() {
     ));
     assert_eq!(method(&echoed).as_deref(), Some("api_key"));
     assert_eq!(echoed_header(&echoed, "authorization"), None);
+}
+
+#[test]
+fn each_rule_counts_what_it_allowed_denied_and_would_have_denied() {
+    let counted = |rule: &str| ["allowed", "denied", "shadow_denied"].map(|v| stat(&format!("rule.{rule}.{v}")));
+    // defined at configure time: present (at zero) before any request
+    for rule in ["counted", "counted-shadow", "either", "shadow-key"] {
+        for v in ["allowed", "denied", "shadow_denied"] {
+            let name = format!("wasmcustom.edge_auth.rule.{rule}.{v}");
+            assert!(stack().envoy.try_stat(&name).is_some(), "{name} is not defined");
+        }
+    }
+    let bearer = format!("Bearer {}", token(""));
+    passed(&get("/counted/a", &[("authorization", &bearer)]));
+    assert_eq!(get("/counted/b", &[]).status, 401);
+    assert_eq!(get("/counted/c", &[("authorization", "Bearer eyJ.no.t")]).status, 401);
+    passed(&get("/counted-shadow/a", &[("authorization", &bearer)]));
+    passed(&get("/counted-shadow/b", &[]));
+    passed(&get("/counted-shadow/c", &[]));
+    // refused before a rule is chosen, or by no rule: no rule's counter moves
+    assert_eq!(get("/counted/..%2fcounted-shadow/x", &[]).status, 400);
+    assert_eq!(get("/nowhere", &[]).status, 403);
+    assert_eq!(counted("counted"), [1, 2, 0]);
+    assert_eq!(counted("counted-shadow"), [1, 0, 2]);
 }
