@@ -299,7 +299,7 @@ pub(super) fn compile_origin(
         None => None,
     };
     if tenant_claim.is_some() {
-        if !matches!(requirement, Requirement::Jwt { .. }) {
+        if !matches!(requirement, Requirement::Jwt { .. } | Requirement::JwtOrApiKey { .. }) {
             return Err(err(
                 format!("{at}.tenant_claim"),
                 "only a jwt rule has a token to take the tenant from (an API key brings its own origins)",
@@ -581,13 +581,6 @@ fn compile_policy(
         }
         (true, _, _) => return Err(err(at, "a public rule has no \"jwt\" or \"api_key\" requirement")),
     };
-    if let (Requirement::JwtOrApiKey { .. }, Some(_)) = (&requirement, r.origin) {
-        return Err(err(
-            format!("{at}.origin"),
-            "a rule that accepts a token or a key does not check Origin (not supported yet): \
-             give browsers and key holders separate rules",
-        ));
-    }
     let origin = match r.origin {
         None => None,
         Some(o) => {

@@ -32,7 +32,7 @@ use crate::policy::origin::Origin;
 use crate::policy::path;
 use crate::policy::routes::{Policy, Requirement, Selected};
 
-use self::origin::{check_origin, OriginCheck};
+use self::origin::{check_origin, with_cors, OriginCheck};
 use self::request::client_permitted;
 
 /// One attempt at deciding a request: the first, or after it waited.
@@ -123,35 +123,26 @@ fn decide_rule<'c>(
             };
         }
     }
-    let origin = match &policy.origin {
-        None => OriginCheck {
-            tenant_pending: None,
-            cors: None,
-        },
-        Some(o) => match check_origin(cfg, o, &policy.requirement, method, rule, req) {
-            Ok(check) => check,
-            Err(outcome) => return *outcome,
-        },
+    let origin = match (&policy.origin, &policy.requirement) {
+        // which credential came decides how its origin is checked (token_or_key)
+        (None, _) | (Some(_), Requirement::JwtOrApiKey { .. }) => OriginCheck::default(),
+        (Some(o), requirement) => {
+            let key_decides = matches!(requirement, Requirement::ApiKey { .. });
+            match check_origin(cfg, o, key_decides, method, rule, req) {
+                Ok(check) => check,
+                Err(outcome) => return *outcome,
+            }
+        }
     };
-    let tenant_pending = origin.tenant_pending.as_ref();
     let cx = Ctx {
         cfg,
         attempt,
         rule,
         policy,
-        tenant_pending,
+        tenant_pending: origin.tenant_pending.as_ref(),
     };
-    let mut outcome = authorize(&cx, st, req);
-    let cors_allowed = match &outcome.verdict {
-        Verdict::Allow(_) => true,
-        // an origin only a tenant could allow is not known to be allowed until the tenant check passed
-        Verdict::Deny(d) => *d != Deny::OriginNotAllowed && tenant_pending.is_none(),
-        Verdict::Preflight(_) | Verdict::AwaitKeys { .. } | Verdict::AwaitLookup { .. } => false,
-    };
-    if cors_allowed {
-        outcome.cors = origin.cors;
-    }
-    outcome
+    let outcome = authorize(&cx, st, req);
+    with_cors(outcome, origin)
 }
 
 /// The requirement and the checks after it: credential, tenant origins, scopes.
