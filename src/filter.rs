@@ -17,6 +17,7 @@ use edge_auth_core::response::{self, Reply};
 use crate::egress;
 use crate::host;
 use crate::metrics::Metrics;
+use crate::rule_metrics::RuleVerdict;
 use crate::worker::Worker;
 
 pub struct EdgeAuthFilter {
@@ -189,6 +190,7 @@ pub fn evaluate(
         Some(KeyUse::Answer) | None => {}
     }
     let cors = outcome.cors;
+    let rules = &worker.rule_metrics;
     match outcome.verdict {
         Verdict::Allow(a) => {
             if let Some(cors) = cors {
@@ -196,12 +198,19 @@ pub fn evaluate(
             }
             match a.shadow {
                 // report-only: the request goes upstream as sent
-                Some(d) => report_shadow_denial(worker, d, outcome.credential.as_ref(), a.rule),
-                None => allow(worker, &a),
+                Some(d) => {
+                    rules.count(outcome.rule, RuleVerdict::ShadowDenied);
+                    report_shadow_denial(worker, d, outcome.credential.as_ref(), a.rule);
+                }
+                None => {
+                    rules.count(outcome.rule, RuleVerdict::Allowed);
+                    allow(worker, &a);
+                }
             }
             Step::Continue
         }
         Verdict::Preflight(headers) => {
+            rules.count(outcome.rule, RuleVerdict::Allowed);
             Metrics::inc(m.allowed_preflight);
             let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
             if host::send_reply(204, &headers, b"").is_err() {
@@ -209,7 +218,10 @@ pub fn evaluate(
             }
             Step::Replied
         }
-        Verdict::Deny(d) => deny(worker, d, outcome.credential.as_ref(), cors.as_ref()),
+        Verdict::Deny(d) => {
+            rules.count(outcome.rule, RuleVerdict::Denied);
+            deny(worker, d, outcome.credential.as_ref(), cors.as_ref())
+        }
         Verdict::AwaitKeys { provider, .. } => {
             Metrics::inc(m.jwks_waits);
             worker.outbound.borrow_mut().await_keys(context_id, provider);
@@ -289,7 +301,7 @@ fn allow(worker: &Worker, a: &Allow<'_>) {
         Some(token) => {
             set_headers(&token.headers);
             set_headers(&a.context);
-            Metrics::inc(m.allowed_jwt);
+            Metrics::inc(if a.machine { m.allowed_client } else { m.allowed_jwt });
         }
         None if a.key.is_some() => {
             set_headers(&a.context);

@@ -11,6 +11,7 @@ mod filter;
 mod host;
 mod metrics;
 mod root;
+mod rule_metrics;
 mod worker;
 
 proxy_wasm::main! {{

@@ -56,6 +56,7 @@ pub struct Metrics {
     egress_token_rejected: Option<u32>,
     egress_breaker_opened: Option<u32>,
     egress_token_ttl: Option<u32>,
+    pub allowed_client: Option<u32>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -117,6 +118,7 @@ impl Metrics {
             egress_token_rejected: counter("egress.token_rejected"),
             egress_breaker_opened: counter("egress.breaker_opened"),
             egress_token_ttl: gauge("egress.token_ttl_s"),
+            allowed_client: counter("allowed.client"),
         }
     }
 

@@ -12,12 +12,15 @@ use edge_auth_core::outbound::Outbound;
 
 use crate::host::ProxyHost;
 use crate::metrics::Metrics;
+use crate::rule_metrics::RuleMetrics;
 
 pub struct Worker {
     pub config: Config,
     pub state: RefCell<State>,
     pub outbound: RefCell<Outbound>,
     pub metrics: Rc<Metrics>,
+    /// The counters of this configuration's rules.
+    pub rule_metrics: RuleMetrics,
     /// CORS headers to add to the response of an allowed request, by context.
     pub response_headers: RefCell<HashMap<u32, ResponseHeaders>>,
     /// Configuration notices already logged by this worker (each once).
@@ -29,6 +32,7 @@ impl Worker {
         Worker {
             state: RefCell::new(State::new(&config)),
             outbound: RefCell::new(Outbound::new(&config)),
+            rule_metrics: RuleMetrics::define(&config),
             config,
             metrics,
             response_headers: RefCell::new(HashMap::new()),

@@ -326,3 +326,23 @@ fn what_could_never_be_met_is_refused_naming_the_field() {
     let ok = jwt(json!({"providers": p, "caller": "machine", "clients": ["mc_a"]}));
     assert!(parse(&ok).is_ok());
 }
+
+#[test]
+fn an_allow_says_whether_a_machine_was_let_in_with_or_without_identity_headers() {
+    // what the shell counts as allowed.client rather than allowed.jwt
+    let with_context = parse(&doc()).unwrap();
+    let mut d = doc();
+    d.as_object_mut().unwrap().remove("context");
+    let without_context = parse(&d).unwrap();
+    for cfg in [&with_context, &without_context] {
+        assert!(allowed(&run(cfg, "/x", &token(machine("mc_billing")))).machine);
+        assert!(allowed(&run(cfg, "/machine/x", &token(machine("mc_billing")))).machine);
+        assert!(!allowed(&run(cfg, "/x", &token(user("alice")))).machine);
+        let pw = token(with(user("bob"), |c| c["gty"] = json!("password")));
+        assert!(!allowed(&run(cfg, "/x", &pw)).machine);
+        // a shadow pass lets the request through as sent: no caller is vouched for
+        let o = run(cfg, "/shadow/x", &token(user("alice")));
+        assert!(!allowed(&o).machine && allowed(&o).shadow.is_some());
+    }
+    assert!(context(&run(&without_context, "/x", &token(machine("mc_billing")))).is_empty());
+}

@@ -350,13 +350,13 @@ fn a_rule_with_both_requirements_is_a_token_or_key_rule() {
         r.policy.requirement,
         edge_auth_core::policy::routes::Requirement::JwtOrApiKey { .. }
     ));
-    // a public rule takes neither; origin checks are not supported on such a rule yet
+    // a public rule takes neither; an origin block needs origins (or a tenant claim), as on a jwt rule
     let mut d = doc();
     d["rules"][0]["public"] = json!(true);
     assert_eq!(parse(&d).unwrap_err().field, "rules[0]");
     let mut d = doc();
-    d["rules"][0]["origin"] = json!({"allowed": ["https://app.example"]});
-    assert_eq!(parse(&d).unwrap_err().field, "rules[0].origin");
+    d["rules"][0]["origin"] = json!({"allowed": []});
+    assert_eq!(parse(&d).unwrap_err().field, "rules[0].origin.allowed");
     let mut d = doc();
     d["rules"][0]["jwt"] = json!({"providers": ["nope"]});
     assert_eq!(parse(&d).unwrap_err().field, "rules[0].jwt.providers[0]");
@@ -491,4 +491,266 @@ fn an_empty_place_beside_a_credential_holds_nothing_and_is_emptied() {
     let b = bearer("orders:read");
     let o = get(&cfg, "/either/x", &[("authorization", &b), ("x-api-key", "")]);
     assert!(allowed(&o).token.is_some());
+}
+
+// =============================================================================
+// The rule that decided (per-rule metrics)
+// =============================================================================
+
+#[test]
+fn every_outcome_names_the_rule_that_decided_it() {
+    let cfg = parse(&doc()).unwrap();
+    let b = bearer("orders:read");
+    // an enforced rule: allowed and denied
+    let o = get(&cfg, "/api/x", &[("authorization", &b)]);
+    assert!(allowed(&o).shadow.is_none());
+    assert_eq!(o.rule, Some("enforced"));
+    let o = get(&cfg, "/api/x", &[]);
+    assert_eq!((denied(&o), o.rule), (Deny::MissingToken, Some("enforced")));
+    // a shadow rule: a shadow allow and a shadow denial
+    let o = get(&cfg, "/shadow/x", &[("authorization", &b)]);
+    assert!(allowed(&o).shadow.is_none());
+    assert_eq!(o.rule, Some("shadow"));
+    let o = get(&cfg, "/shadow/x", &[("authorization", &bearer("other"))]);
+    assert!(matches!(shadow_denied(&o), Deny::InsufficientScope(_)));
+    assert_eq!(o.rule, Some("shadow"));
+    let o = get(&cfg, "/shadow-ip/x", &[("authorization", &b)]);
+    assert_eq!((shadow_denied(&o), o.rule), (Deny::IpNotAllowed, Some("shadow-ip")));
+    // a refusal before the requirement (the rule's origin check) names the rule too
+    let o = get(
+        &cfg,
+        "/shadow-web/x",
+        &[("authorization", &b), ("origin", "https://evil.example")],
+    );
+    assert_eq!(
+        (shadow_denied(&o), o.rule),
+        (Deny::OriginNotAllowed, Some("shadow-web"))
+    );
+    // nothing matched and no default: no rule decided it
+    let o = get(&cfg, "/nowhere", &[]);
+    assert_eq!((denied(&o), o.rule), (Deny::NoRule, None));
+    // refused before any rule is chosen
+    let o = get(&cfg, "/api/..%2fx", &[("authorization", &b)]);
+    assert!(matches!(denied(&o), Deny::BadPath(_)));
+    assert_eq!(o.rule, None);
+}
+
+#[test]
+fn a_token_or_key_rule_is_named_whichever_way_in() {
+    let cfg = parse(&doc()).unwrap();
+    let mut st = State::new(&cfg);
+    let b = bearer("orders:read");
+    let o = get(&cfg, "/either/x", &[("authorization", &b)]);
+    assert!(allowed(&o).token.is_some());
+    assert_eq!(o.rule, Some("either"));
+    // a key: the wait for the lookup and the decision after it
+    let o = run(&cfg, &mut st, "GET", "/either/x", &[("x-api-key", KEY)], None);
+    assert!(matches!(o.verdict, Verdict::AwaitLookup { .. }));
+    let answer = key_answer(KEY, &["orders:read"]);
+    let o = run(&cfg, &mut st, "GET", "/either/x", &[("x-api-key", KEY)], Some(&answer));
+    assert!(allowed(&o).key.is_some());
+    assert_eq!(o.rule, Some("either"));
+    let o = run(&cfg, &mut st, "GET", "/either-write/x", &[("x-api-key", KEY)], None);
+    assert!(matches!(denied(&o), Deny::InsufficientScope(_)));
+    assert_eq!(o.rule, Some("either-write"));
+    // refusals of the rule's own: neither, and both kinds
+    let o = get(&cfg, "/either/x", &[]);
+    assert_eq!((denied(&o), o.rule), (Deny::MissingCredential, Some("either")));
+    let o = get(&cfg, "/either/x", &[("authorization", &b), ("x-api-key", KEY)]);
+    assert_eq!((denied(&o), o.rule), (Deny::AmbiguousCredential, Some("either")));
+}
+
+#[test]
+fn the_default_rule_and_a_shadow_filter_name_their_rule() {
+    let cfg = config_with(|d| d["default_rule"] = json!({"jwt": {"providers": ["hs"]}}));
+    let o = get(&cfg, "/elsewhere", &[]);
+    assert_eq!((denied(&o), o.rule), (Deny::MissingToken, Some("default_rule")));
+    let b = bearer("");
+    let o = get(&cfg, "/elsewhere", &[("authorization", &b)]);
+    assert!(allowed(&o).token.is_some());
+    assert_eq!(o.rule, Some("default_rule"));
+    // a shadow filter: every rule's would-be refusal is named; the unmatched is not a rule
+    let cfg = config_with(|d| d["mode"] = json!("shadow"));
+    let o = get(&cfg, "/api/x", &[]);
+    assert_eq!((shadow_denied(&o), o.rule), (Deny::MissingToken, Some("enforced")));
+    let o = get(&cfg, "/nowhere", &[]);
+    assert_eq!((shadow_denied(&o), o.rule), (Deny::NoRule, None));
+    // a path refused as dangerous stays refused, and by no rule
+    let o = get(&cfg, "/api/a%00b", &[]);
+    assert!(matches!(denied(&o), Deny::BadPath(_)));
+    assert_eq!(o.rule, None);
+}
+
+// =============================================================================
+// Origin on a token-or-key rule: each credential as on a rule of its kind
+// =============================================================================
+
+const APP: &str = "https://app.example";
+
+/// `either` with an origin block: tokens from `APP` only; keys from their own origins.
+fn web_either(origin: Value) -> Config {
+    config_with(|d| d["rules"][0]["origin"] = origin)
+}
+
+/// A key's answer whose record allows these origins.
+fn key_answer_from(key: &str, origins: &[&str]) -> KeyAnswer {
+    let hash = key_hash(key);
+    let body = json!({
+        "status": "valid", "key_id": "key_mepybc6vdnwbtgbcqqchcvqb6w", "tenant": "acme",
+        "subject": "svc-web", "scopes": ["orders:read"], "ip_allowlist": [], "allowed_origins": origins,
+        "expires_at": null, "cache_ttl_s": 300, "key_hash": hash
+    });
+    let lookup = parse_lookup(Some(200), Some(body.to_string().as_bytes()), 64 * 1024, NOW_S, &hash).unwrap();
+    KeyAnswer {
+        hash,
+        result: Ok(lookup),
+    }
+}
+
+/// A key request after its lookup answered `answer`.
+fn key_from<'c>(cfg: &'c Config, origin: Option<&str>, answer: &KeyAnswer) -> Outcome<'c> {
+    let mut headers = vec![("x-api-key", KEY)];
+    headers.extend(origin.map(|o| ("origin", o)));
+    run(cfg, &mut State::new(cfg), "GET", "/either/x", &headers, Some(answer))
+}
+
+#[test]
+fn a_token_on_a_token_or_key_rule_is_checked_against_the_rules_origins() {
+    let cfg = web_either(json!({"allowed": [APP], "cors": {}}));
+    let b = bearer("orders:read");
+    let o = get(&cfg, "/either/x", &[("authorization", &b), ("origin", APP)]);
+    assert!(allowed(&o).token.is_some());
+    assert!(o.cors.is_some(), "an allowed origin reads the answer");
+    for bad in [
+        "https://evil.example",
+        "null",
+        "https://app.example.evil",
+        "not an origin",
+        "https://APP.example:443/x",
+    ] {
+        let o = get(&cfg, "/either/x", &[("authorization", &b), ("origin", bad)]);
+        assert_eq!(denied(&o), Deny::OriginNotAllowed, "{bad}");
+        assert!(o.cors.is_none());
+    }
+    // no Origin: not a browser, as on a jwt rule (missing: allow)
+    assert!(allowed(&get(&cfg, "/either/x", &[("authorization", &b)]))
+        .token
+        .is_some());
+    // a 401 an allowed origin can read (so the app can refresh); a refused origin cannot
+    let o = get(&cfg, "/either/x", &[("origin", APP)]);
+    assert_eq!(denied(&o), Deny::MissingCredential);
+    assert!(o.cors.is_some());
+    let o = get(&cfg, "/either/x", &[("origin", "https://evil.example")]);
+    assert_eq!(denied(&o), Deny::OriginNotAllowed);
+    // two credentials are refused as ambiguous before any origin is looked at
+    let o = get(
+        &cfg,
+        "/either/x",
+        &[
+            ("authorization", &b),
+            ("x-api-key", KEY),
+            ("origin", "https://evil.example"),
+        ],
+    );
+    assert_eq!(denied(&o), Deny::AmbiguousCredential);
+    // missing: deny refuses a token request without Origin too
+    let strict = web_either(json!({"allowed": [APP], "missing": "deny"}));
+    assert_eq!(
+        denied(&get(&strict, "/either/x", &[("authorization", &b)])),
+        Deny::OriginNotAllowed
+    );
+}
+
+#[test]
+fn a_key_on_a_token_or_key_rule_is_checked_against_its_own_origins() {
+    let cfg = web_either(json!({"allowed": [APP], "cors": {}}));
+    let from_app = key_answer_from(KEY, &[APP]);
+    let from_nowhere = key_answer_from(KEY, &[]);
+    let other = key_answer_from(KEY, &["https://other.example"]);
+    let o = key_from(&cfg, Some(APP), &from_app);
+    assert!(allowed(&o).key.is_some());
+    assert!(o.cors.is_some());
+    // the rule's `allowed` does not admit a key: the key's own origins decide
+    assert_eq!(
+        denied(&key_from(&cfg, Some(APP), &from_nowhere)),
+        Deny::OriginNotAllowed
+    );
+    assert_eq!(denied(&key_from(&cfg, Some(APP), &other)), Deny::OriginNotAllowed);
+    let o = key_from(&cfg, Some("https://other.example"), &other);
+    assert!(allowed(&o).key.is_some(), "a key's own origin, not in the rule's list");
+    // Origin: null never matches a key's origins, whatever `null` says
+    let lax = web_either(json!({"allowed": [APP], "null": "allow"}));
+    assert_eq!(denied(&key_from(&lax, Some("null"), &from_app)), Deny::OriginNotAllowed);
+    assert!(allowed(&get(
+        &lax,
+        "/either/x",
+        &[("authorization", &bearer("orders:read")), ("origin", "null")]
+    ))
+    .token
+    .is_some());
+    // no Origin: a server-to-server key is not asked about origins
+    assert!(allowed(&key_from(&cfg, None, &from_nowhere)).key.is_some());
+    // a key that is refused for its origin gets no CORS headers; scopes still apply after it
+    assert!(key_from(&cfg, Some(APP), &from_nowhere).cors.is_none());
+}
+
+#[test]
+fn a_preflight_on_a_token_or_key_rule_is_answered_on_the_origin_alone() {
+    let cfg = web_either(json!({"allowed": [APP], "cors": {}}));
+    let preflight = |origin: &'static str| {
+        run(
+            &cfg,
+            &mut State::new(&cfg),
+            "OPTIONS",
+            "/either/x",
+            &[("origin", origin), ("access-control-request-method", "GET")],
+            None,
+        )
+    };
+    assert!(matches!(preflight(APP).verdict, Verdict::Preflight(_)));
+    assert_eq!(denied(&preflight("https://evil.example")), Deny::OriginNotAllowed);
+    // the enforce switch turns the whole block off: any origin, no CORS
+    let off = web_either(json!({"allowed": [APP], "enforce": false}));
+    let o = get(
+        &off,
+        "/either/x",
+        &[
+            ("authorization", &bearer("orders:read")),
+            ("origin", "https://evil.example"),
+        ],
+    );
+    assert!(allowed(&o).token.is_some() && o.cors.is_none());
+}
+
+#[test]
+fn a_token_or_key_rule_takes_a_tenant_claim_for_its_tokens() {
+    let mut d = doc();
+    d["tenants"] = json!({"acme": {"origins": ["https://acme.example"]}});
+    d["rules"][0]["origin"] = json!({"tenant_claim": "tenant"});
+    let cfg = parse(&d).unwrap();
+    let tok = |tenant: &str| {
+        let c = raw_claims(json!({
+            "iss": "https://hs", "aud": "api", "sub": "alice", "scope": "orders:read", "tenant": tenant,
+            "iat": NOW_S - 5, "exp": NOW_S + 60
+        }));
+        format!(
+            "Bearer {}",
+            HS256Key::from_bytes(SECRET.as_bytes()).authenticate(c).unwrap()
+        )
+    };
+    let o = get(
+        &cfg,
+        "/either/x",
+        &[("authorization", &tok("acme")), ("origin", "https://acme.example")],
+    );
+    assert!(allowed(&o).token.is_some());
+    let o = get(
+        &cfg,
+        "/either/x",
+        &[("authorization", &tok("other")), ("origin", "https://acme.example")],
+    );
+    assert_eq!(denied(&o), Deny::OriginNotAllowed);
+    // a key is still judged by its own origins
+    let o = key_from(&cfg, Some("https://acme.example"), &key_answer_from(KEY, &[]));
+    assert_eq!(denied(&o), Deny::OriginNotAllowed);
 }

@@ -598,4 +598,7 @@ fn the_edge_tells_machine_clients_from_users() {
         Some("user-123")
     );
     assert!(envoy.stat("wasmcustom.edge_auth.denied.caller_not_allowed") >= 3);
+    // counted apart: the machine as allowed.client, the user as allowed.jwt (this Envoy's own)
+    assert_eq!(envoy.stat("wasmcustom.edge_auth.allowed.client"), 1);
+    assert_eq!(envoy.stat("wasmcustom.edge_auth.allowed.jwt"), 1);
 }

@@ -424,6 +424,9 @@ fn drop_in_snippet_refuses_without_a_token_allows_with_one_and_exports_every_das
     let secret = "drop-in-snippet-test-secret-0123456789abcdef";
     let opts = EnvoyOptions::new(json!({}), echo.port()).env(&secret_env, secret);
     let mut bootstrap = opts.bootstrap().unwrap_or_else(|e| panic!("{e}"));
+    // the demo bootstrap's stats_tags, as the README's Dashboard section says to copy them
+    let (_, demo) = yaml_file("envoy/envoy.yaml");
+    bootstrap["stats_config"] = demo["stats_config"].clone();
     let filters = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
         ["http_filters"];
     assert_eq!(filters[0]["name"], "envoy.filters.http.wasm");
@@ -488,6 +491,34 @@ fn drop_in_snippet_refuses_without_a_token_allows_with_one_and_exports_every_das
         undrawn.is_empty(),
         "refusal counters the dashboard does not draw: {undrawn:#?}"
     );
+
+    // The per-rule counters: one metric per verdict, labelled by rule (the stats_tags),
+    // every one drawn, and no rule left with a flat name the dashboard would miss.
+    let prom = envoy.prometheus();
+    for verdict in ["allowed", "denied", "shadow_denied"] {
+        let metric = format!("edge_auth_rule_{verdict}");
+        assert!(queried.contains(&metric), "the dashboard does not draw {metric}");
+        for rule in ["health", "api"] {
+            let series = format!("{metric}{{rule=\"{rule}\"}} ");
+            assert!(prom.contains(&series), "{series} not in /stats/prometheus");
+        }
+    }
+    assert!(prom.contains("edge_auth_rule_allowed{rule=\"health\"} 1\n"), "{prom}");
+    assert!(prom.contains("edge_auth_rule_allowed{rule=\"api\"} 1\n"), "{prom}");
+    assert!(prom.contains("edge_auth_rule_denied{rule=\"api\"} 2\n"), "{prom}");
+    let flat: Vec<&String> = exported
+        .iter()
+        .filter(|n| n.starts_with("edge_auth_rule_"))
+        .filter(|n| {
+            ![
+                "edge_auth_rule_allowed",
+                "edge_auth_rule_denied",
+                "edge_auth_rule_shadow_denied",
+            ]
+            .contains(&n.as_str())
+        })
+        .collect();
+    assert!(flat.is_empty(), "per-rule counters without a rule label: {flat:#?}");
 }
 
 /// The shell commands of the README walkthrough's block from the line starting with

@@ -4,6 +4,8 @@
 //! for a would-be allow, beside a rule that still enforces; a rule that
 //! accepts a token or an API key takes either, applies its scopes to the
 //! one accepted, says which in the identity headers, and refuses both (400).
+//! Each rule counts what it decided (`edge_auth.rule.<name>.*`). A token-or-key
+//! rule's `origin` checks a token against the rule's origins, a key against its own.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -16,6 +18,8 @@ use edge_auth_e2e::{EchoServer, Envoy, EnvoyOptions, Response};
 use serde_json::{json, Value};
 
 const ISS: &str = "https://rollout.e2e";
+/// The origin the `either-web` rule allows tokens from (tenant `acme` allows its keys none).
+const APP: &str = "https://app.rollout.e2e";
 
 struct Stack {
     envoy: Envoy,
@@ -55,7 +59,12 @@ fn stack() -> &'static Stack {
                 {"name": "shadow", "match": {"prefix": "/shadow/"}, "jwt": jwt, "mode": "shadow",
                  "scopes": {"any_of": ["orders:read"]}},
                 {"name": "shadow-key", "match": {"prefix": "/shadow-key/"}, "api_key": {}, "mode": "shadow"},
-                {"name": "enforced", "match": {"prefix": "/enforced/"}, "jwt": jwt}
+                {"name": "enforced", "match": {"prefix": "/enforced/"}, "jwt": jwt},
+                // only the per-rule counters' test sends requests here
+                {"name": "counted", "match": {"prefix": "/counted/"}, "jwt": jwt},
+                {"name": "counted-shadow", "match": {"prefix": "/counted-shadow/"}, "jwt": jwt, "mode": "shadow"},
+                {"name": "either-web", "match": {"prefix": "/either-web/"}, "jwt": jwt, "api_key": {},
+                 "origin": {"allowed": [APP], "cors": {}}}
             ]
         });
         let mut opts = EnvoyOptions::new(config, echo.port())
@@ -260,4 +269,61 @@ fn a_token_and_a_key_or_two_of_one_kind_are_refused_as_ambiguous() {
     ));
     assert_eq!(method(&echoed).as_deref(), Some("api_key"));
     assert_eq!(echoed_header(&echoed, "authorization"), None);
+}
+
+#[test]
+fn each_rule_counts_what_it_allowed_denied_and_would_have_denied() {
+    let counted = |rule: &str| ["allowed", "denied", "shadow_denied"].map(|v| stat(&format!("rule.{rule}.{v}")));
+    // defined at configure time: present (at zero) before any request
+    for rule in ["counted", "counted-shadow", "either", "shadow-key"] {
+        for v in ["allowed", "denied", "shadow_denied"] {
+            let name = format!("wasmcustom.edge_auth.rule.{rule}.{v}");
+            assert!(stack().envoy.try_stat(&name).is_some(), "{name} is not defined");
+        }
+    }
+    let bearer = format!("Bearer {}", token(""));
+    passed(&get("/counted/a", &[("authorization", &bearer)]));
+    assert_eq!(get("/counted/b", &[]).status, 401);
+    assert_eq!(get("/counted/c", &[("authorization", "Bearer eyJ.no.t")]).status, 401);
+    passed(&get("/counted-shadow/a", &[("authorization", &bearer)]));
+    passed(&get("/counted-shadow/b", &[]));
+    passed(&get("/counted-shadow/c", &[]));
+    // refused before a rule is chosen, or by no rule: no rule's counter moves
+    assert_eq!(get("/counted/..%2fcounted-shadow/x", &[]).status, 400);
+    assert_eq!(get("/nowhere", &[]).status, 403);
+    assert_eq!(counted("counted"), [1, 2, 0]);
+    assert_eq!(counted("counted-shadow"), [1, 0, 2]);
+}
+
+#[test]
+fn a_token_or_key_rule_checks_a_tokens_origin_against_the_rule_and_a_keys_against_the_key() {
+    let s = stack();
+    let bearer = format!("Bearer {}", token("orders:read"));
+    let r = get("/either-web/1", &[("authorization", &bearer), ("origin", APP)]);
+    assert_eq!(r.status, 200, "{}", r.summary());
+    assert_eq!(r.header("access-control-allow-origin"), Some(APP));
+    let r = get(
+        "/either-web/2",
+        &[("authorization", &bearer), ("origin", "https://evil.example")],
+    );
+    assert_eq!(r.status, 403, "{}", r.summary());
+    assert_eq!(r.json()["error"], "origin_not_allowed");
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    // a key: its tenant allows no origin, so the rule's own list does not let it in from APP
+    let r = get("/either-web/3", &[("x-api-key", &s.reader), ("origin", APP)]);
+    assert_eq!(r.status, 403, "{}", r.summary());
+    assert_eq!(r.json()["error"], "origin_not_allowed");
+    // without Origin (server to server) both pass
+    let echoed = passed(&get("/either-web/4", &[("x-api-key", &s.reader)]));
+    assert_eq!(method(&echoed).as_deref(), Some("api_key"));
+    let echoed = passed(&get("/either-web/5", &[("authorization", &bearer)]));
+    assert_eq!(method(&echoed).as_deref(), Some("jwt"));
+    // a preflight is answered on the origin alone
+    let r = s.envoy.request(
+        "OPTIONS",
+        "/either-web/6",
+        &[("origin", APP), ("access-control-request-method", "GET")],
+        b"",
+    );
+    assert_eq!(r.status, 204, "{}", r.summary());
 }

@@ -299,7 +299,7 @@ pub(super) fn compile_origin(
         None => None,
     };
     if tenant_claim.is_some() {
-        if !matches!(requirement, Requirement::Jwt { .. }) {
+        if !matches!(requirement, Requirement::Jwt { .. } | Requirement::JwtOrApiKey { .. }) {
             return Err(err(
                 format!("{at}.tenant_claim"),
                 "only a jwt rule has a token to take the tenant from (an API key brings its own origins)",
@@ -431,6 +431,35 @@ pub(super) fn check_match_path(p: &str, at: &str) -> Result<String, ConfigError>
     }
 }
 
+/// The longest rule name: it is part of three metric names.
+const MAX_RULE_NAME: usize = 64;
+
+/// A rule's name is part of its metric names (`edge_auth.rule.<name>.allowed`):
+/// letters, digits, `_` and `-` only (no `.`, which would split the name for
+/// Envoy's tag extraction), at most [`MAX_RULE_NAME`] bytes, and not the name
+/// the default rule's metrics use.
+fn check_rule_name(name: &str, at: &str) -> Result<(), ConfigError> {
+    if name.len() > MAX_RULE_NAME {
+        return Err(err(at, format!("a rule name is at most {MAX_RULE_NAME} characters")));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(err(
+            at,
+            format!("\"{name}\": a rule name has only letters, digits, '_' and '-' (it names the rule's metrics)"),
+        ));
+    }
+    if name == "default_rule" {
+        return Err(err(
+            at,
+            "\"default_rule\" names the default rule's metrics: choose another name",
+        ));
+    }
+    Ok(())
+}
+
 /// What a rule's policy is compiled against: the rest of the configuration.
 pub(super) struct RuleScope<'a> {
     pub(super) providers: &'a [Provider],
@@ -460,6 +489,7 @@ pub(super) fn compile_rules(
         if r.name.is_empty() || !rule_names.insert(r.name.as_str()) {
             return Err(err(format!("{at}.name"), "rule names must be non-empty and unique"));
         }
+        check_rule_name(&r.name, &format!("{at}.name"))?;
         let path = match (&r.matcher.path, &r.matcher.prefix) {
             (Some(p), None) => PathMatch::Exact(check_match_path(p, &format!("{at}.match.path"))?),
             (None, Some(p)) => PathMatch::Prefix(check_match_path(p, &format!("{at}.match.prefix"))?),
@@ -551,13 +581,6 @@ fn compile_policy(
         }
         (true, _, _) => return Err(err(at, "a public rule has no \"jwt\" or \"api_key\" requirement")),
     };
-    if let (Requirement::JwtOrApiKey { .. }, Some(_)) = (&requirement, r.origin) {
-        return Err(err(
-            format!("{at}.origin"),
-            "a rule that accepts a token or a key does not check Origin (not supported yet): \
-             give browsers and key holders separate rules",
-        ));
-    }
     let origin = match r.origin {
         None => None,
         Some(o) => {

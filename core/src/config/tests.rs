@@ -269,3 +269,31 @@ fn shared_token_slots_are_bounded() {
     let e = error_of(|v| v["token_cache"] = json!({"shared": 1}));
     assert!(e.message.contains("unknown field"), "{e}");
 }
+
+#[test]
+fn rule_names_are_metric_safe() {
+    // a rule's name is part of its metric names: edge_auth.rule.<name>.allowed
+    let long = "r".repeat(65);
+    for bad in [
+        "a.b",
+        "a b",
+        "orders/read",
+        "ünïcode",
+        "tab\t",
+        "{rule}",
+        "a\"b",
+        "default_rule",
+        long.as_str(),
+    ] {
+        let e = error_of(|v| v["rules"][1]["name"] = json!(bad));
+        assert!(e.to_string().contains("rules[1].name"), "{bad:?}: {e}");
+    }
+    for good in ["api", "orders-read", "Orders_2", "default-rule", "none"] {
+        let mut v = base();
+        v["rules"][1]["name"] = json!(good);
+        parse_value(&v).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+    }
+    let mut v = base();
+    v["rules"][1]["name"] = json!("r".repeat(64));
+    parse_value(&v).unwrap();
+}

@@ -82,9 +82,17 @@ pub(super) fn with_token<'c>(
         };
     }
     let mut allowed = allow(cx, providers, token, census);
-    if let (Some(ctx), Some(t)) = (&cfg.context, &allowed.token) {
-        let upstream_path = allowed.path.as_deref().unwrap_or(cx.attempt.path);
-        allowed.context = context_headers(ctx, cfg, t, cx.attempt.method, upstream_path, cx.attempt.now_ms / 1000);
+    if let Some(t) = &allowed.token {
+        let caller = cfg
+            .providers
+            .get(t.provider)
+            .map(|p| p.machine_tokens.classify(&t.claims));
+        allowed.machine = matches!(caller, Some(Caller::Machine(_)));
+        if let Some(ctx) = &cfg.context {
+            let upstream_path = allowed.path.as_deref().unwrap_or(cx.attempt.path);
+            let (method, now) = (cx.attempt.method, cx.attempt.now_ms / 1000);
+            allowed.context = context_headers(ctx, caller, t, method, upstream_path, now);
+        }
     }
     Outcome {
         cache: Some(hit),
@@ -97,16 +105,12 @@ pub(super) fn with_token<'c>(
 /// A machine's token says `method: client` and its client id as the subject.
 fn context_headers(
     ctx: &Context,
-    cfg: &Config,
+    caller: Option<Caller<'_>>,
     t: &VerifiedToken,
     method: &str,
     path: &str,
     now: u64,
 ) -> Vec<(String, String)> {
-    let caller = cfg
-        .providers
-        .get(t.provider)
-        .map(|p| p.machine_tokens.classify(&t.claims));
     let (auth_method, subject) = match caller {
         Some(Caller::Machine(client)) => ("client", client),
         _ => ("jwt", t.claims.str("sub").unwrap_or_default()),

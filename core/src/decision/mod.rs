@@ -33,7 +33,7 @@ use crate::policy::origin::Origin;
 use crate::policy::path;
 use crate::policy::routes::{Policy, Requirement, Selected};
 
-use self::origin::{check_origin, OriginCheck};
+use self::origin::{check_origin, with_cors, OriginCheck};
 use self::request::client_permitted;
 
 /// One attempt at deciding a request: the first, or after it waited.
@@ -66,23 +66,29 @@ pub(crate) struct Ctx<'c, 'r> {
 /// refusal of a report-only rule (or filter) becomes a shadow allow
 /// ([`shadow`]).
 pub fn decide<'c>(cfg: &'c Config, st: &mut State, attempt: &Attempt<'_>, req: &mut dyn Request) -> Outcome<'c> {
-    let (outcome, shadow_rule) = enforced(cfg, st, attempt, req);
-    match shadow_rule {
-        Some(rule) => shadow::report_only(outcome, rule),
-        None => outcome,
+    let (mut outcome, selected) = enforced(cfg, st, attempt, req);
+    // refused before any rule is chosen: no rule decided it, and never in shadow
+    let Some(selected) = selected else {
+        return outcome;
+    };
+    outcome.rule = selected.policy().map(|_| selected.name());
+    if cfg.shadow || selected.policy().is_some_and(|p| p.shadow) {
+        shadow::report_only(outcome, selected.name())
+    } else {
+        outcome
     }
 }
 
-/// The decision as an enforcing filter makes it, and the name of the rule
-/// when that rule (or the whole filter) is report-only. A path that cannot
-/// be normalised, or an authority that cannot be read one way when rules
-/// match hosts, is refused before any rule is chosen, so never in shadow.
+/// The decision as an enforcing filter makes it, and the rule selection it
+/// was made under. A path that cannot be normalised, or an authority that
+/// cannot be read one way when rules match hosts, is refused before any rule
+/// is chosen (`None`), so never in shadow.
 fn enforced<'c>(
     cfg: &'c Config,
     st: &mut State,
     attempt: &Attempt<'_>,
     req: &mut dyn Request,
-) -> (Outcome<'c>, Option<&'c str>) {
+) -> (Outcome<'c>, Option<Selected<'c>>) {
     let (method, raw_path) = (attempt.method, attempt.path);
     let normalized = match path::normalize(raw_path) {
         Ok(n) => n,
@@ -94,9 +100,7 @@ fn enforced<'c>(
         Err(e) => return (Outcome::deny(Deny::BadAuthority(e.as_str())), None),
     };
     let selected = cfg.routes.select_at(method, &normalized.path, &destination);
-    let rule = selected.name();
-    let shadow = (cfg.shadow || selected.policy().is_some_and(|p| p.shadow)).then_some(rule);
-    (decide_rule(cfg, st, attempt, req, selected), shadow)
+    (decide_rule(cfg, st, attempt, req, selected), Some(selected))
 }
 
 /// The decision once the rule is selected.
@@ -120,35 +124,26 @@ fn decide_rule<'c>(
             };
         }
     }
-    let origin = match &policy.origin {
-        None => OriginCheck {
-            tenant_pending: None,
-            cors: None,
-        },
-        Some(o) => match check_origin(cfg, o, &policy.requirement, method, rule, req) {
-            Ok(check) => check,
-            Err(outcome) => return *outcome,
-        },
+    let origin = match (&policy.origin, &policy.requirement) {
+        // which credential came decides how its origin is checked (token_or_key)
+        (None, _) | (Some(_), Requirement::JwtOrApiKey { .. }) => OriginCheck::default(),
+        (Some(o), requirement) => {
+            let key_decides = matches!(requirement, Requirement::ApiKey { .. });
+            match check_origin(cfg, o, key_decides, method, rule, req) {
+                Ok(check) => check,
+                Err(outcome) => return *outcome,
+            }
+        }
     };
-    let tenant_pending = origin.tenant_pending.as_ref();
     let cx = Ctx {
         cfg,
         attempt,
         rule,
         policy,
-        tenant_pending,
+        tenant_pending: origin.tenant_pending.as_ref(),
     };
-    let mut outcome = authorize(&cx, st, req);
-    let cors_allowed = match &outcome.verdict {
-        Verdict::Allow(_) => true,
-        // an origin only a tenant could allow is not known to be allowed until the tenant check passed
-        Verdict::Deny(d) => *d != Deny::OriginNotAllowed && tenant_pending.is_none(),
-        Verdict::Preflight(_) | Verdict::AwaitKeys { .. } | Verdict::AwaitLookup { .. } => false,
-    };
-    if cors_allowed {
-        outcome.cors = origin.cors;
-    }
-    outcome
+    let outcome = authorize(&cx, st, req);
+    with_cors(outcome, origin)
 }
 
 /// The requirement and the checks after it: credential, tenant origins, scopes.
@@ -222,6 +217,9 @@ pub enum Verdict<'c> {
 pub struct Allow<'c> {
     pub rule: &'c str,
     pub token: Option<Rc<VerifiedToken>>,
+    /// The token speaks for a machine client (its provider's `machine_tokens`
+    /// says so; identity `method: client`): counted as `allowed.client`.
+    pub machine: bool,
     /// The API key's answer, when an API key was the credential.
     pub key: Option<Rc<CachedKey>>,
     /// Credential headers to remove (every credential place the request
@@ -250,6 +248,12 @@ pub struct Allow<'c> {
 #[derive(Debug)]
 pub struct Outcome<'c> {
     pub verdict: Verdict<'c>,
+    /// The rule that decided the request: a rule's `name`, or `"default_rule"`
+    /// when no rule matched and the default rule applied. `None` when no rule
+    /// was chosen: nothing matched and there is no default (`no_rule`), or the
+    /// request was refused before any rule is chosen (`bad_path`,
+    /// `bad_authority`). A shadow allow names its report-only rule.
+    pub rule: Option<&'c str>,
     pub cache: Option<bool>,
     pub credential: Option<Credential>,
     pub cors: Option<ResponseHeaders>,
@@ -282,6 +286,7 @@ impl<'c> Outcome<'c> {
     pub(crate) fn with(verdict: Verdict<'c>) -> Outcome<'c> {
         Outcome {
             verdict,
+            rule: None,
             cache: None,
             credential: None,
             cors: None,

@@ -4,11 +4,12 @@
 
 use crate::config::Config;
 use crate::policy::origin::{self, Origin, OriginHeader};
-use crate::policy::routes::{OriginRule, Requirement};
+use crate::policy::routes::OriginRule;
 
 use super::{Allow, Deny, Outcome, Request, ResponseHeaders, Verdict};
 
 /// What the Origin check leaves for after authentication.
+#[derive(Default)]
 pub(super) struct OriginCheck {
     /// The origin, not in the rule's static list, that the caller's tenant may still allow.
     pub(super) tenant_pending: Option<Origin>,
@@ -18,18 +19,18 @@ pub(super) struct OriginCheck {
 /// The Origin check before authentication: answers CORS preflights, refuses
 /// origins the rule does not allow, and leaves tenant origins for later. The
 /// `Err` is the request's final outcome (a refusal or a preflight answer).
+/// `key_decides`: the credential is an API key, which brings its own allowed
+/// origins: they decide, after the lookup.
 pub(super) fn check_origin<'c>(
     cfg: &'c Config,
     o: &'c OriginRule,
-    requirement: &Requirement,
+    key_decides: bool,
     method: &str,
     rule: &'c str,
     req: &mut dyn Request,
 ) -> Result<OriginCheck, Box<Outcome<'c>>> {
     let header = req.header("origin");
     let denied = || Box::new(Outcome::deny(Deny::OriginNotAllowed));
-    // An API key brings its own allowed origins: they decide, after the lookup.
-    let key_decides = matches!(requirement, Requirement::ApiKey { .. });
     let origin = match origin::classify(header.as_deref()) {
         OriginHeader::Missing if o.allow_missing => {
             return Ok(OriginCheck {
@@ -90,4 +91,20 @@ pub(super) fn check_origin<'c>(
         tenant_pending: (!statically || key_decides).then_some(origin),
         cors,
     })
+}
+
+/// `outcome` with the rule's CORS response headers when the origin may read
+/// the answer: an allow, or a refusal other than of the origin itself once
+/// no tenant (or key) still had to allow the origin.
+pub(super) fn with_cors<'c>(mut outcome: Outcome<'c>, check: OriginCheck) -> Outcome<'c> {
+    let readable = match &outcome.verdict {
+        Verdict::Allow(_) => true,
+        // an origin only a tenant could allow is not known to be allowed until the tenant check passed
+        Verdict::Deny(d) => *d != Deny::OriginNotAllowed && check.tenant_pending.is_none(),
+        Verdict::Preflight(_) | Verdict::AwaitKeys { .. } | Verdict::AwaitLookup { .. } => false,
+    };
+    if readable && check.cors.is_some() {
+        outcome.cors = check.cors;
+    }
+    outcome
 }
