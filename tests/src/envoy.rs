@@ -529,6 +529,12 @@ impl Envoy {
         self.addr_v6
     }
 
+    /// The local address of another listener `name` of a custom bootstrap
+    /// ([`Envoy::start_with_bootstrap`]), from admin `/listeners`.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        listener_addrs(self.admin, name).map(|(local, _)| local)
+    }
+
     /// The admin interface.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin
