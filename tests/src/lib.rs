@@ -18,6 +18,8 @@
 //! * [`fetch_counter`]: a fake auth service and JWKS that counts the polls
 //!   and fetches an edge sends it; [`lds`]: an Envoy whose listener comes from
 //!   a watched file, to reload the filter's configuration.
+//! * [`egress`]: Envoy's credential_injector (the peer of edge-auth's egress
+//!   token injection) and extra listeners in a generated bootstrap.
 //! * [`issuer`]: a programmable OAuth 2.0 client-credentials issuer (503, 429,
 //!   401 `invalid_client`, slow answers on demand) that records every token
 //!   request and token, and an upstream stamping what it received (issue 16).
@@ -26,6 +28,7 @@
 //!   hand-crafted headers.
 
 pub mod context;
+pub mod egress;
 pub mod envoy;
 pub mod fetch_counter;
 pub mod fleet;
