@@ -53,6 +53,14 @@ pub struct TokenRequest {
 }
 
 impl TokenRequest {
+    /// The client id, from HTTP Basic or else the form's `client_id`.
+    pub fn client_id(&self) -> Option<&str> {
+        match &self.basic {
+            Some((id, _)) => Some(id.as_str()),
+            None => self.param("client_id"),
+        }
+    }
+
     /// The first value of form parameter `name`.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -68,6 +76,8 @@ impl TokenRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedToken {
     pub token: String,
+    /// The client it was issued to (see [`TokenRequest::client_id`]).
+    pub client_id: String,
     pub issued_at: Instant,
     pub expires_in: Duration,
 }
@@ -82,6 +92,7 @@ impl IssuedToken {
 #[derive(Debug)]
 struct State {
     mode: IssuerMode,
+    client_modes: std::collections::HashMap<String, IssuerMode>,
     lifetime: Duration,
     prefix: String,
     requests: Vec<TokenRequest>,
@@ -162,6 +173,7 @@ impl FakeIssuer {
     pub fn start(prefix: &str, lifetime: Duration) -> FakeIssuer {
         let state = Arc::new(Mutex::new(State {
             mode: IssuerMode::Issue,
+            client_modes: std::collections::HashMap::new(),
             lifetime,
             prefix: prefix.to_string(),
             requests: Vec::new(),
@@ -176,9 +188,30 @@ impl FakeIssuer {
         self.server.port()
     }
 
-    /// Switches what the next requests get.
+    /// Switches what the next requests get (clients without a mode of their own).
     pub fn set_mode(&self, mode: IssuerMode) {
         lock(&self.state).mode = mode;
+    }
+
+    /// Switches what the next requests of `client_id` get, whatever [`FakeIssuer::set_mode`] says.
+    pub fn set_client_mode(&self, client_id: &str, mode: IssuerMode) {
+        lock(&self.state).client_modes.insert(client_id.to_string(), mode);
+    }
+
+    /// The token requests of `client_id` so far, in order.
+    pub fn requests_of(&self, client_id: &str) -> Vec<TokenRequest> {
+        let s = lock(&self.state);
+        s.requests
+            .iter()
+            .filter(|r| r.client_id() == Some(client_id))
+            .cloned()
+            .collect()
+    }
+
+    /// The tokens issued to `client_id` so far, in order.
+    pub fn issued_to(&self, client_id: &str) -> Vec<IssuedToken> {
+        let s = lock(&self.state);
+        s.issued.iter().filter(|t| t.client_id == client_id).cloned().collect()
     }
 
     /// The lifetime of the tokens issued from now on.
@@ -233,10 +266,21 @@ impl FakeIssuer {
 
 fn answer(state: &Mutex<State>, req: &ServedRequest) -> Reply {
     let now = Instant::now();
+    let mut record = TokenRequest {
+        at: now,
+        method: req.method.clone(),
+        path: req.path.clone(),
+        headers: req.headers.clone(),
+        form: form_decode(&req.body),
+        basic: basic_credentials(req),
+        status: 0,
+    };
+    let client = record.client_id().unwrap_or_default().to_string();
     let mut s = lock(state);
-    let (reply, status) = match s.mode.clone() {
-        IssuerMode::Issue => (issue(&mut s, now, Duration::ZERO), 200),
-        IssuerMode::Slow { delay } => (issue(&mut s, now + delay, delay), 200),
+    let mode = s.client_modes.get(&client).unwrap_or(&s.mode).clone();
+    let (reply, status) = match mode {
+        IssuerMode::Issue => (issue(&mut s, &client, now, Duration::ZERO), 200),
+        IssuerMode::Slow { delay } => (issue(&mut s, &client, now + delay, delay), 200),
         IssuerMode::Unavailable => (Reply::json(503, &json!({"error": "temporarily_unavailable"})), 503),
         IssuerMode::TooManyRequests { retry_after_s } => (
             Reply::json(429, &json!({"error": "slow_down"})).header("retry-after", &retry_after_s.to_string()),
@@ -251,20 +295,13 @@ fn answer(state: &Mutex<State>, req: &ServedRequest) -> Reply {
             401,
         ),
     };
-    s.requests.push(TokenRequest {
-        at: now,
-        method: req.method.clone(),
-        path: req.path.clone(),
-        headers: req.headers.clone(),
-        form: form_decode(&req.body),
-        basic: basic_credentials(req),
-        status,
-    });
+    record.status = status;
+    s.requests.push(record);
     reply
 }
 
 /// A fresh token, recorded as issued at `issued_at` (after a delay: when it is sent).
-fn issue(s: &mut State, issued_at: Instant, delay: Duration) -> Reply {
+fn issue(s: &mut State, client_id: &str, issued_at: Instant, delay: Duration) -> Reply {
     let n = s.issued.len() + 1;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -275,6 +312,7 @@ fn issue(s: &mut State, issued_at: Instant, delay: Duration) -> Reply {
     let expires_in = Duration::from_secs(s.lifetime.as_secs().max(1));
     s.issued.push(IssuedToken {
         token: token.clone(),
+        client_id: client_id.to_string(),
         issued_at,
         expires_in,
     });
@@ -396,6 +434,12 @@ mod tests {
         assert_eq!(reqs[0].basic, Some(("id".to_string(), "s:cret".to_string())));
         assert_eq!(reqs[0].param("scope"), Some("billing:read"));
         assert_eq!(issuer.issued().len(), 1);
+        assert_eq!(issuer.issued_to("id").len(), 1);
+        issuer.set_mode(IssuerMode::Issue);
+        issuer.set_client_mode("id", IssuerMode::Unavailable);
+        assert_eq!(post(basic).status, 503);
+        assert_eq!(issuer.requests_of("id").len(), 5);
+        assert_eq!(issuer.requests_of("other").len(), 0);
         let t = &issuer.issued()[0];
         let before = t.expires_at() - Duration::from_millis(1);
         let seen = vec![
