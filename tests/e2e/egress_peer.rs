@@ -183,6 +183,18 @@ fn credential_injector_through_a_bad_day() {
     assert!(attempts >= 2, "{attempts} attempts in 3.2 s of 401 invalid_client");
     let r = p.get("peer", &[]);
     assert_eq!((r.status, r.text().as_str()), (401, "Failed to inject credential."));
+    // Each failed attempt logs at ERROR, the issuer's answer included.
+    let log = p.envoy.log();
+    assert!(
+        log.matches("Oauth response body: {\"error\":\"invalid_client\"")
+            .count()
+            >= 2
+    );
+    assert!(
+        log.matches("onGetAccessTokenFailure: Failed to get access token")
+            .count()
+            >= 4
+    );
 
     // Recovery: the next retry gets a fresh token.
     let issued = p.issuer.issued().len();
