@@ -404,16 +404,37 @@ def edge_api_key_filter(ctx: "Context") -> list[dict]:
     return [wasm_filter("edge_auth", ctx.settings.wasm, config, env_keys=(SERVICE_TOKEN_ENV,))]
 
 
-def auth_cluster(ctx: "Context") -> list[dict]:
-    return [{
-        "name": "auth_service",
+def static_cluster(name: str, port: int) -> dict:
+    return {
+        "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
         "load_assignment": {
-            "cluster_name": "auth_service",
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(ctx.auth_port)}}]}],
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(port)}}]}],
         },
-    }]
+    }
+
+
+def auth_cluster(ctx: "Context") -> list[dict]:
+    return [static_cluster("auth_service", ctx.auth_port)]
+
+
+@contextlib.contextmanager
+def serving(port: int, handler: type):
+    """An http.server on 127.0.0.1:`port` answering with `handler`, in a thread,
+    for as long as the context lasts."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextlib.contextmanager
@@ -424,7 +445,6 @@ def fake_auth_service(ctx: "Context"):
     revocation feed an empty snapshot. The bench measures the filter, so the
     service only has to be correct and quick."""
     import http.server
-    import threading
 
     def lookup(request_body: bytes) -> bytes:
         try:
@@ -465,14 +485,8 @@ def fake_auth_service(ctx: "Context"):
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", ctx.auth_port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ctx.auth_port, Handler):
         yield
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def jwt_authn_filter(ctx: "Context", cache: bool) -> list[dict]:
@@ -507,15 +521,7 @@ EGRESS_CLIENT = "mc_bench"
 
 
 def issuer_cluster(ctx: "Context") -> list[dict]:
-    return [{
-        "name": "issuer",
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": "issuer",
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(ctx.issuer_port)}}]}],
-        },
-    }]
+    return [static_cluster("issuer", ctx.issuer_port)]
 
 
 @contextlib.contextmanager
@@ -524,7 +530,6 @@ def fake_issuer(ctx: "Context"):
     request gets a fresh opaque token living an hour, so that over a run both
     injectors fetch once and then only inject."""
     import http.server
-    import threading
 
     issued = [0]
 
@@ -545,14 +550,8 @@ def fake_issuer(ctx: "Context"):
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", ctx.issuer_port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ctx.issuer_port, Handler):
         yield
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def edge_egress_filter(ctx: "Context") -> list[dict]:
