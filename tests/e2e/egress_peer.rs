@@ -8,7 +8,7 @@
 //! One Envoy (two workers), two egress listeners:
 //! * `peer`: the injector against an issuer that works at first (tokens of 4 s,
 //!   refresh retried every 1 s), then answers 503, 429 with `Retry-After: 30`,
-//!   401 `invalid_client`, then works again;
+//!   too slowly (past the 0.5 s timeout), 401 `invalid_client`, then works again;
 //! * `peer_cold`: the injector against an issuer that answers 503 from the
 //!   start (no token ever obtained), then works.
 
@@ -173,6 +173,23 @@ fn credential_injector_through_a_bad_day() {
     std::thread::sleep(Duration::from_millis(3200));
     let attempts = p.issuer.requests_since(t429);
     assert!(attempts >= 2, "{attempts} attempts in 3.2 s after Retry-After: 30");
+
+    // An issuer slower than the token endpoint's timeout (0.5 s): each attempt
+    // times out, and the next follows one interval later.
+    p.issuer.set_mode(IssuerMode::Slow {
+        delay: Duration::from_millis(1500),
+    });
+    let bad_before = p.counter("peer", "oauth2.token_fetch_failed_on_bad_response_code");
+    let tslow = Instant::now();
+    std::thread::sleep(Duration::from_millis(3200));
+    let attempts = p.issuer.requests_since(tslow);
+    assert!(
+        attempts >= 2,
+        "{attempts} attempts in 3.2 s of an issuer slower than the timeout"
+    );
+    // A timeout counts as a bad response code (the local 504), not a stream reset.
+    assert!(p.counter("peer", "oauth2.token_fetch_failed_on_bad_response_code") >= bad_before + 2);
+    assert_eq!(p.counter("peer", "oauth2.token_fetch_failed_on_stream_reset"), 0);
 
     // 401 invalid_client: the same fixed-interval retries (no stop, no distinct
     // refusal: requests get the same 401 as any other failure).
