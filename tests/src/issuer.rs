@@ -50,6 +50,8 @@ pub struct TokenRequest {
     pub basic: Option<(String, String)>,
     /// The status it was answered with.
     pub status: u16,
+    /// How long the answer was held back ([`IssuerMode::Slow`]; zero otherwise).
+    pub delay: Duration,
 }
 
 impl TokenRequest {
@@ -274,6 +276,7 @@ fn answer(state: &Mutex<State>, req: &ServedRequest) -> Reply {
         form: form_decode(&req.body),
         basic: basic_credentials(req),
         status: 0,
+        delay: Duration::ZERO,
     };
     let client = record.client_id().unwrap_or_default().to_string();
     let mut s = lock(state);
@@ -296,6 +299,7 @@ fn answer(state: &Mutex<State>, req: &ServedRequest) -> Reply {
         ),
     };
     record.status = status;
+    record.delay = reply.delay;
     s.requests.push(record);
     reply
 }
