@@ -14,6 +14,7 @@ use edge_auth_core::logging;
 use edge_auth_core::outbound::Wake;
 use edge_auth_core::response::{self, Reply};
 
+use crate::egress;
 use crate::host;
 use crate::metrics::Metrics;
 use crate::worker::Worker;
@@ -32,12 +33,12 @@ impl EdgeAuthFilter {
 
 /// The request's facts: its headers from the one read of the header map,
 /// the rest from the host only when the core asks.
-struct HostRequest<'a> {
-    headers: HeaderMap<'a>,
+pub(crate) struct HostRequest<'a> {
+    pub(crate) headers: HeaderMap<'a>,
     /// Headers the filter writes: removed from the request before the core
     /// looks at it, so never a fact of the request.
-    written: &'a [String],
-    has_body: bool,
+    pub(crate) written: &'a [String],
+    pub(crate) has_body: bool,
 }
 
 impl HostRequest<'_> {
@@ -125,6 +126,9 @@ pub fn evaluate(
     answer: Option<&KeyAnswer>,
 ) -> Step {
     let cfg = &worker.config;
+    if !cfg.egress.is_empty() {
+        return egress::evaluate(worker, context_id, may_await);
+    }
     let buf = host::request_header_map();
     let Some(headers) = HeaderMap::parse(&buf) else {
         return deny(
@@ -333,7 +337,7 @@ fn report_shadow_denial(worker: &Worker, d: Deny<'_>, credential: Option<&Creden
 }
 
 /// Sends a local reply, with the CORS headers of the request's origin if any.
-fn send(reply: &Reply, cors: Option<&ResponseHeaders>) {
+pub(crate) fn send(reply: &Reply, cors: Option<&ResponseHeaders>) {
     let headers: Vec<(&str, &str)> = reply
         .headers
         .iter()

@@ -233,6 +233,7 @@ fn call_response(body_size: usize, max_body: usize) -> CallResponse {
         status,
         content_type: header("content-type").map(text),
         body,
+        retry_after: header("retry-after").map(text),
     }
 }
 
@@ -301,7 +302,25 @@ impl outbound::Host for ProxyHost<'_> {
         self.metrics.revocation_state_age(age_ms);
     }
 
+    fn egress_token_ttl(&mut self, ttl_s: u64) {
+        self.metrics.egress_token_ttl(ttl_s);
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        random_u64()
+    }
+
     fn log(&mut self, level: Level, message: &str) {
         log(self::level(level), &format!("edge-auth: {message}"));
     }
+}
+
+/// A random value: std's hash keys, which on wasm32-wasip1 come from the
+/// host's `random_get` (a fresh `RandomState` moves its keys on each call).
+/// Only the egress backoff's jitter uses it.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_ms());
+    h.finish()
 }

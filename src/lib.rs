@@ -6,6 +6,7 @@
 //! request after it, so every host call goes through [`host`], which returns
 //! `Result` or logs.
 
+mod egress;
 mod filter;
 mod host;
 mod metrics;

@@ -45,6 +45,17 @@ pub struct Metrics {
     shadow_denied: Vec<(&'static str, Option<u32>)>,
     discovery_ok: Option<u32>,
     discovery_failed: Option<u32>,
+    pub egress_injected: Option<u32>,
+    pub egress_unmatched: Option<u32>,
+    pub egress_refused_unavailable: Option<u32>,
+    pub egress_refused_rejected: Option<u32>,
+    pub egress_request_waits: Option<u32>,
+    egress_token_fetch_sent: Option<u32>,
+    egress_token_fetch_ok: Option<u32>,
+    egress_token_fetch_failed: Option<u32>,
+    egress_token_rejected: Option<u32>,
+    egress_breaker_opened: Option<u32>,
+    egress_token_ttl: Option<u32>,
 }
 
 fn counter(name: &str) -> Option<u32> {
@@ -95,6 +106,17 @@ impl Metrics {
                 .collect(),
             discovery_ok: counter("jwks.discovery_ok"),
             discovery_failed: counter("jwks.discovery_failed"),
+            egress_injected: counter("egress.injected"),
+            egress_unmatched: counter("egress.unmatched"),
+            egress_refused_unavailable: counter("egress.refused_unavailable"),
+            egress_refused_rejected: counter("egress.refused_rejected"),
+            egress_request_waits: counter("egress.request_waits"),
+            egress_token_fetch_sent: counter("egress.token_fetch_sent"),
+            egress_token_fetch_ok: counter("egress.token_fetch_ok"),
+            egress_token_fetch_failed: counter("egress.token_fetch_failed"),
+            egress_token_rejected: counter("egress.token_rejected"),
+            egress_breaker_opened: counter("egress.breaker_opened"),
+            egress_token_ttl: gauge("egress.token_ttl_s"),
         }
     }
 
@@ -120,6 +142,11 @@ impl Metrics {
             Counter::LookupBudgetExceeded => self.lookup_budget_exceeded,
             Counter::DiscoveryOk => self.discovery_ok,
             Counter::DiscoveryFailed => self.discovery_failed,
+            Counter::EgressTokenFetchSent => self.egress_token_fetch_sent,
+            Counter::EgressTokenFetchOk => self.egress_token_fetch_ok,
+            Counter::EgressTokenFetchFailed => self.egress_token_fetch_failed,
+            Counter::EgressTokenRejected => self.egress_token_rejected,
+            Counter::EgressBreakerOpened => self.egress_breaker_opened,
         });
     }
 
@@ -144,6 +171,13 @@ impl Metrics {
     pub fn revocation_state_age(&self, age_ms: u64) {
         if let Some(id) = self.revocation_state_age {
             let _ = hostcalls::record_metric(id, age_ms);
+        }
+    }
+
+    /// Seconds of life left of the egress token a worker serves (the smallest over entries).
+    pub fn egress_token_ttl(&self, ttl_s: u64) {
+        if let Some(id) = self.egress_token_ttl {
+            let _ = hostcalls::record_metric(id, ttl_s);
         }
     }
 

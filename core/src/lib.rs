@@ -33,6 +33,7 @@ pub mod config;
 pub mod context;
 pub mod credentials;
 pub mod decision;
+pub mod egress;
 pub mod header_map;
 pub mod json_object;
 pub mod jwt;

@@ -238,6 +238,10 @@ impl Host for Fake {
         self.breaker.push(state);
     }
 
+    fn random_u64(&mut self) -> u64 {
+        0
+    }
+
     fn revocation_state_age(&mut self, age_ms: u64) {
         self.ages.push(age_ms);
     }
@@ -312,6 +316,7 @@ fn json_answer(status: u16, body: &Value) -> CallResponse {
         status: Some(status),
         content_type: Some("application/json".into()),
         body: Some(body.to_string().into_bytes()),
+        retry_after: None,
     }
 }
 
@@ -612,6 +617,7 @@ fn failed_answers_are_failures_by_kind() {
                 status: Some(503),
                 content_type: Some("text/plain".into()),
                 body: Some(b"upstream connect error".to_vec()),
+                retry_after: None,
             },
             LookupFailure::NoResponse,
         ),
@@ -620,6 +626,7 @@ fn failed_answers_are_failures_by_kind() {
                 status: Some(504),
                 content_type: None,
                 body: None,
+                retry_after: None,
             },
             LookupFailure::NoResponse,
         ),
@@ -631,6 +638,7 @@ fn failed_answers_are_failures_by_kind() {
                 status: Some(200),
                 content_type: Some("application/json".into()),
                 body: Some(b"{\"status\": \"valid\"".to_vec()),
+                retry_after: None,
             },
             LookupFailure::Malformed,
         ),

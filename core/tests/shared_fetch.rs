@@ -10,7 +10,6 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use edge_auth_core::api_key::breaker::BreakerState;
@@ -20,13 +19,13 @@ use edge_auth_core::config::{self, Config};
 use edge_auth_core::decision::{decide, Attempt, Deny, Request, State, Verdict};
 use edge_auth_core::jwt::revocation::{Limits, RevocationState};
 use edge_auth_core::jwt::{inspect, Claims};
-use edge_auth_core::logging::Level;
 use edge_auth_core::outbound::shared_fetch::{self, Shared, LEASE_MS};
-use edge_auth_core::outbound::{CallResponse, Counter, Host, HostError, HttpCall, Outbound, TICK_MS};
+use edge_auth_core::outbound::{CallResponse, Counter, Host, Outbound, TICK_MS};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
 mod common;
+use common::proxy::{Fake, Proxy};
 use common::raw_claims;
 
 const NOW_S: u64 = 1_800_000_000;
@@ -35,72 +34,6 @@ const POLL: u64 = 1_000;
 const STALE: u64 = 3_000;
 const TOKEN_ONE: &str = "svc-token-one-0123456789abcdef0123456789";
 const SECRET: &str = "0123456789abcdef0123456789abcdef-secret";
-
-/// The proxy: shared data (value, version) and every call sent, by worker.
-#[derive(Default)]
-struct Proxy {
-    data: HashMap<String, (Vec<u8>, u32)>,
-    version: u32,
-    /// (worker, token, path)
-    sent: Vec<(usize, u32, String)>,
-}
-
-struct Fake {
-    worker: usize,
-    now: u64,
-    proxy: Rc<RefCell<Proxy>>,
-    next_token: u32,
-    answer: Option<CallResponse>,
-    counters: Vec<Counter>,
-    logs: Vec<(Level, String)>,
-}
-
-impl Host for Fake {
-    fn now_ms(&mut self) -> u64 {
-        self.now
-    }
-    fn dispatch(&mut self, call: &HttpCall<'_>) -> Result<u32, HostError> {
-        self.next_token += 1;
-        let t = self.next_token;
-        self.proxy
-            .borrow_mut()
-            .sent
-            .push((self.worker, t, call.path.to_owned()));
-        Ok(t)
-    }
-    fn call_response(&mut self, _body_size: usize, _max_body: usize) -> CallResponse {
-        self.answer.take().expect("an answer is being delivered")
-    }
-    fn shared_get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.proxy.borrow().data.get(key) {
-            Some((v, c)) => (Some(v.clone()), Some(*c)),
-            None => (None, None),
-        }
-    }
-    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
-        // as Envoy: a compare-and-swap version is checked only on a key that exists
-        let mut p = self.proxy.borrow_mut();
-        if let (Some(cas), Some((_, held))) = (cas, p.data.get(key)) {
-            if cas != *held {
-                return Err(HostError::CasMismatch);
-            }
-        }
-        p.version += 1;
-        let v = p.version;
-        p.data.insert(key.to_owned(), (value.to_vec(), v));
-        Ok(())
-    }
-    fn set_tick_period_ms(&mut self, _period_ms: u64) -> Result<(), HostError> {
-        Ok(())
-    }
-    fn count(&mut self, counter: Counter) {
-        self.counters.push(counter);
-    }
-    fn breaker_state(&mut self, _state: BreakerState) {}
-    fn log(&mut self, level: Level, message: &str) {
-        self.logs.push((level, message.to_owned()));
-    }
-}
 
 struct Worker<'c> {
     cfg: &'c Config,
@@ -115,15 +48,7 @@ impl<'c> Worker<'c> {
             cfg,
             st: State::new(cfg),
             out: Outbound::new(cfg),
-            host: Fake {
-                worker,
-                now: NOW,
-                proxy: Rc::clone(proxy),
-                next_token: 0,
-                answer: None,
-                counters: vec![],
-                logs: vec![],
-            },
+            host: Fake::new(worker, NOW, proxy),
         };
         w.out.start(cfg, &mut w.st, &mut w.host);
         w
@@ -141,6 +66,7 @@ impl<'c> Worker<'c> {
             status: Some(status),
             content_type: Some("application/json".into()),
             body: Some(bytes),
+            retry_after: None,
         });
         self.out
             .on_response(self.cfg, &mut self.st, &mut self.host, token, size);

@@ -10,6 +10,7 @@ mod auth_service;
 mod checks;
 mod defaults;
 mod destination;
+mod egress;
 mod field;
 mod identity;
 mod providers;
@@ -36,6 +37,7 @@ use crate::policy::scopes::RoleHierarchy;
 
 use self::api_keys::{compile_api_keys, RawApiKeys};
 use self::auth_service::{compile_auth_service, RawAuthService};
+use self::egress::{compile_egress, RawEgressToken, EGRESS_ONLY};
 use self::field::{err, range};
 use self::identity::{compile_context, RawContext};
 use self::providers::{compile_providers, RawProvider};
@@ -91,6 +93,8 @@ struct RawConfig {
     api_keys: Option<RawApiKeys>,
     #[serde(default)]
     mode: Mode,
+    #[serde(default)]
+    egress_tokens: Option<Vec<RawEgressToken>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +167,10 @@ pub struct Config {
     /// every rule's refusals are counted and let through (see
     /// `decision::shadow`).
     pub shadow: bool,
+    /// Tokens injected on egress (`egress_tokens`; empty: an ingress filter).
+    pub egress: Vec<crate::egress::EgressToken>,
+    /// The destination facts the egress entries' matches read.
+    pub egress_needs: crate::policy::destination::Needs,
 }
 
 /// Parses and compiles the plugin configuration. `env` reads the variables
@@ -222,6 +230,13 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
         ));
     }
 
+    if raw.egress_tokens.is_some() {
+        egress_only(&raw)?;
+    }
+    let (egress, egress_needs) = match raw.egress_tokens {
+        None => (Vec::new(), Default::default()),
+        Some(list) => compile_egress(list, env)?,
+    };
     let (providers, mut written) = compile_providers(raw.providers, env)?;
     let mut warnings = checks::development_warnings(&raw.development);
     let roles = compile_roles(&raw.roles)?;
@@ -267,7 +282,11 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
     if let (Some(k), Some(svc)) = (api_keys.as_mut(), auth_service.as_ref()) {
         k.bind(svc);
     }
-    let warnings = checks::warnings(warnings, &rules, &providers, default.as_ref());
+    let warnings = if egress.is_empty() {
+        checks::warnings(warnings, &rules, &providers, default.as_ref())
+    } else {
+        warnings
+    };
     Ok(Config {
         providers,
         routes: RouteTable::new(rules, default, needs),
@@ -286,7 +305,25 @@ fn compile(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>, generation: Str
         roles,
         warnings,
         shadow,
+        egress,
+        egress_needs,
     })
+}
+
+/// An egress configuration has none of the ingress sections.
+fn egress_only(raw: &RawConfig) -> Result<(), ConfigError> {
+    let ingress = [
+        ("providers", !raw.providers.is_empty()),
+        ("rules", !raw.rules.is_empty()),
+        ("default_rule", raw.default_rule.is_some()),
+        ("api_keys", raw.api_keys.is_some()),
+        ("context", raw.context.is_some()),
+        ("auth_service", raw.auth_service.is_some()),
+    ];
+    match ingress.iter().find(|(_, present)| *present) {
+        Some((field, _)) => Err(err(*field, EGRESS_ONLY)),
+        None => Ok(()),
+    }
 }
 
 fn credential_headers(places: &Places) -> Vec<String> {

@@ -19,6 +19,7 @@ mod state;
 mod token_or_key;
 
 pub use refusal::{Deny, KeyRefusal};
+pub(crate) use request::destination;
 pub use request::{fingerprint, Credential, Request};
 pub use state::{CachedKey, KeyAnswer, KeyUse, State, VerifiedToken, MAX_CACHE_S, REJECTED_CACHE_S};
 

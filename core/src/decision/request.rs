@@ -59,7 +59,7 @@ pub trait Request {
 /// The destination facts the rules need ([`Needs`]), and nothing else:
 /// with no host or route condition configured, nothing is read. A host that
 /// is missing, duplicated or cannot be read one way is an error.
-pub(super) fn destination(needs: &Needs, req: &mut dyn Request) -> Result<Destination, AuthorityError> {
+pub(crate) fn destination(needs: &Needs, req: &mut dyn Request) -> Result<Destination, AuthorityError> {
     let mut d = Destination::default();
     if !needs.any() {
         return Ok(d);

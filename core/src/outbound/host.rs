@@ -41,6 +41,8 @@ pub struct CallResponse {
     /// At most the asked maximum plus one byte, so that an oversized body is
     /// detectable without copying all of it.
     pub body: Option<Vec<u8>>,
+    /// The `retry-after` header (read for egress token answers).
+    pub retry_after: Option<String>,
 }
 
 /// The counters the outbound calls move (`edge_auth.` metrics in Envoy).
@@ -68,6 +70,16 @@ pub enum Counter {
     /// A discovery document refused (no answer, bad status, too large,
     /// malformed, issuer mismatch, a `jwks_uri` not on the configured authority).
     DiscoveryFailed,
+    /// An egress token request sent (by the worker holding the entry's lease).
+    EgressTokenFetchSent,
+    /// An egress token obtained.
+    EgressTokenFetchOk,
+    /// An egress token fetch failed (timeout, 429, 5xx, malformed answer, dispatch error).
+    EgressTokenFetchFailed,
+    /// The issuer rejected the client credentials.
+    EgressTokenRejected,
+    /// Egress token failures opened (or re-opened) the entry's breaker.
+    EgressBreakerOpened,
 }
 
 /// The proxy, as the outbound calls use it. Every method is one host call
@@ -94,5 +106,10 @@ pub trait Host {
     /// How old the revocation state this worker serves is (milliseconds since the last
     /// good poll by any worker), reported every tick for its gauge.
     fn revocation_state_age(&mut self, _age_ms: u64) {}
+    /// Seconds of life left of the egress token this worker serves (the
+    /// smallest over entries; 0 when one has none), reported every tick.
+    fn egress_token_ttl(&mut self, _ttl_s: u64) {}
+    /// A uniformly random value (the egress backoff's jitter).
+    fn random_u64(&mut self) -> u64;
     fn log(&mut self, level: Level, message: &str);
 }

@@ -17,6 +17,7 @@
 //! call others wait for.
 
 mod discovery;
+mod egress_token;
 mod host;
 mod jwks_fetch;
 mod lookup;
@@ -55,6 +56,8 @@ pub enum Purpose {
     RevocationPoll,
     /// A fetch of this provider's JWKS.
     Jwks(usize),
+    /// A token fetch for this `egress_tokens` entry.
+    EgressToken(usize),
 }
 
 /// Where a call stands.
@@ -123,6 +126,8 @@ pub struct Outbound {
     jwks_paths: Vec<Option<String>>,
     /// Whether the provider's JWKS call under way asks for its discovery document.
     discovering: Vec<bool>,
+    /// Each `egress_tokens` entry's token, by entry.
+    egress: Vec<egress_token::Slot>,
 }
 
 /// Whether the revocation feed is polled: a provider checks revocations, or
@@ -148,6 +153,7 @@ impl Outbound {
             poll_warnings: WarnLimiter::default(),
             jwks_paths: vec![None; cfg.providers.len()],
             discovering: vec![false; cfg.providers.len()],
+            egress: cfg.egress.iter().map(egress_token::Slot::new).collect(),
         }
     }
 
@@ -156,10 +162,11 @@ impl Outbound {
     pub fn start(&mut self, cfg: &Config, st: &mut State, host: &mut dyn Host) -> Vec<Wake> {
         let polls = polls_feed(cfg);
         let remote = cfg.providers.iter().any(|p| p.remote.is_some());
-        if !(polls || remote || cfg.api_keys.is_some()) {
+        let egress = !cfg.egress.is_empty();
+        if !(polls || remote || egress || cfg.api_keys.is_some()) {
             return Vec::new();
         }
-        if polls || remote {
+        if polls || remote || egress {
             self.instance = shared_fetch::instance_id(host);
         }
         match host.set_tick_period_ms(TICK_MS) {
@@ -175,6 +182,7 @@ impl Outbound {
         let mut wakes = Vec::new();
         self.jwks_tick(cfg, st, host, now_ms, &mut wakes);
         self.poll_tick(cfg, st, host, now_ms);
+        self.egress_tick(cfg, host, now_ms, &mut wakes);
         wakes
     }
 
@@ -186,6 +194,7 @@ impl Outbound {
         self.jwks_tick(cfg, st, host, now_ms, &mut wakes);
         self.poll_tick(cfg, st, host, now_ms);
         self.lookup_tick(cfg, host, now_ms, &mut wakes);
+        self.egress_tick(cfg, host, now_ms, &mut wakes);
         wakes
     }
 
@@ -224,6 +233,7 @@ impl Outbound {
                 self.jwks_answered(cfg, st, host, provider, body_size);
                 wake(&mut wakes, entry.waiters, None);
             }
+            Purpose::EgressToken(i) => self.egress_answered(cfg, host, i, body_size, &mut wakes),
         }
         wakes
     }
@@ -273,6 +283,7 @@ impl Outbound {
         for e in &mut self.entries {
             e.waiters.retain(|w| *w != context_id);
         }
+        self.egress_forget(context_id);
     }
 
     /// Every call queued, awaited elsewhere or under way.

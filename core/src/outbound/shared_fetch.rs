@@ -91,6 +91,26 @@ impl Shared {
         Shared::new("jwks", &[&remote.cluster, &remote.authority, &remote.path])
     }
 
+    /// An `egress_tokens` entry's token: cluster, authority, path, client id,
+    /// audience, scopes and the client secret (only its hash).
+    pub fn egress(e: &crate::egress::EgressToken) -> Shared {
+        let secret = crate::api_key::hex(&Sha256::digest(e.client_secret.expose().as_bytes()).into());
+        let scopes = e.scopes.join(" ");
+        let audience = e.audience.as_deref().unwrap_or("");
+        Shared::new(
+            "egress",
+            &[
+                &e.cluster,
+                &e.authority,
+                &e.path,
+                &e.client_id,
+                audience,
+                &scopes,
+                &secret,
+            ],
+        )
+    }
+
     /// The name of one of its keys (`lease`, `head`, `body`).
     pub fn key(&self, part: &str) -> String {
         format!("{}{part}", self.prefix)

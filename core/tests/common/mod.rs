@@ -1,6 +1,8 @@
 //! Helpers shared by the core's integration tests.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::HashMap;
 
 use edge_auth_core::decision::{Allow, Deny, Outcome, Request, Verdict};

@@ -1,0 +1,544 @@
+//! Tokens injected on egress, across the workers of one Envoy: several fake
+//! workers share one shared-data store and one clock (common/proxy.rs); the
+//! lease holder fetches each entry's token and publishes its state, the
+//! others install it. Proves one fetch per Envoy, the refresh schedule
+//! (the old token served meanwhile, never an expired one), backoff with
+//! jitter, the breaker, `Retry-After`, rejected credentials, and that no
+//! log line ever carries the secret or a token.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use edge_auth_core::config::{self, Config};
+use edge_auth_core::decision::State;
+use edge_auth_core::egress::decide::{reply, EgressVerdict};
+use edge_auth_core::logging::Level;
+use edge_auth_core::outbound::{CallResponse, Counter, Outbound, Wake, TICK_MS};
+use serde_json::{json, Value};
+
+mod common;
+use common::proxy::{Fake, Proxy};
+use common::HeaderRequest;
+
+const NOW: u64 = 1_800_000_000_000;
+const SECRET: &str = "sup3r-s3cret/value&more";
+const PATH: &str = "/oauth/token";
+
+fn config(extra: Value) -> Config {
+    let mut entry = json!({
+        "name": "billing",
+        "match": { "hosts": ["billing.internal", "*.billing.internal"] },
+        "token_endpoint": { "cluster": "issuer", "authority": "auth.example.com", "path": PATH, "timeout_ms": 2000 },
+        "client_id": "mc_0123",
+        "client_secret_env": "BILLING_CLIENT_SECRET",
+        "audience": "https://billing.example.com",
+        "scopes": ["billing:read", "billing:write"]
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        entry[k] = v.clone();
+    }
+    let doc = json!({ "egress_tokens": [entry] });
+    config::parse(doc.to_string().as_bytes(), &|n| {
+        (n == "BILLING_CLIENT_SECRET").then(|| SECRET.to_owned())
+    })
+    .unwrap()
+}
+
+/// What a request got, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Got {
+    Unmatched,
+    Inject(String),
+    Wait,
+    Unavailable(u64),
+    Rejected(u64),
+}
+
+struct Worker<'c> {
+    cfg: &'c Config,
+    st: State,
+    out: Outbound,
+    host: Fake,
+}
+
+struct Envoy<'c> {
+    proxy: Rc<RefCell<Proxy>>,
+    workers: Vec<Worker<'c>>,
+    now: u64,
+    /// Every token the issuer handed out.
+    issued: Vec<String>,
+    next_context: u32,
+}
+
+impl<'c> Envoy<'c> {
+    fn new(cfg: &'c Config, n: usize) -> Envoy<'c> {
+        let proxy = Rc::new(RefCell::new(Proxy::default()));
+        let workers = (0..n)
+            .map(|i| {
+                let mut w = Worker {
+                    cfg,
+                    st: State::new(cfg),
+                    out: Outbound::new(cfg),
+                    host: Fake::new(i, NOW, &proxy),
+                };
+                w.host.random = 0x9e37_79b9_7f4a_7c15;
+                assert!(w.out.start(cfg, &mut w.st, &mut w.host).is_empty());
+                w
+            })
+            .collect();
+        Envoy {
+            proxy,
+            workers,
+            now: NOW,
+            issued: Vec::new(),
+            next_context: 1,
+        }
+    }
+
+    /// Every worker ticks at `now`; the requests they wake.
+    fn tick_at(&mut self, now: u64) -> Vec<Wake> {
+        self.now = now;
+        let mut wakes = Vec::new();
+        for w in &mut self.workers {
+            w.host.now = now;
+            wakes.extend(w.out.on_tick(w.cfg, &mut w.st, &mut w.host));
+        }
+        wakes
+    }
+
+    /// Ticks every `TICK_MS` up to `until`.
+    fn run_until(&mut self, until: u64) {
+        while self.now + TICK_MS <= until {
+            let t = self.now + TICK_MS;
+            self.tick_at(t);
+        }
+        self.tick_at(until);
+    }
+
+    /// Token requests sent so far, as (worker, call token).
+    fn fetches(&self) -> Vec<(usize, u32)> {
+        self.proxy
+            .borrow()
+            .sent
+            .iter()
+            .filter(|s| s.2 == PATH)
+            .map(|s| (s.0, s.1))
+            .collect()
+    }
+
+    /// Answers the last token request on the worker that sent it.
+    fn answer(&mut self, status: u16, body: &Value, retry_after: Option<&str>) -> Vec<Wake> {
+        let (worker, token) = *self.fetches().last().expect("a token request was sent");
+        let bytes = body.to_string().into_bytes();
+        let size = bytes.len();
+        let w = &mut self.workers[worker];
+        w.host.now = self.now;
+        w.host.answer = Some(CallResponse {
+            status: Some(status),
+            content_type: Some("application/json".into()),
+            body: Some(bytes),
+            retry_after: retry_after.map(str::to_owned),
+        });
+        w.out.on_response(w.cfg, &mut w.st, &mut w.host, token, size)
+    }
+
+    /// Answers with a new token valid `expires_in` seconds; returns it.
+    fn grant(&mut self, expires_in: u64) -> String {
+        let token = format!("eyJ.tok{}-{}", self.issued.len(), "x".repeat(20));
+        self.issued.push(token.clone());
+        self.answer(
+            200,
+            &json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in}),
+            None,
+        );
+        token
+    }
+
+    fn fail(&mut self, status: u16) -> Vec<Wake> {
+        self.answer(status, &json!({"error": "temporarily_unavailable"}), None)
+    }
+
+    /// A request for `host` on worker `w` (may wait).
+    fn request_on(&mut self, w: usize, host: &str, may_wait: bool) -> (u32, Got) {
+        let ctx = self.next_context;
+        self.next_context += 1;
+        let mut req = HeaderRequest(HashMap::from([
+            (":authority", host.to_owned()),
+            ("authorization", "Bearer client-forged".to_owned()),
+        ]));
+        let w = &mut self.workers[w];
+        let got = match w
+            .out
+            .egress_request(w.cfg, ctx, "/v1/invoices", &mut req, self.now, may_wait)
+        {
+            EgressVerdict::Unmatched => Got::Unmatched,
+            EgressVerdict::Inject { token, .. } => Got::Inject(token.to_owned()),
+            EgressVerdict::Wait { .. } => Got::Wait,
+            EgressVerdict::Unavailable { retry_after_s, .. } => Got::Unavailable(retry_after_s),
+            EgressVerdict::Rejected { retry_after_s, .. } => Got::Rejected(retry_after_s),
+        };
+        (ctx, got)
+    }
+
+    /// What every worker gives a request for the matched host.
+    fn everywhere(&mut self, may_wait: bool) -> Vec<Got> {
+        (0..self.workers.len())
+            .map(|w| self.request_on(w, "api.billing.internal", may_wait).1)
+            .collect()
+    }
+
+    fn counted(&self, c: Counter) -> usize {
+        self.workers
+            .iter()
+            .map(|w| w.host.counters.iter().filter(|x| **x == c).count())
+            .sum()
+    }
+
+    fn logs(&self) -> Vec<(Level, String)> {
+        self.workers.iter().flat_map(|w| w.host.logs.clone()).collect()
+    }
+
+    /// No log line of any worker carries the secret, a token, or the
+    /// client-credentials Basic value.
+    fn assert_logs_clean(&self) {
+        let basic = self
+            .proxy
+            .borrow()
+            .requests
+            .iter()
+            .flat_map(|r| r.headers.clone())
+            .filter(|(n, _)| n == "authorization")
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>();
+        for (_, line) in self.logs() {
+            assert!(!line.contains(SECRET), "secret in log: {line}");
+            assert!(!line.contains("s3cret"), "secret in log: {line}");
+            for t in &self.issued {
+                assert!(!line.contains(t.as_str()), "token in log: {line}");
+                assert!(!line.contains(&t[..12]), "token prefix in log: {line}");
+            }
+            for b in &basic {
+                assert!(
+                    !line.contains(b.trim_start_matches("Basic ")),
+                    "credentials in log: {line}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn one_fetch_per_envoy_and_every_worker_injects_the_same_token() {
+    let cfg = config(json!({}));
+    let mut envoy = Envoy::new(&cfg, 3);
+    assert_eq!(
+        envoy.fetches().len(),
+        1,
+        "the lease holder fetched at configure time, alone"
+    );
+    // before the token arrives: requests wait; the unmatched host goes untouched
+    let (ctx, got) = envoy.request_on(1, "billing.internal", true);
+    assert_eq!(got, Got::Wait);
+    assert_eq!(envoy.request_on(1, "other.internal", true).1, Got::Unmatched);
+    assert_eq!(envoy.request_on(1, "billing.internal.evil", true).1, Got::Unmatched);
+    // the request as the issuer sees it
+    {
+        let p = envoy.proxy.borrow();
+        let r = &p.requests[0];
+        let header = |n: &str| r.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(
+            header("content-type").as_deref(),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(header("accept").as_deref(), Some("application/json"));
+        assert!(header("authorization").unwrap().starts_with("Basic "));
+        assert_eq!(
+            String::from_utf8(r.body.clone().unwrap()).unwrap(),
+            "grant_type=client_credentials&audience=https%3A%2F%2Fbilling.example.com&scope=billing%3Aread+billing%3Awrite"
+        );
+    }
+    let holder = envoy.fetches()[0].0;
+    let token = envoy.grant(3600);
+    // the holder serves it at once; the others after their tick, which wakes their waiters
+    assert_eq!(
+        envoy.request_on(holder, "billing.internal", true).1,
+        Got::Inject(token.clone())
+    );
+    let wakes = envoy.tick_at(NOW + TICK_MS);
+    assert!(
+        wakes.iter().any(|w| w.contexts.contains(&ctx)),
+        "the waiting request is woken"
+    );
+    // a client's own authorization header changes nothing: the entry's token is the one set
+    assert_eq!(envoy.everywhere(false), vec![Got::Inject(token.clone()); 3]);
+    // an hour of ticks later (before the refresh), still one fetch per Envoy
+    envoy.run_until(NOW + 1_700_000);
+    assert_eq!(envoy.fetches().len(), 1);
+    assert_eq!(envoy.everywhere(true), vec![Got::Inject(token); 3]);
+    assert_eq!(envoy.counted(Counter::EgressTokenFetchSent), 1);
+    assert_eq!(envoy.counted(Counter::EgressTokenFetchOk), 1);
+    assert!(envoy.workers.iter().all(|w| w.host.token_ttl_s == Some(1_900)));
+    envoy.assert_logs_clean();
+}
+
+#[test]
+fn the_token_is_refreshed_at_half_life_or_buffer_while_the_old_one_is_served() {
+    // buffer 30 s on a 100 s token: refresh at min(70 s, 50 s) = 50 s
+    let cfg = config(json!({"refresh_before_s": 30}));
+    let mut envoy = Envoy::new(&cfg, 2);
+    let old = envoy.grant(100);
+    envoy.run_until(NOW + 49_900);
+    assert_eq!(envoy.fetches().len(), 1);
+    envoy.run_until(NOW + 50_000);
+    assert_eq!(envoy.fetches().len(), 2, "refreshed at half life");
+    // while the refresh is under way, every worker keeps serving the old token
+    assert_eq!(envoy.everywhere(true), vec![Got::Inject(old.clone()); 2]);
+    let new = envoy.grant(100);
+    envoy.tick_at(NOW + 50_200);
+    assert_eq!(envoy.everywhere(true), vec![Got::Inject(new); 2]);
+    // a buffer longer than half the lifetime decides: 50 s token, 30 s buffer -> 20 s
+    let mut envoy2 = Envoy::new(&cfg, 2);
+    envoy2.grant(50);
+    envoy2.run_until(NOW + 19_800);
+    assert_eq!(envoy2.fetches().len(), 1);
+    envoy2.run_until(NOW + 20_000);
+    assert_eq!(envoy2.fetches().len(), 2);
+    envoy.assert_logs_clean();
+}
+
+#[test]
+fn an_expired_token_is_never_served() {
+    let cfg = config(json!({"breaker_failures": 100, "backoff_max_s": 4}));
+    let mut envoy = Envoy::new(&cfg, 2);
+    let token = envoy.grant(20); // refresh at 10 s, expires at 20 s
+    let mut served_after_margin = false;
+    while envoy.now < NOW + 40_000 {
+        let t = envoy.now + 100;
+        envoy.tick_at(t);
+        // every refresh fails
+        if envoy.fetches().len() > 1 + envoy.counted(Counter::EgressTokenFetchFailed) {
+            envoy.fail(503);
+        }
+        for got in envoy.everywhere(false) {
+            if got == Got::Inject(token.clone()) && envoy.now + 5_000 >= NOW + 20_000 {
+                served_after_margin = true;
+            }
+            if envoy.now < NOW + 15_000 {
+                assert_eq!(
+                    got,
+                    Got::Inject(token.clone()),
+                    "the valid token is served through failures"
+                );
+            } else {
+                assert!(
+                    matches!(got, Got::Unavailable(s) if s >= 1),
+                    "{got:?} at {}",
+                    envoy.now - NOW
+                );
+            }
+        }
+    }
+    assert!(!served_after_margin);
+    assert!(envoy.counted(Counter::EgressTokenFetchFailed) >= 5);
+    envoy.assert_logs_clean();
+}
+
+/// The delays after each failure of a run of 503s (from the published state).
+fn backoffs(random: u64, failures: usize) -> Vec<u64> {
+    let cfg = config(json!({"breaker_failures": 100, "backoff_max_s": 4}));
+    let mut envoy = Envoy::new(&cfg, 2);
+    for w in &mut envoy.workers {
+        w.host.random = random;
+    }
+    let mut delays = Vec::new();
+    for _ in 0..failures {
+        envoy.fail(503);
+        let holder = envoy.fetches().last().unwrap().0;
+        let next = envoy.workers[holder].out.egress_state(0).unwrap().next_attempt_ms;
+        delays.push(next - envoy.now);
+        // nothing is sent before the backoff is over, then exactly one fetch
+        let before = envoy.fetches().len();
+        envoy.tick_at(next - 1);
+        assert_eq!(envoy.fetches().len(), before);
+        envoy.tick_at(next);
+        assert_eq!(envoy.fetches().len(), before + 1);
+    }
+    // every worker agrees on the state
+    let other = (envoy.fetches().last().unwrap().0 + 1) % 2;
+    envoy.tick_at(envoy.now);
+    assert!(envoy.workers[other].out.egress_state(0).unwrap().failures as usize >= failures - 1);
+    envoy.assert_logs_clean();
+    delays
+}
+
+#[test]
+fn backoff_is_1_2_4_seconds_with_jitter_and_capped() {
+    assert_eq!(backoffs(0, 5), [500, 1_000, 2_000, 2_000, 2_000]);
+    for r in [1, 7, 499, 1_234_567, u64::MAX, 0x9e37_79b9_7f4a_7c15] {
+        let d = backoffs(r, 5);
+        for (got, full) in d.iter().zip([1_000, 2_000, 4_000, 4_000, 4_000]) {
+            assert!((full / 2..=full).contains(got), "random {r}: {d:?}");
+        }
+    }
+    // the jitter really varies with the random value
+    assert_ne!(backoffs(1, 3), backoffs(400, 3));
+}
+
+#[test]
+fn the_breaker_opens_after_n_failures_and_half_opens() {
+    let cfg = config(json!({"breaker_failures": 3, "breaker_open_s": 10, "backoff_max_s": 1}));
+    let mut envoy = Envoy::new(&cfg, 2);
+    for _ in 0..3 {
+        envoy.fail(500);
+        let t = envoy
+            .workers
+            .iter()
+            .map(|w| w.out.egress_state(0).unwrap().next_attempt_ms)
+            .max()
+            .unwrap();
+        if envoy.counted(Counter::EgressBreakerOpened) == 0 {
+            envoy.run_until(t);
+        }
+    }
+    assert_eq!(envoy.fetches().len(), 3);
+    assert_eq!(envoy.counted(Counter::EgressBreakerOpened), 1);
+    let opened_at = envoy.now;
+    envoy.tick_at(opened_at + TICK_MS);
+    // open: requests refused at once, nothing fetched for 10 s
+    for got in envoy.everywhere(true) {
+        assert!(matches!(got, Got::Unavailable(s) if (9..=10).contains(&s)), "{got:?}");
+    }
+    envoy.run_until(opened_at + 9_999);
+    assert_eq!(envoy.fetches().len(), 3);
+    // half-open: one trial, whose failure opens it again
+    envoy.run_until(opened_at + 10_000);
+    assert_eq!(envoy.fetches().len(), 4);
+    envoy.fail(503);
+    assert_eq!(envoy.counted(Counter::EgressBreakerOpened), 2);
+    let reopened = envoy.now;
+    envoy.run_until(reopened + 9_999);
+    assert_eq!(envoy.fetches().len(), 4);
+    envoy.run_until(reopened + 10_000);
+    assert_eq!(envoy.fetches().len(), 5);
+    // a successful trial closes it
+    let token = envoy.grant(600);
+    envoy.tick_at(envoy.now + TICK_MS);
+    assert_eq!(envoy.everywhere(true), vec![Got::Inject(token); 2]);
+    assert_eq!(envoy.workers[0].out.egress_state(0).unwrap().failures, 0);
+    envoy.assert_logs_clean();
+}
+
+#[test]
+fn a_429_retry_after_is_waited_for() {
+    let cfg = config(json!({}));
+    let mut envoy = Envoy::new(&cfg, 2);
+    envoy.answer(429, &json!({"error": "slow_down"}), Some("7"));
+    envoy.tick_at(NOW + TICK_MS);
+    for got in envoy.everywhere(true) {
+        assert!(matches!(got, Got::Unavailable(s) if (6..=7).contains(&s)), "{got:?}");
+    }
+    envoy.run_until(NOW + 6_999);
+    assert_eq!(envoy.fetches().len(), 1);
+    envoy.run_until(NOW + 7_000);
+    assert_eq!(envoy.fetches().len(), 2);
+    // a Retry-After beyond backoff_max_s is capped by it
+    envoy.answer(429, &json!({}), Some("100000"));
+    let holder = envoy.fetches()[1].0;
+    let next = envoy.workers[holder].out.egress_state(0).unwrap().next_attempt_ms;
+    assert_eq!(next - envoy.now, 30_000);
+    envoy.assert_logs_clean();
+}
+
+#[test]
+fn rejected_credentials_stop_fetching_with_one_error_line() {
+    let cfg = config(json!({"rejected_retry_s": 60}));
+    let mut envoy = Envoy::new(&cfg, 3);
+    let token = envoy.grant(600);
+    envoy.run_until(NOW + 300_000); // refresh at half life
+    assert_eq!(envoy.fetches().len(), 2);
+    let wakes = envoy.answer(401, &json!({"error": "invalid_client"}), None);
+    assert!(wakes.is_empty());
+    let rejected_at = envoy.now;
+    envoy.tick_at(rejected_at + TICK_MS);
+    // the held token is dropped everywhere; requests refused with the rejection's retry-after
+    for got in envoy.everywhere(true) {
+        assert!(matches!(got, Got::Rejected(s) if (59..=60).contains(&s)), "{got:?}");
+    }
+    assert!(!envoy.everywhere(false).contains(&Got::Inject(token)));
+    envoy.run_until(rejected_at + 59_999);
+    assert_eq!(envoy.fetches().len(), 2, "no fetch while rejected");
+    let errors: Vec<String> = envoy
+        .logs()
+        .into_iter()
+        .filter(|(l, _)| *l == Level::Error)
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(
+        errors,
+        ["egress token billing: the issuer rejected the client credentials (status 401, error invalid_client): not retrying for 60 s"]
+    );
+    assert_eq!(envoy.counted(Counter::EgressTokenRejected), 1);
+    // then one attempt, which a request waits for
+    envoy.run_until(rejected_at + 60_000);
+    assert_eq!(envoy.fetches().len(), 3);
+    let holder = envoy.fetches()[2].0;
+    assert_eq!(envoy.request_on(holder, "billing.internal", true).1, Got::Wait);
+    let token = envoy.grant(600);
+    assert_eq!(envoy.request_on(holder, "billing.internal", true).1, Got::Inject(token));
+    envoy.assert_logs_clean();
+}
+
+#[test]
+fn a_wait_runs_out_and_a_lost_answer_is_a_failure() {
+    let cfg = config(json!({}));
+    let mut envoy = Envoy::new(&cfg, 2);
+    let holder = envoy.fetches()[0].0;
+    let follower = (holder + 1) % 2;
+    let (ctx, got) = envoy.request_on(follower, "billing.internal", true);
+    assert_eq!(got, Got::Wait);
+    // no answer: the holder gives up at timeout + grace (3 s) and publishes the failure,
+    // which wakes the follower's waiter (its own deadline, timeout + 1 s, came first)
+    let mut woken_at = None;
+    while envoy.now < NOW + 3_400 && woken_at.is_none() {
+        let t = envoy.now + TICK_MS;
+        if envoy.tick_at(t).iter().any(|w| w.contexts.contains(&ctx)) {
+            woken_at = Some(t);
+        }
+    }
+    assert_eq!(woken_at, Some(NOW + 3_000));
+    assert!(matches!(
+        envoy.request_on(follower, "billing.internal", false).1,
+        Got::Unavailable(_)
+    ));
+    envoy.run_until(NOW + 3_400);
+    assert_eq!(envoy.counted(Counter::EgressTokenFetchFailed), 1);
+    // the late answer is ignored
+    let (w, token) = envoy.fetches()[0];
+    let wk = &mut envoy.workers[w];
+    wk.host.answer = Some(CallResponse::default());
+    assert!(wk
+        .out
+        .on_response(wk.cfg, &mut wk.st, &mut wk.host, token, 0)
+        .is_empty());
+    assert_eq!(envoy.counted(Counter::EgressTokenFetchFailed), 1);
+    envoy.assert_logs_clean();
+}
+
+#[test]
+fn the_refusal_replies_are_503_json_with_retry_after() {
+    let r = reply(&EgressVerdict::Unavailable {
+        entry: 0,
+        retry_after_s: 3,
+    })
+    .unwrap();
+    assert_eq!(r.status, 503);
+    assert!(r.headers.contains(&("retry-after", "3".to_owned())));
+    let body: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(body["error"], "egress_token_unavailable");
+    assert!(body["error_description"].is_string());
+}
