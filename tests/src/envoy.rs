@@ -238,7 +238,8 @@ fn socket(address: &str, port: u16) -> Value {
     json!({"socket_address": {"address": address, "port_value": port}})
 }
 
-fn cluster(name: &str, port: u16) -> Value {
+/// A STATIC cluster `name` -> 127.0.0.1:`port`, as the generated bootstrap has them.
+pub fn cluster(name: &str, port: u16) -> Value {
     json!({
         "name": name,
         "type": "STATIC",
