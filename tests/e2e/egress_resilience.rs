@@ -222,8 +222,12 @@ fn egress_tokens_ride_out_a_bad_day_side_by_side_with_credential_injector() {
     assert_eq!(rejected[0].param("client_id"), Some("mc_ledger"));
     assert_eq!(rejected[0].param("client_secret"), Some(LEDGER_SECRET));
     assert_eq!(rejected[0].basic, None);
-    let line = "egress token ledger: the issuer rejected the client credentials (status 401, error invalid_client)";
+    let line = "edge-auth: egress token ledger: the issuer rejected the client credentials \
+                (status 401, error invalid_client): not retrying for 5 s";
     assert!(s.envoy.wait_for_log(line, Duration::from_secs(2)), "no log line");
+    let logged = s.envoy.log();
+    let logged = logged.lines().find(|l| l.contains(line)).unwrap_or_default();
+    assert!(logged.contains("][error]["), "not at ERROR: {logged}");
     let peer = s.get("peer", "billing.internal", &[]);
     assert_eq!(
         (peer.status, peer.text().as_str()),
