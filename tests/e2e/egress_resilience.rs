@@ -409,3 +409,98 @@ fn egress_tokens_ride_out_a_bad_day_side_by_side_with_credential_injector() {
         assert!(!log.contains(&t.token), "a token is in Envoy's log");
     }
 }
+
+/// What the issuer's answer must not be able to do: every malformed or hostile
+/// answer is a failed fetch (never a header the filter writes, never a request
+/// forwarded without a token), and a good answer afterwards is served.
+#[test]
+fn hostile_issuer_answers_are_failures_never_headers() {
+    let issuer = FakeIssuer::start("ok", LIFETIME);
+    let upstream = StampedUpstream::start();
+    let ok = |extra: Value| {
+        let mut v = json!({"access_token": "hostile-tok-0", "token_type": "Bearer", "expires_in": 60});
+        if let (Some(base), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, x) in extra {
+                if x.is_null() {
+                    base.remove(k);
+                } else {
+                    base.insert(k.clone(), x.clone());
+                }
+            }
+        }
+        v.to_string()
+    };
+    let big = "a".repeat(8193);
+    let cases: Vec<(&str, u16, String)> =
+        vec![
+        ("CR LF in the token", 200, ok(json!({"access_token": "hostile-tok-1\r\nx-evil: 1"}))),
+        ("a space in the token", 200, ok(json!({"access_token": "hostile-tok-2 x"}))),
+        ("'=' inside the token", 200, ok(json!({"access_token": "hostile=tok-3"}))),
+        ("an empty token", 200, ok(json!({"access_token": ""}))),
+        ("a token over 8192 bytes", 200, ok(json!({"access_token": big}))),
+        ("a body over 16 KiB", 200, ok(json!({"padding": "p".repeat(17 * 1024)}))),
+        (
+            "access_token twice",
+            200,
+            r#"{"access_token":"hostile-tok-4","access_token":"hostile-tok-5","token_type":"Bearer","expires_in":60}"#
+                .to_string(),
+        ),
+        ("token_type mac", 200, ok(json!({"token_type": "mac"}))),
+        ("no expires_in", 200, ok(json!({"expires_in": null}))),
+        ("expires_in 0", 200, ok(json!({"expires_in": 0}))),
+        ("expires_in as a string", 200, ok(json!({"expires_in": "60"}))),
+        ("not JSON", 200, "<html>hostile-tok-6</html>".to_string()),
+        ("a good body with 201", 201, ok(json!({"access_token": "hostile-tok-7"}))),
+    ];
+    let opts = EnvoyOptions::new(
+        json!({"egress_tokens": [{
+            "name": "hostile",
+            "token_endpoint": {"cluster": "issuer", "path": "/oauth/token", "timeout_ms": 500},
+            "client_id": "mc_hostile",
+            "client_secret_env": "HOSTILE_CLIENT_SECRET",
+            "backoff_max_s": 1,
+            "breaker_failures": 100,
+        }]}),
+        upstream.port(),
+    )
+    .cluster("issuer", issuer.port())
+    .env("HOSTILE_CLIENT_SECRET", "hostile-secret-0123");
+    issuer.set_mode(IssuerMode::Answer {
+        status: cases[0].1,
+        body: cases[0].2.clone(),
+    });
+    let envoy = Envoy::start(opts).expect("envoy starts");
+    for (i, (what, status, body)) in cases.iter().enumerate() {
+        if i > 0 {
+            issuer.set_mode(IssuerMode::Answer {
+                status: *status,
+                body: body.clone(),
+            });
+        }
+        let asked = issuer.requests().len();
+        assert!(
+            issuer.wait_for_requests(asked + 1, Duration::from_secs(4)),
+            "{what}: no attempt"
+        );
+        let r = envoy.get("/v1/items", &[("authorization", "Bearer client-sent")]);
+        assert_refused(&r, "egress_token_unavailable");
+        assert!(
+            envoy
+                .wait_for_stat("edge_auth.egress.token_fetch_failed", Duration::from_secs(2), |n| n
+                    >= i as u64 + 1)
+                .is_some(),
+            "{what}: not counted as a failed fetch"
+        );
+    }
+    assert_eq!(upstream.hits(), 0, "a request went out without a good token");
+    assert_eq!(envoy.stat("edge_auth.egress.token_fetch_ok"), 0);
+    issuer.set_mode(IssuerMode::Issue);
+    assert!(wait_until(Duration::from_secs(4), || envoy
+        .get("/v1/items", &[])
+        .status
+        == 200));
+    let token = issuer.last_issued().expect("a token");
+    assert!(upstream.seen().iter().all(|(_, a)| *a == bearer(&token)));
+    let log = envoy.log();
+    assert!(!log.contains("hostile-tok") && !log.contains("hostile-secret") && !log.contains(&token.token));
+}

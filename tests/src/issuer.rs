@@ -35,6 +35,9 @@ pub enum IssuerMode {
     InvalidClient,
     /// A token, but only after `delay` (past the caller's timeout).
     Slow { delay: Duration },
+    /// `status` with this body verbatim (`content-type: application/json`): the
+    /// malformed and hostile answers. Nothing is recorded as issued.
+    Answer { status: u16, body: String },
 }
 
 /// A token request as the issuer received it.
@@ -284,6 +287,10 @@ fn answer(state: &Mutex<State>, req: &ServedRequest) -> Reply {
     let (reply, status) = match mode {
         IssuerMode::Issue => (issue(&mut s, &client, now, Duration::ZERO), 200),
         IssuerMode::Slow { delay } => (issue(&mut s, &client, now + delay, delay), 200),
+        IssuerMode::Answer { status, body } => (
+            Reply::new(status).header("content-type", "application/json").body(body),
+            status,
+        ),
         IssuerMode::Unavailable => (Reply::json(503, &json!({"error": "temporarily_unavailable"})), 503),
         IssuerMode::TooManyRequests { retry_after_s } => (
             Reply::json(429, &json!({"error": "slow_down"})).header("retry-after", &retry_after_s.to_string()),
