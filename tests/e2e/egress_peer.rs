@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use edge_auth_e2e::egress::{add_listener, add_secret, credential_injector, static_secret};
+use edge_auth_e2e::egress::add_peer_listener;
 use edge_auth_e2e::issuer::{FakeIssuer, IssuerMode, StampedUpstream};
 use edge_auth_e2e::{http, wait_until, Envoy, EnvoyOptions};
 
@@ -38,18 +38,21 @@ impl Peer {
             .cluster("peer_issuer", issuer.port())
             .cluster("cold_issuer", cold_issuer.port());
         let mut bootstrap = opts.bootstrap().expect("bootstrap");
-        add_secret(&mut bootstrap, static_secret("peer-secret", SECRET));
-        add_listener(
+        add_peer_listener(
             &mut bootstrap,
             "peer",
-            "upstream",
-            vec![credential_injector("peer_issuer", "peer-client", "peer-secret", 1, 500)],
+            "peer_issuer",
+            "peer-client",
+            "peer-secret",
+            SECRET,
         );
-        add_listener(
+        add_peer_listener(
             &mut bootstrap,
             "peer_cold",
-            "upstream",
-            vec![credential_injector("cold_issuer", "cold-client", "peer-secret", 1, 500)],
+            "cold_issuer",
+            "cold-client",
+            "peer-secret",
+            SECRET,
         );
         let envoy = Envoy::start_with_bootstrap(&opts, &bootstrap).expect("envoy starts");
         Peer {

@@ -84,3 +84,25 @@ pub fn add_listener(bootstrap: &mut Value, name: &str, cluster: &str, filters: V
         list.push(listener);
     }
 }
+
+/// Adds listener `name` in front of the `upstream` cluster with the peer,
+/// [`credential_injector`] for `client_id` against `token_cluster` (retried every
+/// second, a 0.5 s timeout), its secret the static SDS secret `secret_name` holding
+/// `secret` (added unless the bootstrap has it already).
+pub fn add_peer_listener(
+    bootstrap: &mut Value,
+    name: &str,
+    token_cluster: &str,
+    client_id: &str,
+    secret_name: &str,
+    secret: &str,
+) {
+    let known = bootstrap["static_resources"]["secrets"]
+        .as_array()
+        .is_some_and(|list| list.iter().any(|s| s["name"] == secret_name));
+    if !known {
+        add_secret(bootstrap, static_secret(secret_name, secret));
+    }
+    let filter = credential_injector(token_cluster, client_id, secret_name, 1, 500);
+    add_listener(bootstrap, name, crate::envoy::UPSTREAM_CLUSTER, vec![filter]);
+}
