@@ -6,7 +6,7 @@
 use proxy_wasm::types::LogLevel;
 
 use edge_auth_core::decision::Request;
-use edge_auth_core::egress::decide::{self, EgressVerdict};
+use edge_auth_core::egress::decide::{self, EgressVerdict, HeaderError, Headers};
 use edge_auth_core::header_map::HeaderMap;
 
 use crate::filter::{send, HostRequest, Step};
@@ -40,9 +40,7 @@ pub fn evaluate(worker: &Worker, context_id: u32, may_wait: bool) -> Step {
             Step::Continue
         }
         EgressVerdict::Inject { token, .. } => {
-            // every client-sent copy goes, then exactly one is added
-            let _ = host::remove_request_header("authorization");
-            if host::add_request_header("authorization", &format!("Bearer {token}")).is_err() {
+            if decide::inject(token, &mut RequestHeaders).is_err() {
                 host::log(
                     LogLevel::Error,
                     "edge-auth: egress: could not set the authorization header",
@@ -77,4 +75,17 @@ fn refuse(worker: &Worker, v: &EgressVerdict<'_>) -> Step {
         send(&reply, None);
     }
     Step::Replied
+}
+
+/// The current request's headers, for the core's edits.
+struct RequestHeaders;
+
+impl Headers for RequestHeaders {
+    fn remove(&mut self, name: &str) -> Result<(), HeaderError> {
+        host::remove_request_header(name).map_err(|_| HeaderError)
+    }
+
+    fn add(&mut self, name: &str, value: &str) -> Result<(), HeaderError> {
+        host::add_request_header(name, value).map_err(|_| HeaderError)
+    }
 }

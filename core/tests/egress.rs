@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use edge_auth_core::config::{self, Config};
 use edge_auth_core::decision::State;
-use edge_auth_core::egress::decide::{reply, EgressVerdict};
+use edge_auth_core::egress::decide::{inject, reply, EgressVerdict, HeaderError, Headers};
 use edge_auth_core::logging::Level;
 use edge_auth_core::outbound::{CallResponse, Counter, Outbound, Wake, TICK_MS};
 use serde_json::{json, Value};
@@ -541,4 +541,92 @@ fn the_refusal_replies_are_503_json_with_retry_after() {
     let body: Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(body["error"], "egress_token_unavailable");
     assert!(body["error_description"].is_string());
+}
+
+/// A request's header list, as a proxy keeps it (names case-insensitive, repeats kept).
+struct HeaderList {
+    headers: Vec<(String, String)>,
+    fail_remove: bool,
+}
+
+impl Headers for HeaderList {
+    fn remove(&mut self, name: &str) -> Result<(), HeaderError> {
+        if self.fail_remove {
+            return Err(HeaderError);
+        }
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        Ok(())
+    }
+    fn add(&mut self, name: &str, value: &str) -> Result<(), HeaderError> {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        Ok(())
+    }
+}
+
+#[test]
+fn client_sent_authorization_headers_are_replaced_by_exactly_one() {
+    let cfg = config(json!({}));
+    let mut envoy = Envoy::new(&cfg, 2);
+    let token = envoy.grant(600);
+    let Got::Inject(served) = envoy.request_on(envoy.fetches()[0].0, "billing.internal", true).1 else {
+        panic!("no token served");
+    };
+    assert_eq!(served, token);
+    let mut h = HeaderList {
+        headers: vec![
+            ("authorization".into(), "Bearer client-forged".into()),
+            ("x-other".into(), "kept".into()),
+            ("Authorization".into(), "Basic Y2xpZW50OnNlY3JldA==".into()),
+            ("AUTHORIZATION".into(), "".into()),
+        ],
+        fail_remove: false,
+    };
+    inject(&served, &mut h).unwrap();
+    let auth: Vec<&(String, String)> = h
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .collect();
+    assert_eq!(auth, [&("authorization".to_owned(), format!("Bearer {token}"))]);
+    assert!(h.headers.contains(&("x-other".into(), "kept".into())));
+    // a removal the host refuses: no token is added, the shell refuses the request
+    let mut h = HeaderList {
+        headers: vec![("authorization".into(), "Bearer client-forged".into())],
+        fail_remove: true,
+    };
+    assert_eq!(inject(&served, &mut h), Err(HeaderError));
+    assert_eq!(h.headers.len(), 1);
+    envoy.assert_logs_clean();
+}
+
+#[test]
+fn entries_match_by_normalised_prefix_in_order() {
+    let secret = |n: &str| (n == "BILLING_CLIENT_SECRET").then(|| SECRET.to_owned());
+    let entry = |name: &str, m: Value| {
+        json!({"name": name, "match": m, "client_id": "mc_1", "client_secret_env": "BILLING_CLIENT_SECRET",
+               "token_endpoint": {"cluster": "issuer", "path": PATH}})
+    };
+    let doc = json!({"egress_tokens": [
+        entry("v1", json!({"prefix": "/v1/", "hosts": ["billing.internal"]})),
+        entry("any", json!({"hosts": ["billing.internal"]})),
+    ]});
+    let cfg = config::parse(doc.to_string().as_bytes(), &secret).unwrap();
+    let select = |path: &str, host: &str| {
+        let mut req = HeaderRequest(HashMap::from([(":authority", host.to_owned())]));
+        edge_auth_core::egress::decide::select(&cfg.egress, &cfg.egress_needs, path, &mut req)
+    };
+    assert_eq!(select("/v1/invoices?x=1", "billing.internal"), Some(0));
+    assert_eq!(
+        select("/v1/../v2/invoices", "billing.internal"),
+        Some(1),
+        "normalised first"
+    );
+    assert_eq!(select("/v2/invoices", "billing.internal"), Some(1));
+    assert_eq!(select("/v1/invoices", "BILLING.internal."), Some(0));
+    assert_eq!(select("/v1/invoices", "billing.internal.evil"), None);
+    assert_eq!(
+        select("/v1/invoices", "user@billing.internal"),
+        None,
+        "an ambiguous host matches no hosts"
+    );
 }

@@ -147,6 +147,8 @@ pub fn read_answer(status: Option<u16>, body: Option<&[u8]>, retry_after: Option
 mod tests {
     use super::*;
     use serde_json::json;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn ok(body: &serde_json::Value) -> Answer {
         read_answer(Some(200), Some(body.to_string().as_bytes()), None)

@@ -81,6 +81,26 @@ pub fn decide<'a>(entry: usize, e: &EgressToken, s: &'a TokenState, now_ms: u64,
     EgressVerdict::Unavailable { entry, retry_after_s }
 }
 
+/// The request's headers, as the verdict edits them (the shell: the host's header map).
+pub trait Headers {
+    /// Removes every value of `name`.
+    fn remove(&mut self, name: &str) -> Result<(), HeaderError>;
+    /// Adds one value of `name`.
+    fn add(&mut self, name: &str, value: &str) -> Result<(), HeaderError>;
+}
+
+/// A header edit the host refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderError;
+
+/// Applies an injection: every client-sent `authorization` removed, then
+/// exactly one `authorization: Bearer <token>` added. `Err`: an edit failed,
+/// and the request must not go on (it could carry the client's header, or none).
+pub fn inject(token: &str, h: &mut dyn Headers) -> Result<(), HeaderError> {
+    h.remove("authorization")?;
+    h.add("authorization", &format!("Bearer {token}"))
+}
+
 /// The local reply of a refusal (`None` for the other verdicts).
 pub fn reply(v: &EgressVerdict<'_>) -> Option<Reply> {
     let (error, description, retry_after_s) = match v {
@@ -112,6 +132,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::tests::entry;
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const NOW: u64 = 1_800_000_000_000;
 

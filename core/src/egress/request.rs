@@ -78,6 +78,8 @@ mod tests {
     use super::super::tests::entry;
     use super::*;
     use ct_codecs::Decoder;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn form_encoding_escapes_every_reserved_byte() {

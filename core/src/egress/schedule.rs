@@ -215,6 +215,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::tests::entry;
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const NOW: u64 = 1_800_000_000_000;
 
