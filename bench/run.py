@@ -15,6 +15,9 @@ it over loopback. The variants (table VARIANTS below) are:
   edge_bad_signature, edge_expired
                            refused tokens (401)
   edge_full_policy         edge-auth with IP allowlist, Origin check and scopes on the rule
+  egress_edge, egress_injector
+                           egress token injection: edge-auth's egress_tokens and Envoy's
+                           credential_injector (oauth2), next to noauth (no injection)
 
 Each round runs every variant once, in a shuffled order; the report gives the
 median over rounds. Nothing is asserted about timings. The exit status is
@@ -279,7 +282,7 @@ def socket_address(port: int = 0) -> dict:
     return {"socket_address": {"address": "127.0.0.1", "port_value": port}}
 
 
-def bootstrap(http_filters: list[dict], clusters: list[dict]) -> dict:
+def bootstrap(http_filters: list[dict], clusters: list[dict], secrets: Optional[list[dict]] = None) -> dict:
     """The bootstrap of one variant: `http_filters`, then the router, in front of a
     route that answers 200 itself. The HTTP connection manager is set up as in the
     e2e harness (tests/src/envoy.rs) and docs/configuration.md section 1.4."""
@@ -324,6 +327,7 @@ def bootstrap(http_filters: list[dict], clusters: list[dict]) -> dict:
                 }]}],
             }],
             "clusters": clusters,
+            **({"secrets": secrets} if secrets else {}),
         },
     }
 
@@ -400,16 +404,37 @@ def edge_api_key_filter(ctx: "Context") -> list[dict]:
     return [wasm_filter("edge_auth", ctx.settings.wasm, config, env_keys=(SERVICE_TOKEN_ENV,))]
 
 
-def auth_cluster(ctx: "Context") -> list[dict]:
-    return [{
-        "name": "auth_service",
+def static_cluster(name: str, port: int) -> dict:
+    return {
+        "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
         "load_assignment": {
-            "cluster_name": "auth_service",
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(ctx.auth_port)}}]}],
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(port)}}]}],
         },
-    }]
+    }
+
+
+def auth_cluster(ctx: "Context") -> list[dict]:
+    return [static_cluster("auth_service", ctx.auth_port)]
+
+
+@contextlib.contextmanager
+def serving(port: int, handler: type):
+    """An http.server on 127.0.0.1:`port` answering with `handler`, in a thread,
+    for as long as the context lasts."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextlib.contextmanager
@@ -420,7 +445,6 @@ def fake_auth_service(ctx: "Context"):
     revocation feed an empty snapshot. The bench measures the filter, so the
     service only has to be correct and quick."""
     import http.server
-    import threading
 
     def lookup(request_body: bytes) -> bytes:
         try:
@@ -461,14 +485,8 @@ def fake_auth_service(ctx: "Context"):
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", ctx.auth_port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ctx.auth_port, Handler):
         yield
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def jwt_authn_filter(ctx: "Context", cache: bool) -> list[dict]:
@@ -493,6 +511,82 @@ def jwt_authn_filter(ctx: "Context", cache: bool) -> list[dict]:
             "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}],
         },
     }]
+
+
+# ---------------------------------------------------------------- egress token injection (issue 16)
+
+EGRESS_SECRET_ENV = "EDGE_AUTH_BENCH_EGRESS_SECRET"
+EGRESS_SECRET = "bench-egress-client-secret-0123456789"
+EGRESS_CLIENT = "mc_bench"
+
+
+def issuer_cluster(ctx: "Context") -> list[dict]:
+    return [static_cluster("issuer", ctx.issuer_port)]
+
+
+@contextlib.contextmanager
+def fake_issuer(ctx: "Context"):
+    """An OAuth 2.0 token endpoint on ctx.issuer_port: every client-credentials
+    request gets a fresh opaque token living an hour, so that over a run both
+    injectors fetch once and then only inject."""
+    import http.server
+
+    issued = [0]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            issued[0] += 1
+            body = json.dumps({"access_token": f"bench-egress-token-{issued[0]:06d}.{'x' * 40}",
+                               "token_type": "Bearer", "expires_in": 3600}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(ctx.issuer_port, Handler):
+        yield
+
+
+def edge_egress_filter(ctx: "Context") -> list[dict]:
+    """edge-auth as an egress filter (docs/egress-tokens.md): one entry, every request."""
+    config = {"egress_tokens": [{
+        "name": "bench",
+        "token_endpoint": {"cluster": "issuer", "path": "/oauth/token"},
+        "client_id": EGRESS_CLIENT,
+        "client_secret_env": EGRESS_SECRET_ENV,
+    }]}
+    return [wasm_filter("edge_auth", ctx.settings.wasm, config, env_keys=(EGRESS_SECRET_ENV,))]
+
+
+def credential_injector_filter(ctx: "Context") -> list[dict]:
+    """Envoy's credential_injector with its OAuth2 client-credentials extension,
+    the secret from a static SDS secret (egress_secrets)."""
+    return [{
+        "name": "envoy.filters.http.credential_injector",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector",
+            "overwrite": True,
+            "credential": {
+                "name": "envoy.http.injected_credentials.oauth2",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.oauth2.v3.OAuth2",
+                    "token_endpoint": {"uri": "http://issuer/oauth/token", "cluster": "issuer", "timeout": "2s"},
+                    "client_credentials": {"client_id": EGRESS_CLIENT, "client_secret": {"name": "egress-secret"}},
+                },
+            },
+        },
+    }]
+
+
+def egress_secrets(ctx: "Context") -> list[dict]:
+    return [{"name": "egress-secret", "generic_secret": {"secret": {"inline_string": EGRESS_SECRET}}}]
 
 
 # ---------------------------------------------------------------- variants
@@ -541,6 +635,8 @@ class Variant:
     # by the responses, is the "lookups/req" column (e.g. the requests to the
     # auth service's cluster: "cluster.auth_service.upstream_rq_total").
     lookups_stat: Optional[str] = None
+    # static_resources.secrets of the bootstrap (an SDS secret a native filter reads).
+    secrets: Callable[["Context"], list[dict]] = lambda ctx: []
 
 
 def file_exists(path: Path, hint: str) -> Optional[str]:
@@ -624,6 +720,17 @@ VARIANTS: list[Variant] = [
             env=lambda ctx: {SERVICE_TOKEN_ENV: SERVICE_TOKEN},
             clusters=auth_cluster, services=fake_auth_service,
             lookups_stat="cluster.auth_service.upstream_rq_total"),
+    Variant("egress_edge", "egress: edge-auth's egress_tokens injects a client-credentials token (fetched once from "
+            "a stand-in issuer) into every request; the client sends no credential",
+            filters=edge_egress_filter, needs=EDGE,
+            env=lambda ctx: {EGRESS_SECRET_ENV: EGRESS_SECRET},
+            clusters=issuer_cluster, services=fake_issuer,
+            lookups_stat="cluster.issuer.upstream_rq_total"),
+    Variant("egress_injector", "egress: Envoy's credential_injector (oauth2 client credentials) injects a token "
+            "fetched once from the same stand-in issuer",
+            filters=credential_injector_filter, group="native",
+            clusters=issuer_cluster, services=fake_issuer, secrets=egress_secrets,
+            lookups_stat="cluster.issuer.upstream_rq_total"),
 ]
 
 
@@ -639,6 +746,8 @@ class Context:
     tokens: Tokens
     # where the stand-in auth service listens (variants that need one)
     auth_port: int = field(default_factory=free_port)
+    # where the stand-in token issuer listens (egress variants)
+    issuer_port: int = field(default_factory=free_port)
 
     def envoy_env(self, variant: Variant) -> dict[str, str]:
         return {**os.environ, HS256_ENV: self.tokens.hs256_secret_b64(), **variant.env(self)}
@@ -1062,6 +1171,24 @@ def instructions_table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def egress_table(outcomes: list[Outcome]) -> str:
+    """edge-auth's injection next to credential_injector's and no injection, as
+    ratios of the medians measured in the same run (empty unless all three ran)."""
+    by_name = {o.variant.name: o for o in outcomes if o.runs}
+    if not all(n in by_name for n in ("noauth", "egress_edge", "egress_injector")):
+        return ""
+    none, edge, native = by_name["noauth"], by_name["egress_edge"], by_name["egress_injector"]
+    lines = ["| | req/s | ÷ no injection | ÷ credential_injector | CPU µs/req | CPU ÷ no injection | "
+             "CPU ÷ credential_injector |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for label, o in (("no injection (`noauth`)", none), ("edge-auth (`egress_edge`)", edge),
+                     ("credential_injector (`egress_injector`)", native)):
+        rps, cpu = o.median("rps"), o.median("cpu_us_per_req")
+        lines.append(f"| {label} | {rps:,.0f} | {rps / none.median('rps'):.2f} | "
+                     f"{rps / native.median('rps'):.2f} | {cpu:.1f} | {cpu / none.median('cpu_us_per_req'):.2f} | "
+                     f"{cpu / native.median('cpu_us_per_req'):.2f} |")
+    return "\n".join(lines)
+
+
 def per_round_table(outcomes: list[Outcome], rounds: int) -> str:
     head = ["variant"] + [f"round {i + 1}" for i in range(rounds)]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * rounds + "|"]
@@ -1132,6 +1259,9 @@ def write_report(ctx: Context, outcomes: list[Outcome], started: datetime.dateti
             "",
             instructions_table(outcomes),
         ]
+    egress = egress_table(outcomes)
+    if egress:
+        lines += ["", "## Egress token injection", "", egress]
     skipped = [f"- `{o.variant.name}`: {o.skipped}" for o in outcomes if o.skipped]
     if skipped:
         lines += ["", "## Skipped", "", *skipped]
@@ -1270,7 +1400,7 @@ def main() -> int:
             o.skipped = "; ".join(unmet)
             log(f"bench: skipping {v.name}: {o.skipped}")
             continue
-        prepared[v.name] = (bootstrap(v.filters(ctx), v.clusters(ctx)), v.load(ctx))
+        prepared[v.name] = (bootstrap(v.filters(ctx), v.clusters(ctx), v.secrets(ctx)), v.load(ctx))
 
     runnable = [o for o in outcomes if o.variant.name in prepared]
     for round_no in range(settings.rounds):

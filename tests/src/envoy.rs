@@ -238,7 +238,8 @@ fn socket(address: &str, port: u16) -> Value {
     json!({"socket_address": {"address": address, "port_value": port}})
 }
 
-fn cluster(name: &str, port: u16) -> Value {
+/// A STATIC cluster `name` -> 127.0.0.1:`port`, as the generated bootstrap has them.
+pub fn cluster(name: &str, port: u16) -> Value {
     json!({
         "name": name,
         "type": "STATIC",
@@ -527,6 +528,12 @@ impl Envoy {
     /// The listener on [::1] (when `ipv6: true`).
     pub fn addr_v6(&self) -> Option<SocketAddr> {
         self.addr_v6
+    }
+
+    /// The local address of another listener `name` of a custom bootstrap
+    /// ([`Envoy::start_with_bootstrap`]), from admin `/listeners`.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        listener_addrs(self.admin, name).map(|(local, _)| local)
     }
 
     /// The admin interface.

@@ -18,15 +18,22 @@
 //! * [`fetch_counter`]: a fake auth service and JWKS that counts the polls
 //!   and fetches an edge sends it; [`lds`]: an Envoy whose listener comes from
 //!   a watched file, to reload the filter's configuration.
+//! * [`egress`]: Envoy's credential_injector (the peer of edge-auth's egress
+//!   token injection) and extra listeners in a generated bootstrap.
+//! * [`issuer`]: a programmable OAuth 2.0 client-credentials issuer (503, 429,
+//!   401 `invalid_client`, slow answers on demand) that records every token
+//!   request and token, and an upstream stamping what it received (issue 16).
 //! * [`tokens`]: key pairs for every supported algorithm (generated at test
 //!   time, cached per process), JWKS/PEM export and token signing, including
 //!   hand-crafted headers.
 
 pub mod context;
+pub mod egress;
 pub mod envoy;
 pub mod fetch_counter;
 pub mod fleet;
 pub mod http;
+pub mod issuer;
 pub mod lds;
 pub mod servers;
 pub mod service;
