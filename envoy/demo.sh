@@ -8,12 +8,58 @@
 # git-ignored) and are removed when the stack stops.
 #
 # Usage: envoy/demo.sh ENVOY_BINARY   (make run passes the pinned one)
+#
+#        envoy/demo.sh egress CLIENT_ID  (walkthrough step 8, while the stack runs)
+# starts a second Envoy, envoy/egress-demo.yaml with CLIENT_ID in it, in the
+# background: the same binary, log in .run/egress.log, stopped with the stack.
+# The client's secret comes only from EDGE_AUTH_EGRESS_CLIENT_SECRET in this
+# script's environment, which Envoy inherits; it is never printed or written.
+# It returns once that Envoy's filter holds a token. EDGE_AUTH_WASM and
+# EDGE_AUTH_DEMO_{EDGE,SERVICE,EGRESS,EGRESS_ADMIN}_PORT move it (for tests).
 set -euo pipefail
 
-envoy_bin=${1:?usage: envoy/demo.sh ENVOY_BINARY}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 run="$root/.run"
 cd "$root"
+
+if [ "${1:-}" = egress ]; then
+  client_id=${2:?usage: envoy/demo.sh egress CLIENT_ID}
+  [[ $client_id =~ ^mc_[A-Za-z0-9]{1,64}$ ]] || { echo "egress: not a client id: $client_id" >&2; exit 2; }
+  [ -n "${EDGE_AUTH_EGRESS_CLIENT_SECRET:-}" ] \
+    || { echo "egress: set EDGE_AUTH_EGRESS_CLIENT_SECRET to the client's secret" >&2; exit 2; }
+  [ -r "$run/envoy-bin" ] || { echo "egress: start 'make run' first" >&2; exit 1; }
+  if [ -r "$run/egress.pid" ] && kill -0 "$(cat "$run/egress.pid")" 2>/dev/null; then
+    echo "egress: already running (pid $(cat "$run/egress.pid"))" >&2; exit 1
+  fi
+  edge_port=${EDGE_AUTH_DEMO_EDGE_PORT:-8080}
+  service_port=${EDGE_AUTH_DEMO_SERVICE_PORT:-8090}
+  egress_port=${EDGE_AUTH_DEMO_EGRESS_PORT:-10001}
+  admin_port=${EDGE_AUTH_DEMO_EGRESS_ADMIN_PORT:-9902}
+  wasm=${EDGE_AUTH_WASM:-$root/target/wasm32-wasip1/release/edge_auth.wasm}
+  sed -e "s/\"CLIENT_ID_OF_STEP_6\"/\"$client_id\"/" \
+    -e "s/port_value: 8080\b/port_value: $edge_port/; s/port_value: 8090\b/port_value: $service_port/" \
+    -e "s/port_value: 10001\b/port_value: $egress_port/; s/port_value: 9902\b/port_value: $admin_port/" \
+    -e "s|127.0.0.1:8090|127.0.0.1:$service_port|; s|filename: target/.*|filename: $wasm|" \
+    envoy/egress-demo.yaml > "$run/egress.yaml"
+  "$(cat "$run/envoy-bin")" -c "$run/egress.yaml" --concurrency 2 --disable-hot-restart \
+    </dev/null >"$run/egress.log" 2>&1 &
+  pid=$!
+  echo "$pid" > "$run/egress.pid"
+  egress_stat() { curl -s "127.0.0.1:$admin_port/stats?filter=edge_auth.egress.$1\$" | sed -n 's/.*: //p'; }
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || { echo "egress: Envoy stopped, see .run/egress.log" >&2; exit 1; }
+    if [ "$(egress_stat token_fetch_ok)" = 1 ]; then
+      echo "egress: Envoy (pid $pid) on 127.0.0.1:$egress_port, admin 127.0.0.1:$admin_port, holds a token for $client_id"
+      exit 0
+    fi
+    [ "$(egress_stat token_rejected)" = 1 ] && { echo "egress: the service rejected the client's credentials" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "egress: no token after 10 s, see .run/egress.log" >&2
+  exit 1
+fi
+
+envoy_bin=${1:?usage: envoy/demo.sh ENVOY_BINARY}
 
 random_hex() { openssl rand -hex 32 2>/dev/null || python3 -c 'import secrets; print(secrets.token_hex(32))'; }
 
@@ -30,12 +76,16 @@ mkdir -p "$run"
   printf '%s' "$EDGE_AUTH_DEMO_HS256_SECRET" > "$run/demo-hs256-secret"
   printf '%s' "$EDGE_AUTH_ADMIN_TOKEN" > "$run/admin-token"
 )
+# for `envoy/demo.sh egress` (step 8)
+printf '%s' "$envoy_bin" > "$run/envoy-bin"
+rm -f "$run/egress.pid"
 
 pids=()
 cleanup() {
+  [ -r "$run/egress.pid" ] && pids+=("$(cat "$run/egress.pid")")
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -f "$run/demo-hs256-secret" "$run/admin-token"
+  rm -f "$run/demo-hs256-secret" "$run/admin-token" "$run/envoy-bin" "$run/egress.pid"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -122,6 +172,18 @@ In another terminal, from this directory:
     -d grant_type=client_credentials | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -s localhost:8080/internal/jobs -H "Authorization: Bearer $MACHINE"
   curl -i localhost:8080/api/orders -H "Authorization: Bearer $MACHINE" -H 'Origin: https://app.acme.example'
+
+  # 8. Egress: the job sends plain requests, and an Envoy on its way out adds its token.
+  #    This starts a second Envoy (envoy/egress-demo.yaml; 127.0.0.1:10001, admin 9902)
+  #    whose edge-auth filter fetches a token for the client of step 6 from the service's
+  #    /oauth/token (the secret only in that Envoy's environment) and adds it to requests
+  #    for /internal/*, which go on to the edge above: 200, x-edge-auth-method: client.
+  #    The same request sent to the edge directly: 401. egress.token_fetch_ok: 1,
+  #    one token for the whole Envoy (both workers), and egress.injected: 1
+  EDGE_AUTH_EGRESS_CLIENT_SECRET="$CLIENT_SECRET" envoy/demo.sh egress "$CLIENT_ID"
+  curl -i localhost:10001/internal/jobs
+  curl -i localhost:8080/internal/jobs
+  curl -s localhost:9902/stats | grep edge_auth.egress
 
   # A demo HS256 token, for the plain JWT walkthrough in README.md
   TOKEN=$(make -s token)

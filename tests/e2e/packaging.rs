@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use edge_auth_e2e::service::{AuthService, KEY_TAG_SECRET, SERVICE_TOKEN};
+use edge_auth_e2e::service::{free_port, AuthService, KEY_TAG_SECRET, SERVICE_TOKEN};
 use edge_auth_e2e::{tokens, workspace_root, Alg, EchoServer, Envoy, EnvoyOptions, TestKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -559,10 +559,23 @@ fn echoed_header(echo: &Value, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// README steps 1, 6 and 7 (a tenant; a machine client's token, refused once the client
-/// is disabled; enabled again, machine-only and user-only routes), run by bash exactly
-/// as the README gives them, with only the ports and `.run/` this test's, against the
-/// filter configuration of envoy/envoy.yaml and the reference service.
+/// Stops the egress Envoy `envoy/demo.sh egress` started (README step 8), by its pid file.
+struct EgressEnvoy(PathBuf);
+
+impl Drop for EgressEnvoy {
+    fn drop(&mut self) {
+        if let Ok(pid) = fs::read_to_string(&self.0) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+/// README steps 1, 6, 7 and 8 (a tenant; a machine client's token, refused once the client
+/// is disabled; enabled again, machine-only and user-only routes; an egress Envoy that
+/// fetches the client's token itself and injects it), run by bash exactly as the README
+/// gives them, with only the ports and `.run/` this test's, against the filter
+/// configuration of envoy/envoy.yaml, envoy/egress-demo.yaml as envoy/demo.sh starts it,
+/// and the reference service.
 #[test]
 fn readme_machine_client_steps_run_against_the_demo_configuration() {
     let svc = AuthService::start_tagged();
@@ -598,23 +611,39 @@ fn readme_machine_client_steps_run_against_the_demo_configuration() {
     }
 
     let edge_addr = format!("127.0.0.1:{}", envoy.addr().port());
+    let (egress_port, egress_admin_port) = (free_port(), free_port());
+    let egress_addr = format!("127.0.0.1:{egress_port}");
+    let egress_admin_addr = format!("127.0.0.1:{egress_admin_port}");
+    let localize = |c: &str| -> String {
+        c.replace("localhost:8090", &svc_addr)
+            .replace("localhost:8080", &edge_addr)
+            .replace("localhost:10001", &egress_addr)
+            .replace("localhost:9902", &egress_admin_addr)
+    };
     let mut commands = readme_commands("# 1.", Some("# 2."));
     commands.extend(readme_commands("# 6.", None));
-    let commands: Vec<String> = commands
-        .iter()
-        .map(|c| {
-            c.replace("localhost:8090", &svc_addr)
-                .replace("localhost:8080", &edge_addr)
-        })
-        .collect();
+    let commands: Vec<String> = commands.iter().map(|c| localize(c)).collect();
     let dir = scratch("walkthrough");
     fs::create_dir_all(dir.join(".run")).unwrap();
     fs::write(dir.join(".run/admin-token"), edge_auth_e2e::service::ADMIN_TOKEN).unwrap();
+    // What `make run` leaves for step 8: envoy/ (demo.sh and egress-demo.yaml) beside .run/,
+    // and the Envoy binary it runs.
+    std::os::unix::fs::symlink(workspace_root().join("envoy"), dir.join("envoy")).unwrap();
+    let envoy_bin = edge_auth_e2e::envoy::envoy_bin().unwrap_or_else(|e| panic!("{e}"));
+    fs::write(dir.join(".run/envoy-bin"), envoy_bin.to_string_lossy().as_bytes()).unwrap();
+    let egress = EgressEnvoy(dir.join(".run/egress.pid"));
     const MARK: &str = "@@@ next command @@@";
-    let script: String = commands.iter().map(|c| format!("{c}\necho; echo '{MARK}'\n")).collect();
+    let mut script: String = commands.iter().map(|c| format!("{c}\necho; echo '{MARK}'\n")).collect();
+    // (not a README command) what step 6 got, for the checks that it was never shown
+    script.push_str("printf '%s' \"$CLIENT_SECRET\" > .run/test-client-secret\n");
     let out = Command::new("bash")
         .args(["-u", "-c", &script])
         .current_dir(&dir)
+        .env("EDGE_AUTH_WASM", built_wasm())
+        .env("EDGE_AUTH_DEMO_EDGE_PORT", envoy.addr().port().to_string())
+        .env("EDGE_AUTH_DEMO_SERVICE_PORT", svc.port.to_string())
+        .env("EDGE_AUTH_DEMO_EGRESS_PORT", egress_port.to_string())
+        .env("EDGE_AUTH_DEMO_EGRESS_ADMIN_PORT", egress_admin_port.to_string())
         .output()
         .expect("bash");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -627,17 +656,13 @@ fn readme_machine_client_steps_run_against_the_demo_configuration() {
     assert_eq!(outputs.len(), commands.len() + 1, "{stdout}");
     // The output of the only command that is exactly `command` once ports are this test's.
     let output_of = |command: &str| -> &str {
-        let command = command
-            .replace("localhost:8080", &edge_addr)
-            .replace("localhost:8090", &svc_addr);
+        let command = localize(command);
         let at: Vec<usize> = (0..commands.len()).filter(|&i| commands[i] == command).collect();
-        assert_eq!(at.len(), 1, "README step 6 or 7 runs {command:?} once");
+        assert_eq!(at.len(), 1, "README step 6, 7 or 8 runs {command:?} once");
         outputs[at[0]].trim()
     };
     let outputs_of = |command: &str| -> Vec<&str> {
-        let command = command
-            .replace("localhost:8080", &edge_addr)
-            .replace("localhost:8090", &svc_addr);
+        let command = localize(command);
         (0..commands.len())
             .filter(|&i| commands[i] == command)
             .map(|i| outputs[i].trim())
@@ -691,8 +716,72 @@ fn readme_machine_client_steps_run_against_the_demo_configuration() {
         .len(),
         2
     );
-    // The upstream saw exactly the two allowed requests.
-    assert_eq!(echo.hits(), 2);
     assert!(envoy.stat("wasmcustom.edge_auth.denied.caller_not_allowed") >= 1);
+
+    // Step 8: the egress Envoy holds a token for the client; a plain request through it
+    // reaches the machine-only route as the client, the same request sent directly is
+    // refused, and the egress filter fetched one token and injected it once.
+    let started = output_of(r#"EDGE_AUTH_EGRESS_CLIENT_SECRET="$CLIENT_SECRET" envoy/demo.sh egress "$CLIENT_ID""#);
+    assert!(started.contains(&format!("holds a token for {client_id}")), "{started}");
+    let through = output_of("curl -i localhost:10001/internal/jobs");
+    assert!(through.starts_with("HTTP/1.1 200"), "{through}");
+    let seen = json_of(through.split("\r\n\r\n").nth(1).unwrap_or_else(|| panic!("{through}")));
+    for (name, want) in [
+        ("x-edge-auth-method", Some("client")),
+        ("x-edge-auth-subject", Some(cid)),
+        ("x-edge-auth-tenant", Some("acme")),
+        ("authorization", None),
+    ] {
+        assert_eq!(echoed_header(&seen, name).as_deref(), want, "{name}: {seen}");
+    }
+    let direct = output_of("curl -i localhost:8080/internal/jobs");
+    assert!(direct.starts_with("HTTP/1.1 401"), "{direct}");
+    assert!(direct.contains("www-authenticate: Bearer"), "{direct}");
+    let stats = output_of("curl -s localhost:9902/stats | grep edge_auth.egress");
+    for line in [
+        "wasmcustom.edge_auth.egress.token_fetch_ok: 1",
+        "wasmcustom.edge_auth.egress.injected: 1",
+        "wasmcustom.edge_auth.egress.token_fetch_failed: 0",
+        "wasmcustom.edge_auth.egress.refused_unavailable: 0",
+        "wasmcustom.edge_auth.egress.unmatched: 0",
+    ] {
+        assert!(stats.lines().any(|l| l == line), "{line} in {stats}");
+    }
+    // (a fetch sent by the VM Envoy configures on its main thread, before the clusters are
+    // initialised, never leaves Envoy: counted as sent; tests/e2e/egress_tokens.rs)
+    assert!(
+        ["1", "2"].iter().any(|n| stats
+            .lines()
+            .any(|l| l == format!("wasmcustom.edge_auth.egress.token_fetch_sent: {n}"))),
+        "{stats}"
+    );
+    // and the service got exactly one token request from that Envoy
+    let to_service = Command::new("curl")
+        .args([
+            "-s",
+            &format!("http://{egress_admin_addr}/stats?filter=^cluster.auth_service.upstream_rq_total$"),
+        ])
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&to_service.stdout).trim(),
+        "cluster.auth_service.upstream_rq_total: 1"
+    );
+    // The secret of step 6 reached the egress Envoy only through its environment: it is
+    // not in what the steps printed, the configuration demo.sh wrote, or that Envoy's log.
+    let secret = fs::read_to_string(dir.join(".run/test-client-secret")).unwrap();
+    assert!(secret.len() >= 32, "{secret:?}");
+    let rendered = fs::read_to_string(dir.join(".run/egress.yaml")).unwrap();
+    assert!(
+        rendered.contains(&format!(r#""client_id": "{client_id}""#)),
+        "{rendered}"
+    );
+    let log = fs::read_to_string(dir.join(".run/egress.log")).unwrap();
+    for (what, text) in [("output", &stdout), ("egress.yaml", &rendered), ("egress.log", &log)] {
+        assert!(!text.contains(&secret), "the client secret is in the {what}");
+    }
+    // The upstream saw exactly the three allowed requests.
+    assert_eq!(echo.hits(), 3);
+    drop(egress);
     let _ = fs::remove_dir_all(&dir);
 }
