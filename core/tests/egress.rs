@@ -630,3 +630,42 @@ fn entries_match_by_normalised_prefix_in_order() {
         "an ambiguous host matches no hosts"
     );
 }
+
+/// Answers every token request sent since `answered` with `expires_in`,
+/// ticking every `TICK_MS` until `until`; the number of requests answered.
+fn grant_every_fetch_until(envoy: &mut Envoy<'_>, expires_in: u64, until: u64) -> usize {
+    let mut answered = 0;
+    while envoy.now < until {
+        while answered < envoy.fetches().len() {
+            envoy.grant(expires_in);
+            answered += 1;
+        }
+        let t = envoy.now + TICK_MS;
+        envoy.tick_at(t);
+    }
+    answered
+}
+
+#[test]
+fn a_token_too_short_lived_to_serve_is_a_failure_not_a_refetch_storm() {
+    // A token is not served in its last 5 s: one of 1..=9 s could never be
+    // served for long (or at all), and refreshing it at half its life would
+    // fetch every few hundred ms, forever, with every request refused.
+    for expires_in in [1, 5, 9] {
+        let cfg = config(json!({}));
+        let mut envoy = Envoy::new(&cfg, 2);
+        let answered = grant_every_fetch_until(&mut envoy, expires_in, NOW + 20_000);
+        // backed off (1 s, 2 s, 4 s, 8 s, jittered): a handful, not one per half-life
+        assert!(answered <= 6, "expires_in {expires_in}: {answered} fetches in 20 s");
+        assert_eq!(envoy.counted(Counter::EgressTokenFetchOk), 0, "expires_in {expires_in}");
+        assert!(envoy.counted(Counter::EgressTokenFetchFailed) >= 3);
+        assert!(!envoy.everywhere(false).iter().any(|g| matches!(g, Got::Inject(_))));
+    }
+    // 10 s is the shortest accepted: served for 5 s, refreshed at half its life
+    let cfg = config(json!({}));
+    let mut envoy = Envoy::new(&cfg, 2);
+    let token = envoy.grant(10);
+    envoy.tick_at(NOW + TICK_MS);
+    assert_eq!(envoy.everywhere(true), vec![Got::Inject(token); 2]);
+    envoy.assert_logs_clean();
+}

@@ -11,6 +11,13 @@ pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
 pub const MAX_TOKEN_BYTES: usize = 8192;
 /// The longest `expires_in` accepted (a day).
 pub const MAX_EXPIRES_IN_S: u64 = 86_400;
+/// The shortest `expires_in` accepted: twice the serving margin
+/// ([`super::schedule::SERVE_MARGIN_MS`]), so that a token is served for
+/// half its life at least and its refresh (at half life) comes before it
+/// stops being served. A shorter one could never be served for long (or
+/// at all) and would be fetched again every few hundred ms: it counts as a
+/// failed fetch (backoff, breaker) instead.
+pub const MIN_EXPIRES_IN_S: u64 = 2 * super::schedule::SERVE_MARGIN_MS / 1000;
 /// The longest `Retry-After` honoured before capping (digits read).
 const MAX_RETRY_AFTER_DIGITS: usize = 9;
 
@@ -134,8 +141,8 @@ pub fn read_answer(status: Option<u16>, body: Option<&[u8]>, retry_after: Option
         _ => return unavailable("token_type is not Bearer"),
     }
     let expires_in_s = match obj.get("expires_in").and_then(Value::as_u64) {
-        Some(s) if (1..=MAX_EXPIRES_IN_S).contains(&s) => s,
-        _ => return unavailable("expires_in is not an integer from 1 to 86400"),
+        Some(s) if (MIN_EXPIRES_IN_S..=MAX_EXPIRES_IN_S).contains(&s) => s,
+        _ => return unavailable("expires_in is not an integer from 10 to 86400"),
     };
     Answer::Token {
         access_token: token.clone(),
@@ -220,6 +227,8 @@ mod tests {
             (json!("DPoP"), json!(60)),
             (json!(null), json!(60)),
             (json!("Bearer"), json!(0)),
+            (json!("Bearer"), json!(1)),
+            (json!("Bearer"), json!(MIN_EXPIRES_IN_S - 1)),
             (json!("Bearer"), json!(-5)),
             (json!("Bearer"), json!(86_401)),
             (json!("Bearer"), json!(1e30)),
@@ -235,6 +244,9 @@ mod tests {
         )));
         assert!(!is_unavailable(&ok(
             &json!({"access_token": "abc", "token_type": "BEARER", "expires_in": 86_400})
+        )));
+        assert!(!is_unavailable(&ok(
+            &json!({"access_token": "abc", "token_type": "Bearer", "expires_in": MIN_EXPIRES_IN_S})
         )));
     }
 
