@@ -669,3 +669,31 @@ fn a_token_too_short_lived_to_serve_is_a_failure_not_a_refetch_storm() {
     assert_eq!(envoy.everywhere(true), vec![Got::Inject(token); 2]);
     envoy.assert_logs_clean();
 }
+
+#[test]
+fn a_token_s_lifetime_counts_from_when_its_request_was_sent() {
+    // The issuer's expires_in runs from when it answered, somewhere between
+    // the request and its arrival: counting it from the arrival would serve
+    // the token up to timeout_ms past its real expiry.
+    let cfg = config(json!({"refresh_before_s": 0})); // timeout_ms 2000
+    let mut envoy = Envoy::new(&cfg, 2);
+    envoy.tick_at(NOW + 1_800); // the answer arrives 1.8 s after the request
+    let token = envoy.grant(60);
+    envoy.run_until(NOW + 30_000 - 1);
+    assert_eq!(envoy.fetches().len(), 1, "refreshed at half life from the request");
+    envoy.run_until(NOW + 30_000);
+    assert_eq!(envoy.fetches().len(), 2);
+    envoy.run_until(NOW + 54_999);
+    assert_eq!(envoy.everywhere(false), vec![Got::Inject(token); 2]);
+    envoy.run_until(NOW + 55_000);
+    assert!(!envoy.everywhere(false).iter().any(|g| matches!(g, Got::Inject(_))));
+    let holder = envoy.fetches()[0].0;
+    let held = envoy.workers[holder]
+        .out
+        .egress_state(0)
+        .unwrap()
+        .token
+        .clone()
+        .unwrap();
+    assert_eq!((held.obtained_at_ms, held.expires_at_ms), (NOW, NOW + 60_000));
+}

@@ -199,7 +199,9 @@ impl Outbound {
                         token_fingerprint(&access_token)
                     ),
                 );
-                slot.state.succeed(e, access_token, expires_in_s, now_ms);
+                // expires_in runs from when the issuer answered, some time after the
+                // request left: counted from the request, never past the real expiry
+                slot.state.succeed(e, access_token, expires_in_s, attempted_at_ms);
             }
             Answer::Unavailable { why, retry_after_s } => {
                 host.count(Counter::EgressTokenFetchFailed);
