@@ -697,3 +697,38 @@ fn a_token_s_lifetime_counts_from_when_its_request_was_sent() {
         .unwrap();
     assert_eq!((held.obtained_at_ms, held.expires_at_ms), (NOW, NOW + 60_000));
 }
+
+#[test]
+fn waiting_requests_are_bounded_and_a_gone_one_is_never_woken() {
+    use edge_auth_core::egress::decide::MAX_WAITING;
+    let cfg = config(json!({}));
+    let mut envoy = Envoy::new(&cfg, 1);
+    let mut waiting = Vec::new();
+    for _ in 0..MAX_WAITING {
+        let (ctx, got) = envoy.request_on(0, "billing.internal", true);
+        assert_eq!(got, Got::Wait);
+        waiting.push(ctx);
+    }
+    // one more than the bound: refused at once, not parked
+    assert_eq!(envoy.request_on(0, "billing.internal", true).1, Got::Unavailable(1));
+    // clients that went away: forgotten, their places free, never woken
+    let gone: Vec<u32> = waiting.drain(..10).collect();
+    for &ctx in &gone {
+        envoy.workers[0].out.forget(ctx);
+    }
+    let (ctx, got) = envoy.request_on(0, "billing.internal", true);
+    assert_eq!(got, Got::Wait);
+    waiting.push(ctx);
+    let token = format!("eyJ.tok-{}", "y".repeat(20));
+    envoy.issued.push(token.clone());
+    let wakes = envoy.answer(
+        200,
+        &json!({"access_token": token, "token_type": "Bearer", "expires_in": 600}),
+        None,
+    );
+    let woken: Vec<u32> = wakes.iter().flat_map(|w| w.contexts.clone()).collect();
+    assert_eq!(woken, waiting);
+    assert!(gone.iter().all(|c| !woken.contains(c)));
+    // the list is empty again: nothing is woken twice
+    assert!(envoy.tick_at(NOW + 10_000).is_empty());
+}

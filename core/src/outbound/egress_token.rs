@@ -15,7 +15,7 @@ use super::{wake, CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, 
 use crate::config::Config;
 use crate::decision::Request;
 use crate::egress::answer::{read_answer, Answer, MAX_ANSWER_BYTES};
-use crate::egress::decide::{decide, select, EgressVerdict, WAIT_GRACE_MS};
+use crate::egress::decide::{decide, select, EgressVerdict, MAX_WAITING, WAIT_GRACE_MS};
 use crate::egress::request::{token_request, TokenRequest};
 use crate::egress::schedule::TokenState;
 use crate::egress::{token_fingerprint, EgressToken};
@@ -68,7 +68,7 @@ impl Outbound {
             return EgressVerdict::Unmatched;
         };
         let Slot { state, waiting, .. } = slot;
-        let verdict = decide(i, e, state, now_ms, may_wait);
+        let verdict = decide(i, e, state, now_ms, may_wait && waiting.len() < MAX_WAITING);
         if let EgressVerdict::Wait { .. } = verdict {
             waiting.push((context_id, now_ms.saturating_add(e.timeout_ms + WAIT_GRACE_MS)));
         }
