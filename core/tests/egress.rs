@@ -732,3 +732,27 @@ fn waiting_requests_are_bounded_and_a_gone_one_is_never_woken() {
     // the list is empty again: nothing is woken twice
     assert!(envoy.tick_at(NOW + 10_000).is_empty());
 }
+
+#[test]
+fn retry_after_beyond_any_clock_is_capped_and_other_forms_fall_back_to_backoff() {
+    let cfg = config(json!({}));
+    // (Retry-After, the wait it gives: the cap, or the first jittered backoff)
+    for (value, capped) in [
+        ("99999999999999999999999999", true),
+        ("1000000000", true),
+        ("31", true),
+        ("-5", false),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", false),
+        ("5, 6", false),
+        (" ", false),
+    ] {
+        let mut envoy = Envoy::new(&cfg, 1);
+        envoy.answer(429, &json!({"error": "slow_down"}), Some(value));
+        let next = envoy.workers[0].out.egress_state(0).unwrap().next_attempt_ms;
+        if capped {
+            assert_eq!(next - NOW, 30_000, "{value:?}");
+        } else {
+            assert!((500..=1_000).contains(&(next - NOW)), "{value:?}: {}", next - NOW);
+        }
+    }
+}

@@ -18,8 +18,6 @@ pub const MAX_EXPIRES_IN_S: u64 = 86_400;
 /// at all) and would be fetched again every few hundred ms: it counts as a
 /// failed fetch (backoff, breaker) instead.
 pub const MIN_EXPIRES_IN_S: u64 = 2 * super::schedule::SERVE_MARGIN_MS / 1000;
-/// The longest `Retry-After` honoured before capping (digits read).
-const MAX_RETRY_AFTER_DIGITS: usize = 9;
 
 /// The OAuth error codes of a 400 that mean the client's credentials or
 /// grant are refused (RFC 6749 5.2); read from 401 and 403 bodies too, for the log.
@@ -74,13 +72,16 @@ pub fn is_b64token(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
 }
 
-/// `Retry-After` as delta-seconds (an HTTP date or anything else: `None`).
+/// `Retry-After` as delta-seconds (an HTTP date or anything else: `None`,
+/// the backoff alone applies). A value too large for a `u64` is the largest
+/// one: the caller caps it at `backoff_max_s`, it is never ignored.
 pub fn retry_after_s(value: Option<&str>) -> Option<u64> {
     let v = value?.trim();
-    if v.is_empty() || v.len() > MAX_RETRY_AFTER_DIGITS || !v.bytes().all(|b| b.is_ascii_digit()) {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    v.parse().ok()
+    // only digits: parsing fails on overflow alone
+    Some(v.parse().unwrap_or(u64::MAX))
 }
 
 /// The `error` member of a refusal, when it is one of the known codes.
@@ -262,9 +263,11 @@ mod tests {
                 retry_after_s: Some(7)
             }
         );
-        for bad in ["Wed, 21 Oct 2015 07:28:00 GMT", "-1", "1e3", "9999999999", ""] {
+        for bad in ["Wed, 21 Oct 2015 07:28:00 GMT", "-1", "1e3", "+5", "5, 6", ""] {
             assert_eq!(retry_after_s(Some(bad)), None, "{bad}");
         }
+        assert_eq!(retry_after_s(Some("9999999999")), Some(9_999_999_999));
+        assert_eq!(retry_after_s(Some("99999999999999999999999")), Some(u64::MAX));
         assert_eq!(
             read_answer(Some(401), Some(br#"{"error":"invalid_client"}"#), None),
             Answer::Rejected {
