@@ -756,3 +756,51 @@ fn retry_after_beyond_any_clock_is_capped_and_other_forms_fall_back_to_backoff()
         }
     }
 }
+
+#[test]
+fn two_entries_with_the_same_credentials_share_one_fetch() {
+    // Same issuer, client, audience, scopes and secret, different upstreams:
+    // one token, fetched once per Envoy, served to both.
+    let entry = |name: &str, host: &str| {
+        json!({
+            "name": name,
+            "match": { "hosts": [host] },
+            "token_endpoint": { "cluster": "issuer", "authority": "auth.example.com", "path": PATH },
+            "client_id": "mc_0123",
+            "client_secret_env": "BILLING_CLIENT_SECRET",
+        })
+    };
+    let doc = json!({ "egress_tokens": [entry("a", "a.internal"), entry("b", "b.internal")] });
+    let cfg = config::parse(doc.to_string().as_bytes(), &|n| {
+        (n == "BILLING_CLIENT_SECRET").then(|| SECRET.to_owned())
+    })
+    .unwrap();
+    let mut envoy = Envoy::new(&cfg, 2);
+    envoy.tick_at(NOW + TICK_MS);
+    assert_eq!(envoy.fetches().len(), 1);
+    let holder = envoy.fetches()[0].0;
+    let (b_ctx, got) = envoy.request_on(holder, "b.internal", true);
+    assert_eq!(got, Got::Wait);
+    let token = format!("eyJ.shared-{}", "z".repeat(20));
+    envoy.issued.push(token.clone());
+    let wakes = envoy.answer(
+        200,
+        &json!({"access_token": token, "token_type": "Bearer", "expires_in": 600}),
+        None,
+    );
+    // the waiter of the entry that did not fetch is woken by the answer
+    assert!(wakes.iter().any(|w| w.contexts.contains(&b_ctx)));
+    envoy.tick_at(NOW + 2 * TICK_MS);
+    for w in 0..2 {
+        for host in ["a.internal", "b.internal"] {
+            assert_eq!(
+                envoy.request_on(w, host, false).1,
+                Got::Inject(token.clone()),
+                "{w} {host}"
+            );
+        }
+    }
+    envoy.run_until(NOW + 300_000 + TICK_MS); // refresh at half life
+    assert_eq!(envoy.fetches().len(), 2);
+    envoy.assert_logs_clean();
+}

@@ -96,8 +96,10 @@ impl Outbound {
                 let _ = self.take(&purpose);
                 self.egress_apply(host, i, e, read_answer(None, None, None), now_ms, wakes);
             }
+            // an entry with the credentials of an earlier one gets its token from that one's fetch
+            let fetches = self.egress_twin(i).is_none();
             let Some(slot) = self.egress.get_mut(i) else { continue };
-            let holds = shared_fetch::hold(host, &slot.shared, self.instance, now_ms);
+            let holds = fetches && shared_fetch::hold(host, &slot.shared, self.instance, now_ms);
             if holds && slot.sent_at_ms.is_none() && slot.state.due(now_ms) {
                 self.egress_send(host, i, e, now_ms, wakes);
             }
@@ -250,6 +252,21 @@ impl Outbound {
         }
         let waiting: Vec<u32> = slot.waiting.drain(..).map(|(c, _)| c).collect();
         wake(wakes, waiting, None);
+        // the later entries with the same credentials: the same state, at once
+        let (state, seq, shared) = (slot.state.clone(), slot.seq, slot.shared.clone());
+        for twin in self.egress.iter_mut().skip(i + 1).filter(|s| s.shared == shared) {
+            twin.state = state.clone();
+            twin.seq = seq;
+            let waiting: Vec<u32> = twin.waiting.drain(..).map(|(c, _)| c).collect();
+            wake(wakes, waiting, None);
+        }
+    }
+
+    /// The first entry before `i` with the same credentials (issuer, client,
+    /// audience, scopes, secret), whose fetch serves entry `i` too.
+    fn egress_twin(&self, i: usize) -> Option<usize> {
+        let shared = &self.egress.get(i)?.shared;
+        self.egress.iter().take(i).position(|s| s.shared == *shared)
     }
 
     /// Installs entry `i`'s state when another worker published a newer one,
