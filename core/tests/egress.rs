@@ -150,13 +150,18 @@ impl<'c> Envoy<'c> {
     /// Answers with a new token valid `expires_in` seconds; returns it.
     fn grant(&mut self, expires_in: u64) -> String {
         let token = format!("eyJ.tok{}-{}", self.issued.len(), "x".repeat(20));
-        self.issued.push(token.clone());
+        self.issue(&token, expires_in);
+        token
+    }
+
+    /// Answers with `token`, valid `expires_in` seconds; the requests woken.
+    fn issue(&mut self, token: &str, expires_in: u64) -> Vec<Wake> {
+        self.issued.push(token.to_owned());
         self.answer(
             200,
             &json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in}),
             None,
-        );
-        token
+        )
     }
 
     fn fail(&mut self, status: u16) -> Vec<Wake> {
@@ -719,13 +724,7 @@ fn waiting_requests_are_bounded_and_a_gone_one_is_never_woken() {
     let (ctx, got) = envoy.request_on(0, "billing.internal", true);
     assert_eq!(got, Got::Wait);
     waiting.push(ctx);
-    let token = format!("eyJ.tok-{}", "y".repeat(20));
-    envoy.issued.push(token.clone());
-    let wakes = envoy.answer(
-        200,
-        &json!({"access_token": token, "token_type": "Bearer", "expires_in": 600}),
-        None,
-    );
+    let wakes = envoy.issue(&format!("eyJ.tok-{}", "y".repeat(20)), 600);
     let woken: Vec<u32> = wakes.iter().flat_map(|w| w.contexts.clone()).collect();
     assert_eq!(woken, waiting);
     assert!(gone.iter().all(|c| !woken.contains(c)));
@@ -782,12 +781,7 @@ fn two_entries_with_the_same_credentials_share_one_fetch() {
     let (b_ctx, got) = envoy.request_on(holder, "b.internal", true);
     assert_eq!(got, Got::Wait);
     let token = format!("eyJ.shared-{}", "z".repeat(20));
-    envoy.issued.push(token.clone());
-    let wakes = envoy.answer(
-        200,
-        &json!({"access_token": token, "token_type": "Bearer", "expires_in": 600}),
-        None,
-    );
+    let wakes = envoy.issue(&token, 600);
     // the waiter of the entry that did not fetch is woken by the answer
     assert!(wakes.iter().any(|w| w.contexts.contains(&b_ctx)));
     envoy.tick_at(NOW + 2 * TICK_MS);
