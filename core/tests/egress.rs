@@ -150,13 +150,18 @@ impl<'c> Envoy<'c> {
     /// Answers with a new token valid `expires_in` seconds; returns it.
     fn grant(&mut self, expires_in: u64) -> String {
         let token = format!("eyJ.tok{}-{}", self.issued.len(), "x".repeat(20));
-        self.issued.push(token.clone());
+        self.issue(&token, expires_in);
+        token
+    }
+
+    /// Answers with `token`, valid `expires_in` seconds; the requests woken.
+    fn issue(&mut self, token: &str, expires_in: u64) -> Vec<Wake> {
+        self.issued.push(token.to_owned());
         self.answer(
             200,
             &json!({"access_token": token, "token_type": "Bearer", "expires_in": expires_in}),
             None,
-        );
-        token
+        )
     }
 
     fn fail(&mut self, status: u16) -> Vec<Wake> {
@@ -629,4 +634,167 @@ fn entries_match_by_normalised_prefix_in_order() {
         None,
         "an ambiguous host matches no hosts"
     );
+}
+
+/// Answers every token request sent since `answered` with `expires_in`,
+/// ticking every `TICK_MS` until `until`; the number of requests answered.
+fn grant_every_fetch_until(envoy: &mut Envoy<'_>, expires_in: u64, until: u64) -> usize {
+    let mut answered = 0;
+    while envoy.now < until {
+        while answered < envoy.fetches().len() {
+            envoy.grant(expires_in);
+            answered += 1;
+        }
+        let t = envoy.now + TICK_MS;
+        envoy.tick_at(t);
+    }
+    answered
+}
+
+#[test]
+fn a_token_too_short_lived_to_serve_is_a_failure_not_a_refetch_storm() {
+    // A token is not served in its last 5 s: one of 1..=9 s could never be
+    // served for long (or at all), and refreshing it at half its life would
+    // fetch every few hundred ms, forever, with every request refused.
+    for expires_in in [1, 5, 9] {
+        let cfg = config(json!({}));
+        let mut envoy = Envoy::new(&cfg, 2);
+        let answered = grant_every_fetch_until(&mut envoy, expires_in, NOW + 20_000);
+        // backed off (1 s, 2 s, 4 s, 8 s, jittered): a handful, not one per half-life
+        assert!(answered <= 6, "expires_in {expires_in}: {answered} fetches in 20 s");
+        assert_eq!(envoy.counted(Counter::EgressTokenFetchOk), 0, "expires_in {expires_in}");
+        assert!(envoy.counted(Counter::EgressTokenFetchFailed) >= 3);
+        assert!(!envoy.everywhere(false).iter().any(|g| matches!(g, Got::Inject(_))));
+    }
+    // 10 s is the shortest accepted: served for 5 s, refreshed at half its life
+    let cfg = config(json!({}));
+    let mut envoy = Envoy::new(&cfg, 2);
+    let token = envoy.grant(10);
+    envoy.tick_at(NOW + TICK_MS);
+    assert_eq!(envoy.everywhere(true), vec![Got::Inject(token); 2]);
+    envoy.assert_logs_clean();
+}
+
+#[test]
+fn a_token_s_lifetime_counts_from_when_its_request_was_sent() {
+    // The issuer's expires_in runs from when it answered, somewhere between
+    // the request and its arrival: counting it from the arrival would serve
+    // the token up to timeout_ms past its real expiry.
+    let cfg = config(json!({"refresh_before_s": 0})); // timeout_ms 2000
+    let mut envoy = Envoy::new(&cfg, 2);
+    envoy.tick_at(NOW + 1_800); // the answer arrives 1.8 s after the request
+    let token = envoy.grant(60);
+    envoy.run_until(NOW + 30_000 - 1);
+    assert_eq!(envoy.fetches().len(), 1, "refreshed at half life from the request");
+    envoy.run_until(NOW + 30_000);
+    assert_eq!(envoy.fetches().len(), 2);
+    envoy.run_until(NOW + 54_999);
+    assert_eq!(envoy.everywhere(false), vec![Got::Inject(token); 2]);
+    envoy.run_until(NOW + 55_000);
+    assert!(!envoy.everywhere(false).iter().any(|g| matches!(g, Got::Inject(_))));
+    let holder = envoy.fetches()[0].0;
+    let held = envoy.workers[holder]
+        .out
+        .egress_state(0)
+        .unwrap()
+        .token
+        .clone()
+        .unwrap();
+    assert_eq!((held.obtained_at_ms, held.expires_at_ms), (NOW, NOW + 60_000));
+}
+
+#[test]
+fn waiting_requests_are_bounded_and_a_gone_one_is_never_woken() {
+    use edge_auth_core::egress::decide::MAX_WAITING;
+    let cfg = config(json!({}));
+    let mut envoy = Envoy::new(&cfg, 1);
+    let mut waiting = Vec::new();
+    for _ in 0..MAX_WAITING {
+        let (ctx, got) = envoy.request_on(0, "billing.internal", true);
+        assert_eq!(got, Got::Wait);
+        waiting.push(ctx);
+    }
+    // one more than the bound: refused at once, not parked
+    assert_eq!(envoy.request_on(0, "billing.internal", true).1, Got::Unavailable(1));
+    // clients that went away: forgotten, their places free, never woken
+    let gone: Vec<u32> = waiting.drain(..10).collect();
+    for &ctx in &gone {
+        envoy.workers[0].out.forget(ctx);
+    }
+    let (ctx, got) = envoy.request_on(0, "billing.internal", true);
+    assert_eq!(got, Got::Wait);
+    waiting.push(ctx);
+    let wakes = envoy.issue(&format!("eyJ.tok-{}", "y".repeat(20)), 600);
+    let woken: Vec<u32> = wakes.iter().flat_map(|w| w.contexts.clone()).collect();
+    assert_eq!(woken, waiting);
+    assert!(gone.iter().all(|c| !woken.contains(c)));
+    // the list is empty again: nothing is woken twice
+    assert!(envoy.tick_at(NOW + 10_000).is_empty());
+}
+
+#[test]
+fn retry_after_beyond_any_clock_is_capped_and_other_forms_fall_back_to_backoff() {
+    let cfg = config(json!({}));
+    // (Retry-After, the wait it gives: the cap, or the first jittered backoff)
+    for (value, capped) in [
+        ("99999999999999999999999999", true),
+        ("1000000000", true),
+        ("31", true),
+        ("-5", false),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", false),
+        ("5, 6", false),
+        (" ", false),
+    ] {
+        let mut envoy = Envoy::new(&cfg, 1);
+        envoy.answer(429, &json!({"error": "slow_down"}), Some(value));
+        let next = envoy.workers[0].out.egress_state(0).unwrap().next_attempt_ms;
+        if capped {
+            assert_eq!(next - NOW, 30_000, "{value:?}");
+        } else {
+            assert!((500..=1_000).contains(&(next - NOW)), "{value:?}: {}", next - NOW);
+        }
+    }
+}
+
+#[test]
+fn two_entries_with_the_same_credentials_share_one_fetch() {
+    // Same issuer, client, audience, scopes and secret, different upstreams:
+    // one token, fetched once per Envoy, served to both.
+    let entry = |name: &str, host: &str| {
+        json!({
+            "name": name,
+            "match": { "hosts": [host] },
+            "token_endpoint": { "cluster": "issuer", "authority": "auth.example.com", "path": PATH },
+            "client_id": "mc_0123",
+            "client_secret_env": "BILLING_CLIENT_SECRET",
+        })
+    };
+    let doc = json!({ "egress_tokens": [entry("a", "a.internal"), entry("b", "b.internal")] });
+    let cfg = config::parse(doc.to_string().as_bytes(), &|n| {
+        (n == "BILLING_CLIENT_SECRET").then(|| SECRET.to_owned())
+    })
+    .unwrap();
+    let mut envoy = Envoy::new(&cfg, 2);
+    envoy.tick_at(NOW + TICK_MS);
+    assert_eq!(envoy.fetches().len(), 1);
+    let holder = envoy.fetches()[0].0;
+    let (b_ctx, got) = envoy.request_on(holder, "b.internal", true);
+    assert_eq!(got, Got::Wait);
+    let token = format!("eyJ.shared-{}", "z".repeat(20));
+    let wakes = envoy.issue(&token, 600);
+    // the waiter of the entry that did not fetch is woken by the answer
+    assert!(wakes.iter().any(|w| w.contexts.contains(&b_ctx)));
+    envoy.tick_at(NOW + 2 * TICK_MS);
+    for w in 0..2 {
+        for host in ["a.internal", "b.internal"] {
+            assert_eq!(
+                envoy.request_on(w, host, false).1,
+                Got::Inject(token.clone()),
+                "{w} {host}"
+            );
+        }
+    }
+    envoy.run_until(NOW + 300_000 + TICK_MS); // refresh at half life
+    assert_eq!(envoy.fetches().len(), 2);
+    envoy.assert_logs_clean();
 }

@@ -11,8 +11,13 @@ pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
 pub const MAX_TOKEN_BYTES: usize = 8192;
 /// The longest `expires_in` accepted (a day).
 pub const MAX_EXPIRES_IN_S: u64 = 86_400;
-/// The longest `Retry-After` honoured before capping (digits read).
-const MAX_RETRY_AFTER_DIGITS: usize = 9;
+/// The shortest `expires_in` accepted: twice the serving margin
+/// ([`super::schedule::SERVE_MARGIN_MS`]), so that a token is served for
+/// half its life at least and its refresh (at half life) comes before it
+/// stops being served. A shorter one could never be served for long (or
+/// at all) and would be fetched again every few hundred ms: it counts as a
+/// failed fetch (backoff, breaker) instead.
+pub const MIN_EXPIRES_IN_S: u64 = 2 * super::schedule::SERVE_MARGIN_MS / 1000;
 
 /// The OAuth error codes of a 400 that mean the client's credentials or
 /// grant are refused (RFC 6749 5.2); read from 401 and 403 bodies too, for the log.
@@ -67,13 +72,16 @@ pub fn is_b64token(t: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
 }
 
-/// `Retry-After` as delta-seconds (an HTTP date or anything else: `None`).
+/// `Retry-After` as delta-seconds (an HTTP date or anything else: `None`,
+/// the backoff alone applies). A value too large for a `u64` is the largest
+/// one: the caller caps it at `backoff_max_s`, it is never ignored.
 pub fn retry_after_s(value: Option<&str>) -> Option<u64> {
     let v = value?.trim();
-    if v.is_empty() || v.len() > MAX_RETRY_AFTER_DIGITS || !v.bytes().all(|b| b.is_ascii_digit()) {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    v.parse().ok()
+    // only digits: parsing fails on overflow alone
+    Some(v.parse().unwrap_or(u64::MAX))
 }
 
 /// The `error` member of a refusal, when it is one of the known codes.
@@ -134,8 +142,8 @@ pub fn read_answer(status: Option<u16>, body: Option<&[u8]>, retry_after: Option
         _ => return unavailable("token_type is not Bearer"),
     }
     let expires_in_s = match obj.get("expires_in").and_then(Value::as_u64) {
-        Some(s) if (1..=MAX_EXPIRES_IN_S).contains(&s) => s,
-        _ => return unavailable("expires_in is not an integer from 1 to 86400"),
+        Some(s) if (MIN_EXPIRES_IN_S..=MAX_EXPIRES_IN_S).contains(&s) => s,
+        _ => return unavailable("expires_in is not an integer from 10 to 86400"),
     };
     Answer::Token {
         access_token: token.clone(),
@@ -220,6 +228,8 @@ mod tests {
             (json!("DPoP"), json!(60)),
             (json!(null), json!(60)),
             (json!("Bearer"), json!(0)),
+            (json!("Bearer"), json!(1)),
+            (json!("Bearer"), json!(MIN_EXPIRES_IN_S - 1)),
             (json!("Bearer"), json!(-5)),
             (json!("Bearer"), json!(86_401)),
             (json!("Bearer"), json!(1e30)),
@@ -236,6 +246,9 @@ mod tests {
         assert!(!is_unavailable(&ok(
             &json!({"access_token": "abc", "token_type": "BEARER", "expires_in": 86_400})
         )));
+        assert!(!is_unavailable(&ok(
+            &json!({"access_token": "abc", "token_type": "Bearer", "expires_in": MIN_EXPIRES_IN_S})
+        )));
     }
 
     #[test]
@@ -250,9 +263,11 @@ mod tests {
                 retry_after_s: Some(7)
             }
         );
-        for bad in ["Wed, 21 Oct 2015 07:28:00 GMT", "-1", "1e3", "9999999999", ""] {
+        for bad in ["Wed, 21 Oct 2015 07:28:00 GMT", "-1", "1e3", "+5", "5, 6", ""] {
             assert_eq!(retry_after_s(Some(bad)), None, "{bad}");
         }
+        assert_eq!(retry_after_s(Some("9999999999")), Some(9_999_999_999));
+        assert_eq!(retry_after_s(Some("99999999999999999999999")), Some(u64::MAX));
         assert_eq!(
             read_answer(Some(401), Some(br#"{"error":"invalid_client"}"#), None),
             Answer::Rejected {

@@ -14,6 +14,10 @@ use super::EgressToken;
 pub const WAIT_AHEAD_MS: u64 = 1_000;
 /// Beyond the token endpoint's timeout, how long a request may wait.
 pub const WAIT_GRACE_MS: u64 = 1_000;
+/// The most requests one worker parks for one entry's token; past it a
+/// request that would wait gets the `503` at once (a burst against a cold or
+/// failing issuer cannot grow the list, nor the cost of forgetting a request).
+pub const MAX_WAITING: usize = 1024;
 
 /// The verdict on one request.
 #[derive(Clone, PartialEq, Eq)]

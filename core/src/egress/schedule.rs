@@ -93,7 +93,8 @@ impl TokenState {
         self.next_attempt_ms.saturating_sub(now_ms).div_ceil(1000).max(1)
     }
 
-    /// A token arrived at `now_ms`, valid for `expires_in_s`.
+    /// A token arrived, valid for `expires_in_s` from `now_ms`: when its
+    /// request was sent (the issuer's clock started later).
     pub fn succeed(&mut self, e: &EgressToken, value: String, expires_in_s: u64, now_ms: u64) {
         let lifetime = expires_in_s.saturating_mul(1000);
         let expires_at_ms = now_ms.saturating_add(lifetime);

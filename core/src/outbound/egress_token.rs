@@ -15,7 +15,7 @@ use super::{wake, CallState, Counter, Entry, Host, HttpCall, Outbound, Purpose, 
 use crate::config::Config;
 use crate::decision::Request;
 use crate::egress::answer::{read_answer, Answer, MAX_ANSWER_BYTES};
-use crate::egress::decide::{decide, select, EgressVerdict, WAIT_GRACE_MS};
+use crate::egress::decide::{decide, select, EgressVerdict, MAX_WAITING, WAIT_GRACE_MS};
 use crate::egress::request::{token_request, TokenRequest};
 use crate::egress::schedule::TokenState;
 use crate::egress::{token_fingerprint, EgressToken};
@@ -68,7 +68,7 @@ impl Outbound {
             return EgressVerdict::Unmatched;
         };
         let Slot { state, waiting, .. } = slot;
-        let verdict = decide(i, e, state, now_ms, may_wait);
+        let verdict = decide(i, e, state, now_ms, may_wait && waiting.len() < MAX_WAITING);
         if let EgressVerdict::Wait { .. } = verdict {
             waiting.push((context_id, now_ms.saturating_add(e.timeout_ms + WAIT_GRACE_MS)));
         }
@@ -96,8 +96,10 @@ impl Outbound {
                 let _ = self.take(&purpose);
                 self.egress_apply(host, i, e, read_answer(None, None, None), now_ms, wakes);
             }
+            // an entry with the credentials of an earlier one gets its token from that one's fetch
+            let fetches = self.egress_twin(i).is_none();
             let Some(slot) = self.egress.get_mut(i) else { continue };
-            let holds = shared_fetch::hold(host, &slot.shared, self.instance, now_ms);
+            let holds = fetches && shared_fetch::hold(host, &slot.shared, self.instance, now_ms);
             if holds && slot.sent_at_ms.is_none() && slot.state.due(now_ms) {
                 self.egress_send(host, i, e, now_ms, wakes);
             }
@@ -199,7 +201,9 @@ impl Outbound {
                         token_fingerprint(&access_token)
                     ),
                 );
-                slot.state.succeed(e, access_token, expires_in_s, now_ms);
+                // expires_in runs from when the issuer answered, some time after the
+                // request left: counted from the request, never past the real expiry
+                slot.state.succeed(e, access_token, expires_in_s, attempted_at_ms);
             }
             Answer::Unavailable { why, retry_after_s } => {
                 host.count(Counter::EgressTokenFetchFailed);
@@ -248,6 +252,21 @@ impl Outbound {
         }
         let waiting: Vec<u32> = slot.waiting.drain(..).map(|(c, _)| c).collect();
         wake(wakes, waiting, None);
+        // the later entries with the same credentials: the same state, at once
+        let (state, seq, shared) = (slot.state.clone(), slot.seq, slot.shared.clone());
+        for twin in self.egress.iter_mut().skip(i + 1).filter(|s| s.shared == shared) {
+            twin.state = state.clone();
+            twin.seq = seq;
+            let waiting: Vec<u32> = twin.waiting.drain(..).map(|(c, _)| c).collect();
+            wake(wakes, waiting, None);
+        }
+    }
+
+    /// The first entry before `i` with the same credentials (issuer, client,
+    /// audience, scopes, secret), whose fetch serves entry `i` too.
+    fn egress_twin(&self, i: usize) -> Option<usize> {
+        let shared = &self.egress.get(i)?.shared;
+        self.egress.iter().take(i).position(|s| s.shared == *shared)
     }
 
     /// Installs entry `i`'s state when another worker published a newer one,
