@@ -19,12 +19,16 @@ use crate::worker::Worker;
 pub fn evaluate(worker: &Worker, context_id: u32, may_wait: bool) -> Step {
     let cfg = &worker.config;
     let m = &worker.metrics;
-    let buf = host::request_header_map();
+    // An entry without `match` first takes every request: nothing of the
+    // request is read for it (an empty map), and the injection removes and adds.
+    let reads = decide::reads_request(&cfg.egress);
+    let buf = if reads { host::request_header_map() } else { Vec::new() };
     let Some(headers) = HeaderMap::parse(&buf) else {
         // unreadable headers match no entry: nothing is injected
         Metrics::inc(m.egress_unmatched);
         return Step::Continue;
     };
+    let single = reads && headers.values("authorization").nth(1).is_none();
     let mut req = HostRequest {
         headers,
         written: &[],
@@ -40,7 +44,7 @@ pub fn evaluate(worker: &Worker, context_id: u32, may_wait: bool) -> Step {
             Step::Continue
         }
         EgressVerdict::Inject { token, .. } => {
-            if decide::inject(token, &mut RequestHeaders).is_err() {
+            if decide::inject(token, &mut RequestHeaders { single }).is_err() {
                 host::log(
                     LogLevel::Error,
                     "edge-auth: egress: could not set the authorization header",
@@ -77,8 +81,11 @@ fn refuse(worker: &Worker, v: &EgressVerdict<'_>) -> Step {
     Step::Replied
 }
 
-/// The current request's headers, for the core's edits.
-struct RequestHeaders;
+/// The current request's headers, for the core's edits. `single`: the
+/// header map read for this request holds at most one `authorization`.
+struct RequestHeaders {
+    single: bool,
+}
 
 impl Headers for RequestHeaders {
     fn remove(&mut self, name: &str) -> Result<(), HeaderError> {
@@ -87,5 +94,13 @@ impl Headers for RequestHeaders {
 
     fn add(&mut self, name: &str, value: &str) -> Result<(), HeaderError> {
         host::add_request_header(name, value).map_err(|_| HeaderError)
+    }
+
+    fn at_most_one(&self, name: &str) -> bool {
+        self.single && name.eq_ignore_ascii_case("authorization")
+    }
+
+    fn replace(&mut self, name: &str, value: &str) -> Result<(), HeaderError> {
+        host::set_request_header(name, value).map_err(|_| HeaderError)
     }
 }

@@ -798,3 +798,147 @@ fn two_entries_with_the_same_credentials_share_one_fetch() {
     assert_eq!(envoy.fetches().len(), 2);
     envoy.assert_logs_clean();
 }
+
+/// A request that counts what is asked of it.
+struct Counted(HeaderRequest, usize);
+
+impl edge_auth_core::decision::Request for Counted {
+    fn header(&mut self, name: &str) -> Option<String> {
+        self.1 += 1;
+        self.0.header(name)
+    }
+    fn forwarded_for(&mut self) -> Option<String> {
+        self.1 += 1;
+        None
+    }
+    fn peer(&mut self) -> Option<String> {
+        self.1 += 1;
+        self.0.peer()
+    }
+    fn route_name(&mut self) -> Option<String> {
+        self.1 += 1;
+        None
+    }
+    fn route_metadata(&mut self, _filter: &str, _key: &str) -> Option<String> {
+        self.1 += 1;
+        None
+    }
+}
+
+#[test]
+fn an_entry_without_match_takes_the_request_unread_and_a_matched_one_reads_it() {
+    use edge_auth_core::egress::decide::{reads_request, select};
+    let secret = |n: &str| (n == "BILLING_CLIENT_SECRET").then(|| SECRET.to_owned());
+    let entry = |name: &str, m: Option<Value>| {
+        let mut e = json!({"name": name, "client_id": "mc_1", "client_secret_env": "BILLING_CLIENT_SECRET",
+               "token_endpoint": {"cluster": "issuer", "path": PATH}});
+        if let Some(m) = m {
+            e["match"] = m;
+        }
+        e
+    };
+    let parse = |entries: Vec<Value>| {
+        config::parse(json!({ "egress_tokens": entries }).to_string().as_bytes(), &secret).unwrap()
+    };
+    let req = || {
+        Counted(
+            HeaderRequest(HashMap::from([(":authority", "billing.internal".to_owned())])),
+            0,
+        )
+    };
+    // the first entry takes everything: the request is never asked
+    let cfg = parse(vec![
+        entry("all", None),
+        entry("billing", Some(json!({"hosts": ["billing.internal"]}))),
+    ]);
+    assert!(!reads_request(&cfg.egress));
+    let mut r = req();
+    assert_eq!(select(&cfg.egress, &cfg.egress_needs, "/x", &mut r), Some(0));
+    assert_eq!(r.1, 0);
+    // a matched entry first: the host is read, and a catch-all after it still takes the rest
+    let cfg = parse(vec![
+        entry("other", Some(json!({"hosts": ["other.internal"]}))),
+        entry("all", None),
+    ]);
+    assert!(reads_request(&cfg.egress));
+    let mut r = req();
+    assert_eq!(select(&cfg.egress, &cfg.egress_needs, "/x", &mut r), Some(1));
+    assert!(r.1 > 0);
+    assert!(!reads_request(&[]));
+}
+
+/// A header list that knows how many `authorization` values it holds and
+/// replaces like a proxy: the one value set in place, or added.
+struct Replacing(HeaderList, Vec<&'static str>);
+
+impl Headers for Replacing {
+    fn remove(&mut self, name: &str) -> Result<(), HeaderError> {
+        self.1.push("remove");
+        self.0.remove(name)
+    }
+    fn add(&mut self, name: &str, value: &str) -> Result<(), HeaderError> {
+        self.1.push("add");
+        self.0.add(name, value)
+    }
+    fn at_most_one(&self, name: &str) -> bool {
+        self.0
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+            <= 1
+    }
+    fn replace(&mut self, name: &str, value: &str) -> Result<(), HeaderError> {
+        self.1.push("replace");
+        match self.0.headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some(h) => h.1 = value.to_owned(),
+            None => self.0.headers.push((name.to_owned(), value.to_owned())),
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_single_or_absent_authorization_is_replaced_in_one_edit_with_the_same_result() {
+    let auth = |h: &HeaderList| -> Vec<String> {
+        h.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let cases: [Vec<(String, String)>; 4] = [
+        vec![],
+        vec![("authorization".into(), "Bearer client-forged".into())],
+        vec![("x-other".into(), "kept".into()), ("Authorization".into(), "".into())],
+        vec![
+            ("authorization".into(), "Bearer a".into()),
+            ("AUTHORIZATION".into(), "Bearer b".into()),
+        ],
+    ];
+    for headers in cases {
+        let dups = headers.len() == 2 && !headers.iter().any(|(n, _)| n == "x-other");
+        let mut reference = HeaderList {
+            headers: headers.clone(),
+            fail_remove: false,
+        };
+        inject("tok", &mut reference).unwrap();
+        let mut h = Replacing(
+            HeaderList {
+                headers,
+                fail_remove: false,
+            },
+            Vec::new(),
+        );
+        inject("tok", &mut h).unwrap();
+        assert_eq!(auth(&h.0), ["Bearer tok"]);
+        assert_eq!(auth(&h.0), auth(&reference));
+        let others = |l: &HeaderList| l.headers.iter().filter(|(n, _)| n == "x-other").count();
+        assert_eq!(others(&h.0), others(&reference));
+        if dups {
+            assert_eq!(h.1, ["remove", "add"], "two values: both removed, one added");
+        } else {
+            assert_eq!(h.1, ["replace"]);
+        }
+    }
+}

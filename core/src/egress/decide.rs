@@ -52,13 +52,16 @@ impl std::fmt::Debug for EgressVerdict<'_> {
 }
 
 /// The first entry that accepts the request (`path`: its `:path`). A host
-/// that cannot be read one way matches no host condition.
+/// that cannot be read one way matches no host condition. The request's
+/// destination and normalised path are worked out only when an entry with
+/// a `match` is reached: an entry without one takes the request as it is.
 pub fn select(entries: &[EgressToken], needs: &Needs, path: &str, req: &mut dyn Request) -> Option<usize> {
-    let dest = destination(needs, req).ok();
-    let normalized = crate::policy::path::normalize(path).ok();
+    let mut facts = None;
     entries.iter().position(|e| {
         let Some(m) = &e.matcher else { return true };
-        let Some(d) = &dest else {
+        let (dest, normalized) =
+            facts.get_or_insert_with(|| (destination(needs, req).ok(), crate::policy::path::normalize(path).ok()));
+        let Some(d) = dest else {
             return !needs.any();
         };
         m.destination.matches(d)
@@ -66,6 +69,13 @@ pub fn select(entries: &[EgressToken], needs: &Needs, path: &str, req: &mut dyn 
                 .as_ref()
                 .is_none_or(|p| normalized.as_ref().is_some_and(|n| n.path.starts_with(p.as_str())))
     })
+}
+
+/// Whether [`select`] may look at the request: not when the first entry has
+/// no `match` (it takes every request), so the shell need not read the
+/// request's headers for it.
+pub fn reads_request(entries: &[EgressToken]) -> bool {
+    entries.first().is_some_and(|e| e.matcher.is_some())
 }
 
 /// The verdict for a request entry `entry` (`e`, its state `s`) accepted at
@@ -91,6 +101,18 @@ pub trait Headers {
     fn remove(&mut self, name: &str) -> Result<(), HeaderError>;
     /// Adds one value of `name`.
     fn add(&mut self, name: &str, value: &str) -> Result<(), HeaderError>;
+    /// Whether the request is known to carry at most one value of `name`
+    /// (the shell: from the header map it read). `false` when unknown.
+    fn at_most_one(&self, _name: &str) -> bool {
+        false
+    }
+    /// Sets `name` to `value`: the one value replaced, or added when there
+    /// is none. Only called when [`Headers::at_most_one`] holds, where it
+    /// equals a removal and an addition (one host call instead of two).
+    fn replace(&mut self, name: &str, value: &str) -> Result<(), HeaderError> {
+        self.remove(name)?;
+        self.add(name, value)
+    }
 }
 
 /// A header edit the host refused.
@@ -98,12 +120,21 @@ pub trait Headers {
 pub struct HeaderError;
 
 /// Applies an injection: every client-sent `authorization` removed, then
-/// exactly one `authorization: Bearer <token>` added. `Err`: an edit failed,
-/// and the request must not go on (it could carry the client's header, or none).
+/// exactly one `authorization: Bearer <token>` added (a replace when the
+/// request carries at most one). `Err`: an edit failed, and the request must
+/// not go on (it could carry the client's header, or none).
 pub fn inject(token: &str, h: &mut dyn Headers) -> Result<(), HeaderError> {
+    let mut value = String::with_capacity(BEARER.len() + token.len());
+    value.push_str(BEARER);
+    value.push_str(token);
+    if h.at_most_one("authorization") {
+        return h.replace("authorization", &value);
+    }
     h.remove("authorization")?;
-    h.add("authorization", &format!("Bearer {token}"))
+    h.add("authorization", &value)
 }
+
+const BEARER: &str = "Bearer ";
 
 /// The local reply of a refusal (`None` for the other verdicts).
 pub fn reply(v: &EgressVerdict<'_>) -> Option<Reply> {
